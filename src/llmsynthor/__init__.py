@@ -1,0 +1,22 @@
+"""llmsynthor: realistic micro-records that agree with given aggregate statistics.
+
+    >>> from llmsynthor import load_spec, synthesize
+    >>> result = synthesize(load_spec("examples/ecommerce/spec.yaml"))   # doctest: +SKIP
+    >>> result.records.head()                                             # doctest: +SKIP
+
+Heavy pieces (llama.cpp) are imported only when a backend is built.
+"""
+
+__version__ = "0.1.0"
+
+from .api import make_backend, synthesize  # noqa: E402
+from .errors import BackendError, LLMSynthorError, ModelFileError, ProposalError, SpecError  # noqa: E402
+from .spec import Spec, load_spec  # noqa: E402
+from .synthesizer import SynthesisResult, Synthesizer  # noqa: E402
+from .targets import Targets, load_targets  # noqa: E402
+
+__all__ = [
+    "BackendError", "LLMSynthorError", "ModelFileError", "ProposalError", "SpecError",
+    "Spec", "SynthesisResult", "Synthesizer", "Targets",
+    "load_spec", "load_targets", "make_backend", "synthesize",
+]

@@ -1,0 +1,69 @@
+"""How many records to draw from each proposal: the system's arithmetic, not the model's.
+
+Given the pool of proposals, the expected cell shares of each (its *profile* in every target
+table) and the counts still missing, choose non-negative counts c that minimize
+
+    Σ_tables  w_t · ‖ P_t c − gap_t ‖²   subject to  Σ c = R,  0 ≤ c_p ≤ cap_p
+
+with :func:`scipy.optimize.lsq_linear` (bounded least squares; the sum is a heavily weighted
+row). Counts are then integerized by largest remainders so they sum to exactly R.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Real-valued and integer counts per proposal, and the predicted counts per table."""
+
+    counts: np.ndarray
+    predicted: list[np.ndarray]
+
+
+def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[float], total: float, caps: np.ndarray) -> Allocation:
+    """Bounded least-squares allocation of ``total`` records over proposals.
+
+    ``profiles[t]`` is (cells_t × proposals); ``gaps[t]`` the missing counts of table t (flat).
+    """
+    n_prop = caps.size
+    if n_prop == 0 or total <= 0:
+        return Allocation(np.zeros(n_prop), [np.zeros_like(g) for g in gaps])
+    scale = max(total, 1.0)
+    blocks = [np.sqrt(w) * p / scale for p, w in zip(profiles, weights)]
+    rhs = [np.sqrt(w) * g / scale for g, w in zip(gaps, weights)]
+    big = 10.0 * np.sqrt(len(profiles) + 1)
+    A = np.vstack(blocks + [np.full((1, n_prop), big / scale)])
+    b = np.concatenate(rhs + [np.array([big * total / scale])])
+    upper = np.maximum(caps.astype(float), 0.0)
+    free = upper > 0
+    counts = np.zeros(n_prop)
+    if free.any():
+        if upper[free].sum() < total:
+            counts[free] = upper[free]
+        else:
+            res = lsq_linear(A[:, free], b, bounds=(np.zeros(free.sum()), upper[free] + 1e-12), method="bvls")
+            counts[free] = np.clip(res.x, 0, upper[free])
+    return Allocation(counts, [p @ counts for p in profiles])
+
+
+def integerize(counts: np.ndarray, total: int, caps: np.ndarray | None = None) -> np.ndarray:
+    """Whole counts that sum to ``total``: floors plus the largest remainders (respecting caps)."""
+    counts = np.clip(np.asarray(counts, dtype=float), 0, None)
+    if counts.sum() <= 0:
+        return np.zeros(counts.size, dtype=np.int64)
+    scaled = counts * (total / counts.sum())
+    if caps is not None:
+        scaled = np.minimum(scaled, caps)
+    base = np.floor(scaled).astype(np.int64)
+    short = int(total - base.sum())
+    if short > 0:
+        room = np.ones(counts.size, dtype=bool) if caps is None else base < np.floor(caps)
+        order = np.argsort(-(scaled - base) + np.where(room, 0, 2), kind="stable")
+        for i in order[:short]:
+            base[i] += 1
+    return base

@@ -1,0 +1,166 @@
+"""The ``llmsynthor`` command.
+
+Exit status: 0 done, 1 runtime failure (backend, model file, LLM output), 2 bad input (spec,
+target files, options). Errors are one paragraph on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import LLMSynthorError, SpecError
+from .spec import Spec, load_spec, parse_spec
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help=(
+        "Synthesize realistic micro-records (people, orders, trips) that match given aggregate tables.\n\n"
+        "Write a YAML spec with **variables** and **target tables**, then `llmsynthor run spec.yaml`. "
+        "An embedded LLM (Qwen2.5-Coder-1.5B, on the CPU, no network) proposes kinds of records; the loop "
+        "compares the synthetic tables with the targets and asks for what is missing until they agree.\n\n"
+        "Example: `llmsynthor run examples/ecommerce/spec.yaml --out out/ecommerce.csv`"
+    ),
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: BaseException, debug: bool, code: int) -> None:
+    if debug:
+        typer.echo(traceback.format_exc(), err=True)
+    kind = "invalid input" if isinstance(exc, SpecError) else "error"
+    typer.echo(f"llmsynthor: {kind}: {exc}", err=True)
+    raise typer.Exit(code)
+
+
+def _with_overrides(spec: Spec, **changes) -> Spec:
+    """The spec with command-line overrides applied, validated like the file itself."""
+    data = spec.model_dump(exclude={"base_dir", "source"})
+    for dotted, value in changes.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if key:
+            data[section][key] = value
+        else:
+            data[section] = value
+    return parse_spec(data, source=spec.source, base_dir=spec.base_dir)
+
+
+@app.command()
+def run(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec: variables, target tables, n_records, seed, llm, synthesis."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Records file; .csv or .parquet. Default: <spec name>.csv beside the current folder."),
+    manifest_path: Optional[Path] = typer.Option(None, "--manifest", help="Run manifest (JSON). Default: the records path with .manifest.json."),
+    seed: Optional[int] = typer.Option(None, help="Override the spec's seed: same spec + seed + model gives the same records."),
+    n_records: Optional[int] = typer.Option(None, "--n", help="Override the spec's number of records."),
+    model: Optional[str] = typer.Option(None, help="Override llm.model: qwen2.5-coder-1.5b (default), gemma3-270m, or a .gguf path."),
+    max_iterations: Optional[int] = typer.Option(None, help="Override synthesis.max_iterations."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Synthesize records for SPEC and write them with a run manifest.
+
+    The manifest records the spec's hash, seed, model and its sha256, the dependency groups
+    the LLM inferred, every iteration's worst discrepancy, LLM calls and tokens, and the wall
+    time split into LLM and non-LLM time.
+    """
+    from .output import check_output_path, manifest, write_manifest, write_records
+    from .synthesizer import Synthesizer
+
+    synth = None
+    try:
+        spec = load_spec(spec_path)
+        spec = _with_overrides(spec, seed=seed, n_records=n_records, **{"llm.model": model, "synthesis.max_iterations": max_iterations})
+        out_path = out_path or Path(f"{spec.name}.csv")
+        check_output_path(out_path)
+        manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
+        from .api import make_backend
+        from .targets import load_targets
+
+        targets = load_targets(spec)
+        err.print(f"loading model {spec.llm.model} …")
+        backend = make_backend(spec.llm)
+        with Progress(
+            TextColumn("[bold]iteration {task.fields[iteration]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("records · worst TVD {task.fields[worst]:.4f} ({task.fields[table]})"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as bar:
+            task = bar.add_task("synthesis", total=targets.n, iteration=0, worst=1.0, table="-")
+
+            def progress(stats):
+                bar.update(task, completed=stats.records, iteration=stats.iteration, worst=stats.worst_tvd, table=stats.worst_table)
+
+            synth = Synthesizer(spec, backend, targets=targets, progress=progress)
+            result = synth.run()
+        write_records(result.records, out_path)
+        data = manifest(spec, result, backend=backend.name, model_sha256=getattr(backend, "model_file", None) and backend.model_file.sha256,
+                        model_load_seconds=getattr(backend, "load_seconds", None), records_path=out_path)
+        write_manifest(data, manifest_path)
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    except LLMSynthorError as exc:
+        if synth is not None and synth.records_ is not None:
+            partial = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
+            write_records(synth.records_, partial)
+            err.print(f"the {len(synth.records_)} records drawn before the failure are in {partial}")
+        _fail(exc, debug, 1)
+
+    table = Table(title=f"{len(result.records)} records → {out_path}", show_edge=False)
+    for col in ("target table", "TVD", "JSD (distance)"):
+        table.add_column(col, justify="right" if col != "target table" else "left")
+    for name, d in result.distances.items():
+        table.add_row(name, f"{d['tvd']:.4f}", f"{d['jsd']:.4f}")
+    out.print(table)
+    t = data["time"]
+    out.print(
+        f"{'converged' if result.converged else 'NOT converged (see manifest)'} · {data['llm']['calls']} LLM calls · "
+        f"{data['llm']['prompt_tokens']}+{data['llm']['completion_tokens']} tokens · wall {t['wall_seconds']:.1f}s "
+        f"(LLM {t['llm_seconds']:.1f}s) · manifest {manifest_path}"
+    )
+
+
+@app.command()
+def check(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec to check."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Check SPEC and its target files without running anything; list the tables."""
+    from .targets import load_targets
+
+    try:
+        spec = load_spec(spec_path)
+        targets = load_targets(spec)
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    table = Table(title=f"{spec.source}: {len(targets)} target tables, n = {targets.n}", show_edge=False)
+    table.add_column("table")
+    table.add_column("variables")
+    table.add_column("cells", justify="right")
+    for t in targets:
+        table.add_row(t.name, " × ".join(t.variables), str(t.counts.size))
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("llmsynthor: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Ground-truth generators for examples and benchmarks.
+
+``ecommerce_sample`` draws from the e-commerce Bayesian network of the LLMSynthor paper:
+p(A,G,L,C,X,M) = p(A) p(G) p(L) p(C|A,G) p(X|C) p(M|L), with the paper's parameters (the age
+mixture weights .5/.45/.15 sum to 1.1 and are normalized, as the paper's notes say).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import truncnorm
+
+CATEGORIES = ["Electronics", "Apparel", "Food & Beverages", "Furniture & Appliances"]
+_AGE_MIX = (np.array([0.5, 0.45, 0.15]) / 1.10, np.array([24.0, 38.0, 55.0]), np.array([6.0, 15.0, 10.0]))
+_CATEGORY_GIVEN = {
+    ("young", "Male"): [0.50, 0.25, 0.05, 0.20],
+    ("young", "Female"): [0.20, 0.50, 0.05, 0.25],
+    ("middle", "Male"): [0.20, 0.10, 0.50, 0.20],
+    ("middle", "Female"): [0.10, 0.20, 0.55, 0.15],
+    ("old", "Male"): [0.10, 0.10, 0.65, 0.15],
+    ("old", "Female"): [0.10, 0.10, 0.60, 0.20],
+}
+_PRICE_GIVEN = {"Electronics": (800, 1000), "Apparel": (100, 500), "Food & Beverages": (100, 400), "Furniture & Appliances": (200, 500)}
+_ONLINE_GIVEN = {"Developed": 0.70, "Developing": 0.40}
+
+
+def _truncnorm(mean, sd, lo, hi, size, rng):
+    a, b = (lo - mean) / sd, (hi - mean) / sd
+    return truncnorm.rvs(a, b, loc=mean, scale=sd, size=size, random_state=rng)
+
+
+def ecommerce_sample(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` customers from the paper's e-commerce network (age int 18–90, price float 0–2000)."""
+    rng = np.random.default_rng(seed)
+    weights, means, sds = _AGE_MIX
+    comp = rng.choice(3, size=n, p=weights)
+    age = np.empty(n)
+    for k in range(3):
+        idx = np.flatnonzero(comp == k)
+        age[idx] = _truncnorm(means[k], sds[k], 18, 90, idx.size, rng)
+    age = np.clip(np.round(age), 18, 90).astype(np.int64)
+    gender = rng.choice(["Male", "Female"], size=n, p=[0.45, 0.55])
+    location = rng.choice(["Developed", "Developing"], size=n, p=[0.4, 0.6])
+    group = np.where(age < 35, "young", np.where(age < 55, "middle", "old"))
+    category = np.empty(n, dtype=object)
+    for (g, s), probs in _CATEGORY_GIVEN.items():
+        idx = np.flatnonzero((group == g) & (gender == s))
+        category[idx] = rng.choice(CATEGORIES, size=idx.size, p=probs)
+    price = np.empty(n)
+    for cat, (mean, sd) in _PRICE_GIVEN.items():
+        idx = np.flatnonzero(category == cat)
+        price[idx] = _truncnorm(mean, sd, 0, 2000, idx.size, rng)
+    online = rng.random(n) < np.vectorize(_ONLINE_GIVEN.get)(location)
+    payment = np.where(online, "Online", "COD")
+    return pd.DataFrame(
+        {"age": age, "gender": gender, "location": location, "category": category.astype(str),
+         "price": np.round(price, 2), "payment": payment}
+    )
+
+
+def quantile_edges(values: np.ndarray, bins: int, lo: float, hi: float) -> list[float]:
+    """``bins`` quantile bins of ``values`` over [lo, hi], inner edges rounded to whole numbers."""
+    inner = np.unique(np.round(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])))
+    inner = inner[(inner > lo) & (inner < hi)]
+    return [float(lo), *map(float, inner), float(hi)]
+
+
+def binned(values: pd.Series, edges: list[float], integer: bool) -> pd.Series:
+    """Bin labels ``[a,b)`` (the last ``[a,b]``) for numeric values, matching the spec format."""
+    from .targets import format_bin
+
+    cut = np.searchsorted(edges, values.to_numpy(dtype=float), side="right") - 1
+    cut = np.clip(cut, 0, len(edges) - 2)
+    last = len(edges) - 2
+    labels = [
+        format_bin(edges[i], edges[i + 1], i == last, integer)
+        for i in range(len(edges) - 1)
+    ]
+    return pd.Series(np.asarray(labels, dtype=object)[cut], index=values.index)
+
+
+def contingency(frame: pd.DataFrame, variables: list[str]) -> pd.DataFrame:
+    """Counts of every observed combination of ``variables`` (a target table with a count column)."""
+    return frame.groupby(variables, sort=True).size().rename("count").reset_index()

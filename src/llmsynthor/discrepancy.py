@@ -1,0 +1,70 @@
+"""Discrepancy between synthetic and target tables, and the guidance rendered from it.
+
+A deficit is "records missing at the final size n": target count minus synthetic count, per cell.
+Positive means under-represented. The loop is add-only, so only positive deficits become guidance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import jsd, tvd
+from .targets import Targets
+
+
+@dataclass(frozen=True)
+class Deficit:
+    """One under-represented cell of one table."""
+
+    table: str
+    cell: dict[str, str]
+    missing: float
+    target: float
+
+    def describe(self) -> str:
+        parts = []
+        for var, label in self.cell.items():
+            parts.append(f"{var} in {label}" if label.startswith("[") else f"{var} = {label}")
+        return ", ".join(parts)
+
+
+def deficits(targets: Targets, counts: list[np.ndarray]) -> list[np.ndarray]:
+    """Target minus synthetic counts, per table and cell."""
+    return [t.counts - c for t, c in zip(targets, counts)]
+
+
+def top_deficits(targets: Targets, gaps: list[np.ndarray], k: int) -> list[Deficit]:
+    """The ``k`` largest positive deficits over all tables, weighted by each table's weight.
+
+    Cells that say the same thing (a marginal cell implied by a joint cell already chosen) are
+    kept: they steer different proposals. Ties break by table order, then cell order.
+    """
+    rows = []
+    for ti, (table, gap) in enumerate(zip(targets, gaps)):
+        flat = gap.ravel()
+        for ci in np.flatnonzero(flat > 0.5):
+            rows.append((-flat[ci] * table.weight, ti, int(ci)))
+    rows.sort()
+    out = []
+    for _, ti, ci in rows[:k]:
+        table = targets.tables[ti]
+        out.append(Deficit(table.name, table.cell_labels(ci), float(gaps[ti].ravel()[ci]), float(table.counts.ravel()[ci])))
+    return out
+
+
+def table_distances(targets: Targets, counts: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """TVD and JSD (distance, base 2) of every table, on proportions."""
+    return {t.name: {"tvd": tvd(c, t.counts), "jsd": jsd(c, t.counts)} for t, c in zip(targets, counts)}
+
+
+def worst_tvd(targets: Targets, counts: list[np.ndarray]) -> tuple[str, float]:
+    """The table whose TVD is largest, and that TVD (1.0 while there are no records)."""
+    if not targets.tables:
+        return "", 0.0
+    if sum(c.sum() for c in counts[:1]) == 0:
+        return targets.tables[0].name, 1.0
+    scores = [(tvd(c, t.counts), t.name) for t, c in zip(targets, counts)]
+    value, name = max(scores)
+    return name, value

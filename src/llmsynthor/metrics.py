@@ -1,0 +1,30 @@
+"""Distances between a table of synthetic counts and a table of target counts.
+
+Definitions, stated once: both tables are normalized to proportions over all their cells.
+
+* TVD = ½ Σ |p − q|.
+* JSD = Jensen–Shannon *distance* with log base 2 (the square root of the divergence; in [0, 1]),
+  computed by :func:`scipy.spatial.distance.jensenshannon`. The paper's "JSD" figures are
+  distances too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+
+
+def _proportions(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float).ravel()
+    total = x.sum()
+    return x / total if total > 0 else np.full_like(x, 1.0 / x.size)
+
+
+def tvd(synthetic: np.ndarray, target: np.ndarray) -> float:
+    """Total variation distance between two tables of counts."""
+    return float(0.5 * np.abs(_proportions(synthetic) - _proportions(target)).sum())
+
+
+def jsd(synthetic: np.ndarray, target: np.ndarray) -> float:
+    """Jensen–Shannon distance (base 2) between two tables of counts."""
+    return float(jensenshannon(_proportions(synthetic), _proportions(target), base=2))

@@ -1,0 +1,74 @@
+"""Writing a run's records (CSV or Parquet, by extension) and its JSON manifest."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .errors import Problem, SpecError
+from .spec import Spec
+from .synthesizer import SynthesisResult
+
+RECORD_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before a run, not after it, when records could not be written to ``path``."""
+    if path.suffix.lower() not in RECORD_FORMATS:
+        raise SpecError(Problem(f"output path '{path}'", f"unknown extension {path.suffix or '(none)'!r}; expected .csv or .parquet"))
+
+
+def write_records(records: pd.DataFrame, path: Path) -> Path:
+    check_output_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        records.to_csv(path, index=False)
+    else:
+        records.to_parquet(path, index=False)
+    return path
+
+
+def manifest(spec: Spec, result: SynthesisResult, *, backend: str, model_sha256: str | None,
+             model_load_seconds: float | None, records_path: Path | None, status: str = "completed") -> dict:
+    """Everything needed to judge and reproduce a run (no secrets: the spec carries none)."""
+    usage = result.usage
+    llm_seconds = usage.seconds
+    n_records = len(result.records)
+    return {
+        "llmsynthor_version": __version__,
+        "status": status,
+        "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()},
+        "seed": spec.seed,
+        "n_records": n_records,
+        "records_path": str(records_path) if records_path else None,
+        "model": {"backend": backend, "sha256": model_sha256, "load_seconds": model_load_seconds,
+                  "temperature": spec.llm.temperature, "top_p": spec.llm.top_p, "top_k": spec.llm.top_k},
+        "converged": result.converged,
+        "tolerance_tvd": spec.synthesis.tolerance_tvd,
+        "dependencies": result.dependencies,
+        "llm": usage.as_dict(),
+        "records_per_llm_call": round(n_records / usage.calls, 2) if usage.calls else None,
+        "time": {
+            "wall_seconds": round(result.wall_seconds, 3),
+            "llm_seconds": round(llm_seconds, 3),
+            "non_llm_seconds": round(result.wall_seconds - llm_seconds, 3),
+            "non_llm_share": round((result.wall_seconds - llm_seconds) / result.wall_seconds, 4) if result.wall_seconds else None,
+        },
+        "metrics": {"definitions": "TVD = 0.5*sum|p-q|; JSD = Jensen-Shannon distance, log base 2 (sqrt of the divergence)",
+                    "per_table": result.distances},
+        "iterations": [asdict(h) for h in result.history],
+        "proposals": result.proposals,
+        "notes": result.notes,
+        "platform": {"python": platform.python_version(), "machine": platform.machine()},
+    }
+
+
+def write_manifest(data: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    return path

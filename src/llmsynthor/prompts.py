@@ -1,0 +1,82 @@
+"""Prompt text for the two LLM steps: dependency inference and proposal plans.
+
+Prompts are short on purpose: small CPU models read them at tens of tokens per second. The
+system message (the schema) is identical across calls so llama.cpp reuses its cached prefix.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .discrepancy import Deficit
+from .schema import CategoricalVariable, Schema
+
+
+def describe_variables(schema: Schema) -> str:
+    lines = []
+    for name, var in schema.variables.items():
+        if isinstance(var, CategoricalVariable):
+            domain = "one of " + ", ".join(var.values)
+        else:
+            domain = f"{var.type} from {var.min:g} to {var.max:g}"
+        desc = f" ({var.description})" if var.description else ""
+        lines.append(f"- {name}: {domain}{desc}")
+    return "\n".join(lines)
+
+
+def system_message(schema: Schema) -> str:
+    return (
+        f"You generate realistic synthetic {schema.entity} records for a statistics tool. "
+        f"Each {schema.entity} has these variables:\n{describe_variables(schema)}\n"
+        "Answer with JSON only."
+    )
+
+
+def dependency_messages(schema: Schema, given: list[list[str]], max_groups: int) -> list[dict[str, str]]:
+    known = "; ".join("(" + ", ".join(g) + ")" for g in given) or "none"
+    user = (
+        f"Which groups of variables are most likely statistically dependent on each other in real "
+        f"{schema.entity} data? Joint tables already known: {known}. "
+        f"Return up to {max_groups} other groups of 2 to 4 variables, most important first, as "
+        '{"groups": [["a", "b"], ...]}.'
+    )
+    return [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]
+
+
+def dependency_schema(schema: Schema, max_groups: int) -> dict:
+    name = {"type": "string", "enum": schema.names}
+    group = {"type": "array", "items": name, "minItems": 2, "maxItems": 4}
+    return {
+        "type": "object",
+        "properties": {"groups": {"type": "array", "items": group, "minItems": 0, "maxItems": max(max_groups, 1)}},
+        "required": ["groups"],
+        "additionalProperties": False,
+    }
+
+
+def _example(schema: Schema) -> str:
+    example = {}
+    for name, var in schema.variables.items():
+        if isinstance(var, CategoricalVariable):
+            example[name] = var.values[0]
+        else:
+            span = var.max - var.min
+            lo = var.min + span / 4
+            example[name] = [round(lo), round(lo + span / 10)] if span >= 50 else [round(lo, 2), round(lo + span / 10, 2)]
+    example["num"] = 20
+    return json.dumps(example)
+
+
+def plan_messages(schema: Schema, focus: list[Deficit], dependencies: list[list[str]]) -> list[dict[str, str]]:
+    """Ask for one proposal per focus cell; the fixed part of each comes from its cell."""
+    deps = "; ".join("(" + ", ".join(g) + ")" for g in dependencies)
+    wanted = "\n".join(f"{i + 1}. {d.describe()} (about {round(d.missing)} records missing)" for i, d in enumerate(focus))
+    user = (
+        f"The synthetic data set still lacks these kinds of {schema.entity}s:\n{wanted}\n\n"
+        f"Write {len(focus)} proposals, proposal i for line i. Each proposal must keep the values of its line, "
+        f"and choose every other variable as a typical {schema.entity} of that kind would have it: one value per "
+        "categorical variable, a narrow realistic [min, max] range per numeric variable"
+        + (f", keeping dependent variables consistent ({deps})" if deps else "")
+        + f'. num is how many such records to add. Format: {{"proposals": [{_example(schema)}, ...]}}'
+    )
+    return [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]

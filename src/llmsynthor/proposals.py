@@ -1,0 +1,228 @@
+"""Proposals: what the LLM returns, how it is checked, and how records are drawn from it.
+
+A proposal fixes one value per categorical variable and one [min, max] range per numeric
+variable, plus a suggested count ``num``. The LLM's plan is decoded under a JSON schema; every
+proposal is then validated and clamped to the variable domains here, with every correction or
+rejection counted by reason. The count actually drawn is decided by the allocator, never by the
+model (``num`` is kept as the model's hint).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .discrepancy import Deficit
+from .schema import CategoricalVariable, IntegerVariable, Schema
+from .targets import TargetTable, Targets
+
+_MAX_NUM_HINT = 10_000
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A validated proposal: every variable fixed to a value or a range inside its domain."""
+
+    values: dict[str, str]
+    ranges: dict[str, tuple[float, float]]
+    num: int
+    iteration: int = 0
+
+    def key(self) -> tuple:
+        return (tuple(sorted(self.values.items())), tuple(sorted(self.ranges.items())))
+
+    def as_dict(self) -> dict:
+        return {**self.values, **{k: list(v) for k, v in self.ranges.items()}, "num": self.num}
+
+
+@dataclass
+class ParseReport:
+    """What validation did to one LLM response."""
+
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    corrected: Counter = field(default_factory=Counter)
+
+
+def _uses_integers(var) -> bool:
+    return isinstance(var, IntegerVariable) or (var.max - var.min) >= 50
+
+
+def plan_schema(schema: Schema, max_proposals: int) -> dict:
+    """JSON schema of a plan: ``{"proposals": [ {var: value or [min, max], ..., "num": k} ]}``."""
+    props: dict[str, dict] = {}
+    for name, var in schema.variables.items():
+        if isinstance(var, CategoricalVariable):
+            props[name] = {"type": "string", "enum": list(var.values)}
+        else:
+            kind = "integer" if _uses_integers(var) else "number"
+            props[name] = {"type": "array", "items": {"type": kind}, "minItems": 2, "maxItems": 2}
+    props["num"] = {"type": "integer"}
+    item = {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {"proposals": {"type": "array", "items": item, "minItems": 1, "maxItems": max_proposals}},
+        "required": ["proposals"],
+        "additionalProperties": False,
+    }
+
+
+def _range(raw, var, name: str, report: ParseReport) -> tuple[float, float] | None:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = [raw, raw]
+    if not (isinstance(raw, (list, tuple)) and len(raw) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
+        report.rejected[f"{name}: not a [min, max] pair"] += 1
+        return None
+    lo, hi = float(raw[0]), float(raw[1])
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        report.rejected[f"{name}: not finite"] += 1
+        return None
+    if lo > hi:
+        lo, hi = hi, lo
+        report.corrected[f"{name}: min > max, swapped"] += 1
+    if hi < var.min or lo > var.max:
+        report.rejected[f"{name}: range outside [{var.min:g}, {var.max:g}]"] += 1
+        return None
+    if lo < var.min or hi > var.max:
+        lo, hi = max(lo, var.min), min(hi, var.max)
+        report.corrected[f"{name}: clamped to domain"] += 1
+    if isinstance(var, IntegerVariable):
+        lo, hi = float(np.ceil(lo)), float(np.floor(hi))
+        if lo > hi:
+            report.rejected[f"{name}: no whole number in range"] += 1
+            return None
+    return lo, hi
+
+
+def validate_proposal(raw, schema: Schema, report: ParseReport, iteration: int = 0) -> Proposal | None:
+    """Check one raw proposal against the schema; clamp ranges; ``None`` if unusable."""
+    if not isinstance(raw, dict):
+        report.rejected["proposal is not an object"] += 1
+        return None
+    values, ranges = {}, {}
+    for name, var in schema.variables.items():
+        if name not in raw:
+            report.rejected[f"{name}: missing"] += 1
+            return None
+        if isinstance(var, CategoricalVariable):
+            value = raw[name]
+            if value not in var.values:
+                report.rejected[f"{name}: value not allowed"] += 1
+                return None
+            values[name] = value
+        else:
+            rng = _range(raw[name], var, name, report)
+            if rng is None:
+                return None
+            ranges[name] = rng
+    num = raw.get("num", 1)
+    num = int(num) if isinstance(num, (int, float)) and not isinstance(num, bool) and np.isfinite(num) else 1
+    if not 1 <= num <= _MAX_NUM_HINT:
+        report.corrected["num: outside [1, 10000], clipped"] += 1
+        num = int(np.clip(num, 1, _MAX_NUM_HINT))
+    report.accepted += 1
+    return Proposal(values, ranges, num, iteration)
+
+
+def parse_plan(text: str, schema: Schema, iteration: int = 0) -> tuple[list[tuple[int, Proposal]], ParseReport, str | None]:
+    """Parse an LLM response into (position in the plan, proposal) pairs.
+
+    Returns (proposals, report, error); ``error`` is set when the response as a whole is unusable
+    (not JSON, no valid proposal), which the caller may retry.
+    """
+    report = ParseReport()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        report.rejected["response is not valid JSON"] += 1
+        return [], report, f"response is not valid JSON ({exc.msg} at position {exc.pos})"
+    items = data.get("proposals") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        report.rejected["response has no 'proposals' list"] += 1
+        return [], report, "response has no non-empty 'proposals' list"
+    checked = [(i, validate_proposal(raw, schema, report, iteration)) for i, raw in enumerate(items)]
+    out = [(i, p) for i, p in checked if p is not None]
+    if not out:
+        return [], report, "no proposal in the response passed validation: " + ", ".join(report.rejected)
+    return out, report, None
+
+
+def pin(proposal: Proposal, focus: Deficit, targets: Targets, report: ParseReport) -> Proposal:
+    """Make the proposal fall inside the deficit cell it was asked to fill (the model may drift)."""
+    values, ranges = dict(proposal.values), dict(proposal.ranges)
+    table = next(t for t in targets if t.name == focus.table)
+    for axis in table.axes:
+        label = focus.cell[axis.variable]
+        if not axis.is_numeric:
+            if values[axis.variable] != label:
+                values[axis.variable] = label
+                report.corrected[f"{axis.variable}: moved into the requested cell"] += 1
+            continue
+        var = targets.schema[axis.variable]
+        i = axis.labels.index(label)
+        lo_b, hi_b = axis.edges[i], axis.edges[i + 1]
+        if isinstance(var, IntegerVariable):
+            hi_b -= 1  # integer bins are [a, b): the largest member is b - 1
+        else:
+            hi_b = np.nextafter(hi_b, -np.inf) if i < axis.size - 1 else hi_b
+        lo, hi = ranges[axis.variable]
+        new = (max(lo, lo_b), min(hi, hi_b))
+        if new[0] > new[1]:
+            new = (lo_b, hi_b)
+        if new != (lo, hi):
+            ranges[axis.variable] = (float(new[0]), float(new[1]))
+            report.corrected[f"{axis.variable}: moved into the requested cell"] += 1
+    return Proposal(values, ranges, proposal.num, proposal.iteration)
+
+
+def _bin_fractions(lo: float, hi: float, edges: np.ndarray, integer: bool) -> np.ndarray:
+    """Share of a uniform draw on [lo, hi] (integers lo..hi if ``integer``) falling in each bin."""
+    if integer:
+        left, right = edges[:-1], edges[1:]
+        members = np.clip(np.minimum(right, hi + 1) - np.maximum(left, lo), 0, None)
+        return members / (hi - lo + 1)
+    if hi == lo:
+        idx = min(int(np.searchsorted(edges, lo, side="right")) - 1, len(edges) - 2)
+        out = np.zeros(len(edges) - 1)
+        out[idx] = 1.0
+        return out
+    overlap = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None)
+    return overlap / (hi - lo)
+
+
+def profile(proposal: Proposal, table: TargetTable, schema: Schema) -> np.ndarray:
+    """Expected share of a proposal's records in each cell of ``table`` (flattened)."""
+    out = np.ones(1)
+    for axis in table.axes:
+        if axis.is_numeric:
+            lo, hi = proposal.ranges[axis.variable]
+            vec = _bin_fractions(lo, hi, axis.edges, isinstance(schema[axis.variable], IntegerVariable))
+        else:
+            vec = np.zeros(axis.size)
+            vec[axis.labels.index(proposal.values[axis.variable])] = 1.0
+        out = np.outer(out, vec).ravel()
+    return out
+
+
+def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator) -> pd.DataFrame:
+    """``k`` records from a proposal: fixed categories, stratified uniform values inside ranges.
+
+    Stratified (one draw per 1/k slice of the range, shuffled) keeps the share in each bin close to
+    its expectation, so the allocator's arithmetic holds for small k too.
+    """
+    columns = {}
+    for name, var in schema.variables.items():
+        if isinstance(var, CategoricalVariable):
+            columns[name] = np.repeat(proposal.values[name], k)
+            continue
+        lo, hi = proposal.ranges[name]
+        u = (rng.permutation(k) + rng.random(k)) / max(k, 1)
+        if isinstance(var, IntegerVariable):
+            columns[name] = np.minimum(np.floor(lo + u * (hi - lo + 1)), hi).astype(np.int64)
+        else:
+            columns[name] = lo + u * (hi - lo)
+    return pd.DataFrame(columns, columns=schema.names)

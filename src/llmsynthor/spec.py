@@ -1,0 +1,153 @@
+"""The run specification (YAML): schema, target tables, size, seed, LLM and loop settings.
+
+``load_spec`` parses the file once into frozen pydantic models (unknown keys rejected) and turns
+every parse or validation problem into one :class:`~llmsynthor.errors.SpecError` that names the
+file, the field and what was expected. Target files are read by :mod:`llmsynthor.targets`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import Problem, SpecError
+from .schema import Schema, Variable
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableSpec(_Frozen):
+    """One target table: a marginal (one variable) or a joint table (two or more).
+
+    Give the cells either in a CSV ``file`` (one column per variable plus ``count`` or ``share``)
+    or inline as ``cells``. Numeric variables appear as bins written ``[a,b)``; the last bin may
+    be closed, ``[a,b]``. Cells left out count as zero.
+    """
+
+    name: str | None = None
+    variables: list[str] = Field(min_length=1)
+    file: Path | None = None
+    cells: list[dict[str, Any]] | None = None
+    weight: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TableSpec":
+        if (self.file is None) == (self.cells is None):
+            raise ValueError("give exactly one of 'file' (a CSV path) or 'cells' (inline rows)")
+        if len(set(self.variables)) != len(self.variables):
+            raise ValueError(f"variables must be distinct, got {self.variables}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or "×".join(self.variables)
+
+
+class LLMSettings(_Frozen):
+    """Which model proposes records and how it decodes."""
+
+    backend: Literal["embedded"] = "embedded"
+    model: str = Field(
+        default="qwen2.5-coder-1.5b",
+        description="'qwen2.5-coder-1.5b' (default), 'gemma3-270m', or a path to a local .gguf file",
+    )
+    sha256: str | None = Field(default=None, description="expected sha256 of a local .gguf file")
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    top_k: int = Field(default=40, ge=0)
+    n_ctx: int = Field(default=4096, ge=512)
+    n_threads: int | None = Field(default=None, ge=1)
+    max_retries: int = Field(default=3, ge=0, description="retries of a call whose output fails validation")
+
+
+class SynthesisSettings(_Frozen):
+    """Settings of the discrepancy-guided proposal loop."""
+
+    max_iterations: int = Field(default=25, ge=1)
+    proposals_per_call: int = Field(default=6, ge=1, le=20)
+    guidance_cells: int = Field(default=8, ge=1, description="largest deficits shown to the LLM per call")
+    tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="stop when every table's TVD is at most this")
+    max_proposal_share: float = Field(
+        default=0.05, gt=0, le=1, description="at most this share of the records may come from one proposal"
+    )
+    infer_dependencies: bool = True
+    max_dependency_groups: int = Field(default=3, ge=0)
+
+
+class Spec(_Frozen):
+    """A complete run: what to synthesize and how."""
+
+    name: str = "synthesis"
+    n_records: int | None = Field(default=None, gt=0)
+    seed: int = 0
+    entity: str = "record"
+    variables: dict[str, Variable] = Field(min_length=1)
+    targets: list[TableSpec] = Field(default_factory=list)
+    llm: LLMSettings = LLMSettings()
+    synthesis: SynthesisSettings = SynthesisSettings()
+    # set by load_spec, not by the user
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    source: str = Field(default="<inline>", exclude=True)
+
+    @property
+    def record_schema(self) -> Schema:
+        return Schema(entity=self.entity, variables=self.variables)
+
+    def digest(self) -> str:
+        """sha256 of the spec's content (not of its location), for the manifest."""
+        payload = self.model_dump_json(exclude={"base_dir", "source"})
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _location(source: str, loc: tuple) -> str:
+    path = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"categorical", "integer", "float"}))
+    return f"{source}: field '{path}'" if path else source
+
+
+def _problem_text(err: dict) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; see `llmsynthor run --help` for the spec format)"
+    if kind == "missing":
+        return "this field is required"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    if kind.startswith("union_tag") or kind == "model_attributes_type":
+        return msg
+    if got is not None and not isinstance(got, (dict, list)):
+        return f"{msg} (got {got!r})"
+    return msg
+
+
+def parse_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path(".")) -> Spec:
+    """Validate an already-loaded mapping as a spec."""
+    if not isinstance(data, dict):
+        raise SpecError(Problem(source, f"expected a YAML mapping with 'variables' and 'targets', got {type(data).__name__}"))
+    try:
+        return Spec.model_validate({**data, "base_dir": base_dir, "source": source})
+    except ValidationError as exc:
+        problems = [Problem(_location(source, e["loc"]), _problem_text(e)) for e in exc.errors()]
+        raise SpecError(problems) from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML spec file; relative target paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(Problem(str(path), "spec file not found; expected a YAML file with 'variables' and 'targets'"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(Problem(str(path), f"malformed YAML{where}: {what}")) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(Problem(str(path), f"not a UTF-8 text file ({exc.reason})")) from None
+    return parse_spec(data, source=str(path), base_dir=path.parent)

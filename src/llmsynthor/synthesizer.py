@@ -1,0 +1,307 @@
+"""The synthesis loop: discrepancy -> guidance -> LLM plan of proposals -> allocation -> records.
+
+Each iteration
+
+1. measures what is still missing: the deficit of every target cell, after the best use of the
+   proposals gathered so far (so the LLM is asked for what the pool cannot yet express);
+2. turns the largest of those deficits into guidance, one line per requested proposal;
+3. asks the LLM for a plan of proposals under a JSON schema, validates and clamps each, and
+   pins it into the cell it was asked to fill;
+4. lets the allocator (bounded least squares, :mod:`llmsynthor.allocation`) decide how many
+   records each proposal in the pool contributes, and draws a batch of records with the run's
+   seeded RNG.
+
+The loop stops when all ``n`` records are drawn: as soon as the pool can match every table
+within tolerance it draws the rest at once; otherwise it adds a batch per iteration and draws
+the remainder at ``max_iterations``. The loop knows the LLM only through :class:`LLMBackend`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import prompts
+from .allocation import integerize, solve
+from .discrepancy import deficits, table_distances, top_deficits, worst_tvd
+from .errors import ProposalError
+from .llm.base import Completion, LLMBackend
+from .metrics import tvd
+from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
+from .spec import Spec
+from .statistics import encode
+from .targets import Targets, load_targets
+
+
+@dataclass(frozen=True)
+class IterationStats:
+    """What one iteration did; the progress callback receives one per iteration."""
+
+    iteration: int
+    records: int
+    n: int
+    worst_table: str
+    worst_tvd: float
+    new_proposals: int
+    pool: int
+    drawn: int
+    predicted_worst_tvd: float
+    llm_seconds: float
+    seconds: float
+
+
+@dataclass
+class LLMUsage:
+    """Calls, tokens, time and validation outcomes of every LLM request in a run."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    invalid_responses: int = 0
+    failed_steps: int = 0
+    accepted_proposals: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    corrected: Counter = field(default_factory=Counter)
+
+    def add(self, completion: Completion) -> None:
+        self.calls += 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.seconds += completion.seconds
+
+    def absorb(self, report: ParseReport) -> None:
+        self.accepted_proposals += report.accepted
+        self.rejected.update(report.rejected)
+        self.corrected.update(report.corrected)
+
+    def as_dict(self) -> dict:
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
+            "invalid_responses": self.invalid_responses,
+            "failed_steps": self.failed_steps,
+            "accepted_proposals": self.accepted_proposals,
+            "rejected_proposals_by_reason": dict(self.rejected),
+            "corrections_by_reason": dict(self.corrected),
+        }
+
+
+@dataclass
+class SynthesisResult:
+    """Records and everything needed to judge and reproduce them."""
+
+    records: pd.DataFrame
+    converged: bool
+    history: list[IterationStats]
+    distances: dict[str, dict[str, float]]
+    dependencies: dict[str, list[list[str]]]
+    usage: LLMUsage
+    proposals: list[dict]
+    wall_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worst_tvd(self) -> float:
+        return max((d["tvd"] for d in self.distances.values()), default=0.0)
+
+
+ProgressCallback = Callable[[IterationStats], None]
+
+
+class Synthesizer:
+    """Discrepancy-guided synthesis of ``spec.n_records`` records with an LLM as the prior.
+
+    Parameters
+    ----------
+    spec:
+        The validated run specification (:func:`llmsynthor.spec.load_spec`).
+    llm:
+        Any :class:`~llmsynthor.llm.base.LLMBackend`, e.g. :class:`~llmsynthor.llm.embedded.EmbeddedLLM`.
+    targets:
+        Pre-loaded targets; read from the spec when omitted.
+    progress:
+        Called after every iteration with an :class:`IterationStats`.
+    clock:
+        Returns seconds; injected for tests.
+    """
+
+    def __init__(self, spec: Spec, llm: LLMBackend, *, targets: Targets | None = None,
+                 progress: ProgressCallback | None = None, clock: Callable[[], float] = time.perf_counter):
+        self.spec = spec
+        self.llm = llm
+        self.targets = targets if targets is not None else load_targets(spec)
+        self.progress = progress
+        self.clock = clock
+        self.records_: pd.DataFrame | None = None
+
+    # -- LLM steps -------------------------------------------------------------------------
+    def _ask(self, messages, schema, max_tokens: int, parse, usage: LLMUsage):
+        """One LLM step with bounded retries on unusable output. Returns the parsed value or None."""
+        settings = self.spec.llm
+        last_text, last_error = None, None
+        for attempt in range(settings.max_retries + 1):
+            seed = (self.spec.seed * 1_000_003 + usage.calls) % (2**31 - 1)
+            completion = self.llm.complete_json(messages, schema, max_tokens=max_tokens,
+                                                temperature=settings.temperature, seed=seed)
+            usage.add(completion)
+            value, last_error = parse(completion.text)
+            if last_error is None:
+                return value
+            usage.invalid_responses += 1
+            last_text = completion.text
+        usage.failed_steps += 1
+        self._last_failure = (settings.max_retries + 1, last_text, last_error)
+        return None
+
+    def _infer_dependencies(self, usage: LLMUsage) -> list[list[str]]:
+        s = self.spec.synthesis
+        given = [t.variables for t in self.targets if len(t.variables) > 1]
+        if not s.infer_dependencies or s.max_dependency_groups == 0:
+            return []
+        schema = self.spec.record_schema
+        given_sets = [frozenset(g) for g in given]
+
+        def parse(text):
+            import json
+
+            try:
+                groups = json.loads(text).get("groups", [])
+            except (json.JSONDecodeError, AttributeError):
+                return None, "not a JSON object with 'groups'"
+            out, seen = [], set(given_sets)
+            for g in groups if isinstance(groups, list) else []:
+                if not isinstance(g, list):
+                    continue
+                names = [v for v in dict.fromkeys(g) if v in schema.variables]
+                key = frozenset(names)
+                if len(names) >= 2 and key not in seen:
+                    seen.add(key)
+                    out.append(names)
+            return out[: s.max_dependency_groups], None
+
+        messages = prompts.dependency_messages(schema, given, s.max_dependency_groups)
+        inferred = self._ask(messages, prompts.dependency_schema(schema, s.max_dependency_groups), 120, parse, usage)
+        return inferred or []
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> SynthesisResult:
+        spec, targets, s = self.spec, self.targets, self.spec.synthesis
+        schema = spec.record_schema
+        started = self.clock()
+        rng = np.random.default_rng(spec.seed)
+        usage = LLMUsage()
+        n = targets.n
+        weights = [t.weight for t in targets]
+        counts = [np.zeros(t.shape) for t in targets]
+        frames: list[pd.DataFrame] = []
+        pool: list[Proposal] = []
+        pool_keys: set = set()
+        profiles = [np.zeros((int(np.prod(t.shape)), 0)) for t in targets]
+        drawn = np.zeros(0)
+        cap = max(1, math.floor(s.max_proposal_share * n))
+        history: list[IterationStats] = []
+        notes: list[str] = []
+        remaining = n
+
+        inferred = self._infer_dependencies(usage)
+        dependencies = [t.variables for t in targets if len(t.variables) > 1] + inferred
+        json_schema = plan_schema(schema, s.proposals_per_call)
+        max_tokens = 40 + s.proposals_per_call * (16 + 12 * len(schema.names))
+
+        for iteration in range(1, s.max_iterations + 1):
+            it_started, llm_before = self.clock(), usage.seconds
+            gaps = [g.ravel() for g in deficits(targets, counts)]
+            if pool:
+                fit = solve(profiles, gaps, weights, remaining, cap - drawn)
+                residual = [g - p for g, p in zip(gaps, fit.predicted)]
+            else:
+                residual = gaps
+            focus = top_deficits(targets, [r.reshape(t.shape) for r, t in zip(residual, targets)], s.proposals_per_call)
+
+            new = 0
+            if focus:
+                messages = prompts.plan_messages(schema, focus, dependencies)
+                report = ParseReport()
+
+                def parse(text, _it=iteration):
+                    items, rep, error = parse_plan(text, schema, _it)
+                    report.accepted, report.rejected, report.corrected = rep.accepted, rep.rejected, rep.corrected
+                    return items, error
+
+                items = self._ask(messages, json_schema, max_tokens, parse, usage) or []
+                for index, proposal in items:
+                    if index < len(focus):
+                        proposal = pin(proposal, focus[index], targets, report)
+                    if proposal.key() in pool_keys:
+                        report.corrected["duplicate of an earlier proposal, skipped"] += 1
+                        continue
+                    pool_keys.add(proposal.key())
+                    pool.append(proposal)
+                    profiles = [np.column_stack([p, profile(proposal, t, schema)]) for p, t in zip(profiles, targets)]
+                    drawn = np.append(drawn, 0)
+                    new += 1
+                usage.absorb(report)
+            if not pool:
+                attempts, text, error = getattr(self, "_last_failure", (0, None, "no deficit to ask about"))
+                raise ProposalError(f"the LLM gave no usable proposal in the first iteration: {error}",
+                                    attempts=attempts, last_response=text)
+
+            fit = solve(profiles, gaps, weights, remaining, cap - drawn)
+            predicted = max(tvd(c.ravel() + p, t.counts) for c, p, t in zip(counts, fit.predicted, targets))
+            last = iteration == s.max_iterations or predicted <= s.tolerance_tvd
+            batch = remaining if last else min(remaining, math.ceil(n / s.max_iterations))
+            whole = integerize(fit.counts, batch, cap - drawn)
+            if last and whole.sum() < remaining:
+                notes.append(
+                    f"iteration {iteration}: the pool's {len(pool)} proposals could hold only {int(whole.sum())} of the "
+                    f"{remaining} remaining records under max_proposal_share={s.max_proposal_share}; the cap was lifted"
+                )
+                whole = integerize(fit.counts if fit.counts.sum() > 0 else np.ones(len(pool)), remaining)
+            batch_frames = [draw(p, int(k), schema, rng) for p, k in zip(pool, whole) if k > 0]
+            if batch_frames:
+                frame = pd.concat(batch_frames, ignore_index=True)
+                frames.append(frame)
+                for ti, t in enumerate(targets):
+                    flat = encode(frame, t)
+                    counts[ti] += np.bincount(flat[flat >= 0], minlength=counts[ti].size).reshape(t.shape)
+            drawn = drawn + whole
+            remaining -= int(whole.sum())
+            self.records_ = pd.concat(frames, ignore_index=True) if frames else None
+
+            worst_name, worst_value = worst_tvd(targets, counts)
+            stats = IterationStats(iteration, n - remaining, n, worst_name, worst_value, new, len(pool),
+                                   int(whole.sum()), float(predicted), usage.seconds - llm_before,
+                                   self.clock() - it_started)
+            history.append(stats)
+            if self.progress is not None:
+                self.progress(stats)
+            if remaining <= 0:
+                break
+
+        records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=schema.names)
+        order = rng.permutation(len(records))  # proposals were drawn in blocks; shuffle rows
+        records = records.iloc[order].reset_index(drop=True)
+        self.records_ = records
+        distances = table_distances(targets, counts)
+        converged = remaining == 0 and max((d["tvd"] for d in distances.values()), default=0) <= s.tolerance_tvd
+        used = [dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool, drawn)]
+        return SynthesisResult(
+            records=records,
+            converged=bool(converged),
+            history=history,
+            distances=distances,
+            dependencies={"given": [t.variables for t in targets if len(t.variables) > 1], "inferred": inferred},
+            usage=usage,
+            proposals=used,
+            wall_seconds=self.clock() - started,
+            notes=notes,
+        )

@@ -1,0 +1,263 @@
+"""Target tables: reading, checking and holding the macro-statistics a run must match.
+
+Every table becomes a dense array with one axis per variable. A categorical axis lists the
+variable's values in schema order; a numeric axis lists the table's own bins (the contract),
+which must tile the variable's [min, max] without gaps or overlaps. Counts are rescaled to the
+run's record count ``n`` so that discrepancies are "records missing at the final size".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import Problem, SpecError
+from .schema import CategoricalVariable, IntegerVariable, Schema
+from .spec import Spec, TableSpec
+
+_INTERVAL = re.compile(r"^\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*([\])])\s*$")
+_SHARE_TOLERANCE = 1e-3
+_TOTAL_RTOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a table: a categorical variable's values, or a numeric variable's bins."""
+
+    variable: str
+    labels: tuple[str, ...]
+    edges: np.ndarray | None = None  # numeric only: len(labels) + 1 edges; the last bin is closed
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.edges is not None
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    """A target table rescaled to the run's size ``n``; ``counts`` has one axis per variable."""
+
+    name: str
+    axes: tuple[Axis, ...]
+    counts: np.ndarray
+    weight: float = 1.0
+    source: str = ""
+
+    @property
+    def variables(self) -> list[str]:
+        return [a.variable for a in self.axes]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    def cell_labels(self, flat_index: int) -> dict[str, str]:
+        idx = np.unravel_index(flat_index, self.shape)
+        return {a.variable: a.labels[i] for a, i in zip(self.axes, idx)}
+
+
+@dataclass(frozen=True)
+class Targets:
+    """All target tables of a run and the run's record count."""
+
+    n: int
+    tables: tuple[TargetTable, ...]
+    schema: Schema = field(repr=False)
+
+    def __iter__(self):
+        return iter(self.tables)
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+
+def format_bin(left: float, right: float, closed: bool, integer: bool) -> str:
+    """The label of a bin; integer bins are shown with whole numbers."""
+    fmt = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}")
+    return f"[{fmt(left)},{fmt(right)}{']' if closed else ')'}"
+
+
+def _parse_interval(text: str):
+    m = _INTERVAL.match(text)
+    if not m:
+        return None
+    try:
+        left, right = float(m.group(1)), float(m.group(2))
+    except ValueError:
+        return None
+    return left, right, m.group(3) == "]"
+
+
+def _numeric_axis(var_name: str, var, raw_labels: list[str], where: str, problems: list[Problem]):
+    """Check that a table's bins tile [min, max]; return the axis and a label -> bin index map."""
+    integer = isinstance(var, IntegerVariable)
+    parsed = {}
+    for label in raw_labels:
+        interval = _parse_interval(label)
+        if interval is None:
+            problems.append(Problem(where, f"column '{var_name}' has {label!r}; expected a bin written [a,b) or, for the last bin, [a,b]"))
+            continue
+        left, right, closed = interval
+        if integer and closed:
+            right, closed = right + 1, False  # [75,90] over integers is [75,91)
+        if not left < right:
+            problems.append(Problem(where, f"column '{var_name}' has the empty bin {label!r}; expected a < b"))
+            continue
+        parsed[label] = (left, right, closed)
+    if not parsed:
+        return None, {}
+    order = sorted(parsed, key=lambda k: parsed[k][:2])
+    upper = var.max + 1 if integer else var.max
+    bad = len(problems)
+    first_left = parsed[order[0]][0]
+    if first_left != var.min:
+        problems.append(Problem(where, f"bins of '{var_name}' start at {first_left:g}; expected them to start at the variable's min {var.min:g}"))
+    for prev, cur in zip(order, order[1:]):
+        p_right, c_left = parsed[prev][1], parsed[cur][0]
+        if parsed[prev][2]:
+            problems.append(Problem(where, f"bin {prev!r} of '{var_name}' is closed on the right but is not the last bin; expected [a,b)"))
+        if c_left < p_right:
+            problems.append(Problem(where, f"bins {prev!r} and {cur!r} of '{var_name}' overlap; expected bins that do not share values"))
+        elif c_left > p_right:
+            problems.append(Problem(where, f"bins {prev!r} and {cur!r} of '{var_name}' leave a gap [{p_right:g},{c_left:g}); expected bins that tile [{var.min:g}, {var.max:g}]"))
+    last_right = parsed[order[-1]][1]
+    if last_right != upper:
+        problems.append(Problem(where, f"bins of '{var_name}' end at {parsed[order[-1]][1] - (1 if integer else 0):g}; expected them to end at the variable's max {var.max:g}"))
+    if len(problems) > bad:
+        return None, {}
+    edges = np.array([parsed[k][0] for k in order] + [last_right], dtype=float)
+    last = len(order) - 1
+    labels = tuple(
+        format_bin(parsed[k][0], parsed[k][1] - (1 if integer and i == last else 0), i == last, integer)
+        for i, k in enumerate(order)
+    )
+    index = {k: i for i, k in enumerate(order)}
+    return Axis(var_name, labels, edges), index
+
+
+def _read_cells(table: TableSpec, base_dir: Path, where: str, problems: list[Problem]) -> pd.DataFrame | None:
+    if table.file is not None:
+        path = table.file if table.file.is_absolute() else base_dir / table.file
+        if not path.is_file():
+            problems.append(Problem(where, f"target file '{path}' not found; expected a CSV with columns {table.variables + ['count']}"))
+            return None
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            problems.append(Problem(f"{path}", f"could not be read as CSV ({str(exc).strip()})"))
+            return None
+    return pd.DataFrame([{k: str(v) for k, v in row.items()} for row in table.cells or []])
+
+
+def _build_table(table: TableSpec, index: int, spec: Spec, problems: list[Problem]):
+    where = f"{spec.source}: targets[{index}] ('{table.label}')"
+    unknown = [v for v in table.variables if v not in spec.variables]
+    if unknown:
+        known = ", ".join(spec.variables)
+        problems.append(Problem(where, f"unknown variable {unknown[0]!r} in 'variables'; expected one of: {known}"))
+        return None
+    frame = _read_cells(table, spec.base_dir, where, problems)
+    if frame is None:
+        return None
+    if table.file is not None:
+        where = f"{spec.base_dir / table.file if not table.file.is_absolute() else table.file} (target '{table.label}')"
+    value_cols = [c for c in ("count", "share") if c in frame.columns]
+    missing = [v for v in table.variables if v not in frame.columns]
+    extra = [c for c in frame.columns if c not in table.variables and c not in ("count", "share")]
+    if missing or extra or len(value_cols) != 1:
+        expected = table.variables + ["count (or share)"]
+        got = list(frame.columns)
+        problems.append(Problem(where, f"columns {got} do not match; expected exactly {expected}"))
+        return None
+    value_col = value_cols[0]
+    if frame.empty:
+        problems.append(Problem(where, "has no rows; expected at least one cell"))
+        return None
+
+    values = pd.to_numeric(frame[value_col], errors="coerce")
+    if values.isna().any():
+        row = int(values.isna().to_numpy().argmax())
+        problems.append(Problem(where, f"row {row + 1}: {value_col} {frame[value_col].iloc[row]!r} is not a number"))
+        return None
+    if (values < 0).any():
+        row = int((values < 0).to_numpy().argmax())
+        problems.append(Problem(where, f"row {row + 1}: negative {value_col} {values.iloc[row]:g}; expected a value >= 0"))
+        return None
+
+    axes, codes, bad = [], [], len(problems)
+    for name in table.variables:
+        var = spec.variables[name]
+        col = frame[name].str.strip()
+        if isinstance(var, CategoricalVariable):
+            unknown_values = sorted(set(col) - set(var.values))
+            if unknown_values:
+                problems.append(Problem(where, f"column '{name}' has {unknown_values[0]!r}, which is not one of the variable's values {var.values}"))
+                continue
+            axes.append(Axis(name, tuple(var.values)))
+            codes.append(col.map({v: i for i, v in enumerate(var.values)}).to_numpy())
+        else:
+            axis, lookup = _numeric_axis(name, var, sorted(set(col)), where, problems)
+            if axis is not None:
+                axes.append(axis)
+                codes.append(col.map(lookup).to_numpy())
+    if len(problems) > bad:
+        return None
+
+    shape = tuple(a.size for a in axes)
+    flat = np.ravel_multi_index(tuple(np.asarray(c, dtype=np.int64) for c in codes), shape)
+    uniq, first, times = np.unique(flat, return_index=True, return_counts=True)
+    if (times > 1).any():
+        dup = frame.iloc[int(first[times > 1][0])][table.variables].to_dict()
+        problems.append(Problem(where, f"the cell {dup} appears more than once; expected each cell once"))
+        return None
+    dense = np.zeros(int(np.prod(shape)), dtype=float)
+    dense[flat] = values.to_numpy(dtype=float)
+    total = dense.sum()
+    if value_col == "share" and abs(total - 1.0) > _SHARE_TOLERANCE:
+        problems.append(Problem(where, f"shares sum to {total:.6g}; expected 1"))
+        return None
+    if total <= 0:
+        problems.append(Problem(where, "all cells are zero; expected a positive total"))
+        return None
+    return table, axes, dense.reshape(shape), value_col, where
+
+
+def load_targets(spec: Spec) -> Targets:
+    """Read every target table of ``spec``; raise one SpecError listing every problem found."""
+    problems: list[Problem] = []
+    built = [_build_table(t, i, spec, problems) for i, t in enumerate(spec.targets)]
+    built = [b for b in built if b is not None]
+    names = [b[0].label for b in built]
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(Problem(spec.source, f"two target tables are named {name!r}; give them distinct 'name's"))
+
+    count_tables = [(b[0].label, float(b[2].sum()), b[4]) for b in built if b[3] == "count"]
+    if count_tables:
+        ref_name, ref_total, _ = count_tables[0]
+        for name, total, where in count_tables[1:]:
+            if not np.isclose(total, ref_total, rtol=_TOTAL_RTOL, atol=0):
+                problems.append(
+                    Problem(where, f"counts total {total:g}, but table '{ref_name}' totals {ref_total:g}; expected every count table to describe the same population (or give 'share' instead of 'count')")
+                )
+    n = spec.n_records
+    if n is None:
+        if count_tables:
+            n = int(round(count_tables[0][1]))
+        elif not problems:
+            problems.append(Problem(f"{spec.source}: field 'n_records'", "required when no target table gives counts"))
+    if problems:
+        raise SpecError(problems)
+
+    tables = tuple(
+        TargetTable(name=t.label, axes=tuple(axes), counts=dense / dense.sum() * n, weight=t.weight, source=where)
+        for t, axes, dense, _, where in built
+    )
+    return Targets(n=int(n), tables=tables, schema=spec.record_schema)
