@@ -15,8 +15,9 @@ class FakeLLM:
 
     name = "fake"
 
-    def __init__(self, script: list[str] | None = None, seed: int = 0):
+    def __init__(self, script: list[str] | None = None, seed: int = 0, domains: dict | None = None):
         self.script = list(script or [])
+        self.domains = domains or {}  # numeric variable -> (min, max); default (0, 1500)
         self.rng = np.random.default_rng(seed)
         self.calls: list[dict] = []
 
@@ -41,6 +42,7 @@ class FakeLLM:
             elif "enum" in p:
                 out[name] = str(self.rng.choice(p["enum"]))
             else:
-                lo = int(self.rng.integers(0, 1500))
-                out[name] = [lo, lo + int(self.rng.integers(0, 40))]
+                dmin, dmax = self.domains.get(name, (0, 1500))
+                lo = int(self.rng.integers(dmin, dmax))
+                out[name] = [lo, lo + int(self.rng.integers(0, max(2, (dmax - dmin) // 20)))]
         return out

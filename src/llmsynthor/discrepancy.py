@@ -35,22 +35,30 @@ def deficits(targets: Targets, counts: list[np.ndarray]) -> list[np.ndarray]:
     return [t.counts - c for t, c in zip(targets, counts)]
 
 
-def top_deficits(targets: Targets, gaps: list[np.ndarray], k: int) -> list[Deficit]:
-    """The ``k`` largest positive deficits over all tables, weighted by each table's weight.
+def neediest_table(targets: Targets, gaps: list[np.ndarray]) -> int:
+    """Index of the table with the most weighted missing records (ties: the one with more variables)."""
+    scores = [(t.weight * float(np.clip(g, 0, None).sum()), len(t.variables), -i) for i, (t, g) in enumerate(zip(targets, gaps))]
+    return -max(scores)[2]
 
-    Cells that say the same thing (a marginal cell implied by a joint cell already chosen) are
-    kept: they steer different proposals. Ties break by table order, then cell order.
+
+def top_deficits(targets: Targets, gaps: list[np.ndarray], k: int, table: int | None = None) -> list[Deficit]:
+    """The ``k`` largest positive deficits (of one table, or of all, weighted by table weight).
+
+    Ties break by table order, then cell order. Cells with less than half a record missing are
+    not deficits.
     """
     rows = []
-    for ti, (table, gap) in enumerate(zip(targets, gaps)):
+    for ti, (t, gap) in enumerate(zip(targets, gaps)):
+        if table is not None and ti != table:
+            continue
         flat = gap.ravel()
         for ci in np.flatnonzero(flat > 0.5):
-            rows.append((-flat[ci] * table.weight, ti, int(ci)))
+            rows.append((-flat[ci] * t.weight, ti, int(ci)))
     rows.sort()
     out = []
     for _, ti, ci in rows[:k]:
-        table = targets.tables[ti]
-        out.append(Deficit(table.name, table.cell_labels(ci), float(gaps[ti].ravel()[ci]), float(table.counts.ravel()[ci])))
+        t = targets.tables[ti]
+        out.append(Deficit(t.name, t.cell_labels(ci), float(gaps[ti].ravel()[ci]), float(t.counts.ravel()[ci])))
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .discrepancy import Deficit
+from .focus import Focus
 from .schema import CategoricalVariable, Schema
 
 
@@ -54,9 +54,10 @@ def dependency_schema(schema: Schema, max_groups: int) -> dict:
     }
 
 
-def _example(schema: Schema) -> str:
+def _example(schema: Schema, free: list[str]) -> str:
     example = {}
-    for name, var in schema.variables.items():
+    for name in free:
+        var = schema[name]
         if isinstance(var, CategoricalVariable):
             example[name] = var.values[0]
         else:
@@ -67,16 +68,17 @@ def _example(schema: Schema) -> str:
     return json.dumps(example)
 
 
-def plan_messages(schema: Schema, focus: list[Deficit], dependencies: list[list[str]]) -> list[dict[str, str]]:
-    """Ask for one proposal per focus cell; the fixed part of each comes from its cell."""
+def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependencies: list[list[str]]) -> list[dict[str, str]]:
+    """Ask for one proposal per focus cell: the model writes the ``free`` variables of each."""
     deps = "; ".join("(" + ", ".join(g) + ")" for g in dependencies)
-    wanted = "\n".join(f"{i + 1}. {d.describe()} (about {round(d.missing)} records missing)" for i, d in enumerate(focus))
+    wanted = "\n".join(f"{i + 1}. {f.describe(schema)}" for i, f in enumerate(focus))
+    numeric = [v for v in free if schema[v].is_numeric]
     user = (
         f"The synthetic data set still lacks these kinds of {schema.entity}s:\n{wanted}\n\n"
-        f"Write {len(focus)} proposals, proposal i for line i. Each proposal must keep the values of its line, "
-        f"and choose every other variable as a typical {schema.entity} of that kind would have it: one value per "
-        "categorical variable, a narrow realistic [min, max] range per numeric variable"
-        + (f", keeping dependent variables consistent ({deps})" if deps else "")
-        + f'. num is how many such records to add. Format: {{"proposals": [{_example(schema)}, ...]}}'
+        f"Write {len(focus)} proposals, proposal i for line i, giving {', '.join(free)} and num. "
+        f"Choose them as a typical {schema.entity} of that line would have them"
+        + (f" (keep dependent variables consistent: {deps})" if deps else "")
+        + (f"; for {', '.join(numeric)} give a narrow realistic [min, max] range, inside the line's range where it has one" if numeric else "")
+        + f". num is how many such records to add. Format: {{\"proposals\": [{_example(schema, free)}, ...]}}"
     )
     return [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]

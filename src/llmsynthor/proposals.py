@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .discrepancy import Deficit
+from .focus import Focus
 from .schema import CategoricalVariable, IntegerVariable, Schema
-from .targets import TargetTable, Targets
+from .targets import TargetTable
 
 _MAX_NUM_HINT = 10_000
 
@@ -52,10 +52,16 @@ def _uses_integers(var) -> bool:
     return isinstance(var, IntegerVariable) or (var.max - var.min) >= 50
 
 
-def plan_schema(schema: Schema, max_proposals: int) -> dict:
-    """JSON schema of a plan: ``{"proposals": [ {var: value or [min, max], ..., "num": k} ]}``."""
+def plan_schema(schema: Schema, max_proposals: int, omit: frozenset[str] = frozenset()) -> dict:
+    """JSON schema of a plan: ``{"proposals": [ {var: value or [min, max], ..., "num": k} ]}``.
+
+    Variables in ``omit`` (categoricals the system fixes itself) are left out of the output, so
+    the model spends no tokens on them.
+    """
     props: dict[str, dict] = {}
     for name, var in schema.variables.items():
+        if name in omit:
+            continue
         if isinstance(var, CategoricalVariable):
             props[name] = {"type": "string", "enum": list(var.values)}
         else:
@@ -128,8 +134,11 @@ def validate_proposal(raw, schema: Schema, report: ParseReport, iteration: int =
     return Proposal(values, ranges, num, iteration)
 
 
-def parse_plan(text: str, schema: Schema, iteration: int = 0) -> tuple[list[tuple[int, Proposal]], ParseReport, str | None]:
+def parse_plan(text: str, schema: Schema, iteration: int = 0, fixed: list[dict[str, str]] | None = None
+               ) -> tuple[list[tuple[int, Proposal]], ParseReport, str | None]:
     """Parse an LLM response into (position in the plan, proposal) pairs.
+
+    ``fixed[i]`` holds values the system sets for item i itself (left out of the model's output).
 
     Returns (proposals, report, error); ``error`` is set when the response as a whole is unusable
     (not JSON, no valid proposal), which the caller may retry.
@@ -144,38 +153,35 @@ def parse_plan(text: str, schema: Schema, iteration: int = 0) -> tuple[list[tupl
     if not isinstance(items, list) or not items:
         report.rejected["response has no 'proposals' list"] += 1
         return [], report, "response has no non-empty 'proposals' list"
-    checked = [(i, validate_proposal(raw, schema, report, iteration)) for i, raw in enumerate(items)]
+    fixed = fixed or []
+    merged = [({**raw, **fixed[i]} if isinstance(raw, dict) and i < len(fixed) else raw) for i, raw in enumerate(items)]
+    checked = [(i, validate_proposal(raw, schema, report, iteration)) for i, raw in enumerate(merged)]
     out = [(i, p) for i, p in checked if p is not None]
     if not out:
         return [], report, "no proposal in the response passed validation: " + ", ".join(report.rejected)
     return out, report, None
 
 
-def pin(proposal: Proposal, focus: Deficit, targets: Targets, report: ParseReport) -> Proposal:
-    """Make the proposal fall inside the deficit cell it was asked to fill (the model may drift)."""
+def pin(proposal: Proposal, focus: Focus, schema: Schema, report: ParseReport) -> Proposal:
+    """Make the proposal fall inside the focus it was asked for (a weak model may drift)."""
     values, ranges = dict(proposal.values), dict(proposal.ranges)
-    table = next(t for t in targets if t.name == focus.table)
-    for axis in table.axes:
-        label = focus.cell[axis.variable]
-        if not axis.is_numeric:
-            if values[axis.variable] != label:
-                values[axis.variable] = label
-                report.corrected[f"{axis.variable}: moved into the requested cell"] += 1
-            continue
-        var = targets.schema[axis.variable]
-        i = axis.labels.index(label)
-        lo_b, hi_b = axis.edges[i], axis.edges[i + 1]
+    for name, label in focus.values.items():
+        if values[name] != label:
+            values[name] = label
+            report.corrected[f"{name}: moved into the requested cell"] += 1
+    for name, (lo_b, hi_b) in focus.intervals.items():
+        var = schema[name]
         if isinstance(var, IntegerVariable):
-            hi_b -= 1  # integer bins are [a, b): the largest member is b - 1
-        else:
-            hi_b = np.nextafter(hi_b, -np.inf) if i < axis.size - 1 else hi_b
-        lo, hi = ranges[axis.variable]
+            hi_b -= 1  # integer intervals are [a, b): the largest member is b - 1
+        elif hi_b < var.max:
+            hi_b = float(np.nextafter(hi_b, -np.inf))
+        lo, hi = ranges[name]
         new = (max(lo, lo_b), min(hi, hi_b))
         if new[0] > new[1]:
             new = (lo_b, hi_b)
         if new != (lo, hi):
-            ranges[axis.variable] = (float(new[0]), float(new[1]))
-            report.corrected[f"{axis.variable}: moved into the requested cell"] += 1
+            ranges[name] = (float(new[0]), float(new[1]))
+            report.corrected[f"{name}: moved into the requested cell"] += 1
     return Proposal(values, ranges, proposal.num, proposal.iteration)
 
 

@@ -72,9 +72,20 @@ class SynthesisSettings(_Frozen):
     max_iterations: int = Field(default=25, ge=1)
     proposals_per_call: int = Field(default=6, ge=1, le=20)
     guidance_cells: int = Field(default=8, ge=1, description="largest deficits shown to the LLM per call")
-    tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="stop when every table's TVD is at most this")
+    tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="aligned when every table's TVD is at most this")
+    tolerance_jsd: float = Field(default=0.03, gt=0, le=1, description="... and every table's JS distance (base 2) at most this")
+    pin: Literal["targets", "lead"] = Field(
+        default="targets",
+        description="targets: each requested proposal gets a wanted cell of every target table; "
+        "lead: only of the neediest table, the LLM picks the other categoricals (for strong models)",
+    )
     max_proposal_share: float = Field(
         default=0.05, gt=0, le=1, description="at most this share of the records may come from one proposal"
+    )
+    draw: Literal["when_aligned", "every_iteration"] = Field(
+        default="when_aligned",
+        description="when_aligned: draw all records once the proposal pool fits the targets; "
+        "every_iteration: the paper's add-only schedule, n / max_iterations records per iteration",
     )
     infer_dependencies: bool = True
     max_dependency_groups: int = Field(default=3, ge=0)

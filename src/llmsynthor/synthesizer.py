@@ -11,9 +11,11 @@ Each iteration
    records each proposal in the pool contributes, and draws a batch of records with the run's
    seeded RNG.
 
-The loop stops when all ``n`` records are drawn: as soon as the pool can match every table
-within tolerance it draws the rest at once; otherwise it adds a batch per iteration and draws
-the remainder at ``max_iterations``. The loop knows the LLM only through :class:`LLMBackend`.
+The loop stops when all ``n`` records are drawn. With ``draw: when_aligned`` (default) it only
+grows the pool until the best allocation over it matches every table within tolerance (or
+``max_iterations`` is reached) and then draws all records at once, so an early, poorly fitting
+batch can never be locked in. ``draw: every_iteration`` is the paper's add-only schedule: a
+batch of n / max_iterations records per iteration. The loop knows the LLM only through :class:`LLMBackend`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import pandas as pd
 
 from . import prompts
 from .allocation import integerize, solve
-from .discrepancy import deficits, table_distances, top_deficits, worst_tvd
+from .discrepancy import deficits, table_distances, worst_tvd
+from .focus import plan_focus
 from .errors import ProposalError
 from .llm.base import Completion, LLMBackend
-from .metrics import tvd
+from .metrics import jsd, tvd
 from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
 from .spec import Spec
 from .statistics import encode
@@ -214,8 +217,6 @@ class Synthesizer:
 
         inferred = self._infer_dependencies(usage)
         dependencies = [t.variables for t in targets if len(t.variables) > 1] + inferred
-        json_schema = plan_schema(schema, s.proposals_per_call)
-        max_tokens = 40 + s.proposals_per_call * (16 + 12 * len(schema.names))
 
         for iteration in range(1, s.max_iterations + 1):
             it_started, llm_before = self.clock(), usage.seconds
@@ -225,22 +226,29 @@ class Synthesizer:
                 residual = [g - p for g, p in zip(gaps, fit.predicted)]
             else:
                 residual = gaps
-            focus = top_deficits(targets, [r.reshape(t.shape) for r, t in zip(residual, targets)], s.proposals_per_call)
+            shaped = [r.reshape(t.shape) for r, t in zip(residual, targets)]
+            focus = plan_focus(targets, shaped, s.proposals_per_call, rng, s.pin)
 
             new = 0
             if focus:
-                messages = prompts.plan_messages(schema, focus, dependencies)
+                # categoricals every focus fixes are set by the system, not generated
+                fixed_vars = frozenset.intersection(*(frozenset(f.values) for f in focus))
+                fixed = [dict(f.values) for f in focus]
+                json_schema = plan_schema(schema, len(focus), omit=fixed_vars)
+                free = [v for v in schema.names if v not in fixed_vars]
+                max_tokens = 30 + len(focus) * (12 + 12 * len(free))
+                messages = prompts.plan_messages(schema, focus, free, dependencies)
                 report = ParseReport()
 
-                def parse(text, _it=iteration):
-                    items, rep, error = parse_plan(text, schema, _it)
+                def parse(text, _it=iteration, _fixed=fixed):
+                    items, rep, error = parse_plan(text, schema, _it, _fixed)
                     report.accepted, report.rejected, report.corrected = rep.accepted, rep.rejected, rep.corrected
                     return items, error
 
                 items = self._ask(messages, json_schema, max_tokens, parse, usage) or []
                 for index, proposal in items:
                     if index < len(focus):
-                        proposal = pin(proposal, focus[index], targets, report)
+                        proposal = pin(proposal, focus[index], schema, report)
                     if proposal.key() in pool_keys:
                         report.corrected["duplicate of an earlier proposal, skipped"] += 1
                         continue
@@ -256,10 +264,17 @@ class Synthesizer:
                                     attempts=attempts, last_response=text)
 
             fit = solve(profiles, gaps, weights, remaining, cap - drawn)
-            predicted = max(tvd(c.ravel() + p, t.counts) for c, p, t in zip(counts, fit.predicted, targets))
-            last = iteration == s.max_iterations or predicted <= s.tolerance_tvd
-            batch = remaining if last else min(remaining, math.ceil(n / s.max_iterations))
-            whole = integerize(fit.counts, batch, cap - drawn)
+            planned = [c.ravel() + p for c, p in zip(counts, fit.predicted)]
+            predicted = max(tvd(c, t.counts) for c, t in zip(planned, targets))
+            predicted_jsd = max(jsd(c, t.counts) for c, t in zip(planned, targets))
+            last = iteration == s.max_iterations or (predicted <= s.tolerance_tvd and predicted_jsd <= s.tolerance_jsd)
+            if last:
+                batch = remaining
+            elif s.draw == "every_iteration":  # the paper's add-only schedule
+                batch = min(remaining, math.ceil(n / s.max_iterations))
+            else:
+                batch = 0  # keep growing the pool; draw once the plan fits
+            whole = integerize(fit.counts, batch, cap - drawn) if batch else np.zeros(len(pool), dtype=np.int64)
             if last and whole.sum() < remaining:
                 notes.append(
                     f"iteration {iteration}: the pool's {len(pool)} proposals could hold only {int(whole.sum())} of the "
@@ -292,7 +307,7 @@ class Synthesizer:
         records = records.iloc[order].reset_index(drop=True)
         self.records_ = records
         distances = table_distances(targets, counts)
-        converged = remaining == 0 and max((d["tvd"] for d in distances.values()), default=0) <= s.tolerance_tvd
+        converged = remaining == 0 and all(d["tvd"] <= s.tolerance_tvd and d["jsd"] <= s.tolerance_jsd for d in distances.values())
         used = [dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool, drawn)]
         return SynthesisResult(
             records=records,
