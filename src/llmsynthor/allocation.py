@@ -36,7 +36,7 @@ def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[floa
     scale = max(total, 1.0)
     blocks = [np.sqrt(w) * p / scale for p, w in zip(profiles, weights)]
     rhs = [np.sqrt(w) * g / scale for g, w in zip(gaps, weights)]
-    big = 10.0 * np.sqrt(len(profiles) + 1)
+    big = 1e3 * np.sqrt(len(profiles) + 1)  # the sum row: practically a hard constraint
     A = np.vstack(blocks + [np.full((1, n_prop), big / scale)])
     b = np.concatenate(rhs + [np.array([big * total / scale])])
     upper = np.maximum(caps.astype(float), 0.0)
@@ -52,18 +52,25 @@ def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[floa
 
 
 def integerize(counts: np.ndarray, total: int, caps: np.ndarray | None = None) -> np.ndarray:
-    """Whole counts that sum to ``total``: floors plus the largest remainders (respecting caps)."""
+    """Whole counts summing to ``total`` (fewer only if the caps cannot hold it): the counts are
+    scaled to ``total``, floored, and the shortfall goes to the largest remainders, then to the
+    largest counts, never past a cap."""
     counts = np.clip(np.asarray(counts, dtype=float), 0, None)
-    if counts.sum() <= 0:
+    if counts.sum() <= 0 or total <= 0:
         return np.zeros(counts.size, dtype=np.int64)
-    scaled = counts * (total / counts.sum())
-    if caps is not None:
-        scaled = np.minimum(scaled, caps)
+    limit = np.full(counts.size, np.inf) if caps is None else np.floor(np.clip(caps, 0, None))
+    scaled = np.minimum(counts * (total / counts.sum()), limit)
     base = np.floor(scaled).astype(np.int64)
-    short = int(total - base.sum())
-    if short > 0:
-        room = np.ones(counts.size, dtype=bool) if caps is None else base < np.floor(caps)
-        order = np.argsort(-(scaled - base) + np.where(room, 0, 2), kind="stable")
-        for i in order[:short]:
-            base[i] += 1
+    priority = scaled - base  # first the largest remainders, then the largest counts
+    for key in (priority, counts):
+        short = int(total - base.sum())
+        while short > 0:
+            room = np.flatnonzero(base < limit)
+            if room.size == 0:
+                return base
+            pick = room[np.argsort(-key[room], kind="stable")[:short]]
+            base[pick] += 1
+            short -= pick.size
+            if key is priority:
+                break
     return base

@@ -6,8 +6,6 @@ system message (the schema) is identical across calls so llama.cpp reuses its ca
 
 from __future__ import annotations
 
-import json
-
 from .focus import Focus
 from .schema import CategoricalVariable, Schema
 
@@ -54,18 +52,13 @@ def dependency_schema(schema: Schema, max_groups: int) -> dict:
     }
 
 
-def _example(schema: Schema, free: list[str]) -> str:
-    example = {}
+def _format(schema: Schema, free: list[str]) -> str:
+    """The shape of one proposal, without example values a weak model would copy."""
+    parts = []
     for name in free:
         var = schema[name]
-        if isinstance(var, CategoricalVariable):
-            example[name] = var.values[0]
-        else:
-            span = var.max - var.min
-            lo = var.min + span / 4
-            example[name] = [round(lo), round(lo + span / 10)] if span >= 50 else [round(lo, 2), round(lo + span / 10, 2)]
-    example["num"] = 20
-    return json.dumps(example)
+        parts.append(f'"{name}": "<{" | ".join(var.values)}>"' if isinstance(var, CategoricalVariable) else f'"{name}": [min, max]')
+    return "{" + ", ".join(parts + ['"num": count']) + "}"
 
 
 def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependencies: list[list[str]]) -> list[dict[str, str]]:
@@ -79,6 +72,6 @@ def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependenc
         f"Choose them as a typical {schema.entity} of that line would have them"
         + (f" (keep dependent variables consistent: {deps})" if deps else "")
         + (f"; for {', '.join(numeric)} give a narrow realistic [min, max] range, inside the line's range where it has one" if numeric else "")
-        + f". num is how many such records to add. Format: {{\"proposals\": [{_example(schema, free)}, ...]}}"
+        + f". num is how many such records to add. Format: {{\"proposals\": [{_format(schema, free)}, ...]}}"
     )
     return [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]

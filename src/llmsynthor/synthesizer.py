@@ -148,22 +148,24 @@ class Synthesizer:
 
     # -- LLM steps -------------------------------------------------------------------------
     def _ask(self, messages, schema, max_tokens: int, parse, usage: LLMUsage):
-        """One LLM step with bounded retries on unusable output. Returns the parsed value or None."""
+        """One LLM step with bounded retries on unusable output.
+
+        ``parse(text)`` returns (value, error). Returns (value, None) on success, else
+        (None, (attempts, last response, last error)).
+        """
         settings = self.spec.llm
-        last_text, last_error = None, None
-        for attempt in range(settings.max_retries + 1):
+        attempts = settings.max_retries + 1
+        for _ in range(attempts):
             seed = (self.spec.seed * 1_000_003 + usage.calls) % (2**31 - 1)
             completion = self.llm.complete_json(messages, schema, max_tokens=max_tokens,
                                                 temperature=settings.temperature, seed=seed)
             usage.add(completion)
-            value, last_error = parse(completion.text)
-            if last_error is None:
-                return value
+            value, error = parse(completion.text)
+            if error is None:
+                return value, None
             usage.invalid_responses += 1
-            last_text = completion.text
         usage.failed_steps += 1
-        self._last_failure = (settings.max_retries + 1, last_text, last_error)
-        return None
+        return None, (attempts, completion.text, error)
 
     def _infer_dependencies(self, usage: LLMUsage) -> list[list[str]]:
         s = self.spec.synthesis
@@ -192,7 +194,7 @@ class Synthesizer:
             return out[: s.max_dependency_groups], None
 
         messages = prompts.dependency_messages(schema, given, s.max_dependency_groups)
-        inferred = self._ask(messages, prompts.dependency_schema(schema, s.max_dependency_groups), 120, parse, usage)
+        inferred, _ = self._ask(messages, prompts.dependency_schema(schema, s.max_dependency_groups), 120, parse, usage)
         return inferred or []
 
     # -- the loop --------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class Synthesizer:
             shaped = [r.reshape(t.shape) for r, t in zip(residual, targets)]
             focus = plan_focus(targets, shaped, s.proposals_per_call, rng, s.pin)
 
-            new = 0
+            new, failure = 0, None
             if focus:
                 # categoricals every focus fixes are set by the system, not generated
                 fixed_vars = frozenset.intersection(*(frozenset(f.values) for f in focus))
@@ -238,15 +240,15 @@ class Synthesizer:
                 free = [v for v in schema.names if v not in fixed_vars]
                 max_tokens = 30 + len(focus) * (12 + 12 * len(free))
                 messages = prompts.plan_messages(schema, focus, free, dependencies)
-                report = ParseReport()
 
                 def parse(text, _it=iteration, _fixed=fixed):
                     items, rep, error = parse_plan(text, schema, _it, _fixed)
-                    report.accepted, report.rejected, report.corrected = rep.accepted, rep.rejected, rep.corrected
+                    usage.absorb(rep)
                     return items, error
 
-                items = self._ask(messages, json_schema, max_tokens, parse, usage) or []
-                for index, proposal in items:
+                items, failure = self._ask(messages, json_schema, max_tokens, parse, usage)
+                report = ParseReport()  # what pinning and de-duplication changed
+                for index, proposal in items or []:
                     if index < len(focus):
                         proposal = pin(proposal, focus[index], schema, report)
                     if proposal.key() in pool_keys:
@@ -259,7 +261,7 @@ class Synthesizer:
                     new += 1
                 usage.absorb(report)
             if not pool:
-                attempts, text, error = getattr(self, "_last_failure", (0, None, "no deficit to ask about"))
+                attempts, text, error = failure or (0, None, "no deficit to ask about")
                 raise ProposalError(f"the LLM gave no usable proposal in the first iteration: {error}",
                                     attempts=attempts, last_response=text)
 

@@ -1,0 +1,107 @@
+"""The loop with a test double for the LLM: alignment, reproducibility, retries, bad output kept out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakes import FakeLLM
+
+from llmsynthor import ProposalError, Synthesizer, load_spec
+from llmsynthor.cli import _with_overrides
+from llmsynthor.statistics import count_all
+from llmsynthor.metrics import tvd
+
+DOMAINS = {"age": (18, 90), "price": (0, 2000)}
+
+
+@pytest.fixture(scope="module")
+def spec():
+    from conftest import EXAMPLE
+
+    return load_spec(EXAMPLE / "spec.yaml")
+
+
+def run(spec, llm, **overrides):
+    if overrides:
+        spec = _with_overrides(spec, **overrides)
+    seen = []
+    result = Synthesizer(spec, llm, progress=seen.append).run()
+    return result, seen
+
+
+def test_the_loop_aligns_all_tables(spec):
+    result, seen = run(spec, FakeLLM(seed=1, domains=DOMAINS))
+    assert result.converged and len(result.records) == 2000
+    assert result.worst_tvd <= spec.synthesis.tolerance_tvd
+    assert all(d["jsd"] <= spec.synthesis.tolerance_jsd for d in result.distances.values())
+    # distances in the result are recomputed from the records themselves
+    from llmsynthor import load_targets
+
+    targets = load_targets(spec)
+    for t, c in zip(targets, count_all(result.records, targets)):
+        assert tvd(c, t.counts) == pytest.approx(result.distances[t.name]["tvd"])
+    assert [s.iteration for s in seen] == list(range(1, len(seen) + 1))
+    assert seen[-1].records == 2000 and result.history == seen
+    assert result.usage.calls == len(seen) + 1  # + the dependency step
+    assert result.dependencies["given"] == [["age", "gender", "category"], ["category", "price"], ["location", "payment"]]
+    assert result.dependencies["inferred"] == [["age", "gender"]]
+    assert sum(p["drawn"] for p in result.proposals) == 2000
+
+
+def test_same_seed_same_records_and_another_seed_differs(spec):
+    a, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS))
+    b, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS))
+    c, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS), seed=8)
+    assert a.records.equals(b.records)
+    assert not a.records.equals(c.records)
+
+
+def test_every_call_gets_a_seed_derived_from_the_run_seed(spec):
+    llm = FakeLLM(seed=1, domains=DOMAINS)
+    run(spec, llm)
+    seeds = [c["seed"] for c in llm.calls]
+    assert len(set(seeds)) == len(seeds) and seeds[0] == (7 * 1_000_003) % (2**31 - 1)
+
+
+def test_the_paper_schedule_adds_a_batch_every_iteration(spec):
+    result, seen = run(spec, FakeLLM(seed=1, domains=DOMAINS), **{"synthesis.draw": "every_iteration", "synthesis.max_iterations": 10})
+    assert len(result.records) == 2000
+    assert [s.records for s in seen][:3] == [200, 400, 600]
+
+
+def test_malformed_output_is_retried_counted_and_never_reaches_the_records(spec):
+    bad_plan = {"proposals": [{"age": [30, 40], "price": [10, 20], "gender": "Alien", "num": 5}]}
+    script = [
+        json.dumps({"groups": [["age", "price"]]}),   # dependency step
+        "{this is not json",                            # plan 1, attempt 1
+        json.dumps({"proposals": []}),                  # attempt 2
+        json.dumps(bad_plan),                           # attempt 3: gender is not allowed... but fixed by focus
+    ]
+    llm = FakeLLM(script=script, seed=2, domains=DOMAINS)
+    result, _ = run(spec, llm)
+    usage = result.usage
+    assert usage.invalid_responses == 2
+    assert usage.rejected["response is not valid JSON"] == 1
+    assert usage.rejected["response has no 'proposals' list"] == 1
+    assert set(result.records["gender"]) <= {"Male", "Female"}
+    assert result.records["age"].between(18, 90).all() and result.records["price"].between(0, 2000).all()
+
+
+def test_a_value_outside_the_schema_is_rejected(spec):
+    # with pin="lead" only the lead table (age x gender x category) is fixed: location comes from the model
+    plan = {"proposals": [{"age": [30, 40], "gender": "Male", "location": "Mars", "category": "Apparel",
+                           "price": [10, 20], "payment": "COD", "num": 5}] * 6}
+    script = [json.dumps({"groups": []})] + [json.dumps(plan)] * 4
+    with pytest.raises(ProposalError) as info:
+        run(spec, FakeLLM(script=script, domains=DOMAINS), **{"synthesis.pin": "lead"})
+    assert info.value.attempts == 4 and "location: value not allowed" in str(info.value)
+    assert "Mars" in info.value.last_response
+
+
+def test_output_that_never_validates_stops_the_run_with_evidence(spec):
+    script = [json.dumps({"groups": []})] + ["nonsense"] * 4
+    with pytest.raises(ProposalError) as info:
+        run(spec, FakeLLM(script=script, domains=DOMAINS))
+    assert info.value.attempts == 4 and info.value.last_response == "nonsense"
+    assert "not valid JSON" in str(info.value)
