@@ -9,8 +9,8 @@ from fakes import FakeLLM
 
 from llmsynthor import ProposalError, Synthesizer, load_spec
 from llmsynthor.cli import _with_overrides
-from llmsynthor.statistics import count_all
 from llmsynthor.metrics import tvd
+from llmsynthor.statistics import count_all
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 

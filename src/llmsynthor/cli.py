@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -60,12 +59,12 @@ def _with_overrides(spec: Spec, **changes) -> Spec:
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec: variables, target tables, n_records, seed, llm, synthesis."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Records file; .csv or .parquet. Default: <spec name>.csv beside the current folder."),
-    manifest_path: Optional[Path] = typer.Option(None, "--manifest", help="Run manifest (JSON). Default: the records path with .manifest.json."),
-    seed: Optional[int] = typer.Option(None, help="Override the spec's seed: same spec + seed + model gives the same records."),
-    n_records: Optional[int] = typer.Option(None, "--n", help="Override the spec's number of records."),
-    model: Optional[str] = typer.Option(None, help="Override llm.model: qwen2.5-coder-1.5b (default), gemma3-270m, or a .gguf path."),
-    max_iterations: Optional[int] = typer.Option(None, help="Override synthesis.max_iterations."),
+    out_path: Path | None = typer.Option(None, "--out", "-o", help="Records file; .csv or .parquet. Default: <spec name>.csv beside the current folder."),
+    manifest_path: Path | None = typer.Option(None, "--manifest", help="Run manifest (JSON). Default: the records path with .manifest.json."),
+    seed: int | None = typer.Option(None, help="Override the spec's seed: same spec + seed + model gives the same records."),
+    n_records: int | None = typer.Option(None, "--n", help="Override the spec's number of records."),
+    model: str | None = typer.Option(None, help="Override llm.model: qwen2.5-coder-1.5b (default), gemma3-270m, or a .gguf path."),
+    max_iterations: int | None = typer.Option(None, help="Override synthesis.max_iterations."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Synthesize records for SPEC and write them with a run manifest.

@@ -20,7 +20,7 @@ import numpy as np
 
 from .discrepancy import neediest_table
 from .schema import IntegerVariable, Schema
-from .targets import TargetTable, Targets
+from .targets import Targets, TargetTable
 
 
 @dataclass(frozen=True)

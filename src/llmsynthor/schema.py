@@ -9,7 +9,7 @@ neither needs a different variable model.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,7 +26,7 @@ class CategoricalVariable(_Frozen):
     description: str = ""
 
     @model_validator(mode="after")
-    def _distinct(self) -> "CategoricalVariable":
+    def _distinct(self) -> CategoricalVariable:
         seen = set()
         dupes = [v for v in self.values if v in seen or seen.add(v)]
         if dupes:
@@ -60,7 +60,7 @@ class IntegerVariable(_NumericVariable):
     type: Literal["integer"] = "integer"
 
     @model_validator(mode="after")
-    def _whole(self) -> "IntegerVariable":
+    def _whole(self) -> IntegerVariable:
         if self.min != int(self.min) or self.max != int(self.max):
             raise ValueError(f"min and max of an integer variable must be whole numbers, got {self.min}, {self.max}")
         return self
@@ -72,7 +72,7 @@ class FloatVariable(_NumericVariable):
     type: Literal["float"] = "float"
 
 
-Variable = Annotated[Union[CategoricalVariable, IntegerVariable, FloatVariable], Field(discriminator="type")]
+Variable = Annotated[CategoricalVariable | IntegerVariable | FloatVariable, Field(discriminator="type")]
 
 
 class Schema(_Frozen):

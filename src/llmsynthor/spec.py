@@ -37,7 +37,7 @@ class TableSpec(_Frozen):
     weight: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "TableSpec":
+    def _one_source(self) -> TableSpec:
         if (self.file is None) == (self.cells is None):
             raise ValueError("give exactly one of 'file' (a CSV path) or 'cells' (inline rows)")
         if len(set(self.variables)) != len(self.variables):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .targets import Axis, TargetTable, Targets
+from .targets import Axis, Targets, TargetTable
 
 
 def encode_axis(axis: Axis, values: pd.Series | np.ndarray) -> np.ndarray:

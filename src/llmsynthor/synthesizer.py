@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,8 @@ import pandas as pd
 from . import prompts
 from .allocation import integerize, solve
 from .discrepancy import deficits, table_distances, worst_tvd
-from .focus import plan_focus
 from .errors import ProposalError
+from .focus import plan_focus
 from .llm.base import Completion, LLMBackend
 from .metrics import jsd, tvd
 from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
@@ -120,6 +120,36 @@ class SynthesisResult:
 ProgressCallback = Callable[[IterationStats], None]
 
 
+class ProposalPool:
+    """Every distinct proposal gathered so far, its profile in every table, and records drawn."""
+
+    def __init__(self, targets: Targets):
+        self.targets = targets
+        self.items: list[Proposal] = []
+        self._keys: set = set()
+        self._columns: list[list[np.ndarray]] = [[] for _ in targets]
+        self.drawn = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, proposal: Proposal) -> bool:
+        """Add a proposal unless an identical one is already in the pool."""
+        if proposal.key() in self._keys:
+            return False
+        self._keys.add(proposal.key())
+        self.items.append(proposal)
+        for columns, table in zip(self._columns, self.targets):
+            columns.append(profile(proposal, table, self.targets.schema))
+        self.drawn = np.append(self.drawn, 0)
+        return True
+
+    def fit(self, gaps: list[np.ndarray], total: int, cap: int):
+        """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`)."""
+        profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
+        return solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn)
+
+
 class Synthesizer:
     """Discrepancy-guided synthesis of ``spec.n_records`` records with an LLM as the prior.
 
@@ -197,6 +227,42 @@ class Synthesizer:
         inferred, _ = self._ask(messages, prompts.dependency_schema(schema, s.max_dependency_groups), 120, parse, usage)
         return inferred or []
 
+    def _extend_pool(self, pool: ProposalPool, residual: list[np.ndarray], iteration: int,
+                     rng: np.random.Generator, dependencies: list[list[str]], usage: LLMUsage):
+        """Ask the LLM for proposals that fill the largest residual deficits; add them to the pool.
+
+        Returns (proposals added, failure or None).
+        """
+        schema, s = self.spec.record_schema, self.spec.synthesis
+        shaped = [r.reshape(t.shape) for r, t in zip(residual, self.targets)]
+        focus = plan_focus(self.targets, shaped, s.proposals_per_call, rng, s.pin)
+        if not focus:
+            return 0, None
+        # categoricals every focus fixes are set by the system, not generated
+        fixed_vars = frozenset.intersection(*(frozenset(f.values) for f in focus))
+        fixed = [dict(f.values) for f in focus]
+        free = [v for v in schema.names if v not in fixed_vars]
+
+        def parse(text):
+            items, report, error = parse_plan(text, schema, iteration, fixed)
+            usage.absorb(report)
+            return items, error
+
+        items, failure = self._ask(prompts.plan_messages(schema, focus, free, dependencies),
+                                   plan_schema(schema, len(focus), omit=fixed_vars),
+                                   30 + len(focus) * (12 + 12 * len(free)), parse, usage)
+        report = ParseReport()  # what pinning and de-duplication changed
+        added = 0
+        for index, proposal in items or []:
+            if index < len(focus):
+                proposal = pin(proposal, focus[index], schema, report)
+            if pool.add(proposal):
+                added += 1
+            else:
+                report.corrected["duplicate of an earlier proposal, skipped"] += 1
+        usage.absorb(report)
+        return added, failure
+
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> SynthesisResult:
         spec, targets, s = self.spec, self.targets, self.spec.synthesis
@@ -205,67 +271,29 @@ class Synthesizer:
         rng = np.random.default_rng(spec.seed)
         usage = LLMUsage()
         n = targets.n
-        weights = [t.weight for t in targets]
         counts = [np.zeros(t.shape) for t in targets]
         frames: list[pd.DataFrame] = []
-        pool: list[Proposal] = []
-        pool_keys: set = set()
-        profiles = [np.zeros((int(np.prod(t.shape)), 0)) for t in targets]
-        drawn = np.zeros(0)
+        pool = ProposalPool(targets)
         cap = max(1, math.floor(s.max_proposal_share * n))
         history: list[IterationStats] = []
         notes: list[str] = []
         remaining = n
 
         inferred = self._infer_dependencies(usage)
-        dependencies = [t.variables for t in targets if len(t.variables) > 1] + inferred
+        given = [t.variables for t in targets if len(t.variables) > 1]
 
         for iteration in range(1, s.max_iterations + 1):
             it_started, llm_before = self.clock(), usage.seconds
             gaps = [g.ravel() for g in deficits(targets, counts)]
-            if pool:
-                fit = solve(profiles, gaps, weights, remaining, cap - drawn)
-                residual = [g - p for g, p in zip(gaps, fit.predicted)]
-            else:
-                residual = gaps
-            shaped = [r.reshape(t.shape) for r, t in zip(residual, targets)]
-            focus = plan_focus(targets, shaped, s.proposals_per_call, rng, s.pin)
-
-            new, failure = 0, None
-            if focus:
-                # categoricals every focus fixes are set by the system, not generated
-                fixed_vars = frozenset.intersection(*(frozenset(f.values) for f in focus))
-                fixed = [dict(f.values) for f in focus]
-                json_schema = plan_schema(schema, len(focus), omit=fixed_vars)
-                free = [v for v in schema.names if v not in fixed_vars]
-                max_tokens = 30 + len(focus) * (12 + 12 * len(free))
-                messages = prompts.plan_messages(schema, focus, free, dependencies)
-
-                def parse(text, _it=iteration, _fixed=fixed):
-                    items, rep, error = parse_plan(text, schema, _it, _fixed)
-                    usage.absorb(rep)
-                    return items, error
-
-                items, failure = self._ask(messages, json_schema, max_tokens, parse, usage)
-                report = ParseReport()  # what pinning and de-duplication changed
-                for index, proposal in items or []:
-                    if index < len(focus):
-                        proposal = pin(proposal, focus[index], schema, report)
-                    if proposal.key() in pool_keys:
-                        report.corrected["duplicate of an earlier proposal, skipped"] += 1
-                        continue
-                    pool_keys.add(proposal.key())
-                    pool.append(proposal)
-                    profiles = [np.column_stack([p, profile(proposal, t, schema)]) for p, t in zip(profiles, targets)]
-                    drawn = np.append(drawn, 0)
-                    new += 1
-                usage.absorb(report)
-            if not pool:
+            # ask for what the pool cannot yet express: the deficit left by its best allocation
+            residual = [g - p for g, p in zip(gaps, pool.fit(gaps, remaining, cap).predicted)] if len(pool) else gaps
+            new, failure = self._extend_pool(pool, residual, iteration, rng, given + inferred, usage)
+            if not len(pool):
                 attempts, text, error = failure or (0, None, "no deficit to ask about")
                 raise ProposalError(f"the LLM gave no usable proposal in the first iteration: {error}",
                                     attempts=attempts, last_response=text)
 
-            fit = solve(profiles, gaps, weights, remaining, cap - drawn)
+            fit = pool.fit(gaps, remaining, cap)
             planned = [c.ravel() + p for c, p in zip(counts, fit.predicted)]
             predicted = max(tvd(c, t.counts) for c, t in zip(planned, targets))
             predicted_jsd = max(jsd(c, t.counts) for c, t in zip(planned, targets))
@@ -276,23 +304,23 @@ class Synthesizer:
                 batch = min(remaining, math.ceil(n / s.max_iterations))
             else:
                 batch = 0  # keep growing the pool; draw once the plan fits
-            whole = integerize(fit.counts, batch, cap - drawn) if batch else np.zeros(len(pool), dtype=np.int64)
+            whole = integerize(fit.counts, batch, cap - pool.drawn)
             if last and whole.sum() < remaining:
                 notes.append(
                     f"iteration {iteration}: the pool's {len(pool)} proposals could hold only {int(whole.sum())} of the "
                     f"{remaining} remaining records under max_proposal_share={s.max_proposal_share}; the cap was lifted"
                 )
                 whole = integerize(fit.counts if fit.counts.sum() > 0 else np.ones(len(pool)), remaining)
-            batch_frames = [draw(p, int(k), schema, rng) for p, k in zip(pool, whole) if k > 0]
+            batch_frames = [draw(p, int(k), schema, rng) for p, k in zip(pool.items, whole) if k > 0]
             if batch_frames:
                 frame = pd.concat(batch_frames, ignore_index=True)
                 frames.append(frame)
                 for ti, t in enumerate(targets):
                     flat = encode(frame, t)
                     counts[ti] += np.bincount(flat[flat >= 0], minlength=counts[ti].size).reshape(t.shape)
-            drawn = drawn + whole
+                self.records_ = pd.concat(frames, ignore_index=True)
+            pool.drawn += whole
             remaining -= int(whole.sum())
-            self.records_ = pd.concat(frames, ignore_index=True) if frames else None
 
             worst_name, worst_value = worst_tvd(targets, counts)
             stats = IterationStats(iteration, n - remaining, n, worst_name, worst_value, new, len(pool),
@@ -305,20 +333,18 @@ class Synthesizer:
                 break
 
         records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=schema.names)
-        order = rng.permutation(len(records))  # proposals were drawn in blocks; shuffle rows
-        records = records.iloc[order].reset_index(drop=True)
+        records = records.iloc[rng.permutation(len(records))].reset_index(drop=True)  # drawn in blocks: shuffle
         self.records_ = records
         distances = table_distances(targets, counts)
         converged = remaining == 0 and all(d["tvd"] <= s.tolerance_tvd and d["jsd"] <= s.tolerance_jsd for d in distances.values())
-        used = [dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool, drawn)]
         return SynthesisResult(
             records=records,
             converged=bool(converged),
             history=history,
             distances=distances,
-            dependencies={"given": [t.variables for t in targets if len(t.variables) > 1], "inferred": inferred},
+            dependencies={"given": given, "inferred": inferred},
             usage=usage,
-            proposals=used,
+            proposals=[dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool.items, pool.drawn)],
             wall_seconds=self.clock() - started,
             notes=notes,
         )

@@ -242,7 +242,7 @@ def load_targets(spec: Spec) -> Targets:
     count_tables = [(b[0].label, float(b[2].sum()), b[4]) for b in built if b[3] == "count"]
     if count_tables:
         ref_name, ref_total, _ = count_tables[0]
-        for name, total, where in count_tables[1:]:
+        for _, total, where in count_tables[1:]:
             if not np.isclose(total, ref_total, rtol=_TOTAL_RTOL, atol=0):
                 problems.append(
                     Problem(where, f"counts total {total:g}, but table '{ref_name}' totals {ref_total:g}; expected every count table to describe the same population (or give 'share' instead of 'count')")
