@@ -55,11 +55,11 @@ def test_an_unknown_model_name_is_refused():
 
 
 def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
-    """The machinery through the real, wild small model: n = 300, parquet output, manifest."""
+    """The machinery through the real, wild small model: n = 300, 4 iterations, parquet output, manifest."""
     out = tmp_path / "records.parquet"
     proc = subprocess.run(
         [sys.executable, "-m", "llmsynthor.cli", "run", str(example_spec_path), "--out", str(out),
-         "--model", "gemma3-270m", "--n", "300", "--seed", "3"],
+         "--model", "gemma3-270m", "--n", "300", "--seed", "3", "--max-iterations", "4"],
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
@@ -72,5 +72,5 @@ def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     assert manifest["model"]["sha256"] == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
     assert manifest["llm"]["calls"] >= 2 and manifest["llm"]["completion_tokens"] > 0
     assert manifest["time"]["wall_seconds"] >= manifest["time"]["llm_seconds"] > 0
-    assert len(manifest["iterations"]) >= 1 and manifest["dependencies"]["given"]
+    assert 1 <= len(manifest["iterations"]) <= 4 and manifest["dependencies"]["given"]
     assert set(manifest["metrics"]["per_table"]) == {t.label for t in load_spec(example_spec_path).targets}

@@ -66,3 +66,10 @@ def test_metrics():
     assert jsd(np.array([1, 0]), np.array([0, 1])) == pytest.approx(1.0)
     assert tvd(np.array([5, 5]), np.array([1, 1])) == 0
     assert jsd(np.array([3, 1]), np.array([1, 1])) == pytest.approx(np.sqrt(0.0487949406953985), rel=1e-6)
+
+
+def test_values_outside_every_cell_are_not_counted(targets):
+    records = ecommerce_sample(10, seed=1)
+    records.loc[0, "gender"] = "Unknown"
+    gender = targets.tables[1]
+    assert count(records, gender).sum() == 9

@@ -8,8 +8,8 @@ import pytest
 from fakes import FakeLLM
 
 from llmsynthor import ProposalError, Synthesizer, load_spec
-from llmsynthor.cli import _with_overrides
 from llmsynthor.metrics import tvd
+from llmsynthor.spec import with_overrides
 from llmsynthor.statistics import count_all
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
@@ -24,7 +24,7 @@ def spec():
 
 def run(spec, llm, **overrides):
     if overrides:
-        spec = _with_overrides(spec, **overrides)
+        spec = with_overrides(spec, overrides)
     seen = []
     result = Synthesizer(spec, llm, progress=seen.append).run()
     return result, seen

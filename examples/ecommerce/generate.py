@@ -21,15 +21,15 @@ TABLES = {
 }
 
 
-def main() -> None:
+def main(out_dir: Path = HERE) -> None:
     reference = ecommerce_sample(N, seed=SEED)
-    reference.to_csv(HERE / "reference.csv", index=False)
+    reference.to_csv(out_dir / "reference.csv", index=False)
     binned_ref = reference.copy()
     binned_ref["age"] = binned(reference["age"], quantile_edges(reference["age"], 6, 18, 90), integer=True)
     binned_ref["price"] = binned(reference["price"], quantile_edges(reference["price"], 6, 0, 2000), integer=False)
-    (HERE / "targets").mkdir(exist_ok=True)
+    (out_dir / "targets").mkdir(exist_ok=True)
     for name, variables in TABLES.items():
-        contingency(binned_ref, variables).to_csv(HERE / "targets" / f"{name}.csv", index=False)
+        contingency(binned_ref, variables).to_csv(out_dir / "targets" / f"{name}.csv", index=False)
 
 
 if __name__ == "__main__":

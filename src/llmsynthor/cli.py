@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import LLMSynthorError, SpecError
-from .spec import Spec, load_spec, parse_spec
+from .spec import load_spec, with_overrides
 
 app = typer.Typer(
     add_completion=False,
@@ -42,24 +42,10 @@ def _fail(exc: BaseException, debug: bool, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _with_overrides(spec: Spec, **changes) -> Spec:
-    """The spec with command-line overrides applied, validated like the file itself."""
-    data = spec.model_dump(exclude={"base_dir", "source"})
-    for dotted, value in changes.items():
-        if value is None:
-            continue
-        section, _, key = dotted.partition(".")
-        if key:
-            data[section][key] = value
-        else:
-            data[section] = value
-    return parse_spec(data, source=spec.source, base_dir=spec.base_dir)
-
-
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec: variables, target tables, n_records, seed, llm, synthesis."),
-    out_path: Path | None = typer.Option(None, "--out", "-o", help="Records file; .csv or .parquet. Default: <spec name>.csv beside the current folder."),
+    out_path: Path | None = typer.Option(None, "--out", "-o", help="Records file; .csv or .parquet. Default: the spec's name + .csv, in the current folder."),
     manifest_path: Path | None = typer.Option(None, "--manifest", help="Run manifest (JSON). Default: the records path with .manifest.json."),
     seed: int | None = typer.Option(None, help="Override the spec's seed: same spec + seed + model gives the same records."),
     n_records: int | None = typer.Option(None, "--n", help="Override the spec's number of records."),
@@ -79,7 +65,7 @@ def run(
     synth = None
     try:
         spec = load_spec(spec_path)
-        spec = _with_overrides(spec, seed=seed, n_records=n_records, **{"llm.model": model, "synthesis.max_iterations": max_iterations})
+        spec = with_overrides(spec, {"seed": seed, "n_records": n_records, "llm.model": model, "synthesis.max_iterations": max_iterations})
         out_path = out_path or Path(f"{spec.name}.csv")
         check_output_path(out_path)
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
@@ -93,14 +79,16 @@ def run(
             TextColumn("[bold]iteration {task.fields[iteration]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("records · worst TVD {task.fields[worst]:.4f} ({task.fields[table]})"),
+            TextColumn("records · worst TVD {task.fields[worst]:.4f} ({task.fields[table]}, {task.fields[state]})"),
             TimeElapsedColumn(),
             console=err,
         ) as bar:
-            task = bar.add_task("synthesis", total=targets.n, iteration=0, worst=1.0, table="-")
+            task = bar.add_task("synthesis", total=targets.n, iteration=0, worst=1.0, table="-", state="planned")
 
             def progress(stats):
-                bar.update(task, completed=stats.records, iteration=stats.iteration, worst=stats.worst_tvd, table=stats.worst_table)
+                drawn = stats.records > 0  # before drawing, show how well the pool's best plan fits
+                bar.update(task, completed=stats.records, iteration=stats.iteration, table=stats.worst_table if drawn else "all tables",
+                           worst=stats.worst_tvd if drawn else stats.predicted_worst_tvd, state="drawn" if drawn else "planned")
 
             synth = Synthesizer(spec, backend, targets=targets, progress=progress)
             result = synth.run()

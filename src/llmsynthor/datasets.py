@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import truncnorm
 
+from .targets import format_bin
+
 CATEGORIES = ["Electronics", "Apparel", "Food & Beverages", "Furniture & Appliances"]
 _AGE_MIX = (np.array([0.5, 0.45, 0.15]) / 1.10, np.array([24.0, 38.0, 55.0]), np.array([6.0, 15.0, 10.0]))
 _CATEGORY_GIVEN = {
@@ -68,8 +70,6 @@ def quantile_edges(values: np.ndarray, bins: int, lo: float, hi: float) -> list[
 
 def binned(values: pd.Series, edges: list[float], integer: bool) -> pd.Series:
     """Bin labels ``[a,b)`` (the last ``[a,b]``) for numeric values, matching the spec format."""
-    from .targets import format_bin
-
     cut = np.searchsorted(edges, values.to_numpy(dtype=float), side="right") - 1
     cut = np.clip(cut, 0, len(edges) - 2)
     last = len(edges) - 2

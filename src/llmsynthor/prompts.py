@@ -64,7 +64,7 @@ def _format(schema: Schema, free: list[str]) -> str:
 def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependencies: list[list[str]]) -> list[dict[str, str]]:
     """Ask for one proposal per focus cell: the model writes the ``free`` variables of each."""
     deps = "; ".join("(" + ", ".join(g) + ")" for g in dependencies)
-    wanted = "\n".join(f"{i + 1}. {f.describe(schema)}" for i, f in enumerate(focus))
+    wanted = "\n".join(f"{i + 1}. {f.describe(schema)} (about {round(f.missing)} missing)" for i, f in enumerate(focus))
     numeric = [v for v in free if schema[v].is_numeric]
     user = (
         f"The synthetic data set still lacks these kinds of {schema.entity}s:\n{wanted}\n\n"

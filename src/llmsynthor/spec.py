@@ -147,6 +147,21 @@ def parse_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path("."
         raise SpecError(problems) from None
 
 
+def with_overrides(spec: Spec, changes: dict[str, Any]) -> Spec:
+    """The spec with ``{"seed": 3, "llm.model": "gemma3-270m", ...}`` applied (``None`` = keep),
+    validated like the file itself."""
+    data = spec.model_dump(exclude={"base_dir", "source"})
+    for dotted, value in changes.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if key:
+            data[section][key] = value
+        else:
+            data[section] = value
+    return parse_spec(data, source=spec.source, base_dir=spec.base_dir)
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a YAML spec file; relative target paths resolve against its folder."""
     path = Path(path)

@@ -19,13 +19,27 @@ def encode_axis(axis: Axis, values: pd.Series | np.ndarray) -> np.ndarray:
         idx = np.searchsorted(axis.edges, x, side="right") - 1
         idx[x == axis.edges[-1]] = axis.size - 1
         return idx.astype(np.int64)
-    lookup = {label: i for i, label in enumerate(axis.labels)}
-    return pd.Series(values).map(lookup).to_numpy(dtype=np.int64)
+    # factorize (hashing in C, fast for arrow strings too), then map the few distinct values
+    codes, uniques = pd.factorize(values)
+    lookup = np.append(pd.Index(axis.labels).get_indexer(uniques), -1)  # code -1 (missing) -> -1
+    return lookup[codes].astype(np.int64)
 
 
-def encode(records: pd.DataFrame, table: TargetTable) -> np.ndarray:
-    """Flat cell index of every record in ``table``; records outside every cell get -1."""
-    codes = [encode_axis(axis, records[axis.variable].to_numpy()) for axis in table.axes]
+def encode(records: pd.DataFrame, table: TargetTable, _cache: dict | None = None) -> np.ndarray:
+    """Flat cell index of every record in ``table``; records outside every cell get -1.
+
+    ``_cache`` (axis -> codes) lets several tables over the same variable encode it once.
+    """
+    codes = []
+    for axis in table.axes:
+        key = (axis.variable, axis.labels)
+        if _cache is None or key not in _cache:
+            found = encode_axis(axis, records[axis.variable])
+            if _cache is None:
+                codes.append(found)
+                continue
+            _cache[key] = found
+        codes.append(_cache[key])
     inside = np.logical_and.reduce([(c >= 0) & (c < a.size) for c, a in zip(codes, table.axes)])
     flat = np.full(len(records), -1, dtype=np.int64)
     if inside.any():
@@ -33,12 +47,13 @@ def encode(records: pd.DataFrame, table: TargetTable) -> np.ndarray:
     return flat
 
 
-def count(records: pd.DataFrame, table: TargetTable) -> np.ndarray:
+def count(records: pd.DataFrame, table: TargetTable, _cache: dict | None = None) -> np.ndarray:
     """Counts of ``records`` over the cells of ``table``, with the table's shape."""
-    flat = encode(records, table)
+    flat = encode(records, table, _cache)
     return np.bincount(flat[flat >= 0], minlength=int(np.prod(table.shape))).reshape(table.shape).astype(float)
 
 
 def count_all(records: pd.DataFrame, targets: Targets) -> list[np.ndarray]:
     """Counts of ``records`` for every target table, in the targets' order."""
-    return [count(records, t) for t in targets]
+    cache: dict = {}
+    return [count(records, t, cache) for t in targets]

@@ -20,6 +20,7 @@ batch of n / max_iterations records per iteration. The loop knows the LLM only t
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
@@ -206,8 +207,6 @@ class Synthesizer:
         given_sets = [frozenset(g) for g in given]
 
         def parse(text):
-            import json
-
             try:
                 groups = json.loads(text).get("groups", [])
             except (json.JSONDecodeError, AttributeError):
