@@ -46,3 +46,54 @@ class FakeLLM:
                 lo = int(self.rng.integers(dmin, dmax))
                 out[name] = [lo, lo + int(self.rng.integers(0, max(2, (dmax - dmin) // 20)))]
         return out
+
+
+class ScriptedServer:
+    """A tiny OpenAI-compatible HTTP server of the tests' own: answers from a script, records requests.
+
+    Each script item is (status, content) where content is the assistant message text for 200,
+    or an error body otherwise. When the script is exhausted, ``fallback(request_json)`` answers.
+    """
+
+    def __init__(self, script=None, fallback=None):
+        import http.server
+        import threading
+
+        self.script = list(script or [])
+        self.fallback = fallback
+        self.requests: list[dict] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                status, content = owner.script.pop(0) if owner.script else (200, owner.fallback(body))
+                if status == 200:
+                    payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": content}}],
+                               "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+                else:
+                    payload = {"error": {"message": content, "type": "error"}}
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -57,11 +57,14 @@ def test_same_seed_same_records_and_another_seed_differs(spec):
     assert not a.records.equals(c.records)
 
 
-def test_every_call_gets_a_seed_derived_from_the_run_seed(spec):
-    llm = FakeLLM(seed=1, domains=DOMAINS)
-    run(spec, llm)
-    seeds = [c["seed"] for c in llm.calls]
-    assert len(set(seeds)) == len(seeds) and seeds[0] == (7 * 1_000_003) % (2**31 - 1)
+def test_every_call_gets_a_seed_fixed_by_the_run_seed_and_its_place(spec):
+    seeds = []
+    for run_seed in (7, 7, 8):
+        llm = FakeLLM(seed=1, domains=DOMAINS)
+        run(spec, llm, seed=run_seed)
+        seeds.append([c["seed"] for c in llm.calls])
+    assert len(set(seeds[0])) == len(seeds[0]) and all(0 <= s < 2**31 for s in seeds[0])
+    assert seeds[0] == seeds[1] and seeds[0][0] != seeds[2][0]
 
 
 def test_the_paper_schedule_adds_a_batch_every_iteration(spec):

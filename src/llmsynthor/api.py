@@ -7,12 +7,27 @@ from .spec import LLMSettings, Spec
 from .synthesizer import ProgressCallback, SynthesisResult, Synthesizer
 
 
-def make_backend(settings: LLMSettings) -> LLMBackend:
-    """The backend named by ``settings`` (only ``embedded`` so far), loaded and ready."""
-    from .llm.embedded import EmbeddedLLM
+def make_backend(settings: LLMSettings, *, cache: bool | None = None) -> LLMBackend:
+    """The backend named by ``settings``, ready to answer; behind the response cache unless
+    ``cache`` (default: ``settings.cache``) is false."""
+    if settings.backend == "openai":
+        from .llm.openai_compat import OpenAICompatibleLLM
 
-    return EmbeddedLLM(settings.model, sha256=settings.sha256, n_ctx=settings.n_ctx,
-                       n_threads=settings.n_threads, top_p=settings.top_p, top_k=settings.top_k)
+        backend = OpenAICompatibleLLM(settings.base_url, settings.model, api_key_env=settings.api_key_env, style=settings.style,
+                                      structured=settings.structured, timeout=settings.timeout,
+                                      retries=settings.transport_retries, top_p=settings.top_p)
+    else:
+        from .llm.embedded import EmbeddedLLM
+        from .llm.models import DEFAULT_MODEL
+
+        backend = EmbeddedLLM(settings.model or DEFAULT_MODEL, sha256=settings.sha256, n_ctx=settings.n_ctx,
+                              n_threads=settings.n_threads, top_p=settings.top_p, top_k=settings.top_k)
+    if settings.cache if cache is None else cache:
+        from .llm.cache import CachedLLM
+        from .llm.models import cache_dir
+
+        backend = CachedLLM(backend, cache_dir().parent / "responses.sqlite")
+    return backend
 
 
 def synthesize(spec: Spec, llm: LLMBackend | None = None, *, progress: ProgressCallback | None = None) -> SynthesisResult:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import LLMSynthorError, SpecError
+from .errors import LLMSynthorError, Problem, SpecError
 from .spec import load_spec, with_overrides
 
 app = typer.Typer(
@@ -49,32 +49,47 @@ def run(
     manifest_path: Path | None = typer.Option(None, "--manifest", help="Run manifest (JSON). Default: the records path with .manifest.json."),
     seed: int | None = typer.Option(None, help="Override the spec's seed: same spec + seed + model gives the same records."),
     n_records: int | None = typer.Option(None, "--n", help="Override the spec's number of records."),
-    model: str | None = typer.Option(None, help="Override llm.model: qwen2.5-coder-1.5b (default), gemma3-270m, or a .gguf path."),
+    llm: str | None = typer.Option(None, "--llm", help="Override llm.backend: embedded (default) or openai (any OpenAI-compatible endpoint)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Override llm.base_url, e.g. http://localhost:8000/v1 (the key comes from $OPENAI_API_KEY or llm.api_key_env)."),
+    model: str | None = typer.Option(None, help="Override llm.model: qwen2.5-coder-1.5b (default), gemma3-270m or a .gguf path; with --llm openai the served model's name."),
+    concurrency: int | None = typer.Option(None, help="Override llm.concurrency: requests in flight at once."),
     max_iterations: int | None = typer.Option(None, help="Override synthesis.max_iterations."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run whose checkpoint is in --checkpoint."),
+    checkpoint_dir: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint folder, saved after every iteration. Default: the records path with .checkpoint."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Synthesize records for SPEC and write them with a run manifest.
 
+    The run's state is saved after every iteration; if it stops (a server goes away, Ctrl-C),
+    run the same command with `--resume` to finish it: the records equal those of an
+    uninterrupted run. Answers are cached on disk, so re-running a spec replays them.
+
     The manifest records the spec's hash, seed, model and its sha256, the dependency groups
-    the LLM inferred, every iteration's worst discrepancy, LLM calls and tokens, and the wall
-    time split into LLM and non-LLM time.
+    the LLM inferred, every iteration's worst discrepancy, LLM calls, cache hits and tokens,
+    and the wall time split into LLM and non-LLM time.
     """
     from .output import check_output_path, manifest, write_manifest, write_records
     from .synthesizer import Synthesizer
 
-    synth = None
     try:
         spec = load_spec(spec_path)
-        spec = with_overrides(spec, {"seed": seed, "n_records": n_records, "llm.model": model, "synthesis.max_iterations": max_iterations})
+        spec = with_overrides(spec, {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url,
+                                     "llm.model": model, "llm.concurrency": concurrency,
+                                     "synthesis.max_iterations": max_iterations})
         out_path = out_path or Path(f"{spec.name}.csv")
         check_output_path(out_path)
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
+        checkpoint_dir = checkpoint_dir or out_path.with_suffix(".checkpoint")
+        if resume and not (checkpoint_dir / "state.json").is_file():
+            raise SpecError(Problem(str(checkpoint_dir), "no checkpoint to resume here; run without --resume to start afresh"))
         from .api import make_backend
         from .targets import load_targets
 
         targets = load_targets(spec)
-        err.print(f"loading model {spec.llm.model} …")
-        backend = make_backend(spec.llm)
+        err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"
+                  else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …")
+        backend = make_backend(spec.llm, cache=not no_cache and spec.llm.cache)
         with Progress(
             TextColumn("[bold]iteration {task.fields[iteration]}"),
             BarColumn(),
@@ -90,19 +105,23 @@ def run(
                 bar.update(task, completed=stats.records, iteration=stats.iteration, table=stats.worst_table if drawn else "all tables",
                            worst=stats.worst_tvd if drawn else stats.predicted_worst_tvd, state="drawn" if drawn else "planned")
 
-            synth = Synthesizer(spec, backend, targets=targets, progress=progress)
-            result = synth.run()
+            synth = Synthesizer(spec, backend, targets=targets, progress=progress, checkpoint_dir=checkpoint_dir)
+            try:
+                result = synth.run(resume=resume)
+            except LLMSynthorError as exc:
+                if (checkpoint_dir / "state.json").is_file():
+                    exc.args = (f"{exc}\nProgress up to the last finished iteration is saved in {checkpoint_dir}; "
+                                "fix the cause and run the same command with --resume.",)
+                raise
         write_records(result.records, out_path)
-        data = manifest(spec, result, backend=backend.name, model_sha256=getattr(backend, "model_file", None) and backend.model_file.sha256,
-                        model_load_seconds=getattr(backend, "load_seconds", None), records_path=out_path)
+        data = manifest(spec, result, backend=backend, records_path=out_path)
         write_manifest(data, manifest_path)
+        from .checkpoint import clear
+
+        clear(checkpoint_dir)
     except SpecError as exc:
         _fail(exc, debug, 2)
     except LLMSynthorError as exc:
-        if synth is not None and synth.records_ is not None:
-            partial = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
-            write_records(synth.records_, partial)
-            err.print(f"the {len(synth.records_)} records drawn before the failure are in {partial}")
         _fail(exc, debug, 1)
 
     table = Table(title=f"{len(result.records)} records → {out_path}", show_edge=False)
@@ -114,7 +133,8 @@ def run(
     t = data["time"]
     out.print(
         f"{'converged' if result.converged else 'NOT converged (see manifest)'} · {data['llm']['calls']} LLM calls · "
-        f"{data['llm']['prompt_tokens']}+{data['llm']['completion_tokens']} tokens · wall {t['wall_seconds']:.1f}s "
+        f"{data['llm']['cache_hits']} from cache · {data['llm']['prompt_tokens']}+{data['llm']['completion_tokens']} tokens · "
+        f"wall {t['wall_seconds']:.1f}s "
         f"(LLM {t['llm_seconds']:.1f}s) · manifest {manifest_path}"
     )
 

@@ -33,10 +33,12 @@ def write_records(records: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def manifest(spec: Spec, result: SynthesisResult, *, backend: str, model_sha256: str | None,
-             model_load_seconds: float | None, records_path: Path | None, status: str = "completed") -> dict:
-    """Everything needed to judge and reproduce a run (no secrets: the spec carries none)."""
+def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path | None, status: str = "completed") -> dict:
+    """Everything needed to judge and reproduce a run (no secrets: the spec carries none and the
+    API key is only ever read from the environment)."""
     usage = result.usage
+    model_file = getattr(backend, "model_file", None)
+    cache = {"hits": backend.hits, "misses": backend.misses, "path": str(backend.path)} if hasattr(backend, "hits") else None
     llm_seconds = usage.seconds
     n_records = len(result.records)
     return {
@@ -46,8 +48,12 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend: str, model_sha256:
         "seed": spec.seed,
         "n_records": n_records,
         "records_path": str(records_path) if records_path else None,
-        "model": {"backend": backend, "sha256": model_sha256, "load_seconds": model_load_seconds,
+        "model": {"backend": backend.name, "sha256": model_file.sha256 if model_file else None,
+                  "load_seconds": getattr(backend, "load_seconds", None),
                   "temperature": spec.llm.temperature, "top_p": spec.llm.top_p, "top_k": spec.llm.top_k},
+        "cache": cache,
+        "transport": {"retries": getattr(backend, "transport_retries", 0),
+                      "structured_output_fallbacks": getattr(backend, "structured_fallbacks", 0)},
         "converged": result.converged,
         "tolerance_tvd": spec.synthesis.tolerance_tvd,
         "dependencies": result.dependencies,

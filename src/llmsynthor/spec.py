@@ -52,18 +52,34 @@ class TableSpec(_Frozen):
 class LLMSettings(_Frozen):
     """Which model proposes records and how it decodes."""
 
-    backend: Literal["embedded"] = "embedded"
-    model: str = Field(
-        default="qwen2.5-coder-1.5b",
-        description="'qwen2.5-coder-1.5b' (default), 'gemma3-270m', or a path to a local .gguf file",
+    backend: Literal["embedded", "openai"] = "embedded"
+    model: str | None = Field(
+        default=None,
+        description="embedded: 'qwen2.5-coder-1.5b' (default), 'gemma3-270m' or a .gguf path; openai: the served model's name",
     )
     sha256: str | None = Field(default=None, description="expected sha256 of a local .gguf file")
+    base_url: str | None = Field(default=None, description="openai: the endpoint, e.g. http://localhost:8000/v1")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="openai: environment variable that holds the key")
+    style: Literal["chat", "completion"] = "chat"
+    structured: Literal["auto", "json_schema", "none"] = Field(
+        default="auto", description="auto: use response_format with the JSON schema, fall back to prompt-and-validate if refused"
+    )
+    timeout: float = Field(default=120.0, gt=0, description="openai: seconds per request")
+    transport_retries: int = Field(default=5, ge=0, description="openai: retries on timeouts, 429, 5xx, dropped connections")
+    concurrency: int = Field(default=1, ge=1, description="requests in flight at once (the embedded model serves one at a time)")
+    cache: bool = Field(default=True, description="replay answers to identical requests from the on-disk response cache")
     temperature: float = Field(default=0.7, ge=0, le=2)
     top_p: float = Field(default=0.95, gt=0, le=1)
     top_k: int = Field(default=40, ge=0)
     n_ctx: int = Field(default=4096, ge=512)
     n_threads: int | None = Field(default=None, ge=1)
     max_retries: int = Field(default=3, ge=0, description="retries of a call whose output fails validation")
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> LLMSettings:
+        if self.backend == "openai" and (not self.base_url or not self.model):
+            raise ValueError("backend 'openai' needs both 'base_url' (e.g. http://localhost:8000/v1) and 'model'")
+        return self
 
 
 class SynthesisSettings(_Frozen):
@@ -87,6 +103,7 @@ class SynthesisSettings(_Frozen):
         description="when_aligned: draw all records once the proposal pool fits the targets; "
         "every_iteration: the paper's add-only schedule, n / max_iterations records per iteration",
     )
+    parallel_requests: int = Field(default=1, ge=1, le=16, description="plan requests per iteration, each for its own focus cells")
     infer_dependencies: bool = True
     max_dependency_groups: int = Field(default=3, ge=0)
 

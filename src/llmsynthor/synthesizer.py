@@ -20,17 +20,20 @@ batch of n / max_iterations records per iteration. The loop knows the LLM only t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import prompts
+from . import checkpoint, prompts
 from .allocation import integerize, solve
 from .discrepancy import deficits, table_distances, worst_tvd
 from .errors import ProposalError
@@ -39,7 +42,7 @@ from .llm.base import Completion, LLMBackend
 from .metrics import jsd, tvd
 from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
 from .spec import Spec
-from .statistics import encode
+from .statistics import count_all
 from .targets import Targets, load_targets
 
 
@@ -65,6 +68,7 @@ class LLMUsage:
     """Calls, tokens, time and validation outcomes of every LLM request in a run."""
 
     calls: int = 0
+    cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -76,6 +80,7 @@ class LLMUsage:
 
     def add(self, completion: Completion) -> None:
         self.calls += 1
+        self.cache_hits += int(completion.cached)
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.seconds += completion.seconds
@@ -88,6 +93,7 @@ class LLMUsage:
     def as_dict(self) -> dict:
         return {
             "calls": self.calls,
+            "cache_hits": self.cache_hits,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "seconds": round(self.seconds, 3),
@@ -97,6 +103,30 @@ class LLMUsage:
             "rejected_proposals_by_reason": dict(self.rejected),
             "corrections_by_reason": dict(self.corrected),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LLMUsage:
+        return cls(data["calls"], data["cache_hits"], data["prompt_tokens"], data["completion_tokens"], data["seconds"],
+                   data["invalid_responses"], data["failed_steps"], data["accepted_proposals"],
+                   Counter(data["rejected_proposals_by_reason"]), Counter(data["corrections_by_reason"]))
+
+
+@dataclass
+class _Answer:
+    """One LLM step, its attempts and what validation said of each; merged into the usage in order."""
+
+    value: object = None
+    failure: tuple | None = None
+    completions: list[Completion] = field(default_factory=list)
+    reports: list[ParseReport] = field(default_factory=list)
+
+    def charge(self, usage: LLMUsage) -> None:
+        for completion in self.completions:
+            usage.add(completion)
+        for report in self.reports:
+            usage.absorb(report)
+        usage.invalid_responses += len(self.completions) - (self.failure is None)
+        usage.failed_steps += self.failure is not None
 
 
 @dataclass
@@ -150,6 +180,18 @@ class ProposalPool:
         profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
         return solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn)
 
+    def dump(self) -> list[dict]:
+        return [{"values": p.values, "ranges": {k: list(v) for k, v in p.ranges.items()}, "num": p.num,
+                 "iteration": p.iteration, "drawn": int(k)} for p, k in zip(self.items, self.drawn)]
+
+    @classmethod
+    def restore(cls, targets: Targets, items: list[dict]) -> ProposalPool:
+        pool = cls(targets)
+        for item in items:
+            pool.add(Proposal(item["values"], {k: tuple(v) for k, v in item["ranges"].items()}, item["num"], item["iteration"]))
+        pool.drawn = np.array([item["drawn"] for item in items], dtype=np.int64)
+        return pool
+
 
 class Synthesizer:
     """Discrepancy-guided synthesis of ``spec.n_records`` records with an LLM as the prior.
@@ -164,39 +206,52 @@ class Synthesizer:
         Pre-loaded targets; read from the spec when omitted.
     progress:
         Called after every iteration with an :class:`IterationStats`.
+    checkpoint_dir:
+        Where the run's state is saved after every iteration (removed when the run completes).
     clock:
         Returns seconds; injected for tests.
     """
 
     def __init__(self, spec: Spec, llm: LLMBackend, *, targets: Targets | None = None,
-                 progress: ProgressCallback | None = None, clock: Callable[[], float] = time.perf_counter):
+                 progress: ProgressCallback | None = None, checkpoint_dir: Path | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.spec = spec
         self.llm = llm
         self.targets = targets if targets is not None else load_targets(spec)
         self.progress = progress
+        self.checkpoint_dir = checkpoint_dir
         self.clock = clock
         self.records_: pd.DataFrame | None = None
 
-    # -- LLM steps -------------------------------------------------------------------------
-    def _ask(self, messages, schema, max_tokens: int, parse, usage: LLMUsage):
-        """One LLM step with bounded retries on unusable output.
+    def run_digest(self) -> str:
+        """Identifies what a checkpoint may be resumed with: the spec (seed included) and the model."""
+        return checkpoint_digest(self.spec, self.llm)
 
-        ``parse(text)`` returns (value, error). Returns (value, None) on success, else
-        (None, (attempts, last response, last error)).
+    # -- LLM steps -------------------------------------------------------------------------
+    def _seed(self, iteration: int, request: int, attempt: int) -> int:
+        """Decoding seed of one request: fixed by the run seed and the request's place in the run,
+        not by timing or by how many calls came before, so concurrent and resumed runs agree."""
+        return int(np.random.SeedSequence([self.spec.seed, iteration, request, attempt]).generate_state(1)[0] % (2**31 - 1))
+
+    def _ask(self, messages, schema, max_tokens: int, parse, iteration: int, request: int) -> _Answer:
+        """One LLM step with bounded retries on unusable output; touches no shared state.
+
+        ``parse(text)`` returns (value, error, report or None).
         """
         settings = self.spec.llm
-        attempts = settings.max_retries + 1
-        for _ in range(attempts):
-            seed = (self.spec.seed * 1_000_003 + usage.calls) % (2**31 - 1)
-            completion = self.llm.complete_json(messages, schema, max_tokens=max_tokens,
-                                                temperature=settings.temperature, seed=seed)
-            usage.add(completion)
-            value, error = parse(completion.text)
+        answer = _Answer()
+        for attempt in range(settings.max_retries + 1):
+            completion = self.llm.complete_json(messages, schema, max_tokens=max_tokens, temperature=settings.temperature,
+                                                seed=self._seed(iteration, request, attempt))
+            answer.completions.append(completion)
+            value, error, report = parse(completion.text)
+            if report is not None:
+                answer.reports.append(report)
             if error is None:
-                return value, None
-            usage.invalid_responses += 1
-        usage.failed_steps += 1
-        return None, (attempts, completion.text, error)
+                answer.value = value
+                return answer
+        answer.failure = (len(answer.completions), completion.text, error)
+        return answer
 
     def _infer_dependencies(self, usage: LLMUsage) -> list[list[str]]:
         s = self.spec.synthesis
@@ -210,7 +265,7 @@ class Synthesizer:
             try:
                 groups = json.loads(text).get("groups", [])
             except (json.JSONDecodeError, AttributeError):
-                return None, "not a JSON object with 'groups'"
+                return None, "not a JSON object with 'groups'", None
             out, seen = [], set(given_sets)
             for g in groups if isinstance(groups, list) else []:
                 if not isinstance(g, list):
@@ -220,68 +275,95 @@ class Synthesizer:
                 if len(names) >= 2 and key not in seen:
                     seen.add(key)
                     out.append(names)
-            return out[: s.max_dependency_groups], None
+            return out[: s.max_dependency_groups], None, None
 
         messages = prompts.dependency_messages(schema, given, s.max_dependency_groups)
-        inferred, _ = self._ask(messages, prompts.dependency_schema(schema, s.max_dependency_groups), 120, parse, usage)
-        return inferred or []
+        answer = self._ask(messages, prompts.dependency_schema(schema, s.max_dependency_groups), 120, parse, 0, 0)
+        answer.charge(usage)
+        return answer.value or []
 
     def _extend_pool(self, pool: ProposalPool, residual: list[np.ndarray], iteration: int,
                      rng: np.random.Generator, dependencies: list[list[str]], usage: LLMUsage):
         """Ask the LLM for proposals that fill the largest residual deficits; add them to the pool.
 
-        Returns (proposals added, failure or None).
+        With ``parallel_requests`` > 1 several plans, each for its own focus cells, are in flight
+        at once (up to ``llm.concurrency``); their answers are applied in request order.
+        Returns (proposals added, failure of the first request or None).
         """
         schema, s = self.spec.record_schema, self.spec.synthesis
         shaped = [r.reshape(t.shape) for r, t in zip(residual, self.targets)]
-        focus = plan_focus(self.targets, shaped, s.proposals_per_call, rng, s.pin)
-        if not focus:
+        focus = plan_focus(self.targets, shaped, s.proposals_per_call * s.parallel_requests, rng, s.pin)
+        chunks = [focus[i:i + s.proposals_per_call] for i in range(0, len(focus), s.proposals_per_call)]
+        if not chunks:
             return 0, None
-        # categoricals every focus fixes are set by the system, not generated
-        fixed_vars = frozenset.intersection(*(frozenset(f.values) for f in focus))
-        fixed = [dict(f.values) for f in focus]
-        free = [v for v in schema.names if v not in fixed_vars]
 
-        def parse(text):
-            items, report, error = parse_plan(text, schema, iteration, fixed)
-            usage.absorb(report)
-            return items, error
+        def request(index: int, chunk: list):
+            # categoricals every focus fixes are set by the system, not generated
+            fixed_vars = frozenset.intersection(*(frozenset(f.values) for f in chunk))
+            fixed = [dict(f.values) for f in chunk]
+            free = [v for v in schema.names if v not in fixed_vars]
 
-        items, failure = self._ask(prompts.plan_messages(schema, focus, free, dependencies),
-                                   plan_schema(schema, len(focus), omit=fixed_vars),
-                                   30 + len(focus) * (12 + 12 * len(free)), parse, usage)
-        report = ParseReport()  # what pinning and de-duplication changed
+            def parse(text):
+                items, report, error = parse_plan(text, schema, iteration, fixed)
+                return items, error, report
+
+            return self._ask(prompts.plan_messages(schema, chunk, free, dependencies),
+                             plan_schema(schema, len(chunk), omit=fixed_vars),
+                             30 + len(chunk) * (12 + 12 * len(free)), parse, iteration, index)
+
+        workers = min(self.spec.llm.concurrency, len(chunks))
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as executor:
+                answers = list(executor.map(request, range(len(chunks)), chunks))
+        else:
+            answers = [request(i, c) for i, c in enumerate(chunks)]
+
         added = 0
-        for index, proposal in items or []:
-            if index < len(focus):
-                proposal = pin(proposal, focus[index], schema, report)
-            if pool.add(proposal):
-                added += 1
-            else:
-                report.corrected["duplicate of an earlier proposal, skipped"] += 1
+        report = ParseReport()  # what pinning and de-duplication changed
+        for answer, chunk in zip(answers, chunks):
+            answer.charge(usage)
+            for index, proposal in answer.value or []:
+                if index < len(chunk):
+                    proposal = pin(proposal, chunk[index], schema, report)
+                if pool.add(proposal):
+                    added += 1
+                else:
+                    report.corrected["duplicate of an earlier proposal, skipped"] += 1
         usage.absorb(report)
-        return added, failure
+        return added, answers[0].failure
 
     # -- the loop --------------------------------------------------------------------------
-    def run(self) -> SynthesisResult:
+    def run(self, resume: bool = False) -> SynthesisResult:
+        """Run the loop; with ``resume``, continue from the checkpoint in ``checkpoint_dir``."""
         spec, targets, s = self.spec, self.targets, self.spec.synthesis
         schema = spec.record_schema
         started = self.clock()
-        rng = np.random.default_rng(spec.seed)
-        usage = LLMUsage()
         n = targets.n
-        counts = [np.zeros(t.shape) for t in targets]
-        frames: list[pd.DataFrame] = []
-        pool = ProposalPool(targets)
         cap = max(1, math.floor(s.max_proposal_share * n))
-        history: list[IterationStats] = []
-        notes: list[str] = []
-        remaining = n
-
-        inferred = self._infer_dependencies(usage)
         given = [t.variables for t in targets if len(t.variables) > 1]
 
-        for iteration in range(1, s.max_iterations + 1):
+        if resume:
+            if self.checkpoint_dir is None:
+                raise ValueError("resume needs a checkpoint_dir")
+            state = checkpoint.load(self.checkpoint_dir, self.run_digest())
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state.rng_state
+            usage = LLMUsage.from_dict(state.usage)
+            pool = ProposalPool.restore(targets, state.pool)
+            history = [IterationStats(**h) for h in state.history]
+            inferred, notes, first, elapsed = state.inferred, state.notes, state.iteration + 1, state.elapsed
+            frames = [state.records] if state.records is not None else []
+        else:
+            rng = np.random.default_rng(spec.seed)
+            usage, pool, history, notes, first, elapsed, frames = LLMUsage(), ProposalPool(targets), [], [], 1, 0.0, []
+            inferred = self._infer_dependencies(usage)
+        counts = count_all(frames[0], targets) if frames else [np.zeros(t.shape) for t in targets]
+        remaining = n - sum(len(f) for f in frames)
+        self.records_ = frames[0] if frames else None
+
+        for iteration in range(first, s.max_iterations + 1):
+            if remaining <= 0:
+                break
             it_started, llm_before = self.clock(), usage.seconds
             gaps = [g.ravel() for g in deficits(targets, counts)]
             # ask for what the pool cannot yet express: the deficit left by its best allocation
@@ -313,11 +395,10 @@ class Synthesizer:
             batch_frames = [draw(p, int(k), schema, rng) for p, k in zip(pool.items, whole) if k > 0]
             if batch_frames:
                 frame = pd.concat(batch_frames, ignore_index=True)
-                frames.append(frame)
-                for ti, t in enumerate(targets):
-                    flat = encode(frame, t)
-                    counts[ti] += np.bincount(flat[flat >= 0], minlength=counts[ti].size).reshape(t.shape)
-                self.records_ = pd.concat(frames, ignore_index=True)
+                frames = [pd.concat(frames + [frame], ignore_index=True)]
+                for ti, c in enumerate(count_all(frame, targets)):
+                    counts[ti] += c
+                self.records_ = frames[0]
             pool.drawn += whole
             remaining -= int(whole.sum())
 
@@ -326,12 +407,14 @@ class Synthesizer:
                                    int(whole.sum()), float(predicted), usage.seconds - llm_before,
                                    self.clock() - it_started)
             history.append(stats)
+            if self.checkpoint_dir is not None:
+                checkpoint.save(self.checkpoint_dir, checkpoint.RunState(
+                    self.run_digest(), iteration, rng.bit_generator.state, pool.dump(), usage.as_dict(),
+                    [asdict(h) for h in history], inferred, notes, elapsed + self.clock() - started, self.records_))
             if self.progress is not None:
                 self.progress(stats)
-            if remaining <= 0:
-                break
 
-        records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=schema.names)
+        records = frames[0] if frames else pd.DataFrame(columns=schema.names)
         records = records.iloc[rng.permutation(len(records))].reset_index(drop=True)  # drawn in blocks: shuffle
         self.records_ = records
         distances = table_distances(targets, counts)
@@ -344,6 +427,12 @@ class Synthesizer:
             dependencies={"given": given, "inferred": inferred},
             usage=usage,
             proposals=[dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool.items, pool.drawn)],
-            wall_seconds=self.clock() - started,
+            wall_seconds=elapsed + self.clock() - started,
             notes=notes,
         )
+
+
+def checkpoint_digest(spec: Spec, llm: LLMBackend) -> str:
+    """A checkpoint may only be resumed with the same spec content (seed included) and model."""
+    identity = getattr(llm, "cache_identity", {"name": llm.name})
+    return hashlib.sha256((spec.digest() + json.dumps(identity, sort_keys=True)).encode()).hexdigest()

@@ -19,6 +19,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    cached: bool = False
 
 
 @runtime_checkable

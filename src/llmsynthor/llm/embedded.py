@@ -8,6 +8,7 @@ the JSON schema (llama.cpp's ``response_format``). ``llama_cpp`` is imported her
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from ..errors import BackendError
@@ -36,6 +37,7 @@ class EmbeddedLLM:
             raise BackendError("the embedded backend needs llama-cpp-python: pip install llama-cpp-python==0.3.36") from None
         self.model_file: ModelFile = resolve(model, sha256)
         self.top_p, self.top_k = top_p, top_k
+        self._lock = threading.Lock()
         started = time.perf_counter()
         try:
             self._llm = Llama(
@@ -52,18 +54,24 @@ class EmbeddedLLM:
     def name(self) -> str:
         return f"embedded:{self.model_file.name}"
 
+    @property
+    def cache_identity(self) -> dict:
+        """What, besides the request, decides the answer: the exact weights and sampling knobs."""
+        return {"backend": "embedded", "sha256": self.model_file.sha256, "top_p": self.top_p, "top_k": self.top_k}
+
     def complete_json(self, messages, schema, *, max_tokens, temperature, seed) -> Completion:
         started = time.perf_counter()
         try:
-            out = self._llm.create_chat_completion(
-                messages=messages,
-                response_format={"type": "json_object", "schema": schema},
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=self.top_p,
-                top_k=self.top_k,
-                seed=seed,
-            )
+            with self._lock:  # one llama.cpp context serves one request at a time
+                out = self._llm.create_chat_completion(
+                    messages=messages,
+                    response_format={"type": "json_object", "schema": schema},
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    top_p=self.top_p,
+                    top_k=self.top_k,
+                    seed=seed,
+                )
         except ValueError as exc:  # e.g. the prompt does not fit the context
             raise BackendError(f"llama.cpp rejected the request: {exc}") from None
         usage = out.get("usage") or {}

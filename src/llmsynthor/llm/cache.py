@@ -1,0 +1,67 @@
+"""A persistent response cache in front of any backend.
+
+Keyed by the backend's identity (model file sha256, or endpoint and model; never a key), the
+messages, the schema, and the decoding parameters including the seed. Re-running a spec with
+the same seed therefore replays the same answers without calling the model. Entries live in
+one SQLite file; a version bump in the key invalidates old entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from .base import Completion, LLMBackend
+
+CACHE_VERSION = 1
+
+
+class CachedLLM:
+    """Wraps a backend; answers from ``path`` when the same request was answered before."""
+
+    def __init__(self, inner: LLMBackend, path: Path):
+        self.inner = inner
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def __getattr__(self, item):  # model_file, load_seconds, transport_retries … of the inner backend
+        return getattr(self.inner, item)
+
+    def key(self, messages, schema, *, max_tokens, temperature, seed) -> str:
+        identity = getattr(self.inner, "cache_identity", {"name": self.inner.name})
+        payload = {"v": CACHE_VERSION, "backend": identity, "messages": messages, "schema": schema,
+                   "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def complete_json(self, messages, schema, *, max_tokens, temperature, seed) -> Completion:
+        key = self.key(messages, schema, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        with self._lock:
+            row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            data = json.loads(row[0])
+            with self._lock:
+                self.hits += 1
+            return Completion(text=data["text"], prompt_tokens=data["prompt_tokens"],
+                              completion_tokens=data["completion_tokens"], seconds=0.0, cached=True)
+        completion = self.inner.complete_json(messages, schema, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        record = {"text": completion.text, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
+        with self._lock:
+            self.misses += 1
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps(record)))
+        return completion
+
+    def close(self) -> None:
+        self._db.close()
