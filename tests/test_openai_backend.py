@@ -108,16 +108,20 @@ def test_auth_failure_fails_at_once_with_advice():
 
 
 def test_refused_structured_output_falls_back_to_prompt_and_validate():
-    server = ScriptedServer(script=[(400, "response_format is not supported"), (200, '{"n": 2}')])
+    server = ScriptedServer(script=[(400, "response_format json_schema is not supported"),
+                                    (500, "body.response_format.type: Input should be 'text' or 'json_object'"),
+                                    (200, '{"n": 2}')])
     try:
         llm = backend(server)
         out = llm.complete_json([{"role": "user", "content": "give n"}], {"type": "object", "required": ["n"]},
                                 max_tokens=5, temperature=0, seed=1)
     finally:
         server.close()
-    assert out.text == '{"n": 2}' and llm.structured == "none" and llm.structured_fallbacks == 1
-    second = server.requests[1]["body"]
-    assert "response_format" not in second and "JSON schema" in second["messages"][-1]["content"]
+    assert out.text == '{"n": 2}' and llm.structured == "none" and llm.structured_fallbacks == 2
+    first, second, third = (r["body"] for r in server.requests)
+    assert first["response_format"]["type"] == "json_schema"
+    assert second["response_format"] == {"type": "json_object", "schema": {"type": "object", "required": ["n"]}}
+    assert "response_format" not in third and "JSON schema" in third["messages"][-1]["content"]
 
 
 def test_the_api_key_never_reaches_cache_or_manifest(spec, tmp_path, monkeypatch):

@@ -61,8 +61,10 @@ class LLMSettings(_Frozen):
     base_url: str | None = Field(default=None, description="openai: the endpoint, e.g. http://localhost:8000/v1")
     api_key_env: str = Field(default="OPENAI_API_KEY", description="openai: environment variable that holds the key")
     style: Literal["chat", "completion"] = "chat"
-    structured: Literal["auto", "json_schema", "none"] = Field(
-        default="auto", description="auto: use response_format with the JSON schema, fall back to prompt-and-validate if refused"
+    structured: Literal["auto", "json_schema", "json_object", "none"] = Field(
+        default="auto",
+        description="auto: response_format json_schema (OpenAI, vLLM, Ollama), then the json_object+schema dialect "
+        "(llama-cpp-python server), then prompt-and-validate, moving on when the server refuses",
     )
     timeout: float = Field(default=120.0, gt=0, description="openai: seconds per request")
     transport_retries: int = Field(default=5, ge=0, description="openai: retries on timeouts, 429, 5xx, dropped connections")

@@ -38,8 +38,10 @@ class OpenAICompatibleLLM:
     style:
         ``chat`` (``/chat/completions``) or ``completion`` (``/completions`` with a plain prompt).
     structured:
-        ``auto`` (try ``response_format``, fall back if refused), ``json_schema`` (always) or
-        ``none`` (prompt-and-validate only).
+        ``auto``: OpenAI's ``response_format={"type": "json_schema", ...}`` (OpenAI, vLLM, Ollama);
+        if the server refuses it, the ``{"type": "json_object", "schema": ...}`` dialect of
+        llama-cpp-python's server; if that is refused too, prompt-and-validate. ``json_schema``
+        or ``json_object`` force one dialect, ``none`` prompt-and-validate.
     timeout, retries, backoff, max_backoff:
         Per-request timeout (s); transport retries; first and largest backoff (s).
     """
@@ -54,11 +56,14 @@ class OpenAICompatibleLLM:
             raise BackendError("the OpenAI-compatible backend needs the openai package: pip install openai") from None
         if style not in ("chat", "completion"):
             raise ValueError(f"style must be 'chat' or 'completion', got {style!r}")
-        if structured not in ("auto", "json_schema", "none"):
-            raise ValueError(f"structured must be 'auto', 'json_schema' or 'none', got {structured!r}")
+        if structured not in ("auto", "json_schema", "json_object", "none"):
+            raise ValueError(f"structured must be 'auto', 'json_schema', 'json_object' or 'none', got {structured!r}")
         self._openai = openai
         self.base_url, self.model, self.style, self.top_p = base_url.rstrip("/"), model, style, top_p
         self.structured = structured if style == "chat" else "none"
+        self._auto = self.structured == "auto"
+        if self._auto:
+            self.structured = "json_schema"  # first choice; see _refused_structured
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self._sleep, self._jitter = sleep, jitter or random.Random(0)
         self._lock = threading.Lock()
@@ -74,8 +79,9 @@ class OpenAICompatibleLLM:
     @property
     def cache_identity(self) -> dict:
         """What, besides the request, decides the answer (never the key)."""
+        # the configured mode, not the dialect found at run time, so a rerun meets its cache
         return {"backend": "openai", "base_url": self.base_url, "model": self.model, "style": self.style,
-                "structured": self.structured, "top_p": self.top_p}
+                "structured": "auto" if self._auto else self.structured, "top_p": self.top_p}
 
     # -- requests ----------------------------------------------------------------------------
     def _with_schema_in_prompt(self, messages, schema):
@@ -89,8 +95,10 @@ class OpenAICompatibleLLM:
                                                   temperature=temperature, top_p=self.top_p, seed=seed)
             return out.choices[0].text or "", out.usage
         kwargs = {}
-        if self.structured != "none":
+        if self.structured == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        elif self.structured == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
         else:
             messages = self._with_schema_in_prompt(messages, schema)
         out = self._client.chat.completions.create(model=self.model, messages=messages, max_tokens=max_tokens,
@@ -105,17 +113,12 @@ class OpenAICompatibleLLM:
             try:
                 text, usage = self._request(messages, schema, max_tokens=max_tokens, temperature=temperature, seed=seed)
                 break
-            except openai.BadRequestError as exc:
-                if self.structured == "auto" and "response_format" in str(exc).lower() + str(getattr(exc, "body", "")).lower():
-                    with self._lock:
-                        self.structured = "none"
-                        self.structured_fallbacks += 1
-                    continue  # the server does not do structured output: prompt and validate instead
-                raise BackendError(f"{self.name} rejected the request (HTTP 400): {_detail(exc)}") from None
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 reason = "timed out" if isinstance(exc, openai.APITimeoutError) else "could not be reached"
                 attempt = self._backoff_or_raise(attempt, f"{self.name} {reason}")
             except openai.APIStatusError as exc:
+                if self._refused_structured(exc):
+                    continue  # try the next dialect (some servers answer 500 for an unknown response_format)
                 if exc.status_code in _RETRYABLE_STATUS:
                     attempt = self._backoff_or_raise(attempt, f"{self.name} answered HTTP {exc.status_code}: {_detail(exc)}")
                     continue
@@ -129,6 +132,15 @@ class OpenAICompatibleLLM:
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             seconds=time.perf_counter() - started,
         )
+
+    def _refused_structured(self, exc) -> bool:
+        """On a refusal that names response_format, move to the next structured-output dialect."""
+        if not self._auto or self.structured == "none" or "response_format" not in _detail(exc).lower():
+            return False
+        with self._lock:
+            self.structured = {"json_schema": "json_object", "json_object": "none"}[self.structured]
+            self.structured_fallbacks += 1
+        return True
 
     def _backoff_or_raise(self, attempt: int, what: str) -> int:
         if attempt >= self.retries:
