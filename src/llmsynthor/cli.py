@@ -165,7 +165,8 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print("llmsynthor: interrupted")
+        typer.echo("llmsynthor: interrupted; progress up to the last finished iteration is in the checkpoint "
+                   "folder (<out>.checkpoint): run the same command with --resume to finish", err=True)
         sys.exit(130)
 
 
