@@ -91,6 +91,9 @@ def test_pin_moves_a_drifting_proposal_into_its_cell(schema):
     assert q.ranges["age"] == (39, 51)            # integer [39,52) holds 39..51
     assert q.ranges["price"] == (921, 2000)       # no overlap: the whole interval
     assert sum(report.corrected.values()) == 3
+    sliver = Proposal(p.values, {"age": (40.0, 40.0), "price": (900.0, 921.0)}, 5)
+    r = pin(sliver, focus, schema, ParseReport())
+    assert r.ranges["price"] == (921, 2000) and r.ranges["age"] == (39, 51)  # a sliver would clone one value
 
 
 def test_profile_equals_the_share_of_drawn_records(targets, schema):

@@ -6,28 +6,10 @@ Positive means under-represented. The loop is add-only, so only positive deficit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .metrics import jsd, tvd
 from .targets import Targets
-
-
-@dataclass(frozen=True)
-class Deficit:
-    """One under-represented cell of one table."""
-
-    table: str
-    cell: dict[str, str]
-    missing: float
-    target: float
-
-    def describe(self) -> str:
-        parts = []
-        for var, label in self.cell.items():
-            parts.append(f"{var} in {label}" if label.startswith("[") else f"{var} = {label}")
-        return ", ".join(parts)
 
 
 def deficits(targets: Targets, counts: list[np.ndarray]) -> list[np.ndarray]:
@@ -39,27 +21,6 @@ def neediest_table(targets: Targets, gaps: list[np.ndarray]) -> int:
     """Index of the table with the most weighted missing records (ties: the one with more variables)."""
     scores = [(t.weight * float(np.clip(g, 0, None).sum()), len(t.variables), -i) for i, (t, g) in enumerate(zip(targets, gaps))]
     return -max(scores)[2]
-
-
-def top_deficits(targets: Targets, gaps: list[np.ndarray], k: int, table: int | None = None) -> list[Deficit]:
-    """The ``k`` largest positive deficits (of one table, or of all, weighted by table weight).
-
-    Ties break by table order, then cell order. Cells with less than half a record missing are
-    not deficits.
-    """
-    rows = []
-    for ti, (t, gap) in enumerate(zip(targets, gaps)):
-        if table is not None and ti != table:
-            continue
-        flat = gap.ravel()
-        for ci in np.flatnonzero(flat > 0.5):
-            rows.append((-flat[ci] * t.weight, ti, int(ci)))
-    rows.sort()
-    out = []
-    for _, ti, ci in rows[:k]:
-        t = targets.tables[ti]
-        out.append(Deficit(t.name, t.cell_labels(ci), float(gaps[ti].ravel()[ci]), float(t.counts.ravel()[ci])))
-    return out
 
 
 def table_distances(targets: Targets, counts: list[np.ndarray]) -> dict[str, dict[str, float]]:

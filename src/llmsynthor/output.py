@@ -11,6 +11,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import Problem, SpecError
+from .schema import Schema
 from .spec import Spec
 from .synthesizer import SynthesisResult
 
@@ -20,7 +21,19 @@ RECORD_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 def check_output_path(path: Path) -> None:
     """Fail before a run, not after it, when records could not be written to ``path``."""
     if path.suffix.lower() not in RECORD_FORMATS:
-        raise SpecError(Problem(f"output path '{path}'", f"unknown extension {path.suffix or '(none)'!r}; expected .csv or .parquet"))
+        raise SpecError(Problem(f"records path '{path}'", f"unknown extension {path.suffix or '(none)'!r}; expected .csv or .parquet"))
+
+
+def read_records(path: Path, schema: Schema) -> pd.DataFrame:
+    """Records from a .csv or .parquet file, checked to have every variable of the schema."""
+    check_output_path(path)
+    if not path.is_file():
+        raise SpecError(Problem(str(path), "records file not found; expected a .csv or .parquet file"))
+    frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise SpecError(Problem(str(path), f"missing columns {missing}; expected the spec's variables {schema.names}"))
+    return frame
 
 
 def write_records(records: pd.DataFrame, path: Path) -> Path:
@@ -33,7 +46,7 @@ def write_records(records: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path | None, status: str = "completed") -> dict:
+def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path | None) -> dict:
     """Everything needed to judge and reproduce a run (no secrets: the spec carries none and the
     API key is only ever read from the environment)."""
     usage = result.usage
@@ -43,7 +56,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
     n_records = len(result.records)
     return {
         "llmsynthor_version": __version__,
-        "status": status,
+        "status": "completed",
         "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()},
         "seed": spec.seed,
         "n_records": n_records,

@@ -21,6 +21,7 @@ from .schema import CategoricalVariable, IntegerVariable, Schema
 from .targets import TargetTable
 
 _MAX_NUM_HINT = 10_000
+_MIN_PINNED_WIDTH = 0.1  # a range cut to less than this share of its focus bin is replaced by the bin
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,8 @@ def pin(proposal: Proposal, focus: Focus, schema: Schema, report: ParseReport) -
             hi_b = float(np.nextafter(hi_b, -np.inf))
         lo, hi = ranges[name]
         new = (max(lo, lo_b), min(hi, hi_b))
-        if new[0] > new[1]:
-            new = (lo_b, hi_b)
+        if new[0] > new[1] or new[1] - new[0] < _MIN_PINNED_WIDTH * (hi_b - lo_b):
+            new = (lo_b, hi_b)  # no overlap, or a sliver (e.g. [921, 921]) that would clone one value
         if new != (lo, hi):
             ranges[name] = (float(new[0]), float(new[1]))
             report.corrected[f"{name}: moved into the requested cell"] += 1

@@ -119,6 +119,10 @@ class Spec(_Frozen):
     entity: str = "record"
     variables: dict[str, Variable] = Field(min_length=1)
     targets: list[TableSpec] = Field(default_factory=list)
+    rules: list[str] = Field(
+        default_factory=list,
+        description="realism rules 'condition -> consequence' used by `llmsynthor evaluate` only, never by the generator",
+    )
     llm: LLMSettings = LLMSettings()
     synthesis: SynthesisSettings = SynthesisSettings()
     # set by load_spec, not by the user

@@ -1,0 +1,90 @@
+"""Realism rules: structural zeros written as ``condition -> consequence``.
+
+    age < 18 -> education in [Preschool, Elementary, High School]
+    category == Electronics -> price >= 20
+    relationship == Husband and age >= 18 -> sex == Male
+
+Each side is one or more comparisons joined by ``and``: ``var op value`` with op one of
+``< <= > >= == !=``, or ``var in [a, b, …]`` / ``var not in [a, b, …]``. A record violates a rule
+when it meets the condition and not the consequence. Rules are used to *score* realism; they are
+never shown to the generator.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import Problem, SpecError
+from .schema import CategoricalVariable, Schema
+
+_OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt}
+_COMPARISON = re.compile(r"^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+_MEMBERSHIP = re.compile(r"^\s*(\w+)\s+(not\s+in|in)\s*\[(.*)\]\s*$")
+
+
+@dataclass(frozen=True)
+class Clause:
+    variable: str
+    op: str  # one of _OPS, "in" or "not in"
+    value: object
+
+    def holds(self, records: pd.DataFrame) -> np.ndarray:
+        column = records[self.variable]
+        if self.op in ("in", "not in"):
+            inside = column.isin(self.value).to_numpy()
+            return inside if self.op == "in" else ~inside
+        return np.asarray(_OPS[self.op](column, self.value), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str
+    condition: tuple[Clause, ...]
+    consequence: tuple[Clause, ...]
+
+    def violations(self, records: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of records that meet the condition but not the consequence."""
+        meets = np.logical_and.reduce([c.holds(records) for c in self.condition])
+        follows = np.logical_and.reduce([c.holds(records) for c in self.consequence])
+        return meets & ~follows
+
+
+def _clause(text: str, schema: Schema, where: str) -> Clause:
+    m = _MEMBERSHIP.match(text)
+    if m:
+        name, op, items = m.group(1), " ".join(m.group(2).split()), [v.strip() for v in m.group(3).split(",") if v.strip()]
+    else:
+        m = _COMPARISON.match(text)
+        if not m:
+            raise SpecError(Problem(where, f"cannot read {text.strip()!r}; expected 'var op value' (op: < <= > >= == !=) or 'var in [a, b]'"))
+        name, op, items = m.group(1), m.group(2), [m.group(3).strip()]
+    if name not in schema.variables:
+        raise SpecError(Problem(where, f"unknown variable {name!r}; expected one of: {', '.join(schema.names)}"))
+    var = schema[name]
+    if isinstance(var, CategoricalVariable):
+        unknown = [v for v in items if v not in var.values]
+        if unknown:
+            raise SpecError(Problem(where, f"{unknown[0]!r} is not one of the values of {name!r} {var.values}"))
+        if op not in ("==", "!=", "in", "not in"):
+            raise SpecError(Problem(where, f"{name!r} is categorical; expected ==, !=, in or not in, got {op!r}"))
+        values = items
+    else:
+        try:
+            values = [float(v) for v in items]
+        except ValueError:
+            raise SpecError(Problem(where, f"{name!r} is numeric; expected a number in {text.strip()!r}")) from None
+    return Clause(name, op, values if op in ("in", "not in") else values[0])
+
+
+def parse_rule(text: str, schema: Schema, where: str = "rule") -> Rule:
+    """Parse ``condition -> consequence`` against the schema; SpecError naming ``where`` if wrong."""
+    if text.count("->") != 1:
+        raise SpecError(Problem(where, f"{text!r} must have exactly one '->' between condition and consequence"))
+    left, right = text.split("->")
+    parts = [[_clause(c, schema, where) for c in re.split(r"\s+and\s+", side.strip())] for side in (left, right)]
+    return Rule(text.strip(), tuple(parts[0]), tuple(parts[1]))
