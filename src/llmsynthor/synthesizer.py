@@ -7,7 +7,7 @@ Each iteration
 2. turns the largest of those deficits into guidance, one line per requested proposal;
 3. asks the LLM for a plan of proposals under a JSON schema, validates and clamps each, and
    pins it into the cell it was asked to fill;
-4. lets the allocator (raking over the pool, :mod:`llmsynthor.allocation`) decide how many
+4. lets the allocator (bounded least squares, :mod:`llmsynthor.allocation`) decide how many
    records each proposal in the pool contributes, and draws a batch of records with the run's
    seeded RNG.
 
@@ -178,7 +178,7 @@ class ProposalPool:
     def fit(self, gaps: list[np.ndarray], total: int, cap: int):
         """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`)."""
         profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
-        return solve(profiles, gaps, total, cap - self.drawn)
+        return solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn)
 
     def dump(self) -> list[dict]:
         return [{"values": p.values, "ranges": {k: list(v) for k, v in p.ranges.items()}, "num": p.num,
