@@ -13,7 +13,8 @@ Plus diversity (share of distinct records) and, with a reference, the median dis
 closest reference record. Definitions: TVD = ½Σ|p−q|; JSD = Jensen–Shannon distance, base 2;
 Hellinger = √(½Σ(√p−√q)²); SRMSE = RMSE of the cell counts / mean target cell count (on
 proportions, so both sides have the same size); C2ST = |accuracy − 0.5| of a 5-fold
-gradient-boosting classifier telling synthetic from reference rows.
+gradient-boosting classifier telling synthetic from reference rows (the larger side subsampled
+to the smaller, so 0.5 is chance).
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ def _c2st(synthetic: pd.DataFrame, reference: pd.DataFrame, schema: Schema, seed
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import cross_val_score
 
+    size = min(len(synthetic), len(reference))  # balanced classes, so 0.5 is chance
+    rng = np.random.default_rng(seed)
+    synthetic = synthetic.iloc[rng.permutation(len(synthetic))[:size]]
+    reference = reference.iloc[rng.permutation(len(reference))[:size]]
     both = pd.concat([synthetic[schema.names], reference[schema.names]], ignore_index=True)
     X = np.column_stack([
         pd.Categorical(both[n], categories=schema[n].values).codes if isinstance(schema[n], CategoricalVariable)
