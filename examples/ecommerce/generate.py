@@ -8,6 +8,7 @@ Continuous variables are binned into 6 quantile bins of the reference (inner edg
 
 from pathlib import Path
 
+from llmsynthor import load_spec
 from llmsynthor.datasets import binned, contingency, ecommerce_sample, quantile_edges
 
 HERE = Path(__file__).parent
@@ -24,9 +25,10 @@ TABLES = {
 def main(out_dir: Path = HERE) -> None:
     reference = ecommerce_sample(N, seed=SEED)
     reference.to_csv(out_dir / "reference.csv", index=False)
+    variables = load_spec(HERE / "spec.yaml").variables  # domains come from the spec
     binned_ref = reference.copy()
-    binned_ref["age"] = binned(reference["age"], quantile_edges(reference["age"], 6, 18, 90), integer=True)
-    binned_ref["price"] = binned(reference["price"], quantile_edges(reference["price"], 6, 0, 2000), integer=False)
+    for name in ("age", "price"):
+        binned_ref[name] = binned(reference[name], variables[name], quantile_edges(reference[name], 6, variables[name]))
     (out_dir / "targets").mkdir(exist_ok=True)
     for name, variables in TABLES.items():
         contingency(binned_ref, variables).to_csv(out_dir / "targets" / f"{name}.csv", index=False)

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import truncnorm
 
-from .targets import format_bin
+from .statistics import encode_axis
+from .targets import Axis, interval_label
 
 CATEGORIES = ["Electronics", "Apparel", "Food & Beverages", "Furniture & Appliances"]
 _AGE_MIX = (np.array([0.5, 0.45, 0.15]) / 1.10, np.array([24.0, 38.0, 55.0]), np.array([6.0, 15.0, 10.0]))
@@ -61,23 +62,19 @@ def ecommerce_sample(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def quantile_edges(values: np.ndarray, bins: int, lo: float, hi: float) -> list[float]:
-    """``bins`` quantile bins of ``values`` over [lo, hi], inner edges rounded to whole numbers."""
+def quantile_edges(values: np.ndarray, bins: int, var) -> list[float]:
+    """Edges of ``bins`` quantile bins of ``values`` over [var.min, var.max], inner edges rounded."""
     inner = np.unique(np.round(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])))
-    inner = inner[(inner > lo) & (inner < hi)]
-    return [float(lo), *map(float, inner), float(hi)]
+    inner = inner[(inner > var.min) & (inner < var.max)]
+    return [float(var.min), *map(float, inner), float(var.max)]
 
 
-def binned(values: pd.Series, edges: list[float], integer: bool) -> pd.Series:
-    """Bin labels ``[a,b)`` (the last ``[a,b]``) for numeric values, matching the spec format."""
-    cut = np.searchsorted(edges, values.to_numpy(dtype=float), side="right") - 1
-    cut = np.clip(cut, 0, len(edges) - 2)
-    last = len(edges) - 2
-    labels = [
-        format_bin(edges[i], edges[i + 1], i == last, integer)
-        for i in range(len(edges) - 1)
-    ]
-    return pd.Series(np.asarray(labels, dtype=object)[cut], index=values.index)
+def binned(values: pd.Series, var, edges: list[float]) -> pd.Series:
+    """Spec-format bin labels (``[a,b)``, the last ``[a,b]``) of numeric values; ``edges`` run
+    from the variable's min to its max."""
+    inner = np.array([*edges[:-1], var.top], dtype=float)
+    axis = Axis(str(values.name), tuple(interval_label(a, b, var) for a, b in zip(inner[:-1], inner[1:])), inner)
+    return pd.Series(np.asarray(axis.labels, dtype=object)[encode_axis(axis, values)], index=values.index)
 
 
 def contingency(frame: pd.DataFrame, variables: list[str]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from .metrics import jsd, tvd
 from .rules import Rule
 from .schema import CategoricalVariable, Schema
 from .statistics import count
-from .targets import Axis, Targets, TargetTable, format_bin
+from .targets import Axis, Targets, TargetTable, interval_label
 
 
 def hellinger(synthetic: np.ndarray, target: np.ndarray) -> float:
@@ -86,7 +86,7 @@ def _axis_for(variable: str, schema: Schema, targets: Targets, reference: pd.Dat
     source = reference[variable] if reference is not None else None
     inner = np.unique(np.quantile(source, np.linspace(0, 1, 7)[1:-1])) if source is not None else np.linspace(var.min, var.max, 7)[1:-1]
     edges = np.array([var.min, *[e for e in inner if var.min < e < var.max], var.max], dtype=float)
-    labels = tuple(format_bin(a, b, i == len(edges) - 2, False) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])))
+    labels = tuple(interval_label(a, b, var) for a, b in zip(edges[:-1], edges[1:]))
     return Axis(variable, labels, edges)
 
 

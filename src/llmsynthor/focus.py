@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .discrepancy import neediest_table
-from .schema import IntegerVariable, Schema
-from .targets import Targets, TargetTable
+from .schema import Schema
+from .targets import Targets, TargetTable, interval_label
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,8 @@ class Focus:
             if name in self.values:
                 parts.append(f"{name} = {self.values[name]}")
             elif name in self.intervals:
-                lo, hi = self.intervals[name]
-                var = schema[name]
-                closed = hi >= (var.max + 1 if isinstance(var, IntegerVariable) else var.max)
-                shown_hi = hi - 1 if isinstance(var, IntegerVariable) and closed else hi
-                parts.append(f"{name} in [{lo:g},{shown_hi:g}{']' if closed else ')'}")
+                parts.append(f"{name} in {interval_label(*self.intervals[name], schema[name])}")
         return ", ".join(parts)
-
-
-def _upper(schema: Schema, name: str) -> float:
-    var = schema[name]
-    return var.max + 1 if isinstance(var, IntegerVariable) else var.max
 
 
 def _consistent(table: TargetTable, values: dict, intervals: dict, schema: Schema) -> np.ndarray:

@@ -59,6 +59,11 @@ class IntegerVariable(_NumericVariable):
 
     type: Literal["integer"] = "integer"
 
+    @property
+    def top(self) -> float:
+        """End of the domain as a half-open interval [min, top): max + 1 for whole numbers."""
+        return self.max + 1
+
     @model_validator(mode="after")
     def _whole(self) -> IntegerVariable:
         if self.min != int(self.min) or self.max != int(self.max):
@@ -70,6 +75,11 @@ class FloatVariable(_NumericVariable):
     """A real number in [min, max]."""
 
     type: Literal["float"] = "float"
+
+    @property
+    def top(self) -> float:
+        """End of the domain; a bin ending here is closed, so max itself belongs to it."""
+        return self.max
 
 
 Variable = Annotated[CategoricalVariable | IntegerVariable | FloatVariable, Field(discriminator="type")]

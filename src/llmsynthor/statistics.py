@@ -30,16 +30,13 @@ def encode(records: pd.DataFrame, table: TargetTable, _cache: dict | None = None
 
     ``_cache`` (axis -> codes) lets several tables over the same variable encode it once.
     """
+    cache = {} if _cache is None else _cache
     codes = []
     for axis in table.axes:
         key = (axis.variable, axis.labels)
-        if _cache is None or key not in _cache:
-            found = encode_axis(axis, records[axis.variable])
-            if _cache is None:
-                codes.append(found)
-                continue
-            _cache[key] = found
-        codes.append(_cache[key])
+        if key not in cache:
+            cache[key] = encode_axis(axis, records[axis.variable])
+        codes.append(cache[key])
     inside = np.logical_and.reduce([(c >= 0) & (c < a.size) for c, a in zip(codes, table.axes)])
     flat = np.full(len(records), -1, dtype=np.int64)
     if inside.any():

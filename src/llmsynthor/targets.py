@@ -59,10 +59,6 @@ class TargetTable:
     def shape(self) -> tuple[int, ...]:
         return tuple(a.size for a in self.axes)
 
-    def cell_labels(self, flat_index: int) -> dict[str, str]:
-        idx = np.unravel_index(flat_index, self.shape)
-        return {a.variable: a.labels[i] for a, i in zip(self.axes, idx)}
-
 
 @dataclass(frozen=True)
 class Targets:
@@ -79,10 +75,16 @@ class Targets:
         return len(self.tables)
 
 
-def format_bin(left: float, right: float, closed: bool, integer: bool) -> str:
-    """The label of a bin; integer bins are shown with whole numbers."""
+def interval_label(lo: float, hi: float, var) -> str:
+    """The label of the half-open interval [lo, hi) of a numeric variable, as specs write it.
+
+    An interval that reaches the top of the domain is shown closed: ``[52,90]`` for integers
+    (internally [52, 91)), ``[921,2000]`` for floats.
+    """
+    integer = isinstance(var, IntegerVariable)
+    closed = hi >= var.top
     fmt = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}")
-    return f"[{fmt(left)},{fmt(right)}{']' if closed else ')'}"
+    return f"[{fmt(lo)},{fmt(hi - 1 if integer and closed else hi)}{']' if closed else ')'}"
 
 
 def _parse_interval(text: str):
@@ -115,7 +117,7 @@ def _numeric_axis(var_name: str, var, raw_labels: list[str], where: str, problem
     if not parsed:
         return None, {}
     order = sorted(parsed, key=lambda k: parsed[k][:2])
-    upper = var.max + 1 if integer else var.max
+    upper = var.top
     bad = len(problems)
     first_left = parsed[order[0]][0]
     if first_left != var.min:
@@ -134,11 +136,7 @@ def _numeric_axis(var_name: str, var, raw_labels: list[str], where: str, problem
     if len(problems) > bad:
         return None, {}
     edges = np.array([parsed[k][0] for k in order] + [last_right], dtype=float)
-    last = len(order) - 1
-    labels = tuple(
-        format_bin(parsed[k][0], parsed[k][1] - (1 if integer and i == last else 0), i == last, integer)
-        for i, k in enumerate(order)
-    )
+    labels = tuple(interval_label(parsed[k][0], parsed[k][1], var) for k in order)
     index = {k: i for i, k in enumerate(order)}
     return Axis(var_name, labels, edges), index
 
