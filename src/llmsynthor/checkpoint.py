@@ -55,12 +55,21 @@ def save(folder: Path, state: RunState) -> None:
     _atomic_write(folder / "state.json", lambda p: p.write_text(json.dumps(data, default=int), encoding="utf-8"))
 
 
-def load(folder: Path, spec_digest: str) -> RunState:
-    """Read a checkpoint; refuse one written for a different spec (or seed, or model)."""
-    path = folder / "state.json"
-    if not path.is_file():
+def exists(folder: Path) -> bool:
+    return (folder / "state.json").is_file()
+
+
+def require(folder: Path) -> None:
+    """Fail, naming the folder, when there is no checkpoint to resume."""
+    if not exists(folder):
         raise SpecError(Problem(str(folder), "no checkpoint to resume here; expected state.json from an interrupted run "
                                              "(run without --resume to start afresh)"))
+
+
+def load(folder: Path, spec_digest: str) -> RunState:
+    """Read a checkpoint; refuse one written for a different spec (or seed, or model)."""
+    require(folder)
+    path = folder / "state.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

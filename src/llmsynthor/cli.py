@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import LLMSynthorError, Problem, SpecError
+from . import checkpoint
+from .errors import LLMSynthorError, SpecError
 from .spec import load_spec, with_overrides
 
 app = typer.Typer(
@@ -81,8 +82,8 @@ def run(
         check_output_path(out_path)
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
         checkpoint_dir = checkpoint_dir or out_path.with_suffix(".checkpoint")
-        if resume and not (checkpoint_dir / "state.json").is_file():
-            raise SpecError(Problem(str(checkpoint_dir), "no checkpoint to resume here; run without --resume to start afresh"))
+        if resume:
+            checkpoint.require(checkpoint_dir)  # before loading a model
         from .api import make_backend
         from .targets import load_targets
 
@@ -109,16 +110,14 @@ def run(
             try:
                 result = synth.run(resume=resume)
             except LLMSynthorError as exc:
-                if (checkpoint_dir / "state.json").is_file():
+                if checkpoint.exists(checkpoint_dir):
                     exc.args = (f"{exc}\nProgress up to the last finished iteration is saved in {checkpoint_dir}; "
                                 "fix the cause and run the same command with --resume.",)
                 raise
         write_records(result.records, out_path)
         data = manifest(spec, result, backend=backend, records_path=out_path)
         write_manifest(data, manifest_path)
-        from .checkpoint import clear
-
-        clear(checkpoint_dir)
+        checkpoint.clear(checkpoint_dir)
     except SpecError as exc:
         _fail(exc, debug, 2)
     except LLMSynthorError as exc:

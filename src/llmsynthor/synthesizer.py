@@ -38,7 +38,7 @@ from .allocation import integerize, solve
 from .discrepancy import deficits, table_distances, worst_tvd
 from .errors import ProposalError
 from .focus import plan_focus
-from .llm.base import Completion, LLMBackend
+from .llm.base import Completion, LLMBackend, identity
 from .metrics import jsd, tvd
 from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
 from .spec import Spec
@@ -361,20 +361,24 @@ class Synthesizer:
         remaining = n - sum(len(f) for f in frames)
         self.records_ = frames[0] if frames else None
 
+        fit = None  # the pool's best allocation; valid until the pool or the draws change
         for iteration in range(first, s.max_iterations + 1):
             if remaining <= 0:
                 break
             it_started, llm_before = self.clock(), usage.seconds
             gaps = [g.ravel() for g in deficits(targets, counts)]
+            if fit is None and len(pool):
+                fit = pool.fit(gaps, remaining, cap)
             # ask for what the pool cannot yet express: the deficit left by its best allocation
-            residual = [g - p for g, p in zip(gaps, pool.fit(gaps, remaining, cap).predicted)] if len(pool) else gaps
+            residual = [g - p for g, p in zip(gaps, fit.predicted)] if fit is not None else gaps
             new, failure = self._extend_pool(pool, residual, iteration, rng, given + inferred, usage)
             if not len(pool):
                 attempts, text, error = failure or (0, None, "no deficit to ask about")
                 raise ProposalError(f"the LLM gave no usable proposal in the first iteration: {error}",
                                     attempts=attempts, last_response=text)
 
-            fit = pool.fit(gaps, remaining, cap)
+            if new or fit is None:
+                fit = pool.fit(gaps, remaining, cap)
             planned = [c.ravel() + p for c, p in zip(counts, fit.predicted)]
             predicted = max(tvd(c, t.counts) for c, t in zip(planned, targets))
             predicted_jsd = max(jsd(c, t.counts) for c, t in zip(planned, targets))
@@ -401,6 +405,8 @@ class Synthesizer:
                 self.records_ = frames[0]
             pool.drawn += whole
             remaining -= int(whole.sum())
+            if whole.any():
+                fit = None  # the deficits and the caps changed
 
             worst_name, worst_value = worst_tvd(targets, counts)
             stats = IterationStats(iteration, n - remaining, n, worst_name, worst_value, new, len(pool),
@@ -434,5 +440,4 @@ class Synthesizer:
 
 def checkpoint_digest(spec: Spec, llm: LLMBackend) -> str:
     """A checkpoint may only be resumed with the same spec content (seed included) and model."""
-    identity = getattr(llm, "cache_identity", {"name": llm.name})
-    return hashlib.sha256((spec.digest() + json.dumps(identity, sort_keys=True)).encode()).hexdigest()
+    return hashlib.sha256((spec.digest() + json.dumps(identity(llm), sort_keys=True)).encode()).hexdigest()

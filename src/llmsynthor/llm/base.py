@@ -22,6 +22,12 @@ class Completion:
     cached: bool = False
 
 
+def identity(backend) -> dict:
+    """What, besides the request, decides a backend's answers (model sha256, or endpoint and
+    model; never a key): part of response-cache keys and of checkpoint digests."""
+    return getattr(backend, "cache_identity", None) or {"name": backend.name}
+
+
 @runtime_checkable
 class LLMBackend(Protocol):
     """What the synthesis loop needs from an LLM."""

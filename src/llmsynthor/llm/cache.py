@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .base import Completion, LLMBackend
+from .base import Completion, LLMBackend, identity
 
 CACHE_VERSION = 1
 
@@ -41,8 +41,7 @@ class CachedLLM:
         return getattr(self.inner, item)
 
     def key(self, messages, schema, *, max_tokens, temperature, seed) -> str:
-        identity = getattr(self.inner, "cache_identity", {"name": self.inner.name})
-        payload = {"v": CACHE_VERSION, "backend": identity, "messages": messages, "schema": schema,
+        payload = {"v": CACHE_VERSION, "backend": identity(self.inner), "messages": messages, "schema": schema,
                    "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
