@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+from browser import render
 
 from llmsynthor import load_spec, load_targets
 from llmsynthor.metrics import jsd, tvd
@@ -39,4 +40,14 @@ def test_ecommerce_example_on_the_default_model(tmp_path, example_spec_path):
     assert manifest["model"]["sha256"] == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
     assert manifest["converged"] is True
     assert manifest["spec"]["sha256"] == load_spec(example_spec_path).digest()
+
+    # the run's HTML report, opened in real headless Chromium
+    report = subprocess.run(
+        [sys.executable, "-m", "llmsynthor.cli", "report", str(out), "--spec", str(example_spec_path),
+         "--reference", str(example_spec_path.parent / "reference.csv")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert report.returncode == 0, report.stderr
+    seen = render(out.with_suffix(".report.html"))
+    assert seen.console_errors == [] and seen.declared_plots == seen.rendered_plots == 14
     print("\n" + json.dumps({k: manifest[k] for k in ("llm", "time", "records_per_llm_call")}, indent=1))

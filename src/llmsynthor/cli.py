@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import checkpoint
-from .errors import LLMSynthorError, SpecError
+from .errors import LLMSynthorError, Problem, SpecError
 from .spec import load_spec, with_overrides
 
 app = typer.Typer(
@@ -160,6 +160,21 @@ def check(
     out.print(table)
 
 
+def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None):
+    """Load a spec, its targets and rules, the records and the reference; evaluate. Raises SpecError."""
+    from .evaluation import evaluate as run_evaluation
+    from .output import read_records
+    from .rules import parse_rule
+    from .targets import load_targets
+
+    spec = load_spec(spec_path)
+    targets = load_targets(spec)
+    rules = [parse_rule(text, spec.record_schema, f"{spec.source}: rules[{i}]") for i, text in enumerate(spec.rules)]
+    records = read_records(records_path, spec.record_schema)
+    reference = read_records(reference_path, spec.record_schema) if reference_path else None
+    return spec, targets, records, reference, run_evaluation(records, targets, reference=reference, rules=rules, seed=spec.seed)
+
+
 @app.command()
 def evaluate(
     records_path: Path = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet."),
@@ -175,20 +190,10 @@ def evaluate(
     """
     import json
 
-    from .evaluation import evaluate as run_evaluation
-    from .output import read_records
-    from .rules import parse_rule
-    from .targets import load_targets
-
     try:
-        spec = load_spec(spec_path)
-        targets = load_targets(spec)
-        rules = [parse_rule(text, spec.record_schema, f"{spec.source}: rules[{i}]") for i, text in enumerate(spec.rules)]
-        records = read_records(records_path, spec.record_schema)
-        reference = read_records(reference_path, spec.record_schema) if reference_path else None
+        spec, targets, records, reference, result = _evaluated(records_path, spec_path, reference_path)
     except SpecError as exc:
         _fail(exc, debug, 2)
-    result = run_evaluation(records, targets, reference=reference, rules=rules, seed=spec.seed)
 
     table = Table(title=f"on the targets ({len(records)} records)", show_edge=False)
     for col in ("table", "TVD", "JSD", "Hellinger", "SRMSE"):
@@ -214,6 +219,47 @@ def evaluate(
         from .evaluation import __doc__ as definitions
 
         json_path.write_text(json.dumps({**asdict(result), "summary": summary, "definitions": definitions}, indent=1), encoding="utf-8")
+
+
+@app.command()
+def report(
+    records_path: Path = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet."),
+    spec_path: Path = typer.Option(..., "--spec", help="The spec the records were made for (schema, targets, rules)."),
+    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset: adds held-out tables, numeric marginals, C2ST."),
+    manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists."),
+    html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Write a self-contained HTML report for RECORDS: one file that opens offline in a browser.
+
+    It shows target vs synthetic bars for every target table, the convergence of the worst
+    discrepancy and the LLM calls, tokens and time (from the manifest), held-out tables and
+    numeric marginals against --reference, and the realism rules.
+
+    Example: `llmsynthor report out/ecommerce.csv --spec examples/ecommerce/spec.yaml --reference examples/ecommerce/reference.csv`
+    """
+    import json
+
+    from .report import build_report
+
+    try:
+        spec, targets, records, reference, result = _evaluated(records_path, spec_path, reference_path)
+        default_manifest = records_path.with_suffix(".manifest.json")
+        if manifest_path is None and default_manifest.is_file():
+            manifest_path = default_manifest
+        manifest = None
+        if manifest_path is not None:
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the JSON written by `llmsynthor run`")) from exc
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    html_path = html_path or records_path.with_suffix(".report.html")
+    page = build_report(records, targets, result, manifest=manifest, reference=reference, title=f"llmsynthor report: {spec.name}")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(page, encoding="utf-8")
+    out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained)")
 
 
 def main() -> None:

@@ -1,0 +1,80 @@
+"""The HTML report: built from a run's records, manifest and a reference, and opened in real
+headless Chromium, where every plot must render and the console must stay free of errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from browser import render
+from conftest import EXAMPLE
+from fakes import FakeLLM
+from typer.testing import CliRunner
+
+from llmsynthor import Synthesizer, load_spec
+from llmsynthor.cli import app
+from llmsynthor.output import manifest, write_manifest, write_records
+
+DOMAINS = {"age": (18, 90), "price": (0, 2000)}
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory):
+    """Records and manifest of a run with the test double (the real model's run is in test_end_to_end)."""
+    folder = tmp_path_factory.mktemp("run")
+    spec = load_spec(EXAMPLE / "spec.yaml")
+    llm = FakeLLM(seed=1, domains=DOMAINS)
+    result = Synthesizer(spec, llm).run()
+    records = write_records(result.records, folder / "ecommerce.csv")
+    write_manifest(manifest(spec, result, backend=llm, records_path=records), records.with_suffix(".manifest.json"))
+    return records
+
+
+def test_report_renders_every_plot_in_chromium(run_files):
+    cli = CliRunner().invoke(app, ["report", str(run_files), "--spec", str(EXAMPLE / "spec.yaml"),
+                                   "--reference", str(EXAMPLE / "reference.csv")])
+    assert cli.exit_code == 0, cli.output
+    page = run_files.with_suffix(".report.html")
+    text = page.read_text(encoding="utf-8")
+    run = json.loads(run_files.with_suffix(".manifest.json").read_text())
+    # 9 target tables + convergence + held-out tables + 2 numeric marginals + rules
+    seen = render(page)
+    assert seen.console_errors == []
+    assert seen.declared_plots == seen.plot_divs == seen.rendered_plots == 14
+    for name in ("age_gender_category", "location_payment", "Convergence", "Held-out tables", "Realism rules"):
+        assert name in text
+    assert f"<td>LLM calls</td><td>{run['llm']['calls']}</td>" in text
+    assert "<script src=" not in text and "cdn" not in text.lower().split("</head>")[1]  # self-contained
+
+
+def test_without_reference_or_manifest_the_report_has_only_the_targets(tmp_path, run_files):
+    records = tmp_path / "plain.csv"
+    records.write_bytes(run_files.read_bytes())
+    cli = CliRunner().invoke(app, ["report", str(records), "--spec", str(EXAMPLE / "spec.yaml"), "--out", str(tmp_path / "r.html")])
+    assert cli.exit_code == 0, cli.output
+    seen = render(tmp_path / "r.html")
+    assert seen.console_errors == []
+    assert seen.declared_plots == seen.rendered_plots == 10  # 9 targets + rules (no reference: no held-out, no run)
+
+
+def test_the_browser_check_catches_a_broken_plot(tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    page = tmp_path / "broken.html"
+    page.write_text(f"<html><head><script>{get_plotlyjs()}</script></head><body data-plots='2'>"
+                    "<div class='plot'><div id='a'></div><script>Plotly.newPlot('a', [{type: 'bar', x: [1], y: [2]}])</script></div>"
+                    "<div class='plot'><div id='b'></div><script>Plotly.newPlot('b', undefinedData)</script></div></body></html>")
+    seen = render(page)
+    assert seen.rendered_plots == 1 and seen.plot_divs == 2
+    assert any("undefinedData" in e for e in seen.console_errors)
+
+
+def test_an_unreadable_manifest_is_named(tmp_path, run_files):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    cli = CliRunner().invoke(app, ["report", str(run_files), "--spec", str(EXAMPLE / "spec.yaml"), "--manifest", str(bad)])
+    assert cli.exit_code == 2
+    assert "bad.json" in cli.output and "cannot read the run manifest" in cli.output
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "none.csv"), "--spec", str(EXAMPLE / "spec.yaml")])
+    assert missing.exit_code == 2 and "records file not found" in missing.output
