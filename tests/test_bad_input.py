@@ -97,7 +97,7 @@ def test_negative_count(workdir):
 
 def test_table_total_differs_from_another(workdir):
     write_table(workdir, "gender", "gender,count\nMale,900\nFemale,1000\n")
-    text = check_cli(workdir / "spec.yaml", "gender.csv", "counts total 1900", "table 'age' totals 2000")
+    text = check_cli(workdir / "spec.yaml", "gender.csv", "tables 'age' and 'gender' have different totals (2000 vs 1900 records)")
     assert "same population" in text
 
 

@@ -158,6 +158,8 @@ def check(
     for t in targets:
         table.add_row(t.name, " × ".join(t.variables), str(t.counts.size))
     out.print(table)
+    for d in targets.inconsistencies:  # only here when synthesis.inconsistent_targets is 'proceed'
+        out.print(f"[yellow]inconsistent targets (proceeding with a weighted compromise):[/] {d.describe()}")
 
 
 def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None):

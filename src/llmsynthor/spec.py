@@ -35,6 +35,8 @@ class TableSpec(_Frozen):
     file: Path | None = None
     cells: list[dict[str, Any]] | None = None
     weight: float = Field(default=1.0, gt=0)
+    tolerance_tvd: float | None = Field(default=None, gt=0, le=1, description="this table's TVD tolerance (default: synthesis.tolerance_tvd)")
+    tolerance_jsd: float | None = Field(default=None, gt=0, le=1, description="this table's JSD tolerance (default: synthesis.tolerance_jsd)")
 
     @model_validator(mode="after")
     def _one_source(self) -> TableSpec:
@@ -92,6 +94,14 @@ class SynthesisSettings(_Frozen):
     guidance_cells: int = Field(default=8, ge=1, description="largest deficits shown to the LLM per call")
     tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="aligned when every table's TVD is at most this")
     tolerance_jsd: float = Field(default=0.03, gt=0, le=1, description="... and every table's JS distance (base 2) at most this")
+    inconsistent_targets: Literal["stop", "proceed"] = Field(
+        default="stop",
+        description="stop: refuse tables that disagree (different totals, margins or zero cells), naming them; "
+        "proceed: fit a compromise weighted by each table's 'weight' and report the disagreement",
+    )
+    consistency_tolerance: float = Field(
+        default=0.005, ge=0, le=1, description="two tables' margins disagree where their shares differ by more than this"
+    )
     pin: Literal["targets", "lead"] = Field(
         default="targets",
         description="targets: each requested proposal gets a wanted cell of every target table; "

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .consistency import Inconsistency, diagnose
 from .errors import Problem, SpecError
+from .metrics import jsd, tvd
 from .schema import CategoricalVariable, IntegerVariable, Schema
 from .spec import Spec, TableSpec
 
@@ -50,6 +52,13 @@ class TargetTable:
     counts: np.ndarray
     weight: float = 1.0
     source: str = ""
+    tolerance_tvd: float = 0.01  # aligned when TVD and JS distance are at most these
+    tolerance_jsd: float = 0.03
+    raw_total: float | None = None  # the table's own total, for count tables
+
+    def aligned(self, counts: np.ndarray) -> bool:
+        """Whether ``counts`` (on this table's cells) are within the table's tolerances."""
+        return tvd(counts, self.counts) <= self.tolerance_tvd and jsd(counts, self.counts) <= self.tolerance_jsd
 
     @property
     def variables(self) -> list[str]:
@@ -67,6 +76,7 @@ class Targets:
     n: int
     tables: tuple[TargetTable, ...]
     schema: Schema = field(repr=False)
+    inconsistencies: tuple[Inconsistency, ...] = ()  # found before the run, kept when told to proceed
 
     def __iter__(self):
         return iter(self.tables)
@@ -238,13 +248,6 @@ def load_targets(spec: Spec) -> Targets:
         problems.append(Problem(spec.source, f"two target tables are named {name!r}; give them distinct 'name's"))
 
     count_tables = [(b[0].label, float(b[2].sum()), b[4]) for b in built if b[3] == "count"]
-    if count_tables:
-        ref_name, ref_total, _ = count_tables[0]
-        for _, total, where in count_tables[1:]:
-            if not np.isclose(total, ref_total, rtol=_TOTAL_RTOL, atol=0):
-                problems.append(
-                    Problem(where, f"counts total {total:g}, but table '{ref_name}' totals {ref_total:g}; expected every count table to describe the same population (or give 'share' instead of 'count')")
-                )
     n = spec.n_records
     if n is None:
         if count_tables:
@@ -254,8 +257,17 @@ def load_targets(spec: Spec) -> Targets:
     if problems:
         raise SpecError(problems)
 
+    s = spec.synthesis
     tables = tuple(
-        TargetTable(name=t.label, axes=tuple(axes), counts=dense / dense.sum() * n, weight=t.weight, source=where)
-        for t, axes, dense, _, where in built
+        TargetTable(name=t.label, axes=tuple(axes), counts=dense / dense.sum() * n, weight=t.weight, source=where,
+                    tolerance_tvd=t.tolerance_tvd or s.tolerance_tvd, tolerance_jsd=t.tolerance_jsd or s.tolerance_jsd,
+                    raw_total=float(dense.sum()) if kind == "count" else None)
+        for t, axes, dense, kind, where in built
     )
-    return Targets(n=int(n), tables=tables, schema=spec.record_schema)
+    found = diagnose(tables, s.consistency_tolerance)
+    if found and s.inconsistent_targets == "stop":
+        where = {t.name: t.source for t in tables}
+        raise SpecError([Problem(" and ".join(dict.fromkeys(where[t] for t in d.tables)), f"inconsistent targets: {d.describe()}") for d in found] + [Problem(
+            f"{spec.source}: field 'synthesis.inconsistent_targets'",
+            "fix the tables, or set it to 'proceed' to fit a weighted compromise (table 'weight's decide; the run reports it)")])
+    return Targets(n=int(n), tables=tables, schema=spec.record_schema, inconsistencies=tuple(found))

@@ -1,0 +1,122 @@
+"""Do the target tables describe one population? A diagnosis made before any LLM call.
+
+Three kinds of disagreement are found, each naming both tables and the cells concerned:
+
+* **total** — two count tables with different totals (they cannot describe the same records);
+* **zero** — a cell that one table forces to zero while another table's margin over the same
+  variables is positive there (no record can satisfy both);
+* **margin** — two tables that share variables but give different margins over them (e.g. the
+  ``age`` marginal against the age margin of ``age × sex``), by more than ``tolerance`` as a
+  share of the records.
+
+Margins are compared on the shared variables' categories; numeric variables are compared when one
+table's bins are the other's or a refinement of them (fine bins are summed into coarse ones), and
+skipped otherwise. Works on any objects shaped like :class:`llmsynthor.targets.TargetTable`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations, product
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .targets import Axis, TargetTable
+
+_MAX_CELLS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Inconsistency:
+    kind: Literal["total", "zero", "margin"]
+    tables: tuple[str, str]
+    variables: tuple[str, ...]
+    cells: tuple[tuple[str, float, float], ...]  # (cell label, share in the first table, share in the second)
+    n_cells: int = 0  # how many cells disagree (``cells`` shows the worst few)
+
+    def describe(self) -> str:
+        a, b = self.tables
+        if self.kind == "total":
+            (_, ta, tb), = self.cells
+            return (f"tables '{a}' and '{b}' have different totals ({ta:g} vs {tb:g} records); expected every count "
+                    "table to describe the same population (or give 'share' instead of 'count')")
+        shown = "; ".join(f"{label}: {x:.2%} vs {y:.2%}" for label, x, y in self.cells)
+        more = f" (and {self.n_cells - len(self.cells)} more)" if self.n_cells > len(self.cells) else ""
+        over = " × ".join(self.variables)
+        if self.kind == "zero":
+            return f"'{a}' and '{b}' disagree on {over}: cells that one table forces to zero and the other does not — {shown}{more}"
+        return f"'{a}' and '{b}' give different margins over {over} — {shown}{more}"
+
+
+def _coarsening(fine: Axis, coarse: Axis) -> np.ndarray | None:
+    """For each bin of ``fine``, the index of the ``coarse`` bin containing it; None if ``fine``
+    does not refine ``coarse``."""
+    if not fine.is_numeric:
+        return np.arange(fine.size) if fine.labels == coarse.labels else None
+    if not np.all(np.isin(coarse.edges, fine.edges)):
+        return None
+    return np.searchsorted(coarse.edges, fine.edges[:-1], side="right") - 1
+
+
+def _margin(table: TargetTable, shared: list[str], onto: list[Axis]) -> np.ndarray | None:
+    """``table``'s counts summed onto ``shared`` (in that order), each axis coarsened to ``onto``."""
+    order = [table.variables.index(v) for v in shared]
+    others = tuple(i for i in range(len(table.axes)) if i not in order)
+    margin = np.transpose(table.counts.sum(axis=others, keepdims=True), [*order, *others]).reshape([table.axes[i].size for i in order])
+    for k, (i, target_axis) in enumerate(zip(order, onto)):
+        mapping = _coarsening(table.axes[i], target_axis)
+        if mapping is None:
+            return None
+        summed = np.zeros([*margin.shape[:k], target_axis.size, *margin.shape[k + 1:]])
+        np.add.at(summed, (slice(None),) * k + (mapping,), margin)
+        margin = summed
+    return margin
+
+
+def _common_axes(a: TargetTable, b: TargetTable, shared: list[str]) -> list[Axis] | None:
+    """The coarser axis of each shared variable, or None when neither refines the other."""
+    axes = []
+    for v in shared:
+        x, y = a.axes[a.variables.index(v)], b.axes[b.variables.index(v)]
+        if _coarsening(x, y) is not None:
+            axes.append(y)
+        elif _coarsening(y, x) is not None:
+            axes.append(x)
+        else:
+            return None
+    return axes
+
+
+def diagnose(tables: list[TargetTable] | tuple[TargetTable, ...], tolerance: float = 0.005) -> list[Inconsistency]:
+    """Every pairwise disagreement between ``tables`` (counts already on one scale ``n``).
+
+    ``tolerance`` is a share of the records: margins closer than that are consistent (published
+    tables are rounded)."""
+    found: list[Inconsistency] = []
+    totals = [(t.name, t.raw_total) for t in tables if getattr(t, "raw_total", None) is not None]
+    for name, total in totals[1:]:
+        first, first_total = totals[0]
+        if not np.isclose(total, first_total, rtol=1e-6, atol=0):
+            found.append(Inconsistency("total", (first, name), (), ((name, first_total, total),)))
+    for a, b in combinations(tables, 2):
+        shared = [v for v in a.variables if v in b.variables]
+        if not shared:
+            continue
+        axes = _common_axes(a, b, shared)
+        if axes is None:
+            continue
+        ma, mb = _margin(a, shared, axes), _margin(b, shared, axes)
+        pa, pb = ma / max(ma.sum(), 1e-300), mb / max(mb.sum(), 1e-300)
+        labels = [" · ".join(cell) for cell in product(*(ax.labels for ax in axes))]
+        pa, pb = pa.ravel(), pb.ravel()
+        zero = ((pa == 0) & (pb > 0)) | ((pb == 0) & (pa > 0))
+        off = np.abs(pa - pb) > tolerance
+        for kind, mask in (("zero", zero), ("margin", off & ~zero)):
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                worst = idx[np.argsort(-np.abs(pa[idx] - pb[idx]), kind="stable")][:_MAX_CELLS_SHOWN]
+                found.append(Inconsistency(kind, (a.name, b.name), tuple(shared),
+                                           tuple((labels[i], float(pa[i]), float(pb[i])) for i in worst), int(idx.size)))
+    return found
