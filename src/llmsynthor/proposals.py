@@ -18,6 +18,7 @@ import pandas as pd
 
 from .focus import Focus
 from .schema import CategoricalVariable, IntegerVariable, Schema
+from .shapes import ValueShape, value_range
 from .targets import TargetTable
 
 _MAX_NUM_HINT = 10_000
@@ -186,28 +187,31 @@ def pin(proposal: Proposal, focus: Focus, schema: Schema, report: ParseReport) -
     return Proposal(values, ranges, proposal.num, proposal.iteration)
 
 
-def _bin_fractions(lo: float, hi: float, edges: np.ndarray, integer: bool) -> np.ndarray:
-    """Share of a uniform draw on [lo, hi] (integers lo..hi if ``integer``) falling in each bin."""
-    if integer:
-        left, right = edges[:-1], edges[1:]
-        members = np.clip(np.minimum(right, hi + 1) - np.maximum(left, lo), 0, None)
-        return members / (hi - lo + 1)
-    if hi == lo:
+def _bin_fractions(lo: float, hi: float, edges: np.ndarray, integer: bool, shape: ValueShape | None = None) -> np.ndarray:
+    """Share of a proposal's draws on [lo, hi] (integers lo..hi if ``integer``) falling in each bin,
+    values following ``shape`` inside the range (uniform without one)."""
+    if not integer and hi == lo:
         idx = min(int(np.searchsorted(edges, lo, side="right")) - 1, len(edges) - 2)
         out = np.zeros(len(edges) - 1)
         out[idx] = 1.0
         return out
-    overlap = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None)
-    return overlap / (hi - lo)
+    start, stop = value_range(lo, hi, integer)
+    left, right = np.maximum(edges[:-1], start), np.minimum(edges[1:], stop)
+    if shape is not None:
+        mass = np.where(right > left, shape.mass(left, np.maximum(left, right)), 0.0)
+        if mass.sum() > 1e-12:
+            return mass / mass.sum()
+    return np.clip(right - left, 0, None) / (stop - start)
 
 
-def profile(proposal: Proposal, table: TargetTable, schema: Schema) -> np.ndarray:
+def profile(proposal: Proposal, table: TargetTable, schema: Schema, shapes: dict[str, ValueShape] | None = None) -> np.ndarray:
     """Expected share of a proposal's records in each cell of ``table`` (flattened)."""
     out = np.ones(1)
     for axis in table.axes:
         if axis.is_numeric:
             lo, hi = proposal.ranges[axis.variable]
-            vec = _bin_fractions(lo, hi, axis.edges, isinstance(schema[axis.variable], IntegerVariable))
+            vec = _bin_fractions(lo, hi, axis.edges, isinstance(schema[axis.variable], IntegerVariable),
+                                 (shapes or {}).get(axis.variable))
         else:
             vec = np.zeros(axis.size)
             vec[axis.labels.index(proposal.values[axis.variable])] = 1.0
@@ -215,11 +219,13 @@ def profile(proposal: Proposal, table: TargetTable, schema: Schema) -> np.ndarra
     return out
 
 
-def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator) -> pd.DataFrame:
-    """``k`` records from a proposal: fixed categories, stratified uniform values inside ranges.
+def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator,
+         shapes: dict[str, ValueShape] | None = None) -> pd.DataFrame:
+    """``k`` records from a proposal: fixed categories, stratified values inside ranges, spread by
+    ``shapes`` (uniform without them; see :mod:`llmsynthor.shapes`).
 
-    Stratified (one draw per 1/k slice of the range, shuffled) keeps the share in each bin close to
-    its expectation, so the allocator's arithmetic holds for small k too.
+    Stratified (one draw per 1/k slice of probability, shuffled) keeps the share in each bin close
+    to its expectation, so the allocator's arithmetic holds for small k too.
     """
     columns = {}
     for name, var in schema.variables.items():
@@ -228,8 +234,9 @@ def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator) -
             continue
         lo, hi = proposal.ranges[name]
         u = (rng.permutation(k) + rng.random(k)) / max(k, 1)
-        if isinstance(var, IntegerVariable):
-            columns[name] = np.minimum(np.floor(lo + u * (hi - lo + 1)), hi).astype(np.int64)
-        else:
-            columns[name] = lo + u * (hi - lo)
+        integer = isinstance(var, IntegerVariable)
+        start, stop = value_range(lo, hi, integer)
+        shape = (shapes or {}).get(name)
+        x = shape.sample(start, stop, u) if shape is not None and stop > start else start + u * (stop - start)
+        columns[name] = np.minimum(np.floor(x), hi).astype(np.int64) if integer else np.minimum(x, hi)
     return pd.DataFrame(columns, columns=schema.names)

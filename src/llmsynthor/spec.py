@@ -115,6 +115,11 @@ class SynthesisSettings(_Frozen):
         description="when_aligned: draw all records once the proposal pool fits the targets; "
         "every_iteration: the paper's add-only schedule, n / max_iterations records per iteration",
     )
+    within_bin: Literal["smooth", "uniform"] = Field(
+        default="smooth",
+        description="how numeric values spread inside a proposal's range: smooth (a monotone density through the "
+        "targets' bin shares) or uniform (the paper's choice)",
+    )
     parallel_requests: int = Field(default=1, ge=1, le=16, description="plan requests per iteration, each for its own focus cells")
     infer_dependencies: bool = True
     max_dependency_groups: int = Field(default=3, ge=0)

@@ -41,6 +41,7 @@ from .focus import plan_focus
 from .llm.base import Completion, LLMBackend, identity
 from .metrics import tvd
 from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
+from .shapes import ValueShape, shapes_from_targets
 from .spec import Spec
 from .statistics import count_all
 from .targets import Targets, load_targets
@@ -154,8 +155,9 @@ ProgressCallback = Callable[[IterationStats], None]
 class ProposalPool:
     """Every distinct proposal gathered so far, its profile in every table, and records drawn."""
 
-    def __init__(self, targets: Targets):
+    def __init__(self, targets: Targets, shapes: dict[str, ValueShape] | None = None):
         self.targets = targets
+        self.shapes = shapes
         self.items: list[Proposal] = []
         self._keys: set = set()
         self._columns: list[list[np.ndarray]] = [[] for _ in targets]
@@ -171,7 +173,7 @@ class ProposalPool:
         self._keys.add(proposal.key())
         self.items.append(proposal)
         for columns, table in zip(self._columns, self.targets):
-            columns.append(profile(proposal, table, self.targets.schema))
+            columns.append(profile(proposal, table, self.targets.schema, self.shapes))
         self.drawn = np.append(self.drawn, 0)
         return True
 
@@ -185,8 +187,8 @@ class ProposalPool:
                  "iteration": p.iteration, "drawn": int(k)} for p, k in zip(self.items, self.drawn)]
 
     @classmethod
-    def restore(cls, targets: Targets, items: list[dict]) -> ProposalPool:
-        pool = cls(targets)
+    def restore(cls, targets: Targets, items: list[dict], shapes: dict[str, ValueShape] | None = None) -> ProposalPool:
+        pool = cls(targets, shapes)
         for item in items:
             pool.add(Proposal(item["values"], {k: tuple(v) for k, v in item["ranges"].items()}, item["num"], item["iteration"]))
         pool.drawn = np.array([item["drawn"] for item in items], dtype=np.int64)
@@ -341,6 +343,7 @@ class Synthesizer:
         n = targets.n
         cap = max(1, math.floor(s.max_proposal_share * n))
         given = [t.variables for t in targets if len(t.variables) > 1]
+        shapes = shapes_from_targets(targets, s.within_bin)
 
         if resume:
             if self.checkpoint_dir is None:
@@ -349,13 +352,13 @@ class Synthesizer:
             rng = np.random.default_rng()
             rng.bit_generator.state = state.rng_state
             usage = LLMUsage.from_dict(state.usage)
-            pool = ProposalPool.restore(targets, state.pool)
+            pool = ProposalPool.restore(targets, state.pool, shapes)
             history = [IterationStats(**h) for h in state.history]
             inferred, notes, first, elapsed = state.inferred, state.notes, state.iteration + 1, state.elapsed
             frames = [state.records] if state.records is not None else []
         else:
             rng = np.random.default_rng(spec.seed)
-            usage, pool, history, first, elapsed, frames = LLMUsage(), ProposalPool(targets), [], 1, 0.0, []
+            usage, pool, history, first, elapsed, frames = LLMUsage(), ProposalPool(targets, shapes), [], 1, 0.0, []
             notes = [f"inconsistent targets (synthesis.inconsistent_targets = proceed; a weighted compromise is fitted): {d.describe()}"
                      for d in targets.inconsistencies]
             inferred = self._infer_dependencies(usage)
@@ -397,7 +400,7 @@ class Synthesizer:
                     f"{remaining} remaining records under max_proposal_share={s.max_proposal_share}; the cap was lifted"
                 )
                 whole = integerize(fit.counts if fit.counts.sum() > 0 else np.ones(len(pool)), remaining)
-            batch_frames = [draw(p, int(k), schema, rng) for p, k in zip(pool.items, whole) if k > 0]
+            batch_frames = [draw(p, int(k), schema, rng, pool.shapes) for p, k in zip(pool.items, whole) if k > 0]
             if batch_frames:
                 frame = pd.concat(batch_frames, ignore_index=True)
                 frames = [pd.concat(frames + [frame], ignore_index=True)]
