@@ -77,7 +77,7 @@ def adult_case(folder: Path, n: int = 5000) -> Case:
     order = np.random.default_rng(1994).permutation(len(data))
     spec_path = adult.write_case(folder, data, n)
     return Case("adult", spec_path, truth=data, floor=data.iloc[order[:n]].reset_index(drop=True),
-                micro=data.iloc[order[n: 2 * n]].reset_index(drop=True), source=data, direct_calls=4, direct_per_call=15)
+                micro=data.iloc[order[n: 2 * n]].reset_index(drop=True), source=data, direct_calls=3, direct_per_call=15)
 
 
 def run_methods(case: Case, with_llm: bool) -> None:

@@ -97,3 +97,23 @@ class ScriptedServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class KnowingFakeLLM(FakeLLM):
+    """A FakeLLM that also scores options (a ChoiceScorer): ``knowledge`` maps (context text,
+    answer variable) to probabilities over the options, in order; anything else is uniform."""
+
+    def __init__(self, knowledge: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.knowledge = knowledge
+        self.scorings: list[tuple[str, list[str]]] = []
+
+    def option_probabilities(self, messages, answer_prefix, options):
+        from llmsynthor.llm.base import Choice
+
+        question = messages[-1]["content"]
+        self.scorings.append((question, options))
+        for (context, answer), probabilities in self.knowledge.items():
+            if f"has {context}." in question and answer_prefix == f'{{"{answer}": "':
+                return Choice(tuple(probabilities), 10, 0.0)
+        return Choice(tuple([1 / len(options)] * len(options)), 10, 0.0)

@@ -3,10 +3,13 @@
 Given the pool of proposals, the expected cell shares of each (its *profile* in every target
 table) and the counts still missing, choose non-negative counts c that minimize
 
-    Σ_tables  w_t · ‖ P_t c − gap_t ‖²   subject to  Σ c = R,  0 ≤ c_p ≤ cap_p
+    Σ_tables  w_t · ‖ P_t c − gap_t ‖²  +  γ² Σ_p π_p c_p²   subject to  Σ c = R,  0 ≤ c_p ≤ cap_p
 
 with :func:`scipy.optimize.lsq_linear` (bounded least squares; the sum is a heavily weighted
-row). Counts are then integerized by largest remainders so they sum to exactly R.
+row). π_p ≥ 0 penalizes proposals the model finds implausible (minus the log of their pairwise
+lifts, :mod:`llmsynthor.copula`): where plausible proposals can fill the same cells, they do;
+where only implausible ones can, the tables still win. Counts are then integerized by largest
+remainders so they sum to exactly R.
 """
 
 from __future__ import annotations
@@ -25,10 +28,15 @@ class Allocation:
     predicted: list[np.ndarray]
 
 
-def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[float], total: float, caps: np.ndarray) -> Allocation:
+PENALTY_STRENGTH = 0.5  # γ: at π = 3 (lifts of 0.05), a proposal's records cost about as much as missing a cell by them
+
+
+def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[float], total: float, caps: np.ndarray,
+          penalty: np.ndarray | None = None) -> Allocation:
     """Bounded least-squares allocation of ``total`` records over proposals.
 
-    ``profiles[t]`` is (cells_t × proposals); ``gaps[t]`` the missing counts of table t (flat).
+    ``profiles[t]`` is (cells_t × proposals); ``gaps[t]`` the missing counts of table t (flat);
+    ``penalty`` (one value ≥ 0 per proposal) discourages implausible proposals.
     """
     n_prop = caps.size
     if n_prop == 0 or total <= 0:
@@ -37,8 +45,12 @@ def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[floa
     blocks = [np.sqrt(w) * p / scale for p, w in zip(profiles, weights)]
     rhs = [np.sqrt(w) * g / scale for g, w in zip(gaps, weights)]
     big = 1e3 * np.sqrt(len(profiles) + 1)  # the sum row: practically a hard constraint
-    A = np.vstack(blocks + [np.full((1, n_prop), big / scale)])
-    b = np.concatenate(rhs + [np.array([big * total / scale])])
+    blocks.append(np.full((1, n_prop), big / scale))
+    rhs.append(np.array([big * total / scale]))
+    if penalty is not None and np.any(penalty > 0):
+        blocks.append(np.diag(PENALTY_STRENGTH * np.sqrt(np.clip(penalty, 0, None))) / scale)
+        rhs.append(np.zeros(n_prop))
+    A, b = np.vstack(blocks), np.concatenate(rhs)
     upper = np.maximum(caps.astype(float), 0.0)
     free = upper > 0
     counts = np.zeros(n_prop)

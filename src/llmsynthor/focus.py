@@ -5,7 +5,8 @@ the system fixes, built from the largest deficits. It starts from one of the lar
 cells of the neediest table (the *lead*) and, with ``pin="targets"``, extends it with a cell of
 every other target table that is consistent with what is already fixed, drawn in proportion to
 that table's remaining deficit (target counts where nothing is missing; cells whose target is
-zero are never drawn). Thus one proposal lands in a wanted cell of every table at once, and a
+zero are never drawn) and, with a pairwise prior, by how compatible the model finds the cell with
+the values already fixed. Thus one proposal lands in a wanted cell of every table at once, and a
 weak model cannot drift into cells that are already full. With ``pin="lead"`` only the lead
 table's cell is fixed and the LLM chooses everything else (the paper's freer setting, for
 strong models). The LLM always chooses the numeric ranges inside the fixed intervals and every
@@ -15,12 +16,16 @@ variable no target table mentions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .discrepancy import neediest_table
 from .schema import Schema
 from .targets import Targets, TargetTable, interval_label
+
+if TYPE_CHECKING:
+    from .copula import PairwisePrior
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,10 @@ def _fix_cell(table: TargetTable, flat: int, values: dict, intervals: dict) -> N
 
 
 def plan_focus(targets: Targets, residual: list[np.ndarray], k: int, rng: np.random.Generator,
-               pin: str = "targets") -> list[Focus]:
-    """Up to ``k`` focus cells for the next plan (``residual``: missing records per table and cell)."""
+               pin: str = "targets", prior: PairwisePrior | None = None) -> list[Focus]:
+    """Up to ``k`` focus cells for the next plan (``residual``: missing records per table and cell).
+    With a ``prior``, each table's candidate cells are also weighted by the model's lifts with the
+    values already fixed (:mod:`llmsynthor.copula`)."""
     schema = targets.schema
     lead_index = neediest_table(targets, residual)
     lead = targets.tables[lead_index]
@@ -92,6 +99,8 @@ def plan_focus(targets: Targets, residual: list[np.ndarray], k: int, rng: np.ran
                     weight = np.where(mask, table.counts.ravel(), 0.0)
                 if weight.sum() <= 0:
                     continue  # no consistent cell has any target: leave this table's variables free
+                if prior is not None:
+                    weight = weight * prior.cell_weights(table, values, intervals)
                 _fix_cell(table, int(rng.choice(weight.size, p=weight / weight.sum())), values, intervals)
         out.append(Focus(values, intervals, float(flat[cell])))
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .focus import Focus
 from .schema import CategoricalVariable, Schema
+from .targets import Axis
 
 
 def describe_variables(schema: Schema) -> str:
@@ -75,3 +76,29 @@ def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependenc
         + f". num is how many such records to add. Format: {{\"proposals\": [{_format(schema, free)}, ...]}}"
     )
     return [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]
+
+
+def level_text(axis: Axis, i: int, schema: Schema) -> str:
+    """A level as words: a categorical value, or a bin as 'from a to b' (integers: inclusive)."""
+    if not axis.is_numeric:
+        return axis.labels[i]
+    lo, hi = axis.edges[i], axis.edges[i + 1]
+    var = schema[axis.variable]
+    last = i == axis.size - 1
+    if var.type == "integer":
+        hi = hi if last and hi == var.max else hi - 1
+    return f"{lo:g} to {hi:g}"
+
+
+def option_messages(schema: Schema, context: str, context_axis: Axis, level: int, answer: str,
+                    answer_axis: Axis) -> tuple[list[dict[str, str]], str, list[str]]:
+    """Ask which level of ``answer`` a record with ``context`` at ``level`` has; the options are
+    scored from token probabilities, so the answer is only begun: ``{"answer": "``."""
+    options = [level_text(answer_axis, j, schema) for j in range(answer_axis.size)]
+    shown = level_text(context_axis, level, schema)
+    has = f"{context} from {shown}" if context_axis.is_numeric else f"{context} = {shown}"
+    desc = schema[answer].description
+    user = (f"A {schema.entity} has {has}. What is their {answer}{f' ({desc})' if desc else ''}? "
+            f"One of: {'; '.join(options)}. Answer as JSON.")
+    messages = [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]
+    return messages, f'{{"{answer}": "', options

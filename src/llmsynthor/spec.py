@@ -115,6 +115,11 @@ class SynthesisSettings(_Frozen):
         description="when_aligned: draw all records once the proposal pool fits the targets; "
         "every_iteration: the paper's add-only schedule, n / max_iterations records per iteration",
     )
+    pairwise_prior: bool = Field(
+        default=True,
+        description="score, from the model's token probabilities, how compatible the levels of every pair of variables "
+        "that no table crosses are, and combine focus cells accordingly (pin: targets; backends that expose probabilities)",
+    )
     within_bin: Literal["smooth", "uniform"] = Field(
         default="smooth",
         description="how numeric values spread inside a proposal's range: smooth (a monotone density through the "

@@ -35,10 +35,11 @@ import pandas as pd
 
 from . import checkpoint, prompts
 from .allocation import integerize, solve
+from .copula import PairwisePrior, score_prior
 from .discrepancy import deficits, table_distances, worst_tvd
-from .errors import ProposalError
+from .errors import BackendError, ProposalError
 from .focus import plan_focus
-from .llm.base import Completion, LLMBackend, identity
+from .llm.base import Completion, LLMBackend, can_score_options, identity
 from .metrics import tvd
 from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
 from .shapes import ValueShape, shapes_from_targets
@@ -78,6 +79,7 @@ class LLMUsage:
     accepted_proposals: int = 0
     rejected: Counter = field(default_factory=Counter)
     corrected: Counter = field(default_factory=Counter)
+    option_scorings: int = 0  # forward passes of the pairwise prior (not counted in ``calls``)
 
     def add(self, completion: Completion) -> None:
         self.calls += 1
@@ -103,13 +105,15 @@ class LLMUsage:
             "accepted_proposals": self.accepted_proposals,
             "rejected_proposals_by_reason": dict(self.rejected),
             "corrections_by_reason": dict(self.corrected),
+            "option_scorings": self.option_scorings,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> LLMUsage:
         return cls(data["calls"], data["cache_hits"], data["prompt_tokens"], data["completion_tokens"], data["seconds"],
                    data["invalid_responses"], data["failed_steps"], data["accepted_proposals"],
-                   Counter(data["rejected_proposals_by_reason"]), Counter(data["corrections_by_reason"]))
+                   Counter(data["rejected_proposals_by_reason"]), Counter(data["corrections_by_reason"]),
+                   data.get("option_scorings", 0))
 
 
 @dataclass
@@ -143,6 +147,7 @@ class SynthesisResult:
     proposals: list[dict]
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
+    pairwise_prior: list[dict] | None = None  # the strongest lifts the model gave (see llmsynthor.copula)
 
     @property
     def worst_tvd(self) -> float:
@@ -158,6 +163,7 @@ class ProposalPool:
     def __init__(self, targets: Targets, shapes: dict[str, ValueShape] | None = None):
         self.targets = targets
         self.shapes = shapes
+        self.prior: PairwisePrior | None = None  # set once scored; makes implausible proposals costly
         self.items: list[Proposal] = []
         self._keys: set = set()
         self._columns: list[list[np.ndarray]] = [[] for _ in targets]
@@ -180,7 +186,8 @@ class ProposalPool:
     def fit(self, gaps: list[np.ndarray], total: int, cap: int):
         """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`)."""
         profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
-        return solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn)
+        penalty = np.array([self.prior.penalty(p.values, p.ranges) for p in self.items]) if self.prior is not None else None
+        return solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn, penalty)
 
     def dump(self) -> list[dict]:
         return [{"values": p.values, "ranges": {k: list(v) for k, v in p.ranges.items()}, "num": p.num,
@@ -224,6 +231,7 @@ class Synthesizer:
         self.checkpoint_dir = checkpoint_dir
         self.clock = clock
         self.records_: pd.DataFrame | None = None
+        self.prior: PairwisePrior | None = None
 
     def run_digest(self) -> str:
         """Identifies what a checkpoint may be resumed with: the spec (seed included) and the model."""
@@ -284,6 +292,30 @@ class Synthesizer:
         answer.charge(usage)
         return answer.value or []
 
+    def _score_prior(self, usage: LLMUsage, notes: list[str]) -> PairwisePrior | None:
+        """The pairwise prior (:mod:`llmsynthor.copula`), if asked for and the backend can score options."""
+        if not self.spec.synthesis.pairwise_prior or self.spec.synthesis.pin != "targets":
+            return None
+        if not can_score_options(self.llm):
+            note = (f"{self.llm.name} gives no token probabilities: focus cells of different tables are combined "
+                    "by deficit alone (no pairwise prior)")
+            if note not in notes:  # a resumed run has it already
+                notes.append(note)
+            return None
+
+        def charge(choice):
+            usage.option_scorings += 1
+            usage.cache_hits += int(choice.cached)
+            usage.prompt_tokens += choice.prompt_tokens
+            usage.seconds += choice.seconds
+
+        try:
+            return score_prior(self.targets, self.llm, self.spec.record_schema, on_call=charge)
+        except BackendError as exc:
+            if not any(n.startswith("pairwise prior skipped") for n in notes):
+                notes.append(f"pairwise prior skipped: {exc}")
+            return None
+
     def _extend_pool(self, pool: ProposalPool, residual: list[np.ndarray], iteration: int,
                      rng: np.random.Generator, dependencies: list[list[str]], usage: LLMUsage):
         """Ask the LLM for proposals that fill the largest residual deficits; add them to the pool.
@@ -294,7 +326,7 @@ class Synthesizer:
         """
         schema, s = self.spec.record_schema, self.spec.synthesis
         shaped = [r.reshape(t.shape) for r, t in zip(residual, self.targets)]
-        focus = plan_focus(self.targets, shaped, s.proposals_per_call * s.parallel_requests, rng, s.pin)
+        focus = plan_focus(self.targets, shaped, s.proposals_per_call * s.parallel_requests, rng, s.pin, self.prior)
         chunks = [focus[i:i + s.proposals_per_call] for i in range(0, len(focus), s.proposals_per_call)]
         if not chunks:
             return 0, None
@@ -362,6 +394,7 @@ class Synthesizer:
             notes = [f"inconsistent targets (synthesis.inconsistent_targets = proceed; a weighted compromise is fitted): {d.describe()}"
                      for d in targets.inconsistencies]
             inferred = self._infer_dependencies(usage)
+        self.prior = pool.prior = self._score_prior(usage, notes)
         counts = count_all(frames[0], targets) if frames else [np.zeros(t.shape) for t in targets]
         remaining = n - sum(len(f) for f in frames)
         self.records_ = frames[0] if frames else None
@@ -399,6 +432,7 @@ class Synthesizer:
                     f"iteration {iteration}: the pool's {len(pool)} proposals could hold only {int(whole.sum())} of the "
                     f"{remaining} remaining records under max_proposal_share={s.max_proposal_share}; the cap was lifted"
                 )
+                fit = pool.fit(gaps, remaining, n)  # the best allocation without the cap
                 whole = integerize(fit.counts if fit.counts.sum() > 0 else np.ones(len(pool)), remaining)
             batch_frames = [draw(p, int(k), schema, rng, pool.shapes) for p, k in zip(pool.items, whole) if k > 0]
             if batch_frames:
@@ -435,6 +469,7 @@ class Synthesizer:
             history=history,
             distances=distances,
             dependencies={"given": given, "inferred": inferred},
+            pairwise_prior=self.prior.strongest(12) if self.prior is not None else None,
             usage=usage,
             proposals=[dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool.items, pool.drawn)],
             wall_seconds=elapsed + self.clock() - started,

@@ -22,6 +22,16 @@ class Completion:
     cached: bool = False
 
 
+@dataclass(frozen=True)
+class Choice:
+    """How likely a backend finds each option as the continuation of an answer."""
+
+    probabilities: tuple[float, ...]  # renormalized over the options
+    prompt_tokens: int
+    seconds: float
+    cached: bool = False
+
+
 def identity(backend) -> dict:
     """What, besides the request, decides a backend's answers (model sha256, or endpoint and
     model; never a key): part of response-cache keys and of checkpoint digests."""
@@ -47,4 +57,19 @@ class LLMBackend(Protocol):
         seed: int,
     ) -> Completion:
         """Answer ``messages`` with a JSON document that should follow ``schema``."""
+        ...
+
+
+def can_score_options(backend) -> bool:
+    """Whether ``backend`` (or the backend a cache wraps) implements :class:`ChoiceScorer`."""
+    return callable(getattr(getattr(backend, "inner", backend), "option_probabilities", None))
+
+
+@runtime_checkable
+class ChoiceScorer(Protocol):
+    """Optional: backends that expose next-token probabilities (the pairwise prior needs it)."""
+
+    def option_probabilities(self, messages: list[dict[str, str]], answer_prefix: str, options: list[str]) -> Choice:
+        """Probability of each of ``options`` as the text that follows ``answer_prefix`` at the start
+        of the assistant's answer, as a sampler restricted to the options would pick them."""
         ...

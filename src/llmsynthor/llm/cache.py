@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .base import Completion, LLMBackend, identity
+from .base import Choice, Completion, LLMBackend, identity
 
 CACHE_VERSION = 1
 
@@ -61,6 +61,23 @@ class CachedLLM:
             self.misses += 1
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps(record)))
         return completion
+
+    def option_probabilities(self, messages, answer_prefix, options) -> Choice:
+        """Cached like completions (scores are deterministic, so no seed is part of the key)."""
+        payload = {"v": CACHE_VERSION, "kind": "options", "backend": identity(self.inner), "messages": messages,
+                   "answer_prefix": answer_prefix, "options": options}
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            with self._lock:
+                self.hits += 1
+            return Choice(tuple(json.loads(row[0])["probabilities"]), 0, 0.0, cached=True)
+        choice = self.inner.option_probabilities(messages, answer_prefix, options)
+        with self._lock:
+            self.misses += 1
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps({"probabilities": choice.probabilities})))
+        return choice
 
     def close(self) -> None:
         self._db.close()

@@ -12,7 +12,7 @@ import threading
 import time
 
 from ..errors import BackendError
-from .base import Completion
+from .base import Choice, Completion
 from .models import ModelFile, resolve
 
 
@@ -49,6 +49,66 @@ class EmbeddedLLM:
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {self.model_file.path}: {exc}") from None
         self.load_seconds = time.perf_counter() - started
+        self._format = None  # the model's own chat template, built on first use
+
+    def _prompt_tokens(self, messages, answer_prefix: str) -> list[int]:
+        """``messages`` in the model's own chat template, the assistant's answer begun with ``answer_prefix``."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self._llm
+        if self._format is None:
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise BackendError(f"{self.model_file.path} has no chat template; option scoring needs one")
+            text = lambda token: llm._model.token_get_text(token) if token != -1 else ""  # noqa: E731
+            self._format = Jinja2ChatFormatter(template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()))
+        prompt = self._format(messages=messages).prompt + answer_prefix
+        return llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def _logits_after(self, tokens: list[int]):
+        """Next-token logits after ``tokens``, evaluating only what differs from the context's cache."""
+        import numpy as np
+
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        prefix = 0
+        while prefix < min(len(cached), len(tokens) - 1) and cached[prefix] == tokens[prefix]:
+            prefix += 1
+        llm.n_tokens = prefix  # eval() drops the KV cache from here on
+        llm.eval(tokens[prefix:])
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64), len(tokens) - prefix
+
+    def option_probabilities(self, messages, answer_prefix, options) -> Choice:
+        """Walk the token trie of the options: at every branching point one forward pass (the
+        shared prompt is evaluated once and its cache reused), softmax over the branches' tokens.
+        An option's probability is the product along its path, as constrained decoding would pick it."""
+        import numpy as np
+
+        started = time.perf_counter()
+        llm = self._llm
+        with self._lock:
+            prompt = self._prompt_tokens(messages, answer_prefix)
+            paths = [llm.tokenize(o.encode("utf-8"), add_bos=False, special=False) for o in options]
+            if len(prompt) + max(map(len, paths)) >= llm.n_ctx():
+                raise BackendError(f"the scoring prompt has {len(prompt)} tokens; the context holds {llm.n_ctx()}")
+            log_p = np.zeros(len(options))
+            evaluated = 0
+            branches = {}  # shared path prefix -> options below it
+            for i, path in enumerate(paths):
+                for depth in range(len(path)):
+                    branches.setdefault(tuple(path[:depth]), []).append(i)
+            for prefix, members in sorted(branches.items(), key=lambda kv: len(kv[0])):
+                next_tokens = {paths[i][len(prefix)] for i in members}
+                if len(next_tokens) < 2:
+                    continue  # no choice is made here
+                logits, n = self._logits_after(prompt + list(prefix))
+                evaluated += n
+                tokens = sorted(next_tokens)
+                z = logits[tokens] - np.logaddexp.reduce(logits[tokens])
+                for i in members:
+                    log_p[i] += z[tokens.index(paths[i][len(prefix)])]
+        p = np.exp(log_p - log_p.max())
+        return Choice(tuple(float(x) for x in p / p.sum()), evaluated, time.perf_counter() - started)
 
     @property
     def name(self) -> str:

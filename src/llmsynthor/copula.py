@@ -1,0 +1,157 @@
+"""The LLM as a nonparametric copula, quantified: pairwise lifts from next-token probabilities.
+
+Target tables fix the margins the records must match; they say nothing about pairs of variables
+that no table crosses (``relationship`` and ``sex`` in a census with only marginals). For every
+such pair the model is asked, once per level of one variable, which level of the other a record
+with that value has — not by sampling text but by reading the probability it gives each option
+(:meth:`~llmsynthor.llm.base.ChoiceScorer.option_probabilities`). From those conditionals
+P(a | c = y) comes the *lift*
+
+    lift(c = y, a = x) = P(a = x | c = y) / Σ_y' w(y') P(a = x | c = y')
+
+with w the target shares of c: above 1 the model finds the combination more common than
+independence would say, near 0 implausible ("Husband" and "Female"). When focus cells are built,
+each table's candidate cells are weighted by their deficit times the lifts with what is already
+fixed, so proposals combine values the way the model thinks records do, while the loop and the
+allocator still enforce every table. Numeric variables take part through their target bins.
+Pairs that share a target table are skipped: their joint is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+
+from .prompts import option_messages
+from .schema import Schema
+from .targets import Axis, Targets, TargetTable
+
+LIFT_RANGE = (0.02, 50.0)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The levels of one variable as the prior sees it: categorical values or target bins."""
+
+    variable: str
+    axis: Axis
+
+    def index(self, value: str | None = None, interval: tuple[float, float] | None = None) -> int:
+        if not self.axis.is_numeric:
+            return self.axis.labels.index(value)
+        mid = 0.5 * (interval[0] + interval[1])
+        return int(np.clip(np.searchsorted(self.axis.edges, mid, side="right") - 1, 0, self.axis.size - 1))
+
+
+@dataclass
+class PairwisePrior:
+    """Lifts for pairs of variables, looked up in either direction."""
+
+    levels: dict[str, Levels]
+    lifts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (c, a) -> [|c|, |a|]
+
+    def lift(self, u: str, v: str) -> np.ndarray | None:
+        """[|u|, |v|] lifts, or None when the pair was not scored."""
+        if (u, v) in self.lifts:
+            return self.lifts[(u, v)]
+        if (v, u) in self.lifts:
+            return self.lifts[(v, u)].T
+        return None
+
+    def cell_weights(self, table: TargetTable, values: dict[str, str], intervals: dict[str, tuple[float, float]]) -> np.ndarray:
+        """For each flat cell of ``table``: the product of lifts between the cell's levels and every
+        value already fixed (1 where no pair was scored)."""
+        out = np.ones(table.shape)
+        fixed = [(name, self.levels[name].index(values.get(name), intervals.get(name)))
+                 for name in self.levels if name in values or name in intervals]
+        for k, axis in enumerate(table.axes):
+            if axis.variable not in self.levels:
+                continue
+            for name, level in fixed:
+                if name == axis.variable:
+                    continue
+                lift = self.lift(name, axis.variable)
+                if lift is None:
+                    continue
+                row = lift[level]
+                if axis.is_numeric:  # the table's bins may differ from the prior's: map by midpoints
+                    row = row[[self.levels[axis.variable].index(interval=(a, b)) for a, b in zip(axis.edges[:-1], axis.edges[1:])]]
+                shape = [1] * len(table.axes)
+                shape[k] = axis.size
+                out = out * row.reshape(shape)
+        return out.ravel()
+
+    def penalty(self, values: dict[str, str], ranges: dict[str, tuple[float, float]]) -> float:
+        """How implausible a proposal is: minus the sum of log lifts over its scored pairs, where
+        below 0 (combinations the model finds more common than independence cost nothing)."""
+        index = {name: self.levels[name].index(values.get(name), ranges.get(name))
+                 for name in self.levels if name in values or name in ranges}
+        score = 0.0
+        for (c, a), lift in self.lifts.items():
+            if c in index and a in index:
+                score += float(np.log(lift[index[c], index[a]]))
+        return max(0.0, -score)
+
+    def strongest(self, k: int = 10) -> list[dict]:
+        """The ``k`` pairs of levels the model finds least and most compatible (for the manifest)."""
+        rows = []
+        for (c, a), lift in self.lifts.items():
+            for i, j in np.ndindex(lift.shape):
+                rows.append({"pair": f"{c} = {self.levels[c].axis.labels[i]} & {a} = {self.levels[a].axis.labels[j]}",
+                             "lift": round(float(lift[i, j]), 3)})
+        rows.sort(key=lambda r: abs(np.log(r["lift"])), reverse=True)
+        return rows[:k]
+
+
+def prior_levels(targets: Targets) -> dict[str, Levels]:
+    """Every variable some target mentions, with the axis that has the most levels for it."""
+    best: dict[str, Axis] = {}
+    for table in targets:
+        for axis in table.axes:
+            if axis.variable not in best or axis.size > best[axis.variable].size:
+                best[axis.variable] = axis
+    return {name: Levels(name, axis) for name, axis in best.items() if axis.size > 1}
+
+
+def pairs_to_score(targets: Targets, levels: dict[str, Levels]) -> list[tuple[str, str]]:
+    """(context, answer) pairs no target table crosses; the variable with fewer levels is the context."""
+    crossed = {frozenset(p) for t in targets for p in combinations(t.variables, 2)}
+    names = [n for n in targets.schema.names if n in levels]
+    out = []
+    for u, v in combinations(names, 2):
+        if frozenset((u, v)) in crossed:
+            continue
+        out.append((u, v) if levels[u].axis.size <= levels[v].axis.size else (v, u))
+    return out
+
+
+def _shares(targets: Targets, variable: str, axis: Axis) -> np.ndarray:
+    for table in targets:
+        if table.variables == [variable] and table.axes[0].labels == axis.labels:
+            return table.counts / table.counts.sum()
+    for table in targets:
+        for i, other in enumerate(table.axes):
+            if other.variable == variable and other.labels == axis.labels:
+                margin = table.counts.sum(axis=tuple(j for j in range(len(table.axes)) if j != i))
+                return margin / margin.sum()
+    return np.full(axis.size, 1 / axis.size)
+
+
+def score_prior(targets: Targets, scorer, schema: Schema, on_call=None) -> PairwisePrior:
+    """Ask ``scorer`` (a :class:`~llmsynthor.llm.base.ChoiceScorer`) for every pair no table crosses;
+    ``on_call(choice)`` sees each answer (usage accounting)."""
+    levels = prior_levels(targets)
+    prior = PairwisePrior(levels)
+    for c, a in pairs_to_score(targets, levels):
+        conditionals = np.zeros((levels[c].axis.size, levels[a].axis.size))
+        for i in range(levels[c].axis.size):
+            messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis)
+            choice = scorer.option_probabilities(messages, answer_prefix, options)
+            if on_call is not None:
+                on_call(choice)
+            conditionals[i] = choice.probabilities
+        average = _shares(targets, c, levels[c].axis) @ conditionals
+        prior.lifts[(c, a)] = np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
+    return prior

@@ -1,0 +1,103 @@
+"""The pairwise prior: the model's token probabilities decide how focus cells of tables that no
+joint table links are combined, so records avoid combinations the model finds implausible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import FakeLLM, KnowingFakeLLM
+
+from llmsynthor import Synthesizer, load_targets
+from llmsynthor.copula import pairs_to_score, prior_levels, score_prior
+from llmsynthor.metrics import tvd
+from llmsynthor.spec import parse_spec
+from llmsynthor.statistics import count_all
+
+SPEC = {
+    "name": "households", "entity": "person", "n_records": 1000, "seed": 3,
+    "variables": {
+        "relationship": {"type": "categorical", "values": ["Husband", "Wife", "Own-child"]},
+        "sex": {"type": "categorical", "values": ["Male", "Female"]},
+        "age": {"type": "integer", "min": 0, "max": 90},
+    },
+    "targets": [
+        {"name": "relationship", "variables": ["relationship"],
+         "cells": [{"relationship": "Husband", "count": 400}, {"relationship": "Wife", "count": 400}, {"relationship": "Own-child", "count": 200}]},
+        {"name": "sex", "variables": ["sex"], "cells": [{"sex": "Male", "count": 500}, {"sex": "Female", "count": 500}]},
+        {"name": "age_relationship", "variables": ["age", "relationship"], "cells": [
+            {"age": "[0,18)", "relationship": "Own-child", "count": 200}, {"age": "[18,90]", "relationship": "Husband", "count": 400},
+            {"age": "[18,90]", "relationship": "Wife", "count": 400}]},
+    ],
+    "synthesis": {"max_iterations": 12},
+}
+# sex has fewer levels, so it is the context: P(relationship | sex)
+KNOWLEDGE = {("sex = Male", "relationship"): (0.78, 0.02, 0.2), ("sex = Female", "relationship"): (0.02, 0.78, 0.2)}
+
+
+def run(**synthesis):
+    spec = parse_spec({**SPEC, "synthesis": {**SPEC["synthesis"], **synthesis}})
+    llm = KnowingFakeLLM(KNOWLEDGE, seed=1, domains={"age": (0, 90)})
+    return spec, llm, Synthesizer(spec, llm).run()
+
+
+def test_only_pairs_no_table_crosses_are_scored():
+    targets = load_targets(parse_spec(SPEC))
+    levels = prior_levels(targets)
+    assert {v: levels[v].axis.size for v in levels} == {"relationship": 3, "sex": 2, "age": 2}
+    # relationship × age is a target table: not asked; sex (2 levels) is the context of both pairs
+    assert sorted(pairs_to_score(targets, levels)) == [("age", "sex"), ("sex", "relationship")] or \
+        sorted(pairs_to_score(targets, levels)) == [("sex", "age"), ("sex", "relationship")]
+
+
+def test_lifts_follow_the_models_conditionals():
+    targets = load_targets(parse_spec(SPEC))
+    llm = KnowingFakeLLM(KNOWLEDGE)
+    prior = score_prior(targets, llm, targets.schema)
+    lift = prior.lift("relationship", "sex")  # scored the other way round, read transposed
+    assert lift.shape == (3, 2)
+    assert lift[0, 0] == pytest.approx(0.78 / 0.40) and lift[0, 1] == pytest.approx(0.02 / 0.40)
+    assert lift[2, 0] == pytest.approx(1.0)
+    assert len(llm.scorings) == 4  # 2 levels of sex for each of the two pairs
+
+
+def test_records_avoid_what_the_model_finds_implausible_and_still_match_every_table():
+    spec, llm, with_prior = run()
+    _, _, without = run(pairwise_prior=False)
+    for result in (with_prior, without):
+        assert result.converged
+        targets = load_targets(spec)
+        assert all(tvd(c, t.counts) <= 0.01 for c, t in zip(count_all(result.records, targets), targets))
+
+    def share(result, rel, sex):
+        r = result.records
+        return float(((r["relationship"] == rel) & (r["sex"] == sex)).mean())
+
+    assert share(with_prior, "Husband", "Female") < 0.04 and share(with_prior, "Wife", "Male") < 0.04
+    assert share(without, "Husband", "Female") > 0.12  # pinned independently: about 0.4 × 0.5
+    assert with_prior.pairwise_prior[0]["lift"] < 0.2 or with_prior.pairwise_prior[0]["lift"] > 1.5
+
+
+def test_a_backend_without_probabilities_is_noted_not_fatal():
+    spec = parse_spec(SPEC)
+    result = Synthesizer(spec, FakeLLM(seed=1, domains={"age": (0, 90)})).run()
+    assert result.pairwise_prior is None
+    assert any("gives no token probabilities" in note for note in result.notes)
+
+
+@pytest.mark.slow
+def test_the_default_model_knows_husbands_are_male():
+    """Through the real Qwen2.5-Coder-1.5B: option probabilities from its logits."""
+    from llmsynthor.llm.embedded import EmbeddedLLM
+    from llmsynthor.prompts import option_messages
+
+    targets = load_targets(parse_spec(SPEC))
+    levels = prior_levels(targets)
+    llm = EmbeddedLLM("qwen2.5-coder-1.5b", n_ctx=1024)
+    p = {}
+    for i, rel in enumerate(["Husband", "Wife"]):
+        messages, prefix, options = option_messages(targets.schema, "relationship", levels["relationship"].axis, i,
+                                                     "sex", levels["sex"].axis)
+        choice = llm.option_probabilities(messages, prefix, options)
+        assert options == ["Male", "Female"] and np.isclose(sum(choice.probabilities), 1)
+        p[rel] = choice.probabilities
+    assert p["Husband"][0] > 0.75 and p["Wife"][1] > 0.75, p
