@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fakes import FakeLLM
 
@@ -73,6 +74,22 @@ def test_the_paper_schedule_adds_a_batch_every_iteration(spec):
     assert [s.records for s in seen][:3] == [200, 400, 600]
 
 
+@pytest.mark.parametrize("schedule", ["every_iteration", "when_aligned"])
+def test_remove_and_replace_takes_back_over_represented_records(spec, schedule):
+    settings = {"synthesis.draw": schedule, "synthesis.max_iterations": 10}
+    add_only, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS), **settings, **{"synthesis.remove_surplus": False})
+    replaced, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS), **settings)
+    assert len(replaced.records) == len(add_only.records) == 2000
+    assert list(replaced.records.columns) == spec.record_schema.names  # the bookkeeping column is gone
+    assert any(note.startswith("remove and replace") for note in replaced.notes)
+    assert not any(note.startswith("remove and replace") for note in add_only.notes)
+    mean_tvd = {name: np.mean([d["tvd"] for d in r.distances.values()]) for name, r in (("add", add_only), ("replaced", replaced))}
+    assert mean_tvd["replaced"] < mean_tvd["add"], mean_tvd
+    # every record still comes from a proposal, within the caps
+    assert sum(p["drawn"] for p in replaced.proposals) == 2000
+    assert max(p["drawn"] for p in replaced.proposals) <= spec.synthesis.max_proposal_share * 2000
+
+
 def test_malformed_output_is_retried_counted_and_never_reaches_the_records(spec):
     bad_plan = {"proposals": [{"age": [30, 40], "price": [10, 20], "gender": "Alien", "num": 5}]}
     script = [
@@ -108,3 +125,13 @@ def test_output_that_never_validates_stops_the_run_with_evidence(spec):
         run(spec, FakeLLM(script=script, domains=DOMAINS))
     assert info.value.attempts == 4 and info.value.last_response == "nonsense"
     assert "not valid JSON" in str(info.value)
+
+
+def test_the_result_reports_diversity(spec):
+    result, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS))
+    d = result.diversity
+    assert 0.9 < d["distinct_share"] <= 1 and d["largest_proposal_share"] <= spec.synthesis.max_proposal_share
+    assert d["proposals_used"] >= 1 / spec.synthesis.max_proposal_share
+    # aligned tables have about the target's entropy
+    for name, h in d["entropy_bits"].items():
+        assert abs(h["synthetic"] - h["target"]) < 0.05, name

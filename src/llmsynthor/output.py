@@ -83,6 +83,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         },
         "metrics": {"definitions": "TVD = 0.5*sum|p-q|; JSD = Jensen-Shannon distance, log base 2 (sqrt of the divergence)",
                     "per_table": result.distances},
+        "diversity": result.diversity,
         "iterations": [asdict(h) for h in result.history],
         "proposals": result.proposals,
         "notes": result.notes,

@@ -125,6 +125,11 @@ class SynthesisSettings(_Frozen):
         description="how numeric values spread inside a proposal's range: smooth (a monotone density through the "
         "targets' bin shares) or uniform (the paper's choice)",
     )
+    remove_surplus: bool = Field(
+        default=True,
+        description="after the last draw, take back records from over-represented cells and redraw them from the "
+        "proposal pool where the deficits are (remove and replace; no LLM call); the paper's loop only adds",
+    )
     parallel_requests: int = Field(default=1, ge=1, le=16, description="plan requests per iteration, each for its own focus cells")
     infer_dependencies: bool = True
     max_dependency_groups: int = Field(default=3, ge=0)

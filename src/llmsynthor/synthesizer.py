@@ -42,6 +42,7 @@ from .focus import plan_focus
 from .llm.base import Completion, LLMBackend, can_score_options, identity
 from .metrics import tvd
 from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
+from .replacement import surplus_records
 from .shapes import ValueShape, shapes_from_targets
 from .spec import Spec
 from .statistics import count_all
@@ -148,6 +149,7 @@ class SynthesisResult:
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
     pairwise_prior: list[dict] | None = None  # the strongest lifts the model gave (see llmsynthor.copula)
+    diversity: dict = field(default_factory=dict)  # distinct records, proposals used, entropy per table
 
     @property
     def worst_tvd(self) -> float:
@@ -155,6 +157,7 @@ class SynthesisResult:
 
 
 ProgressCallback = Callable[[IterationStats], None]
+_SOURCE = "__proposal"  # internal column: which proposal a drawn record came from
 
 
 class ProposalPool:
@@ -291,6 +294,42 @@ class Synthesizer:
         answer = self._ask(messages, prompts.dependency_schema(schema, s.max_dependency_groups), 120, parse, 0, 0)
         answer.charge(usage)
         return answer.value or []
+
+    def _replace_surplus(self, frames: list[pd.DataFrame], counts: list[np.ndarray], pool: ProposalPool,
+                         rng: np.random.Generator, cap: int, rounds: int = 4) -> int:
+        """Remove and replace, after the last draw: take back records whose removal lowers the tables'
+        weighted L1 discrepancy (:mod:`llmsynthor.replacement`), redraw as many from the pool's best
+        allocation for the deficits left, and keep a round only if it helped. No LLM call; every
+        record still comes from a proposal. Updates ``frames``, ``counts`` and ``pool.drawn``."""
+        targets, schema, total = self.targets, self.spec.record_schema, 0
+        for _ in range(rounds):
+            records = frames[0]
+            if _SOURCE not in records:
+                break  # records restored from an older checkpoint do not say where they came from
+            rows = surplus_records(records, targets, counts, rng)
+            if not rows.size:
+                break
+            taken = records.iloc[rows]
+            trial_counts = [c - t for c, t in zip(counts, count_all(taken, targets))]
+            drawn = pool.drawn.copy()
+            np.subtract.at(drawn, taken[_SOURCE].to_numpy(dtype=np.int64), 1)
+            gaps = [g.ravel() for g in deficits(targets, trial_counts)]
+            saved, pool.drawn = pool.drawn, drawn
+            fit = pool.fit(gaps, rows.size, cap)
+            whole = integerize(fit.counts, rows.size, cap - drawn)
+            pool.drawn = saved
+            if whole.sum() < rows.size:
+                break
+            fresh = pd.concat([draw(p, int(k), schema, rng, pool.shapes).assign(**{_SOURCE: i})
+                               for i, (p, k) in enumerate(zip(pool.items, whole)) if k > 0], ignore_index=True)
+            trial_counts = [c + f for c, f in zip(trial_counts, count_all(fresh, targets))]
+            if _l1(targets, trial_counts) >= _l1(targets, counts):
+                break
+            frames[0] = pd.concat([records.drop(records.index[rows]), fresh], ignore_index=True)
+            counts[:] = trial_counts
+            pool.drawn = drawn + whole
+            total += int(rows.size)
+        return total
 
     def _score_prior(self, usage: LLMUsage, notes: list[str]) -> PairwisePrior | None:
         """The pairwise prior (:mod:`llmsynthor.copula`), if asked for and the backend can score options."""
@@ -434,7 +473,8 @@ class Synthesizer:
                 )
                 fit = pool.fit(gaps, remaining, n)  # the best allocation without the cap
                 whole = integerize(fit.counts if fit.counts.sum() > 0 else np.ones(len(pool)), remaining)
-            batch_frames = [draw(p, int(k), schema, rng, pool.shapes) for p, k in zip(pool.items, whole) if k > 0]
+            batch_frames = [draw(p, int(k), schema, rng, pool.shapes).assign(**{_SOURCE: i})
+                            for i, (p, k) in enumerate(zip(pool.items, whole)) if k > 0]
             if batch_frames:
                 frame = pd.concat(batch_frames, ignore_index=True)
                 frames = [pd.concat(frames + [frame], ignore_index=True)]
@@ -458,7 +498,10 @@ class Synthesizer:
             if self.progress is not None:
                 self.progress(stats)
 
-        records = frames[0] if frames else pd.DataFrame(columns=schema.names)
+        replaced = self._replace_surplus(frames, counts, pool, rng, cap) if s.remove_surplus and frames else 0
+        if replaced:
+            notes.append(f"remove and replace: {replaced} records taken back from over-represented cells and redrawn from the pool")
+        records = frames[0][schema.names] if frames else pd.DataFrame(columns=schema.names)
         records = records.iloc[rng.permutation(len(records))].reset_index(drop=True)  # drawn in blocks: shuffle
         self.records_ = records
         distances = table_distances(targets, counts)
@@ -470,11 +513,32 @@ class Synthesizer:
             distances=distances,
             dependencies={"given": given, "inferred": inferred},
             pairwise_prior=self.prior.strongest(12) if self.prior is not None else None,
+            diversity=_diversity(records, targets, counts, pool.drawn),
             usage=usage,
             proposals=[dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool.items, pool.drawn)],
             wall_seconds=elapsed + self.clock() - started,
             notes=notes,
         )
+
+
+def _l1(targets: Targets, counts: list[np.ndarray]) -> float:
+    return float(sum(t.weight * np.abs(c.ravel() - t.counts.ravel()).sum() for t, c in zip(targets, counts)))
+
+
+def _diversity(records: pd.DataFrame, targets: Targets, counts: list[np.ndarray], drawn: np.ndarray) -> dict:
+    """How varied the records are: distinct share, how many proposals carry them and the largest
+    share from one, and the entropy (bits) of every table beside the target's."""
+    from scipy.stats import entropy
+
+    n = max(len(records), 1)
+    return {
+        "distinct_share": round(float(1 - records.duplicated().mean()), 4) if len(records) else 0.0,
+        "proposals_used": int((drawn > 0).sum()),
+        "largest_proposal_share": round(float(drawn.max() / n), 4) if drawn.size else 0.0,
+        "entropy_bits": {t.name: {"synthetic": round(float(entropy(c.ravel() + 0.0, base=2)), 4) if c.sum() else 0.0,
+                                  "target": round(float(entropy(t.counts.ravel(), base=2)), 4)}
+                         for t, c in zip(targets, counts)},
+    }
 
 
 def checkpoint_digest(spec: Spec, llm: LLMBackend) -> str:
