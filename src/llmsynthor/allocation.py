@@ -14,7 +14,7 @@ remainders so they sum to exactly R.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import lsq_linear
@@ -26,17 +26,20 @@ class Allocation:
 
     counts: np.ndarray
     predicted: list[np.ndarray]
+    numeric: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (records, sum) per group, per numeric target
 
 
 PENALTY_STRENGTH = 0.5  # γ: at π = 3 (lifts of 0.05), a proposal's records cost about as much as missing a cell by them
 
 
 def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[float], total: float, caps: np.ndarray,
-          penalty: np.ndarray | None = None) -> Allocation:
+          penalty: np.ndarray | None = None, extra: list[tuple[np.ndarray, np.ndarray]] = ()) -> Allocation:
     """Bounded least-squares allocation of ``total`` records over proposals.
 
     ``profiles[t]`` is (cells_t × proposals); ``gaps[t]`` the missing counts of table t (flat);
-    ``penalty`` (one value ≥ 0 per proposal) discourages implausible proposals.
+    ``penalty`` (one value ≥ 0 per proposal) discourages implausible proposals; ``extra`` are more
+    (rows × proposals, right-hand side) pairs, already scaled: residuals in relative-error units
+    (sum and mean targets, :meth:`ProposalPool.fit`).
     """
     n_prop = caps.size
     if n_prop == 0 or total <= 0:
@@ -47,6 +50,9 @@ def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[floa
     big = 1e3 * np.sqrt(len(profiles) + 1)  # the sum row: practically a hard constraint
     blocks.append(np.full((1, n_prop), big / scale))
     rhs.append(np.array([big * total / scale]))
+    for rows, rhs_extra in extra:
+        blocks.append(rows)
+        rhs.append(rhs_extra)
     if penalty is not None and np.any(penalty > 0):
         blocks.append(np.diag(PENALTY_STRENGTH * np.sqrt(np.clip(penalty, 0, None))) / scale)
         rhs.append(np.zeros(n_prop))

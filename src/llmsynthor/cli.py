@@ -129,6 +129,8 @@ def run(
     for name, d in result.distances.items():
         table.add_row(name, f"{d['tvd']:.4f}", f"{d['jsd']:.4f}")
     out.print(table)
+    for name, e in result.numeric.items():
+        out.print(f"{name}: relative error max {e['max_relative_error']:.2%}, mean {e['mean_relative_error']:.2%}")
     t = data["time"]
     out.print(
         f"{'converged' if result.converged else 'NOT converged (see manifest)'} · {data['llm']['calls']} LLM calls · "
@@ -203,6 +205,8 @@ def evaluate(
     for name, m in result.on_targets.items():
         table.add_row(name, *(f"{m[k]:.4f}" for k in ("tvd", "jsd", "hellinger", "srmse")))
     out.print(table)
+    for name, e in result.numeric_targets.items():
+        out.print(f"{name}: relative error max {e['max_relative_error']:.2%}, mean {e['mean_relative_error']:.2%}")
     summary = result.summary()
     if reference is not None:
         worst = sorted(result.held_out.items(), key=lambda kv: -kv[1]["jsd"])[:5]

@@ -2,7 +2,8 @@
 
 Three things are reported separately (see ``../shared/docs/evaluation.md``):
 
-1. **On the targets** — every target table: TVD, JS distance, Hellinger, SRMSE.
+1. **On the targets** — every target table: TVD, JS distance, Hellinger, SRMSE; every sum/mean
+   target: the largest and mean relative error over its groups.
 2. **Off the targets** (needs a reference micro-dataset) — every 2- and 3-way table over the
    variables that is *not* a target, binned consistently (numeric variables with the bins of
    the first target table that has them, else 6 quantile bins of the reference); plus the
@@ -29,7 +30,7 @@ from scipy.stats import wasserstein_distance
 from .metrics import jsd, tvd
 from .rules import Rule
 from .schema import CategoricalVariable, Schema
-from .statistics import count
+from .statistics import count, numeric_errors
 from .targets import Axis, Targets, TargetTable, interval_label
 
 
@@ -53,6 +54,7 @@ class Evaluation:
     """Every figure of one evaluation; ``summary()`` gives the means a table row needs."""
 
     on_targets: dict[str, dict[str, float]]
+    numeric_targets: dict[str, dict[str, float]] = field(default_factory=dict)  # relative errors of sums and means
     held_out: dict[str, dict[str, float]] = field(default_factory=dict)
     wasserstein: dict[str, float] = field(default_factory=dict)
     rules: dict[str, dict[str, float | None]] = field(default_factory=dict)
@@ -137,7 +139,8 @@ def evaluate(records: pd.DataFrame, targets: Targets, *, reference: pd.DataFrame
              rules: list[Rule] = (), max_way: int = 3, seed: int = 0) -> Evaluation:
     """Score ``records`` against ``targets`` and, optionally, a reference micro-dataset."""
     schema = targets.schema
-    result = Evaluation(on_targets={t.name: table_metrics(count(records, t), t.counts) for t in targets})
+    result = Evaluation(on_targets={t.name: table_metrics(count(records, t), t.counts) for t in targets},
+                        numeric_targets=numeric_errors(records, targets))
     rows = records[schema.names].astype(str).agg("\x1f".join, axis=1) if len(records) else pd.Series([], dtype=str)
     result.distinct_share = float(rows.nunique() / len(records)) if len(records) else 0.0
     result.duplicates = int(len(records) - rows.nunique())

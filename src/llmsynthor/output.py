@@ -82,7 +82,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
             "non_llm_share": round((result.wall_seconds - llm_seconds) / result.wall_seconds, 4) if result.wall_seconds else None,
         },
         "metrics": {"definitions": "TVD = 0.5*sum|p-q|; JSD = Jensen-Shannon distance, log base 2 (sqrt of the divergence)",
-                    "per_table": result.distances},
+                    "per_table": result.distances, "numeric_targets": result.numeric},
         "diversity": result.diversity,
         "iterations": [asdict(h) for h in result.history],
         "proposals": result.proposals,

@@ -1,10 +1,12 @@
-"""Prompt text for the two LLM steps: dependency inference and proposal plans.
+"""Prompt text for the LLM steps: dependency inference, proposal plans and option scoring.
 
 Prompts are short on purpose: small CPU models read them at tens of tokens per second. The
 system message (the schema) is identical across calls so llama.cpp reuses its cached prefix.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from .focus import Focus
 from .schema import CategoricalVariable, Schema
@@ -62,13 +64,17 @@ def _format(schema: Schema, free: list[str]) -> str:
     return "{" + ", ".join(parts + ['"num": count']) + "}"
 
 
-def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependencies: list[list[str]]) -> list[dict[str, str]]:
-    """Ask for one proposal per focus cell: the model writes the ``free`` variables of each."""
+def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependencies: list[list[str]],
+                  facts: list[str] = ()) -> list[dict[str, str]]:
+    """Ask for one proposal per focus cell: the model writes the ``free`` variables of each.
+    ``facts`` (known averages from sum/mean targets) help it place numeric ranges."""
     deps = "; ".join("(" + ", ".join(g) + ")" for g in dependencies)
     wanted = "\n".join(f"{i + 1}. {f.describe(schema)} (about {round(f.missing)} missing)" for i, f in enumerate(focus))
     numeric = [v for v in free if schema[v].is_numeric]
     user = (
         f"The synthetic data set still lacks these kinds of {schema.entity}s:\n{wanted}\n\n"
+        + (f"Known averages: {'; '.join(facts)}.\n\n" if facts else "")
+        + 
         f"Write {len(focus)} proposals, proposal i for line i, giving {', '.join(free)} and num. "
         f"Choose them as a typical {schema.entity} of that line would have them"
         + (f" (keep dependent variables consistent: {deps})" if deps else "")
@@ -102,3 +108,19 @@ def option_messages(schema: Schema, context: str, context_axis: Axis, level: int
             f"One of: {'; '.join(options)}. Answer as JSON.")
     messages = [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]
     return messages, f'{{"{answer}": "', options
+
+
+def numeric_facts(targets, sizes: list, limit: int = 10) -> list[str]:
+    """Sum and mean targets as averages in words ('mean price where category = Electronics is about 812')."""
+    facts = []
+    for target, size in zip(targets.numeric, sizes):
+        for idx in zip(*np.nonzero(np.isfinite(target.values))) if target.axes else [()]:
+            value = float(target.values[idx]) if target.axes else float(target.values)
+            if target.statistic == "sum":
+                n = float(size[idx]) if target.axes else float(size)
+                if n <= 0:
+                    continue
+                value /= n
+            where = " and ".join(f"{a.variable} = {a.labels[i]}" for a, i in zip(target.axes, idx))
+            facts.append(f"mean {target.variable}{' where ' + where if where else ''} is about {value:.4g}")
+    return facts[:limit]

@@ -219,6 +219,19 @@ def profile(proposal: Proposal, table: TargetTable, schema: Schema, shapes: dict
     return out
 
 
+def expected_value(proposal: Proposal, variable: str, schema: Schema, shapes: dict[str, ValueShape] | None = None) -> float:
+    """The mean of ``variable`` over records drawn from ``proposal`` (as :func:`draw` draws them)."""
+    lo, hi = proposal.ranges[variable]
+    shape = (shapes or {}).get(variable)
+    if isinstance(schema[variable], IntegerVariable):
+        ks = np.arange(lo, hi + 1)
+        mass = shape.mass(ks, ks + 1) if shape is not None else np.ones(ks.size)
+        return float(ks @ mass / mass.sum()) if mass.sum() > 1e-12 else float(ks.mean())
+    if hi == lo:
+        return float(lo)
+    return shape.mean(lo, hi) if shape is not None else 0.5 * (lo + hi)
+
+
 def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator,
          shapes: dict[str, ValueShape] | None = None) -> pd.DataFrame:
     """``k`` records from a proposal: fixed categories, stratified values inside ranges, spread by

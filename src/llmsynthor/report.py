@@ -64,6 +64,9 @@ def _target_section(records: pd.DataFrame, targets: Targets, evaluation: Evaluat
 
     parts = [_table(["target table", "TVD", "JSD", "Hellinger", "SRMSE"],
                     [[name, m["tvd"], m["jsd"], m["hellinger"], m["srmse"]] for name, m in evaluation.on_targets.items()])]
+    if evaluation.numeric_targets:
+        parts.append(_table(["sum / mean target", "largest relative error", "mean relative error"],
+                            [[name, e["max_relative_error"], e["mean_relative_error"]] for name, e in evaluation.numeric_targets.items()]))
     for table in targets:
         synthetic = count(records, table).ravel()
         target = table.counts.ravel()

@@ -51,6 +51,15 @@ class ValueShape:
         """Probability of [lo, hi) under the shape."""
         return np.interp(hi, self.grid, self.cdf) - np.interp(lo, self.grid, self.cdf)
 
+    def mean(self, lo: float, hi: float) -> float:
+        """Expected value on [lo, hi) under the shape (the range's midpoint where it has no mass)."""
+        grid = np.unique(np.r_[lo, self.grid[(self.grid > lo) & (self.grid < hi)], hi])
+        cdf = np.interp(grid, self.grid, self.cdf)
+        mass = np.diff(cdf)
+        if mass.sum() <= 1e-12:
+            return 0.5 * (lo + hi)
+        return float(np.sum(mass * 0.5 * (grid[:-1] + grid[1:])) / mass.sum())
+
     def sample(self, lo: float, hi: float, u: np.ndarray) -> np.ndarray:
         """Values in [lo, hi) for uniform ``u`` in [0, 1): the inverse CDF restricted to the range.
         Falls back to uniform where the shape gives the range no mass."""

@@ -23,20 +23,25 @@ class _Frozen(BaseModel):
 
 
 class TableSpec(_Frozen):
-    """One target table: a marginal (one variable) or a joint table (two or more).
+    """One target: a table of counts (a marginal or a joint table), or a numeric target — the sum or
+    mean of a numeric variable, overall or per group (``sum_of`` / ``mean_of``).
 
-    Give the cells either in a CSV ``file`` (one column per variable plus ``count`` or ``share``)
-    or inline as ``cells``. Numeric variables appear as bins written ``[a,b)``; the last bin may
-    be closed, ``[a,b]``. Cells left out count as zero.
+    Give the cells either in a CSV ``file`` (one column per variable plus ``count`` or ``share``;
+    ``value`` for numeric targets) or inline as ``cells``. Numeric variables appear as bins written
+    ``[a,b)``; the last bin may be closed, ``[a,b]``. Cells left out count as zero (numeric
+    targets: no target for that group).
     """
 
     name: str | None = None
-    variables: list[str] = Field(min_length=1)
+    variables: list[str] = Field(default_factory=list, description="the table's variables; for sum_of/mean_of the groups (may be empty)")
     file: Path | None = None
     cells: list[dict[str, Any]] | None = None
+    sum_of: str | None = Field(default=None, description="a numeric variable whose total per group is the target")
+    mean_of: str | None = Field(default=None, description="a numeric variable whose mean per group is the target")
     weight: float = Field(default=1.0, gt=0)
     tolerance_tvd: float | None = Field(default=None, gt=0, le=1, description="this table's TVD tolerance (default: synthesis.tolerance_tvd)")
     tolerance_jsd: float | None = Field(default=None, gt=0, le=1, description="this table's JSD tolerance (default: synthesis.tolerance_jsd)")
+    tolerance: float | None = Field(default=None, gt=0, le=1, description="numeric targets: largest relative error (default: synthesis.tolerance_numeric)")
 
     @model_validator(mode="after")
     def _one_source(self) -> TableSpec:
@@ -44,11 +49,29 @@ class TableSpec(_Frozen):
             raise ValueError("give exactly one of 'file' (a CSV path) or 'cells' (inline rows)")
         if len(set(self.variables)) != len(self.variables):
             raise ValueError(f"variables must be distinct, got {self.variables}")
+        if self.sum_of is not None and self.mean_of is not None:
+            raise ValueError("give at most one of 'sum_of' and 'mean_of'")
+        if self.statistic == "count" and not self.variables:
+            raise ValueError("a table of counts needs at least one variable in 'variables'")
+        if self.of is not None and self.of in self.variables:
+            raise ValueError(f"'{self.of}' cannot be both the summed variable and a group variable")
         return self
 
     @property
+    def statistic(self) -> Literal["count", "sum", "mean"]:
+        return "sum" if self.sum_of is not None else "mean" if self.mean_of is not None else "count"
+
+    @property
+    def of(self) -> str | None:
+        return self.sum_of or self.mean_of
+
+    @property
     def label(self) -> str:
-        return self.name or "×".join(self.variables)
+        if self.name:
+            return self.name
+        if self.statistic != "count":
+            return f"{self.statistic}_{self.of}" + ("_by_" + "_".join(self.variables) if self.variables else "")
+        return "×".join(self.variables)
 
 
 class LLMSettings(_Frozen):
@@ -94,6 +117,7 @@ class SynthesisSettings(_Frozen):
     guidance_cells: int = Field(default=8, ge=1, description="largest deficits shown to the LLM per call")
     tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="aligned when every table's TVD is at most this")
     tolerance_jsd: float = Field(default=0.03, gt=0, le=1, description="... and every table's JS distance (base 2) at most this")
+    tolerance_numeric: float = Field(default=0.02, gt=0, le=1, description="aligned when every sum/mean target is within this relative error")
     inconsistent_targets: Literal["stop", "proceed"] = Field(
         default="stop",
         description="stop: refuse tables that disagree (different totals, margins or zero cells), naming them; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .targets import Axis, Targets, TargetTable
+from .targets import Axis, NumericTarget, Targets, TargetTable
 
 
 def encode_axis(axis: Axis, values: pd.Series | np.ndarray) -> np.ndarray:
@@ -54,3 +54,41 @@ def count_all(records: pd.DataFrame, targets: Targets) -> list[np.ndarray]:
     """Counts of ``records`` for every target table, in the targets' order."""
     cache: dict = {}
     return [count(records, t, cache) for t in targets]
+
+
+def group_sums(records: pd.DataFrame, target: NumericTarget) -> tuple[np.ndarray, np.ndarray]:
+    """Records per group of a numeric target and the sum of its variable per group (group shape)."""
+    size = int(np.prod(target.shape))
+    flat = encode(records, target) if target.axes else np.zeros(len(records), dtype=np.int64)
+    keep = flat >= 0
+    values = records[target.variable].to_numpy(dtype=float)
+    counts = np.bincount(flat[keep], minlength=size).astype(float)
+    sums = np.bincount(flat[keep], weights=values[keep], minlength=size)
+    return counts.reshape(target.shape), sums.reshape(target.shape)
+
+
+def group_sizes(targets: Targets, target: NumericTarget) -> np.ndarray:
+    """Expected records per group of a numeric target at the final size: the margin of a count table
+    that has the same group axes, else an even split."""
+    for table in targets:
+        where = []
+        for axis in target.axes:
+            match = [i for i, other in enumerate(table.axes) if other.variable == axis.variable and other.labels == axis.labels]
+            if not match:
+                break
+            where.append(match[0])
+        else:
+            margin = table.counts.sum(axis=tuple(i for i in range(len(table.axes)) if i not in where))
+            kept = sorted(where)
+            return np.transpose(margin, [kept.index(i) for i in where]) if where else np.asarray(margin)
+    return np.full(target.shape, targets.n / max(1, int(np.prod(target.shape))))
+
+
+def numeric_errors(records: pd.DataFrame, targets: Targets) -> dict[str, dict[str, float]]:
+    """Largest and mean relative error of every sum/mean target among ``records``."""
+    out = {}
+    for target in targets.numeric:
+        err = target.relative_errors(*group_sums(records, target))
+        out[target.name] = {"max_relative_error": float(err.max()) if err.size else 0.0,
+                            "mean_relative_error": float(err.mean()) if err.size else 0.0}
+    return out

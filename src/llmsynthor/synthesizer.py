@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +41,11 @@ from .errors import BackendError, ProposalError
 from .focus import plan_focus
 from .llm.base import Completion, LLMBackend, can_score_options, identity
 from .metrics import tvd
-from .proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
+from .proposals import ParseReport, Proposal, draw, expected_value, parse_plan, pin, plan_schema, profile
 from .replacement import surplus_records
 from .shapes import ValueShape, shapes_from_targets
 from .spec import Spec
-from .statistics import count_all
+from .statistics import count_all, group_sizes, group_sums, numeric_errors
 from .targets import Targets, load_targets
 
 
@@ -150,6 +150,7 @@ class SynthesisResult:
     notes: list[str] = field(default_factory=list)
     pairwise_prior: list[dict] | None = None  # the strongest lifts the model gave (see llmsynthor.copula)
     diversity: dict = field(default_factory=dict)  # distinct records, proposals used, entropy per table
+    numeric: dict[str, dict[str, float]] = field(default_factory=dict)  # relative errors of sum/mean targets
 
     @property
     def worst_tvd(self) -> float:
@@ -170,27 +171,75 @@ class ProposalPool:
         self.items: list[Proposal] = []
         self._keys: set = set()
         self._columns: list[list[np.ndarray]] = [[] for _ in targets]
+        self._numeric: list[tuple[list[np.ndarray], list[float]]] = [([], []) for _ in targets.numeric]
+        self._group_sizes = [group_sizes(targets, t) for t in targets.numeric]
+        self._split_vars = list(dict.fromkeys(t.variable for t in targets.numeric))
         self.drawn = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, proposal: Proposal) -> bool:
-        """Add a proposal unless an identical one is already in the pool."""
+    def add(self, proposal: Proposal, split: bool = True) -> bool:
+        """Add a proposal unless an identical one is already in the pool. With sum/mean targets, also
+        add its lower and upper half for each variable they concern (records from a half still lie in
+        the proposal's range), so the allocator can move a mean without leaving the tables' bins."""
+        if not self._add(proposal):
+            return False
+        for name in self._split_vars if split else ():
+            lo, hi = proposal.ranges[name]
+            integer = self.targets.schema[name].type == "integer"
+            if hi - lo < (1 if integer else 1e-9):
+                continue
+            mid = self._median(name, lo, hi)
+            lower, upper = ((lo, np.floor(mid)), (np.floor(mid) + 1, hi)) if integer else ((lo, mid), (mid, hi))
+            if integer and not lo <= lower[1] < upper[0] <= hi:
+                lower, upper = (lo, lo), (lo + 1, hi)
+            for part in (lower, upper):
+                self._add(replace(proposal, ranges={**proposal.ranges, name: (float(part[0]), float(part[1]))}))
+        return True
+
+    def _median(self, name: str, lo: float, hi: float) -> float:
+        shape = (self.shapes or {}).get(name)
+        if shape is None:
+            return 0.5 * (lo + hi)
+        return float(shape.sample(lo, hi, np.array([0.5]))[0])
+
+    def _add(self, proposal: Proposal) -> bool:
         if proposal.key() in self._keys:
             return False
         self._keys.add(proposal.key())
         self.items.append(proposal)
         for columns, table in zip(self._columns, self.targets):
             columns.append(profile(proposal, table, self.targets.schema, self.shapes))
+        for (shares, means), target in zip(self._numeric, self.targets.numeric):
+            shares.append(profile(proposal, target, self.targets.schema, self.shapes))
+            means.append(expected_value(proposal, target.variable, self.targets.schema, self.shapes))
         self.drawn = np.append(self.drawn, 0)
         return True
 
-    def fit(self, gaps: list[np.ndarray], total: int, cap: int):
-        """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`)."""
+    def fit(self, gaps: list[np.ndarray], total: int, cap: int, drawn_stats: list[tuple[np.ndarray, np.ndarray]] | None = None):
+        """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`);
+        ``drawn_stats`` are (records, sum) per group of each numeric target among the records drawn."""
         profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
         penalty = np.array([self.prior.penalty(p.values, p.ranges) for p in self.items]) if self.prior is not None else None
-        return solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn, penalty)
+        drawn_stats = drawn_stats or [(np.zeros(t.shape), np.zeros(t.shape)) for t in self.targets.numeric]
+        extra, numeric = [], []
+        for (shares, means), target, size, (have_n, have_sum) in zip(self._numeric, self.targets.numeric, self._group_sizes, drawn_stats):
+            S = np.column_stack(shares) if shares else np.zeros((max(1, int(np.prod(target.shape))), 0))
+            m = np.asarray(means, dtype=float)
+            want = np.isfinite(target.values.ravel())
+            v, cur_n, cur_sum = target.values.ravel()[want], have_n.ravel()[want], have_sum.ravel()[want]
+            if target.statistic == "sum":  # Σ_p c_p s_pg m_p = V_g − drawn sum, relative to V_g
+                rows, rhs = (S[want] * m) / np.abs(v)[:, None], (v - cur_sum) / np.abs(v)
+            else:  # Σ_p c_p s_pg (m_p − V_g) = −(drawn sum − V_g · drawn records), relative to V_g · N_g
+                norm = np.abs(v) * size.ravel()[want]
+                rows, rhs = S[want] * (m[None, :] - v[:, None]) / norm[:, None], -(cur_sum - v * cur_n) / norm
+            extra.append((np.sqrt(target.weight) * rows, np.sqrt(target.weight) * rhs))
+            numeric.append((S, S * m))
+        alloc = solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn, penalty, extra)
+        predicted = [(n0 + (S @ alloc.counts).reshape(n0.shape), s0 + (Sm @ alloc.counts).reshape(s0.shape))
+                     for (S, Sm), (n0, s0) in zip(numeric, drawn_stats)]
+        return replace(alloc, numeric=predicted)
 
     def dump(self) -> list[dict]:
         return [{"values": p.values, "ranges": {k: list(v) for k, v in p.ranges.items()}, "num": p.num,
@@ -200,7 +249,7 @@ class ProposalPool:
     def restore(cls, targets: Targets, items: list[dict], shapes: dict[str, ValueShape] | None = None) -> ProposalPool:
         pool = cls(targets, shapes)
         for item in items:
-            pool.add(Proposal(item["values"], {k: tuple(v) for k, v in item["ranges"].items()}, item["num"], item["iteration"]))
+            pool.add(Proposal(item["values"], {k: tuple(v) for k, v in item["ranges"].items()}, item["num"], item["iteration"]), split=False)
         pool.drawn = np.array([item["drawn"] for item in items], dtype=np.int64)
         return pool
 
@@ -235,6 +284,7 @@ class Synthesizer:
         self.clock = clock
         self.records_: pd.DataFrame | None = None
         self.prior: PairwisePrior | None = None
+        self.facts = prompts.numeric_facts(self.targets, [group_sizes(self.targets, t) for t in self.targets.numeric])
 
     def run_digest(self) -> str:
         """Identifies what a checkpoint may be resumed with: the spec (seed included) and the model."""
@@ -315,7 +365,7 @@ class Synthesizer:
             np.subtract.at(drawn, taken[_SOURCE].to_numpy(dtype=np.int64), 1)
             gaps = [g.ravel() for g in deficits(targets, trial_counts)]
             saved, pool.drawn = pool.drawn, drawn
-            fit = pool.fit(gaps, rows.size, cap)
+            fit = pool.fit(gaps, rows.size, cap, _numeric_stats(records.drop(records.index[rows]), targets))
             whole = integerize(fit.counts, rows.size, cap - drawn)
             pool.drawn = saved
             if whole.sum() < rows.size:
@@ -323,9 +373,13 @@ class Synthesizer:
             fresh = pd.concat([draw(p, int(k), schema, rng, pool.shapes).assign(**{_SOURCE: i})
                                for i, (p, k) in enumerate(zip(pool.items, whole)) if k > 0], ignore_index=True)
             trial_counts = [c + f for c, f in zip(trial_counts, count_all(fresh, targets))]
-            if _l1(targets, trial_counts) >= _l1(targets, counts):
+            trial = pd.concat([records.drop(records.index[rows]), fresh], ignore_index=True)
+            worse_numeric = any(after["max_relative_error"] > max(before["max_relative_error"], t.tolerance)
+                                for t, before, after in zip(targets.numeric, numeric_errors(records, targets).values(),
+                                                            numeric_errors(trial, targets).values()))
+            if _l1(targets, trial_counts) >= _l1(targets, counts) or worse_numeric:
                 break
-            frames[0] = pd.concat([records.drop(records.index[rows]), fresh], ignore_index=True)
+            frames[0] = trial
             counts[:] = trial_counts
             pool.drawn = drawn + whole
             total += int(rows.size)
@@ -380,7 +434,7 @@ class Synthesizer:
                 items, report, error = parse_plan(text, schema, iteration, fixed)
                 return items, error, report
 
-            return self._ask(prompts.plan_messages(schema, chunk, free, dependencies),
+            return self._ask(prompts.plan_messages(schema, chunk, free, dependencies, self.facts),
                              plan_schema(schema, len(chunk), omit=fixed_vars),
                              30 + len(chunk) * (12 + 12 * len(free)), parse, iteration, index)
 
@@ -445,7 +499,7 @@ class Synthesizer:
             it_started, llm_before = self.clock(), usage.seconds
             gaps = [g.ravel() for g in deficits(targets, counts)]
             if fit is None and len(pool):
-                fit = pool.fit(gaps, remaining, cap)
+                fit = pool.fit(gaps, remaining, cap, _numeric_stats(frames[0] if frames else None, targets))
             # ask for what the pool cannot yet express: the deficit left by its best allocation
             residual = [g - p for g, p in zip(gaps, fit.predicted)] if fit is not None else gaps
             new, failure = self._extend_pool(pool, residual, iteration, rng, given + inferred, usage)
@@ -455,10 +509,11 @@ class Synthesizer:
                                     attempts=attempts, last_response=text)
 
             if new or fit is None:
-                fit = pool.fit(gaps, remaining, cap)
+                fit = pool.fit(gaps, remaining, cap, _numeric_stats(frames[0] if frames else None, targets))
             planned = [c.ravel() + p for c, p in zip(counts, fit.predicted)]
             predicted = max(tvd(c, t.counts) for c, t in zip(planned, targets))
-            last = iteration == s.max_iterations or all(t.aligned(c) for t, c in zip(targets, planned))
+            last = iteration == s.max_iterations or (all(t.aligned(c) for t, c in zip(targets, planned))
+                                                     and all(t.aligned(*st) for t, st in zip(targets.numeric, fit.numeric)))
             if last:
                 batch = remaining
             elif s.draw == "every_iteration":  # the paper's add-only schedule
@@ -471,7 +526,7 @@ class Synthesizer:
                     f"iteration {iteration}: the pool's {len(pool)} proposals could hold only {int(whole.sum())} of the "
                     f"{remaining} remaining records under max_proposal_share={s.max_proposal_share}; the cap was lifted"
                 )
-                fit = pool.fit(gaps, remaining, n)  # the best allocation without the cap
+                fit = pool.fit(gaps, remaining, n, _numeric_stats(frames[0] if frames else None, targets))  # without the cap
                 whole = integerize(fit.counts if fit.counts.sum() > 0 else np.ones(len(pool)), remaining)
             batch_frames = [draw(p, int(k), schema, rng, pool.shapes).assign(**{_SOURCE: i})
                             for i, (p, k) in enumerate(zip(pool.items, whole)) if k > 0]
@@ -505,7 +560,9 @@ class Synthesizer:
         records = records.iloc[rng.permutation(len(records))].reset_index(drop=True)  # drawn in blocks: shuffle
         self.records_ = records
         distances = table_distances(targets, counts)
-        converged = remaining == 0 and all(t.aligned(c.ravel()) for t, c in zip(targets, counts))
+        numeric = numeric_errors(records, targets)
+        converged = (remaining == 0 and all(t.aligned(c.ravel()) for t, c in zip(targets, counts))
+                     and all(e["max_relative_error"] <= t.tolerance for t, e in zip(targets.numeric, numeric.values())))
         return SynthesisResult(
             records=records,
             converged=bool(converged),
@@ -513,12 +570,20 @@ class Synthesizer:
             distances=distances,
             dependencies={"given": given, "inferred": inferred},
             pairwise_prior=self.prior.strongest(12) if self.prior is not None else None,
+            numeric=numeric,
             diversity=_diversity(records, targets, counts, pool.drawn),
             usage=usage,
             proposals=[dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool.items, pool.drawn)],
             wall_seconds=elapsed + self.clock() - started,
             notes=notes,
         )
+
+
+def _numeric_stats(records: pd.DataFrame | None, targets: Targets) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """(records, sum) per group of every numeric target among ``records``."""
+    if records is None or not targets.numeric:
+        return None
+    return [group_sums(records, t) for t in targets.numeric]
 
 
 def _l1(targets: Targets, counts: list[np.ndarray]) -> float:

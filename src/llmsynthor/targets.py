@@ -70,6 +70,41 @@ class TargetTable:
 
 
 @dataclass(frozen=True)
+class NumericTarget:
+    """The sum or mean of a numeric variable per group (the cells of ``axes``; no axes: overall).
+    ``values`` has the groups' shape, NaN where a group has no target; sums are rescaled to ``n``."""
+
+    name: str
+    axes: tuple[Axis, ...]
+    variable: str
+    statistic: str  # "sum" or "mean"
+    values: np.ndarray
+    weight: float = 1.0
+    tolerance: float = 0.02
+    source: str = ""
+
+    @property
+    def variables(self) -> list[str]:
+        return [a.variable for a in self.axes]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    def relative_errors(self, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
+        """|statistic − target| / |target| for every group with a target (a group with no records
+        but a target mean counts as 100 % off)."""
+        wanted = np.isfinite(self.values)
+        got = sums if self.statistic == "sum" else np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
+        err = np.abs(np.nan_to_num(got, nan=0.0) - self.values) / np.maximum(np.abs(self.values), 1e-12)
+        err = np.where(np.isnan(got) & wanted, 1.0, err)
+        return err[wanted]
+
+    def aligned(self, counts: np.ndarray, sums: np.ndarray) -> bool:
+        return bool(np.all(self.relative_errors(counts, sums) <= self.tolerance))
+
+
+@dataclass(frozen=True)
 class Targets:
     """All target tables of a run and the run's record count."""
 
@@ -77,6 +112,7 @@ class Targets:
     tables: tuple[TargetTable, ...]
     schema: Schema = field(repr=False)
     inconsistencies: tuple[Inconsistency, ...] = ()  # found before the run, kept when told to proceed
+    numeric: tuple[NumericTarget, ...] = ()  # sums and means; iterating Targets yields the count tables only
 
     def __iter__(self):
         return iter(self.tables)
@@ -165,23 +201,29 @@ def _read_cells(table: TableSpec, base_dir: Path, where: str, problems: list[Pro
     return pd.DataFrame([{k: str(v) for k, v in row.items()} for row in table.cells or []])
 
 
-def _build_table(table: TableSpec, index: int, spec: Spec, problems: list[Problem]):
+def _parse_cells(table: TableSpec, index: int, spec: Spec, problems: list[Problem], value_names: tuple[str, ...]):
+    """Read a target's rows and place them on its axes: (axes, flat cell indices, values, value
+    column, where), or None after recording the problems."""
     where = f"{spec.source}: targets[{index}] ('{table.label}')"
-    unknown = [v for v in table.variables if v not in spec.variables]
+    unknown = [v for v in [*table.variables, *([table.of] if table.of else [])] if v not in spec.variables]
     if unknown:
         known = ", ".join(spec.variables)
-        problems.append(Problem(where, f"unknown variable {unknown[0]!r} in 'variables'; expected one of: {known}"))
+        field = "variables" if unknown[0] in table.variables else f"{table.statistic}_of"
+        problems.append(Problem(where, f"unknown variable {unknown[0]!r} in '{field}'; expected one of: {known}"))
+        return None
+    if table.of is not None and not spec.variables[table.of].is_numeric:
+        problems.append(Problem(where, f"'{table.statistic}_of: {table.of}' names a categorical variable; expected a numeric one"))
         return None
     frame = _read_cells(table, spec.base_dir, where, problems)
     if frame is None:
         return None
     if table.file is not None:
         where = f"{spec.base_dir / table.file if not table.file.is_absolute() else table.file} (target '{table.label}')"
-    value_cols = [c for c in ("count", "share") if c in frame.columns]
+    value_cols = [c for c in value_names if c in frame.columns]
     missing = [v for v in table.variables if v not in frame.columns]
-    extra = [c for c in frame.columns if c not in table.variables and c not in ("count", "share")]
+    extra = [c for c in frame.columns if c not in table.variables and c not in value_names]
     if missing or extra or len(value_cols) != 1:
-        expected = table.variables + ["count (or share)"]
+        expected = table.variables + [" (or ".join(value_names) + ")" * (len(value_names) - 1)]
         got = list(frame.columns)
         problems.append(Problem(where, f"columns {got} do not match; expected exactly {expected}"))
         return None
@@ -191,11 +233,11 @@ def _build_table(table: TableSpec, index: int, spec: Spec, problems: list[Proble
         return None
 
     values = pd.to_numeric(frame[value_col], errors="coerce")
-    if values.isna().any():
-        row = int(values.isna().to_numpy().argmax())
+    if values.isna().any() or not np.isfinite(values).all():
+        row = int((values.isna() | ~np.isfinite(values)).to_numpy().argmax())
         problems.append(Problem(where, f"row {row + 1}: {value_col} {frame[value_col].iloc[row]!r} is not a number"))
         return None
-    if (values < 0).any():
+    if value_col in ("count", "share") and (values < 0).any():
         row = int((values < 0).to_numpy().argmax())
         problems.append(Problem(where, f"row {row + 1}: negative {value_col} {values.iloc[row]:g}; expected a value >= 0"))
         return None
@@ -220,14 +262,23 @@ def _build_table(table: TableSpec, index: int, spec: Spec, problems: list[Proble
         return None
 
     shape = tuple(a.size for a in axes)
-    flat = np.ravel_multi_index(tuple(np.asarray(c, dtype=np.int64) for c in codes), shape)
+    flat = np.ravel_multi_index(tuple(np.asarray(c, dtype=np.int64) for c in codes), shape) if axes else np.zeros(len(frame), dtype=np.int64)
     uniq, first, times = np.unique(flat, return_index=True, return_counts=True)
     if (times > 1).any():
         dup = frame.iloc[int(first[times > 1][0])][table.variables].to_dict()
-        problems.append(Problem(where, f"the cell {dup} appears more than once; expected each cell once"))
+        problems.append(Problem(where, f"the cell {dup or '(overall)'} appears more than once; expected each cell once"))
         return None
+    return axes, flat, values.to_numpy(dtype=float), value_col, where
+
+
+def _build_table(table: TableSpec, index: int, spec: Spec, problems: list[Problem]):
+    parsed = _parse_cells(table, index, spec, problems, ("count", "share"))
+    if parsed is None:
+        return None
+    axes, flat, values, value_col, where = parsed
+    shape = tuple(a.size for a in axes)
     dense = np.zeros(int(np.prod(shape)), dtype=float)
-    dense[flat] = values.to_numpy(dtype=float)
+    dense[flat] = values
     total = dense.sum()
     if value_col == "share" and abs(total - 1.0) > _SHARE_TOLERANCE:
         problems.append(Problem(where, f"shares sum to {total:.6g}; expected 1"))
@@ -238,12 +289,29 @@ def _build_table(table: TableSpec, index: int, spec: Spec, problems: list[Proble
     return table, axes, dense.reshape(shape), value_col, where
 
 
+def _build_numeric(table: TableSpec, index: int, spec: Spec, problems: list[Problem]):
+    parsed = _parse_cells(table, index, spec, problems, ("value",))
+    if parsed is None:
+        return None
+    axes, flat, values, _, where = parsed
+    dense = np.full(int(np.prod([a.size for a in axes])), np.nan)
+    dense[flat] = values
+    var = spec.variables[table.of]
+    if table.statistic == "mean" and ((values < var.min) | (values > var.max)).any():
+        row = int(((values < var.min) | (values > var.max)).argmax())
+        problems.append(Problem(where, f"row {row + 1}: mean {values[row]:g} is outside {table.of}'s range [{var.min:g}, {var.max:g}]"))
+        return None
+    return table, axes, dense.reshape([a.size for a in axes]), where
+
+
 def load_targets(spec: Spec) -> Targets:
     """Read every target table of ``spec``; raise one SpecError listing every problem found."""
     problems: list[Problem] = []
-    built = [_build_table(t, i, spec, problems) for i, t in enumerate(spec.targets)]
+    built = [_build_table(t, i, spec, problems) for i, t in enumerate(spec.targets) if t.statistic == "count"]
     built = [b for b in built if b is not None]
-    names = [b[0].label for b in built]
+    numeric = [_build_numeric(t, i, spec, problems) for i, t in enumerate(spec.targets) if t.statistic != "count"]
+    numeric = [b for b in numeric if b is not None]
+    names = [b[0].label for b in built + numeric]
     for name in {n for n in names if names.count(n) > 1}:
         problems.append(Problem(spec.source, f"two target tables are named {name!r}; give them distinct 'name's"))
 
@@ -254,6 +322,8 @@ def load_targets(spec: Spec) -> Targets:
             n = int(round(count_tables[0][1]))
         elif not problems:
             problems.append(Problem(f"{spec.source}: field 'n_records'", "required when no target table gives counts"))
+    if not built and not problems:
+        problems.append(Problem(f"{spec.source}: field 'targets'", "no table of counts; expected at least one (sums and means alone do not say who the records are)"))
     if problems:
         raise SpecError(problems)
 
@@ -270,4 +340,11 @@ def load_targets(spec: Spec) -> Targets:
         raise SpecError([Problem(" and ".join(dict.fromkeys(where[t] for t in d.tables)), f"inconsistent targets: {d.describe()}") for d in found] + [Problem(
             f"{spec.source}: field 'synthesis.inconsistent_targets'",
             "fix the tables, or set it to 'proceed' to fit a weighted compromise (table 'weight's decide; the run reports it)")])
-    return Targets(n=int(n), tables=tables, schema=spec.record_schema, inconsistencies=tuple(found))
+    population = count_tables[0][1] if count_tables else n  # sums describe the population the count tables count
+    numeric_targets = tuple(
+        NumericTarget(name=t.label, axes=tuple(axes), variable=t.of, statistic=t.statistic,
+                      values=values * (n / population) if t.statistic == "sum" else values, weight=t.weight,
+                      tolerance=t.tolerance or s.tolerance_numeric, source=where)
+        for t, axes, values, where in numeric
+    )
+    return Targets(n=int(n), tables=tables, schema=spec.record_schema, inconsistencies=tuple(found), numeric=numeric_targets)
