@@ -131,13 +131,14 @@ def parse_records(text: str, schema) -> tuple[pd.DataFrame, int]:
     return pd.DataFrame(kept, columns=schema.names), dropped
 
 
-def direct_prompting(targets, backend, *, calls: int, per_call: int, seed: int, temperature: float = 0.7):
+def direct_prompting(targets, backend, *, calls: int, per_call: int, seed: int, temperature: float = 0.7,
+                     tokens_per_record: int = 60):
     """Records written by the LLM itself, ``per_call`` at a time; returns (records, usage dict)."""
     frames, usage = [], {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0, "dropped": 0, "cached": 0}
     messages = direct_messages(targets, per_call)
     schema_json = record_schema(targets.schema, per_call)
     for i in range(calls):
-        answer = backend.complete_json(messages, schema_json, max_tokens=60 * per_call + 50, temperature=temperature, seed=seed + i)
+        answer = backend.complete_json(messages, schema_json, max_tokens=tokens_per_record * per_call + 50, temperature=temperature, seed=seed + i)
         records, dropped = parse_records(answer.text, targets.schema)
         frames.append(records)
         usage["calls"] += 1

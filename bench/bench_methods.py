@@ -61,6 +61,7 @@ class Case:
     source: pd.DataFrame       # the records the targets were computed from (for the paper's W columns)
     direct_calls: int
     direct_per_call: int
+    direct_tokens_per_record: int = 60  # the answer's token budget per record (adult records are longer)
     runs: dict = field(default_factory=dict)
 
 
@@ -77,7 +78,8 @@ def adult_case(folder: Path, n: int = 5000) -> Case:
     order = np.random.default_rng(1994).permutation(len(data))
     spec_path = adult.write_case(folder, data, n)
     return Case("adult", spec_path, truth=data, floor=data.iloc[order[:n]].reset_index(drop=True),
-                micro=data.iloc[order[n: 2 * n]].reset_index(drop=True), source=data, direct_calls=3, direct_per_call=15)
+                micro=data.iloc[order[n: 2 * n]].reset_index(drop=True), source=data, direct_calls=3, direct_per_call=15,
+                direct_tokens_per_record=100)
 
 
 def run_methods(case: Case, with_llm: bool) -> None:
@@ -101,7 +103,8 @@ def run_methods(case: Case, with_llm: bool) -> None:
     backend = make_backend(spec.llm)
     model = backend.name.split(":")[-1]
     start = time.perf_counter()
-    records, u = baselines.direct_prompting(targets, backend, calls=case.direct_calls, per_call=case.direct_per_call, seed=spec.seed)
+    records, u = baselines.direct_prompting(targets, backend, calls=case.direct_calls, per_call=case.direct_per_call, seed=spec.seed,
+                                            tokens_per_record=case.direct_tokens_per_record)
     case.runs[f"direct prompting, {model} ({u['cached']}/{u['calls']} cached)"] = (
         records, time.perf_counter() - start, str(u["calls"]), f"{(u['prompt_tokens'] + u['completion_tokens']) / max(len(records), 1):.1f}")
     start = time.perf_counter()
@@ -125,6 +128,10 @@ def print_summary(case: Case) -> None:
     print("|---|" + "---:|" * (12 + len(numeric)))
     floor = None
     for name, (records, wall, calls, tokens) in case.runs.items():
+        if len(records) < 10:
+            print(f"| {name} | {len(records)} | no usable records (every answer invalid or cut off) |" + " |" * (10 + len(numeric))
+                  + f" {wall:.1f} | {calls} | – |")
+            continue
         ev = evaluate(records, targets, reference=case.truth, rules=rules, seed=0)
         s = ev.summary()
         floor = floor or s
@@ -151,6 +158,8 @@ def print_paper_table(case: Case) -> None:
     header = ["age W", "gender", "location", "category", "price W", "payment", "JSD [A,G,C]", "JSD [C,X]", "JSD [L,M]", "realism rejects"]
     print("| method | " + " | ".join(header) + " |\n|---|" + "---:|" * len(header))
     for name, (records, *_rest) in case.runs.items():
+        if len(records) < 10:
+            continue
         row = [wasserstein_distance(records["age"], case.source["age"])]
         row += [tvd(count(records, targets[v]), targets[v].counts) for v in ("gender", "location", "category")]
         row += [wasserstein_distance(records["price"], case.source["price"]), tvd(count(records, targets["payment"]), targets["payment"].counts)]
