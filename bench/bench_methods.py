@@ -1,6 +1,6 @@
 """Benchmark: llmsynthor beside the methods people use today, run in the same process, one command.
 
-    python bench/bench_methods.py [--cases ecommerce adult] [--no-llm]
+    python bench/bench_methods.py [--cases ecommerce adult] [--no-llm] [--ablation]
 
 Cases
   * ecommerce — the paper's network: 9 targets from 2,000 reference records (the example);
@@ -82,7 +82,14 @@ def adult_case(folder: Path, n: int = 5000) -> Case:
                 direct_tokens_per_record=100)
 
 
-def run_methods(case: Case, with_llm: bool) -> None:
+# ablations: final calibration (within-bin shapes, remove and replace) off; the pairwise prior off
+ABLATIONS = {
+    "without calibration": {"synthesis.within_bin": "uniform", "synthesis.remove_surplus": False},
+    "without pairwise prior": {"synthesis.pairwise_prior": False},
+}
+
+
+def run_methods(case: Case, with_llm: bool, ablation: bool = False) -> None:
     spec = load_spec(case.spec_path)
     targets = load_targets(spec)
     n, rng = targets.n, np.random.default_rng(0)
@@ -113,6 +120,15 @@ def run_methods(case: Case, with_llm: bool) -> None:
     u = result.usage
     case.runs[f"llmsynthor, {model} ({u.cache_hits}/{u.calls} cached)"] = (
         result.records, wall, str(u.calls), f"{(u.prompt_tokens + u.completion_tokens) / n:.1f}")
+    for label, overrides in ABLATIONS.items() if ablation else ():
+        from llmsynthor.spec import with_overrides
+
+        start = time.perf_counter()
+        result = Synthesizer(with_overrides(spec, overrides), backend, targets=targets).run()
+        wall = time.perf_counter() - start
+        u = result.usage
+        case.runs[f"llmsynthor {label} ({u.cache_hits}/{u.calls} cached)"] = (
+            result.records, wall, str(u.calls), f"{(u.prompt_tokens + u.completion_tokens) / n:.1f}")
 
 
 def print_summary(case: Case) -> None:
@@ -180,6 +196,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["ecommerce", "adult"], choices=["ecommerce", "adult"])
     parser.add_argument("--no-llm", action="store_true", help="baselines without an LLM only")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also run llmsynthor without final calibration (within-bin shapes, remove and replace) "
+                        "and without the pairwise prior")
     args = parser.parse_args()
     started = time.perf_counter()
     print(f"## bench_methods — {date.today()}, {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
@@ -187,7 +206,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
             case = ecommerce_case() if name == "ecommerce" else adult_case(Path(tmp) / "adult")
-            run_methods(case, with_llm=not args.no_llm)
+            run_methods(case, with_llm=not args.no_llm, ablation=args.ablation)
             print_summary(case)
             if name == "ecommerce":
                 print_paper_table(case)

@@ -104,6 +104,7 @@ def _run_section(manifest: dict, figure: _Figures) -> str:
     rows = [["backend", model.get("backend")], ["model sha256", model.get("sha256")], ["seed", manifest.get("seed")],
             ["converged", manifest.get("converged")], ["iterations", len(iterations)],
             ["LLM calls", llm.get("calls")], ["from cache", llm.get("cache_hits")],
+            ["option scorings (pairwise prior)", llm.get("option_scorings")],
             ["prompt tokens", llm.get("prompt_tokens")], ["completion tokens", llm.get("completion_tokens")],
             ["invalid responses", llm.get("invalid_responses")], ["accepted proposals", llm.get("accepted_proposals")],
             ["records per LLM call", manifest.get("records_per_llm_call")],

@@ -80,7 +80,7 @@ class LLMUsage:
     accepted_proposals: int = 0
     rejected: Counter = field(default_factory=Counter)
     corrected: Counter = field(default_factory=Counter)
-    option_scorings: int = 0  # forward passes of the pairwise prior (not counted in ``calls``)
+    option_scorings: int = 0  # questions scored for the pairwise prior, one per context level (not in ``calls``)
 
     def add(self, completion: Completion) -> None:
         self.calls += 1
@@ -396,9 +396,8 @@ class Synthesizer:
                 notes.append(note)
             return None
 
-        def charge(choice):
+        def charge(choice):  # counted apart from calls and their cache hits
             usage.option_scorings += 1
-            usage.cache_hits += int(choice.cached)
             usage.prompt_tokens += choice.prompt_tokens
             usage.seconds += choice.seconds
 
