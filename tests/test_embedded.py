@@ -55,22 +55,10 @@ def test_an_unknown_model_name_is_refused():
 
 
 def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
-    """The machinery through the real, wild small model: n = 300, 4 iterations, parquet output,
-    manifest, and a mean target (price per category) the model is told and the allocator aims at."""
-    import shutil
-
-    import yaml
-
-    shutil.copytree(example_spec_path.parent / "targets", tmp_path / "targets")
-    data = yaml.safe_load(example_spec_path.read_text())
-    means = {"Electronics": 915.9, "Apparel": 434.5, "Food & Beverages": 342.8, "Furniture & Appliances": 452.2}
-    data["targets"].append({"name": "mean_price", "variables": ["category"], "mean_of": "price", "tolerance": 0.05,
-                            "cells": [{"category": c, "value": v} for c, v in means.items()]})
-    spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    """The machinery through the real, wild small model: n = 300, 4 iterations, parquet output, manifest."""
     out = tmp_path / "records.parquet"
     proc = subprocess.run(
-        [sys.executable, "-m", "llmsynthor.cli", "run", str(spec_path), "--out", str(out),
+        [sys.executable, "-m", "llmsynthor.cli", "run", str(example_spec_path), "--out", str(out),
          "--model", "gemma3-270m", "--n", "300", "--seed", "3", "--max-iterations", "4"],
         capture_output=True, text=True, timeout=900,
     )
@@ -86,8 +74,3 @@ def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     assert manifest["time"]["wall_seconds"] >= manifest["time"]["llm_seconds"] > 0
     assert 1 <= len(manifest["iterations"]) <= 4 and manifest["dependencies"]["given"]
     assert set(manifest["metrics"]["per_table"]) == {t.label for t in load_spec(example_spec_path).targets}
-    measured = records.groupby("category")["price"].mean()
-    errors = [abs(measured[c] - v) / v for c, v in means.items()]
-    reported = manifest["metrics"]["numeric_targets"]["mean_price"]
-    assert reported["max_relative_error"] == pytest.approx(max(errors))
-    assert max(errors) < 0.25  # 4 iterations of the wild small model, yet the allocator holds the means near

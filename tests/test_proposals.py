@@ -144,3 +144,11 @@ def test_integerize_sums_exactly():
     out = integerize(np.array([0.4, 1.3, 2.3, 0.0]), 4)
     assert out.sum() == 4 and out.dtype.kind == "i" and out[3] == 0
     assert integerize(np.array([10.0, 10.0]), 7, caps=np.array([2.0, 10.0])).tolist() == [2, 5]
+
+
+def test_an_answer_cut_off_at_the_token_limit_keeps_its_complete_proposals():
+    from llmsynthor.proposals import _complete_items
+
+    assert _complete_items('{"proposals": [{"a": 1}, {"b": [2, 3]}, {"c": [3') == {"proposals": [{"a": 1}, {"b": [2, 3]}]}
+    assert _complete_items('{"proposals": [{"a": 1') is None
+    assert _complete_items("not json") is None

@@ -136,6 +136,24 @@ def validate_proposal(raw, schema: Schema, report: ParseReport, iteration: int =
     return Proposal(values, ranges, num, iteration)
 
 
+def _complete_items(text: str) -> dict | None:
+    """The complete proposal objects at the start of an answer that was cut off mid-way
+    (``{"proposals": [{…}, {…}, {"age": [3`` → the first two), or None."""
+    start = text.find("[")
+    if start < 0 or not text[:start].replace(" ", "").startswith('{"proposals":'):
+        return None
+    decoder, items, pos = json.JSONDecoder(), [], start + 1
+    while True:
+        while pos < len(text) and text[pos] in " \n\r\t,":
+            pos += 1
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            break
+        items.append(item)
+    return {"proposals": items} if items else None
+
+
 def parse_plan(text: str, schema: Schema, iteration: int = 0, fixed: list[dict[str, str]] | None = None
                ) -> tuple[list[tuple[int, Proposal]], ParseReport, str | None]:
     """Parse an LLM response into (position in the plan, proposal) pairs.
@@ -149,8 +167,11 @@ def parse_plan(text: str, schema: Schema, iteration: int = 0, fixed: list[dict[s
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        report.rejected["response is not valid JSON"] += 1
-        return [], report, f"response is not valid JSON ({exc.msg} at position {exc.pos})"
+        data = _complete_items(text)
+        if data is None:
+            report.rejected["response is not valid JSON"] += 1
+            return [], report, f"response is not valid JSON ({exc.msg} at position {exc.pos})"
+        report.corrected["answer cut off (token limit); its complete proposals kept"] += 1
     items = data.get("proposals") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         report.rejected["response has no 'proposals' list"] += 1
