@@ -43,8 +43,22 @@ class Axis:
         return self.edges is not None
 
 
+class _OnAxes:
+    """Variables and shape of anything laid out on ``axes`` (count tables, sum/mean targets)."""
+
+    axes: tuple[Axis, ...]
+
+    @property
+    def variables(self) -> list[str]:
+        return [a.variable for a in self.axes]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+
 @dataclass(frozen=True)
-class TargetTable:
+class TargetTable(_OnAxes):
     """A target table rescaled to the run's size ``n``; ``counts`` has one axis per variable."""
 
     name: str
@@ -60,17 +74,9 @@ class TargetTable:
         """Whether ``counts`` (on this table's cells) are within the table's tolerances."""
         return tvd(counts, self.counts) <= self.tolerance_tvd and jsd(counts, self.counts) <= self.tolerance_jsd
 
-    @property
-    def variables(self) -> list[str]:
-        return [a.variable for a in self.axes]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.axes)
-
 
 @dataclass(frozen=True)
-class NumericTarget:
+class NumericTarget(_OnAxes):
     """The sum or mean of a numeric variable per group (the cells of ``axes``; no axes: overall).
     ``values`` has the groups' shape, NaN where a group has no target; sums are rescaled to ``n``."""
 
@@ -82,14 +88,6 @@ class NumericTarget:
     weight: float = 1.0
     tolerance: float = 0.02
     source: str = ""
-
-    @property
-    def variables(self) -> list[str]:
-        return [a.variable for a in self.axes]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.axes)
 
     def relative_errors(self, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
         """|statistic − target| / |target| for every group with a target (a group with no records
