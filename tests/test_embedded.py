@@ -59,7 +59,7 @@ def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     out = tmp_path / "records.parquet"
     proc = subprocess.run(
         [sys.executable, "-m", "llmsynthor.cli", "run", str(example_spec_path), "--out", str(out),
-         "--model", "gemma3-270m", "--n", "300", "--seed", "3", "--max-iterations", "4"],
+         "--model", "gemma3-270m", "--n", "300", "--seed", "3", "--max-iterations", "4", "--no-cache"],  # the real model, always
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
