@@ -168,6 +168,7 @@ class ProposalPool:
         self.targets = targets
         self.shapes = shapes
         self.prior: PairwisePrior | None = None  # set once scored; makes implausible proposals costly
+        self._penalty: list[float] = []  # the prior's penalty of items[:len(_penalty)]
         self.items: list[Proposal] = []
         self._keys: set = set()
         self._columns: list[list[np.ndarray]] = [[] for _ in targets]
@@ -221,7 +222,10 @@ class ProposalPool:
         """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`);
         ``drawn_stats`` are (records, sum) per group of each numeric target among the records drawn."""
         profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
-        penalty = np.array([self.prior.penalty(p.values, p.ranges) for p in self.items]) if self.prior is not None else None
+        penalty = None
+        if self.prior is not None:  # computed once per proposal, not on every fit
+            self._penalty += [self.prior.penalty(p.values, p.ranges) for p in self.items[len(self._penalty):]]
+            penalty = np.array(self._penalty)
         drawn_stats = drawn_stats or [(np.zeros(t.shape), np.zeros(t.shape)) for t in self.targets.numeric]
         extra, numeric = [], []
         for (shares, means), target, size, (have_n, have_sum) in zip(self._numeric, self.targets.numeric, self._group_sizes, drawn_stats):
