@@ -164,6 +164,10 @@ def check(
         out.print(f"[yellow]inconsistent targets (proceeding with a weighted compromise):[/] {d.describe()}")
 
 
+_RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet.")
+_SPEC_OF_RECORDS = typer.Option(..., "--spec", help="The spec the records were made for (schema, targets, rules).")
+
+
 def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None):
     """Load a spec, its targets and rules, the records and the reference; evaluate. Raises SpecError."""
     from .evaluation import evaluate as run_evaluation
@@ -181,8 +185,8 @@ def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None)
 
 @app.command()
 def evaluate(
-    records_path: Path = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet."),
-    spec_path: Path = typer.Option(..., "--spec", help="The spec the records were made for (schema, targets, rules)."),
+    records_path: Path = _RECORDS,
+    spec_path: Path = _SPEC_OF_RECORDS,
     reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet): enables held-out tables, Wasserstein, C2ST and privacy."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write every figure as JSON here."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -229,8 +233,8 @@ def evaluate(
 
 @app.command()
 def report(
-    records_path: Path = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet."),
-    spec_path: Path = typer.Option(..., "--spec", help="The spec the records were made for (schema, targets, rules)."),
+    records_path: Path = _RECORDS,
+    spec_path: Path = _SPEC_OF_RECORDS,
     reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset: adds held-out tables, numeric marginals, C2ST."),
     manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists."),
     html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html."),
