@@ -107,3 +107,56 @@ def test_per_table_tolerances(workdir):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     tables = {t.name: t for t in load_targets(load_spec(path))}
     assert tables["age_gender_category"].tolerance_jsd == 0.08 and tables["age"].tolerance_jsd == 0.03
+
+
+def add_targets(workdir: Path, *targets, n=None) -> None:
+    path = workdir / "spec.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["targets"] += list(targets)
+    if n:
+        data["n_records"] = n
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_a_mean_the_bins_cannot_give_is_named_with_the_reachable_range(workdir):
+    # category_price puts 226 of Electronics' 476 records in [921,2000] and the rest lower: its
+    # mean price lies between 632 and 1257 whatever the records inside the bins
+    add_targets(workdir, {"name": "mean_price", "variables": ["category"], "mean_of": "price",
+                          "cells": [{"category": "Electronics", "value": 1900}, {"category": "Apparel", "value": 430}]})
+    result = CliRunner().invoke(app, ["check", str(workdir / "spec.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert "'mean_price' asks a mean of price that the bins of 'category_price' cannot give" in text
+    assert "Electronics: 1900 wanted, 631.973 to 1257.45 reachable" in text
+    assert "Apparel" not in text.split("cannot give")[1].split("expected")[0]  # 430 is reachable
+
+
+def test_a_sum_is_checked_in_the_specs_own_units(workdir):
+    # the count tables describe 2,000 people; the run makes 500, but the message keeps the spec's numbers
+    add_targets(workdir, {"name": "total_age", "sum_of": "age", "cells": [{"value": 50_000}]}, n=500)
+    with pytest.raises(SpecError) as err:
+        load_targets(load_spec(workdir / "spec.yaml"))
+    text = str(err.value)
+    assert "'total_age' asks a sum of age that the bins of 'age' cannot give — 50000 wanted, 64190 to 86824 reachable" in text
+    assert "'age_gender_category' cannot give" in text  # its bins bound the sum too
+
+
+def test_a_mean_for_a_group_the_tables_leave_empty_is_named(workdir):
+    frame = pd.read_csv(workdir / "targets" / "category_price.csv")
+    frame.loc[frame["category"] == "Furniture & Appliances", "count"] = 0
+    frame.to_csv(workdir / "targets" / "category_price.csv", index=False)
+    add_targets(workdir, {"name": "mean_price", "variables": ["category"], "mean_of": "price",
+                          "cells": [{"category": "Furniture & Appliances", "value": 700}]})
+    set_synthesis(workdir, inconsistent_targets="proceed")
+    found = load_targets(load_spec(workdir / "spec.yaml")).inconsistencies
+    numeric = [d for d in found if d.kind == "numeric"]
+    assert len(numeric) == 1 and "Furniture & Appliances: 700 wanted, but 'category_price' has no records there" in numeric[0].describe()
+
+
+def test_reachable_means_and_sums_pass(workdir):
+    reference = pd.read_csv(EXAMPLE / "reference.csv")
+    means = reference.groupby("category")["price"].mean()
+    add_targets(workdir, {"name": "mean_price", "variables": ["category"], "mean_of": "price",
+                          "cells": [{"category": c, "value": float(v)} for c, v in means.items()]},
+                {"name": "total_age", "sum_of": "age", "cells": [{"value": int(reference["age"].sum())}]})
+    assert load_targets(load_spec(workdir / "spec.yaml")).inconsistencies == ()

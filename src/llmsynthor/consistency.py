@@ -12,6 +12,10 @@ Three kinds of disagreement are found, each naming both tables and the cells con
 Margins are compared on the shared variables' categories; numeric variables are compared when one
 table's bins are the other's or a refinement of them (fine bins are summed into coarse ones), and
 skipped otherwise. Works on any objects shaped like :class:`llmsynthor.targets.TargetTable`.
+
+:func:`diagnose_numeric` adds a fourth kind, **numeric**: a sum or mean target that no set of
+records can reach while a count table holds — every record of a bin lies between the bin's edges,
+so a table with the summed variable and the target's groups bounds each group's mean and sum.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from .targets import Axis, TargetTable
+    from .targets import Axis, NumericTarget, TargetTable
 
 _MAX_CELLS_SHOWN = 5
 
@@ -119,4 +123,69 @@ def diagnose(tables: list[TargetTable] | tuple[TargetTable, ...], tolerance: flo
                 worst = idx[np.argsort(-np.abs(pa[idx] - pb[idx]), kind="stable")][:_MAX_CELLS_SHOWN]
                 found.append(Inconsistency(kind, (a.name, b.name), tuple(shared),
                                            tuple((labels[i], float(pa[i]), float(pb[i])) for i in worst), int(idx.size)))
+    return found
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A sum or mean target outside what a count table allows (kind ``numeric``)."""
+
+    tables: tuple[str, str]  # (the numeric target, the count table that rules it out)
+    variable: str
+    statistic: str
+    cells: tuple[tuple[str, float, float, float], ...]  # (group, wanted, lowest reachable, highest reachable)
+    n_cells: int = 0
+    kind: Literal["numeric"] = "numeric"
+
+    def describe(self) -> str:
+        target, table = self.tables
+        shown = "; ".join(f"{label + ': ' if label else ''}{wanted:.6g} wanted, {lo:.6g} to {hi:.6g} reachable"
+                          if lo <= hi else f"{label + ': ' if label else ''}{wanted:.6g} wanted, but '{table}' has no records there"
+                          for label, wanted, lo, hi in self.cells)
+        more = f" (and {self.n_cells - len(self.cells)} more)" if self.n_cells > len(self.cells) else ""
+        return (f"'{target}' asks a {self.statistic} of {self.variable} that the bins of '{table}' cannot give — "
+                f"{shown}{more}; expected a value within the bins' lowest and highest {self.statistic}")
+
+
+def _group_bounds(table: TargetTable, target: NumericTarget, integer: bool):
+    """Per group of ``target``: record count and the lowest/highest sum of its variable that
+    ``table`` allows (None when the table lacks a group variable or its bins do not nest)."""
+    groups = target.variables
+    if target.variable not in table.variables or not set(groups) <= set(table.variables):
+        return None
+    if any(_coarsening(table.axes[table.variables.index(v)], ax) is None for v, ax in zip(groups, target.axes)):
+        return None
+    bins = table.axes[table.variables.index(target.variable)]
+    counts = _margin(table, [*groups, target.variable], [*target.axes, bins])
+    top = bins.edges[1:] - (1 if integer else 0)  # the largest value a record of each bin can take
+    return counts.sum(axis=-1), counts @ bins.edges[:-1], counts @ top
+
+
+def diagnose_numeric(tables, numeric: list[NumericTarget] | tuple[NumericTarget, ...],
+                     integer: dict[str, bool], sum_scale: float = 1.0) -> list[Unreachable]:
+    """Every sum/mean target that a count table makes unreachable by more than its tolerance.
+    ``integer`` says which numeric variables take whole numbers (their bins' top edge is exclusive);
+    sums are reported × ``sum_scale`` (back in the spec's own units when counts were rescaled)."""
+    found: list[Unreachable] = []
+    for target in numeric:
+        for table in tables:
+            bounds = _group_bounds(table, target, integer.get(target.variable, False))
+            if bounds is None:
+                continue
+            size, low, high = bounds
+            if target.statistic == "mean":
+                low, high = (np.divide(b, size, out=np.full(size.shape, np.inf * sign), where=size > 0)
+                             for b, sign in ((low, 1), (high, -1)))
+            wanted = target.values
+            gap = np.maximum(low - wanted, wanted - high)  # > 0: outside; ±inf where the table has no records
+            miss = np.isfinite(wanted) & (gap > target.tolerance * np.maximum(np.abs(wanted), 1e-12))
+            idx = np.argwhere(miss)
+            if not len(idx):
+                continue
+            order = np.argsort(-gap[miss] / np.maximum(np.abs(wanted[miss]), 1e-12), kind="stable")[:_MAX_CELLS_SHOWN]
+            labels = [" · ".join(ax.labels[i] for ax, i in zip(target.axes, tuple(idx[k]))) for k in order]
+            unit = sum_scale if target.statistic == "sum" else 1.0
+            cells = tuple((label, *(unit * float(x[tuple(idx[k])]) for x in (wanted, low, high)))
+                          for label, k in zip(labels, order))
+            found.append(Unreachable((target.name, table.name), target.variable, target.statistic, cells, len(idx)))
     return found

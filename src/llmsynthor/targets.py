@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .consistency import Inconsistency, diagnose
+from .consistency import Inconsistency, Unreachable, diagnose, diagnose_numeric
 from .errors import Problem, SpecError
 from .metrics import jsd, tvd
 from .schema import CategoricalVariable, IntegerVariable, Schema
@@ -109,7 +109,7 @@ class Targets:
     n: int
     tables: tuple[TargetTable, ...]
     schema: Schema = field(repr=False)
-    inconsistencies: tuple[Inconsistency, ...] = ()  # found before the run, kept when told to proceed
+    inconsistencies: tuple[Inconsistency | Unreachable, ...] = ()  # found before the run, kept when told to proceed
     numeric: tuple[NumericTarget, ...] = ()  # sums and means; iterating Targets yields the count tables only
 
     def __iter__(self):
@@ -332,12 +332,6 @@ def load_targets(spec: Spec) -> Targets:
                     raw_total=float(dense.sum()) if kind == "count" else None)
         for t, axes, dense, kind, where in built
     )
-    found = diagnose(tables, s.consistency_tolerance)
-    if found and s.inconsistent_targets == "stop":
-        where = {t.name: t.source for t in tables}
-        raise SpecError([Problem(" and ".join(dict.fromkeys(where[t] for t in d.tables)), f"inconsistent targets: {d.describe()}") for d in found] + [Problem(
-            f"{spec.source}: field 'synthesis.inconsistent_targets'",
-            "fix the tables, or set it to 'proceed' to fit a weighted compromise (table 'weight's decide; the run reports it)")])
     population = count_tables[0][1] if count_tables else n  # sums describe the population the count tables count
     numeric_targets = tuple(
         NumericTarget(name=t.label, axes=tuple(axes), variable=t.of, statistic=t.statistic,
@@ -345,4 +339,11 @@ def load_targets(spec: Spec) -> Targets:
                       tolerance=t.tolerance or s.tolerance_numeric, source=where)
         for t, axes, values, where in numeric
     )
+    integer = {name: isinstance(var, IntegerVariable) for name, var in spec.variables.items()}
+    found = [*diagnose(tables, s.consistency_tolerance), *diagnose_numeric(tables, numeric_targets, integer, population / n)]
+    if found and s.inconsistent_targets == "stop":
+        where = {t.name: t.source for t in (*tables, *numeric_targets)}
+        raise SpecError([Problem(" and ".join(dict.fromkeys(where[t] for t in d.tables)), f"inconsistent targets: {d.describe()}") for d in found] + [Problem(
+            f"{spec.source}: field 'synthesis.inconsistent_targets'",
+            "fix the tables, or set it to 'proceed' to fit a weighted compromise (table 'weight's decide; the run reports it)")])
     return Targets(n=int(n), tables=tables, schema=spec.record_schema, inconsistencies=tuple(found), numeric=numeric_targets)
