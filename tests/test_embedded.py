@@ -73,4 +73,6 @@ def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     assert manifest["llm"]["calls"] >= 2 and manifest["llm"]["completion_tokens"] > 0
     assert manifest["time"]["wall_seconds"] >= manifest["time"]["llm_seconds"] > 0
     assert 1 <= len(manifest["iterations"]) <= 4 and manifest["dependencies"]["given"]
+    # calibration over records ran on the real model's proposals (up to 2n extra candidates, fewer when the caps bind)
+    assert manifest["calibration"]["kept"] == 300 and 300 < manifest["calibration"]["candidates"] <= 900
     assert set(manifest["metrics"]["per_table"]) == {t.label for t in load_spec(example_spec_path).targets}

@@ -39,6 +39,8 @@ def test_ecommerce_example_on_the_default_model(tmp_path, example_spec_path):
     assert manifest["model"]["backend"] == "embedded:qwen2.5-coder-1.5b"
     assert manifest["model"]["sha256"] == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
     assert manifest["converged"] is True
+    calibration = manifest["calibration"]  # the final calibration over records ran on the real model's proposals
+    assert calibration["kept"] == 2000 and calibration["candidates"] == 6000 and calibration["l1_after_swaps"] <= 20
     assert manifest["spec"]["sha256"] == load_spec(example_spec_path).digest()
 
     # the run's HTML report, opened in real headless Chromium

@@ -76,7 +76,8 @@ def test_the_paper_schedule_adds_a_batch_every_iteration(spec):
 
 @pytest.mark.parametrize("schedule", ["every_iteration", "when_aligned"])
 def test_remove_and_replace_takes_back_over_represented_records(spec, schedule):
-    settings = {"synthesis.draw": schedule, "synthesis.max_iterations": 10}
+    # remove and replace is the path without calibration over records (candidates = 1)
+    settings = {"synthesis.draw": schedule, "synthesis.max_iterations": 10, "synthesis.candidates": 1}
     add_only, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS), **settings, **{"synthesis.remove_surplus": False})
     replaced, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS), **settings)
     assert len(replaced.records) == len(add_only.records) == 2000

@@ -20,7 +20,7 @@ Pairs that share a target table are skipped: their joint is given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import combinations, permutations
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .schema import Schema
 from .targets import Axis, Targets, TargetTable
 
 LIFT_RANGE = (0.02, 50.0)
+SPREAD_FLOOR = 0.03  # conditional probabilities below this are not spread to
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,74 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None) -> Pairw
         average = _shares(targets, c, levels[c].axis) @ conditionals
         prior.lifts[(c, a)] = np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
     return prior
+
+
+@dataclass
+class Conditionals:
+    """P(v = x | the other values of a record) for every categorical v, from pairwise lifts alone
+    (a pairwise Markov network with the target margins as its singletons): the tables' own lifts
+    for pairs a table crosses, the model's (:class:`PairwisePrior`) for pairs none crosses, 1
+    otherwise. Used to spread a proposal's categorical values over the values records like it
+    have, instead of giving all of its records the one value the proposal names."""
+
+    schema: Schema
+    shares: dict[str, np.ndarray]  # target shares of each categorical variable, in schema order
+    lifts: dict[tuple[str, str], tuple[Axis, np.ndarray]] = field(default_factory=dict)  # (u, v) -> (u's axis, [|u|, |v|])
+
+    @classmethod
+    def build(cls, targets: Targets, prior: PairwisePrior | None = None) -> Conditionals:
+        schema = targets.schema
+        categorical = [n for n in schema.names if not schema[n].is_numeric]
+        out = cls(schema, {v: _shares(targets, v, Axis(v, tuple(schema[v].values))) for v in categorical})
+        for table in sorted(targets, key=lambda t: -t.counts.size):  # the finest table for a pair wins
+            total = table.counts.sum()
+            for i, j in permutations(range(len(table.axes)), 2):
+                u, v = table.axes[i], table.axes[j]
+                if v.is_numeric or (u.variable, v.variable) in out.lifts or total <= 0:
+                    continue
+                others = tuple(k for k in range(len(table.axes)) if k not in (i, j))
+                joint = np.moveaxis(table.counts.sum(axis=others, keepdims=True), (i, j), (0, 1)).reshape(u.size, v.size) / total
+                expected = np.outer(joint.sum(axis=1), joint.sum(axis=0))
+                lift = np.divide(joint, expected, out=np.ones_like(joint), where=expected > 0)
+                out.lifts[(u.variable, v.variable)] = (u, lift)
+        if prior is not None:
+            for (c, a), lift in prior.lifts.items():
+                for u, v, matrix in ((c, a, lift), (a, c, lift.T)):
+                    if not schema[v].is_numeric and (u, v) not in out.lifts:
+                        out.lifts[(u, v)] = (prior.levels[u].axis, matrix)
+        return out
+
+    def _row(self, axis: Axis, lift: np.ndarray, values: dict[str, str], ranges: dict[str, tuple[float, float]]) -> np.ndarray:
+        """The lifts of every level of v with u's value (a numeric range: averaged over its bins)."""
+        if not axis.is_numeric:
+            return lift[axis.labels.index(values[axis.variable])]
+        lo, hi = ranges[axis.variable]
+        if hi <= lo:
+            weights = np.zeros(axis.size)
+            weights[int(np.clip(np.searchsorted(axis.edges, lo, side="right") - 1, 0, axis.size - 1))] = 1.0
+        else:
+            weights = np.clip(np.minimum(axis.edges[1:], hi) - np.maximum(axis.edges[:-1], lo), 0, None)
+        return weights @ lift / max(weights.sum(), 1e-12)
+
+    def conditional(self, v: str, values: dict[str, str], ranges: dict[str, tuple[float, float]]) -> np.ndarray:
+        """P(v | every other value in ``values`` and ``ranges``), over v's values in schema order."""
+        p = self.shares[v].astype(float).copy()
+        for (u, target), (axis, lift) in self.lifts.items():
+            if target == v and u != v and (u in values or u in ranges):
+                p = p * self._row(axis, lift, values, ranges)
+        return p / p.sum() if p.sum() > 0 else p
+
+    def spread(self, values: dict[str, str], ranges: dict[str, tuple[float, float]], share: float,
+               floor: float = SPREAD_FLOOR) -> dict[str, tuple[float, ...]]:
+        """For every categorical variable: (1 − share) on the proposal's own value, ``share`` over
+        the conditional given its other values (probabilities under ``floor`` set to zero, so what
+        the tables or the model rule out stays out)."""
+        out = {}
+        for v in self.shares:
+            p = self.conditional(v, values, ranges)
+            p = np.where(p < floor, 0.0, p)
+            if p.sum() <= 0 or v not in values:
+                continue
+            own = np.array([x == values[v] for x in self.schema[v].values], dtype=float)
+            out[v] = tuple((1 - share) * own + share * p / p.sum())
+        return out

@@ -84,6 +84,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "metrics": {"definitions": "TVD = 0.5*sum|p-q|; JSD = Jensen-Shannon distance, log base 2 (sqrt of the divergence)",
                     "per_table": result.distances, "numeric_targets": result.numeric},
         "diversity": result.diversity,
+        "calibration": result.calibration,
         "iterations": [asdict(h) for h in result.history],
         "proposals": result.proposals,
         "notes": result.notes,

@@ -33,6 +33,9 @@ class Proposal:
     ranges: dict[str, tuple[float, float]]
     num: int
     iteration: int = 0
+    # categorical variables whose records spread over several values: probabilities in schema
+    # order (see llmsynthor.copula.Conditionals); the others all take ``values[name]``
+    spread: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False)
 
     def key(self) -> tuple:
         return (tuple(sorted(self.values.items())), tuple(sorted(self.ranges.items())))
@@ -233,6 +236,8 @@ def profile(proposal: Proposal, table: TargetTable, schema: Schema, shapes: dict
             lo, hi = proposal.ranges[axis.variable]
             vec = _bin_fractions(lo, hi, axis.edges, isinstance(schema[axis.variable], IntegerVariable),
                                  (shapes or {}).get(axis.variable))
+        elif axis.variable in proposal.spread:
+            vec = np.asarray(proposal.spread[axis.variable], dtype=float)
         else:
             vec = np.zeros(axis.size)
             vec[axis.labels.index(proposal.values[axis.variable])] = 1.0
@@ -264,7 +269,12 @@ def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator,
     columns = {}
     for name, var in schema.variables.items():
         if isinstance(var, CategoricalVariable):
-            columns[name] = np.repeat(proposal.values[name], k)
+            if name in proposal.spread:  # stratified over the spread's cumulative shares
+                u = (rng.permutation(k) + rng.random(k)) / max(k, 1)
+                cut = np.cumsum(proposal.spread[name])
+                columns[name] = np.asarray(var.values, dtype=object)[np.minimum(np.searchsorted(cut / cut[-1], u, side="right"), len(cut) - 1)]
+            else:
+                columns[name] = np.repeat(proposal.values[name], k)
             continue
         lo, hi = proposal.ranges[name]
         u = (rng.permutation(k) + rng.random(k)) / max(k, 1)

@@ -152,7 +152,19 @@ class SynthesisSettings(_Frozen):
     remove_surplus: bool = Field(
         default=True,
         description="after the last draw, take back records from over-represented cells and redraw them from the "
-        "proposal pool where the deficits are (remove and replace; no LLM call); the paper's loop only adds",
+        "proposal pool where the deficits are (remove and replace; no LLM call; with candidates = 1 only, the "
+        "calibration over records does this and more); the paper's loop only adds",
+    )
+    candidates: float = Field(
+        default=3.0, ge=1, le=20,
+        description="final calibration over records: besides the n records the loop drew, draw (candidates - 1) * n more "
+        "from the same proposals (their categorical values spread, see 'spread') and keep the n that match the targets "
+        "best (raking, sampling, an exact-fit linear program, swaps); 1 turns it off (then remove_surplus applies)",
+    )
+    spread: float = Field(
+        default=0.3, ge=0, le=1,
+        description="in the extra candidates, the share of a proposal's records whose categorical values follow what "
+        "the tables' and the model's pairwise lifts say records like it have, instead of the proposal's own values",
     )
     parallel_requests: int = Field(default=1, ge=1, le=16, description="plan requests per iteration, each for its own focus cells")
     infer_dependencies: bool = True

@@ -35,7 +35,8 @@ import pandas as pd
 
 from . import checkpoint, prompts
 from .allocation import integerize, solve
-from .copula import PairwisePrior, score_prior
+from .calibration import calibrate
+from .copula import Conditionals, PairwisePrior, score_prior
 from .discrepancy import deficits, table_distances, worst_tvd
 from .errors import BackendError, ProposalError
 from .focus import plan_focus
@@ -151,6 +152,7 @@ class SynthesisResult:
     pairwise_prior: list[dict] | None = None  # the strongest lifts the model gave (see llmsynthor.copula)
     diversity: dict = field(default_factory=dict)  # distinct records, proposals used, entropy per table
     numeric: dict[str, dict[str, float]] = field(default_factory=dict)  # relative errors of sum/mean targets
+    calibration: dict | None = None  # what the final calibration over records did (llmsynthor.calibration)
 
     @property
     def worst_tvd(self) -> float:
@@ -389,6 +391,29 @@ class Synthesizer:
             total += int(rows.size)
         return total
 
+    def _calibrate(self, frames: list[pd.DataFrame], pool: ProposalPool, rng: np.random.Generator, cap: int) -> dict:
+        """Final calibration over records (:mod:`llmsynthor.calibration`): the n records the loop drew,
+        plus (candidates − 1)·n drawn from the same proposals with their categorical values spread
+        (:meth:`llmsynthor.copula.Conditionals.spread`); keep the n that match the targets best.
+        No LLM call; every record still comes from a proposal. Updates ``frames`` and ``pool.drawn``."""
+        s, targets, schema, n = self.spec.synthesis, self.targets, self.spec.record_schema, self.targets.n
+        extra = int(round((s.candidates - 1) * n))
+        soft = ProposalPool(targets, pool.shapes)
+        soft.prior = pool.prior
+        conditionals = Conditionals.build(targets, self.prior) if s.spread > 0 else None
+        for p in pool.items:  # same order, so a candidate's source is the same index in both pools
+            soft._add(replace(p, spread=conditionals.spread(p.values, p.ranges, s.spread)) if conditionals else p)
+        fit = soft.fit([t.counts.ravel() * (extra / n) for t in targets], extra, math.ceil(cap * extra / n))
+        whole = integerize(fit.counts, extra, np.full(len(soft), math.ceil(cap * extra / n)))
+        drawn = [draw(p, int(k), schema, rng, soft.shapes).assign(**{_SOURCE: i}) for i, (p, k) in enumerate(zip(soft.items, whole)) if k > 0]
+        candidates = pd.concat([frames[0], *drawn], ignore_index=True)
+        sources = candidates[_SOURCE].to_numpy(dtype=np.int64)
+        caps = np.maximum(cap, np.bincount(sources[:len(frames[0])], minlength=len(pool)))  # never stricter than the loop was
+        result = calibrate(candidates, targets, n, rng, sources=sources, cap=caps)
+        frames[0] = candidates.iloc[result.keep].reset_index(drop=True)
+        pool.drawn = np.bincount(sources[result.keep], minlength=len(pool)).astype(np.int64)
+        return {**result.as_dict(), "spread": s.spread, "from_loop": int((result.keep < n).sum())}
+
     def _score_prior(self, usage: LLMUsage, notes: list[str]) -> PairwisePrior | None:
         """The pairwise prior (:mod:`llmsynthor.copula`), if asked for and the backend can score options."""
         if not self.spec.synthesis.pairwise_prior or self.spec.synthesis.pin != "targets":
@@ -556,7 +581,11 @@ class Synthesizer:
             if self.progress is not None:
                 self.progress(stats)
 
-        replaced = self._replace_surplus(frames, counts, pool, rng, cap) if s.remove_surplus and frames else 0
+        calibration = None
+        if s.candidates > 1 and frames and remaining == 0 and _SOURCE in frames[0]:
+            calibration = self._calibrate(frames, pool, rng, cap)
+            counts[:] = count_all(frames[0], targets)
+        replaced = self._replace_surplus(frames, counts, pool, rng, cap) if s.remove_surplus and frames and calibration is None else 0
         if replaced:
             notes.append(f"remove and replace: {replaced} records taken back from over-represented cells and redrawn from the pool")
         records = frames[0][schema.names] if frames else pd.DataFrame(columns=schema.names)
@@ -574,6 +603,7 @@ class Synthesizer:
             dependencies={"given": given, "inferred": inferred},
             pairwise_prior=self.prior.strongest(12) if self.prior is not None else None,
             numeric=numeric,
+            calibration=calibration,
             diversity=_diversity(records, targets, counts, pool.drawn),
             usage=usage,
             proposals=[dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(pool.items, pool.drawn)],
