@@ -82,9 +82,13 @@ def adult_case(folder: Path, n: int = 5000) -> Case:
                 direct_tokens_per_record=100)
 
 
-# ablations: final calibration (within-bin shapes, remove and replace) off; the pairwise prior off
+# ablations: all final calibration off (the paper's flat bins, add-only, no calibration over records);
+# only the calibration over records off (then remove and replace runs); no spread of categorical
+# values in the extra candidates; the pairwise prior off
 ABLATIONS = {
-    "without calibration": {"synthesis.within_bin": "uniform", "synthesis.remove_surplus": False},
+    "without calibration": {"synthesis.within_bin": "uniform", "synthesis.remove_surplus": False, "synthesis.candidates": 1},
+    "without calibration over records": {"synthesis.candidates": 1},
+    "without spread": {"synthesis.spread": 0.0},
     "without pairwise prior": {"synthesis.pairwise_prior": False},
 }
 
@@ -197,8 +201,9 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["ecommerce", "adult"], choices=["ecommerce", "adult"])
     parser.add_argument("--no-llm", action="store_true", help="baselines without an LLM only")
     parser.add_argument("--ablation", action="store_true",
-                        help="also run llmsynthor without final calibration (within-bin shapes, remove and replace) "
-                        "and without the pairwise prior")
+                        help="also run llmsynthor without final calibration (within-bin shapes, remove and replace, "
+                        "calibration over records), without only the calibration over records, without spread, and "
+                        "without the pairwise prior")
     args = parser.parse_args()
     started = time.perf_counter()
     print(f"## bench_methods — {date.today()}, {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
