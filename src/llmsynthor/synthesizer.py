@@ -402,7 +402,7 @@ class Synthesizer:
         soft.prior = pool.prior
         conditionals = Conditionals.build(targets, self.prior) if s.spread > 0 else None
         for p in pool.items:  # same order, so a candidate's source is the same index in both pools
-            soft._add(replace(p, spread=conditionals.spread(p.values, p.ranges, s.spread)) if conditionals else p)
+            soft.add(replace(p, spread=conditionals.spread(p.values, p.ranges, s.spread)) if conditionals else p, split=False)
         fit = soft.fit([t.counts.ravel() * (extra / n) for t in targets], extra, math.ceil(cap * extra / n))
         whole = integerize(fit.counts, extra, np.full(len(soft), math.ceil(cap * extra / n)))
         drawn = [draw(p, int(k), schema, rng, soft.shapes).assign(**{_SOURCE: i}) for i, (p, k) in enumerate(zip(soft.items, whole)) if k > 0]
