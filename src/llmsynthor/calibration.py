@@ -41,14 +41,15 @@ class Calibration:
     candidates: int
     raking_rounds: int
     raked_worst_tvd: float  # worst table TVD of the weighted candidates after raking
-    l1_selected: float  # weighted L1 discrepancy (records) right after sampling
+    l1_sampled: float  # weighted L1 discrepancy (records) right after sampling
+    l1_fitted: float  # ... after the closest exact fit
     l1_final: float  # ... after the swaps
     swaps: int
 
     def as_dict(self) -> dict:
         return {"candidates": self.candidates, "kept": int(self.keep.size), "raking_rounds": self.raking_rounds,
-                "raked_worst_tvd": round(self.raked_worst_tvd, 6), "l1_after_sampling": round(self.l1_selected, 2),
-                "l1_after_swaps": round(self.l1_final, 2), "swaps": self.swaps}
+                "raked_worst_tvd": round(self.raked_worst_tvd, 6), "l1_after_sampling": round(self.l1_sampled, 2),
+                "l1_after_exact_fit": round(self.l1_fitted, 2), "l1_after_swaps": round(self.l1_final, 2), "swaps": self.swaps}
 
 
 @dataclass
@@ -215,15 +216,19 @@ def calibrate(candidates: pd.DataFrame, targets: Targets, n: int, rng: np.random
         rest = np.flatnonzero(~kept & valid)
         kept[rest[np.argsort(-w[rest], kind="stable")[:short]]] = True
 
+    def discrepancy(kept):
+        surplus = [np.bincount(c[kept], minlength=t.size) - t for c, t in zip(codes, wanted)]
+        residual = [num.residual(kept) for num in numeric]
+        return surplus, residual, _l1(targets, surplus, residual)
+
+    l1_sampled = discrepancy(kept)[2]
     kept = _closest_exact(kept, valid, codes, wanted, numeric, targets, sources, cap, n)
 
     # 4. repair: greedy swaps while they lower the discrepancy
-    surplus = [np.bincount(c[kept], minlength=t.size) - t for c, t in zip(codes, wanted)]
-    residual = [num.residual(kept) for num in numeric]
+    surplus, residual, l1_fitted = discrepancy(kept)
     weights = np.array([t.weight for t in targets])
     num_weights = np.array([t.weight for t in targets.numeric])
     used = np.bincount(sources[kept], minlength=int(sources.max()) + 1).astype(float)
-    l1_selected = _l1(targets, surplus, residual)
     swaps, limit = 0, n if max_swaps is None else max_swaps
 
     def delta(idx: np.ndarray, sign: int) -> np.ndarray:
@@ -260,4 +265,4 @@ def calibrate(candidates: pd.DataFrame, targets: Targets, n: int, rng: np.random
             break
         move(outside[int(np.argmin(gain))], +1)
         swaps += 1
-    return Calibration(np.flatnonzero(kept), m, rounds, float(worst), l1_selected, _l1(targets, surplus, residual), swaps)
+    return Calibration(np.flatnonzero(kept), m, rounds, float(worst), l1_sampled, l1_fitted, _l1(targets, surplus, residual), swaps)

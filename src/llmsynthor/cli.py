@@ -131,6 +131,10 @@ def run(
     out.print(table)
     for name, e in result.numeric.items():
         out.print(f"{name}: relative error max {e['max_relative_error']:.2%}, mean {e['mean_relative_error']:.2%}")
+    if result.calibration:
+        c = result.calibration
+        out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates "
+                  f"({c['from_loop']} drawn by the loop); discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records")
     t = data["time"]
     out.print(
         f"{'converged' if result.converged else 'NOT converged (see manifest)'} · {data['llm']['calls']} LLM calls · "
