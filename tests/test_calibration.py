@@ -15,6 +15,7 @@ from llmsynthor import Synthesizer, load_spec, load_targets
 from llmsynthor.calibration import calibrate
 from llmsynthor.copula import Conditionals, score_prior
 from llmsynthor.metrics import tvd
+from llmsynthor.proposals import Proposal, draw, profile
 from llmsynthor.spec import parse_spec, with_overrides
 from llmsynthor.statistics import count_all, group_sums
 
@@ -116,3 +117,21 @@ def test_a_run_calibrates_over_records_and_spreads_values(example_spec_path):
     combos = {name: len(r.records[["gender", "location", "category", "payment"]].drop_duplicates())
               for name, r in (("plain", plain), ("calibrated", calibrated))}
     assert combos["calibrated"] > combos["plain"], combos
+
+
+def test_a_numeric_spread_reaches_other_bins_and_draws_keep_the_profiles_arithmetic():
+    spec = parse_spec(SPEC)
+    targets = load_targets(spec)
+    conditionals = Conditionals.build(targets)
+    # age × work is a table: a student is 0-19 (80 %) or 20-64 (20 %), never 65+
+    parts = conditionals.spread({"sex": "Male", "work": "Student"}, {"age": (12.0, 15.0)}, share=0.5)["age"]
+    assert parts[0][:2] == (12.0, 15.0) and parts[0][2] == pytest.approx(0.5 + 0.5 * 0.8)
+    assert [p[:2] for p in parts[1:]] == [(20.0, 64.0)] and parts[1][2] == pytest.approx(0.5 * 0.2)
+    proposal = Proposal({"sex": "Male", "work": "Student"}, {"age": (12.0, 15.0)}, 1,
+                        spread={"age": parts, "sex": (0.5, 0.5)})
+    records = draw(proposal, 1000, spec.record_schema, np.random.default_rng(0))
+    inside_own = records["age"].between(12, 15).mean()
+    assert inside_own == pytest.approx(0.9, abs=0.002) and records["age"].between(20, 64).mean() == pytest.approx(0.1, abs=0.002)
+    assert (records["sex"] == "Male").mean() == pytest.approx(0.5, abs=0.002)
+    expected = profile(proposal, targets.tables[1], spec.record_schema) * 1000
+    assert np.abs(count_all(records, targets)[1].ravel() - expected).max() <= 1.0

@@ -42,8 +42,7 @@ class Levels:
     def index(self, value: str | None = None, interval: tuple[float, float] | None = None) -> int:
         if not self.axis.is_numeric:
             return self.axis.labels.index(value)
-        mid = 0.5 * (interval[0] + interval[1])
-        return int(np.clip(np.searchsorted(self.axis.edges, mid, side="right") - 1, 0, self.axis.size - 1))
+        return _level(self.axis, 0.5 * (interval[0] + interval[1]))
 
 
 @dataclass
@@ -160,26 +159,30 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None) -> Pairw
 
 @dataclass
 class Conditionals:
-    """P(v = x | the other values of a record) for every categorical v, from pairwise lifts alone
-    (a pairwise Markov network with the target margins as its singletons): the tables' own lifts
-    for pairs a table crosses, the model's (:class:`PairwisePrior`) for pairs none crosses, 1
-    otherwise. Used to spread a proposal's categorical values over the values records like it
-    have, instead of giving all of its records the one value the proposal names."""
+    """P(v | the other values of a record) for every variable v (numeric ones over their finest
+    target bins), from pairwise lifts alone (a pairwise Markov network with the target margins as
+    its singletons): the tables' own lifts for pairs a table crosses, the model's
+    (:class:`PairwisePrior`) for pairs none crosses, 1 otherwise. Used to spread a proposal's
+    records over the values and bins records like it have, instead of giving all of them the one
+    value and the one narrow range the proposal names."""
 
     schema: Schema
-    shares: dict[str, np.ndarray]  # target shares of each categorical variable, in schema order
+    axes: dict[str, Axis]  # the levels of each variable: categorical values, or the finest target bins
+    shares: dict[str, np.ndarray]  # target shares over those levels
     lifts: dict[tuple[str, str], tuple[Axis, np.ndarray]] = field(default_factory=dict)  # (u, v) -> (u's axis, [|u|, |v|])
 
     @classmethod
     def build(cls, targets: Targets, prior: PairwisePrior | None = None) -> Conditionals:
         schema = targets.schema
-        categorical = [n for n in schema.names if not schema[n].is_numeric]
-        out = cls(schema, {v: _shares(targets, v, Axis(v, tuple(schema[v].values))) for v in categorical})
+        finest = prior_levels(targets)
+        axes = {v: Axis(v, tuple(schema[v].values)) if not schema[v].is_numeric else finest[v].axis
+                for v in schema.names if not schema[v].is_numeric or v in finest}
+        out = cls(schema, axes, {v: _shares(targets, v, axis) for v, axis in axes.items()})
         for table in sorted(targets, key=lambda t: -t.counts.size):  # the finest table for a pair wins
             total = table.counts.sum()
             for i, j in permutations(range(len(table.axes)), 2):
                 u, v = table.axes[i], table.axes[j]
-                if v.is_numeric or (u.variable, v.variable) in out.lifts or total <= 0:
+                if v.variable not in axes or v.labels != axes[v.variable].labels or (u.variable, v.variable) in out.lifts or total <= 0:
                     continue
                 others = tuple(k for k in range(len(table.axes)) if k not in (i, j))
                 joint = np.moveaxis(table.counts.sum(axis=others, keepdims=True), (i, j), (0, 1)).reshape(u.size, v.size) / total
@@ -189,7 +192,7 @@ class Conditionals:
         if prior is not None:
             for (c, a), lift in prior.lifts.items():
                 for u, v, matrix in ((c, a, lift), (a, c, lift.T)):
-                    if not schema[v].is_numeric and (u, v) not in out.lifts:
+                    if v in axes and prior.levels[v].axis.labels == axes[v].labels and (u, v) not in out.lifts:
                         out.lifts[(u, v)] = (prior.levels[u].axis, matrix)
         return out
 
@@ -200,13 +203,13 @@ class Conditionals:
         lo, hi = ranges[axis.variable]
         if hi <= lo:
             weights = np.zeros(axis.size)
-            weights[int(np.clip(np.searchsorted(axis.edges, lo, side="right") - 1, 0, axis.size - 1))] = 1.0
+            weights[_level(axis, lo)] = 1.0
         else:
             weights = np.clip(np.minimum(axis.edges[1:], hi) - np.maximum(axis.edges[:-1], lo), 0, None)
         return weights @ lift / max(weights.sum(), 1e-12)
 
     def conditional(self, v: str, values: dict[str, str], ranges: dict[str, tuple[float, float]]) -> np.ndarray:
-        """P(v | every other value in ``values`` and ``ranges``), over v's values in schema order."""
+        """P(v | every other value in ``values`` and ``ranges``), over v's levels."""
         p = self.shares[v].astype(float).copy()
         for (u, target), (axis, lift) in self.lifts.items():
             if target == v and u != v and (u in values or u in ranges):
@@ -214,16 +217,40 @@ class Conditionals:
         return p / p.sum() if p.sum() > 0 else p
 
     def spread(self, values: dict[str, str], ranges: dict[str, tuple[float, float]], share: float,
-               floor: float = SPREAD_FLOOR) -> dict[str, tuple[float, ...]]:
-        """For every categorical variable: (1 − share) on the proposal's own value, ``share`` over
-        the conditional given its other values (probabilities under ``floor`` set to zero, so what
-        the tables or the model rule out stays out)."""
+               floor: float = SPREAD_FLOOR) -> dict[str, tuple]:
+        """For every variable: (1 − share) on the proposal's own value or range, ``share`` over the
+        conditional given its other values (probabilities under ``floor`` set to zero, so what the
+        tables or the model rule out stays out). A numeric variable spreads to whole other bins
+        (see :attr:`llmsynthor.proposals.Proposal.spread`)."""
         out = {}
-        for v in self.shares:
+        for v, axis in self.axes.items():
+            if v not in values and v not in ranges:
+                continue
             p = self.conditional(v, values, ranges)
             p = np.where(p < floor, 0.0, p)
-            if p.sum() <= 0 or v not in values:
+            if p.sum() <= 0:
                 continue
-            own = np.array([x == values[v] for x in self.schema[v].values], dtype=float)
-            out[v] = tuple((1 - share) * own + share * p / p.sum())
+            p = share * p / p.sum()
+            if not axis.is_numeric:
+                p[axis.labels.index(values[v])] += 1 - share
+                out[v] = tuple(p)
+                continue
+            lo, hi = ranges[v]
+            own = _level(axis, 0.5 * (lo + hi))
+            parts = [(lo, hi, float(p[own] + 1 - share))]
+            for b in np.flatnonzero(p > 0):
+                if b != own:
+                    parts.append((float(axis.edges[b]), self._top(v, axis, int(b)), float(p[b])))
+            out[v] = tuple(parts)
         return out
+
+    def _top(self, v: str, axis: Axis, b: int) -> float:
+        """The largest value of bin b (bins are [a, b); the last one is closed)."""
+        right = float(axis.edges[b + 1])
+        if self.schema[v].type == "integer":
+            return right - 1
+        return right if b == axis.size - 1 else float(np.nextafter(right, -np.inf))
+
+
+def _level(axis: Axis, x: float) -> int:
+    return int(np.clip(np.searchsorted(axis.edges, x, side="right") - 1, 0, axis.size - 1))

@@ -33,9 +33,15 @@ class Proposal:
     ranges: dict[str, tuple[float, float]]
     num: int
     iteration: int = 0
-    # categorical variables whose records spread over several values: probabilities in schema
-    # order (see llmsynthor.copula.Conditionals); the others all take ``values[name]``
-    spread: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False)
+    # variables whose records spread beyond the proposal's own value or range (see
+    # llmsynthor.copula.Conditionals.spread): a categorical one maps to probabilities over its
+    # values (schema order), a numeric one to ((lo, hi, probability), ...) sub-ranges, its own
+    # range among them; the others take ``values[name]`` / ``ranges[name]``
+    spread: dict[str, tuple] = field(default_factory=dict, compare=False)
+
+    def parts(self, name: str) -> tuple[tuple[float, float, float], ...]:
+        """The (lo, hi, probability) sub-ranges a numeric variable's records are drawn from."""
+        return self.spread.get(name) or ((*self.ranges[name], 1.0),)
 
     def key(self) -> tuple:
         return (tuple(sorted(self.values.items())), tuple(sorted(self.ranges.items())))
@@ -233,9 +239,8 @@ def profile(proposal: Proposal, table: TargetTable, schema: Schema, shapes: dict
     out = np.ones(1)
     for axis in table.axes:
         if axis.is_numeric:
-            lo, hi = proposal.ranges[axis.variable]
-            vec = _bin_fractions(lo, hi, axis.edges, isinstance(schema[axis.variable], IntegerVariable),
-                                 (shapes or {}).get(axis.variable))
+            integer, shape = isinstance(schema[axis.variable], IntegerVariable), (shapes or {}).get(axis.variable)
+            vec = sum(w * _bin_fractions(lo, hi, axis.edges, integer, shape) for lo, hi, w in proposal.parts(axis.variable))
         elif axis.variable in proposal.spread:
             vec = np.asarray(proposal.spread[axis.variable], dtype=float)
         else:
@@ -247,9 +252,12 @@ def profile(proposal: Proposal, table: TargetTable, schema: Schema, shapes: dict
 
 def expected_value(proposal: Proposal, variable: str, schema: Schema, shapes: dict[str, ValueShape] | None = None) -> float:
     """The mean of ``variable`` over records drawn from ``proposal`` (as :func:`draw` draws them)."""
-    lo, hi = proposal.ranges[variable]
     shape = (shapes or {}).get(variable)
-    if isinstance(schema[variable], IntegerVariable):
+    return float(sum(w * _range_mean(lo, hi, schema[variable], shape) for lo, hi, w in proposal.parts(variable)))
+
+
+def _range_mean(lo: float, hi: float, var, shape: ValueShape | None) -> float:
+    if isinstance(var, IntegerVariable):
         ks = np.arange(lo, hi + 1)
         mass = shape.mass(ks, ks + 1) if shape is not None else np.ones(ks.size)
         return float(ks @ mass / mass.sum()) if mass.sum() > 1e-12 else float(ks.mean())
@@ -258,10 +266,30 @@ def expected_value(proposal: Proposal, variable: str, schema: Schema, shapes: di
     return shape.mean(lo, hi) if shape is not None else 0.5 * (lo + hi)
 
 
+def _stratified(k: int, rng: np.random.Generator) -> np.ndarray:
+    """One point per 1/k slice of [0, 1), shuffled."""
+    return (rng.permutation(k) + rng.random(k)) / max(k, 1)
+
+
+def _pick(probabilities, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices drawn stratified over the cumulative ``probabilities`` (shares kept close to them)."""
+    cut = np.cumsum(probabilities)
+    return np.minimum(np.searchsorted(cut / cut[-1], _stratified(k, rng), side="right"), len(cut) - 1)
+
+
+def _values(lo: float, hi: float, k: int, var, shape: ValueShape | None, rng: np.random.Generator) -> np.ndarray:
+    integer = isinstance(var, IntegerVariable)
+    start, stop = value_range(lo, hi, integer)
+    u = _stratified(k, rng)
+    x = shape.sample(start, stop, u) if shape is not None and stop > start else start + u * (stop - start)
+    return np.minimum(np.floor(x), hi).astype(np.int64) if integer else np.minimum(x, hi)
+
+
 def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator,
          shapes: dict[str, ValueShape] | None = None) -> pd.DataFrame:
     """``k`` records from a proposal: fixed categories, stratified values inside ranges, spread by
-    ``shapes`` (uniform without them; see :mod:`llmsynthor.shapes`).
+    ``shapes`` (uniform without them; see :mod:`llmsynthor.shapes`); a variable in
+    ``proposal.spread`` first picks its value or sub-range by those probabilities.
 
     Stratified (one draw per 1/k slice of probability, shuffled) keeps the share in each bin close
     to its expectation, so the allocator's arithmetic holds for small k too.
@@ -269,18 +297,20 @@ def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator,
     columns = {}
     for name, var in schema.variables.items():
         if isinstance(var, CategoricalVariable):
-            if name in proposal.spread:  # stratified over the spread's cumulative shares
-                u = (rng.permutation(k) + rng.random(k)) / max(k, 1)
-                cut = np.cumsum(proposal.spread[name])
-                columns[name] = np.asarray(var.values, dtype=object)[np.minimum(np.searchsorted(cut / cut[-1], u, side="right"), len(cut) - 1)]
+            if name in proposal.spread:
+                columns[name] = np.asarray(var.values, dtype=object)[_pick(proposal.spread[name], k, rng)]
             else:
                 columns[name] = np.repeat(proposal.values[name], k)
             continue
-        lo, hi = proposal.ranges[name]
-        u = (rng.permutation(k) + rng.random(k)) / max(k, 1)
-        integer = isinstance(var, IntegerVariable)
-        start, stop = value_range(lo, hi, integer)
-        shape = (shapes or {}).get(name)
-        x = shape.sample(start, stop, u) if shape is not None and stop > start else start + u * (stop - start)
-        columns[name] = np.minimum(np.floor(x), hi).astype(np.int64) if integer else np.minimum(x, hi)
+        shape, parts = (shapes or {}).get(name), proposal.parts(name)
+        if len(parts) == 1:
+            columns[name] = _values(*parts[0][:2], k, var, shape, rng)
+            continue
+        which = _pick([w for *_, w in parts], k, rng)
+        out = np.zeros(k, dtype=np.int64 if isinstance(var, IntegerVariable) else float)
+        for c, (lo, hi, _) in enumerate(parts):
+            rows = np.flatnonzero(which == c)
+            if rows.size:
+                out[rows] = _values(lo, hi, rows.size, var, shape, rng)
+        columns[name] = out
     return pd.DataFrame(columns, columns=schema.names)

@@ -162,9 +162,10 @@ class SynthesisSettings(_Frozen):
         "best (raking, sampling, an exact-fit linear program, swaps); 1 turns it off (then remove_surplus applies)",
     )
     spread: float = Field(
-        default=0.3, ge=0, le=1,
-        description="in the extra candidates, the share of a proposal's records whose categorical values follow what "
-        "the tables' and the model's pairwise lifts say records like it have, instead of the proposal's own values",
+        default=0.5, ge=0, le=1,
+        description="in the extra candidates, the share of a proposal's records whose values (categories, and numeric "
+        "bins) follow what the tables' and the model's pairwise lifts say records like it have, instead of the "
+        "proposal's own value and range",
     )
     parallel_requests: int = Field(default=1, ge=1, le=16, description="plan requests per iteration, each for its own focus cells")
     infer_dependencies: bool = True
