@@ -44,6 +44,7 @@ def test_report_renders_every_plot_in_chromium(run_files):
     for name in ("age_gender_category", "location_payment", "Convergence", "Held-out tables", "Realism rules"):
         assert name in text
     assert f"<td>LLM calls</td><td>{run['llm']['calls']}</td>" in text
+    assert f"<td>kept</td><td>{run['calibration']['kept']}</td>" in text  # the calibration over records
     assert "<script src=" not in text and "cdn" not in text.lower().split("</head>")[1]  # self-contained
 
 

@@ -113,6 +113,14 @@ def _run_section(manifest: dict, figure: _Figures) -> str:
     corrections = {**(llm.get("rejected_proposals_by_reason") or {}), **(llm.get("corrections_by_reason") or {})}
     if corrections:
         parts.append(_table(["proposal corrections and rejections", "count"], [[k, v] for k, v in corrections.items()]))
+    calibration = manifest.get("calibration")
+    if calibration:
+        parts.append(_table(["calibration over records", ""], [
+            ["candidate records", calibration.get("candidates")], ["kept", calibration.get("kept")],
+            ["kept from the loop's draw", calibration.get("from_loop")], ["spread", calibration.get("spread")],
+            ["discrepancy after sampling (records)", calibration.get("l1_after_sampling")],
+            ["... after the exact fit", calibration.get("l1_after_exact_fit")],
+            ["... after the swaps", calibration.get("l1_after_swaps")]]))
     return "<h2>The run</h2>" + "".join(parts)
 
 
