@@ -54,3 +54,16 @@ def test_smooth_values_are_closer_to_real_data_than_uniform_ones(spec):
         distances[mode] = {v: wasserstein_distance(result.records[v], reference[v]) for v in ("age", "price")}
     assert distances["smooth"]["age"] < 0.8 * distances["uniform"]["age"], distances
     assert distances["smooth"]["price"] < 0.8 * distances["uniform"]["price"], distances
+
+
+def test_an_empirical_shape_gives_the_values_own_shares():
+    ages = np.array([20] * 30 + [21] * 10 + [40] * 60)
+    shape = ValueShape.empirical(ages, 18, 91, integer=True)
+    assert shape.mass(20, 21) == pytest.approx(0.3) and shape.mass(21, 22) == pytest.approx(0.1)
+    assert shape.mass(22, 40) == pytest.approx(0.0) and shape.mass(40, 41) == pytest.approx(0.6)
+    draws = shape.sample(18, 91, (np.arange(1000) + 0.5) / 1000)
+    assert (np.floor(draws) == 40).mean() == pytest.approx(0.6, abs=0.002)
+    prices = np.random.default_rng(0).normal(500, 50, 5000)
+    smooth = ValueShape.empirical(prices, 0, 2000, integer=False)
+    assert smooth.mass(0, 500) == pytest.approx((prices < 500).mean(), abs=0.002)
+    assert smooth.mean(0, 2000) == pytest.approx(prices.mean(), abs=1.0)

@@ -47,6 +47,23 @@ class ValueShape:
         cdf = np.clip(PchipInterpolator(edges, cumulative)(grid), 0.0, 1.0)
         return cls(grid, np.maximum.accumulate(cdf))
 
+    @classmethod
+    def empirical(cls, values: np.ndarray, start: float, stop: float, integer: bool) -> ValueShape:
+        """The distribution of ``values`` on [start, stop], piecewise linear: each integer k
+        spread evenly over [k, k + 1); floats through ``_GRID`` of their quantiles."""
+        x = np.sort(np.asarray(values, dtype=float))
+        if not x.size:
+            return cls.uniform(start, stop)
+        if integer:
+            grid = np.arange(start, stop + 1)
+            cdf = np.searchsorted(x, grid, side="left") / x.size
+        else:
+            q = np.linspace(0, 1, _GRID)
+            points, probs = np.r_[start, np.quantile(x, q), stop], np.r_[0.0, q, 1.0]
+            last = np.r_[np.diff(points) > 0, True]  # of equal points keep the last (the CDF's value there)
+            grid, cdf = points[last], probs[last]
+        return cls(np.asarray(grid, dtype=float), np.maximum.accumulate(np.clip(cdf, 0.0, 1.0)))
+
     def mass(self, lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
         """Probability of [lo, hi) under the shape."""
         return np.interp(hi, self.grid, self.cdf) - np.interp(lo, self.grid, self.cdf)

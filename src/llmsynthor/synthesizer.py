@@ -398,7 +398,10 @@ class Synthesizer:
         No LLM call; every record still comes from a proposal. Updates ``frames`` and ``pool.drawn``."""
         s, targets, schema, n = self.spec.synthesis, self.targets, self.spec.record_schema, self.targets.n
         extra = int(round((s.candidates - 1) * n))
-        soft = ProposalPool(targets, pool.shapes)
+        # values inside a range or bin follow the loop's own draws (the model's ranges within each bin)
+        shapes = {v: ValueShape.empirical(frames[0][v].to_numpy(), schema[v].min, schema[v].top, schema[v].type == "integer")
+                  for v in pool.shapes or {}}
+        soft = ProposalPool(targets, shapes)
         soft.prior = pool.prior
         conditionals = Conditionals.build(targets, self.prior) if s.spread > 0 else None
         for p in pool.items:  # same order, so a candidate's source is the same index in both pools
