@@ -393,8 +393,9 @@ class Synthesizer:
 
     def _calibrate(self, frames: list[pd.DataFrame], pool: ProposalPool, rng: np.random.Generator, cap: int) -> dict:
         """Final calibration over records (:mod:`llmsynthor.calibration`): the n records the loop drew,
-        plus (candidates − 1)·n drawn from the same proposals with their categorical values spread
-        (:meth:`llmsynthor.copula.Conditionals.spread`); keep the n that match the targets best.
+        plus (candidates − 1)·n drawn from the same proposals with their values spread over other
+        categories and bins (:meth:`llmsynthor.copula.Conditionals.spread`); keep the n that match
+        the targets best.
         No LLM call; every record still comes from a proposal. Updates ``frames`` and ``pool.drawn``."""
         s, targets, schema, n = self.spec.synthesis, self.targets, self.spec.record_schema, self.targets.n
         extra = int(round((s.candidates - 1) * n))
