@@ -67,8 +67,7 @@ def _coarsening(fine: Axis, coarse: Axis) -> np.ndarray | None:
 def _margin(table: TargetTable, shared: list[str], onto: list[Axis]) -> np.ndarray | None:
     """``table``'s counts summed onto ``shared`` (in that order), each axis coarsened to ``onto``."""
     order = [table.variables.index(v) for v in shared]
-    others = tuple(i for i in range(len(table.axes)) if i not in order)
-    margin = np.transpose(table.counts.sum(axis=others, keepdims=True), [*order, *others]).reshape([table.axes[i].size for i in order])
+    margin = table.margin(shared)
     for k, (i, target_axis) in enumerate(zip(order, onto)):
         mapping = _coarsening(table.axes[i], target_axis)
         if mapping is None:

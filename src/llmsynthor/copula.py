@@ -132,9 +132,9 @@ def _shares(targets: Targets, variable: str, axis: Axis) -> np.ndarray:
         if table.variables == [variable] and table.axes[0].labels == axis.labels:
             return table.counts / table.counts.sum()
     for table in targets:
-        for i, other in enumerate(table.axes):
+        for other in table.axes:
             if other.variable == variable and other.labels == axis.labels:
-                margin = table.counts.sum(axis=tuple(j for j in range(len(table.axes)) if j != i))
+                margin = table.margin([variable])
                 return margin / margin.sum()
     return np.full(axis.size, 1 / axis.size)
 
@@ -184,8 +184,7 @@ class Conditionals:
                 u, v = table.axes[i], table.axes[j]
                 if v.variable not in axes or v.labels != axes[v.variable].labels or (u.variable, v.variable) in out.lifts or total <= 0:
                     continue
-                others = tuple(k for k in range(len(table.axes)) if k not in (i, j))
-                joint = np.moveaxis(table.counts.sum(axis=others, keepdims=True), (i, j), (0, 1)).reshape(u.size, v.size) / total
+                joint = table.margin([u.variable, v.variable]) / total
                 expected = np.outer(joint.sum(axis=1), joint.sum(axis=0))
                 lift = np.divide(joint, expected, out=np.ones_like(joint), where=expected > 0)
                 out.lifts[(u.variable, v.variable)] = (u, lift)

@@ -100,11 +100,10 @@ def shapes_from_targets(targets: Targets, mode: str = "smooth") -> dict[str, Val
         best = None
         for table in targets:
             if name in table.variables:
-                i = table.variables.index(name)
-                others = tuple(j for j in range(len(table.axes)) if j != i)
-                key = (table.axes[i].size, len(table.variables) == 1)
+                axis = table.axes[table.variables.index(name)]
+                key = (axis.size, len(table.variables) == 1)
                 if best is None or key > best[0]:
-                    best = (key, table.axes[i].edges, table.counts.sum(axis=others))
+                    best = (key, axis.edges, table.margin([name]))
         if mode == "uniform" or best is None:
             shapes[name] = ValueShape.uniform(var.min, top)
         else:

@@ -78,9 +78,7 @@ def group_sizes(targets: Targets, target: NumericTarget) -> np.ndarray:
                 break
             where.append(match[0])
         else:
-            margin = table.counts.sum(axis=tuple(i for i in range(len(table.axes)) if i not in where))
-            kept = sorted(where)
-            return np.transpose(margin, [kept.index(i) for i in where]) if where else np.asarray(margin)
+            return table.margin([table.axes[i].variable for i in where])
     return np.full(target.shape, targets.n / max(1, int(np.prod(target.shape))))
 
 

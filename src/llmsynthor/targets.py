@@ -70,6 +70,13 @@ class TargetTable(_OnAxes):
     tolerance_jsd: float = 0.03
     raw_total: float | None = None  # the table's own total, for count tables
 
+    def margin(self, variables: list[str]) -> np.ndarray:
+        """The counts summed over every other variable, axes in the order of ``variables``."""
+        order = [self.variables.index(v) for v in variables]
+        others = tuple(i for i in range(len(self.axes)) if i not in order)
+        kept = sorted(order)
+        return np.transpose(self.counts.sum(axis=others), [kept.index(i) for i in order])
+
     def aligned(self, counts: np.ndarray) -> bool:
         """Whether ``counts`` (on this table's cells) are within the table's tolerances."""
         return tvd(counts, self.counts) <= self.tolerance_tvd and jsd(counts, self.counts) <= self.tolerance_jsd
