@@ -188,11 +188,10 @@ class Conditionals:
                 expected = np.outer(joint.sum(axis=1), joint.sum(axis=0))
                 lift = np.divide(joint, expected, out=np.ones_like(joint), where=expected > 0)
                 out.lifts[(u.variable, v.variable)] = (u, lift)
-        if prior is not None:
-            for (c, a), lift in prior.lifts.items():
-                for u, v, matrix in ((c, a, lift), (a, c, lift.T)):
-                    if v in axes and prior.levels[v].axis.labels == axes[v].labels and (u, v) not in out.lifts:
-                        out.lifts[(u, v)] = (prior.levels[u].axis, matrix)
+        for u, v in permutations(prior.levels if prior is not None else (), 2):
+            lift = prior.lift(u, v)  # pairs no table crosses, read in either direction
+            if lift is not None and v in axes and prior.levels[v].axis.labels == axes[v].labels and (u, v) not in out.lifts:
+                out.lifts[(u, v)] = (prior.levels[u].axis, lift)
         return out
 
     def _row(self, axis: Axis, lift: np.ndarray, values: dict[str, str], ranges: dict[str, tuple[float, float]]) -> np.ndarray:
