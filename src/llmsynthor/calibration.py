@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import brentq, linprog
 
+from .discrepancy import weighted_l1
 from .statistics import encode
 from .targets import NumericTarget, Targets
 
@@ -162,8 +163,8 @@ def _closest_exact(kept, valid, codes, wanted, numeric, targets, sources, cap, n
 
 
 def _l1(targets: Targets, surplus: list[np.ndarray], numeric: list[np.ndarray]) -> float:
-    tables = sum(t.weight * np.abs(s).sum() for t, s in zip(targets, surplus))
-    return float(tables + sum(t.weight * np.abs(r).sum() for t, r in zip(targets.numeric, numeric)))
+    """The tables' weighted L1 plus the numeric targets' weighted residuals (in their units)."""
+    return weighted_l1(targets, surplus) + sum(t.weight * float(np.abs(r).sum()) for t, r in zip(targets.numeric, numeric))
 
 
 def calibrate(candidates: pd.DataFrame, targets: Targets, n: int, rng: np.random.Generator, *,

@@ -1,7 +1,8 @@
 """Discrepancy between synthetic and target tables, and the guidance rendered from it.
 
 A deficit is "records missing at the final size n": target count minus synthetic count, per cell.
-Positive means under-represented. The loop is add-only, so only positive deficits become guidance.
+Positive means under-represented and becomes guidance for the LLM; negative cells are what remove
+and replace (or the calibration over records) take back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from .targets import Targets
 def deficits(targets: Targets, counts: list[np.ndarray]) -> list[np.ndarray]:
     """Target minus synthetic counts, per table and cell."""
     return [t.counts - c for t, c in zip(targets, counts)]
+
+
+def weighted_l1(targets: Targets, gaps: list[np.ndarray]) -> float:
+    """Σ_t weight_t · Σ_cells |gap|: records off, over every table (``gaps`` as deficits or surpluses)."""
+    return float(sum(t.weight * np.abs(g).sum() for t, g in zip(targets, gaps)))
 
 
 def neediest_table(targets: Targets, gaps: list[np.ndarray]) -> int:

@@ -37,7 +37,7 @@ from . import checkpoint, prompts
 from .allocation import integerize, solve
 from .calibration import calibrate
 from .copula import Conditionals, PairwisePrior, score_prior
-from .discrepancy import deficits, table_distances, worst_tvd
+from .discrepancy import deficits, table_distances, weighted_l1, worst_tvd
 from .errors import BackendError, ProposalError
 from .focus import plan_focus
 from .llm.base import Completion, LLMBackend, can_score_options, identity
@@ -220,9 +220,12 @@ class ProposalPool:
         self.drawn = np.append(self.drawn, 0)
         return True
 
-    def fit(self, gaps: list[np.ndarray], total: int, cap: int, drawn_stats: list[tuple[np.ndarray, np.ndarray]] | None = None):
+    def fit(self, gaps: list[np.ndarray], total: int, cap: int, drawn_stats: list[tuple[np.ndarray, np.ndarray]] | None = None,
+            scale: float = 1.0):
         """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`);
-        ``drawn_stats`` are (records, sum) per group of each numeric target among the records drawn."""
+        ``drawn_stats`` are (records, sum) per group of each numeric target among the records drawn;
+        ``scale``: the records describe ``scale`` times the targets' population (sums and group sizes
+        grow with it; ``gaps`` are given at that scale already)."""
         profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
         penalty = None
         if self.prior is not None:  # computed once per proposal, not on every fit
@@ -236,9 +239,10 @@ class ProposalPool:
             want = np.isfinite(target.values.ravel())
             v, cur_n, cur_sum = target.values.ravel()[want], have_n.ravel()[want], have_sum.ravel()[want]
             if target.statistic == "sum":  # Σ_p c_p s_pg m_p = V_g − drawn sum, relative to V_g
+                v = v * scale
                 rows, rhs = (S[want] * m) / np.abs(v)[:, None], (v - cur_sum) / np.abs(v)
             else:  # Σ_p c_p s_pg (m_p − V_g) = −(drawn sum − V_g · drawn records), relative to V_g · N_g
-                norm = np.abs(v) * size.ravel()[want]
+                norm = np.abs(v) * size.ravel()[want] * scale
                 rows, rhs = S[want] * (m[None, :] - v[:, None]) / norm[:, None], -(cur_sum - v * cur_n) / norm
             extra.append((np.sqrt(target.weight) * rows, np.sqrt(target.weight) * rhs))
             numeric.append((S, S * m))
@@ -383,7 +387,7 @@ class Synthesizer:
             worse_numeric = any(after["max_relative_error"] > max(before["max_relative_error"], t.tolerance)
                                 for t, before, after in zip(targets.numeric, numeric_errors(records, targets).values(),
                                                             numeric_errors(trial, targets).values()))
-            if _l1(targets, trial_counts) >= _l1(targets, counts) or worse_numeric:
+            if weighted_l1(targets, deficits(targets, trial_counts)) >= weighted_l1(targets, deficits(targets, counts)) or worse_numeric:
                 break
             frames[0] = trial
             counts[:] = trial_counts
@@ -407,8 +411,9 @@ class Synthesizer:
         conditionals = Conditionals.build(targets, self.prior) if s.spread > 0 else None
         for p in pool.items:  # same order, so a candidate's source is the same index in both pools
             soft.add(replace(p, spread=conditionals.spread(p.values, p.ranges, s.spread)) if conditionals else p, split=False)
-        fit = soft.fit([t.counts.ravel() * (extra / n) for t in targets], extra, math.ceil(cap * extra / n))
-        whole = integerize(fit.counts, extra, np.full(len(soft), math.ceil(cap * extra / n)))
+        scale, extra_cap = extra / n, math.ceil(cap * extra / n)
+        fit = soft.fit([t.counts.ravel() * scale for t in targets], extra, extra_cap, scale=scale)
+        whole = integerize(fit.counts, extra, np.full(len(soft), extra_cap))
         drawn = [draw(p, int(k), schema, rng, soft.shapes).assign(**{_SOURCE: i}) for i, (p, k) in enumerate(zip(soft.items, whole)) if k > 0]
         candidates = pd.concat([frames[0], *drawn], ignore_index=True)
         sources = candidates[_SOURCE].to_numpy(dtype=np.int64)
@@ -621,10 +626,6 @@ def _numeric_stats(records: pd.DataFrame | None, targets: Targets) -> list[tuple
     if records is None or not targets.numeric:
         return None
     return [group_sums(records, t) for t in targets.numeric]
-
-
-def _l1(targets: Targets, counts: list[np.ndarray]) -> float:
-    return float(sum(t.weight * np.abs(c.ravel() - t.counts.ravel()).sum() for t, c in zip(targets, counts)))
 
 
 def _diversity(records: pd.DataFrame, targets: Targets, counts: list[np.ndarray], drawn: np.ndarray) -> dict:
