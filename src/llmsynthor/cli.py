@@ -43,6 +43,12 @@ def _fail(exc: BaseException, debug: bool, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _print_numeric(errors: dict[str, dict[str, float]]) -> None:
+    """One line per sum/mean target: its largest and mean relative error over the groups."""
+    for name, e in errors.items():
+        out.print(f"{name}: relative error max {e['max_relative_error']:.2%}, mean {e['mean_relative_error']:.2%}")
+
+
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec: variables, target tables, n_records, seed, llm, synthesis."),
@@ -129,8 +135,7 @@ def run(
     for name, d in result.distances.items():
         table.add_row(name, f"{d['tvd']:.4f}", f"{d['jsd']:.4f}")
     out.print(table)
-    for name, e in result.numeric.items():
-        out.print(f"{name}: relative error max {e['max_relative_error']:.2%}, mean {e['mean_relative_error']:.2%}")
+    _print_numeric(result.numeric)
     if result.calibration:
         c = result.calibration
         out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates "
@@ -213,8 +218,7 @@ def evaluate(
     for name, m in result.on_targets.items():
         table.add_row(name, *(f"{m[k]:.4f}" for k in ("tvd", "jsd", "hellinger", "srmse")))
     out.print(table)
-    for name, e in result.numeric_targets.items():
-        out.print(f"{name}: relative error max {e['max_relative_error']:.2%}, mean {e['mean_relative_error']:.2%}")
+    _print_numeric(result.numeric_targets)
     summary = result.summary()
     if reference is not None:
         worst = sorted(result.held_out.items(), key=lambda kv: -kv[1]["jsd"])[:5]
