@@ -83,8 +83,8 @@ def adult_case(folder: Path, n: int = 5000) -> Case:
 
 
 # ablations: all final calibration off (the paper's flat bins, add-only, no calibration over records);
-# only the calibration over records off (then remove and replace runs); no spread of categorical
-# values in the extra candidates; the pairwise prior off
+# only the calibration over records off (then remove and replace runs); no spread in the extra
+# candidates; the pairwise prior off
 ABLATIONS = {
     "without calibration": {"synthesis.within_bin": "uniform", "synthesis.remove_surplus": False, "synthesis.candidates": 1},
     "without calibration over records": {"synthesis.candidates": 1},
@@ -118,21 +118,18 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False) -> None:
                                             tokens_per_record=case.direct_tokens_per_record)
     case.runs[f"direct prompting, {model} ({u['cached']}/{u['calls']} cached)"] = (
         records, time.perf_counter() - start, str(u["calls"]), f"{(u['prompt_tokens'] + u['completion_tokens']) / max(len(records), 1):.1f}")
-    start = time.perf_counter()
-    result = Synthesizer(spec, backend, targets=targets).run()
-    wall = time.perf_counter() - start
-    u = result.usage
-    case.runs[f"llmsynthor, {model} ({u.cache_hits}/{u.calls} cached)"] = (
-        result.records, wall, str(u.calls), f"{(u.prompt_tokens + u.completion_tokens) / n:.1f}")
-    for label, overrides in ABLATIONS.items() if ablation else ():
-        from llmsynthor.spec import with_overrides
+    from llmsynthor.spec import with_overrides
 
+    def llmsynthor(label: str, run_spec) -> None:
         start = time.perf_counter()
-        result = Synthesizer(with_overrides(spec, overrides), backend, targets=targets).run()
-        wall = time.perf_counter() - start
+        result = Synthesizer(run_spec, backend, targets=targets).run()
         u = result.usage
-        case.runs[f"llmsynthor {label} ({u.cache_hits}/{u.calls} cached)"] = (
-            result.records, wall, str(u.calls), f"{(u.prompt_tokens + u.completion_tokens) / n:.1f}")
+        case.runs[f"{label} ({u.cache_hits}/{u.calls} cached)"] = (
+            result.records, time.perf_counter() - start, str(u.calls), f"{(u.prompt_tokens + u.completion_tokens) / n:.1f}")
+
+    llmsynthor(f"llmsynthor, {model}", spec)
+    for label, overrides in ABLATIONS.items() if ablation else ():
+        llmsynthor(f"llmsynthor {label}", with_overrides(spec, overrides))
 
 
 def print_summary(case: Case) -> None:
