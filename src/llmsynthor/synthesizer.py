@@ -221,9 +221,10 @@ class ProposalPool:
         return True
 
     def fit(self, gaps: list[np.ndarray], total: int, cap: int, drawn_stats: list[tuple[np.ndarray, np.ndarray]] | None = None,
-            scale: float = 1.0):
+            scale: float = 1.0, drawn: np.ndarray | None = None):
         """The best allocation of ``total`` more records over the pool (see :func:`allocation.solve`);
         ``drawn_stats`` are (records, sum) per group of each numeric target among the records drawn;
+        ``drawn``: records already taken from each proposal (default ``self.drawn``), counted against ``cap``;
         ``scale``: the records describe ``scale`` times the targets' population (sums and group sizes
         grow with it; ``gaps`` are given at that scale already)."""
         profiles = [np.column_stack(c) if c else np.zeros((t.counts.size, 0)) for c, t in zip(self._columns, self.targets)]
@@ -246,7 +247,7 @@ class ProposalPool:
                 rows, rhs = S[want] * (m[None, :] - v[:, None]) / norm[:, None], -(cur_sum - v * cur_n) / norm
             extra.append((np.sqrt(target.weight) * rows, np.sqrt(target.weight) * rhs))
             numeric.append((S, S * m))
-        alloc = solve(profiles, gaps, [t.weight for t in self.targets], total, cap - self.drawn, penalty, extra)
+        alloc = solve(profiles, gaps, [t.weight for t in self.targets], total, cap - (self.drawn if drawn is None else drawn), penalty, extra)
         predicted = [(n0 + (S @ alloc.counts).reshape(n0.shape), s0 + (Sm @ alloc.counts).reshape(s0.shape))
                      for (S, Sm), (n0, s0) in zip(numeric, drawn_stats)]
         return replace(alloc, numeric=predicted)
@@ -374,10 +375,8 @@ class Synthesizer:
             drawn = pool.drawn.copy()
             np.subtract.at(drawn, taken[_SOURCE].to_numpy(dtype=np.int64), 1)
             gaps = [g.ravel() for g in deficits(targets, trial_counts)]
-            saved, pool.drawn = pool.drawn, drawn
-            fit = pool.fit(gaps, rows.size, cap, _numeric_stats(records.drop(records.index[rows]), targets))
+            fit = pool.fit(gaps, rows.size, cap, _numeric_stats(records.drop(records.index[rows]), targets), drawn=drawn)
             whole = integerize(fit.counts, rows.size, cap - drawn)
-            pool.drawn = saved
             if whole.sum() < rows.size:
                 break
             fresh = pd.concat([draw(p, int(k), schema, rng, pool.shapes).assign(**{_SOURCE: i})
