@@ -13,7 +13,8 @@ from .api import make_backend, synthesize  # noqa: E402
 from .errors import BackendError, LLMSynthorError, ModelFileError, ProposalError, SpecError  # noqa: E402
 from .spec import Spec, load_spec  # noqa: E402
 from .synthesizer import SynthesisResult, Synthesizer  # noqa: E402
-from .targets import Targets, load_targets  # noqa: E402
+from .tables import Targets  # noqa: E402
+from .targets import load_targets  # noqa: E402
 
 __all__ = [
     "BackendError", "LLMSynthorError", "ModelFileError", "ProposalError", "SpecError",

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from .tables import NumericTarget
+
 
 @dataclass(frozen=True)
 class Allocation:
@@ -39,7 +41,7 @@ def solve(profiles: list[np.ndarray], gaps: list[np.ndarray], weights: list[floa
     ``profiles[t]`` is (cells_t × proposals); ``gaps[t]`` the missing counts of table t (flat);
     ``penalty`` (one value ≥ 0 per proposal) discourages implausible proposals; ``extra`` are more
     (rows × proposals, right-hand side) pairs, already scaled: residuals in relative-error units
-    (sum and mean targets, :meth:`ProposalPool.fit`).
+    (sum and mean targets, :func:`numeric_rows`).
     """
     n_prop = caps.size
     if n_prop == 0 or total <= 0:
@@ -92,3 +94,23 @@ def integerize(counts: np.ndarray, total: int, caps: np.ndarray | None = None) -
             if key is priority:
                 break
     return base
+
+
+def numeric_rows(shares: np.ndarray, means: np.ndarray, target: NumericTarget, size: np.ndarray,
+                 have_n: np.ndarray, have_sum: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares rows (groups × proposals) and right-hand side that make a sum or mean target
+    hold, in relative-error units, weighted by the target's weight (the ``extra`` of :func:`solve`).
+
+    ``shares`` (groups × proposals): each proposal's share of records in each group; ``means``: each
+    proposal's expected value of the variable; ``size``: records expected per group at the targets'
+    size; ``have_n`` / ``have_sum``: records and sum per group among the records drawn already;
+    ``scale``: the records describe ``scale`` times the targets' population."""
+    want = np.isfinite(target.values.ravel())
+    v, cur_n, cur_sum = target.values.ravel()[want], have_n.ravel()[want], have_sum.ravel()[want]
+    if target.statistic == "sum":  # Σ_p c_p s_pg m_p = V_g − drawn sum, relative to V_g
+        v = v * scale
+        rows, rhs = (shares[want] * means) / np.abs(v)[:, None], (v - cur_sum) / np.abs(v)
+    else:  # Σ_p c_p s_pg (m_p − V_g) = −(drawn sum − V_g · drawn records), relative to V_g · N_g
+        norm = np.abs(v) * size.ravel()[want] * scale
+        rows, rhs = shares[want] * (means[None, :] - v[:, None]) / norm[:, None], -(cur_sum - v * cur_n) / norm
+    return np.sqrt(target.weight) * rows, np.sqrt(target.weight) * rhs

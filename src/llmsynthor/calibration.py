@@ -31,7 +31,7 @@ from scipy.optimize import brentq, linprog
 
 from .discrepancy import weighted_l1
 from .statistics import encode
-from .targets import NumericTarget, Targets
+from .tables import NumericTarget, Targets
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Three kinds of disagreement are found, each naming both tables and the cells con
 
 Margins are compared on the shared variables' categories; numeric variables are compared when one
 table's bins are the other's or a refinement of them (fine bins are summed into coarse ones), and
-skipped otherwise. Works on any objects shaped like :class:`llmsynthor.targets.TargetTable`.
+skipped otherwise. Works on :class:`llmsynthor.tables.TargetTable` (or objects shaped like it).
 
 :func:`diagnose_numeric` adds a fourth kind, **numeric**: a sum or mean target that no set of
 records can reach while a count table holds — every record of a bin lies between the bin's edges,
@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations, product
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .targets import Axis, NumericTarget, TargetTable
+from .tables import Axis, NumericTarget, TargetTable
 
 _MAX_CELLS_SHOWN = 5
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .prompts import option_messages
 from .schema import Schema
-from .targets import Axis, Targets, TargetTable
+from .tables import Axis, Targets, TargetTable
 
 LIFT_RANGE = (0.02, 50.0)
 SPREAD_FLOOR = 0.03  # conditional probabilities below this are not spread to

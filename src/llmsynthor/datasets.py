@@ -12,7 +12,7 @@ import pandas as pd
 from scipy.stats import truncnorm
 
 from .statistics import encode_axis
-from .targets import Axis, interval_label
+from .tables import Axis, interval_label
 
 CATEGORIES = ["Electronics", "Apparel", "Food & Beverages", "Furniture & Appliances"]
 _AGE_MIX = (np.array([0.5, 0.45, 0.15]) / 1.10, np.array([24.0, 38.0, 55.0]), np.array([6.0, 15.0, 10.0]))

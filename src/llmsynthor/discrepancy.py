@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import jsd, tvd
-from .targets import Targets
+from .tables import Targets
 
 
 def deficits(targets: Targets, counts: list[np.ndarray]) -> list[np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .discrepancy import neediest_table
 from .schema import Schema
-from .targets import Targets, TargetTable, interval_label
+from .tables import Targets, TargetTable, interval_label
 
 if TYPE_CHECKING:
     from .copula import PairwisePrior

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .focus import Focus
 from .schema import CategoricalVariable, Schema
-from .targets import Axis
+from .tables import Axis
 
 
 def describe_variables(schema: Schema) -> str:
@@ -64,12 +63,13 @@ def _format(schema: Schema, free: list[str]) -> str:
     return "{" + ", ".join(parts + ['"num": count']) + "}"
 
 
-def plan_messages(schema: Schema, focus: list[Focus], free: list[str], dependencies: list[list[str]],
+def plan_messages(schema: Schema, focus: list[tuple[str, float]], free: list[str], dependencies: list[list[str]],
                   facts: list[str] = ()) -> list[dict[str, str]]:
-    """Ask for one proposal per focus cell: the model writes the ``free`` variables of each.
-    ``facts`` (known averages from sum/mean targets) help it place numeric ranges."""
+    """Ask for one proposal per focus cell, given as (its description, records missing): the model
+    writes the ``free`` variables of each. ``facts`` (known averages from sum/mean targets) help it
+    place numeric ranges."""
     deps = "; ".join("(" + ", ".join(g) + ")" for g in dependencies)
-    wanted = "\n".join(f"{i + 1}. {f.describe(schema)} (about {round(f.missing)} missing)" for i, f in enumerate(focus))
+    wanted = "\n".join(f"{i + 1}. {text} (about {round(missing)} missing)" for i, (text, missing) in enumerate(focus))
     numeric = [v for v in free if schema[v].is_numeric]
     user = (
         f"The synthetic data set still lacks these kinds of {schema.entity}s:\n{wanted}\n\n"

@@ -19,7 +19,7 @@ import pandas as pd
 from .focus import Focus
 from .schema import CategoricalVariable, IntegerVariable, Schema
 from .shapes import ValueShape, value_range
-from .targets import TargetTable
+from .tables import TargetTable
 
 _MAX_NUM_HINT = 10_000
 _MIN_PINNED_WIDTH = 0.1  # a range cut to less than this share of its focus bin is replaced by the bin

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .statistics import encode
-from .targets import Targets
+from .tables import Targets
 
 
 def surplus_records(records: pd.DataFrame, targets: Targets, counts: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:

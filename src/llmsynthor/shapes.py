@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .schema import Schema
-from .targets import Targets
+from .tables import Targets
 
 _GRID = 4097
 

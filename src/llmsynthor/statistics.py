@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .targets import Axis, NumericTarget, Targets, TargetTable
+from .tables import Axis, NumericTarget, Targets, TargetTable
 
 
 def encode_axis(axis: Axis, values: pd.Series | np.ndarray) -> np.ndarray:
@@ -90,3 +90,10 @@ def numeric_errors(records: pd.DataFrame, targets: Targets) -> dict[str, dict[st
         out[target.name] = {"max_relative_error": float(err.max()) if err.size else 0.0,
                             "mean_relative_error": float(err.mean()) if err.size else 0.0}
     return out
+
+
+def numeric_stats(records: pd.DataFrame | None, targets: Targets) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """(records, sum) per group of every sum/mean target among ``records``; None without either."""
+    if records is None or not targets.numeric:
+        return None
+    return [group_sums(records, t) for t in targets.numeric]

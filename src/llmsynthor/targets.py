@@ -1,141 +1,29 @@
-"""Target tables: reading, checking and holding the macro-statistics a run must match.
+"""Reading and checking target files into :class:`~llmsynthor.tables.Targets`.
 
-Every table becomes a dense array with one axis per variable. A categorical axis lists the
-variable's values in schema order; a numeric axis lists the table's own bins (the contract),
-which must tile the variable's [min, max] without gaps or overlaps. Counts are rescaled to the
-run's record count ``n`` so that discrepancies are "records missing at the final size".
+Every table becomes a dense array with one axis per variable (:mod:`llmsynthor.tables`). A
+categorical axis lists the variable's values in schema order; a numeric axis lists the table's
+own bins (the contract), which must tile the variable's [min, max] without gaps or overlaps.
+Counts are rescaled to the run's record count ``n`` so that discrepancies are "records missing
+at the final size". Targets come from CSV files, inline ``cells`` or pandas DataFrames.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .consistency import Inconsistency, Unreachable, diagnose, diagnose_numeric
+from .consistency import diagnose, diagnose_numeric
 from .errors import Problem, SpecError
-from .metrics import jsd, tvd
-from .schema import CategoricalVariable, IntegerVariable, Schema
+from .schema import CategoricalVariable, IntegerVariable
 from .spec import Spec, TableSpec
+from .tables import Axis, NumericTarget, Targets, TargetTable, interval_label
 
 _INTERVAL = re.compile(r"^\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*([\])])\s*$")
 _SHARE_TOLERANCE = 1e-3
 _TOTAL_RTOL = 1e-6
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One axis of a table: a categorical variable's values, or a numeric variable's bins."""
-
-    variable: str
-    labels: tuple[str, ...]
-    edges: np.ndarray | None = None  # numeric only: len(labels) + 1 edges; the last bin is closed
-
-    @property
-    def size(self) -> int:
-        return len(self.labels)
-
-    @property
-    def is_numeric(self) -> bool:
-        return self.edges is not None
-
-
-class _OnAxes:
-    """Variables and shape of anything laid out on ``axes`` (count tables, sum/mean targets)."""
-
-    axes: tuple[Axis, ...]
-
-    @property
-    def variables(self) -> list[str]:
-        return [a.variable for a in self.axes]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.axes)
-
-
-@dataclass(frozen=True)
-class TargetTable(_OnAxes):
-    """A target table rescaled to the run's size ``n``; ``counts`` has one axis per variable."""
-
-    name: str
-    axes: tuple[Axis, ...]
-    counts: np.ndarray
-    weight: float = 1.0
-    source: str = ""
-    tolerance_tvd: float = 0.01  # aligned when TVD and JS distance are at most these
-    tolerance_jsd: float = 0.03
-    raw_total: float | None = None  # the table's own total, for count tables
-
-    def margin(self, variables: list[str]) -> np.ndarray:
-        """The counts summed over every other variable, axes in the order of ``variables``."""
-        order = [self.variables.index(v) for v in variables]
-        others = tuple(i for i in range(len(self.axes)) if i not in order)
-        kept = sorted(order)
-        return np.transpose(self.counts.sum(axis=others), [kept.index(i) for i in order])
-
-    def aligned(self, counts: np.ndarray) -> bool:
-        """Whether ``counts`` (on this table's cells) are within the table's tolerances."""
-        return tvd(counts, self.counts) <= self.tolerance_tvd and jsd(counts, self.counts) <= self.tolerance_jsd
-
-
-@dataclass(frozen=True)
-class NumericTarget(_OnAxes):
-    """The sum or mean of a numeric variable per group (the cells of ``axes``; no axes: overall).
-    ``values`` has the groups' shape, NaN where a group has no target; sums are rescaled to ``n``."""
-
-    name: str
-    axes: tuple[Axis, ...]
-    variable: str
-    statistic: str  # "sum" or "mean"
-    values: np.ndarray
-    weight: float = 1.0
-    tolerance: float = 0.02
-    source: str = ""
-
-    def relative_errors(self, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
-        """|statistic − target| / |target| for every group with a target (a group with no records
-        but a target mean counts as 100 % off)."""
-        wanted = np.isfinite(self.values)
-        got = sums if self.statistic == "sum" else np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
-        err = np.abs(np.nan_to_num(got, nan=0.0) - self.values) / np.maximum(np.abs(self.values), 1e-12)
-        err = np.where(np.isnan(got) & wanted, 1.0, err)
-        return err[wanted]
-
-    def aligned(self, counts: np.ndarray, sums: np.ndarray) -> bool:
-        return bool(np.all(self.relative_errors(counts, sums) <= self.tolerance))
-
-
-@dataclass(frozen=True)
-class Targets:
-    """All target tables of a run and the run's record count."""
-
-    n: int
-    tables: tuple[TargetTable, ...]
-    schema: Schema = field(repr=False)
-    inconsistencies: tuple[Inconsistency | Unreachable, ...] = ()  # found before the run, kept when told to proceed
-    numeric: tuple[NumericTarget, ...] = ()  # sums and means; iterating Targets yields the count tables only
-
-    def __iter__(self):
-        return iter(self.tables)
-
-    def __len__(self) -> int:
-        return len(self.tables)
-
-
-def interval_label(lo: float, hi: float, var) -> str:
-    """The label of the half-open interval [lo, hi) of a numeric variable, as specs write it.
-
-    An interval that reaches the top of the domain is shown closed: ``[52,90]`` for integers
-    (internally [52, 91)), ``[921,2000]`` for floats.
-    """
-    integer = isinstance(var, IntegerVariable)
-    closed = hi >= var.top
-    fmt = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}")
-    return f"[{fmt(lo)},{fmt(hi - 1 if integer and closed else hi)}{']' if closed else ')'}"
 
 
 def _parse_interval(text: str):
@@ -183,7 +71,15 @@ def _numeric_axis(var_name: str, var, raw_labels: list[str], where: str, problem
             problems.append(Problem(where, f"bins {prev!r} and {cur!r} of '{var_name}' leave a gap [{p_right:g},{c_left:g}); expected bins that tile [{var.min:g}, {var.max:g}]"))
     last_right = parsed[order[-1]][1]
     if last_right != upper:
-        problems.append(Problem(where, f"bins of '{var_name}' end at {parsed[order[-1]][1] - (1 if integer else 0):g}; expected them to end at the variable's max {var.max:g}"))
+        last = order[-1]
+        a, written, closed = _parse_interval(last)  # as the user wrote it
+        fix = f"'[{a:g},{var.max:g}]'" if a < var.max else f"a last bin [a,{var.max:g}] with a < {var.max:g}"
+        if integer and not closed and written == var.max:
+            problems.append(Problem(where, f"the last bin {last!r} of '{var_name}' leaves out the max {var.max:g} ([a,b) stops "
+                                           f"before b); write the last bin closed: {fix}"))
+        else:
+            problems.append(Problem(where, f"bins of '{var_name}' end with {last!r}; expected them to end at the variable's max "
+                                           f"{var.max:g}, the last bin closed: {fix}"))
     if len(problems) > bad:
         return None, {}
     edges = np.array([parsed[k][0] for k in order] + [last_right], dtype=float)
@@ -198,10 +94,25 @@ def _read_cells(table: TableSpec, base_dir: Path, where: str, problems: list[Pro
         if not path.is_file():
             problems.append(Problem(where, f"target file '{path}' not found; expected a CSV with columns {table.variables + ['count']}"))
             return None
+        import csv
+
         try:
+            text = path.read_text(encoding="utf-8-sig")
+            half = re.compile(r"^\s*\[\s*[-+0-9.eE]+\s*$"), re.compile(r"^\s*[-+0-9.eE]+\s*[)\]]\s*$")
+            reader = csv.reader(text.splitlines())
+            for row in reader if "[" in text else ():  # an unquoted bin: its comma split it in two fields
+                for left, right in zip(row, row[1:]):
+                    if half[0].match(left) and half[1].match(right):
+                        written = f"{left.strip()},{right.strip()}"
+                        problems.append(Problem(f"{path}", f"line {reader.line_num}: the bin {written} is not in double quotes, "
+                                                           f"so its comma split it into two columns; write it \"{written}\""))
+                        return None
             return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
             problems.append(Problem(f"{path}", f"could not be read as CSV ({str(exc).strip()})"))
+            return None
+        except OSError as exc:
+            problems.append(Problem(f"{path}", f"could not be read ({exc.strerror or exc})"))
             return None
     return pd.DataFrame([{k: str(v) for k, v in row.items()} for row in table.cells or []])
 
