@@ -160,3 +160,32 @@ def test_reachable_means_and_sums_pass(workdir):
                           "cells": [{"category": c, "value": float(v)} for c, v in means.items()]},
                 {"name": "total_age", "sum_of": "age", "cells": [{"value": int(reference["age"].sum())}]})
     assert load_targets(load_spec(workdir / "spec.yaml")).inconsistencies == ()
+
+
+def sparse_spec(tmp_path: Path, **synthesis) -> Path:
+    """A 30 × 30 joint table with one record in every cell (900 cells) for 300 records."""
+    values = [f"v{i}" for i in range(30)]
+    rows = [{"a": x, "b": y, "count": 1} for x in values for y in values]
+    pd.DataFrame(rows).to_csv(tmp_path / "ab.csv", index=False)
+    pd.DataFrame({"a": values, "count": 30}).to_csv(tmp_path / "a.csv", index=False)
+    spec = {"n_records": 300, "variables": {v: {"type": "categorical", "values": values} for v in "ab"},
+            "targets": [{"variables": ["a"], "file": "a.csv"}, {"variables": ["a", "b"], "file": "ab.csv"}],
+            "synthesis": {"max_iterations": 3, "infer_dependencies": False, **synthesis}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return tmp_path / "spec.yaml"
+
+
+def test_a_table_with_more_cells_than_records_says_so_and_what_to_do(tmp_path):
+    result = CliRunner().invoke(app, ["check", str(sparse_spec(tmp_path))])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "'a×b' has 900 cells with a positive count but the run makes only 300 records" in text
+    assert "fewer cells" in text and "more records (n_records)" in text and "proceed" in text
+
+
+def test_a_sparse_table_can_proceed_and_its_cells_are_asked_for(tmp_path):
+    spec = load_spec(sparse_spec(tmp_path, inconsistent_targets="proceed"))
+    llm = FakeLLM(seed=2)
+    result = Synthesizer(spec, llm).run()
+    assert len(result.records) == 300 and llm.calls  # before: "no deficit to ask about", no request sent
+    assert any("900 cells" in note for note in result.notes)

@@ -16,6 +16,9 @@ skipped otherwise. Works on :class:`llmsynthor.tables.TargetTable` (or objects s
 :func:`diagnose_numeric` adds a fourth kind, **numeric**: a sum or mean target that no set of
 records can reach while a count table holds — every record of a bin lies between the bin's edges,
 so a table with the summed variable and the target's groups bounds each group's mean and sum.
+
+:func:`diagnose_sparse` adds a fifth, **sparse**: a table with more cells holding records than the
+run makes records.
 """
 
 from __future__ import annotations
@@ -51,6 +54,33 @@ class Inconsistency:
         if self.kind == "zero":
             return f"'{a}' and '{b}' disagree on {over}: cells that one table forces to zero and the other does not — {shown}{more}"
         return f"'{a}' and '{b}' give different margins over {over} — {shown}{more}"
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A count table with more cells holding records than the run makes records: most of its cells
+    cannot hold even one, so the table cannot be matched (and cells of under half a record are
+    never asked for)."""
+
+    table: str
+    cells: int  # cells with a positive count
+    n: int
+    largest: float  # the largest cell, in records at the run's size
+
+    @property
+    def tables(self) -> tuple[str]:
+        return (self.table,)
+
+    def describe(self) -> str:
+        return (f"table '{self.table}' has {self.cells:,} cells with a positive count but the run makes only {self.n:,} records "
+                f"(largest cell {self.largest:.3g} records), so most cells cannot hold a whole record; expected fewer cells "
+                "(coarser bins or fewer variables in the table) or more records (n_records)")
+
+
+def diagnose_sparse(tables: list[TargetTable] | tuple[TargetTable, ...], n: int) -> list[Sparse]:
+    """Tables with more positive cells than ``n`` records."""
+    return [Sparse(t.name, int((t.counts > 0).sum()), int(n), float(t.counts.max() * n / max(t.counts.sum(), 1e-300)))
+            for t in tables if int((t.counts > 0).sum()) > n]
 
 
 def _coarsening(fine: Axis, coarse: Axis) -> np.ndarray | None:

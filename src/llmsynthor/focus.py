@@ -83,7 +83,10 @@ def plan_focus(targets: Targets, residual: list[np.ndarray], k: int, rng: np.ran
     lead_index = neediest_table(targets, residual)
     lead = targets.tables[lead_index]
     flat = residual[lead_index].ravel()
-    cells = [int(c) for c in np.argsort(-flat, kind="stable")[:k] if flat[c] > 0.5]
+    order = np.argsort(-flat, kind="stable")[:k]
+    cells = [int(c) for c in order if flat[c] > 0.5]
+    if not cells and np.clip(flat, 0, None).sum() >= 1:  # a sparse table: a whole record missing, spread thinly
+        cells = [int(c) for c in order if flat[c] > 0]
     others = sorted((t for i, t in enumerate(targets) if i != lead_index), key=lambda t: -t.counts.size)
     out = []
     for cell in cells:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .consistency import diagnose, diagnose_numeric
+from .consistency import diagnose, diagnose_numeric, diagnose_sparse
 from .errors import Problem, SpecError
 from .schema import CategoricalVariable, IntegerVariable
 from .spec import Spec, TableSpec
@@ -258,7 +258,8 @@ def load_targets(spec: Spec) -> Targets:
         for t, axes, values, where in numeric
     )
     integer = {name: isinstance(var, IntegerVariable) for name, var in spec.variables.items()}
-    found = [*diagnose(tables, s.consistency_tolerance), *diagnose_numeric(tables, numeric_targets, integer, population / n)]
+    found = [*diagnose(tables, s.consistency_tolerance), *diagnose_numeric(tables, numeric_targets, integer, population / n),
+             *diagnose_sparse(tables, n)]
     if found and s.inconsistent_targets == "stop":
         where = {t.name: t.source for t in (*tables, *numeric_targets)}
         raise SpecError([Problem(" and ".join(dict.fromkeys(where[t] for t in d.tables)), f"inconsistent targets: {d.describe()}") for d in found] + [Problem(
