@@ -85,6 +85,7 @@ def test_a_backend_without_probabilities_is_noted_not_fatal():
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_the_default_model_knows_husbands_are_male():
     """Through the real Qwen2.5-Coder-1.5B: option probabilities from its logits."""
     from llmsynthor.llm.embedded import EmbeddedLLM

@@ -22,6 +22,7 @@ def gemma():
     return EmbeddedLLM("gemma3-270m", n_ctx=2048)
 
 
+@pytest.mark.model
 def test_gemma_answers_a_plan_that_validates(gemma, example_spec_path):
     schema = load_spec(example_spec_path).record_schema
     assert isinstance(gemma, LLMBackend) and gemma.name == "embedded:gemma3-270m"
@@ -34,6 +35,7 @@ def test_gemma_answers_a_plan_that_validates(gemma, example_spec_path):
     assert error is None or report.rejected  # a range may miss the domain; then it is counted
 
 
+@pytest.mark.model
 def test_same_seed_same_answer(gemma):
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     msgs = [{"role": "user", "content": "Give a number as JSON."}]
@@ -54,6 +56,7 @@ def test_an_unknown_model_name_is_refused():
         resolve("gpt-17")
 
 
+@pytest.mark.model
 def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     """The machinery through the real, wild small model: n = 300, 4 iterations, parquet output, manifest."""
     out = tmp_path / "records.parquet"
@@ -76,3 +79,9 @@ def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     # calibration over records ran on the real model's proposals (up to 2n extra candidates, fewer when the caps bind)
     assert manifest["calibration"]["kept"] == 300 and 300 < manifest["calibration"]["candidates"] <= 900
     assert set(manifest["metrics"]["per_table"]) == {t.label for t in load_spec(example_spec_path).targets}
+
+
+def test_a_test_without_the_model_marker_cannot_load_a_model():
+    """The fast lane (`pytest -m "not model"`) stays fast: conftest refuses unmarked model loads."""
+    with pytest.raises(AssertionError, match="mark it @pytest.mark.model"):
+        EmbeddedLLM("gemma3-270m", n_ctx=512)

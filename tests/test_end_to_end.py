@@ -17,6 +17,7 @@ from llmsynthor.statistics import count_all
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_ecommerce_example_on_the_default_model(tmp_path, example_spec_path):
     out = tmp_path / "ecommerce.csv"
     proc = subprocess.run(

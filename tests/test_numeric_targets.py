@@ -110,6 +110,7 @@ def test_with_overrides_keeps_numeric_targets(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_the_default_model_meets_per_category_mean_prices(tmp_path):
     """Through the real Qwen 1.5B: the example plus the reference's mean price per category. The
     same run without this target misses the means by up to 5.3 % (Electronics); measured here

@@ -21,6 +21,8 @@ import yaml
 
 from llmsynthor.llm.models import resolve
 
+pytestmark = [pytest.mark.server, pytest.mark.model]
+
 
 def free_port() -> int:
     with socket.socket() as s:
