@@ -6,12 +6,16 @@ target files, options). Errors are one paragraph on stderr; ``--debug`` adds the
 
 from __future__ import annotations
 
+import shlex
 import sys
+import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -76,42 +80,39 @@ def run(
     the LLM inferred, every iteration's worst discrepancy, LLM calls, cache hits and tokens,
     and the wall time split into LLM and non-LLM time.
     """
-    from .output import check_output_path, manifest, write_manifest, write_records
+    from .output import check_run_paths, manifest, write_manifest, write_records
+    from .spec import check_size
     from .synthesizer import Synthesizer
 
+    changes = {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url, "llm.model": model,
+               "llm.concurrency": concurrency, "synthesis.max_iterations": max_iterations}
+    given = {"--manifest": manifest_path, "--checkpoint": checkpoint_dir}  # as the user wrote them, for the resume hint
     try:
-        spec = load_spec(spec_path)
-        spec = with_overrides(spec, {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url,
-                                     "llm.model": model, "llm.concurrency": concurrency,
-                                     "synthesis.max_iterations": max_iterations})
+        spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
         out_path = out_path or Path(f"{spec.name}.csv")
-        check_output_path(out_path)
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
         checkpoint_dir = checkpoint_dir or out_path.with_suffix(".checkpoint")
-        if resume:
-            checkpoint.require(checkpoint_dir)  # before loading a model
-        from .api import make_backend
         from .targets import load_targets
 
         targets = load_targets(spec)
+        check_size(spec, targets.n)
+        # every path the run writes, before the model is loaded and before any LLM call
+        use_cache = not no_cache and spec.llm.cache
+        if spec.llm.backend == "embedded":
+            from .llm.models import check_cache_folder
+
+            check_cache_folder()
+        from .llm.cache import default_path
+
+        check_run_paths(out_path, manifest_path, checkpoint_dir, default_path() if use_cache else None)
+        if resume:
+            checkpoint.require(checkpoint_dir)
+        from .api import make_backend
+
         err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"
                   else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …")
-        backend = make_backend(spec.llm, cache=not no_cache and spec.llm.cache)
-        with Progress(
-            TextColumn("[bold]iteration {task.fields[iteration]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("records · worst TVD {task.fields[worst]:.4f} ({task.fields[table]}, {task.fields[state]})"),
-            TimeElapsedColumn(),
-            console=err,
-        ) as bar:
-            task = bar.add_task("synthesis", total=targets.n, iteration=0, worst=1.0, table="-", state="planned")
-
-            def progress(stats):
-                drawn = stats.records > 0  # before drawing, show how well the pool's best plan fits
-                bar.update(task, completed=stats.records, iteration=stats.iteration, table=stats.worst_table if drawn else "all tables",
-                           worst=stats.worst_tvd if drawn else stats.predicted_worst_tvd, state="drawn" if drawn else "planned")
-
+        backend = make_backend(spec.llm, cache=use_cache)
+        with _progress(targets.n) as progress:
             synth = Synthesizer(spec, backend, targets=targets, progress=progress, checkpoint_dir=checkpoint_dir)
             try:
                 result = synth.run(resume=resume)
@@ -124,10 +125,16 @@ def run(
         data = manifest(spec, result, backend=backend, records_path=out_path)
         write_manifest(data, manifest_path)
         checkpoint.clear(checkpoint_dir)
+    except KeyboardInterrupt:
+        _interrupted(checkpoint_dir, _resume_command(spec_path, out_path, given, changes, no_cache))
     except SpecError as exc:
         _fail(exc, debug, 2)
     except LLMSynthorError as exc:
         _fail(exc, debug, 1)
+    except OSError as exc:  # disk full, a file removed mid-run …: one line, the traceback only with --debug
+        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
+    except MemoryError:
+        _fail(LLMSynthorError("ran out of memory; lower n_records (or --n) or synthesis.candidates"), debug, 1)
 
     table = Table(title=f"{len(result.records)} records → {out_path}", show_edge=False)
     for col in ("target table", "TVD", "JSD (distance)"):
@@ -139,14 +146,92 @@ def run(
     if result.calibration:
         c = result.calibration
         out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates "
-                  f"({c['from_loop']} drawn by the loop); discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records")
-    t = data["time"]
-    out.print(
-        f"{'converged' if result.converged else 'NOT converged (see manifest)'} · {data['llm']['calls']} LLM calls · "
-        f"{data['llm']['cache_hits']} from cache · {data['llm']['prompt_tokens']}+{data['llm']['completion_tokens']} tokens · "
-        f"wall {t['wall_seconds']:.1f}s "
-        f"(LLM {t['llm_seconds']:.1f}s) · manifest {manifest_path}"
-    )
+                  f"({c['from_loop']} drawn by the loop); discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records",
+                  soft_wrap=True)
+    out.print(_summary(result.converged, data, manifest_path), soft_wrap=True)  # one line, also in logs
+
+
+_OVERRIDE_OPTIONS = {"seed": "--seed", "n_records": "--n", "llm.backend": "--llm", "llm.base_url": "--base-url", "llm.model": "--model",
+                     "llm.concurrency": "--concurrency", "synthesis.max_iterations": "--max-iterations"}
+
+
+def _summary(converged: bool, data: dict, manifest_path: Path) -> str:
+    """The run's last line: convergence, LLM calls and option scorings, cache, tokens, time."""
+    llm, t = data["llm"], data["time"]
+    scorings = llm.get("option_scorings", 0)
+    if scorings:
+        seconds = llm.get("option_scoring_seconds")  # part of the LLM time
+        scored = f" + {scorings} option scorings" + (f" ({seconds:.1f}s)" if seconds is not None else " (time within LLM)")
+    else:
+        scored = ""
+    return (f"{'converged' if converged else 'NOT converged (see manifest)'} · {llm['calls']} LLM calls{scored} · "
+            f"{llm['cache_hits']} from cache · {llm['prompt_tokens']}+{llm['completion_tokens']} tokens · "
+            f"wall {t['wall_seconds']:.1f}s (LLM {t['llm_seconds']:.1f}s) · manifest {manifest_path}")
+
+
+@contextmanager
+def _progress(n: int):
+    """Yield the run's progress callback: a live bar on a terminal, else one complete plain line per
+    iteration (logs and pipes keep every figure; a bar would be cut off there)."""
+
+    def fields(stats):
+        drawn = stats.records > 0  # before drawing, show how well the pool's best plan fits
+        return (stats.worst_tvd if drawn else stats.predicted_worst_tvd, stats.worst_table if drawn else "all tables",
+                "drawn" if drawn else "planned")
+
+    if not err.is_terminal:
+        started = time.monotonic()
+
+        def line(stats):
+            worst, table, state = fields(stats)
+            typer.echo(f"iteration {stats.iteration}: {stats.records}/{n} records · worst TVD {worst:.4f} ({table}, {state}) · "
+                       f"{stats.pool} proposals · {time.monotonic() - started:.1f}s", err=True)
+
+        yield line
+        return
+    with Progress(
+        TextColumn("[bold]iteration {task.fields[iteration]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("records · worst TVD {task.fields[worst]:.4f} ({task.fields[table]}, {task.fields[state]})"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
+        task = bar.add_task("synthesis", total=n, iteration=0, worst=1.0, table="-", state="planned")
+
+        def update(stats):
+            worst, table, state = fields(stats)
+            bar.update(task, completed=stats.records, iteration=stats.iteration, table=table, worst=worst, state=state)
+
+        yield update
+
+
+def _os_error(exc: OSError) -> str:
+    """``file system error on /x/y.csv: No space left on device`` from an OSError, without the errno noise."""
+    name = f" on {exc.filename}" if getattr(exc, "filename", None) else ""
+    return f"file system error{name}: {exc.strerror or exc}"
+
+
+def _resume_command(spec_path: Path, out_path: Path | None, given: dict, changes: dict, no_cache: bool) -> str:
+    """The exact command that resumes this run: the same spec, paths and overrides, plus --resume."""
+    words = ["llmsynthor", "run", str(spec_path)]
+    for option, value in (("--out", out_path), *given.items(), *((_OVERRIDE_OPTIONS[k], v) for k, v in changes.items())):
+        if value is not None:
+            words += [option, str(value)]
+    if no_cache:
+        words.append("--no-cache")
+    return shlex.join([*words, "--resume"])
+
+
+def _interrupted(checkpoint_dir: Path | None, command: str) -> None:
+    """Ctrl-C: say where the progress is and the exact command that finishes the run; exit 130."""
+    if checkpoint_dir is not None and checkpoint.exists(checkpoint_dir):
+        typer.echo(f"llmsynthor: interrupted. Progress up to the last finished iteration is saved in {checkpoint_dir}; "
+                   f"to finish the run: {command}", err=True)
+    else:
+        typer.echo("llmsynthor: interrupted before the first iteration finished; nothing to resume (LLM answers so far "
+                   "are in the response cache): run the same command again", err=True)
+    raise typer.Exit(130)
 
 
 @app.command()
@@ -155,11 +240,13 @@ def check(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Check SPEC and its target files without running anything; list the tables."""
+    from .spec import check_size
     from .targets import load_targets
 
     try:
         spec = load_spec(spec_path)
         targets = load_targets(spec)
+        check_size(spec, targets.n)
     except SpecError as exc:
         _fail(exc, debug, 2)
     table = Table(title=f"{spec.source}: {len(targets)} target tables, n = {targets.n}", show_edge=False)
@@ -171,6 +258,14 @@ def check(
     out.print(table)
     for d in targets.inconsistencies:  # only here when synthesis.inconsistent_targets is 'proceed'
         out.print(f"[yellow]inconsistent targets (proceeding with a weighted compromise):[/] {d.describe()}")
+
+
+@app.command("spec-format")
+def spec_format() -> None:
+    """Print the spec format: every field with its type, default, limits and meaning, and how to write target files."""
+    from .spec import spec_reference
+
+    typer.echo(spec_reference())
 
 
 _RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet.")
@@ -258,9 +353,12 @@ def report(
     """
     import json
 
+    from .output import check_writable_file
     from .report import build_report
 
     try:
+        html_path = html_path or records_path.with_suffix(".report.html")
+        check_writable_file(html_path, "report path")  # before any work
         spec, targets, records, reference, result = _evaluated(records_path, spec_path, reference_path)
         default_manifest = records_path.with_suffix(".manifest.json")
         if manifest_path is None and default_manifest.is_file():
@@ -273,19 +371,19 @@ def report(
                 raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the JSON written by `llmsynthor run`")) from exc
     except SpecError as exc:
         _fail(exc, debug, 2)
-    html_path = html_path or records_path.with_suffix(".report.html")
     page = build_report(records, targets, result, manifest=manifest, reference=reference, title=f"llmsynthor report: {spec.name}")
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(page, encoding="utf-8")
+    try:
+        html_path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
     out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained)")
 
 
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
-        typer.echo("llmsynthor: interrupted; progress up to the last finished iteration is in the checkpoint "
-                   "folder (<out>.checkpoint): run the same command with --resume to finish", err=True)
+    except KeyboardInterrupt:  # `run` reports its own (checkpoint and resume command); this is any other moment
+        typer.echo("llmsynthor: interrupted", err=True)
         sys.exit(130)
 
 

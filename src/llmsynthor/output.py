@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .errors import Problem, SpecError
+from .errors import LLMSynthorError, Problem, SpecError
 from .schema import Schema
 from .spec import Spec
 from .synthesizer import SynthesisResult
@@ -22,6 +23,79 @@ def check_output_path(path: Path) -> None:
     """Fail before a run, not after it, when records could not be written to ``path``."""
     if path.suffix.lower() not in RECORD_FORMATS:
         raise SpecError(Problem(f"records path '{path}'", f"unknown extension {path.suffix or '(none)'!r}; expected .csv or .parquet"))
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class _PathCheck:
+    """Problems with one path the run will write: ``what 'path': message[; hint]``."""
+
+    def __init__(self, what: str, path: Path, hint: str = ""):
+        self.what, self.path, self.hint = what, Path(path), hint
+
+    def fail(self, message: str) -> SpecError:
+        return SpecError(Problem(f"{self.what} '{self.path}'", message + (f" ({self.hint})" if self.hint else "")))
+
+    def folder(self, folder: Path) -> None:
+        """Create ``folder`` if needed, then create and delete a probe file in it: the one sure test."""
+        if folder.exists() and not folder.is_dir():
+            raise self.fail(f"{folder} is a file, not a folder; expected a folder to write in")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.fail(f"cannot create the folder {folder} ({_why(exc)})") from None
+        probe = folder / f".{self.path.name}.llmsynthor-probe-{os.getpid()}"
+        try:
+            with open(probe, "x", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise self.fail(f"cannot write in {folder} ({_why(exc)}); expected a writable folder") from None
+        probe.unlink(missing_ok=True)
+
+
+def check_writable_file(path: Path, what: str, hint: str = "") -> None:
+    """Fail with one line naming ``path`` unless a file can be written there: not an existing folder, its
+    folder created if needed and writable (tried with a probe file, removed again), an existing file writable."""
+    check = _PathCheck(what, path, hint)
+    if check.path.is_dir():
+        raise check.fail("is an existing folder; expected a file name")
+    check.folder(check.path.parent)
+    if check.path.exists() and not os.access(check.path, os.W_OK):
+        raise check.fail("exists and is not writable; expected a file that can be replaced")
+
+
+def check_writable_folder(folder: Path, what: str, hint: str = "") -> None:
+    """Fail with one line naming ``folder`` unless files can be written in it (folders created for the
+    test are removed again, so nothing is left behind)."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        _PathCheck(what, folder, hint).folder(folder)
+    finally:
+        for p in missing:  # innermost first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+
+
+def check_run_paths(records: Path, manifest: Path, checkpoint_dir: Path, cache: Path | None) -> None:
+    """Every path a run writes (records, manifest, checkpoint folder, response cache), checked before the
+    model is loaded and before any LLM call; one SpecError naming the first path that cannot be written."""
+    check_output_path(records)
+    seen: dict[str, str] = {}
+    for what, p in {"records path": records, "manifest path": manifest, "checkpoint folder": checkpoint_dir}.items():
+        key = os.path.abspath(p)
+        if key in seen:
+            raise SpecError(Problem(f"{what} '{p}'", f"is also the {seen[key]}; expected distinct paths"))
+        seen[key] = what
+    check_writable_file(records, "records path")
+    check_writable_file(manifest, "manifest path")
+    check_writable_folder(checkpoint_dir, "checkpoint folder")
+    if cache is not None:
+        check_writable_file(cache, "response cache", "set LLMSYNTHOR_CACHE to a writable folder, or pass --no-cache")
 
 
 def read_records(path: Path, schema: Schema) -> pd.DataFrame:
@@ -38,11 +112,14 @@ def read_records(path: Path, schema: Schema) -> pd.DataFrame:
 
 def write_records(records: pd.DataFrame, path: Path) -> Path:
     check_output_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        records.to_csv(path, index=False)
-    else:
-        records.to_parquet(path, index=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".csv":
+            records.to_csv(path, index=False)
+        else:
+            records.to_parquet(path, index=False)
+    except OSError as exc:
+        raise LLMSynthorError(f"could not write the records to {path}: {_why(exc)}") from exc
     return path
 
 
@@ -93,6 +170,9 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
 
 
 def write_manifest(data: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise LLMSynthorError(f"could not write the manifest to {path}: {_why(exc)}") from exc
     return path

@@ -22,11 +22,17 @@ class CategoricalVariable(_Frozen):
     """A variable that takes one of a fixed list of labels."""
 
     type: Literal["categorical"] = "categorical"
-    values: list[str] = Field(min_length=1)
-    description: str = ""
+    values: list[str] = Field(min_length=1, description="the labels, as the target files write them")
+    description: str = Field(default="", description="what the variable means, for the prompts")
 
     @model_validator(mode="after")
     def _distinct(self) -> CategoricalVariable:
+        for v in self.values:
+            if not v.strip():
+                raise ValueError(f"values must be non-empty labels, got {v!r}")
+            if v != v.strip():
+                raise ValueError(f"value {v!r} has leading or trailing spaces; expected {v.strip()!r} "
+                                 "(the target files' cells are read without them)")
         seen = set()
         dupes = [v for v in self.values if v in seen or seen.add(v)]
         if dupes:
@@ -39,9 +45,9 @@ class CategoricalVariable(_Frozen):
 
 
 class _NumericVariable(_Frozen):
-    min: float
-    max: float
-    description: str = ""
+    min: float = Field(allow_inf_nan=False, description="the smallest value")
+    max: float = Field(allow_inf_nan=False, description="the largest value, included: a table's last bin is closed, e.g. [80,100]")
+    description: str = Field(default="", description="what the variable means and its unit, for the prompts")
 
     @model_validator(mode="after")
     def _ordered(self):

@@ -8,18 +8,82 @@ file, the field and what was expected. Target files are read by :mod:`llmsynthor
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Problem, SpecError
 from .schema import Schema, Variable
 
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any integer >= 0; scikit-learn's random_state (evaluate) needs < 2**32
+SPEC_FORMAT_HINT = "`llmsynthor spec-format` lists every field"
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL (None if nothing): it needs http:// or https:// and a host."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        return f"not a URL ({exc}); expected e.g. http://localhost:8000/v1"
+    if parts.scheme not in ("http", "https"):
+        return "expected a URL starting with http:// or https://, e.g. http://localhost:8000/v1"
+    if not parts.hostname:
+        return "the URL names no host; expected e.g. http://localhost:8000/v1"
+    return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable; else physical memory), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**40:.3g} TiB" if n_bytes >= 2**40 else f"{n_bytes / 2**30:.3g} GiB"
+
+
+def memory_estimate(n_records: int, n_variables: int, candidates: float) -> int:
+    """A rough estimate of the bytes a run of ``n_records`` holds at once: every candidate record (n × candidates)
+    with its variables and its proposal, 8 bytes a value, twice (a frame and the copy made while joining)."""
+    return int(n_records * max(1.0, candidates) * (n_variables + 1) * 8 * 2)
+
+
+def memory_problem(n_records: int, n_variables: int, candidates: float, available: int | None = None) -> str | None:
+    """A one-line explanation when ``n_records`` cannot fit in memory, else None."""
+    available = available_memory() if available is None else available
+    need = memory_estimate(n_records, n_variables, candidates)
+    if available is None or need <= available:
+        return None
+    most = int(available // max(1, memory_estimate(1, n_variables, candidates)))
+    return (f"{n_records} records need about {_gib(need)} of memory ({n_records} × candidates {candidates:g} × "
+            f"{n_variables + 1} columns × 8 bytes × 2 copies) but {_gib(available)} is available; expected at most about "
+            f"{most} records here")
+
+
+def check_size(spec: Spec, n_records: int) -> None:
+    """Fail before any LLM call when a run of ``n_records`` (the spec's or its tables' total) cannot fit in memory."""
+    problem = memory_problem(n_records, len(spec.variables), spec.synthesis.candidates)
+    if problem:
+        field = "n_records" if spec.n_records is not None else "targets"
+        raise SpecError(Problem(f"{spec.source}: field '{field}'", problem))
 
 
 class TableSpec(_Frozen):
@@ -32,13 +96,15 @@ class TableSpec(_Frozen):
     targets: no target for that group).
     """
 
-    name: str | None = None
+    name: str | None = Field(default=None, description="the table's name in messages and the manifest (default: its variables joined by ×)")
     variables: list[str] = Field(default_factory=list, description="the table's variables; for sum_of/mean_of the groups (may be empty)")
-    file: Path | None = None
-    cells: list[dict[str, Any]] | None = None
+    file: Path | None = Field(default=None, description="a CSV, relative to the spec's folder: one column per variable plus "
+                              "'count' or 'share' ('value' for sum_of/mean_of); quote bins: \"[18,35)\"")
+    cells: list[dict[str, Any]] | None = Field(default=None, description="the rows inline instead of 'file', e.g. "
+                                               "[{gender: Male, share: 0.45}, {gender: Female, share: 0.55}]")
     sum_of: str | None = Field(default=None, description="a numeric variable whose total per group is the target")
     mean_of: str | None = Field(default=None, description="a numeric variable whose mean per group is the target")
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, description="how much this table counts in a compromise between inconsistent tables")
     tolerance_tvd: float | None = Field(default=None, gt=0, le=1, description="this table's TVD tolerance (default: synthesis.tolerance_tvd)")
     tolerance_jsd: float | None = Field(default=None, gt=0, le=1, description="this table's JSD tolerance (default: synthesis.tolerance_jsd)")
     tolerance: float | None = Field(default=None, gt=0, le=1, description="numeric targets: largest relative error (default: synthesis.tolerance_numeric)")
@@ -77,7 +143,8 @@ class TableSpec(_Frozen):
 class LLMSettings(_Frozen):
     """Which model proposes records and how it decodes."""
 
-    backend: Literal["embedded", "openai"] = "embedded"
+    backend: Literal["embedded", "openai"] = Field(default="embedded", description="embedded: a GGUF model run in-process "
+                                                   "(no network); openai: any OpenAI-compatible endpoint (needs base_url and model)")
     model: str | None = Field(
         default=None,
         description="embedded: 'qwen2.5-coder-1.5b' (default), 'gemma3-270m' or a .gguf path; openai: the served model's name",
@@ -85,7 +152,7 @@ class LLMSettings(_Frozen):
     sha256: str | None = Field(default=None, description="expected sha256 of a local .gguf file")
     base_url: str | None = Field(default=None, description="openai: the endpoint, e.g. http://localhost:8000/v1")
     api_key_env: str = Field(default="OPENAI_API_KEY", description="openai: environment variable that holds the key")
-    style: Literal["chat", "completion"] = "chat"
+    style: Literal["chat", "completion"] = Field(default="chat", description="openai: /chat/completions or /completions with a plain prompt")
     structured: Literal["auto", "json_schema", "json_object", "none"] = Field(
         default="auto",
         description="auto: response_format json_schema (OpenAI, vLLM, Ollama), then the json_object+schema dialect "
@@ -95,12 +162,21 @@ class LLMSettings(_Frozen):
     transport_retries: int = Field(default=5, ge=0, description="openai: retries on timeouts, 429, 5xx, dropped connections")
     concurrency: int = Field(default=1, ge=1, description="requests in flight at once (the embedded model serves one at a time)")
     cache: bool = Field(default=True, description="replay answers to identical requests from the on-disk response cache")
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    top_k: int = Field(default=40, ge=0)
-    n_ctx: int = Field(default=4096, ge=512)
-    n_threads: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.7, ge=0, le=2, description="sampling temperature of the proposals")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="nucleus sampling: keep the likeliest tokens up to this probability")
+    top_k: int = Field(default=40, ge=0, description="embedded: sample among this many likeliest tokens (0: all)")
+    n_ctx: int = Field(default=4096, ge=512, description="embedded: context window in tokens")
+    n_threads: int | None = Field(default=None, ge=1, description="embedded: CPU threads (default: llama.cpp's choice)")
     max_retries: int = Field(default=3, ge=0, description="retries of a call whose output fails validation")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _endpoint(self) -> LLMSettings:
@@ -112,8 +188,8 @@ class LLMSettings(_Frozen):
 class SynthesisSettings(_Frozen):
     """Settings of the discrepancy-guided proposal loop."""
 
-    max_iterations: int = Field(default=25, ge=1)
-    proposals_per_call: int = Field(default=6, ge=1, le=20)
+    max_iterations: int = Field(default=25, ge=1, description="iterations of the loop at most (one or more LLM calls each)")
+    proposals_per_call: int = Field(default=6, ge=1, le=20, description="proposals asked for in one LLM call, each for its own focus cells")
     guidance_cells: int = Field(default=8, ge=1, description="largest deficits shown to the LLM per call")
     tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="aligned when every table's TVD is at most this")
     tolerance_jsd: float = Field(default=0.03, gt=0, le=1, description="... and every table's JS distance (base 2) at most this")
@@ -168,28 +244,40 @@ class SynthesisSettings(_Frozen):
         "proposal's own value and range",
     )
     parallel_requests: int = Field(default=1, ge=1, le=16, description="plan requests per iteration, each for its own focus cells")
-    infer_dependencies: bool = True
-    max_dependency_groups: int = Field(default=3, ge=0)
+    infer_dependencies: bool = Field(default=True, description="ask the LLM once which groups of variables depend on each other")
+    max_dependency_groups: int = Field(default=3, ge=0, description="at most this many inferred dependency groups")
 
 
 class Spec(_Frozen):
     """A complete run: what to synthesize and how."""
 
-    name: str = "synthesis"
-    n_records: int | None = Field(default=None, gt=0)
-    seed: int = 0
-    entity: str = "record"
-    variables: dict[str, Variable] = Field(min_length=1)
-    targets: list[TableSpec] = Field(default_factory=list)
+    name: str = Field(default="synthesis", description="the run's name; the default output is <name>.csv")
+    n_records: int | None = Field(default=None, gt=0, description="records to synthesize (default: the total of the count tables)")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description=f"0 to {MAX_SEED}: same spec + seed + model gives the same records")
+    entity: str = Field(default="record", description="what one record is, for the prompts: customer, person, trip …")
+    variables: dict[str, Variable] = Field(min_length=1, description="name -> {type: categorical, values: [...]} or "
+                                           "{type: integer|float, min, max}, each with a 'description' for the prompts")
+    targets: list[TableSpec] = Field(default_factory=list, description="the tables the records must match (see 'targets[]')")
     rules: list[str] = Field(
         default_factory=list,
         description="realism rules 'condition -> consequence' used by `llmsynthor evaluate` only, never by the generator",
     )
-    llm: LLMSettings = LLMSettings()
-    synthesis: SynthesisSettings = SynthesisSettings()
+    llm: LLMSettings = Field(default=LLMSettings(), description="which model proposes records (see 'llm')")
+    synthesis: SynthesisSettings = Field(default=SynthesisSettings(), description="the loop's settings (see 'synthesis')")
     # set by load_spec, not by the user
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<inline>", exclude=True)
+
+    @field_validator("variables")
+    @classmethod
+    def _names(cls, variables: dict) -> dict:
+        for name in variables:
+            if not name.strip():
+                raise ValueError(f"a variable is named {name!r}; expected a non-empty name")
+            if name != name.strip():
+                raise ValueError(f"variable {name!r} has leading or trailing spaces; expected {name.strip()!r} "
+                                 "(the target files' columns are matched exactly)")
+        return variables
 
     @property
     def record_schema(self) -> Schema:
@@ -209,7 +297,7 @@ def _location(source: str, loc: tuple) -> str:
 def _problem_text(err: dict) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown field (check the spelling; see `llmsynthor run --help` for the spec format)"
+        return f"unknown field (check the spelling; {SPEC_FORMAT_HINT})"
     if kind == "missing":
         return "this field is required"
     msg = err["msg"].removeprefix("Value error, ")
@@ -226,15 +314,19 @@ def parse_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path("."
     if not isinstance(data, dict):
         raise SpecError(Problem(source, f"expected a YAML mapping with 'variables' and 'targets', got {type(data).__name__}"))
     try:
-        return Spec.model_validate({**data, "base_dir": base_dir, "source": source})
+        spec = Spec.model_validate({**data, "base_dir": base_dir, "source": source})
     except ValidationError as exc:
         problems = [Problem(_location(source, e["loc"]), _problem_text(e)) for e in exc.errors()]
         raise SpecError(problems) from None
+    if spec.n_records is not None:
+        check_size(spec, spec.n_records)
+    return spec
 
 
-def with_overrides(spec: Spec, changes: dict[str, Any]) -> Spec:
+def with_overrides(spec: Spec, changes: dict[str, Any], options: dict[str, str] | None = None) -> Spec:
     """The spec with ``{"seed": 3, "llm.model": "gemma3-270m", ...}`` applied (``None`` = keep),
-    validated like the file itself."""
+    validated like the file itself. ``options`` ({"seed": "--seed"}) names where a change came from,
+    so that a problem with it names the option rather than the spec's field."""
     data = spec.model_dump(exclude={"base_dir", "source"})
     for dotted, value in changes.items():
         if value is None:
@@ -244,7 +336,40 @@ def with_overrides(spec: Spec, changes: dict[str, Any]) -> Spec:
             data[section][key] = value
         else:
             data[section] = value
-    return parse_spec(data, source=spec.source, base_dir=spec.base_dir)
+    try:
+        return parse_spec(data, source=spec.source, base_dir=spec.base_dir)
+    except SpecError as exc:
+        given = {f"{spec.source}: field '{dotted}'": f"option {options[dotted]}"
+                 for dotted, value in changes.items() if value is not None and dotted in (options or {})}
+        if not given:
+            raise
+        raise SpecError([Problem(given.get(p.location, p.location), p.message) for p in exc.problems]) from None
+
+
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping names the same key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with the same key twice (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *anchor' merges may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader reports it
+                if first is not None:
+                    raise _DuplicateKey(f"line {line}: the key {key!r} appears twice (lines {first} and {line}); expected "
+                                        "each key once (YAML would silently keep the last)")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -253,7 +378,9 @@ def load_spec(path: str | Path) -> Spec:
     if not path.is_file():
         raise SpecError(Problem(str(path), "spec file not found; expected a YAML file with 'variables' and 'targets'"))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as exc:
+        raise SpecError(Problem(str(path), str(exc))) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -261,4 +388,114 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(Problem(str(path), f"malformed YAML{where}: {what}")) from None
     except UnicodeDecodeError as exc:
         raise SpecError(Problem(str(path), f"not a UTF-8 text file ({exc.reason})")) from None
+    except OSError as exc:
+        raise SpecError(Problem(str(path), f"cannot read the spec ({exc.strerror or exc})")) from None
     return parse_spec(data, source=str(path), base_dir=path.parent)
+
+
+_REFERENCE_INTRO = """\
+llmsynthor spec format
+======================
+
+A spec is one YAML file: the variables of a record, the target tables the records must match,
+and optional settings. Unknown keys are refused, and so is a key written twice. Every field is
+listed below as  name: type = default (constraint)  followed by what it does.
+
+Minimal spec:
+
+  name: shop
+  n_records: 1000
+  variables:
+    age:    {type: integer, min: 18, max: 90, description: age in years}
+    gender: {type: categorical, values: [Male, Female], description: gender}
+  targets:
+    - {name: age, variables: [age], file: targets/age.csv}
+    - {name: gender, variables: [gender], cells: [{gender: Male, share: 0.45}, {gender: Female, share: 0.55}]}
+"""
+
+_REFERENCE_TABLES = """\
+Target tables (CSV files or inline 'cells')
+-------------------------------------------
+One column per variable of the table plus 'count' (or 'share', summing to 1); sum_of/mean_of
+targets have 'value'. Cells left out count as zero. Categorical cells are the variable's values.
+
+Numeric variables appear as bins: [a,b) holds a <= x < b. The bins must tile the variable's
+range without gaps or overlaps, and the last bin is closed and ends at max: for an integer
+variable with max 100, write [80,100] (not [80,100)); for a float with max 2000, [1500,2000].
+
+In a CSV, quote every bin: its comma would otherwise split it into two columns.
+
+  age,gender,count
+  "[18,35)",Male,310
+  "[18,35)",Female,344
+  "[35,90]",Male,590
+  "[35,90]",Female,756
+"""
+
+
+def _type_name(annotation) -> str:
+    from typing import Annotated, Union, get_args, get_origin
+
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return "variable"
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " | ".join(names) + (" (optional)" if type(None) in args else "")
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+    if annotation is Any:
+        return "any"
+
+    return getattr(annotation, "__name__", str(annotation)).replace("Path", "path")
+
+
+def _constraint(field) -> str:
+    bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "at least"}
+    found = []
+    for meta in field.metadata:
+        for attr, sign in bounds.items():
+            value = getattr(meta, attr, None)
+            if value is not None:
+                found.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
+    return f" ({', '.join(found)})" if found else ""
+
+
+def _fields(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+    lines = []
+    for name, field in model.model_fields.items():
+        if name in skip or field.exclude:
+            continue
+        if field.is_required():
+            default = " (required)"
+        elif isinstance(field.default, BaseModel):
+            default = ""
+        else:
+            value = field.default_factory() if field.default_factory is not None else field.default
+            default = f" = {value!r}" if value not in (None, "", [], {}) else ""
+        lines.append(f"  {name}: {_type_name(field.annotation)}{default}{_constraint(field)}")
+        if field.description:
+            lines.append(f"      {field.description}")
+    return lines
+
+
+def spec_reference() -> str:
+    """Every field of a spec, its type, default and meaning, generated from the models (``llmsynthor spec-format``)."""
+    from .schema import CategoricalVariable, FloatVariable, IntegerVariable
+
+    sections = [
+        ("Top level", Spec, ()),
+        ("variables.<name> with type: categorical", CategoricalVariable, ("type",)),
+        ("variables.<name> with type: integer (whole numbers in [min, max])", IntegerVariable, ("type",)),
+        ("variables.<name> with type: float (real numbers in [min, max])", FloatVariable, ("type",)),
+        ("targets[] (each item)", TableSpec, ()),
+        ("llm (all optional)", LLMSettings, ()),
+        ("synthesis (all optional)", SynthesisSettings, ()),
+    ]
+    parts = [_REFERENCE_INTRO]
+    for title, model, skip in sections:
+        parts.append("\n".join([title, "-" * len(title), *_fields(model, skip)]) + "\n")
+    parts.append(_REFERENCE_TABLES)
+    return "\n".join(parts)

@@ -14,9 +14,17 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from ..errors import LLMSynthorError
 from .base import Choice, Completion, LLMBackend, identity
 
 CACHE_VERSION = 1
+
+
+def default_path() -> Path:
+    """The response cache's SQLite file: ``<$LLMSYNTHOR_CACHE or ~/.cache/llmsynthor>/responses.sqlite``."""
+    from .models import cache_root
+
+    return cache_root() / "responses.sqlite"
 
 
 class CachedLLM:
@@ -25,10 +33,14 @@ class CachedLLM:
     def __init__(self, inner: LLMBackend, path: Path):
         self.inner = inner
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
+        except (OSError, sqlite3.Error) as exc:
+            raise LLMSynthorError(f"cannot open the response cache {self.path} ({exc}); set LLMSYNTHOR_CACHE to a "
+                                  "writable folder, or pass --no-cache") from None
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -57,9 +69,7 @@ class CachedLLM:
                               completion_tokens=data["completion_tokens"], seconds=0.0, cached=True)
         completion = self.inner.complete_json(messages, schema, max_tokens=max_tokens, temperature=temperature, seed=seed)
         record = {"text": completion.text, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
-        with self._lock:
-            self.misses += 1
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps(record)))
+        self._store(key, record)
         return completion
 
     def option_probabilities(self, messages, answer_prefix, options) -> Choice:
@@ -74,10 +84,17 @@ class CachedLLM:
                 self.hits += 1
             return Choice(tuple(json.loads(row[0])["probabilities"]), 0, 0.0, cached=True)
         choice = self.inner.option_probabilities(messages, answer_prefix, options)
+        self._store(key, {"probabilities": choice.probabilities})
+        return choice
+
+    def _store(self, key: str, record: dict) -> None:
         with self._lock:
             self.misses += 1
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps({"probabilities": choice.probabilities})))
-        return choice
+            try:
+                self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps(record)))
+            except sqlite3.Error as exc:
+                raise LLMSynthorError(f"cannot write to the response cache {self.path} ({exc}); free some disk space, "
+                                      "set LLMSYNTHOR_CACHE to a writable folder, or pass --no-cache") from None
 
     def close(self) -> None:
         self._db.close()

