@@ -137,3 +137,34 @@ def test_the_result_reports_diversity(spec):
     # aligned tables have about the target's entropy
     for name, h in d["entropy_bits"].items():
         assert abs(h["synthetic"] - h["target"]) < 0.05, name
+
+
+def test_fit_then_sample_is_run_and_the_fitted_pool_samples_again(spec):
+    ran, _ = run(spec, FakeLLM(seed=1, domains=DOMAINS))
+    llm = FakeLLM(seed=1, domains=DOMAINS)
+    synth = Synthesizer(spec, llm).fit()
+    calls = len(llm.calls)
+    first = synth.sample()
+    assert first.records.equals(ran.records) and first.usage.calls == ran.usage.calls
+    # a fitted pool gives more records without the LLM: any size, reproducible from a seed
+    small, again, other = synth.sample(n=500, seed=3), synth.sample(n=500, seed=3), synth.sample(n=500, seed=4)
+    assert len(llm.calls) == calls
+    assert len(small.records) == 500 and small.records.equals(again.records) and not small.records.equals(other.records)
+    assert sum(p["drawn"] for p in small.proposals) == 500
+    # the targets are rescaled to n (at 500 records, rounding 48 cells alone costs a TVD near .016)
+    assert small.worst_tvd <= 0.03, small.distances
+    for n in (1000, 5000):
+        other = synth.sample(n=n, seed=3)
+        assert len(other.records) == n and other.converged, other.distances
+
+
+def test_sample_needs_a_fit_and_a_whole_positive_size(spec):
+    from llmsynthor import SpecError
+
+    synth = Synthesizer(spec, FakeLLM(seed=1, domains=DOMAINS))
+    with pytest.raises(RuntimeError, match="fit"):
+        synth.sample()
+    synth.fit()
+    for bad in (0, -5, 2.5, "10"):
+        with pytest.raises(SpecError, match="whole number of records"):
+            synth.sample(n=bad)
