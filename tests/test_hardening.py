@@ -331,3 +331,33 @@ def test_ctrl_c_before_the_first_iteration_says_there_is_nothing_to_resume(workd
     result = runner.invoke(app, ["run", "spec.yaml", "--out", "o.csv", "--n", "300"])
     assert result.exit_code == 130, result.output
     assert "interrupted before the first iteration finished; nothing to resume" in result.output
+
+
+def test_file_system_failures_of_the_caches_are_clear_errors(tmp_path, monkeypatch):
+    from llmsynthor.errors import ModelFileError
+    from llmsynthor.llm import models
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "models" / "m.gguf.tmp"))
+
+    monkeypatch.setattr(models, "_assemble_qwen", full)
+    with pytest.raises(ModelFileError, match="could not assemble the model in .*No space left on device; set LLMSYNTHOR_CACHE"):
+        models.resolve("qwen2.5-coder-1.5b")
+
+    import sqlite3
+
+    cached = CachedLLM(FakeLLM(), tmp_path / "responses.sqlite")
+
+    class FullDisk:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.execute(sql, *args)
+
+    cached._db = FullDisk(cached._db)
+    with pytest.raises(LLMSynthorError, match="cannot write to the response cache .*disk is full"):
+        cached.complete_json([{"role": "user", "content": "a"}], {"properties": {"groups": {"items": {"items": {"enum": ["a", "b"]}}}}},
+                             max_tokens=5, temperature=0.0, seed=1)
