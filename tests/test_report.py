@@ -78,3 +78,28 @@ def test_an_unreadable_manifest_is_named(tmp_path, run_files):
     assert "bad.json" in cli.output and "cannot read the run manifest" in cli.output
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "none.csv"), "--spec", str(EXAMPLE / "spec.yaml")])
     assert missing.exit_code == 2 and "records file not found" in missing.output
+
+
+def test_the_report_shows_values_outside_the_domain_and_rule_denominators():
+    """No browser: the page's text carries the out-of-domain counts, the extra cell and both rule rates."""
+    import numpy as np
+    import pandas as pd
+
+    from llmsynthor import load_targets
+    from llmsynthor.evaluation import evaluate
+    from llmsynthor.report import build_report
+    from llmsynthor.rules import parse_rules
+
+    spec = load_spec(EXAMPLE / "spec.yaml")
+    targets = load_targets(spec)
+    reference = pd.read_csv(EXAMPLE / "reference.csv")
+    records = reference.copy()
+    records.loc[:39, "category"] = "Toys"
+    result = evaluate(records, targets, reference=reference, rules=parse_rules(spec))
+    page = build_report(records, targets, result, reference=reference)
+    assert "<th>variable (records)</th>" in page and "<td>category</td><td>40</td><td>2.00%</td>" in page
+    assert "outside the domain" in page and "&#x27;Toys&#x27;" in page
+    rule = result.rules["category == Electronics -> price >= 20"]
+    among = f"{rule['synthetic_among_condition']:.1%} of {rule['synthetic_condition_records']:,}"
+    assert f"<td>{among}</td><td>{rule['synthetic']:.2%} of 2,000</td>" in page
+    assert np.isclose(result.on_targets["category"]["tvd"], 0.02)

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import checkpoint
 from .errors import LLMSynthorError, Problem, SpecError
+from .rules import parse_rules
 from .spec import load_spec, with_overrides
 
 app = typer.Typer(
@@ -89,6 +90,7 @@ def run(
     given = {"--manifest": manifest_path, "--checkpoint": checkpoint_dir}  # as the user wrote them, for the resume hint
     try:
         spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
+        parse_rules(spec)  # a broken realism rule is bad input, before any work
         out_path = out_path or Path(f"{spec.name}.csv")
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
         checkpoint_dir = checkpoint_dir or out_path.with_suffix(".checkpoint")
@@ -247,6 +249,7 @@ def check(
         spec = load_spec(spec_path)
         targets = load_targets(spec)
         check_size(spec, targets.n)
+        parse_rules(spec)  # realism rules, checked against the schema
     except SpecError as exc:
         _fail(exc, debug, 2)
     table = Table(title=f"{spec.source}: {len(targets)} target tables, n = {targets.n}", show_edge=False)
@@ -270,21 +273,54 @@ def spec_format() -> None:
 
 _RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet.")
 _SPEC_OF_RECORDS = typer.Option(..., "--spec", help="The spec the records were made for (schema, targets, rules).")
+_STRICT = typer.Option(False, "--strict", help="Fail (exit 2) if any value lies outside the spec's domains, instead of scoring it as error.")
 
 
-def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None):
-    """Load a spec, its targets and rules, the records and the reference; evaluate. Raises SpecError."""
+def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None, strict: bool = False):
+    """Load a spec, its targets and rules, the records and the reference; evaluate. Raises SpecError.
+
+    With ``strict``, values outside the spec's domains are an error naming variable, count and an
+    example; otherwise they are scored as error by the evaluation (and reported)."""
     from .evaluation import evaluate as run_evaluation
-    from .output import read_records
-    from .rules import parse_rule
+    from .records import describe_outside, load_records
     from .targets import load_targets
 
     spec = load_spec(spec_path)
     targets = load_targets(spec)
-    rules = [parse_rule(text, spec.record_schema, f"{spec.source}: rules[{i}]") for i, text in enumerate(spec.rules)]
-    records = read_records(records_path, spec.record_schema)
-    reference = read_records(reference_path, spec.record_schema) if reference_path else None
-    return spec, targets, records, reference, run_evaluation(records, targets, reference=reference, rules=rules, seed=spec.seed)
+    rules = parse_rules(spec)
+    schema = spec.record_schema
+    records = load_records(records_path, schema, "records")
+    reference = load_records(reference_path, schema, "reference") if reference_path else None
+    if strict:
+        problems = [Problem(str(r.path), "; ".join(describe_outside(name, info, schema) for name, info in r.outside.items())
+                            + " (--strict)") for r in (records, reference) if r is not None and r.outside]
+        if problems:
+            raise SpecError(problems)
+    reference_frame = reference.frame if reference is not None else None
+    result = run_evaluation(records.frame, targets, reference=reference_frame, rules=rules, seed=spec.seed)
+    return spec, targets, records.frame, reference_frame, result
+
+
+def _print_outside(outside: dict[str, dict], n: int, schema, side: str) -> None:
+    """One line per variable with values outside the domain (they count as error in the tables)."""
+    from .records import describe_outside
+
+    if not outside:
+        return
+    out.print(f"[yellow]{side}: values outside the domain[/] (scored as error: a record with one falls in an extra cell "
+              "'outside the domain', target 0, of every table over that variable):")
+    for name, info in outside.items():
+        out.print(escape(f"  {describe_outside(name, info, schema)} — {info['count']:,} of {n:,} records ({info['share']:.2%})"))
+
+
+def _rule_line(text: str, rates: dict, side: str) -> str:
+    """``30.0 % of 120 records with <condition> violate it (1.8 % of all 2,000)`` for one side."""
+    condition = text.split("->")[0].strip()
+    meets, n, broken = rates[f"{side}_condition_records"], rates[f"{side}_records"], rates[f"{side}_violations"]
+    if not meets:
+        return f"no record of {n:,} has {condition}"
+    return (f"{rates[f'{side}_among_condition']:.1%} of {meets:,} records with {condition} violate it "
+            f"({broken:,} records, {rates[side]:.2%} of all {n:,})")
 
 
 @app.command()
@@ -293,17 +329,25 @@ def evaluate(
     spec_path: Path = _SPEC_OF_RECORDS,
     reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet): enables held-out tables, Wasserstein, C2ST and privacy."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write every figure as JSON here."),
+    strict: bool = _STRICT,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Score RECORDS on the targets, off the targets (with --reference) and on the spec's realism rules.
 
     Realism rules (`rules:` in the spec, e.g. `age < 18 -> education in [Preschool, Elementary]`)
-    are used only here, never by the generator. Metric definitions are in the JSON output.
+    are used only here, never by the generator; each rate is given among the records that meet
+    the rule's condition and among all records. Values outside the spec's domains are reported
+    per variable and scored as error (an extra cell "outside the domain" whose target is 0);
+    `--strict` fails on them instead. Metric definitions are in the JSON output.
     """
     import json
 
+    from .output import check_writable_file
+
     try:
-        spec, targets, records, reference, result = _evaluated(records_path, spec_path, reference_path)
+        if json_path:
+            check_writable_file(json_path, "--json")  # before the evaluation's work
+        spec, targets, records, reference, result = _evaluated(records_path, spec_path, reference_path, strict)
     except SpecError as exc:
         _fail(exc, debug, 2)
 
@@ -313,25 +357,32 @@ def evaluate(
     for name, m in result.on_targets.items():
         table.add_row(name, *(f"{m[k]:.4f}" for k in ("tvd", "jsd", "hellinger", "srmse")))
     out.print(table)
+    _print_outside(result.outside_domain, len(records), spec.record_schema, "records")
     _print_numeric(result.numeric_targets)
     summary = result.summary()
     if reference is not None:
+        _print_outside(result.reference_outside_domain, len(reference), spec.record_schema, "reference")
         worst = sorted(result.held_out.items(), key=lambda kv: -kv[1]["jsd"])[:5]
         out.print(f"held-out tables: {len(result.held_out)}, mean JSD {summary['heldout_jsd_mean']:.4f}, "
                   f"mean SRMSE {summary['heldout_srmse_mean']:.3f}; worst: " + ", ".join(f"{k} {v['jsd']:.3f}" for k, v in worst))
-        out.print("Wasserstein: " + ", ".join(f"{k} {v:.3g}" for k, v in result.wasserstein.items()) +
+        out.print("Wasserstein: " + ", ".join(f"{k} {v:.3g}" if v is not None else f"{k} – (no values)" for k, v in result.wasserstein.items()) +
                   f" · C2ST |acc−0.5| {result.c2st:.3f} · distance to closest reference record (median) "
                   f"{result.dcr_median:.3f} (reference to itself {result.dcr_reference_median:.3f})")
     for text, rates in result.rules.items():
-        ref = f", reference {rates['reference']:.2%}" if rates["reference"] is not None else ""
-        out.print(f"rule {text}: {rates['synthetic']:.2%} of records violate it{ref}")
+        ref = f"; reference: {_rule_line(text, rates, 'reference')}" if rates["reference"] is not None else ""
+        out.print(escape(f"rule {text}: {_rule_line(text, rates, 'synthetic')}{ref}"))
     out.print(f"distinct records {result.distinct_share:.1%} ({result.duplicates} duplicates)")
     if json_path:
         from dataclasses import asdict
 
         from .evaluation import __doc__ as definitions
 
-        json_path.write_text(json.dumps({**asdict(result), "summary": summary, "definitions": definitions}, indent=1), encoding="utf-8")
+        try:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps({**asdict(result), "summary": summary, "definitions": definitions}, indent=1, default=float),
+                                 encoding="utf-8")
+        except OSError as exc:
+            _fail(SpecError(Problem(f"--json '{json_path}'", f"cannot be written ({exc.strerror or exc})")), debug, 2)
 
 
 @app.command()
@@ -341,6 +392,7 @@ def report(
     reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset: adds held-out tables, numeric marginals, C2ST."),
     manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists."),
     html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html."),
+    strict: bool = _STRICT,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Write a self-contained HTML report for RECORDS: one file that opens offline in a browser.
@@ -359,7 +411,7 @@ def report(
     try:
         html_path = html_path or records_path.with_suffix(".report.html")
         check_writable_file(html_path, "report path")  # before any work
-        spec, targets, records, reference, result = _evaluated(records_path, spec_path, reference_path)
+        spec, targets, records, reference, result = _evaluated(records_path, spec_path, reference_path, strict)
         default_manifest = records_path.with_suffix(".manifest.json")
         if manifest_path is None and default_manifest.is_file():
             manifest_path = default_manifest

@@ -99,15 +99,12 @@ def check_run_paths(records: Path, manifest: Path, checkpoint_dir: Path, cache: 
 
 
 def read_records(path: Path, schema: Schema) -> pd.DataFrame:
-    """Records from a .csv or .parquet file, checked to have every variable of the schema."""
-    check_output_path(path)
-    if not path.is_file():
-        raise SpecError(Problem(str(path), "records file not found; expected a .csv or .parquet file"))
-    frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    missing = [n for n in schema.names if n not in frame.columns]
-    if missing:
-        raise SpecError(Problem(str(path), f"missing columns {missing}; expected the spec's variables {schema.names}"))
-    return frame
+    """Records from a .csv or .parquet file, checked against the schema (every variable present,
+    numeric columns numeric; clear ``SpecError`` otherwise). Values outside the domains are kept:
+    ``records.load_records`` also counts them per variable."""
+    from .records import load_records
+
+    return load_records(path, schema).frame
 
 
 def write_records(records: pd.DataFrame, path: Path) -> Path:

@@ -15,10 +15,10 @@ from itertools import product
 import numpy as np
 import pandas as pd
 
-from .evaluation import Evaluation
+from .evaluation import OUTSIDE_LABEL, Evaluation, cell_counts
+from .records import describe_outside, inside_domain
 from .schema import CategoricalVariable
-from .statistics import count
-from .targets import Targets
+from .tables import Targets
 
 _SYNTHETIC, _TARGET, _REFERENCE = "#1f77b4", "#ff7f0e", "#2ca02c"
 _STYLE = """
@@ -67,10 +67,15 @@ def _target_section(records: pd.DataFrame, targets: Targets, evaluation: Evaluat
     if evaluation.numeric_targets:
         parts.append(_table(["sum / mean target", "largest relative error", "mean relative error"],
                             [[name, e["max_relative_error"], e["mean_relative_error"]] for name, e in evaluation.numeric_targets.items()]))
+    if evaluation.outside_domain:
+        parts.append(_outside_table(evaluation.outside_domain, len(records), targets, "records"))
+    inside = inside_domain(records, targets.schema)
     for table in targets:
-        synthetic = count(records, table).ravel()
-        target = table.counts.ravel()
+        counts, outside = cell_counts(records, table, inside)
+        synthetic, target = counts.ravel(), table.counts.ravel()
         labels = [" · ".join(cell) for cell in product(*(a.labels for a in table.axes))]
+        if outside:  # records with a value outside the domain: an extra cell whose target is 0
+            synthetic, target, labels = np.append(synthetic, outside), np.append(target, 0.0), [*labels, OUTSIDE_LABEL]
         fig = go.Figure([
             go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=_TARGET),
             go.Bar(name="synthetic", x=labels, y=synthetic / max(synthetic.sum(), 1), marker_color=_SYNTHETIC),
@@ -80,6 +85,15 @@ def _target_section(records: pd.DataFrame, targets: Targets, evaluation: Evaluat
                           yaxis_title="share of records", height=380 if len(labels) <= 40 else 460)
         parts.append(figure(fig))
     return "<h2>On the targets</h2>" + "".join(parts)
+
+
+def _outside_table(outside: dict[str, dict], n: int, targets: Targets, side: str) -> str:
+    """Values outside the domain per variable (scored as error in the tables)."""
+    rows = [[name, info["count"], f"{info['share']:.2%}", info["missing"], describe_outside(name, info, targets.schema)]
+            for name, info in outside.items()]
+    return (f"<p class='note'>{html.escape(side)}: values outside the spec's domains, of {n:,} records. A record with one falls "
+            f"in an extra cell “{OUTSIDE_LABEL}” of every table over that variable, whose target is 0, so it counts as error.</p>"
+            + _table([f"variable ({side})", "values outside", "share", "missing", "what"], rows))
 
 
 def _run_section(manifest: dict, figure: _Figures) -> str:
@@ -144,19 +158,38 @@ def _heldout_section(records: pd.DataFrame, reference: pd.DataFrame, targets: Ta
         fig.update_layout(title=f"{name}: Wasserstein {evaluation.wasserstein.get(name, float('nan')):.3g}", barmode="overlay",
                           yaxis_title="share of records", height=340)
         parts.append(figure(fig))
+    if evaluation.reference_outside_domain:
+        parts.insert(1, _outside_table(evaluation.reference_outside_domain, len(reference), targets, "reference"))
     return "<h2>Off the targets (against the reference)</h2>" + "".join(parts)
+
+
+def _rule_cells(rates: dict, side: str) -> list[object]:
+    if rates.get(f"{side}_records") is None:
+        return ["–", "–"]
+    among = rates[f"{side}_among_condition"]
+    return [f"{among:.1%} of {rates[f'{side}_condition_records']:,}" if among is not None else "no record meets the condition",
+            f"{rates[side]:.2%} of {rates[f'{side}_records']:,}"]
 
 
 def _rules_section(evaluation: Evaluation, figure: _Figures) -> str:
     import plotly.graph_objects as go
 
     names = list(evaluation.rules)
-    fig = go.Figure([go.Bar(name="synthetic", x=names, y=[evaluation.rules[n]["synthetic"] for n in names], marker_color=_SYNTHETIC)])
+
+    def among(n, side):
+        return evaluation.rules[n].get(f"{side}_among_condition")
+
+    fig = go.Figure([go.Bar(name="synthetic", x=names, y=[among(n, "synthetic") for n in names], marker_color=_SYNTHETIC)])
     if any(r["reference"] is not None for r in evaluation.rules.values()):
-        fig.add_trace(go.Bar(name="reference", x=names, y=[evaluation.rules[n]["reference"] for n in names], marker_color=_REFERENCE))
-    fig.update_layout(title="Realism rules: share of records violating each", barmode="group", yaxis_tickformat=".2%", height=360)
-    return ("<h2>Realism rules</h2><p class='note'>Rules from the spec; never shown to the generator.</p>" + figure(fig)
-            + _table(["rule", "synthetic", "reference"], [[n, r["synthetic"], r["reference"]] for n, r in evaluation.rules.items()]))
+        fig.add_trace(go.Bar(name="reference", x=names, y=[among(n, "reference") for n in names], marker_color=_REFERENCE))
+    fig.update_layout(title="Realism rules: share of the records meeting each rule's condition that violate it",
+                      barmode="group", yaxis_tickformat=".1%", height=360)
+    return ("<h2>Realism rules</h2><p class='note'>Rules from the spec; never shown to the generator. A record violates a rule "
+            "when it meets the condition and not the consequence; each rate is given among the records that meet the "
+            "condition (the rule's own population) and among all records, with its denominator.</p>" + figure(fig)
+            + _table(["rule", "synthetic: violating, of the records meeting the condition", "synthetic: of all records",
+                      "reference: of the records meeting the condition", "reference: of all records"],
+                     [[n, *_rule_cells(r, "synthetic"), *_rule_cells(r, "reference")] for n, r in evaluation.rules.items()]))
 
 
 def build_report(records: pd.DataFrame, targets: Targets, evaluation: Evaluation, *, manifest: dict | None = None,

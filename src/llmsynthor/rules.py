@@ -8,6 +8,10 @@ Each side is one or more comparisons joined by ``and``: ``var op value`` with op
 ``< <= > >= == !=``, or ``var in [a, b, …]`` / ``var not in [a, b, …]``. A record violates a rule
 when it meets the condition and not the consequence. Rules are used to *score* realism; they are
 never shown to the generator.
+
+A rule's violation rate is given two ways, each with its denominator: among the records that
+meet the condition (the rule's own population: 30 % of Obstetrics patients were male) and among
+all records (the overall share, which a rare condition makes look small).
 """
 
 from __future__ import annotations
@@ -47,11 +51,24 @@ class Rule:
     condition: tuple[Clause, ...]
     consequence: tuple[Clause, ...]
 
+    def meets(self, records: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of records that meet the condition (the rule's population)."""
+        return np.logical_and.reduce([c.holds(records) for c in self.condition]).reshape(len(records))
+
     def violations(self, records: pd.DataFrame) -> np.ndarray:
         """Boolean mask of records that meet the condition but not the consequence."""
-        meets = np.logical_and.reduce([c.holds(records) for c in self.condition])
-        follows = np.logical_and.reduce([c.holds(records) for c in self.consequence])
-        return meets & ~follows
+        follows = np.logical_and.reduce([c.holds(records) for c in self.consequence]).reshape(len(records))
+        return self.meets(records) & ~follows
+
+    def rates(self, records: pd.DataFrame) -> dict[str, float | int | None]:
+        """Counts and rates: ``records``, ``condition`` (records meeting it), ``violations``,
+        ``among_condition`` (violations / condition; None when no record meets it) and
+        ``overall`` (violations / records)."""
+        n = len(records)
+        meets = int(self.meets(records).sum()) if n else 0
+        broken = int(self.violations(records).sum()) if n else 0
+        return {"records": n, "condition": meets, "violations": broken,
+                "among_condition": broken / meets if meets else None, "overall": broken / n if n else 0.0}
 
 
 def _clause(text: str, schema: Schema, where: str) -> Clause:
@@ -88,3 +105,17 @@ def parse_rule(text: str, schema: Schema, where: str = "rule") -> Rule:
     left, right = text.split("->")
     parts = [[_clause(c, schema, where) for c in re.split(r"\s+and\s+", side.strip())] for side in (left, right)]
     return Rule(text.strip(), tuple(parts[0]), tuple(parts[1]))
+
+
+def parse_rules(spec) -> list[Rule]:
+    """Every rule of ``spec.rules`` parsed against the spec's schema; one ``SpecError`` listing
+    every broken rule (``rules[i]`` of the spec's file) if any is wrong."""
+    rules, problems = [], []
+    for i, text in enumerate(spec.rules):
+        try:
+            rules.append(parse_rule(text, spec.record_schema, f"{spec.source}: rules[{i}]"))
+        except SpecError as exc:
+            problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    return rules
