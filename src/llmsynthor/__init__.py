@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from .api import make_backend, synthesize  # noqa: E402
 from .errors import BackendError, LLMSynthorError, ModelFileError, ProposalError, SpecError  # noqa: E402
-from .spec import Spec, load_spec  # noqa: E402
+from .spec import Spec, load_spec, parse_spec  # noqa: E402
 from .synthesizer import SynthesisResult, Synthesizer  # noqa: E402
 from .tables import Targets  # noqa: E402
 from .targets import load_targets  # noqa: E402
@@ -19,5 +19,5 @@ from .targets import load_targets  # noqa: E402
 __all__ = [
     "BackendError", "LLMSynthorError", "ModelFileError", "ProposalError", "SpecError",
     "Spec", "SynthesisResult", "Synthesizer", "Targets",
-    "load_spec", "load_targets", "make_backend", "synthesize",
+    "load_spec", "load_targets", "make_backend", "parse_spec", "synthesize",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -91,7 +92,8 @@ class TableSpec(_Frozen):
     mean of a numeric variable, overall or per group (``sum_of`` / ``mean_of``).
 
     Give the cells either in a CSV ``file`` (one column per variable plus ``count`` or ``share``;
-    ``value`` for numeric targets) or inline as ``cells``. Numeric variables appear as bins written
+    ``value`` for numeric targets), inline as ``cells``, or from Python as a pandas DataFrame ``data``
+    with the same columns. Numeric variables appear as bins written
     ``[a,b)``; the last bin may be closed, ``[a,b]``. Cells left out count as zero (numeric
     targets: no target for that group).
     """
@@ -102,6 +104,8 @@ class TableSpec(_Frozen):
                               "'count' or 'share' ('value' for sum_of/mean_of); quote bins: \"[18,35)\"")
     cells: list[dict[str, Any]] | None = Field(default=None, description="the rows inline instead of 'file', e.g. "
                                                "[{gender: Male, share: 0.45}, {gender: Female, share: 0.55}]")
+    data: Any = Field(default=None, exclude=True, description="from Python only: a pandas DataFrame with the columns a file "
+                      "would have, instead of 'file' or 'cells' (identified by its content, not kept in the spec's dump)")
     sum_of: str | None = Field(default=None, description="a numeric variable whose total per group is the target")
     mean_of: str | None = Field(default=None, description="a numeric variable whose mean per group is the target")
     weight: float = Field(default=1.0, gt=0, description="how much this table counts in a compromise between inconsistent tables")
@@ -111,8 +115,10 @@ class TableSpec(_Frozen):
 
     @model_validator(mode="after")
     def _one_source(self) -> TableSpec:
-        if (self.file is None) == (self.cells is None):
-            raise ValueError("give exactly one of 'file' (a CSV path) or 'cells' (inline rows)")
+        if sum(source is not None for source in (self.file, self.cells, self.data)) != 1:
+            raise ValueError("give exactly one of 'file' (a CSV path), 'cells' (inline rows) or, from Python, 'data' (a DataFrame)")
+        if self.data is not None and not isinstance(self.data, pd.DataFrame):
+            raise ValueError(f"'data' must be a pandas DataFrame with the table's columns, got {type(self.data).__name__}")
         if len(set(self.variables)) != len(self.variables):
             raise ValueError(f"variables must be distinct, got {self.variables}")
         if self.sum_of is not None and self.mean_of is not None:
@@ -328,6 +334,9 @@ def with_overrides(spec: Spec, changes: dict[str, Any], options: dict[str, str] 
     validated like the file itself. ``options`` ({"seed": "--seed"}) names where a change came from,
     so that a problem with it names the option rather than the spec's field."""
     data = spec.model_dump(exclude={"base_dir", "source"})
+    for table, dumped in zip(spec.targets, data["targets"]):
+        if table.data is not None:  # DataFrames are not dumped: carry them over
+            dumped["data"] = table.data
     for dotted, value in changes.items():
         if value is None:
             continue

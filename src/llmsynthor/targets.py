@@ -89,6 +89,10 @@ def _numeric_axis(var_name: str, var, raw_labels: list[str], where: str, problem
 
 
 def _read_cells(table: TableSpec, base_dir: Path, where: str, problems: list[Problem]) -> pd.DataFrame | None:
+    if table.data is not None:  # a DataFrame from Python: read like a CSV of strings
+        frame = table.data.reset_index(drop=True).astype(object)
+        frame = frame.where(frame.notna(), "").set_axis([str(c) for c in frame.columns], axis=1)  # missing: empty, as in a CSV
+        return frame.astype(str).apply(lambda col: col.str.strip())
     if table.file is not None:
         path = table.file if table.file.is_absolute() else base_dir / table.file
         if not path.is_file():
