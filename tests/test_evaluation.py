@@ -325,3 +325,25 @@ def test_check_and_run_reject_a_broken_rule_before_any_work(tmp_path, monkeypatc
         assert "rules[2]" in cli.output and "unknown variable 'agee'" in _text(cli)
         assert "Traceback" not in cli.output
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_missing_values_of_a_summed_variable_count_as_error_not_nan(tmp_path, reference):
+    import yaml
+
+    shutil.copytree(EXAMPLE / "targets", tmp_path / "targets")
+    data = yaml.safe_load(SPEC.read_text())
+    means = reference.groupby("category")["price"].mean()
+    data["targets"].append({"name": "mean_price", "variables": ["category"], "mean_of": "price",
+                            "cells": [{"category": c, "value": float(v)} for c, v in means.items()]})
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    targets = load_targets(load_spec(tmp_path / "spec.yaml"))
+    clean = evaluate(reference, targets).numeric_targets["mean_price"]
+    holes = reference.copy()
+    holes.loc[holes.index[:100], "price"] = np.nan
+    dirty = evaluate(holes, targets)
+    assert clean["max_relative_error"] < 1e-9
+    assert np.isfinite(dirty.numeric_targets["mean_price"]["max_relative_error"])
+    assert dirty.numeric_targets["mean_price"]["max_relative_error"] > 0.02
+    assert dirty.outside_domain["price"] == {"count": 100, "missing": 100, "share": 0.05, "example": None}
+    assert dirty.wasserstein == {}  # no reference: no Wasserstein; with one, the missing values are left out
+    assert np.isfinite(evaluate(holes, targets, reference=reference).wasserstein["price"])
