@@ -278,8 +278,8 @@ def test_progress_off_a_terminal_is_one_complete_line_per_iteration(workdir, fak
     lines = [line for line in result.output.splitlines() if line.startswith("iteration ")]
     manifest = json.loads((workdir / "o.manifest.json").read_text())
     assert len(lines) == len(manifest["iterations"]) >= 1
-    assert all(line.startswith(f"iteration {i}: ") for i, line in enumerate(lines, 1))
-    assert all("…" not in line and "/300 records · worst TVD " in line and line.endswith("s") for line in lines)
+    assert all(line.startswith(f"iteration {i}/25: ") for i, line in enumerate(lines, 1))
+    assert all("…" not in line and "/300 records drawn · worst TVD " in line and line.endswith("s") for line in lines)
     assert not [line for line in result.output.splitlines() if "━━" in line and "records" in line]  # no bar
     summary = [line for line in result.output.splitlines() if "LLM calls" in line]
     assert len(summary) == 1 and summary[0].endswith("manifest o.manifest.json")  # not wrapped at 80 columns

@@ -30,6 +30,7 @@ def run_files(tmp_path_factory):
     return records
 
 
+@pytest.mark.browser
 def test_report_renders_every_plot_in_chromium(run_files):
     cli = CliRunner().invoke(app, ["report", str(run_files), "--spec", str(EXAMPLE / "spec.yaml"),
                                    "--reference", str(EXAMPLE / "reference.csv")])
@@ -48,6 +49,7 @@ def test_report_renders_every_plot_in_chromium(run_files):
     assert "<script src=" not in text and "cdn" not in text.lower().split("</head>")[1]  # self-contained
 
 
+@pytest.mark.browser
 def test_without_reference_or_manifest_the_report_has_only_the_targets(tmp_path, run_files):
     records = tmp_path / "plain.csv"
     records.write_bytes(run_files.read_bytes())
@@ -58,6 +60,7 @@ def test_without_reference_or_manifest_the_report_has_only_the_targets(tmp_path,
     assert seen.declared_plots == seen.rendered_plots == 10  # 9 targets + rules (no reference: no held-out, no run)
 
 
+@pytest.mark.browser
 def test_the_browser_check_catches_a_broken_plot(tmp_path):
     from plotly.offline import get_plotlyjs
 

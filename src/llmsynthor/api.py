@@ -23,10 +23,9 @@ def make_backend(settings: LLMSettings, *, cache: bool | None = None) -> LLMBack
         backend = EmbeddedLLM(settings.model or DEFAULT_MODEL, sha256=settings.sha256, n_ctx=settings.n_ctx,
                               n_threads=settings.n_threads, top_p=settings.top_p, top_k=settings.top_k)
     if settings.cache if cache is None else cache:
-        from .llm.cache import CachedLLM
-        from .llm.models import cache_dir
+        from .llm.cache import CachedLLM, default_path
 
-        backend = CachedLLM(backend, cache_dir().parent / "responses.sqlite")
+        backend = CachedLLM(backend, default_path())
     return backend
 
 

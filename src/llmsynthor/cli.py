@@ -82,7 +82,6 @@ def run(
     and the wall time split into LLM and non-LLM time.
     """
     from .output import check_run_paths, manifest, write_manifest, write_records
-    from .spec import check_size
     from .synthesizer import Synthesizer
 
     changes = {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url, "llm.model": model,
@@ -97,7 +96,6 @@ def run(
         from .targets import load_targets
 
         targets = load_targets(spec)
-        check_size(spec, targets.n)
         # every path the run writes, before the model is loaded and before any LLM call
         use_cache = not no_cache and spec.llm.cache
         if spec.llm.backend == "embedded":
@@ -114,15 +112,18 @@ def run(
         err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"
                   else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …")
         backend = make_backend(spec.llm, cache=use_cache)
-        with _progress(targets.n) as progress:
+        with _progress(targets.n, spec.synthesis.max_iterations) as progress:
             synth = Synthesizer(spec, backend, targets=targets, progress=progress, checkpoint_dir=checkpoint_dir)
             try:
-                result = synth.run(resume=resume)
+                synth.fit(resume=resume)
             except LLMSynthorError as exc:
                 if checkpoint.exists(checkpoint_dir):
                     exc.args = (f"{exc}\nProgress up to the last finished iteration is saved in {checkpoint_dir}; "
                                 "fix the cause and run the same command with --resume.",)
                 raise
+        err.print(f"drawing {targets.n} records from {len(synth.pool_)} proposals"
+                  + (" and calibrating them over records …" if spec.synthesis.candidates > 1 else " …"))
+        result = synth.sample()
         write_records(result.records, out_path)
         data = manifest(spec, result, backend=backend, records_path=out_path)
         write_manifest(data, manifest_path)
@@ -172,9 +173,10 @@ def _summary(converged: bool, data: dict, manifest_path: Path) -> str:
 
 
 @contextmanager
-def _progress(n: int):
-    """Yield the run's progress callback: a live bar on a terminal, else one complete plain line per
-    iteration (logs and pipes keep every figure; a bar would be cut off there)."""
+def _progress(n: int, iterations: int):
+    """Yield the loop's progress callback: a live bar over the iterations on a terminal (the loop stops
+    early once the pool fits), else one complete plain line per iteration (logs and pipes keep every
+    figure; a bar would be cut off there)."""
 
     def fields(stats):
         drawn = stats.records > 0  # before drawing, show how well the pool's best plan fits
@@ -186,24 +188,24 @@ def _progress(n: int):
 
         def line(stats):
             worst, table, state = fields(stats)
-            typer.echo(f"iteration {stats.iteration}: {stats.records}/{n} records · worst TVD {worst:.4f} ({table}, {state}) · "
+            typer.echo(f"iteration {stats.iteration}/{iterations}: {stats.records}/{n} records drawn · worst TVD {worst:.4f} ({table}, {state}) · "
                        f"{stats.pool} proposals · {time.monotonic() - started:.1f}s", err=True)
 
         yield line
         return
     with Progress(
-        TextColumn("[bold]iteration {task.fields[iteration]}"),
+        TextColumn("[bold]iteration"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("records · worst TVD {task.fields[worst]:.4f} ({task.fields[table]}, {task.fields[state]})"),
+        TextColumn("· {task.fields[pool]} proposals · worst TVD {task.fields[worst]:.4f} ({task.fields[table]}, {task.fields[state]})"),
         TimeElapsedColumn(),
         console=err,
     ) as bar:
-        task = bar.add_task("synthesis", total=n, iteration=0, worst=1.0, table="-", state="planned")
+        task = bar.add_task("synthesis", total=iterations, pool=0, worst=1.0, table="-", state="planned")
 
         def update(stats):
             worst, table, state = fields(stats)
-            bar.update(task, completed=stats.records, iteration=stats.iteration, table=table, worst=worst, state=state)
+            bar.update(task, completed=stats.iteration, pool=stats.pool, table=table, worst=worst, state=state)
 
         yield update
 
@@ -242,13 +244,11 @@ def check(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Check SPEC and its target files without running anything; list the tables."""
-    from .spec import check_size
     from .targets import load_targets
 
     try:
         spec = load_spec(spec_path)
         targets = load_targets(spec)
-        check_size(spec, targets.n)
         parse_rules(spec)  # realism rules, checked against the schema
     except SpecError as exc:
         _fail(exc, debug, 2)

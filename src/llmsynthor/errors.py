@@ -41,7 +41,7 @@ class SpecError(LLMSynthorError):
     def render(self) -> str:
         if len(self.problems) == 1:
             return str(self.problems[0])
-        lines = [f"{len(self.problems)} problems in the spec:"]
+        lines = [f"{len(self.problems)} problems:"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 

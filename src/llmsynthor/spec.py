@@ -11,7 +11,6 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import pandas as pd
 import yaml
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import Problem, SpecError
 from .schema import Schema, Variable
+from .urls import url_problem
 
 MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any integer >= 0; scikit-learn's random_state (evaluate) needs < 2**32
 SPEC_FORMAT_HINT = "`llmsynthor spec-format` lists every field"
@@ -26,20 +26,6 @@ SPEC_FORMAT_HINT = "`llmsynthor spec-format` lists every field"
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def url_problem(url: str) -> str | None:
-    """What is wrong with an endpoint URL (None if nothing): it needs http:// or https:// and a host."""
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError as exc:
-        return f"not a URL ({exc}); expected e.g. http://localhost:8000/v1"
-    if parts.scheme not in ("http", "https"):
-        return "expected a URL starting with http:// or https://, e.g. http://localhost:8000/v1"
-    if not parts.hostname:
-        return "the URL names no host; expected e.g. http://localhost:8000/v1"
-    return None
 
 
 def available_memory() -> int | None:

@@ -18,7 +18,7 @@ import pandas as pd
 from .consistency import diagnose, diagnose_numeric, diagnose_sparse
 from .errors import Problem, SpecError
 from .schema import CategoricalVariable, IntegerVariable
-from .spec import Spec, TableSpec
+from .spec import Spec, TableSpec, check_size
 from .tables import Axis, NumericTarget, Targets, TargetTable, interval_label
 
 _INTERVAL = re.compile(r"^\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*([\])])\s*$")
@@ -246,6 +246,7 @@ def load_targets(spec: Spec) -> Targets:
         problems.append(Problem(f"{spec.source}: field 'targets'", "no table of counts; expected at least one (sums and means alone do not say who the records are)"))
     if problems:
         raise SpecError(problems)
+    check_size(spec, n)  # n may come from the tables: a run that cannot fit in memory stops here
 
     s = spec.synthesis
     tables = tuple(

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import BackendError
+from ..urls import url_problem
 from .base import Completion
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -54,8 +55,6 @@ class OpenAICompatibleLLM:
             import openai
         except ImportError:
             raise BackendError("the OpenAI-compatible backend needs the openai package: pip install openai") from None
-        from ..spec import url_problem
-
         if url_problem(base_url):  # a malformed URL would be retried as "could not be reached"
             raise BackendError(f"base_url {base_url!r}: {url_problem(base_url)}")
         if style not in ("chat", "completion"):
