@@ -92,3 +92,28 @@ def test_concurrent_requests_give_the_same_records_whatever_the_timing(spec):
     assert concurrent.records.equals(serial.records)
     assert concurrent.usage.calls == serial.usage.calls
     assert serial.history[0].new_proposals > spec.synthesis.proposals_per_call  # three plans in one iteration
+
+
+def test_resume_refuses_targets_whose_content_changed_naming_the_table(tmp_path):
+    """The spec names the same files; one file's cells changed: resuming would fit old and new targets."""
+    import shutil
+
+    from conftest import EXAMPLE
+
+    from llmsynthor import SpecError
+
+    shutil.copytree(EXAMPLE / "targets", tmp_path / "targets")
+    shutil.copy(EXAMPLE / "spec.yaml", tmp_path / "spec.yaml")
+    spec = with_overrides(load_spec(tmp_path / "spec.yaml"), {"n_records": 600})
+    folder = tmp_path / "ckpt"
+    with pytest.raises(BackendError):
+        Synthesizer(spec, SeededFake(fail_at=3), checkpoint_dir=folder).run()
+    path = tmp_path / "targets" / "location_payment.csv"
+    text = path.read_text()
+    path.write_text(text.replace("Developed,COD,255", "Developed,COD,256").replace("Developed,Online,546", "Developed,Online,545"))
+    edited = with_overrides(load_spec(tmp_path / "spec.yaml"), {"n_records": 600})  # one record moved: still consistent
+    assert edited.digest() == spec.digest()  # the spec itself did not change
+    with pytest.raises(SpecError, match=r"target tables differ .*changed: 'location_payment'"):
+        Synthesizer(edited, SeededFake(), checkpoint_dir=folder).run(resume=True)
+    path.write_text(text)  # restored: the run resumes
+    assert len(Synthesizer(spec, SeededFake(), checkpoint_dir=folder).run(resume=True).records) == 600

@@ -361,3 +361,17 @@ def test_file_system_failures_of_the_caches_are_clear_errors(tmp_path, monkeypat
     with pytest.raises(LLMSynthorError, match="cannot write to the response cache .*disk is full"):
         cached.complete_json([{"role": "user", "content": "a"}], {"properties": {"groups": {"items": {"items": {"enum": ["a", "b"]}}}}},
                              max_tokens=5, temperature=0.0, seed=1)
+
+
+def test_resume_after_a_target_file_was_edited_is_refused_before_the_model_loads(workdir, monkeypatch):
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=3))
+    args = ["run", "spec.yaml", "--out", "o.csv", "--n", "300", "--max-iterations", "6"]
+    assert runner.invoke(app, args).exit_code == 130
+    path = workdir / "targets" / "location_payment.csv"
+    path.write_text(path.read_text().replace("Developed,COD,255", "Developed,COD,256").replace("Developed,Online,546", "Developed,Online,545"))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("llmsynthor.api.make_backend", no_model)
+    fails_fast([*args, "--resume"], 2, "o.checkpoint", "target tables differ", "changed: 'location_payment'", "without --resume")

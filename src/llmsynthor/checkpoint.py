@@ -96,18 +96,24 @@ def _read_state(folder: Path) -> dict:
     return data
 
 
-def require(folder: Path) -> None:
-    """Fail, naming the file, when there is no complete checkpoint to resume (before any model is loaded)."""
-    _read_state(folder)
+def require(folder: Path, targets: dict[str, str] | None = None) -> None:
+    """Fail, naming the file, when there is no complete checkpoint to resume, or (given ``targets``'
+    content digests) when it was made for other targets — before any model is loaded."""
+    data = _read_state(folder)
+    if targets is not None:
+        refuse_changed_targets(targets, data.get("targets", {}), folder)
 
 
-def load(folder: Path, spec_digest: str) -> RunState:
-    """Read a checkpoint; refuse one written for a different spec (or seed, or model), a foreign or an incomplete one."""
+def load(folder: Path, spec_digest: str, targets: dict[str, str] | None = None) -> RunState:
+    """Read a checkpoint; refuse one written for a different spec (or seed, or model), for targets of
+    other content (``targets``: sha256 by name), a foreign or an incomplete one."""
     data = _read_state(folder)
     path = folder / "state.json"
     if data["spec_digest"] != spec_digest:
         raise SpecError(Problem(str(path), "the checkpoint belongs to a different spec, seed or model; resume with the same "
                                            "spec and options, or run without --resume"))
+    if targets is not None:
+        refuse_changed_targets(targets, data.get("targets", {}), folder)
     records = None
     if data.pop("has_records"):
         try:

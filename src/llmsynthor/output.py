@@ -132,6 +132,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "llmsynthor_version": __version__,
         "status": "completed",
         "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()},
+        "targets_sha256": result.targets,  # each target by content (cells as the run used them), wherever it came from
         "seed": spec.seed,
         "n_records": n_records,
         "records_path": str(records_path) if records_path else None,

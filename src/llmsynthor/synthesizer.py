@@ -143,8 +143,7 @@ class Synthesizer:
         if resume:
             if self.checkpoint_dir is None:
                 raise ValueError("resume needs a checkpoint_dir")
-            state = checkpoint.load(self.checkpoint_dir, self.run_digest())
-            checkpoint.refuse_changed_targets(targets.digests(), state.targets, self.checkpoint_dir)
+            state = checkpoint.load(self.checkpoint_dir, self.run_digest(), targets.digests())
             self.rng_ = np.random.default_rng()
             self.rng_.bit_generator.state = state.rng_state
             self.usage_, self.pool_ = LLMUsage.from_dict(state.usage), ProposalPool.restore(targets, state.pool, shapes)
