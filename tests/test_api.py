@@ -67,3 +67,19 @@ def test_synthesize_is_fit_then_sample():
     result = synthesize(spec, FakeLLM(seed=1, domains=DOMAINS))
     fitted = Synthesizer(spec, FakeLLM(seed=1, domains=DOMAINS)).fit()
     assert result.records.equals(fitted.sample().records)
+
+
+def test_the_readmes_python_example_runs(monkeypatch):
+    """The README's fit/sample example with a DataFrame target, with a test double for the model."""
+    import re
+
+    import llmsynthor
+    from conftest import ROOT
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S)
+    code = next(b for b in blocks if "sample(n=" in b)
+    monkeypatch.setattr(llmsynthor, "make_backend", lambda settings: FakeLLM(seed=3, domains={"age": (0, 99)}))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert len(scope["result"].records) == 1000 and len(scope["more"].records) == 10_000
+    assert scope["more"].converged, scope["more"].distances
