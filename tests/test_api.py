@@ -73,8 +73,9 @@ def test_the_readmes_python_example_runs(monkeypatch):
     """The README's fit/sample example with a DataFrame target, with a test double for the model."""
     import re
 
-    import llmsynthor
     from conftest import ROOT
+
+    import llmsynthor
 
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.S)
     code = next(b for b in blocks if "sample(n=" in b)
@@ -83,3 +84,9 @@ def test_the_readmes_python_example_runs(monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert len(scope["result"].records) == 1000 and len(scope["more"].records) == 10_000
     assert scope["more"].converged, scope["more"].distances
+
+
+def test_the_targets_digest_does_not_depend_on_the_runs_size():
+    spec = parse_spec(frames_spec())
+    assert load_targets(with_overrides(spec, {"n_records": 600})).digests() == load_targets(spec).digests()
+    assert load_targets(spec).rescaled(10_000).digests() == load_targets(spec).digests()

@@ -102,3 +102,22 @@ def test_the_default_model_knows_husbands_are_male():
         assert options == ["Male", "Female"] and np.isclose(sum(choice.probabilities), 1)
         p[rel] = choice.probabilities
     assert p["Husband"][0] > 0.75 and p["Wife"][1] > 0.75, p
+
+
+def test_a_resumed_run_counts_the_priors_scorings_once(tmp_path):
+    from llmsynthor import BackendError
+
+    class Failing(KnowingFakeLLM):
+        def complete_json(self, *args, **kwargs):
+            if len(self.calls) >= 3:
+                raise BackendError("the server went away", retryable=True)
+            return super().complete_json(*args, **kwargs)
+
+    spec = parse_spec(SPEC)
+    whole = Synthesizer(spec, KnowingFakeLLM(KNOWLEDGE, seed=1, domains={"age": (0, 90)})).run()
+    with pytest.raises(BackendError):
+        Synthesizer(spec, Failing(KNOWLEDGE, seed=1, domains={"age": (0, 90)}), checkpoint_dir=tmp_path).run()
+    llm = KnowingFakeLLM(KNOWLEDGE, seed=1, domains={"age": (0, 90)})
+    resumed = Synthesizer(spec, llm, checkpoint_dir=tmp_path).run(resume=True)
+    assert llm.scorings  # the prior is scored again for the rest of the run ...
+    assert resumed.usage.option_scorings == whole.usage.option_scorings > 0  # ... and counted once

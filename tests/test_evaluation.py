@@ -347,3 +347,13 @@ def test_missing_values_of_a_summed_variable_count_as_error_not_nan(tmp_path, re
     assert dirty.outside_domain["price"] == {"count": 100, "missing": 100, "share": 0.05, "example": None}
     assert dirty.wasserstein == {}  # no reference: no Wasserstein; with one, the missing values are left out
     assert np.isfinite(evaluate(holes, targets, reference=reference).wasserstein["price"])
+
+
+def test_a_reference_too_small_to_compare_is_named_not_a_traceback(tmp_path):
+    from llmsynthor.cli import app
+
+    pd.read_csv(EXAMPLE / "reference.csv").head(3).to_csv(tmp_path / "tiny.csv", index=False)
+    cli = CliRunner().invoke(app, ["evaluate", str(EXAMPLE / "reference.csv"), "--spec", str(EXAMPLE / "spec.yaml"),
+                                   "--reference", str(tmp_path / "tiny.csv")])
+    assert cli.exit_code == 2 and "Traceback" not in cli.output, cli.output
+    assert "3 records" in cli.output and "at least 10 on each side" in cli.output

@@ -375,3 +375,26 @@ def test_resume_after_a_target_file_was_edited_is_refused_before_the_model_loads
 
     monkeypatch.setattr("llmsynthor.api.make_backend", no_model)
     fails_fast([*args, "--resume"], 2, "o.checkpoint", "target tables differ", "changed: 'location_payment'", "without --resume")
+
+
+@pytest.mark.parametrize("changed", [["--seed", "5"], ["--n", "400"]])
+def test_resume_with_other_options_is_refused_before_the_model_loads(workdir, monkeypatch, changed):
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=3))
+    args = ["run", "spec.yaml", "--out", "o.csv", "--n", "300", "--max-iterations", "6"]
+    assert runner.invoke(app, args).exit_code == 130
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("llmsynthor.api.make_backend", no_model)
+    text = fails_fast([*args, *changed, "--resume"], 2, "o.checkpoint/state.json", "belongs to a different spec, seed, size")
+    assert "--resume." not in text  # no contradicting 'run the same command with --resume' hint
+
+
+def test_a_stale_checkpoint_of_an_earlier_run_gets_no_resume_hint(workdir, monkeypatch):
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=3))
+    args = ["run", "spec.yaml", "--out", "o.csv", "--n", "300", "--max-iterations", "6"]
+    assert runner.invoke(app, args).exit_code == 130  # leaves o.checkpoint
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=1))
+    result = runner.invoke(app, args)  # a fresh run, interrupted before its first iteration
+    assert result.exit_code == 130 and "nothing to resume" in result.output, result.output

@@ -79,6 +79,9 @@ def test_an_unreadable_manifest_is_named(tmp_path, run_files):
     cli = CliRunner().invoke(app, ["report", str(run_files), "--spec", str(EXAMPLE / "spec.yaml"), "--manifest", str(bad)])
     assert cli.exit_code == 2
     assert "bad.json" in cli.output and "cannot read the run manifest" in cli.output
+    bad.write_text("[1, 2]")  # JSON, but not a manifest
+    cli = CliRunner().invoke(app, ["report", str(run_files), "--spec", str(EXAMPLE / "spec.yaml"), "--manifest", str(bad)])
+    assert cli.exit_code == 2 and "is JSON but not a run manifest" in cli.output and "Traceback" not in cli.output
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "none.csv"), "--spec", str(EXAMPLE / "spec.yaml")])
     assert missing.exit_code == 2 and "records file not found" in missing.output
 

@@ -30,6 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# llama_cpp.server as users start it, kept off llama.cpp's AMX kernels as the embedded backend is
+# (they crash on the machines here: see llmsynthor.llm.embedded.avoid_amx_buffers)
+SERVE = ("import runpy; from llmsynthor.llm.embedded import avoid_amx_buffers; avoid_amx_buffers(); "
+         "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
+
+
 class LlamaServer:
     def __init__(self, port: int):
         self.port = port
@@ -42,7 +48,7 @@ class LlamaServer:
     def start(self) -> None:
         model = resolve("gemma3-270m").path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "gemma3-270m",
+            [sys.executable, "-c", SERVE, "--model", str(model), "--model_alias", "gemma3-270m",
              "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--verbose", "False"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -146,6 +146,8 @@ def test_fit_then_sample_is_run_and_the_fitted_pool_samples_again(spec):
     calls = len(llm.calls)
     first = synth.sample()
     assert first.records.equals(ran.records) and first.usage.calls == ran.usage.calls
+    assert synth.sample(n=700).records.shape == (700, 6)
+    assert synth.sample().records.equals(first.records)  # sampling leaves the fitted state as it was
     # a fitted pool gives more records without the LLM: any size, reproducible from a seed
     small, again, other = synth.sample(n=500, seed=3), synth.sample(n=500, seed=3), synth.sample(n=500, seed=4)
     assert len(llm.calls) == calls
@@ -161,10 +163,14 @@ def test_fit_then_sample_is_run_and_the_fitted_pool_samples_again(spec):
 def test_sample_needs_a_fit_and_a_whole_positive_size(spec):
     from llmsynthor import SpecError
 
-    synth = Synthesizer(spec, FakeLLM(seed=1, domains=DOMAINS))
+    synth = Synthesizer(spec, FakeLLM(script=[json.dumps({"groups": []})] + ["nonsense"] * 4, domains=DOMAINS))
     with pytest.raises(RuntimeError, match="fit"):
         synth.sample()
-    synth.fit()
+    with pytest.raises(ProposalError):
+        synth.fit()
+    with pytest.raises(RuntimeError, match="stopped with an error"):
+        synth.sample()  # a half-grown pool is not a fitted one
+    synth = Synthesizer(spec, FakeLLM(seed=1, domains=DOMAINS)).fit()
     for bad in (0, -5, 2.5, "10"):
         with pytest.raises(SpecError, match="whole number of records"):
             synth.sample(n=bad)

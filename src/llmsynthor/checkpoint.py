@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import LLMSynthorError, Problem, SpecError
+from .errors import LLMSynthorError, Problem, SpecError, os_reason
 
 FORMAT = 1
 
@@ -36,6 +36,7 @@ class RunState:
     records: pd.DataFrame | None = None
     fitted: bool = False  # the loop has finished: the pool is complete, only sampling is left
     targets: dict = field(default_factory=dict)  # sha256 of every target's content, by name
+    spec_sha256: str = ""  # the spec alone (seed and options included), checked before a model is loaded
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -58,7 +59,7 @@ def save(folder: Path, state: RunState) -> None:
         data["has_records"] = state.records is not None and len(state.records) > 0
         _atomic_write(folder / "state.json", lambda p: p.write_text(json.dumps(data, default=int), encoding="utf-8"))
     except OSError as exc:
-        raise LLMSynthorError(f"could not save the checkpoint in {folder}: {exc.strerror or exc}") from exc
+        raise LLMSynthorError(f"could not save the checkpoint in {folder}: {os_reason(exc)}") from exc
 
 
 def exists(folder: Path) -> bool:
@@ -81,7 +82,7 @@ def _read_state(folder: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise SpecError(Problem(str(path), f"the checkpoint is damaged ({exc.msg}){fresh}")) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(Problem(str(path), f"cannot read the checkpoint ({getattr(exc, 'strerror', None) or exc}){fresh}")) from None
+        raise SpecError(Problem(str(path), f"cannot read the checkpoint ({os_reason(exc)}){fresh}")) from None
     if not isinstance(data, dict) or "format" not in data or "spec_digest" not in data:
         raise SpecError(Problem(str(path), f"is not a checkpoint written by llmsynthor (no 'format' and 'spec_digest'){fresh}"))
     if data["format"] != FORMAT:
@@ -96,10 +97,16 @@ def _read_state(folder: Path) -> dict:
     return data
 
 
-def require(folder: Path, targets: dict[str, str] | None = None) -> None:
-    """Fail, naming the file, when there is no complete checkpoint to resume, or (given ``targets``'
-    content digests) when it was made for other targets — before any model is loaded."""
+_OTHER_SPEC = ("the checkpoint belongs to a different spec, seed, size or model; resume with the same spec and options, "
+               "or run without --resume")
+
+
+def require(folder: Path, targets: dict[str, str] | None = None, spec_sha256: str | None = None) -> None:
+    """Fail, naming the file, when there is no complete checkpoint to resume, or (given the spec's and the
+    targets' content digests) when it was made for another spec or other targets — before any model is loaded."""
     data = _read_state(folder)
+    if spec_sha256 is not None and data.get("spec_sha256") not in ("", None, spec_sha256):
+        raise SpecError(Problem(str(folder / "state.json"), _OTHER_SPEC))
     if targets is not None:
         refuse_changed_targets(targets, data.get("targets", {}), folder)
 
@@ -110,8 +117,7 @@ def load(folder: Path, spec_digest: str, targets: dict[str, str] | None = None) 
     data = _read_state(folder)
     path = folder / "state.json"
     if data["spec_digest"] != spec_digest:
-        raise SpecError(Problem(str(path), "the checkpoint belongs to a different spec, seed or model; resume with the same "
-                                           "spec and options, or run without --resume"))
+        raise SpecError(Problem(str(path), _OTHER_SPEC))
     if targets is not None:
         refuse_changed_targets(targets, data.get("targets", {}), folder)
     records = None

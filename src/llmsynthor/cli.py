@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import checkpoint
-from .errors import LLMSynthorError, Problem, SpecError
+from .errors import LLMSynthorError, Problem, SpecError, os_reason
 from .rules import parse_rules
 from .spec import load_spec, with_overrides
 
@@ -87,6 +87,7 @@ def run(
     changes = {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url, "llm.model": model,
                "llm.concurrency": concurrency, "synthesis.max_iterations": max_iterations}
     given = {"--manifest": manifest_path, "--checkpoint": checkpoint_dir}  # as the user wrote them, for the resume hint
+    spec = synth = None  # for the Ctrl-C message, whenever it comes
     try:
         spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
         parse_rules(spec)  # a broken realism rule is bad input, before any work
@@ -106,7 +107,7 @@ def run(
 
         check_run_paths(out_path, manifest_path, checkpoint_dir, default_path() if use_cache else None)
         if resume:
-            checkpoint.require(checkpoint_dir, targets.digests())
+            checkpoint.require(checkpoint_dir, targets.digests(), spec.digest())
         from .api import make_backend
 
         err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"
@@ -117,7 +118,7 @@ def run(
             try:
                 synth.fit(resume=resume)
             except LLMSynthorError as exc:
-                if checkpoint.exists(checkpoint_dir):
+                if _saved(synth, resume, checkpoint_dir) and not isinstance(exc, SpecError):
                     exc.args = (f"{exc}\nProgress up to the last finished iteration is saved in {checkpoint_dir}; "
                                 "fix the cause and run the same command with --resume.",)
                 raise
@@ -129,7 +130,8 @@ def run(
         write_manifest(data, manifest_path)
         checkpoint.clear(checkpoint_dir)
     except KeyboardInterrupt:
-        _interrupted(checkpoint_dir, _resume_command(spec_path, out_path, given, changes, no_cache))
+        _interrupted(_saved(synth, resume, checkpoint_dir), checkpoint_dir, _resume_command(spec_path, out_path, given, changes, no_cache),
+                     cached=not no_cache and spec is not None and spec.llm.cache)
     except SpecError as exc:
         _fail(exc, debug, 2)
     except LLMSynthorError as exc:
@@ -213,7 +215,7 @@ def _progress(n: int, iterations: int):
 def _os_error(exc: OSError) -> str:
     """``file system error on /x/y.csv: No space left on device`` from an OSError, without the errno noise."""
     name = f" on {exc.filename}" if getattr(exc, "filename", None) else ""
-    return f"file system error{name}: {exc.strerror or exc}"
+    return f"file system error{name}: {os_reason(exc)}"
 
 
 def _resume_command(spec_path: Path, out_path: Path | None, given: dict, changes: dict, no_cache: bool) -> str:
@@ -227,14 +229,21 @@ def _resume_command(spec_path: Path, out_path: Path | None, given: dict, changes
     return shlex.join([*words, "--resume"])
 
 
-def _interrupted(checkpoint_dir: Path | None, command: str) -> None:
+def _saved(synth, resume: bool, checkpoint_dir: Path | None) -> bool:
+    """Whether this run's progress is in ``checkpoint_dir`` (not a stale checkpoint of an earlier run)."""
+    ours = resume or (synth is not None and bool(getattr(synth, "history_", None)))
+    return ours and checkpoint_dir is not None and checkpoint.exists(checkpoint_dir)
+
+
+def _interrupted(saved: bool, checkpoint_dir: Path | None, command: str, cached: bool) -> None:
     """Ctrl-C: say where the progress is and the exact command that finishes the run; exit 130."""
-    if checkpoint_dir is not None and checkpoint.exists(checkpoint_dir):
+    if saved:
         typer.echo(f"llmsynthor: interrupted. Progress up to the last finished iteration is saved in {checkpoint_dir}; "
                    f"to finish the run: {command}", err=True)
     else:
-        typer.echo("llmsynthor: interrupted before the first iteration finished; nothing to resume (LLM answers so far "
-                   "are in the response cache): run the same command again", err=True)
+        kept = " (LLM answers so far are in the response cache)" if cached else ""
+        typer.echo(f"llmsynthor: interrupted before the first iteration finished; nothing to resume{kept}: "
+                   "run the same command again", err=True)
     raise typer.Exit(130)
 
 
@@ -382,7 +391,7 @@ def evaluate(
             json_path.write_text(json.dumps({**asdict(result), "summary": summary, "definitions": definitions}, indent=1, default=float),
                                  encoding="utf-8")
         except OSError as exc:
-            _fail(SpecError(Problem(f"--json '{json_path}'", f"cannot be written ({exc.strerror or exc})")), debug, 2)
+            _fail(LLMSynthorError(f"--json '{json_path}' cannot be written ({os_reason(exc)})"), debug, 1)  # checked before: a runtime fault
 
 
 @app.command()
@@ -421,6 +430,9 @@ def report(
                 manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the JSON written by `llmsynthor run`")) from exc
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("iterations", []), list) or "llm" not in manifest:
+                raise SpecError(Problem(str(manifest_path), "is JSON but not a run manifest (no 'llm' and 'iterations'); "
+                                                            "expected the .manifest.json written by `llmsynthor run`"))
     except SpecError as exc:
         _fail(exc, debug, 2)
     page = build_report(records, targets, result, manifest=manifest, reference=reference, title=f"llmsynthor report: {spec.name}")

@@ -16,6 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def os_reason(exc: BaseException) -> str:
+    """What an OS error says, without the errno noise: 'No space left on device'."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 class LLMSynthorError(Exception):
     """Base class of every error llmsynthor raises on purpose."""
 

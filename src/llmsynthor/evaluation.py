@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wasserstein_distance
 
+from .errors import Problem, SpecError
 from .metrics import jsd, tvd
 from .records import inside_domain, outside_domain
 from .rules import Rule
@@ -211,6 +212,9 @@ def _finite(values: pd.Series) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+MIN_COMPARED = 10  # records on each side for the figures against a reference
+
+
 def evaluate(records: pd.DataFrame, targets: Targets, *, reference: pd.DataFrame | None = None,
              rules: list[Rule] = (), max_way: int = 3, seed: int = 0) -> Evaluation:
     """Score ``records`` against ``targets`` and, optionally, a reference micro-dataset.
@@ -218,6 +222,10 @@ def evaluate(records: pd.DataFrame, targets: Targets, *, reference: pd.DataFrame
     Values outside the schema's domains are counted per variable and scored as error (see the
     module's docstring); they never make a table look better than it is."""
     schema = targets.schema
+    if reference is not None and min(len(records), len(reference)) < MIN_COMPARED:
+        raise SpecError(Problem("reference" if len(reference) < MIN_COMPARED else "records",
+                                f"{min(len(records), len(reference))} records; comparing with a reference (C2ST's 5 folds, "
+                                f"distance to the closest record) needs at least {MIN_COMPARED} on each side"))
     inside = inside_domain(records, schema)
     on_targets, outside_cells, cache = {}, {}, {}
     for t in targets:

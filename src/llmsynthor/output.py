@@ -11,22 +11,15 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .errors import LLMSynthorError, Problem, SpecError
-from .schema import Schema
+from .errors import LLMSynthorError, Problem, SpecError, os_reason
+from .records import check_suffix
+from .result import SynthesisResult
 from .spec import Spec
-from .synthesizer import SynthesisResult
-
-RECORD_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 
 
 def check_output_path(path: Path) -> None:
-    """Fail before a run, not after it, when records could not be written to ``path``."""
-    if path.suffix.lower() not in RECORD_FORMATS:
-        raise SpecError(Problem(f"records path '{path}'", f"unknown extension {path.suffix or '(none)'!r}; expected .csv or .parquet"))
-
-
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+    """Fail before a run, not after it, when records could not be written to ``path`` (.csv or .parquet)."""
+    check_suffix(path, "records")
 
 
 class _PathCheck:
@@ -45,13 +38,13 @@ class _PathCheck:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise self.fail(f"cannot create the folder {folder} ({_why(exc)})") from None
+            raise self.fail(f"cannot create the folder {folder} ({os_reason(exc)})") from None
         probe = folder / f".{self.path.name}.llmsynthor-probe-{os.getpid()}"
         try:
             with open(probe, "x", encoding="utf-8"):
                 pass
         except OSError as exc:
-            raise self.fail(f"cannot write in {folder} ({_why(exc)}); expected a writable folder") from None
+            raise self.fail(f"cannot write in {folder} ({os_reason(exc)}); expected a writable folder") from None
         probe.unlink(missing_ok=True)
 
 
@@ -98,15 +91,6 @@ def check_run_paths(records: Path, manifest: Path, checkpoint_dir: Path, cache: 
         check_writable_file(cache, "response cache", "set LLMSYNTHOR_CACHE to a writable folder, or pass --no-cache")
 
 
-def read_records(path: Path, schema: Schema) -> pd.DataFrame:
-    """Records from a .csv or .parquet file, checked against the schema (every variable present,
-    numeric columns numeric; clear ``SpecError`` otherwise). Values outside the domains are kept:
-    ``records.load_records`` also counts them per variable."""
-    from .records import load_records
-
-    return load_records(path, schema).frame
-
-
 def write_records(records: pd.DataFrame, path: Path) -> Path:
     check_output_path(path)
     try:
@@ -116,7 +100,7 @@ def write_records(records: pd.DataFrame, path: Path) -> Path:
         else:
             records.to_parquet(path, index=False)
     except OSError as exc:
-        raise LLMSynthorError(f"could not write the records to {path}: {_why(exc)}") from exc
+        raise LLMSynthorError(f"could not write the records to {path}: {os_reason(exc)}") from exc
     return path
 
 
@@ -138,6 +122,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "records_path": str(records_path) if records_path else None,
         "model": {"backend": backend.name, "sha256": model_file.sha256 if model_file else None,
                   "load_seconds": getattr(backend, "load_seconds", None),
+                  "llama_cpp_extra_buffers_off": getattr(backend, "avoided_amx", None),  # AMX kernels avoided (llm.embedded)
                   "temperature": spec.llm.temperature, "top_p": spec.llm.top_p, "top_k": spec.llm.top_k},
         "cache": cache,
         "transport": {"retries": getattr(backend, "transport_retries", 0),
@@ -172,5 +157,5 @@ def write_manifest(data: dict, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise LLMSynthorError(f"could not write the manifest to {path}: {_why(exc)}") from exc
+        raise LLMSynthorError(f"could not write the manifest to {path}: {os_reason(exc)}") from exc
     return path

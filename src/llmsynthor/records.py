@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, os_reason
 from .schema import CategoricalVariable, IntegerVariable, Schema
 
 RECORD_SUFFIXES = (".csv", ".parquet")
@@ -109,7 +109,7 @@ def _read_frame(path: Path, schema: Schema) -> pd.DataFrame:
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             raise SpecError(Problem(where, f"cannot read the CSV ({' '.join(str(exc).split())}); expected comma-separated records with a header row")) from None
         except OSError as exc:
-            raise SpecError(Problem(where, f"cannot open the records file ({exc.strerror or exc})")) from None
+            raise SpecError(Problem(where, f"cannot open the records file ({os_reason(exc)})")) from None
     if path.stat().st_size == 0:
         raise SpecError(Problem(where, "the file is empty; expected a Parquet file of records"))
     try:
@@ -138,13 +138,18 @@ def _numeric(column: pd.Series, name: str, where: str, header_rows: int) -> pd.S
     return numbers.astype(float)
 
 
+def check_suffix(path: Path, what: str = "records") -> None:
+    """Records files are .csv or .parquet; anything else is refused, naming the path."""
+    if Path(path).suffix.lower() not in RECORD_SUFFIXES:
+        raise SpecError(Problem(f"{what} path '{path}'", f"unknown extension {Path(path).suffix or '(none)'!r}; expected .csv or .parquet"))
+
+
 def load_records(path: Path, schema: Schema, what: str = "records") -> Records:
     """Read ``what`` (records or a reference) from a .csv or .parquet file and check them against
     ``schema``: every variable present, numeric columns numeric. Raises ``SpecError``."""
     path = Path(path)
     where = str(path)
-    if path.suffix.lower() not in RECORD_SUFFIXES:
-        raise SpecError(Problem(f"{what} path '{path}'", f"unknown extension {path.suffix or '(none)'!r}; expected .csv or .parquet"))
+    check_suffix(path, what)
     if not path.is_file():
         raise SpecError(Problem(where, f"{what} file not found; expected a .csv or .parquet file"))
     frame = _read_frame(path, schema)

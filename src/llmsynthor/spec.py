@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, os_reason
 from .schema import Schema, Variable
 from .urls import url_problem
 
@@ -384,7 +384,7 @@ def load_spec(path: str | Path) -> Spec:
     except UnicodeDecodeError as exc:
         raise SpecError(Problem(str(path), f"not a UTF-8 text file ({exc.reason})")) from None
     except OSError as exc:
-        raise SpecError(Problem(str(path), f"cannot read the spec ({exc.strerror or exc})")) from None
+        raise SpecError(Problem(str(path), f"cannot read the spec ({os_reason(exc)})")) from None
     return parse_spec(data, source=str(path), base_dir=path.parent)
 
 

@@ -18,6 +18,7 @@ request layer (:mod:`llmsynthor.requesting`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -84,6 +85,7 @@ class Synthesizer:
         self.facts = prompts.numeric_facts(self.targets, [group_sizes(self.targets, t) for t in self.targets.numeric])
         self.pool_: ProposalPool | None = None
         self.prior_: PairwisePrior | None = None
+        self.fitted_ = False
 
     def run_digest(self) -> str:
         """Identifies what a checkpoint may be resumed with: the spec (seed included) and the model."""
@@ -98,9 +100,11 @@ class Synthesizer:
         """Grow the proposal pool with the LLM until its best allocation matches every target (or
         ``max_iterations``); with ``resume``, continue from the checkpoint in ``checkpoint_dir``."""
         s, targets, n = self.spec.synthesis, self.targets, self.targets.n
-        started = self.clock()
+        started, self.fitted_ = self.clock(), False
         elapsed, first, done = self._start(resume)
-        self.prior_ = self.pool_.prior = steps.pairwise_prior(self.requester, targets, s, self.usage_, self.notes_)
+        # a resumed run scores the prior again (from the cache, mostly); its first scoring is counted already
+        usage = self.usage_ if first == 1 else LLMUsage()
+        self.prior_ = self.pool_.prior = steps.pairwise_prior(self.requester, targets, s, usage, self.notes_)
         counts = count_all(self.loop_records_, targets) if self.loop_records_ is not None else [np.zeros(t.shape) for t in targets]
         plan = None  # the pool's best allocation of the records still to draw; valid until the pool or the draws change
         for iteration in range(first, s.max_iterations + 1):
@@ -133,7 +137,7 @@ class Synthesizer:
             self._save(iteration, done, elapsed + self.clock() - started)
             if self.progress is not None:
                 self.progress(stats)
-        self.fit_seconds_ = elapsed + self.clock() - started
+        self.fit_seconds_, self.fitted_ = elapsed + self.clock() - started, True
         return self
 
     def _start(self, resume: bool) -> tuple[float, int, bool]:
@@ -188,20 +192,22 @@ class Synthesizer:
             checkpoint.save(self.checkpoint_dir, checkpoint.RunState(
                 self.run_digest(), iteration, self.rng_.bit_generator.state, self.pool_.dump(), self.usage_.as_dict(),
                 [asdict(h) for h in self.history_], self.dependencies_["inferred"], self.notes_, elapsed, self.loop_records_,
-                fitted=done, targets=self.targets.digests()))
+                fitted=done, targets=self.targets.digests(), spec_sha256=self.spec.digest()))
 
     # -- sample: records from the fitted pool --------------------------------------------------
     def sample(self, n: int | None = None, seed: int | None = None) -> SynthesisResult:
         """``n`` records (default: the targets' n; the targets are rescaled to it) drawn from the fitted
-        pool and finished to match the targets; no LLM call. ``seed`` gives a fresh, reproducible draw;
-        without it the run's own random stream continues (so fit + sample equals :meth:`run`)."""
-        if self.pool_ is None:
-            raise RuntimeError("call fit() before sample()")
+        pool and finished to match the targets; no LLM call, no change to the fitted state. ``seed``
+        gives a fresh, reproducible draw; without it the run's own random stream goes on from where
+        :meth:`fit` left it (so fit + sample equals :meth:`run`, and sample() gives the same records
+        every time)."""
+        if not self.fitted_:
+            raise RuntimeError("call fit() before sample(); a fit that stopped with an error cannot be sampled")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
             raise SpecError(Problem("sample(n)", f"expected a whole number of records >= 1, got {n!r}"))
         started, s = self.clock(), self.spec.synthesis
         targets = self.targets.rescaled(int(n)) if n is not None else self.targets
-        rng = self.rng_ if seed is None else np.random.default_rng(seed)
+        rng = copy.deepcopy(self.rng_) if seed is None else np.random.default_rng(seed)
         own = seed is None and targets.n == self.targets.n and self.loop_records_ is not None  # the loop's draws count
         records, drawn, notes = self._draw_rest(targets, self.loop_records_ if own else None,
                                                 self.pool_.drawn.copy() if own else np.zeros(len(self.pool_), np.int64), rng)

@@ -125,11 +125,13 @@ class Targets:
         return len(self.tables)
 
     def digests(self) -> dict[str, str]:
-        """sha256 of every target's content (axes and cells as the run uses them), by name: what
-        resume and the manifest identify targets by, wherever their cells came from."""
-        return {t.name: _digest(t.axes, t.counts if isinstance(t, TargetTable) else t.values, getattr(t, "variable", ""),
-                                getattr(t, "statistic", "count"))
-                for t in (*self.tables, *self.numeric)}
+        """sha256 of every target's content by name — its axes and its shares (sums: per record; means
+        as given), so neither where the cells came from nor the run's size changes it: what resume and
+        the manifest identify targets by."""
+        out = {t.name: _digest(t.axes, t.counts / t.counts.sum(), "count") for t in self.tables}
+        for t in self.numeric:
+            out[t.name] = _digest(t.axes, t.values / self.n if t.statistic == "sum" else t.values, t.statistic, t.variable)
+        return out
 
     def rescaled(self, n: int) -> Targets:
         """The same targets for ``n`` records: counts and sums scaled by n / self.n, means kept."""
@@ -144,7 +146,8 @@ def _digest(axes: tuple[Axis, ...], values: np.ndarray, *labels: str) -> str:
     h = hashlib.sha256("\x1f".join(labels).encode())
     for axis in axes:
         h.update(("\x1e" + axis.variable + "\x1f" + "\x1f".join(axis.labels)).encode())
-    h.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    rounded = [float(f"{v:.12g}") for v in np.asarray(values, dtype=float).ravel()]  # rescaling leaves last-digit noise
+    h.update(np.asarray(rounded, dtype="<f8").tobytes())
     return h.hexdigest()
 
 

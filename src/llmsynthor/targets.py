@@ -9,6 +9,8 @@ at the final size". Targets come from CSV files, inline ``cells`` or pandas Data
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -16,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from .consistency import diagnose, diagnose_numeric, diagnose_sparse
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, os_reason
 from .schema import CategoricalVariable, IntegerVariable
 from .spec import Spec, TableSpec, check_size
 from .tables import Axis, NumericTarget, Targets, TargetTable, interval_label
 
+_HALF_BIN = re.compile(r"^\s*\[\s*[-+0-9.eE]+\s*$"), re.compile(r"^\s*[-+0-9.eE]+\s*[)\]]\s*$")  # '[18' and '35)'
 _INTERVAL = re.compile(r"^\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*([\])])\s*$")
 _SHARE_TOLERANCE = 1e-3
 _TOTAL_RTOL = 1e-6
@@ -98,25 +101,22 @@ def _read_cells(table: TableSpec, base_dir: Path, where: str, problems: list[Pro
         if not path.is_file():
             problems.append(Problem(where, f"target file '{path}' not found; expected a CSV with columns {table.variables + ['count']}"))
             return None
-        import csv
-
         try:
             text = path.read_text(encoding="utf-8-sig")
-            half = re.compile(r"^\s*\[\s*[-+0-9.eE]+\s*$"), re.compile(r"^\s*[-+0-9.eE]+\s*[)\]]\s*$")
             reader = csv.reader(text.splitlines())
             for row in reader if "[" in text else ():  # an unquoted bin: its comma split it in two fields
                 for left, right in zip(row, row[1:]):
-                    if half[0].match(left) and half[1].match(right):
+                    if _HALF_BIN[0].match(left) and _HALF_BIN[1].match(right):
                         written = f"{left.strip()},{right.strip()}"
                         problems.append(Problem(f"{path}", f"line {reader.line_num}: the bin {written} is not in double quotes, "
                                                            f"so its comma split it into two columns; write it \"{written}\""))
                         return None
-            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
             problems.append(Problem(f"{path}", f"could not be read as CSV ({str(exc).strip()})"))
             return None
         except OSError as exc:
-            problems.append(Problem(f"{path}", f"could not be read ({exc.strerror or exc})"))
+            problems.append(Problem(f"{path}", f"could not be read ({os_reason(exc)})"))
             return None
     return pd.DataFrame([{k: str(v) for k, v in row.items()} for row in table.cells or []])
 
@@ -269,5 +269,6 @@ def load_targets(spec: Spec) -> Targets:
         where = {t.name: t.source for t in (*tables, *numeric_targets)}
         raise SpecError([Problem(" and ".join(dict.fromkeys(where[t] for t in d.tables)), f"inconsistent targets: {d.describe()}") for d in found] + [Problem(
             f"{spec.source}: field 'synthesis.inconsistent_targets'",
-            "fix the tables, or set it to 'proceed' to fit a weighted compromise (table 'weight's decide; the run reports it)")])
+            "fix the tables, or set it to 'proceed' to go on anyway — tables that disagree get a weighted compromise (their "
+            "'weight's decide), a table with more cells than records gets its thin cells asked for; the run reports it")])
     return Targets(n=int(n), tables=tables, schema=spec.record_schema, inconsistencies=tuple(found), numeric=numeric_targets)

@@ -15,6 +15,37 @@ from ..errors import BackendError
 from .base import Choice, Completion
 from .models import ModelFile, resolve
 
+_PATCHED = threading.Lock()
+
+
+def avoid_amx_buffers() -> bool:
+    """Keep llama.cpp off its AMX matrix kernels where the build has them; True if it had to.
+
+    llama-cpp-python compiled on a CPU with AMX (Intel Sapphire Rapids and later) places weights in
+    AMX buffers, and its AMX kernel crashes the process (SIGSEGV in ``ggml_backend_amx_mul_mat``)
+    where the machine does not give it working AMX tile state — as on the 2-core machines this
+    project is built on. Models are then loaded without llama.cpp's extra buffer types (AMX, weight
+    repacking), by default for the whole process. Idempotent; nothing changes on other builds.
+    """
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    if "AMX_INT8 = 1" not in llama_cpp.llama_print_system_info().decode("utf-8", "replace"):
+        return False
+    with _PATCHED:
+        low = llama_module.llama_cpp  # the ctypes bindings the Llama class calls
+        if not getattr(low.llama_model_default_params, "_llmsynthor_no_extra_bufts", False):
+            original = low.llama_model_default_params
+
+            def without_extra_buffers():
+                params = original()
+                params.use_extra_bufts = False
+                return params
+
+            without_extra_buffers._llmsynthor_no_extra_bufts = True
+            low.llama_model_default_params = without_extra_buffers
+    return True
+
 
 class EmbeddedLLM:
     """A local GGUF model (default: Qwen2.5-Coder-1.5B-Instruct Q4_K_M).
@@ -39,6 +70,7 @@ class EmbeddedLLM:
         self.top_p, self.top_k = top_p, top_k
         self._lock = threading.Lock()
         started = time.perf_counter()
+        self.avoided_amx = avoid_amx_buffers()
         try:
             self._llm = Llama(
                 model_path=str(self.model_file.path),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, os_reason
 
 QWEN_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -61,7 +61,7 @@ def check_cache_folder() -> None:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SpecError(Problem(f"cache folder '{root}'", f"cannot be created ({exc.strerror or exc}; {CACHE_HINT})")) from None
+            raise SpecError(Problem(f"cache folder '{root}'", f"cannot be created ({os_reason(exc)}; {CACHE_HINT})")) from None
 
 
 def sha256_of(path: Path, chunk: int = 16 << 20) -> str:
@@ -98,7 +98,7 @@ def _assembled(assemble) -> Path:
         return assemble()
     except OSError as exc:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        raise ModelFileError(f"could not assemble the model in {cache_dir()}{where}: {exc.strerror or exc}; "
+        raise ModelFileError(f"could not assemble the model in {cache_dir()}{where}: {os_reason(exc)}; "
                              f"{CACHE_HINT} with about 1.2 GB free") from None
 
 
