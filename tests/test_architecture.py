@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmsynthor"
 
 # low to high; a module may import modules of its own layer or of lower ones
 LAYERS = [
-    ("foundations", {"errors", "metrics", "schema", "urls"}),
-    ("declarations", {"spec", "tables"}),
+    ("foundations", {"errors", "metrics", "schema", "urls", "memory"}),
+    ("declarations", {"spec", "tables", "spec_format"}),
     ("statistics", {"consistency", "statistics", "discrepancy", "shapes", "rules", "records", "checkpoint"}),
     ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets"}),
     ("LLM backends", {"llm", "llm.base", "llm.models", "llm.embedded", "llm.openai_compat", "llm.cache"}),

@@ -18,6 +18,7 @@ from llmsynthor.statistics import count_all
 
 @pytest.mark.slow
 @pytest.mark.model
+@pytest.mark.browser
 def test_ecommerce_example_on_the_default_model(tmp_path, example_spec_path):
     out = tmp_path / "ecommerce.csv"
     proc = subprocess.run(

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from llmsynthor import LLMSynthorError, SpecError, checkpoint
 from llmsynthor.cli import _summary, app
 from llmsynthor.llm.cache import CachedLLM
-from llmsynthor.spec import LLMSettings, Spec, SynthesisSettings, TableSpec, memory_problem
+from llmsynthor.memory import memory_problem
+from llmsynthor.spec import LLMSettings, Spec, SynthesisSettings, TableSpec
 
 runner = CliRunner()
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}

@@ -275,7 +275,7 @@ def check(
 @app.command("spec-format")
 def spec_format() -> None:
     """Print the spec format: every field with its type, default, limits and meaning, and how to write target files."""
-    from .spec import spec_reference
+    from .spec_format import spec_reference
 
     typer.echo(spec_reference())
 

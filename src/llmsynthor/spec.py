@@ -8,7 +8,6 @@ file, the field and what was expected. Target files are read by :mod:`llmsynthor
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Problem, SpecError, os_reason
+from .memory import memory_problem
 from .schema import Schema, Variable
 from .urls import url_problem
 
@@ -26,43 +26,6 @@ SPEC_FORMAT_HINT = "`llmsynthor spec-format` lists every field"
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux: MemAvailable; else physical memory), or None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**40:.3g} TiB" if n_bytes >= 2**40 else f"{n_bytes / 2**30:.3g} GiB"
-
-
-def memory_estimate(n_records: int, n_variables: int, candidates: float) -> int:
-    """A rough estimate of the bytes a run of ``n_records`` holds at once: every candidate record (n × candidates)
-    with its variables and its proposal, 8 bytes a value, twice (a frame and the copy made while joining)."""
-    return int(n_records * max(1.0, candidates) * (n_variables + 1) * 8 * 2)
-
-
-def memory_problem(n_records: int, n_variables: int, candidates: float, available: int | None = None) -> str | None:
-    """A one-line explanation when ``n_records`` cannot fit in memory, else None."""
-    available = available_memory() if available is None else available
-    need = memory_estimate(n_records, n_variables, candidates)
-    if available is None or need <= available:
-        return None
-    most = int(available // max(1, memory_estimate(1, n_variables, candidates)))
-    return (f"{n_records} records need about {_gib(need)} of memory ({n_records} × candidates {candidates:g} × "
-            f"{n_variables + 1} columns × 8 bytes × 2 copies) but {_gib(available)} is available; expected at most about "
-            f"{most} records here")
 
 
 def check_size(spec: Spec, n_records: int) -> None:
@@ -386,111 +349,3 @@ def load_spec(path: str | Path) -> Spec:
     except OSError as exc:
         raise SpecError(Problem(str(path), f"cannot read the spec ({os_reason(exc)})")) from None
     return parse_spec(data, source=str(path), base_dir=path.parent)
-
-
-_REFERENCE_INTRO = """\
-llmsynthor spec format
-======================
-
-A spec is one YAML file: the variables of a record, the target tables the records must match,
-and optional settings. Unknown keys are refused, and so is a key written twice. Every field is
-listed below as  name: type = default (constraint)  followed by what it does.
-
-Minimal spec:
-
-  name: shop
-  n_records: 1000
-  variables:
-    age:    {type: integer, min: 18, max: 90, description: age in years}
-    gender: {type: categorical, values: [Male, Female], description: gender}
-  targets:
-    - {name: age, variables: [age], file: targets/age.csv}
-    - {name: gender, variables: [gender], cells: [{gender: Male, share: 0.45}, {gender: Female, share: 0.55}]}
-"""
-
-_REFERENCE_TABLES = """\
-Target tables (CSV files or inline 'cells')
--------------------------------------------
-One column per variable of the table plus 'count' (or 'share', summing to 1); sum_of/mean_of
-targets have 'value'. Cells left out count as zero. Categorical cells are the variable's values.
-
-Numeric variables appear as bins: [a,b) holds a <= x < b. The bins must tile the variable's
-range without gaps or overlaps, and the last bin is closed and ends at max: for an integer
-variable with max 100, write [80,100] (not [80,100)); for a float with max 2000, [1500,2000].
-
-In a CSV, quote every bin: its comma would otherwise split it into two columns.
-
-  age,gender,count
-  "[18,35)",Male,310
-  "[18,35)",Female,344
-  "[35,90]",Male,590
-  "[35,90]",Female,756
-"""
-
-
-def _type_name(annotation) -> str:
-    from typing import Annotated, Union, get_args, get_origin
-
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return "variable"
-    if origin is Literal:
-        return " | ".join(str(a) for a in args)
-    if origin is Union or str(origin) == "<class 'types.UnionType'>":
-        names = [_type_name(a) for a in args if a is not type(None)]
-        return " | ".join(names) + (" (optional)" if type(None) in args else "")
-    if origin in (list, dict):
-        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
-    if annotation is Any:
-        return "any"
-
-    return getattr(annotation, "__name__", str(annotation)).replace("Path", "path")
-
-
-def _constraint(field) -> str:
-    bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "at least"}
-    found = []
-    for meta in field.metadata:
-        for attr, sign in bounds.items():
-            value = getattr(meta, attr, None)
-            if value is not None:
-                found.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
-    return f" ({', '.join(found)})" if found else ""
-
-
-def _fields(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
-    lines = []
-    for name, field in model.model_fields.items():
-        if name in skip or field.exclude:
-            continue
-        if field.is_required():
-            default = " (required)"
-        elif isinstance(field.default, BaseModel):
-            default = ""
-        else:
-            value = field.default_factory() if field.default_factory is not None else field.default
-            default = f" = {value!r}" if value not in (None, "", [], {}) else ""
-        lines.append(f"  {name}: {_type_name(field.annotation)}{default}{_constraint(field)}")
-        if field.description:
-            lines.append(f"      {field.description}")
-    return lines
-
-
-def spec_reference() -> str:
-    """Every field of a spec, its type, default and meaning, generated from the models (``llmsynthor spec-format``)."""
-    from .schema import CategoricalVariable, FloatVariable, IntegerVariable
-
-    sections = [
-        ("Top level", Spec, ()),
-        ("variables.<name> with type: categorical", CategoricalVariable, ("type",)),
-        ("variables.<name> with type: integer (whole numbers in [min, max])", IntegerVariable, ("type",)),
-        ("variables.<name> with type: float (real numbers in [min, max])", FloatVariable, ("type",)),
-        ("targets[] (each item)", TableSpec, ()),
-        ("llm (all optional)", LLMSettings, ()),
-        ("synthesis (all optional)", SynthesisSettings, ()),
-    ]
-    parts = [_REFERENCE_INTRO]
-    for title, model, skip in sections:
-        parts.append("\n".join([title, "-" * len(title), *_fields(model, skip)]) + "\n")
-    parts.append(_REFERENCE_TABLES)
-    return "\n".join(parts)
