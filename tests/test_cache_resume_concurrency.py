@@ -117,3 +117,17 @@ def test_resume_refuses_targets_whose_content_changed_naming_the_table(tmp_path)
         Synthesizer(edited, SeededFake(), checkpoint_dir=folder).run(resume=True)
     path.write_text(text)  # restored: the run resumes
     assert len(Synthesizer(spec, SeededFake(), checkpoint_dir=folder).run(resume=True).records) == 600
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(spec, tmp_path):
+    from llmsynthor import SpecError
+
+    class OtherModel(SeededFake):
+        name = "another-model"
+
+    folder = tmp_path / "ckpt"
+    with pytest.raises(BackendError):
+        Synthesizer(spec, SeededFake(fail_at=3), checkpoint_dir=folder).run()
+    with pytest.raises(SpecError, match="different spec, seed, size or model"):
+        Synthesizer(spec, OtherModel(), checkpoint_dir=folder).run(resume=True)
+    assert len(Synthesizer(spec, SeededFake(), checkpoint_dir=folder).run(resume=True).records) == 600

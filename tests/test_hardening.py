@@ -159,7 +159,7 @@ def test_a_foreign_or_incomplete_checkpoint_is_refused_before_the_model_is_loade
     (workdir / "o.checkpoint" / "state.json").write_text(content)
     fails_fast(["run", "spec.yaml", "--out", "o.csv", "--resume"], 2, "o.checkpoint/state.json", fragment)
     with pytest.raises(SpecError, match="state.json"):
-        checkpoint.load(workdir / "o.checkpoint", "abc")
+        checkpoint.load(workdir / "o.checkpoint", "abc", {}, "model")
 
 
 # -- the spec and the overrides -------------------------------------------------------------------

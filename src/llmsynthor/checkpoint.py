@@ -24,7 +24,7 @@ FORMAT = 1
 class RunState:
     """Everything the loop needs to continue exactly where it stopped."""
 
-    spec_digest: str
+    spec_sha256: str  # the spec (seed and options included): Spec.digest()
     iteration: int
     rng_state: dict
     pool: list[dict]
@@ -36,7 +36,7 @@ class RunState:
     records: pd.DataFrame | None = None
     fitted: bool = False  # the loop has finished: the pool is complete, only sampling is left
     targets: dict = field(default_factory=dict)  # sha256 of every target's content, by name
-    spec_sha256: str = ""  # the spec alone (seed and options included), checked before a model is loaded
+    model: str = ""  # sha256 of what decides the backend's answers (llm.base.identity)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -83,8 +83,8 @@ def _read_state(folder: Path) -> dict:
         raise SpecError(Problem(str(path), f"the checkpoint is damaged ({exc.msg}){fresh}")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(Problem(str(path), f"cannot read the checkpoint ({os_reason(exc)}){fresh}")) from None
-    if not isinstance(data, dict) or "format" not in data or "spec_digest" not in data:
-        raise SpecError(Problem(str(path), f"is not a checkpoint written by llmsynthor (no 'format' and 'spec_digest'){fresh}"))
+    if not isinstance(data, dict) or "format" not in data:
+        raise SpecError(Problem(str(path), f"is not a checkpoint written by llmsynthor (no 'format'){fresh}"))
     if data["format"] != FORMAT:
         raise SpecError(Problem(str(path), f"checkpoint format {data['format']!r} is not {FORMAT}{fresh}"))
     missing = sorted(_REQUIRED - set(data)) + ([] if "has_records" in data else ["has_records"])
@@ -97,29 +97,24 @@ def _read_state(folder: Path) -> dict:
     return data
 
 
-_OTHER_SPEC = ("the checkpoint belongs to a different spec, seed, size or model; resume with the same spec and options, "
-               "or run without --resume")
+def _refuse_another_run(data: dict, folder: Path, spec_sha256: str, targets: dict[str, str], model: str | None) -> None:
+    if data["spec_sha256"] != spec_sha256 or (model is not None and data["model"] != model):
+        raise SpecError(Problem(str(folder / "state.json"), "the checkpoint belongs to a different spec, seed, size or model; "
+                                                            "resume with the same spec and options, or run without --resume"))
+    _refuse_changed_targets(targets, data["targets"], folder)
 
 
-def require(folder: Path, targets: dict[str, str] | None = None, spec_sha256: str | None = None) -> None:
-    """Fail, naming the file, when there is no complete checkpoint to resume, or (given the spec's and the
-    targets' content digests) when it was made for another spec or other targets — before any model is loaded."""
+def require(folder: Path, spec_sha256: str, targets: dict[str, str]) -> None:
+    """Fail, naming the file, when there is no complete checkpoint to resume, or one made for another
+    spec or for targets of other content — what can be told before any model is loaded."""
+    _refuse_another_run(_read_state(folder), folder, spec_sha256, targets, None)
+
+
+def load(folder: Path, spec_sha256: str, targets: dict[str, str], model: str) -> RunState:
+    """Read a checkpoint; refuse a foreign or incomplete one, and one made for another spec (seed and
+    size included), other targets (``targets``: sha256 by name) or another model."""
     data = _read_state(folder)
-    if spec_sha256 is not None and data.get("spec_sha256") not in ("", None, spec_sha256):
-        raise SpecError(Problem(str(folder / "state.json"), _OTHER_SPEC))
-    if targets is not None:
-        refuse_changed_targets(targets, data.get("targets", {}), folder)
-
-
-def load(folder: Path, spec_digest: str, targets: dict[str, str] | None = None) -> RunState:
-    """Read a checkpoint; refuse one written for a different spec (or seed, or model), for targets of
-    other content (``targets``: sha256 by name), a foreign or an incomplete one."""
-    data = _read_state(folder)
-    path = folder / "state.json"
-    if data["spec_digest"] != spec_digest:
-        raise SpecError(Problem(str(path), _OTHER_SPEC))
-    if targets is not None:
-        refuse_changed_targets(targets, data.get("targets", {}), folder)
+    _refuse_another_run(data, folder, spec_sha256, targets, model)
     records = None
     if data.pop("has_records"):
         try:
@@ -141,11 +136,9 @@ def clear(folder: Path) -> None:
         pass
 
 
-def refuse_changed_targets(current: dict[str, str], saved: dict[str, str], folder: Path) -> None:
+def _refuse_changed_targets(current: dict[str, str], saved: dict[str, str], folder: Path) -> None:
     """Refuse to resume when a target's content (sha256 of its cells, by name) differs from the one the
     checkpoint was made for: the records would fit partly old and partly new targets."""
-    if not saved:
-        return  # written before targets were identified by content
     changed = [name for name in current if name in saved and current[name] != saved[name]]
     added = [name for name in current if name not in saved]
     removed = [name for name in saved if name not in current]

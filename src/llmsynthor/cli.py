@@ -107,7 +107,7 @@ def run(
 
         check_run_paths(out_path, manifest_path, checkpoint_dir, default_path() if use_cache else None)
         if resume:
-            checkpoint.require(checkpoint_dir, targets.digests(), spec.digest())
+            checkpoint.require(checkpoint_dir, spec.digest(), targets.digests())
         from .api import make_backend
 
         err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"

@@ -87,10 +87,6 @@ class Synthesizer:
         self.prior_: PairwisePrior | None = None
         self.fitted_ = False
 
-    def run_digest(self) -> str:
-        """Identifies what a checkpoint may be resumed with: the spec (seed included) and the model."""
-        return checkpoint_digest(self.spec, self.llm)
-
     def run(self, resume: bool = False) -> SynthesisResult:
         """:meth:`fit` (continuing from the checkpoint with ``resume``), then :meth:`sample` n records."""
         return self.fit(resume=resume).sample()
@@ -147,7 +143,7 @@ class Synthesizer:
         if resume:
             if self.checkpoint_dir is None:
                 raise ValueError("resume needs a checkpoint_dir")
-            state = checkpoint.load(self.checkpoint_dir, self.run_digest(), targets.digests())
+            state = checkpoint.load(self.checkpoint_dir, self.spec.digest(), targets.digests(), self._model_digest())
             self.rng_ = np.random.default_rng()
             self.rng_.bit_generator.state = state.rng_state
             self.usage_, self.pool_ = LLMUsage.from_dict(state.usage), ProposalPool.restore(targets, state.pool, shapes)
@@ -190,9 +186,13 @@ class Synthesizer:
     def _save(self, iteration: int, done: bool, elapsed: float) -> None:
         if self.checkpoint_dir is not None:
             checkpoint.save(self.checkpoint_dir, checkpoint.RunState(
-                self.run_digest(), iteration, self.rng_.bit_generator.state, self.pool_.dump(), self.usage_.as_dict(),
+                self.spec.digest(), iteration, self.rng_.bit_generator.state, self.pool_.dump(), self.usage_.as_dict(),
                 [asdict(h) for h in self.history_], self.dependencies_["inferred"], self.notes_, elapsed, self.loop_records_,
-                fitted=done, targets=self.targets.digests(), spec_sha256=self.spec.digest()))
+                fitted=done, targets=self.targets.digests(), model=self._model_digest()))
+
+    def _model_digest(self) -> str:
+        """What a checkpoint's model must be: the backend's identity (model file sha256, or endpoint and model)."""
+        return hashlib.sha256(json.dumps(identity(self.llm), sort_keys=True).encode()).hexdigest()
 
     # -- sample: records from the fitted pool --------------------------------------------------
     def sample(self, n: int | None = None, seed: int | None = None) -> SynthesisResult:
@@ -253,9 +253,3 @@ class Synthesizer:
             pairwise_prior=self.prior_.strongest(12) if self.prior_ is not None else None,
             diversity=diversity(records, targets, counts, drawn), wall_seconds=self.fit_seconds_ + seconds,
             targets=targets.digests())
-
-
-def checkpoint_digest(spec: Spec, llm: LLMBackend) -> str:
-    """A checkpoint may only be resumed with the same spec content (seed included) and model; the
-    targets' content is compared table by table (:func:`llmsynthor.checkpoint.refuse_changed_targets`)."""
-    return hashlib.sha256((spec.digest() + json.dumps(identity(llm), sort_keys=True)).encode()).hexdigest()
