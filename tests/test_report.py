@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from llmsynthor import Synthesizer, load_spec
 from llmsynthor.cli import app
-from llmsynthor.output import manifest, write_manifest, write_records
+from llmsynthor.output import manifest, write_json, write_records
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 
@@ -26,7 +26,7 @@ def run_files(tmp_path_factory):
     llm = FakeLLM(seed=1, domains=DOMAINS)
     result = Synthesizer(spec, llm).run()
     records = write_records(result.records, folder / "ecommerce.csv")
-    write_manifest(manifest(spec, result, backend=llm, records_path=records), records.with_suffix(".manifest.json"))
+    write_json(manifest(spec, result, backend=llm, records_path=records), records.with_suffix(".manifest.json"))
     return records
 
 

@@ -81,7 +81,7 @@ def run(
     the LLM inferred, every iteration's worst discrepancy, LLM calls, cache hits and tokens,
     and the wall time split into LLM and non-LLM time.
     """
-    from .output import check_run_paths, manifest, write_manifest, write_records
+    from .output import check_run_paths, manifest, write_json, write_records
     from .synthesizer import Synthesizer
 
     changes = {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url, "llm.model": model,
@@ -127,7 +127,7 @@ def run(
         result = synth.sample()
         write_records(result.records, out_path)
         data = manifest(spec, result, backend=backend, records_path=out_path)
-        write_manifest(data, manifest_path)
+        write_json(data, manifest_path)
         checkpoint.clear(checkpoint_dir)
     except KeyboardInterrupt:
         _interrupted(_saved(synth, resume, checkpoint_dir), checkpoint_dir, _resume_command(spec_path, out_path, given, changes, no_cache),
@@ -269,7 +269,7 @@ def check(
         table.add_row(t.name, " × ".join(t.variables), str(t.counts.size))
     out.print(table)
     for d in targets.inconsistencies:  # only here when synthesis.inconsistent_targets is 'proceed'
-        out.print(f"[yellow]inconsistent targets (proceeding with a weighted compromise):[/] {d.describe()}")
+        out.print(f"[yellow]targets that disagree or cannot be met (synthesis.inconsistent_targets: proceed):[/] {escape(d.describe())}")
 
 
 @app.command("spec-format")
@@ -349,9 +349,8 @@ def evaluate(
     per variable and scored as error (an extra cell "outside the domain" whose target is 0);
     `--strict` fails on them instead. Metric definitions are in the JSON output.
     """
-    import json
 
-    from .output import check_writable_file
+    from .output import check_writable_file, write_json
 
     try:
         if json_path:
@@ -387,11 +386,9 @@ def evaluate(
         from .evaluation import __doc__ as definitions
 
         try:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps({**asdict(result), "summary": summary, "definitions": definitions}, indent=1, default=float),
-                                 encoding="utf-8")
-        except OSError as exc:
-            _fail(LLMSynthorError(f"--json '{json_path}' cannot be written ({os_reason(exc)})"), debug, 1)  # checked before: a runtime fault
+            write_json({**asdict(result), "summary": summary, "definitions": definitions}, json_path, "the evaluation")
+        except LLMSynthorError as exc:  # the path was checked before: a runtime fault
+            _fail(exc, debug, 1)
 
 
 @app.command()

@@ -79,8 +79,12 @@ class Sparse:
 
 def diagnose_sparse(tables: list[TargetTable] | tuple[TargetTable, ...], n: int) -> list[Sparse]:
     """Tables with more positive cells than ``n`` records."""
-    return [Sparse(t.name, int((t.counts > 0).sum()), int(n), float(t.counts.max() * n / max(t.counts.sum(), 1e-300)))
-            for t in tables if int((t.counts > 0).sum()) > n]
+    found = []
+    for t in tables:
+        cells = int((t.counts > 0).sum())
+        if cells > n:
+            found.append(Sparse(t.name, cells, int(n), float(t.counts.max() * n / t.counts.sum())))
+    return found
 
 
 def _coarsening(fine: Axis, coarse: Axis) -> np.ndarray | None:

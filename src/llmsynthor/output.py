@@ -116,7 +116,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "llmsynthor_version": __version__,
         "status": "completed",
         "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()},
-        "targets_sha256": result.targets,  # each target by content (cells as the run used them), wherever it came from
+        "targets_sha256": result.targets,  # each target by content (its shares), wherever its cells came from
         "seed": spec.seed,
         "n_records": n_records,
         "records_path": str(records_path) if records_path else None,
@@ -152,10 +152,11 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
     }
 
 
-def write_manifest(data: dict, path: Path) -> Path:
+def write_json(data: dict, path: Path, what: str = "the manifest") -> Path:
+    """``data`` as indented JSON (numpy numbers as floats); a file-system failure is one LLMSynthorError."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise LLMSynthorError(f"could not write the manifest to {path}: {os_reason(exc)}") from exc
+        raise LLMSynthorError(f"could not write {what} to {path}: {os_reason(exc)}") from exc
     return path

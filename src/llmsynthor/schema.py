@@ -14,6 +14,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+def check_label(text: str, kind: str, empty: str, why: str) -> None:
+    """A name or label must be non-empty (else ValueError(``empty``)) and carry no leading or trailing
+    spaces (files are read stripped, so it could never match: ``why``)."""
+    if not text.strip():
+        raise ValueError(empty)
+    if text != text.strip():
+        raise ValueError(f"{kind} {text!r} has leading or trailing spaces; expected {text.strip()!r} ({why})")
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,11 +37,7 @@ class CategoricalVariable(_Frozen):
     @model_validator(mode="after")
     def _distinct(self) -> CategoricalVariable:
         for v in self.values:
-            if not v.strip():
-                raise ValueError(f"values must be non-empty labels, got {v!r}")
-            if v != v.strip():
-                raise ValueError(f"value {v!r} has leading or trailing spaces; expected {v.strip()!r} "
-                                 "(the target files' cells are read without them)")
+            check_label(v, "value", f"values must be non-empty labels, got {v!r}", "the target files' cells are read without them")
         seen = set()
         dupes = [v for v in self.values if v in seen or seen.add(v)]
         if dupes:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import Problem, SpecError, os_reason
 from .memory import memory_problem
-from .schema import Schema, Variable
+from .schema import Schema, Variable, check_label
 from .urls import url_problem
 
 MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any integer >= 0; scikit-learn's random_state (evaluate) needs < 2**32
@@ -227,11 +227,8 @@ class Spec(_Frozen):
     @classmethod
     def _names(cls, variables: dict) -> dict:
         for name in variables:
-            if not name.strip():
-                raise ValueError(f"a variable is named {name!r}; expected a non-empty name")
-            if name != name.strip():
-                raise ValueError(f"variable {name!r} has leading or trailing spaces; expected {name.strip()!r} "
-                                 "(the target files' columns are matched exactly)")
+            check_label(name, "variable", f"a variable is named {name!r}; expected a non-empty name",
+                        "the target files' columns are matched exactly")
         return variables
 
     @property

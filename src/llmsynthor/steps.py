@@ -23,12 +23,12 @@ from .spec import SynthesisSettings
 from .tables import Targets
 
 
-def infer_dependencies(requester: Requester, targets: Targets, settings: SynthesisSettings, usage: LLMUsage) -> list[list[str]]:
-    """Groups of variables the model thinks depend on each other, beyond the joint tables given."""
+def infer_dependencies(requester: Requester, targets: Targets, given: list[list[str]], settings: SynthesisSettings,
+                       usage: LLMUsage) -> list[list[str]]:
+    """Groups of variables the model thinks depend on each other, beyond the ``given`` joint tables."""
     if not settings.infer_dependencies or settings.max_dependency_groups == 0:
         return []
     schema = targets.schema
-    given = [t.variables for t in targets if len(t.variables) > 1]
     given_sets = [frozenset(g) for g in given]
 
     def parse(text):

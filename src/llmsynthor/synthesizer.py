@@ -154,7 +154,7 @@ class Synthesizer:
         self.history_, self.loop_records_ = [], None
         self.notes_ = [f"inconsistent targets (synthesis.inconsistent_targets = proceed; a weighted compromise is fitted): {d.describe()}"
                        for d in targets.inconsistencies]
-        inferred = steps.infer_dependencies(self.requester, targets, self.spec.synthesis, self.usage_)
+        inferred = steps.infer_dependencies(self.requester, targets, given, self.spec.synthesis, self.usage_)
         self.dependencies_ = {"given": given, "inferred": inferred}
         return 0.0, 1, False
 

@@ -40,7 +40,7 @@ class CachedLLM:
             self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             raise LLMSynthorError(f"cannot open the response cache {self.path} ({exc}); set LLMSYNTHOR_CACHE to a "
-                                  "writable folder, or pass --no-cache") from None
+                                  "writable folder, or turn the cache off (--no-cache, llm.cache: false)") from None
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -94,7 +94,7 @@ class CachedLLM:
                 self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps(record)))
             except sqlite3.Error as exc:
                 raise LLMSynthorError(f"cannot write to the response cache {self.path} ({exc}); free some disk space, "
-                                      "set LLMSYNTHOR_CACHE to a writable folder, or pass --no-cache") from None
+                                      "set LLMSYNTHOR_CACHE to a writable folder, or turn the cache off (--no-cache, llm.cache: false)") from None
 
     def close(self) -> None:
         self._db.close()

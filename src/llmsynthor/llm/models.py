@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
-from ..errors import ModelFileError, os_reason
+from ..errors import ModelFileError, Problem, SpecError, os_reason
 
 QWEN_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -51,8 +51,6 @@ def cache_dir() -> Path:
 
 def check_cache_folder() -> None:
     """Fail before loading anything when the cache folder is a file or cannot be created (SpecError, one line)."""
-    from ..errors import Problem, SpecError
-
     root = cache_root()
     for folder in (root, root / "models"):
         if folder.exists() and not folder.is_dir():

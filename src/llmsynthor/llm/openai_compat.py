@@ -55,8 +55,8 @@ class OpenAICompatibleLLM:
             import openai
         except ImportError:
             raise BackendError("the OpenAI-compatible backend needs the openai package: pip install openai") from None
-        if url_problem(base_url):  # a malformed URL would be retried as "could not be reached"
-            raise BackendError(f"base_url {base_url!r}: {url_problem(base_url)}")
+        if problem := url_problem(base_url):  # a malformed URL would be retried as "could not be reached"
+            raise BackendError(f"base_url {base_url!r}: {problem}")
         if style not in ("chat", "completion"):
             raise ValueError(f"style must be 'chat' or 'completion', got {style!r}")
         if structured not in ("auto", "json_schema", "json_object", "none"):
