@@ -90,7 +90,8 @@ def run(
     spec = synth = None  # for the Ctrl-C message, whenever it comes
     try:
         spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
-        parse_rules(spec)  # a broken realism rule is bad input, before any work
+        parse_rules(spec)  # a broken realism rule or constraint is bad input, before any work
+        parse_rules(spec, "constraints")
         out_path = out_path or Path(f"{spec.name}.csv")
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
         checkpoint_dir = checkpoint_dir or out_path.with_suffix(".checkpoint")
@@ -258,7 +259,8 @@ def check(
     try:
         spec = load_spec(spec_path)
         targets = load_targets(spec)
-        parse_rules(spec)  # realism rules, checked against the schema
+        parse_rules(spec)  # realism rules and constraints, checked against the schema
+        parse_rules(spec, "constraints")
     except SpecError as exc:
         _fail(exc, debug, 2)
     table = Table(title=f"{spec.source}: {len(targets)} target tables, n = {targets.n}", show_edge=False)

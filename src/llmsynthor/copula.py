@@ -50,7 +50,16 @@ class PairwisePrior:
     """Lifts for pairs of variables, looked up in either direction."""
 
     levels: dict[str, Levels]
-    lifts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (c, a) -> [|c|, |a|]
+    lifts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (c, a) -> [|c|, |a|], pairs no table crosses
+    checked: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # ... pairs a table crosses (calibration only)
+    strength: float = 1.0  # the exponent the lifts were raised to (see tempered)
+    zeros: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (c, a) -> cells ruled out outright
+
+    def tempered(self, strength: float, zeros: bool = False, zero_lift: float = 0.0) -> PairwisePrior:
+        """The prior with every lift raised to ``strength`` (0: independence); with ``zeros``, the cells
+        whose scored lift is at most ``zero_lift`` are ruled out outright (:attr:`zeros`)."""
+        return PairwisePrior(self.levels, {k: v ** strength for k, v in self.lifts.items()}, dict(self.checked), strength,
+                             {k: v <= zero_lift for k, v in self.lifts.items()} if zeros else {})
 
     def lift(self, u: str, v: str) -> np.ndarray | None:
         """[|u|, |v|] lifts, or None when the pair was not scored."""
@@ -107,53 +116,44 @@ class PairwisePrior:
 
 def prior_levels(targets: Targets) -> dict[str, Levels]:
     """Every variable some target mentions, with the axis that has the most levels for it."""
-    best: dict[str, Axis] = {}
-    for table in targets:
-        for axis in table.axes:
-            if axis.variable not in best or axis.size > best[axis.variable].size:
-                best[axis.variable] = axis
-    return {name: Levels(name, axis) for name, axis in best.items() if axis.size > 1}
+    return {name: Levels(name, axis) for name, axis in targets.finest_axes().items()}
 
 
-def pairs_to_score(targets: Targets, levels: dict[str, Levels]) -> list[tuple[str, str]]:
-    """(context, answer) pairs no target table crosses; the variable with fewer levels is the context."""
+def pairs_to_score(targets: Targets, levels: dict[str, Levels]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(context, answer) pairs: those no target table crosses (the prior), and those a table crosses on
+    the prior's own levels (the check: there the tables say what the truth is). The variable with
+    fewer levels is the context."""
     crossed = {frozenset(p) for t in targets for p in combinations(t.variables, 2)}
+    axes = {name: lv.axis for name, lv in levels.items()}
     names = [n for n in targets.schema.names if n in levels]
-    out = []
+    free, checked = [], []
     for u, v in combinations(names, 2):
-        if frozenset((u, v)) in crossed:
-            continue
-        out.append((u, v) if levels[u].axis.size <= levels[v].axis.size else (v, u))
-    return out
+        pair = (u, v) if levels[u].axis.size <= levels[v].axis.size else (v, u)
+        if frozenset((u, v)) not in crossed:
+            free.append(pair)
+        elif targets.joint(u, v, axes) is not None:
+            checked.append(pair)
+    return free, checked
 
 
-def _shares(targets: Targets, variable: str, axis: Axis) -> np.ndarray:
-    for table in targets:
-        if table.variables == [variable] and table.axes[0].labels == axis.labels:
-            return table.counts / table.counts.sum()
-    for table in targets:
-        for other in table.axes:
-            if other.variable == variable and other.labels == axis.labels:
-                margin = table.margin([variable])
-                return margin / margin.sum()
-    return np.full(axis.size, 1 / axis.size)
-
-
-def score_prior(targets: Targets, scorer, schema: Schema, on_call=None) -> PairwisePrior:
-    """Ask ``scorer`` (a :class:`~llmsynthor.llm.base.ChoiceScorer`) for every pair no table crosses;
-    ``on_call(choice)`` sees each answer (usage accounting)."""
+def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: bool = True) -> PairwisePrior:
+    """Ask ``scorer`` (a :class:`~llmsynthor.llm.base.ChoiceScorer`) for every pair no table crosses,
+    and (``check``) for the pairs a table crosses, kept apart in :attr:`PairwisePrior.checked` to
+    calibrate the prior against; ``on_call(choice)`` sees each answer (usage accounting)."""
     levels = prior_levels(targets)
     prior = PairwisePrior(levels)
-    for c, a in pairs_to_score(targets, levels):
-        conditionals = np.zeros((levels[c].axis.size, levels[a].axis.size))
-        for i in range(levels[c].axis.size):
-            messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis)
-            choice = scorer.option_probabilities(messages, answer_prefix, options)
-            if on_call is not None:
-                on_call(choice)
-            conditionals[i] = choice.probabilities
-        average = _shares(targets, c, levels[c].axis) @ conditionals
-        prior.lifts[(c, a)] = np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
+    free, checked = pairs_to_score(targets, levels)
+    for pairs, into in ((free, prior.lifts), (checked if check else [], prior.checked)):
+        for c, a in pairs:
+            conditionals = np.zeros((levels[c].axis.size, levels[a].axis.size))
+            for i in range(levels[c].axis.size):
+                messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis)
+                choice = scorer.option_probabilities(messages, answer_prefix, options)
+                if on_call is not None:
+                    on_call(choice)
+                conditionals[i] = choice.probabilities
+            average = targets.shares(c, levels[c].axis) @ conditionals
+            into[(c, a)] = np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
     return prior
 
 
@@ -177,7 +177,7 @@ class Conditionals:
         finest = prior_levels(targets)
         axes = {v: Axis(v, tuple(schema[v].values)) if not schema[v].is_numeric else finest[v].axis
                 for v in schema.names if not schema[v].is_numeric or v in finest}
-        out = cls(schema, axes, {v: _shares(targets, v, axis) for v, axis in axes.items()})
+        out = cls(schema, axes, {v: targets.shares(v, axis) for v, axis in axes.items()})
         for table in sorted(targets, key=lambda t: -t.counts.size):  # the finest table for a pair wins
             total = table.counts.sum()
             for i, j in permutations(range(len(table.axes)), 2):

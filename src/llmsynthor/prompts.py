@@ -27,7 +27,8 @@ def describe_variables(schema: Schema) -> str:
 def system_message(schema: Schema) -> str:
     return (
         f"You generate realistic synthetic {schema.entity} records for a statistics tool. "
-        f"Each {schema.entity} has these variables:\n{describe_variables(schema)}\n"
+        + (f"The records describe {schema.population}. " if schema.population else "")
+        + f"Each {schema.entity} has these variables:\n{describe_variables(schema)}\n"
         "Answer with JSON only."
     )
 

@@ -98,6 +98,14 @@ def _clause(text: str, schema: Schema, where: str) -> Clause:
     return Clause(name, op, values if op in ("in", "not in") else values[0])
 
 
+def allowed(records: pd.DataFrame, constraints: list[Rule]) -> np.ndarray:
+    """Boolean mask of records that break none of ``constraints``."""
+    ok = np.ones(len(records), dtype=bool)
+    for rule in constraints:
+        ok &= ~rule.violations(records)
+    return ok
+
+
 def parse_rule(text: str, schema: Schema, where: str = "rule") -> Rule:
     """Parse ``condition -> consequence`` against the schema; SpecError naming ``where`` if wrong."""
     if text.count("->") != 1:
@@ -107,13 +115,14 @@ def parse_rule(text: str, schema: Schema, where: str = "rule") -> Rule:
     return Rule(text.strip(), tuple(parts[0]), tuple(parts[1]))
 
 
-def parse_rules(spec) -> list[Rule]:
-    """Every rule of ``spec.rules`` parsed against the spec's schema; one ``SpecError`` listing
-    every broken rule (``rules[i]`` of the spec's file) if any is wrong."""
+def parse_rules(spec, field: str = "rules") -> list[Rule]:
+    """Every rule of ``spec.rules`` (or of ``spec.constraints`` with ``field="constraints"``) parsed
+    against the spec's schema; one ``SpecError`` listing every broken one (``rules[i]`` of the
+    spec's file) if any is wrong."""
     rules, problems = [], []
-    for i, text in enumerate(spec.rules):
+    for i, text in enumerate(getattr(spec, field)):
         try:
-            rules.append(parse_rule(text, spec.record_schema, f"{spec.source}: rules[{i}]"))
+            rules.append(parse_rule(text, spec.record_schema, f"{spec.source}: {field}[{i}]"))
         except SpecError as exc:
             problems += exc.problems
     if problems:

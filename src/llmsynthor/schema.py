@@ -100,6 +100,7 @@ class Schema(_Frozen):
     """The variables of one entity, in the order records list them."""
 
     entity: str = "record"
+    population: str | None = None  # who or what the records describe, for the prompts
     variables: dict[str, Variable] = Field(min_length=1)
 
     @property

@@ -198,6 +198,20 @@ class SynthesisSettings(_Frozen):
         "bins) follow what the tables' and the model's pairwise lifts say records like it have, instead of the "
         "proposal's own value and range",
     )
+    records: Literal["joint", "proposals"] = Field(
+        default="joint",
+        description="joint: candidate records come from the target tables joined by the model's pairwise prior, "
+        "calibrated on the tables that cross variables (a prior-weighted pool raked to the targets), plus the LLM's "
+        "proposals where the model decides something (numeric ranges); proposals: the paper's loop of LLM proposals only",
+    )
+    prior_strength: float | Literal["auto"] = Field(
+        default="auto",
+        description="records: joint — the exponent on the model's lifts for pairs no table crosses (0 = independence, "
+        "1 = the lifts as scored); auto: the exponent under which the lifts best reproduce the joint tables the spec "
+        "gives (0.25 when it gives none)",
+    )
+    joint_pool: int = Field(default=200_000, ge=1000, le=10_000_000,
+                            description="records: joint — size of the pool of independent records that is weighted and raked")
     parallel_requests: int = Field(default=1, ge=1, le=16, description="plan requests per iteration, each for its own focus cells")
     infer_dependencies: bool = Field(default=True, description="ask the LLM once which groups of variables depend on each other")
     max_dependency_groups: int = Field(default=3, ge=0, description="at most this many inferred dependency groups")
@@ -213,6 +227,16 @@ class Spec(_Frozen):
     variables: dict[str, Variable] = Field(min_length=1, description="name -> {type: categorical, values: [...]} or "
                                            "{type: integer|float, min, max}, each with a 'description' for the prompts")
     targets: list[TableSpec] = Field(default_factory=list, description="the tables the records must match (see 'targets[]')")
+    population: str | None = Field(
+        default=None,
+        description="who or what the records describe, told to the model, e.g. 'all residents of Massachusetts, USA, "
+        "2015 American Community Survey, people of every age'",
+    )
+    constraints: list[str] = Field(
+        default_factory=list,
+        description="structural zeros enforced in generation, 'condition -> consequence' as in 'rules' (e.g. "
+        "'age < 16 -> marital == Never married'): no output record breaks one",
+    )
     rules: list[str] = Field(
         default_factory=list,
         description="realism rules 'condition -> consequence' used by `llmsynthor evaluate` only, never by the generator",
@@ -233,7 +257,7 @@ class Spec(_Frozen):
 
     @property
     def record_schema(self) -> Schema:
-        return Schema(entity=self.entity, variables=self.variables)
+        return Schema(entity=self.entity, population=self.population, variables=self.variables)
 
     def digest(self) -> str:
         """sha256 of the spec's content (not of its location), for the manifest."""

@@ -133,6 +133,39 @@ class Targets:
             out[t.name] = _digest(t.axes, t.values / self.n if t.statistic == "sum" else t.values, t.statistic, t.variable)
         return out
 
+    def finest_axes(self) -> dict[str, Axis]:
+        """Every variable some table mentions with more than one level, with the axis that has the most
+        levels for it (categorical values, or the finest bins): the levels a pairwise model works on."""
+        best: dict[str, Axis] = {}
+        for table in self.tables:
+            for axis in table.axes:
+                if axis.variable not in best or axis.size > best[axis.variable].size:
+                    best[axis.variable] = axis
+        return {name: axis for name, axis in best.items() if axis.size > 1}
+
+    def shares(self, variable: str, axis: Axis) -> np.ndarray:
+        """The target shares of ``variable`` over ``axis``: its one-way table, else the margin of a
+        table with that axis, else uniform."""
+        for table in self.tables:
+            if table.variables == [variable] and table.axes[0].labels == axis.labels:
+                return table.counts / table.counts.sum()
+        for table in self.tables:
+            for other in table.axes:
+                if other.variable == variable and other.labels == axis.labels:
+                    margin = table.margin([variable])
+                    return margin / margin.sum()
+        return np.full(axis.size, 1 / axis.size)
+
+    def joint(self, u: str, v: str, axes: dict[str, Axis]) -> np.ndarray | None:
+        """The target shares of (u, v) over ``axes[u]`` × ``axes[v]`` from the finest table that crosses
+        them on exactly those axes, or None when no table does."""
+        for table in sorted(self.tables, key=lambda t: -t.counts.size):
+            labels = {a.variable: a.labels for a in table.axes}
+            if labels.get(u) == axes[u].labels and labels.get(v) == axes[v].labels and table.counts.sum() > 0:
+                joint = table.margin([u, v])
+                return joint / joint.sum()
+        return None
+
     def rescaled(self, n: int) -> Targets:
         """The same targets for ``n`` records: counts and sums scaled by n / self.n, means kept."""
         if n == self.n:

@@ -1,0 +1,188 @@
+"""Candidate records from the joint model: the target tables joined by a calibrated pairwise prior.
+
+1. **pool** — ``size`` independent records: every categorical variable from its target shares (its
+   values uniformly where no table mentions it), every numeric one from its shape
+   (:mod:`llmsynthor.shapes`, the targets' bins smoothed).
+2. **weight** — each record by the product, over the pairs no table crosses, of the prior's lifts
+   between its levels (already raised to the calibrated strength, :mod:`llmsynthor.tempering`);
+   zero where the prior rules a pair of its levels out, or where the record breaks a constraint.
+3. **rake** — the weights are raked (iterative proportional fitting) to every count table in turn:
+   of all weightings that meet the tables, the one closest to the prior's.
+4. **draw** — ``k`` candidates by systematic sampling with those weights.
+
+The final calibration (:mod:`llmsynthor.calibration`) then keeps the n candidates that meet every
+target exactly. Knows targets, shapes and constraint rules, not LLMs: the lifts come in as arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import Problem, SpecError
+from .rules import Rule, allowed
+from .schema import CategoricalVariable, IntegerVariable
+from .shapes import ValueShape
+from .calibration import calibrate
+from .statistics import encode, encode_axis
+from .tables import Axis, Targets
+
+Lifts = dict[tuple[str, str], np.ndarray]  # (u, v) -> [|u|, |v|] over the levels' axes
+
+
+@dataclass
+class JointPool:
+    """The weighted pool and what happened to it (for the manifest)."""
+
+    records: pd.DataFrame
+    weights: np.ndarray
+    levels: dict[str, np.ndarray]  # variable -> each record's level on its finest axis
+    ruled_out: int = 0  # records the prior's zeros took out
+    broke_constraints: int = 0  # records a constraint took out
+    restored: int = 0  # ruled-out records given back because a target cell had no other
+    raking_rounds: int = 0
+    raked_worst_tvd: float = 1.0
+    notes: list[str] = field(default_factory=list)
+
+    def draw(self, k: int, rng: np.random.Generator) -> pd.DataFrame:
+        """``k`` records by systematic sampling with the pool's weights (a record may come twice)."""
+        cum = np.cumsum(self.weights)
+        if k <= 0 or cum[-1] <= 0:
+            return self.records.iloc[:0].copy()
+        points = (rng.random() + np.arange(k)) * (cum[-1] / k)
+        rows = np.clip(np.searchsorted(cum, points, side="right"), 0, len(cum) - 1)
+        return self.records.iloc[rng.permutation(rows)].reset_index(drop=True)
+
+    def summary(self) -> dict:
+        return {"pool": len(self.records), "ruled_out_by_prior": self.ruled_out, "broke_constraints": self.broke_constraints,
+                "restored": self.restored, "raking_rounds": self.raking_rounds,
+                "raked_worst_tvd": round(self.raked_worst_tvd, 6),
+                "effective_size": round(float(self.weights.sum() ** 2 / max((self.weights ** 2).sum(), 1e-300)), 1)}
+
+
+def independent_pool(targets: Targets, shapes: dict[str, ValueShape], size: int, rng: np.random.Generator,
+                     axes: dict[str, Axis]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """``size`` records, every variable drawn independently from its target shares; with the level of
+    each variable in ``axes`` (categorical values or the finest bins)."""
+    schema = targets.schema
+    columns, levels = {}, {}
+    for name, var in schema.variables.items():
+        if isinstance(var, CategoricalVariable):
+            axis = axes.get(name) or Axis(name, tuple(var.values))
+            shares = targets.shares(name, axis) if name in axes else np.full(axis.size, 1 / axis.size)
+            codes = rng.choice(axis.size, size=size, p=shares / shares.sum())
+            columns[name] = np.asarray(axis.labels, dtype=object)[codes]
+        else:
+            shape = shapes.get(name) or ValueShape.uniform(var.min, var.top)
+            x = shape.sample(var.min, var.top, rng.random(size))
+            if isinstance(var, IntegerVariable):
+                x = np.clip(np.floor(x), var.min, var.max).astype(np.int64)
+            columns[name] = x
+        if name in axes:
+            levels[name] = encode_axis(axes[name], columns[name])
+    return pd.DataFrame(columns, columns=schema.names), levels
+
+
+def build_pool(targets: Targets, shapes: dict[str, ValueShape], axes: dict[str, Axis], lifts: Lifts, zeros: Lifts,
+               constraints: list[Rule], size: int, rng: np.random.Generator, max_rounds: int = 100) -> JointPool:
+    """The pool of :func:`independent_pool` weighted by ``lifts`` (already tempered) and ``zeros``
+    (cells ruled out), without records that break ``constraints``, raked to every count table."""
+    records, levels = independent_pool(targets, shapes, size, rng, axes)
+    log_w = np.zeros(size)
+    ruled = np.zeros(size, dtype=bool)
+    for (u, v), lift in lifts.items():
+        if u in levels and v in levels:
+            iu, iv = np.clip(levels[u], 0, lift.shape[0] - 1), np.clip(levels[v], 0, lift.shape[1] - 1)
+            log_w += np.log(np.maximum(lift[iu, iv], 1e-300))
+            if (u, v) in zeros:
+                ruled |= zeros[(u, v)][iu, iv]
+    broke = ~allowed(records, constraints) if constraints else np.zeros(size, dtype=bool)
+    w = np.exp(log_w - log_w.max())
+    codes = [encode(records, t) for t in targets]
+    wanted = [t.counts.ravel() / max(t.counts.sum(), 1e-12) for t in targets]
+    pool = JointPool(records, w, levels, int((ruled & ~broke).sum()), int(broke.sum()))
+    ruled = _restore(pool, ruled, broke, codes, wanted)
+    pool.weights = np.where(ruled | broke, 0.0, w)
+    _rake(pool, codes, wanted, max_rounds)
+    return pool
+
+
+def _restore(pool: JointPool, ruled: np.ndarray, broke: np.ndarray, codes: list[np.ndarray], wanted: list[np.ndarray]) -> np.ndarray:
+    """Give back the prior's ruled-out records in every target cell that would otherwise have none
+    (a table says such records exist: the tables win over the prior)."""
+    for c, t in zip(codes, wanted):
+        inside = c >= 0
+        left = np.bincount(c[inside & ~ruled & ~broke], minlength=t.size)
+        empty = (t > 0) & (left == 0)
+        if empty.any():
+            back = ruled & inside & empty[np.clip(c, 0, None)]
+            pool.restored += int(back.sum())
+            ruled = ruled & ~back
+    return ruled
+
+
+def _rake(pool: JointPool, codes: list[np.ndarray], wanted: list[np.ndarray], max_rounds: int) -> None:
+    w = pool.weights
+    valid = np.logical_and.reduce([c >= 0 for c in codes]) if codes else np.ones(len(w), dtype=bool)
+    w[~valid] = 0.0
+    worst = 1.0
+    for pool.raking_rounds in range(1, max_rounds + 1):
+        for c, t in zip(codes, wanted):
+            cur = np.bincount(c[valid], weights=w[valid], minlength=t.size)
+            cur = cur / max(cur.sum(), 1e-300)
+            w[valid] *= np.divide(t, cur, out=np.zeros_like(cur), where=cur > 0)[c[valid]]
+        total = max(w.sum(), 1e-300)
+        worst = max((0.5 * np.abs(np.bincount(c[valid], weights=w[valid], minlength=t.size) / total - t).sum()
+                     for c, t in zip(codes, wanted)), default=0.0)
+        if worst < 1e-6:
+            break
+    pool.weights, pool.raked_worst_tvd = w / max(w.sum(), 1e-300), float(worst)
+
+
+def check_constraints(targets: Targets, constraints: list[Rule], shapes: dict[str, ValueShape], source: str,
+                      size: int = 50_000, seed: int = 0) -> None:
+    """SpecError naming the target cells that ``constraints`` leave no record for (a table says such
+    records exist, a constraint says they cannot); before any LLM call."""
+    if not constraints:
+        return
+    axes = targets.finest_axes()
+    records, _ = independent_pool(targets, shapes, size, np.random.default_rng(seed), axes)
+    broke = [rule.violations(records) for rule in constraints]
+    any_broken = np.logical_or.reduce(broke)
+    problems = []
+    for table in targets:
+        c = encode(records, table)
+        inside = c >= 0
+        before = np.bincount(c[inside], minlength=table.counts.size)
+        after = np.bincount(c[inside & ~any_broken], minlength=table.counts.size)
+        for cell in np.flatnonzero((table.counts.ravel() > 0) & (before > 0) & (after == 0)):
+            idx = np.unravel_index(cell, table.shape)
+            where = ", ".join(f"{a.variable} = {a.labels[i]}" for a, i in zip(table.axes, idx))
+            rows = inside & (c == cell)
+            names = [rule.text for rule, b in zip(constraints, broke) if b[rows].any()]
+            problems.append(Problem(f"{source}: constraints", f"table {table.name!r} has {table.counts.ravel()[cell]:g} "
+                                    f"records with {where}, but {' and '.join(repr(n) for n in names)} rule(s) every such "
+                                    "record out; expected constraints that the targets allow (drop or narrow the constraint, "
+                                    "or check the table)"))
+    if problems:
+        raise SpecError(problems[:10])
+
+
+def joint_records(targets: Targets, shapes: dict[str, ValueShape], lifts: Lifts, zeros: Lifts, constraints: list[Rule],
+                  candidates: float, pool_size: int, rng: np.random.Generator,
+                  extra: pd.DataFrame | None = None) -> tuple[pd.DataFrame, JointPool, dict]:
+    """The n records of the joint model: ``candidates`` × n drawn from :func:`build_pool` (plus
+    ``extra`` candidates from elsewhere, e.g. the LLM's proposals), of which the final calibration
+    keeps the n that meet every target. Returns (records, the pool, the calibration's summary)."""
+    n = targets.n
+    pool = build_pool(targets, shapes, targets.finest_axes(), lifts, zeros, constraints, pool_size, rng)
+    drawn = pool.draw(max(int(round(candidates * n)), n), rng)
+    frames = [drawn] + ([extra[targets.schema.names]] if extra is not None and len(extra) else [])
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else drawn
+    if constraints:
+        frame = frame[allowed(frame, constraints)].reset_index(drop=True)
+    result = calibrate(frame, targets, n, rng)
+    kept = frame.iloc[result.keep].reset_index(drop=True)
+    return kept, pool, {**result.as_dict(), "from_proposals": int((result.keep >= len(drawn)).sum())}
