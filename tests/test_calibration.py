@@ -100,7 +100,7 @@ def test_conditionals_keep_the_tables_zeros_and_the_models_knowledge():
 
 
 def test_a_run_calibrates_over_records_and_spreads_values(example_spec_path):
-    spec = load_spec(example_spec_path)
+    spec = with_overrides(load_spec(example_spec_path), {"synthesis.records": "proposals"})
     domains = {"age": (18, 90), "price": (0, 2000)}
     plain = Synthesizer(with_overrides(spec, {"synthesis.candidates": 1}), FakeLLM(seed=1, domains=domains)).run()
     calibrated = Synthesizer(spec, FakeLLM(seed=1, domains=domains)).run()

@@ -20,7 +20,7 @@ DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 def spec():
     from conftest import EXAMPLE
 
-    return load_spec(EXAMPLE / "spec.yaml")
+    return with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"synthesis.records": "proposals"})  # the loop's own tests
 
 
 def run(spec, llm, **overrides):

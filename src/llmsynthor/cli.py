@@ -13,6 +13,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +24,7 @@ from . import checkpoint
 from .errors import LLMSynthorError, Problem, SpecError, os_reason
 from .rules import parse_rules
 from .spec import load_spec, with_overrides
+from .tempering import ZERO_LIFT
 
 app = typer.Typer(
     add_completion=False,
@@ -149,11 +151,15 @@ def run(
         table.add_row(name, f"{d['tvd']:.4f}", f"{d['jsd']:.4f}")
     out.print(table)
     _print_numeric(result.numeric)
+    if result.prior_check is not None:
+        p = result.prior_check
+        out.print(f"prior: strength {p['strength']:g} on the pairs no table crosses — {p['reason']}", soft_wrap=True)
     if result.calibration:
         c = result.calibration
-        out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates "
-                  f"({c['from_loop']} drawn by the loop); discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records",
-                  soft_wrap=True)
+        where = (f"{c['from_loop']} drawn by the loop" if "from_loop" in c
+                 else f"{c['from_proposals']} from the LLM's proposals, the rest from the prior-weighted pool")
+        out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates ({where}); "
+                  f"discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records", soft_wrap=True)
     out.print(_summary(result.converged, data, manifest_path), soft_wrap=True)  # one line, also in logs
 
 
@@ -440,6 +446,120 @@ def report(
     except OSError as exc:
         _fail(LLMSynthorError(_os_error(exc)), debug, 1)
     out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained)")
+
+
+@app.command("suggest-constraints")
+def suggest_constraints(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec: variables and target tables."),
+    max_shown: int = typer.Option(20, "--max", min=1, help="Show (and write with --yaml) at most this many suggestions, the costliest first."),
+    threshold: float = typer.Option(ZERO_LIFT, "--threshold", min=0.02, max=1.0,
+                                    help="Suggest a combination when the model's lift P(a|c)/P(a) is at most this (lifts are floored at 0.02)."),
+    as_yaml: bool = typer.Option(False, "--yaml", help="Print a `constraints:` block ready to paste into the spec on stdout (the tables go to stderr)."),
+    llm: str | None = typer.Option(None, "--llm", help="Override llm.backend; it must give token probabilities (embedded does)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Override llm.base_url."),
+    model: str | None = typer.Option(None, help="Override llm.model: qwen2.5-coder-1.5b (default), gemma3-270m or a .gguf path."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Suggest constraints for SPEC: combinations of values the model rules out where no table says anything.
+
+    For every pair of variables no target table crosses, the model scores, from its token
+    probabilities, how likely each value of one is given each value of the other (the pairwise
+    prior `run` uses). Combinations whose lift P(a | c) / P(a) is at most `--threshold` are
+    written as constraints in the rules language, ready to paste under `constraints:` (with
+    `--yaml`), e.g. `relationship == Husband -> sex != Female`. Each shows the model's lift and
+    the share of records it would remove if the two variables were independent (what it costs
+    if the model is wrong); the costliest come first.
+
+    **A small model does not know everything: confirm every suggestion before you use it.** To
+    help, the model's zeros on the pairs a table *does* cross are checked against that table:
+    confirmed (the table has them nearly empty) or contradicted (the table has records there).
+
+    Example: `llmsynthor suggest-constraints examples/ecommerce/spec.yaml --yaml > suggested.yaml`
+    """
+    from .copula import pairs_to_score, prior_levels, score_prior
+    from .llm.base import can_score_options
+    from .suggest import suggest
+
+    changes = {"llm.backend": llm, "llm.base_url": base_url, "llm.model": model}
+    try:
+        spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
+        parse_rules(spec)
+        known = parse_rules(spec, "constraints")
+        from .targets import load_targets
+
+        targets = load_targets(spec)
+        use_cache = not no_cache and spec.llm.cache
+        if spec.llm.backend == "embedded":
+            from .llm.models import check_cache_folder
+
+            check_cache_folder()
+        levels = prior_levels(targets)
+        free, crossed = pairs_to_score(targets, levels)
+        from .api import make_backend
+
+        err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"
+                  else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …")
+        backend = make_backend(spec.llm, cache=use_cache)
+        if not can_score_options(backend):
+            raise SpecError(Problem(f"{spec.source}: field 'llm'", f"{backend.name} gives no token probabilities, which suggest-constraints "
+                                    "reads; use the embedded backend (--llm embedded)"))
+        questions = [(f"{c} × {a}", levels[c].axis.size) for c, a in [*free, *crossed]]
+        err.print(f"scoring {len(free)} pairs no table crosses and {len(crossed)} a table crosses "
+                  f"({sum(k for _, k in questions)} questions) …")
+        started, seen = time.monotonic(), {"n": 0, "cached": 0}
+        bounds = np.cumsum([k for _, k in questions])
+
+        def on_call(choice) -> None:  # one line per pair once its last question is answered
+            seen["n"] += 1
+            seen["cached"] += bool(getattr(choice, "cached", False))
+            done = int(np.searchsorted(bounds, seen["n"]))
+            if done < len(questions) and seen["n"] == bounds[done]:
+                typer.echo(f"pair {done + 1}/{len(questions)} {questions[done][0]}: {questions[done][1]} questions · "
+                           f"{time.monotonic() - started:.1f}s", err=True)
+
+        prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True)
+        found = suggest(prior, targets, threshold, known)
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    except LLMSynthorError as exc:
+        _fail(exc, debug, 1)
+    except OSError as exc:
+        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
+
+    console = err if as_yaml else out
+    shown = found.suggestions[:max_shown]
+    table = Table(title=f"suggested constraints: {len(shown)} of {len(found.suggestions)} (model lift ≤ {threshold:g}) — confirm each before use",
+                  show_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("constraint (paste under constraints:)", no_wrap=True, overflow="fold")
+    table.add_column("model lift", justify="right")
+    table.add_column("removes if independent", justify="right")
+    for k, s in enumerate(shown, 1):
+        table.add_row(str(k), escape(s.constraint), f"{s.lift:.3f}", f"{s.share:.2%}")
+    console.print(table)
+    if not free:
+        console.print("every pair of variables is crossed by a target table: the tables say all there is, nothing to suggest")
+    unscored = [v for v in spec.record_schema.names if v not in levels]
+    if unscored:
+        console.print(escape(f"not scored (no target table gives them two levels or more): {', '.join(unscored)}"))
+    if found.checked:
+        zeros = Table(title="the model's zeros on pairs a table crosses (where the tables know the truth)", show_edge=False)
+        zeros.add_column("combination ruled out by the model", overflow="fold")
+        zeros.add_column("model lift", justify="right")
+        zeros.add_column("the table says")
+        for z in found.checked[:max_shown]:
+            zeros.add_row(escape(z.constraint), f"{z.lift:.3f}", escape(z.verdict()))
+        console.print(zeros)
+        if len(found.checked) > max_shown:
+            console.print(f"… and {len(found.checked) - max_shown} more (--max)")
+    for note in found.notes:
+        console.print(escape(f"note: {note}"))
+    console.print(found.summary(), soft_wrap=True)
+    console.print(f"{seen['n']} option scorings ({seen['cached']} from cache) · {time.monotonic() - started:.1f}s · {backend.name}",
+                  soft_wrap=True)
+    if as_yaml:
+        typer.echo(found.as_yaml(max_shown, backend.name), nl=False)
 
 
 def main() -> None:

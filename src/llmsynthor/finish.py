@@ -19,7 +19,9 @@ from .calibration import calibrate
 from .copula import Conditionals
 from .discrepancy import deficits, weighted_l1
 from .pool import SOURCE, ProposalPool
+from .errors import ProposalError
 from .replacement import surplus_records
+from .rules import Rule, allowed
 from .shapes import ValueShape
 from .spec import SynthesisSettings
 from .statistics import count_all, numeric_errors, numeric_stats
@@ -27,10 +29,11 @@ from .tables import Targets
 
 
 def calibrate_over_records(records: pd.DataFrame, pool: ProposalPool, targets: Targets, settings: SynthesisSettings,
-                           rng: np.random.Generator, cap: int) -> tuple[pd.DataFrame, np.ndarray, dict]:
+                           rng: np.random.Generator, cap: int, constraints: list[Rule] = ()) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """The n ``records`` plus (candidates − 1)·n drawn from the same proposals with their values spread
     over other categories and bins (:meth:`llmsynthor.copula.Conditionals.spread`); keep the n that
-    match ``targets`` best. Returns (records kept, records kept per proposal, what it did)."""
+    match ``targets`` best, none that breaks a constraint. Returns (records kept, records kept per
+    proposal, what it did)."""
     schema, n = targets.schema, targets.n
     extra = int(round((settings.candidates - 1) * n))
     # values inside a range or bin follow the records' own draws (the model's ranges within each bin)
@@ -46,12 +49,18 @@ def calibrate_over_records(records: pd.DataFrame, pool: ProposalPool, targets: T
     whole = integerize(fit.counts, extra, np.full(len(soft), extra_cap))
     fresh = soft.draw(whole, rng)
     candidates = pd.concat([records, fresh], ignore_index=True) if len(fresh) else records
+    if constraints:
+        ok = allowed(candidates, list(constraints))
+        if ok.sum() < n:
+            raise ProposalError(f"only {int(ok.sum())} of {len(candidates)} candidate records keep every constraint, "
+                                f"fewer than the {n} needed; raise synthesis.candidates or use synthesis.records: joint")
+        candidates, records = candidates[ok].reset_index(drop=True), records[ok[:len(records)]]  # order kept: loop first
     sources = candidates[SOURCE].to_numpy(dtype=np.int64)
     caps = np.maximum(cap, np.bincount(sources[:len(records)], minlength=len(pool)))  # never stricter than the loop was
     result = calibrate(candidates, targets, n, rng, sources=sources, cap=caps)
     kept = candidates.iloc[result.keep].reset_index(drop=True)
     drawn = np.bincount(sources[result.keep], minlength=len(pool)).astype(np.int64)
-    return kept, drawn, {**result.as_dict(), "spread": settings.spread, "from_loop": int((result.keep < n).sum())}
+    return kept, drawn, {**result.as_dict(), "spread": settings.spread, "from_loop": int((result.keep < len(records)).sum())}
 
 
 def remove_and_replace(records: pd.DataFrame, pool: ProposalPool, targets: Targets, drawn: np.ndarray,

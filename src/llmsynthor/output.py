@@ -133,6 +133,9 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "pairwise_prior": {"strongest_lifts": result.pairwise_prior,
                            "definition": "lift = P(a | c) / average over c of P(a | c), from the model's token probabilities"}
         if result.pairwise_prior is not None else None,
+        "records_from": spec.synthesis.records,
+        "prior_calibration": result.prior_check,
+        "constraints": spec.constraints,
         "llm": usage.as_dict(),
         "records_per_llm_call": round(n_records / usage.calls, 2) if usage.calls else None,
         "time": {

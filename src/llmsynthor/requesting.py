@@ -36,6 +36,7 @@ class LLMUsage:
     corrected: Counter = field(default_factory=Counter)
     option_scorings: int = 0  # questions scored for the pairwise prior, one per context level (not in ``calls``)
     option_seconds: float = 0.0  # their model time (part of ``seconds``)
+    skipped_plans: int = 0  # plan requests not sent: the focus fixed every variable, the model had nothing to decide
 
     def add(self, completion: Completion) -> None:
         self.calls += 1
@@ -70,6 +71,7 @@ class LLMUsage:
             "corrections_by_reason": dict(self.corrected),
             "option_scorings": self.option_scorings,
             "option_scoring_seconds": round(self.option_seconds, 3),
+            "skipped_plan_calls": self.skipped_plans,
         }
 
     @classmethod
@@ -77,7 +79,7 @@ class LLMUsage:
         return cls(data["calls"], data["cache_hits"], data["prompt_tokens"], data["completion_tokens"], data["seconds"],
                    data["invalid_responses"], data["failed_steps"], data["accepted_proposals"],
                    Counter(data["rejected_proposals_by_reason"]), Counter(data["corrections_by_reason"]),
-                   data.get("option_scorings", 0), data.get("option_scoring_seconds", 0.0))
+                   data.get("option_scorings", 0), data.get("option_scoring_seconds", 0.0), data.get("skipped_plan_calls", 0))
 
 
 @dataclass
@@ -88,8 +90,10 @@ class Answer:
     failure: tuple | None = None  # (attempts, last response text, last validation error)
     completions: list[Completion] = field(default_factory=list)
     reports: list[ParseReport] = field(default_factory=list)
+    skipped: bool = False  # not sent: there was nothing for the model to decide
 
     def charge(self, usage: LLMUsage) -> None:
+        usage.skipped_plans += self.skipped
         for completion in self.completions:
             usage.add(completion)
         for report in self.reports:

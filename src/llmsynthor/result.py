@@ -50,6 +50,7 @@ class SynthesisResult:
     numeric: dict[str, dict[str, float]] = field(default_factory=dict)  # relative errors of sum/mean targets
     calibration: dict | None = None  # what the final calibration over records did (llmsynthor.calibration)
     targets: dict[str, str] = field(default_factory=dict)  # sha256 of every target's content, by name
+    prior_check: dict | None = None  # records: joint — the prior's strength, checked on the joint tables (llmsynthor.tempering)
 
     @property
     def worst_tvd(self) -> float:

@@ -17,7 +17,7 @@ from .errors import BackendError
 from .focus import Focus, plan_focus
 from .llm.base import can_score_options
 from .pool import ProposalPool
-from .proposals import ParseReport, parse_plan, pin, plan_schema
+from .proposals import ParseReport, Proposal, parse_plan, pin, plan_schema
 from .requesting import Answer, LLMUsage, Requester
 from .spec import SynthesisSettings
 from .tables import Targets
@@ -57,7 +57,7 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
                    notes: list[str]) -> PairwisePrior | None:
     """The pairwise prior (:mod:`llmsynthor.copula`), if asked for and the backend can score options;
     otherwise None, with a note saying why."""
-    if not settings.pairwise_prior or settings.pin != "targets":
+    if not settings.pairwise_prior or (settings.pin != "targets" and settings.records != "joint"):
         return None
     llm = requester.llm
     if not can_score_options(llm):
@@ -67,7 +67,7 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
             notes.append(note)
         return None
     try:
-        return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring)
+        return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=settings.records == "joint")
     except BackendError as exc:
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")
@@ -113,6 +113,9 @@ def _ask_plan(requester: Requester, targets: Targets, chunk: list[Focus], iterat
     fixed_vars = frozenset.intersection(*(frozenset(f.values) for f in chunk))
     fixed = [dict(f.values) for f in chunk]
     free = [v for v in schema.names if v not in fixed_vars]
+    if not free:  # every variable is categorical and fixed by the focus: the proposals are the focus cells themselves
+        return Answer([(i, Proposal(dict(f.values), {}, max(1, int(round(f.missing))), iteration)) for i, f in enumerate(chunk)],
+                      skipped=True)
 
     def parse(text):
         items, report, error = parse_plan(text, schema, iteration, fixed)

@@ -36,16 +36,19 @@ from .copula import PairwisePrior
 from .discrepancy import deficits, table_distances, worst_tvd
 from .errors import Problem, ProposalError, SpecError
 from .finish import calibrate_over_records, remove_and_replace
+from .joint import check_constraints, joint_records
 from .llm.base import LLMBackend, identity
 from .metrics import tvd
-from .pool import ProposalPool
+from .pool import SOURCE, ProposalPool
 from .requesting import LLMUsage, Requester
 from .result import IterationStats, ProgressCallback, SynthesisResult, diversity
+from .rules import parse_rules
 from .shapes import shapes_from_targets
 from .spec import Spec
 from .statistics import count_all, group_sizes, numeric_errors, numeric_stats
 from .tables import Targets
 from .targets import load_targets
+from .tempering import ZERO_LIFT, PriorCheck, check_prior
 
 
 class Synthesizer:
@@ -68,8 +71,9 @@ class Synthesizer:
         Returns seconds; injected for tests.
 
     Attributes set by :meth:`fit`: ``pool_`` (the proposals), ``usage_`` (LLM calls, tokens, time),
-    ``history_`` (one :class:`IterationStats` per iteration), ``prior_`` (the pairwise prior or None),
-    ``dependencies_`` and ``notes_``.
+    ``history_`` (one :class:`IterationStats` per iteration), ``prior_`` (the pairwise prior as scored,
+    or None), ``prior_check_`` (with ``records: joint``: the strength its lifts are applied with, checked
+    against the joint tables; :mod:`llmsynthor.tempering`), ``dependencies_`` and ``notes_``.
     """
 
     def __init__(self, spec: Spec, llm: LLMBackend, *, targets: Targets | None = None,
@@ -81,10 +85,17 @@ class Synthesizer:
         self.progress = progress
         self.checkpoint_dir = checkpoint_dir
         self.clock = clock
+        self.constraints = parse_rules(spec, "constraints")
+        if self.constraints and spec.synthesis.records == "proposals" and spec.synthesis.candidates <= 1:
+            raise SpecError(Problem(f"{spec.source}: constraints", "constraints are enforced in the final calibration over "
+                                    "records; expected synthesis.candidates > 1 or synthesis.records: joint"))
+        self.shapes = shapes_from_targets(self.targets, spec.synthesis.within_bin)
+        check_constraints(self.targets, self.constraints, self.shapes, spec.source)
         self.requester = Requester(llm, spec.llm, spec.seed)
         self.facts = prompts.numeric_facts(self.targets, [group_sizes(self.targets, t) for t in self.targets.numeric])
         self.pool_: ProposalPool | None = None
-        self.prior_: PairwisePrior | None = None
+        self.prior_: PairwisePrior | None = None  # the lifts as scored
+        self.prior_check_: PriorCheck | None = None  # records: joint — how far they are trusted
         self.fitted_ = False
 
     def run(self, resume: bool = False) -> SynthesisResult:
@@ -101,6 +112,11 @@ class Synthesizer:
         # a resumed run scores the prior again (from the cache, mostly); its first scoring is counted already
         usage = self.usage_ if first == 1 else LLMUsage()
         self.prior_ = self.pool_.prior = steps.pairwise_prior(self.requester, targets, s, usage, self.notes_)
+        if s.records == "joint":
+            self.pool_.prior = self._calibrated_prior()
+            if not done and not self._model_decides():
+                self._skip_loop(elapsed + self.clock() - started)
+                done = True
         counts = count_all(self.loop_records_, targets) if self.loop_records_ is not None else [np.zeros(t.shape) for t in targets]
         plan = None  # the pool's best allocation of the records still to draw; valid until the pool or the draws change
         for iteration in range(first, s.max_iterations + 1):
@@ -136,9 +152,37 @@ class Synthesizer:
         self.fit_seconds_, self.fitted_ = elapsed + self.clock() - started, True
         return self
 
+    def _calibrated_prior(self) -> PairwisePrior | None:
+        """records: joint — the scored prior checked against the joint tables and tempered (``prior_check_``)."""
+        s, prior = self.spec.synthesis, self.prior_
+        if prior is None:
+            self.prior_check_ = PriorCheck(0.0, reason="no pairwise prior (see the notes): the tables are joined by "
+                                                       "independence, as IPF would")
+            return None
+        axes = {name: lv.axis for name, lv in prior.levels.items()}
+        check = check_prior(prior.checked, self.targets, axes)
+        if s.prior_strength != "auto":
+            check = PriorCheck(float(s.prior_strength), check.pairs, check.errors, check.correlation, check.zero_cells,
+                               check.zero_precision, False, f"set by synthesis.prior_strength (auto would choose {check.strength:g})")
+        self.prior_check_ = check
+        return prior.tempered(check.strength, zeros=check.zeros, zero_lift=ZERO_LIFT)
+
+    def _model_decides(self) -> bool:
+        """Whether the LLM's proposals can add anything to the joint model: numeric ranges (categories
+        the tables and the prior fix; ``pin: lead`` lets a strong model choose them)."""
+        return self.spec.synthesis.pin == "lead" or any(v.is_numeric for v in self.targets.schema.variables.values())
+
+    def _skip_loop(self, elapsed: float) -> None:
+        """records: joint with nothing for the model to decide: no plan call; the checkpoint says the fit is done."""
+        note = ("records: joint — every variable is categorical and fixed by the tables and the prior: no plan call "
+                "was made (a plan would have left the model nothing to decide)")
+        if note not in self.notes_:
+            self.notes_.append(note)
+        self._save(0, True, elapsed)
+
     def _start(self, resume: bool) -> tuple[float, int, bool]:
         """Set the loop's state, fresh or from the checkpoint: (seconds already spent, first iteration, loop done)."""
-        targets, shapes = self.targets, shapes_from_targets(self.targets, self.spec.synthesis.within_bin)
+        targets, shapes = self.targets, self.shapes
         given = [t.variables for t in targets if len(t.variables) > 1]
         if resume:
             if self.checkpoint_dir is None:
@@ -154,7 +198,8 @@ class Synthesizer:
         self.history_, self.loop_records_ = [], None
         self.notes_ = [f"inconsistent targets (synthesis.inconsistent_targets = proceed; a weighted compromise is fitted): {d.describe()}"
                        for d in targets.inconsistencies]
-        inferred = steps.infer_dependencies(self.requester, targets, given, self.spec.synthesis, self.usage_)
+        needed = self.spec.synthesis.records == "proposals" or self._model_decides()  # only the plans use them
+        inferred = steps.infer_dependencies(self.requester, targets, given, self.spec.synthesis, self.usage_) if needed else []
         self.dependencies_ = {"given": given, "inferred": inferred}
         return 0.0, 1, False
 
@@ -208,18 +253,39 @@ class Synthesizer:
         started, s = self.clock(), self.spec.synthesis
         targets = self.targets.rescaled(int(n)) if n is not None else self.targets
         rng = copy.deepcopy(self.rng_) if seed is None else np.random.default_rng(seed)
+        if s.records == "joint":
+            return self._sample_joint(targets, rng, started)
         own = seed is None and targets.n == self.targets.n and self.loop_records_ is not None  # the loop's draws count
         records, drawn, notes = self._draw_rest(targets, self.loop_records_ if own else None,
                                                 self.pool_.drawn.copy() if own else np.zeros(len(self.pool_), np.int64), rng)
         calibration, cap = None, self._cap(targets.n)
         if s.candidates > 1 and len(records) == targets.n:
-            records, drawn, calibration = calibrate_over_records(records, self.pool_, targets, s, rng, cap)
+            records, drawn, calibration = calibrate_over_records(records, self.pool_, targets, s, rng, cap, self.constraints)
         elif s.remove_surplus:
             records, drawn, replaced = remove_and_replace(records, self.pool_, targets, drawn, rng, cap, targets.n / self.targets.n)
             if replaced:
                 notes.append(f"remove and replace: {replaced} records taken back from over-represented cells and redrawn from the pool")
         records = records[targets.schema.names]
         records = records.iloc[rng.permutation(len(records))].reset_index(drop=True)  # drawn in blocks: shuffle
+        return self._result(records, targets, drawn, calibration, notes, self.clock() - started)
+
+    def _sample_joint(self, targets: Targets, rng: np.random.Generator, started: float) -> SynthesisResult:
+        """records: joint — candidates from the prior-weighted pool raked to the targets (and, where the
+        loop ran, n drawn from its proposals), of which the final calibration keeps n."""
+        s, notes, prior = self.spec.synthesis, list(self.notes_), self.pool_.prior
+        extra = None
+        if len(self.pool_):
+            extra, _, more = self._draw_rest(targets, None, np.zeros(len(self.pool_), np.int64), rng)
+            notes = more
+        lifts, zeros = (prior.lifts, prior.zeros) if prior is not None else ({}, {})
+        records, pool, info = joint_records(targets, self.shapes, lifts, zeros, self.constraints, s.candidates, s.joint_pool,
+                                            rng, extra)
+        drawn = np.zeros(len(self.pool_), np.int64)
+        if SOURCE in records:
+            source = records[SOURCE].dropna().to_numpy(dtype=np.int64)
+            drawn = np.bincount(source, minlength=len(self.pool_)).astype(np.int64)
+        calibration = {**info, "joint_pool": pool.summary(), "constraints": [r.text for r in self.constraints]}
+        records = records[targets.schema.names]
         return self._result(records, targets, drawn, calibration, notes, self.clock() - started)
 
     def _draw_rest(self, targets: Targets, records: pd.DataFrame | None, drawn: np.ndarray, rng: np.random.Generator):
@@ -252,4 +318,4 @@ class Synthesizer:
             proposals=[dict(p.as_dict(), drawn=int(k), iteration=p.iteration) for p, k in zip(self.pool_.items, drawn)],
             pairwise_prior=self.prior_.strongest(12) if self.prior_ is not None else None,
             diversity=diversity(records, targets, counts, drawn), wall_seconds=self.fit_seconds_ + seconds,
-            targets=targets.digests())
+            targets=targets.digests(), prior_check=self.prior_check_.as_dict() if self.prior_check_ is not None else None)
