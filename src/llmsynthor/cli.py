@@ -530,11 +530,12 @@ def suggest_constraints(
     console = err if as_yaml else out
     shown = found.suggestions[:max_shown]
     table = Table(title=f"suggested constraints: {len(shown)} of {len(found.suggestions)} (model lift ≤ {threshold:g}) — confirm each before use",
+                  caption="share removed: of the records, if the two variables were independent (P(c) · P(a) from the targets)",
                   show_edge=False)
     table.add_column("#", justify="right")
     table.add_column("constraint (paste under constraints:)", no_wrap=True, overflow="fold")
     table.add_column("model lift", justify="right")
-    table.add_column("removes if independent", justify="right")
+    table.add_column("share removed", justify="right")
     for k, s in enumerate(shown, 1):
         table.add_row(str(k), escape(s.constraint), f"{s.lift:.3f}", f"{s.share:.2%}")
     console.print(table)
