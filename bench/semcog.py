@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from casefiles import wheel, write_spec
 
 WHEEL = "activitysim-1.6.0-py3-none-any.whl"

