@@ -33,6 +33,7 @@ ZERO_LIFT = 0.05  # a lift at most this rules a cell out ...
 TRUE_ZERO_LIFT = 0.2  # ... and the tables agree where their lift is below this
 ZERO_PRECISION = 0.9  # share of the ruled-out cells' expected mass that must be nearly empty in the tables
 MIN_ZERO_CELLS = 3  # fewer ruled-out cells on the checked pairs is no evidence
+FLAT = 0.01  # errors within this share of each other over the grid: the checked pairs cannot tell strengths apart
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def check_prior(checked: dict[tuple[str, str], np.ndarray], targets: Targets, ax
                                           f"conservative default strength {default:g} is used, unchecked")
     errors = {alpha: float(np.mean([pair_error(lift, joint, alpha) for _, _, lift, joint in pairs])) for alpha in grid}
     best = min(errors, key=lambda alpha: (round(errors[alpha], 12), alpha))
+    flat = max(errors.values()) - min(errors.values()) <= FLAT * max(max(errors.values()), 1e-12)
     mass = confirmed = 0.0
     cells = 0
     for _, _, lift, joint in pairs:
@@ -124,9 +126,14 @@ def check_prior(checked: dict[tuple[str, str], np.ndarray], targets: Targets, ax
     precision = confirmed / mass if mass > 0 else None
     zeros = cells >= MIN_ZERO_CELLS and precision is not None and precision >= ZERO_PRECISION
     names = tuple(f"{c} × {a}" for c, a, _, _ in pairs)
-    how = (f"strength {best:g} reproduces the {len(pairs)} crossed pair(s) best: error {errors[best]:.4f} bits against "
-           f"{errors[0.0]:.4f} for independence and {errors[1.0]:.4f} for the lifts as scored" if 0.0 in errors and 1.0 in errors
-           else f"strength {best:g} has the least error on the {len(pairs)} crossed pair(s)")
+    if flat:
+        best = default
+        how = (f"the model's lifts on the {len(pairs)} crossed pair(s) fit them equally at every strength (it says little "
+               f"about them): the conservative default strength {default:g} is used")
+    else:
+        how = (f"strength {best:g} reproduces the {len(pairs)} crossed pair(s) best: error {errors[best]:.4f} bits against "
+               f"{errors[0.0]:.4f} for independence and {errors[1.0]:.4f} for the lifts as scored" if 0.0 in errors and 1.0 in errors
+               else f"strength {best:g} has the least error on the {len(pairs)} crossed pair(s)")
     zero_note = (f"; the {cells} cells the model rules out there are {precision:.0%} confirmed, so its zeros are applied"
                  if zeros else f"; hard zeros not applied ({cells} ruled-out cells checked"
                  + (f", {precision:.0%} confirmed)" if precision is not None else ")"))
