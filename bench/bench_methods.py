@@ -299,7 +299,7 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bo
         if elicit:
             describe_prior(case, synth)
 
-    llmsynthor(f"llmsynthor, {model}", spec, elicit=True)
+    llmsynthor(f"llmsynthor, {model} (records: joint, the default)", spec, elicit=True)
     llmsynthor("llmsynthor, records: proposals (before)", with_overrides(spec, {"synthesis.records": "proposals"}))
     for alpha in FRONTIER if frontier else ():
         llmsynthor(f"llmsynthor, prior strength {alpha:g}", with_overrides(spec, {"synthesis.prior_strength": alpha}))
@@ -422,8 +422,9 @@ def print_summary(case: Case, c2st: bool = False) -> None:
           "binned as the first target that has them; × floor = over the real sample's. SRMSE = RMSE of cell shares / mean "
           "true cell share, same tables. C2ST = |accuracy − 0.5| of a 5-fold gradient-boosting classifier on balanced "
           "classes (with --c2st only). W = Wasserstein distance to the true values. Records breaking a rule = share of "
-          f"records that break at least one of the spec's {len(scorer.rules)} scored rules (never given to the generator; "
-          "the with-constraints row is given other, disjoint statements); rule violations mean = mean over those rules of "
+          f"records that break at least one of the spec's {len(scorer.rules)} scored rules (never given to the generator"
+          + ("; the with-constraints row is given other, disjoint statements" if case.constrained_spec_path else "")
+          + "); rule violations mean = mean over those rules of "
           "the share of all records breaking it. Distinct = share of distinct records. Wall s = seconds of the row, "
           "model loading and the prior's scoring included; LLM s = model time of its calls (cached answers: ~0).")
     print("The oracle row: lifts of every pair no target crosses from the true micro-data (clipped to [.02, 50]), the "

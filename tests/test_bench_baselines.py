@@ -210,3 +210,40 @@ def test_the_elicitation_line_scores_true_lifts_perfectly():
     assert quality["cells_unweighted"] == pytest.approx(1.0)
     prior.lifts = {("b", "d"): lifts[("b", "d")].T[::-1].T}  # the opposite association
     assert bench_methods.elicitation_quality(prior, truth)["mi_weighted"] == pytest.approx(-1.0)
+
+
+def test_the_bench_runs_every_llm_row_through_a_test_double(monkeypatch, capsys):
+    """run_methods and print_summary with a backend double (no model): every row is there and scored."""
+    from fakes import KnowingFakeLLM
+
+    import llmsynthor.api
+
+    class Double(KnowingFakeLLM):
+        name = "fake:double"
+
+        def complete_json(self, messages, schema, **kwargs):
+            if "records" in schema["properties"]:  # direct prompting: one valid record per call
+                record = {"age": 30, "gender": "Male", "location": "Developed", "category": "Apparel", "price": 50.0,
+                          "payment": "COD"}
+                return Completion(json.dumps({"records": [record] * 20}), 100, 50, 0.0)
+            return super().complete_json(messages, schema, **kwargs)
+
+    monkeypatch.setattr(llmsynthor.api, "make_backend", lambda settings: Double({}, domains={"age": (18, 90), "price": (0, 2000)}))
+    case = bench_methods.ecommerce_case()
+    bench_methods.run_methods(case, with_llm=True, frontier=True)
+    labels = list(case.runs)
+    for wanted in ["oracle: lifts from the truth", "direct prompting, double", "llmsynthor, double (records: joint, the default)",
+                   "llmsynthor, records: proposals (before)"] + [f"llmsynthor, prior strength {a:g}" for a in bench_methods.FRONTIER]:
+        assert any(label.startswith(wanted) for label in labels), (wanted, labels)
+    assert case.elicitation and "prior strength chosen" in case.elicitation[-1]
+    bench_methods.print_summary(case)
+    out = capsys.readouterr().out
+    assert "| llmsynthor, prior strength 0.5 (" in out and "divergence* (base 2" in out and "records breaking a rule" in out
+
+
+def test_the_elicitation_line_says_when_there_is_no_prior():
+    from types import SimpleNamespace
+
+    case = bench_methods.ecommerce_case()
+    bench_methods.describe_prior(case, SimpleNamespace())  # a Synthesizer without prior_ / prior_check_
+    assert "no pairwise prior" in case.elicitation[0] and "no prior check" in case.elicitation[1]
