@@ -195,3 +195,18 @@ def test_the_manifest_has_the_calibration_block(tmp_path, monkeypatch):
     assert block["strength"] >= 0.75 and len(block["pairs_checked"]) == 2 and block["error_independent"] > block["error_chosen"]
     assert manifest["records_from"] == "joint" and manifest["llm"]["skipped_plan_calls"] == 0
     assert "prior: strength" in result.output
+
+
+def test_a_rare_but_valid_constraint_is_not_taken_for_a_contradiction():
+    # 3 soldiers in 10,000 people, 2 % federal workers: independent draws would almost never pair them
+    jobs, work = ["Armed", *[f"job{i}" for i in range(12)]], ["Fed", *[f"w{i}" for i in range(7)]]
+    job_counts = [3] + [833] * 11 + [10_000 - 3 - 833 * 11]
+    work_counts = [200] + [1400] * 6 + [10_000 - 200 - 1400 * 6]
+    data = {"n_records": 10_000, "variables": {"job": {"type": "categorical", "values": jobs},
+                                               "work": {"type": "categorical", "values": work}},
+            "targets": [{"name": "job", "variables": ["job"], "cells": [{"job": j, "count": c} for j, c in zip(jobs, job_counts)]},
+                        {"name": "work", "variables": ["work"], "cells": [{"work": w, "count": c} for w, c in zip(work, work_counts)]}],
+            "constraints": ["job == Armed -> work == Fed"]}
+    result = Synthesizer(parse_spec(data), FakeLLM(seed=1)).run()  # no error before the run
+    r = result.records
+    assert (r["job"] == "Armed").sum() == 3 and ((r["job"] == "Armed") & (r["work"] != "Fed")).sum() == 0

@@ -63,16 +63,25 @@ class JointPool:
 
 
 def independent_pool(targets: Targets, shapes: dict[str, ValueShape], size: int, rng: np.random.Generator,
-                     axes: dict[str, Axis]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """``size`` records, every variable drawn independently from its target shares; with the level of
-    each variable in ``axes`` (categorical values or the finest bins)."""
+                     axes: dict[str, Axis]) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]:
+    """``size`` records of the independence model of the targets' margins, with the level of each
+    variable in ``axes`` (categorical values or the finest bins) and each record's weight.
+
+    Half the records take every categorical value uniformly instead of by its share, so that rare
+    combinations (the 14 soldiers of a census in a federal job) are in the pool at all; the weights
+    (target probability over the mixture's) make the weighted pool the independence model again.
+    Numeric values follow their shapes in both halves."""
     schema = targets.schema
     columns, levels = {}, {}
+    uniform = rng.random(size) < 0.5
+    log_ratio = np.zeros(size)  # log p(x) - log u(x) over the categoricals
     for name, var in schema.variables.items():
         if isinstance(var, CategoricalVariable):
             axis = axes.get(name) or Axis(name, tuple(var.values))
             shares = targets.shares(name, axis) if name in axes else np.full(axis.size, 1 / axis.size)
-            codes = rng.choice(axis.size, size=size, p=shares / shares.sum())
+            shares = shares / shares.sum()
+            codes = np.where(uniform, rng.integers(0, axis.size, size), rng.choice(axis.size, size=size, p=shares))
+            log_ratio += np.log(np.maximum(shares[codes], 1e-300)) + np.log(axis.size)
             columns[name] = np.asarray(axis.labels, dtype=object)[codes]
         else:
             shape = shapes.get(name) or ValueShape.uniform(var.min, var.top)
@@ -82,15 +91,17 @@ def independent_pool(targets: Targets, shapes: dict[str, ValueShape], size: int,
             columns[name] = x
         if name in axes:
             levels[name] = encode_axis(axes[name], columns[name])
-    return pd.DataFrame(columns, columns=schema.names), levels
+    ratio = np.exp(np.clip(log_ratio, -700, 700))
+    weights = ratio / (0.5 * ratio + 0.5)  # p / (p/2 + u/2), in units of u
+    return pd.DataFrame(columns, columns=schema.names), levels, weights
 
 
 def build_pool(targets: Targets, shapes: dict[str, ValueShape], axes: dict[str, Axis], lifts: Lifts, zeros: Lifts,
                constraints: list[Rule], size: int, rng: np.random.Generator, max_rounds: int = 100) -> JointPool:
     """The pool of :func:`independent_pool` weighted by ``lifts`` (already tempered) and ``zeros``
     (cells ruled out), without records that break ``constraints``, raked to every count table."""
-    records, levels = independent_pool(targets, shapes, size, rng, axes)
-    log_w = np.zeros(size)
+    records, levels, base = independent_pool(targets, shapes, size, rng, axes)
+    log_w = np.log(np.maximum(base, 1e-300))
     ruled = np.zeros(size, dtype=bool)
     for (u, v), lift in lifts.items():
         if u in levels and v in levels:
@@ -148,7 +159,7 @@ def check_constraints(targets: Targets, constraints: list[Rule], shapes: dict[st
     if not constraints:
         return
     axes = targets.finest_axes()
-    records, _ = independent_pool(targets, shapes, size, np.random.default_rng(seed), axes)
+    records, _, _ = independent_pool(targets, shapes, size, np.random.default_rng(seed), axes)
     broke = [rule.violations(records) for rule in constraints]
     any_broken = np.logical_or.reduce(broke)
     problems = []
