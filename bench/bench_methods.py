@@ -246,7 +246,8 @@ def _fmt(x, spec=".3f") -> str:
 
 # -- running the methods ------------------------------------------------------------------------------
 
-def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bool = True) -> None:
+def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bool = True, before: bool = True,
+                direct: bool = True, both: bool = False) -> None:
     spec = load_spec(case.spec_path)
     targets = load_targets(spec)
     n, rng = targets.n, np.random.default_rng(0)
@@ -268,7 +269,7 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bo
         timed("SDV GaussianCopula (sees micro-data)", lambda: baselines.gaussian_copula(case.micro, targets.schema, n, seed=0))
     timed("oracle: lifts from the truth", lambda: oracle(targets, case.truth, np.random.default_rng(spec.seed)))
     if not with_llm:
-        for label in llm_rows(case, ablation, frontier):
+        for label in llm_rows(case, ablation, frontier, before, direct, both):
             case.runs[label] = Run(case.floor.iloc[:0], 0.0, "–", "–", note="skipped (--no-llm)")
         return
     from llmsynthor.api import make_backend
@@ -276,12 +277,13 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bo
 
     backend = make_backend(spec.llm)
     model = backend.name.split(":")[-1]
-    start = time.perf_counter()
-    records, u = baselines.direct_prompting(targets, backend, calls=case.direct_calls, per_call=case.direct_per_call, seed=spec.seed,
-                                            tokens_per_record=case.direct_tokens_per_record)
-    case.runs[f"direct prompting, {model} ({u['cached']}/{u['calls']} cached)"] = Run(
-        records, time.perf_counter() - start, str(u["calls"]),
-        f"{(u['prompt_tokens'] + u['completion_tokens']) / max(len(records), 1):.1f}", u["seconds"])
+    if direct:
+        start = time.perf_counter()
+        records, u = baselines.direct_prompting(targets, backend, calls=case.direct_calls, per_call=case.direct_per_call,
+                                                seed=spec.seed, tokens_per_record=case.direct_tokens_per_record)
+        case.runs[f"direct prompting, {model} ({u['cached']}/{u['calls']} cached)"] = Run(
+            records, time.perf_counter() - start, str(u["calls"]),
+            f"{(u['prompt_tokens'] + u['completion_tokens']) / max(len(records), 1):.1f}", u["seconds"])
 
     def llmsynthor(label: str, run_spec, run_targets=targets, elicit: bool = False) -> None:
         start = time.perf_counter()
@@ -300,7 +302,10 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bo
             describe_prior(case, synth)
 
     llmsynthor(f"llmsynthor, {model} (records: joint, the default)", spec, elicit=True)
-    llmsynthor("llmsynthor, records: proposals (before)", with_overrides(spec, {"synthesis.records": "proposals"}))
+    if both:
+        llmsynthor("llmsynthor, records: both (joint + the LLM's proposals)", with_overrides(spec, {"synthesis.records": "both"}))
+    if before:
+        llmsynthor("llmsynthor, records: proposals (before)", with_overrides(spec, {"synthesis.records": "proposals"}))
     for alpha in FRONTIER if frontier else ():
         llmsynthor(f"llmsynthor, prior strength {alpha:g}", with_overrides(spec, {"synthesis.prior_strength": alpha}))
     if case.constrained_spec_path is not None:
@@ -310,9 +315,11 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bo
         llmsynthor(f"llmsynthor {label}", with_overrides(spec, overrides))
 
 
-def llm_rows(case: Case, ablation: bool, frontier: bool) -> list[str]:
+def llm_rows(case: Case, ablation: bool, frontier: bool, before: bool = True, direct: bool = True, both: bool = False) -> list[str]:
     """The labels of the rows that need the LLM (printed as skipped with --no-llm)."""
-    rows = ["direct prompting", "llmsynthor", "llmsynthor, records: proposals (before)"]
+    rows = (["direct prompting"] if direct else []) + ["llmsynthor"]
+    rows += ["llmsynthor, records: both (joint + the LLM's proposals)"] if both else []
+    rows += ["llmsynthor, records: proposals (before)"] if before else []
     rows += [f"llmsynthor, prior strength {a:g}" for a in FRONTIER] if frontier else []
     rows += ["llmsynthor, with constraints"] if case.constrained_spec_path is not None else []
     rows += [f"llmsynthor {label}" for label in ABLATIONS] if ablation else []
@@ -474,6 +481,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frontier", action=argparse.BooleanOptionalAction, default=True,
                         help="llmsynthor at prior strengths 0, .25, .5 and 1 (default: on; the model's scorings are "
                         "cached, so these cost little after the first run)")
+    parser.add_argument("--before", action=argparse.BooleanOptionalAction, default=True,
+                        help="llmsynthor with records: proposals, the default before the joint model (the full LLM loop: "
+                             "the slowest row)")
+    parser.add_argument("--direct", action=argparse.BooleanOptionalAction, default=True,
+                        help="direct prompting of the same model (records written by the LLM)")
+    parser.add_argument("--both", action="store_true",
+                        help="also llmsynthor with records: both (the joint model plus the LLM's proposals for numeric ranges)")
     parser.add_argument("--ablation", action="store_true",
                         help="also run llmsynthor without final calibration (within-bin shapes, remove and replace, "
                         "calibration over records), without only the calibration over records, without spread, and "
@@ -487,7 +501,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
             case = make_case(name, Path(tmp))
-            run_methods(case, with_llm=not args.no_llm, ablation=args.ablation, frontier=args.frontier)
+            run_methods(case, with_llm=not args.no_llm, ablation=args.ablation, frontier=args.frontier, before=args.before,
+                        direct=args.direct, both=args.both)
             print_summary(case, c2st=args.c2st)
             if name == "ecommerce":
                 print_paper_table(case)

@@ -19,7 +19,8 @@ DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 def spec():
     from conftest import EXAMPLE
 
-    return with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"n_records": 600})
+    # the loop's requests are what these tests interrupt, cache and parallelize: records: both runs it
+    return with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"n_records": 600, "synthesis.records": "both"})
 
 
 class SeededFake(FakeLLM):
@@ -104,14 +105,14 @@ def test_resume_refuses_targets_whose_content_changed_naming_the_table(tmp_path)
 
     shutil.copytree(EXAMPLE / "targets", tmp_path / "targets")
     shutil.copy(EXAMPLE / "spec.yaml", tmp_path / "spec.yaml")
-    spec = with_overrides(load_spec(tmp_path / "spec.yaml"), {"n_records": 600})
+    spec = with_overrides(load_spec(tmp_path / "spec.yaml"), {"n_records": 600, "synthesis.records": "both"})
     folder = tmp_path / "ckpt"
     with pytest.raises(BackendError):
         Synthesizer(spec, SeededFake(fail_at=3), checkpoint_dir=folder).run()
     path = tmp_path / "targets" / "location_payment.csv"
     text = path.read_text()
     path.write_text(text.replace("Developed,COD,255", "Developed,COD,256").replace("Developed,Online,546", "Developed,Online,545"))
-    edited = with_overrides(load_spec(tmp_path / "spec.yaml"), {"n_records": 600})  # one record moved: still consistent
+    edited = with_overrides(load_spec(tmp_path / "spec.yaml"), {"n_records": 600, "synthesis.records": "both"})  # one record moved: still consistent
     assert edited.digest() == spec.digest()  # the spec itself did not change
     with pytest.raises(SpecError, match=r"target tables differ .*changed: 'location_payment'"):
         Synthesizer(edited, SeededFake(), checkpoint_dir=folder).run(resume=True)

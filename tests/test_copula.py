@@ -109,7 +109,8 @@ def test_the_default_model_knows_husbands_are_male():
     assert p["Husband"][0] > 0.75 and p["Wife"][1] > 0.75, p
 
 
-def test_a_resumed_run_counts_the_priors_scorings_once(tmp_path):
+@pytest.mark.parametrize("records", ["proposals", "both"])
+def test_a_resumed_run_counts_the_priors_scorings_once(tmp_path, records):
     from llmsynthor import BackendError
 
     class Failing(KnowingFakeLLM):
@@ -118,7 +119,7 @@ def test_a_resumed_run_counts_the_priors_scorings_once(tmp_path):
                 raise BackendError("the server went away", retryable=True)
             return super().complete_json(*args, **kwargs)
 
-    spec = parse_spec(SPEC)
+    spec = parse_spec({**SPEC, "synthesis": {**SPEC["synthesis"], "records": records}})
     whole = Synthesizer(spec, KnowingFakeLLM(KNOWLEDGE, seed=1, domains={"age": (0, 90)})).run()
     with pytest.raises(BackendError):
         Synthesizer(spec, Failing(KNOWLEDGE, seed=1, domains={"age": (0, 90)}), checkpoint_dir=tmp_path).run()

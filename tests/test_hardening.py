@@ -33,7 +33,8 @@ DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 def workdir(tmp_path: Path, example_spec_path: Path, monkeypatch) -> Path:
     """A copy of the e-commerce example, the current folder, with its own response cache folder."""
     shutil.copytree(example_spec_path.parent / "targets", tmp_path / "targets")
-    shutil.copy(example_spec_path, tmp_path / "spec.yaml")
+    # records: both runs the LLM loop, whose iterations, checkpoints and Ctrl-C these tests are about
+    (tmp_path / "spec.yaml").write_text(example_spec_path.read_text() + "\nsynthesis:\n  records: both\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LLMSYNTHOR_CACHE", str(tmp_path / "cache"))
     return tmp_path

@@ -26,10 +26,11 @@ REFERENCE = pd.read_csv(EXAMPLE / "reference.csv")
 MEANS = REFERENCE.groupby("category")["price"].mean().round(1)  # Apparel 434.5, Electronics 915.9, ...
 
 
-def spec_with(tmp_path, *extra_targets, n=None):
+def spec_with(tmp_path, *extra_targets, n=None, records="joint"):
     shutil.copytree(EXAMPLE / "targets", tmp_path / "targets", dirs_exist_ok=True)
     data = yaml.safe_load((EXAMPLE / "spec.yaml").read_text())
     data["targets"] += list(extra_targets)
+    data["synthesis"] = {"records": records}
     if n:
         data["n_records"] = n
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -51,8 +52,9 @@ def test_targets_are_read_with_groups_and_sums_are_rescaled_to_n(tmp_path):
 
 
 def test_the_allocator_matches_the_means_and_the_model_is_told_them(tmp_path):
-    spec = load_spec(spec_with(tmp_path, MEAN_BY_CATEGORY))
-    without = Synthesizer(load_spec(EXAMPLE / "spec.yaml"), FakeLLM(seed=1, domains=DOMAINS)).run()
+    spec = load_spec(spec_with(tmp_path, MEAN_BY_CATEGORY, records="both"))  # the LLM's plans are told the means
+    without = Synthesizer(with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"synthesis.records": "proposals"}),
+                          FakeLLM(seed=1, domains=DOMAINS)).run()
     llm = FakeLLM(seed=1, domains=DOMAINS)
     result = Synthesizer(spec, llm).run()
     assert result.converged
@@ -65,6 +67,8 @@ def test_the_allocator_matches_the_means_and_the_model_is_told_them(tmp_path):
     assert all(d["tvd"] <= 0.01 for d in result.distances.values())  # the tables still match
     plan_prompts = [c["messages"][-1]["content"] for c in llm.calls if "proposals" in c["schema"]["properties"]]
     assert "Known averages: mean price where category = Electronics is about 915.9" in plan_prompts[0]
+    joint = Synthesizer(load_spec(spec_with(tmp_path, MEAN_BY_CATEGORY)), FakeLLM(seed=1, domains=DOMAINS)).run()
+    assert joint.converged and joint.numeric["mean_price_by_category"]["max_relative_error"] <= 0.02  # the calibration holds them
 
 
 def test_an_overall_sum_with_a_tolerance(tmp_path):

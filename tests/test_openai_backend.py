@@ -22,7 +22,7 @@ DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 def spec():
     from conftest import EXAMPLE
 
-    return with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"n_records": 400})
+    return with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"n_records": 400, "synthesis.records": "both"})  # the loop's requests
 
 
 def valid_answers():

@@ -198,11 +198,13 @@ class SynthesisSettings(_Frozen):
         "bins) follow what the tables' and the model's pairwise lifts say records like it have, instead of the "
         "proposal's own value and range",
     )
-    records: Literal["joint", "proposals"] = Field(
+    records: Literal["joint", "both", "proposals"] = Field(
         default="joint",
         description="joint: candidate records come from the target tables joined by the model's pairwise prior, "
-        "calibrated on the tables that cross variables (a prior-weighted pool raked to the targets), plus the LLM's "
-        "proposals where the model decides something (numeric ranges); proposals: the paper's loop of LLM proposals only",
+        "calibrated on the tables that cross variables (a prior-weighted pool raked to the targets); the LLM writes "
+        "proposals only where it decides something the joint model cannot (a variable no table mentions, pin: lead); "
+        "both: the joint model plus the LLM's proposals in every case (numeric ranges inside the tables' bins); "
+        "proposals: the paper's loop of LLM proposals only",
     )
     prior_strength: float | Literal["auto"] = Field(
         default="auto",

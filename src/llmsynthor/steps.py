@@ -57,7 +57,7 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
                    notes: list[str]) -> PairwisePrior | None:
     """The pairwise prior (:mod:`llmsynthor.copula`), if asked for and the backend can score options;
     otherwise None, with a note saying why."""
-    if not settings.pairwise_prior or (settings.pin != "targets" and settings.records != "joint"):
+    if not settings.pairwise_prior or (settings.pin != "targets" and settings.records == "proposals"):
         return None
     llm = requester.llm
     if not can_score_options(llm):
@@ -67,7 +67,7 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
             notes.append(note)
         return None
     try:
-        return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=settings.records == "joint")
+        return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=settings.records != "proposals")
     except BackendError as exc:
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")

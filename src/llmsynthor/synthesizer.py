@@ -112,7 +112,7 @@ class Synthesizer:
         # a resumed run scores the prior again (from the cache, mostly); its first scoring is counted already
         usage = self.usage_ if first == 1 else LLMUsage()
         self.prior_ = self.pool_.prior = steps.pairwise_prior(self.requester, targets, s, usage, self.notes_)
-        if s.records == "joint":
+        if s.records != "proposals":
             self.pool_.prior = self._calibrated_prior()
             if not done and not self._model_decides():
                 self._skip_loop(elapsed + self.clock() - started)
@@ -168,14 +168,16 @@ class Synthesizer:
         return prior.tempered(check.strength, zeros=check.zeros, zero_lift=ZERO_LIFT)
 
     def _model_decides(self) -> bool:
-        """Whether the LLM's proposals can add anything to the joint model: numeric ranges (categories
-        the tables and the prior fix; ``pin: lead`` lets a strong model choose them)."""
-        return self.spec.synthesis.pin == "lead" or any(v.is_numeric for v in self.targets.schema.variables.values())
+        """Whether the LLM's proposals can add something to the joint model: always with ``records: both``;
+        with ``records: joint`` only for a variable no table mentions (the joint model knows its domain
+        alone) or with ``pin: lead`` (a strong model chooses the categories)."""
+        s, mentioned = self.spec.synthesis, {v for t in self.targets for v in t.variables}
+        return s.records == "both" or s.pin == "lead" or any(v not in mentioned for v in self.targets.schema.names)
 
     def _skip_loop(self, elapsed: float) -> None:
         """records: joint with nothing for the model to decide: no plan call; the checkpoint says the fit is done."""
-        note = ("records: joint — every variable is categorical and fixed by the tables and the prior: no plan call "
-                "was made (a plan would have left the model nothing to decide)")
+        note = ("records: joint — every variable is in a table, so the tables and the prior decide the records: no plan "
+                "call was made (records: both adds the LLM's proposals, e.g. for numeric ranges inside the tables' bins)")
         if note not in self.notes_:
             self.notes_.append(note)
         self._save(0, True, elapsed)
@@ -253,7 +255,7 @@ class Synthesizer:
         started, s = self.clock(), self.spec.synthesis
         targets = self.targets.rescaled(int(n)) if n is not None else self.targets
         rng = copy.deepcopy(self.rng_) if seed is None else np.random.default_rng(seed)
-        if s.records == "joint":
+        if s.records != "proposals":
             return self._sample_joint(targets, rng, started)
         own = seed is None and targets.n == self.targets.n and self.loop_records_ is not None  # the loop's draws count
         records, drawn, notes = self._draw_rest(targets, self.loop_records_ if own else None,
