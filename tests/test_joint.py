@@ -195,6 +195,10 @@ def test_the_manifest_has_the_calibration_block(tmp_path, monkeypatch):
     assert block["strength"] >= 0.75 and len(block["pairs_checked"]) == 2 and block["error_independent"] > block["error_chosen"]
     assert manifest["records_from"] == "joint" and manifest["llm"]["skipped_plan_calls"] == 0
     assert "prior: strength" in result.output
+    report = CliRunner().invoke(app, ["report", "o.csv", "--spec", "spec.yaml", "--out", "r.html"])
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>The prior</h2>" in page and "sex × relationship" in page and "KL (bits) per strength" in page
 
 
 def test_a_rare_but_valid_constraint_is_not_taken_for_a_contradiction():

@@ -8,12 +8,13 @@ import json
 import pytest
 from browser import render
 from conftest import EXAMPLE
-from fakes import FakeLLM
+from fakes import FakeLLM, KnowingFakeLLM
 from typer.testing import CliRunner
 
 from llmsynthor import Synthesizer, load_spec
 from llmsynthor.cli import app
 from llmsynthor.output import manifest, write_json, write_records
+from llmsynthor.spec import with_overrides
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 
@@ -22,8 +23,8 @@ DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 def run_files(tmp_path_factory):
     """Records and manifest of a run with the test double (the real model's run is in test_end_to_end)."""
     folder = tmp_path_factory.mktemp("run")
-    spec = load_spec(EXAMPLE / "spec.yaml")
-    llm = FakeLLM(seed=1, domains=DOMAINS)
+    spec = with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"synthesis.records": "both"})  # the loop runs: convergence
+    llm = KnowingFakeLLM({}, seed=1, domains=DOMAINS)  # scores options: the prior's check is plotted
     result = Synthesizer(spec, llm).run()
     records = write_records(result.records, folder / "ecommerce.csv")
     write_json(manifest(spec, result, backend=llm, records_path=records), records.with_suffix(".manifest.json"))
@@ -38,15 +39,16 @@ def test_report_renders_every_plot_in_chromium(run_files):
     page = run_files.with_suffix(".report.html")
     text = page.read_text(encoding="utf-8")
     run = json.loads(run_files.with_suffix(".manifest.json").read_text())
-    # 9 target tables + convergence + held-out tables + 2 numeric marginals + rules
+    # 9 target tables + convergence + the prior's check + held-out tables + 2 numeric marginals + rules
     seen = render(page)
     assert seen.console_errors == []
-    assert seen.declared_plots == seen.plot_divs == seen.rendered_plots == 14
-    for name in ("age_gender_category", "location_payment", "Convergence", "Held-out tables", "Realism rules"):
+    assert seen.declared_plots == seen.plot_divs == seen.rendered_plots == 15
+    for name in ("age_gender_category", "location_payment", "Convergence", "Held-out tables", "Realism rules", "The prior"):
         assert name in text
     assert f"<td>LLM calls</td><td>{run['llm']['calls']}</td>" in text
     assert f"<td>kept</td><td>{run['calibration']['kept']}</td>" in text  # the calibration over records
-    assert "<script src=" not in text and "cdn" not in text.lower().split("</head>")[1]  # self-contained
+    # self-contained: no script or link loads anything (a bare "cdn" can occur inside embedded base64 data)
+    assert "<script src=" not in text and "cdn.plot.ly" not in text and 'src="http' not in text and 'href="http' not in text
 
 
 @pytest.mark.browser

@@ -127,15 +127,51 @@ def _run_section(manifest: dict, figure: _Figures) -> str:
     corrections = {**(llm.get("rejected_proposals_by_reason") or {}), **(llm.get("corrections_by_reason") or {})}
     if corrections:
         parts.append(_table(["proposal corrections and rejections", "count"], [[k, v] for k, v in corrections.items()]))
+    parts.append(_prior_section(manifest, figure))
     calibration = manifest.get("calibration")
     if calibration:
+        pool = calibration.get("joint_pool") or {}
         parts.append(_table(["calibration over records", ""], [
             ["candidate records", calibration.get("candidates")], ["kept", calibration.get("kept")],
             ["kept from the loop's draw", calibration.get("from_loop")], ["spread", calibration.get("spread")],
+            ["kept from the LLM's proposals (records: joint/both)", calibration.get("from_proposals")],
+            ["prior-weighted pool (records: joint/both)", pool.get("pool")],
+            ["... its effective size after raking", pool.get("effective_size")],
+            ["... records ruled out by the prior / by constraints", f"{pool.get('ruled_out_by_prior')} / {pool.get('broke_constraints')}"
+             if pool else None],
             ["discrepancy after sampling (records)", calibration.get("l1_after_sampling")],
             ["... after the exact fit", calibration.get("l1_after_exact_fit")],
             ["... after the swaps", calibration.get("l1_after_swaps")]]))
     return "<h2>The run</h2>" + "".join(parts)
+
+
+def _prior_section(manifest: dict, figure: _Figures) -> str:
+    """The prior's strength and how it was chosen: error on the crossed tables per strength."""
+    import plotly.graph_objects as go
+
+    check = manifest.get("prior_calibration")
+    if not check:
+        return ""
+    parts = [f'<p class="note">records from: {manifest.get("records_from")} · prior strength <b>{check["strength"]:g}</b> on the '
+             f"pairs no table crosses — {check.get('reason', '')}</p>"]
+    errors = check.get("error_bits_by_strength") or {}
+    if errors:
+        x = [float(k) for k in errors]
+        fig = go.Figure(go.Scatter(x=x, y=list(errors.values()), mode="lines+markers", line={"color": _SYNTHETIC},
+                                   name="error on the crossed tables"))
+        fig.add_vline(x=check["strength"], line_dash="dot", annotation_text="chosen")
+        fig.update_layout(title="The model's lifts checked on the tables that cross variables: KL (bits) per strength "
+                                "(0 = independence)", xaxis_title="strength (exponent on the lifts)", yaxis_title="error, bits",
+                          height=340)
+        parts.append(figure(fig))
+    constraints = manifest.get("constraints") or []
+    rows = [["pairs checked", ", ".join(check.get("pairs_checked") or []) or "none"],
+            ["error, independence (bits)", check.get("error_independent")], ["error at the chosen strength", check.get("error_chosen")],
+            ["log-lift correlation with the tables", check.get("log_lift_correlation")],
+            ["model zeros checked / confirmed share", f"{check.get('zero_cells_checked')} / {_fmt(check.get('zero_precision'))}"],
+            ["hard zeros applied", check.get("hard_zeros")], ["constraints (enforced)", "; ".join(constraints) or "none"],
+            ["plan calls skipped (nothing to decide)", (manifest.get("llm") or {}).get("skipped_plan_calls")]]
+    return "<h2>The prior</h2>" + "".join(parts) + _table(["prior", ""], rows)
 
 
 def _heldout_section(records: pd.DataFrame, reference: pd.DataFrame, targets: Targets, evaluation: Evaluation, figure: _Figures) -> str:
