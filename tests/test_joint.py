@@ -214,3 +214,22 @@ def test_a_rare_but_valid_constraint_is_not_taken_for_a_contradiction():
     result = Synthesizer(parse_spec(data), FakeLLM(seed=1)).run()  # no error before the run
     r = result.records
     assert (r["job"] == "Armed").sum() == 3 and ((r["job"] == "Armed") & (r["work"] != "Fed")).sum() == 0
+
+
+def test_the_phrasing_the_crossed_tables_prefer_is_used_for_the_rest():
+    class KnowsWithShares(KnowingFakeLLM):
+        """Right when the options come with their shares, inverted without them."""
+
+        def option_probabilities(self, messages, answer_prefix, options):
+            self.knowledge = RIGHT if "% of all" in messages[-1]["content"] else WRONG
+            return super().option_probabilities(messages, answer_prefix, options)
+
+    targets = load_targets(spec())
+    llm = KnowsWithShares({})
+    prior = score_prior(targets, llm, targets.schema)
+    assert prior.phrasing == "shares" and prior.phrasing_errors["shares"] < prior.phrasing_errors["plain"]
+    assert prior.lift("relationship", "marital")[2, 1] < 0.1  # the free pair asked with shares: children are not married
+    asked_free = [q for q, _ in llm.scorings if "has relationship" in q]
+    assert asked_free and all("% of all" in q for q in asked_free)
+    synth, result, _ = synthesize(RIGHT)  # a model that answers alike either way: the plain phrasing, tried first, stays
+    assert result.prior_check["phrasing"] == "plain" and set(result.prior_check["least_error_by_phrasing"]) == {"plain", "shares"}

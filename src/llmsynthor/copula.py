@@ -27,6 +27,7 @@ import numpy as np
 from .prompts import option_messages
 from .schema import Schema
 from .tables import Axis, Targets, TargetTable
+from .tempering import check_prior
 
 LIFT_RANGE = (0.02, 50.0)
 SPREAD_FLOOR = 0.03  # conditional probabilities below this are not spread to
@@ -54,12 +55,15 @@ class PairwisePrior:
     checked: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # ... pairs a table crosses (calibration only)
     strength: float = 1.0  # the exponent the lifts were raised to (see tempered)
     zeros: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (c, a) -> cells ruled out outright
+    phrasing: str = "plain"  # how the pairs were asked (see score_prior)
+    phrasing_errors: dict[str, float] = field(default_factory=dict)  # least error on the crossed pairs per phrasing tried
 
     def tempered(self, strength: float, zeros: bool = False, zero_lift: float = 0.0) -> PairwisePrior:
         """The prior with every lift raised to ``strength`` (0: independence); with ``zeros``, the cells
         whose scored lift is at most ``zero_lift`` are ruled out outright (:attr:`zeros`)."""
         return PairwisePrior(self.levels, {k: v ** strength for k, v in self.lifts.items()}, dict(self.checked), strength,
-                             {k: v <= zero_lift for k, v in self.lifts.items()} if zeros else {})
+                             {k: v <= zero_lift for k, v in self.lifts.items()} if zeros else {}, self.phrasing,
+                             dict(self.phrasing_errors))
 
     def lift(self, u: str, v: str) -> np.ndarray | None:
         """[|u|, |v|] lifts, or None when the pair was not scored."""
@@ -136,24 +140,48 @@ def pairs_to_score(targets: Targets, levels: dict[str, Levels]) -> tuple[list[tu
     return free, checked
 
 
-def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: bool = True) -> PairwisePrior:
+PHRASINGS = ("plain", "shares")  # how a pair is asked: the options alone, or with their target shares
+
+
+def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: bool = True,
+                phrasings: tuple[str, ...] = PHRASINGS) -> PairwisePrior:
     """Ask ``scorer`` (a :class:`~llmsynthor.llm.base.ChoiceScorer`) for every pair no table crosses,
     and (``check``) for the pairs a table crosses, kept apart in :attr:`PairwisePrior.checked` to
-    calibrate the prior against; ``on_call(choice)`` sees each answer (usage accounting)."""
+    calibrate the prior against; ``on_call(choice)`` sees each answer (usage accounting).
+
+    With several ``phrasings`` and pairs to check, the crossed pairs are asked in each, and the
+    phrasing whose lifts reproduce the tables best (least error at its best strength,
+    :func:`llmsynthor.tempering.check_prior`) is used for the rest (:attr:`PairwisePrior.phrasing`)."""
     levels = prior_levels(targets)
     prior = PairwisePrior(levels)
     free, checked = pairs_to_score(targets, levels)
-    for pairs, into in ((free, prior.lifts), (checked if check else [], prior.checked)):
+
+    def ask(pairs, phrasing):
+        out = {}
         for c, a in pairs:
             conditionals = np.zeros((levels[c].axis.size, levels[a].axis.size))
+            shares = targets.shares(a, levels[a].axis) if phrasing == "shares" else None
             for i in range(levels[c].axis.size):
-                messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis)
+                messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis, shares)
                 choice = scorer.option_probabilities(messages, answer_prefix, options)
                 if on_call is not None:
                     on_call(choice)
                 conditionals[i] = choice.probabilities
             average = targets.shares(c, levels[c].axis) @ conditionals
-            into[(c, a)] = np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
+            out[(c, a)] = np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
+        return out
+
+    prior.phrasing = phrasings[0]
+    if check and checked:
+        axes = {name: lv.axis for name, lv in levels.items()}
+        tried = {phrasing: ask(checked, phrasing) for phrasing in phrasings}
+        for phrasing, lifts in tried.items():
+            errors = check_prior(lifts, targets, axes).errors
+            prior.phrasing_errors[phrasing] = min(errors.values()) if errors else float("nan")
+        if len(tried) > 1:
+            prior.phrasing = min(tried, key=lambda ph: (prior.phrasing_errors[ph], phrasings.index(ph)))
+        prior.checked = tried[prior.phrasing]
+    prior.lifts = ask(free, prior.phrasing)
     return prior
 
 

@@ -98,15 +98,21 @@ def level_text(axis: Axis, i: int, schema: Schema) -> str:
 
 
 def option_messages(schema: Schema, context: str, context_axis: Axis, level: int, answer: str,
-                    answer_axis: Axis) -> tuple[list[dict[str, str]], str, list[str]]:
+                    answer_axis: Axis, shares=None) -> tuple[list[dict[str, str]], str, list[str]]:
     """Ask which level of ``answer`` a record with ``context`` at ``level`` has; the options are
-    scored from token probabilities, so the answer is only begun: ``{"answer": "``."""
+    scored from token probabilities, so the answer is only begun: ``{"answer": "``. With ``shares``
+    (the answer's target shares) each option is listed with its share of all records, so the model
+    answers relative to what is known."""
     options = [level_text(answer_axis, j, schema) for j in range(answer_axis.size)]
     shown = level_text(context_axis, level, schema)
     has = f"{context} from {shown}" if context_axis.is_numeric else f"{context} = {shown}"
     desc = schema[answer].description
-    user = (f"A {schema.entity} has {has}. What is their {answer}{f' ({desc})' if desc else ''}? "
-            f"One of: {'; '.join(options)}. Answer as JSON.")
+    if shares is None:
+        listed = f"One of: {'; '.join(options)}."
+    else:
+        listed = (f"One of: {'; '.join(f'{o} ({100 * p:.0f}% of all {schema.entity}s)' for o, p in zip(options, shares))}. "
+                  f"The shares are those of all {schema.entity}s; answer for this one.")
+    user = f"A {schema.entity} has {has}. What is their {answer}{f' ({desc})' if desc else ''}? {listed} Answer as JSON."
     messages = [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]
     return messages, f'{{"{answer}": "', options
 

@@ -12,7 +12,7 @@ import json
 import numpy as np
 
 from . import prompts
-from .copula import PairwisePrior, score_prior
+from .copula import PHRASINGS, PairwisePrior, score_prior
 from .errors import BackendError
 from .focus import Focus, plan_focus
 from .llm.base import can_score_options
@@ -67,7 +67,10 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
             notes.append(note)
         return None
     try:
-        return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=settings.records != "proposals")
+        joint = settings.records != "proposals"
+        phrasings = PHRASINGS if settings.prior_phrasing == "auto" else (settings.prior_phrasing,)
+        return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=joint,
+                           phrasings=phrasings if joint else ("plain",))
     except BackendError as exc:
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")

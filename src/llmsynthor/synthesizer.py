@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +164,7 @@ class Synthesizer:
         if s.prior_strength != "auto":
             check = PriorCheck(float(s.prior_strength), check.pairs, check.errors, check.correlation, check.zero_cells,
                                check.zero_precision, False, f"set by synthesis.prior_strength (auto would choose {check.strength:g})")
-        self.prior_check_ = check
+        self.prior_check_ = replace(check, phrasing=prior.phrasing, phrasing_errors=dict(prior.phrasing_errors))
         return prior.tempered(check.strength, zeros=check.zeros, zero_lift=ZERO_LIFT)
 
     def _model_decides(self) -> bool:

@@ -48,6 +48,8 @@ class PriorCheck:
     zero_precision: float | None = None  # expected mass of those the tables confirm as nearly empty
     zeros: bool = False  # hard zeros applied to the pairs no table crosses
     reason: str = ""
+    phrasing: str = "plain"  # how the model was asked (llmsynthor.copula.score_prior)
+    phrasing_errors: dict[str, float] = field(default_factory=dict)  # least error on the crossed pairs per phrasing
 
     def as_dict(self) -> dict:
         independent = self.errors.get(0.0)
@@ -58,7 +60,8 @@ class PriorCheck:
                 "log_lift_correlation": None if self.correlation is None else round(self.correlation, 3),
                 "zero_cells_checked": self.zero_cells,
                 "zero_precision": None if self.zero_precision is None else round(self.zero_precision, 3),
-                "hard_zeros": self.zeros, "reason": self.reason}
+                "hard_zeros": self.zeros, "phrasing": self.phrasing,
+                "least_error_by_phrasing": {k: round(v, 5) for k, v in self.phrasing_errors.items()}, "reason": self.reason}
 
 
 def pair_error(lift: np.ndarray, joint: np.ndarray, strength: float) -> float:
