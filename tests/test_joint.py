@@ -233,3 +233,15 @@ def test_the_phrasing_the_crossed_tables_prefer_is_used_for_the_rest():
     assert asked_free and all("% of all" in q for q in asked_free)
     synth, result, _ = synthesize(RIGHT)  # a model that answers alike either way: the plain phrasing, tried first, stays
     assert result.prior_check["phrasing"] == "plain" and set(result.prior_check["least_error_by_phrasing"]) == {"plain", "shares"}
+
+
+def test_candidates_from_the_pool_are_distinct_records_of_it():
+    from llmsynthor.joint import JointPool
+
+    rng = np.random.default_rng(0)
+    weights = rng.pareto(1.0, 20_000)  # a few records carry much of the weight
+    pool = JointPool(__import__("pandas").DataFrame({"i": np.arange(20_000)}), weights / weights.sum(), {})
+    drawn = pool.draw(3000, rng)
+    assert len(drawn) == 3000 and drawn["i"].nunique() == 3000
+    heavy = np.argsort(weights)[-10:]
+    assert set(heavy) <= set(drawn["i"])  # the heaviest are certainly in

@@ -47,13 +47,32 @@ class JointPool:
     notes: list[str] = field(default_factory=list)
 
     def draw(self, k: int, rng: np.random.Generator) -> pd.DataFrame:
-        """``k`` records by systematic sampling with the pool's weights (a record may come twice)."""
-        cum = np.cumsum(self.weights)
-        if k <= 0 or cum[-1] <= 0:
+        """``k`` distinct records of the pool by systematic sampling with inclusion probabilities
+        proportional to the weights, capped at 1 (a heavy record is taken once, its excess spread
+        over the others); with fewer than ``k`` records of positive weight, some come twice."""
+        w = self.weights
+        positive = int((w > 0).sum())
+        if k <= 0 or positive == 0:
             return self.records.iloc[:0].copy()
-        points = (rng.random() + np.arange(k)) * (cum[-1] / k)
-        rows = np.clip(np.searchsorted(cum, points, side="right"), 0, len(cum) - 1)
+        if k > positive:
+            rows = np.concatenate([np.flatnonzero(w > 0), self._systematic(w / w.sum() * (k - positive), k - positive, rng)])
+            return self.records.iloc[rng.permutation(rows)].reset_index(drop=True)
+        p = w * (k / w.sum())
+        for _ in range(50):  # cap at 1, give the excess to the uncapped in proportion
+            over = p > 1
+            if not over.any():
+                break
+            free = ~over & (p > 0)
+            p[over] = 1.0
+            p[free] *= (k - over.sum()) / max(p[free].sum(), 1e-300)
+        rows = self._systematic(np.minimum(p, 1.0), k, rng)
         return self.records.iloc[rng.permutation(rows)].reset_index(drop=True)
+
+    @staticmethod
+    def _systematic(p: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        cum = np.cumsum(p)
+        points = (rng.random() + np.arange(k)) * (cum[-1] / k)
+        return np.clip(np.searchsorted(cum, points, side="right"), 0, len(cum) - 1)
 
     def summary(self) -> dict:
         return {"pool": len(self.records), "ruled_out_by_prior": self.ruled_out, "broke_constraints": self.broke_constraints,
