@@ -17,22 +17,7 @@ from llmsynthor.rules import parse_rule
 from llmsynthor.spec import parse_spec
 from llmsynthor.suggest import format_constraint, suggest
 
-HOUSEHOLDS = {
-    "name": "households", "entity": "person", "n_records": 1000, "seed": 3,
-    "variables": {
-        "relationship": {"type": "categorical", "values": ["Husband", "Wife", "Own-child"]},
-        "sex": {"type": "categorical", "values": ["Male", "Female"]},
-        "age": {"type": "integer", "min": 0, "max": 90},
-    },
-    "targets": [
-        {"name": "relationship", "variables": ["relationship"],
-         "cells": [{"relationship": "Husband", "count": 400}, {"relationship": "Wife", "count": 400}, {"relationship": "Own-child", "count": 200}]},
-        {"name": "sex", "variables": ["sex"], "cells": [{"sex": "Male", "count": 500}, {"sex": "Female", "count": 500}]},
-        {"name": "age_relationship", "variables": ["age", "relationship"], "cells": [
-            {"age": "[0,18)", "relationship": "Own-child", "count": 200}, {"age": "[18,90]", "relationship": "Husband", "count": 400},
-            {"age": "[18,90]", "relationship": "Wife", "count": 400}]},
-    ],
-}
+from test_copula import SPEC as HOUSEHOLDS  # noqa: E402 - the households spec of the prior's tests
 # sex (2 levels) is the context: P(relationship | sex); lifts 0.02 / 0.4 = 0.05 for the crossed-out ones
 KNOWLEDGE = {("sex = Male", "relationship"): (0.78, 0.02, 0.2), ("sex = Female", "relationship"): (0.02, 0.78, 0.2)}
 
@@ -243,7 +228,7 @@ def test_the_command_prints_the_suggestions_and_the_check(spec_file, monkeypatch
     assert "20.00%" in result.stdout  # P(Female) · P(Husband)
     assert "nothing to check its zeros against" in result.stdout  # the fake rules out nothing of age × relationship
     assert "pair 3/3 age × relationship" in result.stderr
-    assert len(made) == 1 and len(made[0].scorings) == 6
+    assert len(made) == 1 and len(made[0].scorings) == 8  # 2 free pairs × 2, the crossed one × 2 in each phrasing
 
 
 def test_the_yaml_option_prints_a_block_ready_to_paste(spec_file, monkeypatch):

@@ -477,7 +477,7 @@ def suggest_constraints(
 
     Example: `llmsynthor suggest-constraints examples/ecommerce/spec.yaml --yaml > suggested.yaml`
     """
-    from .copula import pairs_to_score, prior_levels, score_prior
+    from .copula import PHRASINGS, pairs_to_score, prior_levels, score_prior
     from .llm.base import can_score_options
     from .suggest import suggest
 
@@ -504,7 +504,11 @@ def suggest_constraints(
         if not can_score_options(backend):
             raise SpecError(Problem(f"{spec.source}: field 'llm'", f"{backend.name} gives no token probabilities, which suggest-constraints "
                                     "reads; use the embedded backend (--llm embedded)"))
-        questions = [(f"{c} × {a}", levels[c].axis.size) for c, a in [*free, *crossed]]
+        setting = spec.synthesis.prior_phrasing
+        phrasings = PHRASINGS if setting == "auto" else (setting,)
+        asked = [f"{c} × {a}" + (f" ({ph})" if len(phrasings) > 1 else "") for ph in phrasings for c, a in crossed]
+        questions = [(name, levels[name.split(" × ")[0]].axis.size) for name in asked] + \
+                    [(f"{c} × {a}", levels[c].axis.size) for c, a in free]  # in the order score_prior asks them
         err.print(f"scoring {len(free)} pairs no table crosses and {len(crossed)} a table crosses "
                   f"({sum(k for _, k in questions)} questions) …")
         started, seen = time.monotonic(), {"n": 0, "cached": 0}
@@ -518,7 +522,7 @@ def suggest_constraints(
                 typer.echo(f"pair {done + 1}/{len(questions)} {questions[done][0]}: {questions[done][1]} questions · "
                            f"{time.monotonic() - started:.1f}s", err=True)
 
-        prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True)
+        prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings)
         found = suggest(prior, targets, threshold, known)
     except SpecError as exc:
         _fail(exc, debug, 2)
