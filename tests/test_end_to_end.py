@@ -44,6 +44,10 @@ def test_ecommerce_example_on_the_default_model(tmp_path, example_spec_path):
     calibration = manifest["calibration"]  # the final calibration over records ran on the real model's proposals
     assert calibration["kept"] == 2000 and calibration["candidates"] == 6000 and calibration["l1_after_swaps"] <= 20
     assert manifest["spec"]["sha256"] == load_spec(example_spec_path).digest()
+    prior = manifest["prior_calibration"]  # the real model's lifts, checked on the tables that cross variables
+    assert manifest["records_from"] == "joint" and manifest["llm"]["option_scorings"] > 0
+    assert prior["pairs_checked"] and prior["error_independent"] > 0 and 0 <= prior["strength"] <= 1
+    assert prior["phrasing"] in ("plain", "shares") and set(prior["least_error_by_phrasing"]) == {"plain", "shares"}
 
     # the run's HTML report, opened in real headless Chromium
     report = subprocess.run(
@@ -53,5 +57,6 @@ def test_ecommerce_example_on_the_default_model(tmp_path, example_spec_path):
     )
     assert report.returncode == 0, report.stderr
     seen = render(out.with_suffix(".report.html"))
+    # 9 target tables + the prior's check + held-out tables + 2 numeric marginals + rules (no loop: no convergence plot)
     assert seen.console_errors == [] and seen.declared_plots == seen.rendered_plots == 14
     print("\n" + json.dumps({k: manifest[k] for k in ("llm", "time", "records_per_llm_call")}, indent=1))
