@@ -4,6 +4,7 @@ that validate, model files checked before loading, and a full CLI run on the wil
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -70,8 +71,11 @@ def test_an_unknown_model_name_is_refused():
 def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     """The machinery through the real, wild small model: n = 300, 4 iterations, parquet output, manifest."""
     out = tmp_path / "records.parquet"
+    shutil.copytree(example_spec_path.parent / "targets", tmp_path / "targets")
+    spec_path = tmp_path / "spec.yaml"  # records: both — the LLM loop runs beside the joint model
+    spec_path.write_text(example_spec_path.read_text() + "\nsynthesis:\n  records: both\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "llmsynthor.cli", "run", str(example_spec_path), "--out", str(out),
+        [sys.executable, "-m", "llmsynthor.cli", "run", str(spec_path), "--out", str(out),
          "--model", "gemma3-270m", "--n", "300", "--seed", "1", "--max-iterations", "4", "--no-cache"],  # the real model, always
         capture_output=True, text=True, timeout=900,
     )
@@ -86,8 +90,9 @@ def test_cli_runs_end_to_end_on_the_small_model(tmp_path, example_spec_path):
     assert manifest["llm"]["calls"] >= 2 and manifest["llm"]["completion_tokens"] > 0
     assert manifest["time"]["wall_seconds"] >= manifest["time"]["llm_seconds"] > 0
     assert 1 <= len(manifest["iterations"]) <= 4 and manifest["dependencies"]["given"]
-    # calibration over records ran on the real model's proposals (up to 2n extra candidates, fewer when the caps bind)
-    assert manifest["calibration"]["kept"] == 300 and 300 < manifest["calibration"]["candidates"] <= 900
+    # the final calibration kept 300 of the joint model's 900 candidates and the n drawn from the model's proposals
+    assert manifest["calibration"]["kept"] == 300 and manifest["calibration"]["candidates"] == 1200
+    assert manifest["prior_calibration"]["pairs_checked"] and manifest["records_from"] == "both"
     assert set(manifest["metrics"]["per_table"]) == {t.label for t in load_spec(example_spec_path).targets}
 
 

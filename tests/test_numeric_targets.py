@@ -116,9 +116,9 @@ def test_with_overrides_keeps_numeric_targets(tmp_path):
 @pytest.mark.slow
 @pytest.mark.model
 def test_the_default_model_meets_per_category_mean_prices(tmp_path):
-    """Through the real Qwen 1.5B: the example plus the reference's mean price per category. The
-    same run without this target misses the means by up to 5.3 % (Electronics); measured here
-    2026-11-24: max 0.44 %, 14 LLM calls, about 280 s on 2 cores."""
+    """Through the real Qwen 1.5B (records: joint, the prior scored and checked): the example plus
+    the reference's mean price per category, held by the final calibration. The same run without
+    this target missed the means by up to 5.3 % (Electronics) with the loop of 2026-11-24."""
     path = spec_with(tmp_path, MEAN_BY_CATEGORY)
     out = tmp_path / "records.csv"
     proc = subprocess.run([sys.executable, "-m", "llmsynthor.cli", "run", str(path), "--out", str(out)],
