@@ -235,13 +235,18 @@ def test_the_phrasing_the_crossed_tables_prefer_is_used_for_the_rest():
     assert result.prior_check["phrasing"] == "plain" and set(result.prior_check["least_error_by_phrasing"]) == {"plain", "shares"}
 
 
-def test_candidates_from_the_pool_are_distinct_records_of_it():
-    from llmsynthor.joint import JointPool
-
-    rng = np.random.default_rng(0)
-    weights = rng.pareto(1.0, 20_000)  # a few records carry much of the weight
-    pool = JointPool(__import__("pandas").DataFrame({"i": np.arange(20_000)}), weights / weights.sum(), {})
-    drawn = pool.draw(3000, rng)
-    assert len(drawn) == 3000 and drawn["i"].nunique() == 3000
-    heavy = np.argsort(weights)[-10:]
-    assert set(heavy) <= set(drawn["i"])  # the heaviest are certainly in
+def test_candidates_follow_the_pool_and_numeric_values_are_drawn_afresh_inside_their_bin():
+    data = {"n_records": 1000, "variables": {"age": {"type": "integer", "min": 0, "max": 99},
+                                             "sex": {"type": "categorical", "values": SEX}},
+            "targets": [{"name": "age_sex", "variables": ["age", "sex"], "cells": [
+                {"age": "[0,18)", "sex": "Male", "count": 100}, {"age": "[0,18)", "sex": "Female", "count": 100},
+                {"age": "[18,65)", "sex": "Male", "count": 300}, {"age": "[18,65)", "sex": "Female", "count": 300},
+                {"age": "[65,99]", "sex": "Male", "count": 80}, {"age": "[65,99]", "sex": "Female", "count": 120}]}]}
+    targets = load_targets(parse_spec(data))
+    pool = build_pool(targets, shapes_from_targets(targets), targets.finest_axes(), {}, {}, [], 2000, np.random.default_rng(0))
+    drawn = pool.draw(6000, np.random.default_rng(1))  # three times the pool: records must repeat, their ages need not
+    assert len(drawn) == 6000 and drawn["age"].between(0, 99).all() and drawn["age"].dtype.kind == "i"
+    assert drawn.duplicated().mean() > 0.9  # 200 distinct (age, sex) pairs at most
+    young = (drawn["age"] < 18).mean()
+    assert abs(young - 0.2) < 0.02 and abs((drawn["age"] >= 65).mean() - 0.2) < 0.02  # the bins' shares kept
+    assert drawn.loc[drawn["age"] >= 65, "sex"].eq("Female").mean() == pytest.approx(0.6, abs=0.03)

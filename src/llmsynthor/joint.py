@@ -39,6 +39,7 @@ class JointPool:
     records: pd.DataFrame
     weights: np.ndarray
     levels: dict[str, np.ndarray]  # variable -> each record's level on its finest axis
+    numeric: dict[str, tuple] = field(default_factory=dict)  # numeric variable -> (finest axis, shape, variable)
     ruled_out: int = 0  # records the prior's zeros took out
     broke_constraints: int = 0  # records a constraint took out
     restored: int = 0  # ruled-out records given back because a target cell had no other
@@ -47,32 +48,27 @@ class JointPool:
     notes: list[str] = field(default_factory=list)
 
     def draw(self, k: int, rng: np.random.Generator) -> pd.DataFrame:
-        """``k`` distinct records of the pool by systematic sampling with inclusion probabilities
-        proportional to the weights, capped at 1 (a heavy record is taken once, its excess spread
-        over the others); with fewer than ``k`` records of positive weight, some come twice."""
-        w = self.weights
-        positive = int((w > 0).sum())
-        if k <= 0 or positive == 0:
+        """``k`` records by systematic sampling with the pool's weights (a heavy record may come more
+        than once, as the distribution says). Every numeric value is drawn afresh inside its level's
+        bin: the weights depend on the bin only, so this is the same distribution, without the copies
+        a finite pool would give."""
+        cum = np.cumsum(self.weights)
+        if k <= 0 or cum[-1] <= 0:
             return self.records.iloc[:0].copy()
-        if k > positive:
-            rows = np.concatenate([np.flatnonzero(w > 0), self._systematic(w / w.sum() * (k - positive), k - positive, rng)])
-            return self.records.iloc[rng.permutation(rows)].reset_index(drop=True)
-        p = w * (k / w.sum())
-        for _ in range(50):  # cap at 1, give the excess to the uncapped in proportion
-            over = p > 1
-            if not over.any():
-                break
-            free = ~over & (p > 0)
-            p[over] = 1.0
-            p[free] *= (k - over.sum()) / max(p[free].sum(), 1e-300)
-        rows = self._systematic(np.minimum(p, 1.0), k, rng)
-        return self.records.iloc[rng.permutation(rows)].reset_index(drop=True)
-
-    @staticmethod
-    def _systematic(p: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-        cum = np.cumsum(p)
         points = (rng.random() + np.arange(k)) * (cum[-1] / k)
-        return np.clip(np.searchsorted(cum, points, side="right"), 0, len(cum) - 1)
+        rows = np.clip(np.searchsorted(cum, points, side="right"), 0, len(cum) - 1)
+        out = self.records.iloc[rng.permutation(rows)].reset_index(drop=True)
+        for name, (axis, shape, var) in self.numeric.items():
+            level = np.clip(encode_axis(axis, out[name]), 0, axis.size - 1)
+            top = np.where(level == axis.size - 1, var.top, axis.edges[level + 1])  # the last bin is closed
+            u, x = rng.random(k), np.empty(k)
+            for b in np.unique(level):
+                at = level == b
+                x[at] = shape.sample(float(axis.edges[b]), float(top[at][0]), u[at])
+            if isinstance(var, IntegerVariable):
+                x = np.clip(np.floor(x), var.min, var.max).astype(np.int64)
+            out[name] = x
+        return out
 
     def summary(self) -> dict:
         return {"pool": len(self.records), "ruled_out_by_prior": self.ruled_out, "broke_constraints": self.broke_constraints,
@@ -132,7 +128,9 @@ def build_pool(targets: Targets, shapes: dict[str, ValueShape], axes: dict[str, 
     w = np.exp(log_w - log_w.max())
     codes = [encode(records, t) for t in targets]
     wanted = [t.counts.ravel() / max(t.counts.sum(), 1e-12) for t in targets]
-    pool = JointPool(records, w, levels, int((ruled & ~broke).sum()), int(broke.sum()))
+    numeric = {name: (axes[name], shapes.get(name) or ValueShape.uniform(var.min, var.top), var)
+               for name, var in targets.schema.variables.items() if var.is_numeric and name in axes}
+    pool = JointPool(records, w, levels, numeric, int((ruled & ~broke).sum()), int(broke.sum()))
     ruled = _restore(pool, ruled, broke, codes, wanted)
     pool.weights = np.where(ruled | broke, 0.0, w)
     _rake(pool, codes, wanted, max_rounds)
