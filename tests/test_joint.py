@@ -231,8 +231,10 @@ def test_the_phrasing_the_crossed_tables_prefer_is_used_for_the_rest():
     assert prior.lift("relationship", "marital")[2, 1] < 0.1  # the free pair asked with shares: children are not married
     asked_free = [q for q, _ in llm.scorings if "has relationship" in q]
     assert asked_free and all("% of all" in q for q in asked_free)
-    synth, result, _ = synthesize(RIGHT)  # a model that answers alike either way: the plain phrasing, tried first, stays
+    synth, result, _ = synthesize(RIGHT, prior_phrasing="auto")  # alike either way: plain, tried first, stays
     assert result.prior_check["phrasing"] == "plain" and set(result.prior_check["least_error_by_phrasing"]) == {"plain", "shares"}
+    _, default, llm = synthesize(RIGHT)  # the default asks plainly only
+    assert default.prior_check["phrasing"] == "plain" and not any("% of all" in q for q, _ in llm.scorings)
 
 
 def test_candidates_follow_the_pool_and_numeric_values_are_drawn_afresh_inside_their_bin():

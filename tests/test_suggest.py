@@ -227,8 +227,8 @@ def test_the_command_prints_the_suggestions_and_the_check(spec_file, monkeypatch
     assert "sex == Female -> relationship != Husband" in result.stdout
     assert "20.00%" in result.stdout  # P(Female) · P(Husband)
     assert "nothing to check its zeros against" in result.stdout  # the fake rules out nothing of age × relationship
-    assert "pair 1/4 age × relationship (plain)" in result.stderr and "pair 2/4 age × relationship (shares)" in result.stderr
-    assert len(made) == 1 and len(made[0].scorings) == 8  # 2 free pairs × 2, the crossed one × 2 in each phrasing
+    assert "pair 1/3 age × relationship" in result.stderr and "pair 3/3" in result.stderr
+    assert len(made) == 1 and len(made[0].scorings) == 6  # 2 levels of the context in each of 3 pairs
 
 
 def test_the_yaml_option_prints_a_block_ready_to_paste(spec_file, monkeypatch):
