@@ -120,25 +120,25 @@ def adult_case(folder: Path, n: int = 5000) -> Case:
                 direct_calls=3, direct_per_call=15, direct_tokens_per_record=100)
 
 
+def _census_case(name: str, module, data: pd.DataFrame, folder: Path, n: int, seed: int, per_call: int, tokens: int) -> Case:
+    """A real case with a spec and a with-constraints variant written by ``module.write_case``."""
+    floor, micro = _split(data, n, seed)
+    return Case(name, module.write_case(folder, data, n), truth=data, floor=floor, micro=micro, source=data,
+                direct_calls=3, direct_per_call=per_call, direct_tokens_per_record=tokens,
+                constrained_spec_path=module.write_case(folder / "with_constraints", data, n, with_constraints=True))
+
+
 def adult11_case(folder: Path, n: int = 5000) -> Case:
     import adult
     import adult11
 
-    data = adult11.read_adult11(adult.wheel_path())
-    floor, micro = _split(data, n, 1994)
-    return Case("adult11", adult11.write_case(folder, data, n), truth=data, floor=floor, micro=micro, source=data,
-                direct_calls=3, direct_per_call=12, direct_tokens_per_record=130,
-                constrained_spec_path=adult11.write_case(folder / "with_constraints", data, n, with_constraints=True))
+    return _census_case("adult11", adult11, adult11.read_adult11(adult.wheel_path()), folder, n, 1994, 12, 130)
 
 
 def semcog_case(folder: Path, n: int = 5000) -> Case:
     import semcog
 
-    data = semcog.read_semcog(semcog.wheel_path())
-    floor, micro = _split(data, n, 2015)
-    return Case("semcog", semcog.write_case(folder, data, n), truth=data, floor=floor, micro=micro, source=data,
-                direct_calls=3, direct_per_call=15, direct_tokens_per_record=100,
-                constrained_spec_path=semcog.write_case(folder / "with_constraints", data, n, with_constraints=True))
+    return _census_case("semcog", semcog, semcog.read_semcog(semcog.wheel_path()), folder, n, 2015, 15, 100)
 
 
 def make_case(name: str, folder: Path) -> Case:
