@@ -38,14 +38,12 @@ class JointPool:
 
     records: pd.DataFrame
     weights: np.ndarray
-    levels: dict[str, np.ndarray]  # variable -> each record's level on its finest axis
     numeric: dict[str, tuple] = field(default_factory=dict)  # numeric variable -> (finest axis, shape, variable)
     ruled_out: int = 0  # records the prior's zeros took out
     broke_constraints: int = 0  # records a constraint took out
     restored: int = 0  # ruled-out records given back because a target cell had no other
     raking_rounds: int = 0
     raked_worst_tvd: float = 1.0
-    notes: list[str] = field(default_factory=list)
 
     def draw(self, k: int, rng: np.random.Generator) -> pd.DataFrame:
         """``k`` records by systematic sampling with the pool's weights (a heavy record may come more
@@ -130,7 +128,7 @@ def build_pool(targets: Targets, shapes: dict[str, ValueShape], axes: dict[str, 
     wanted = [t.counts.ravel() / max(t.counts.sum(), 1e-12) for t in targets]
     numeric = {name: (axes[name], shapes.get(name) or ValueShape.uniform(var.min, var.top), var)
                for name, var in targets.schema.variables.items() if var.is_numeric and name in axes}
-    pool = JointPool(records, w, levels, numeric, int((ruled & ~broke).sum()), int(broke.sum()))
+    pool = JointPool(records, w, numeric, int((ruled & ~broke).sum()), int(broke.sum()))
     ruled = _restore(pool, ruled, broke, codes, wanted)
     pool.weights = np.where(ruled | broke, 0.0, w)
     _rake(pool, codes, wanted, max_rounds)
