@@ -162,8 +162,8 @@ class Synthesizer:
         axes = {name: lv.axis for name, lv in prior.levels.items()}
         check = check_prior(prior.checked, self.targets, axes)
         if s.prior_strength != "auto":
-            check = PriorCheck(float(s.prior_strength), check.pairs, check.errors, check.correlation, check.zero_cells,
-                               check.zero_precision, False, f"set by synthesis.prior_strength (auto would choose {check.strength:g})")
+            check = replace(check, strength=float(s.prior_strength), zeros=False,
+                            reason=f"set by synthesis.prior_strength (auto would choose {check.strength:g})")
         self.prior_check_ = replace(check, phrasing=prior.phrasing, phrasing_errors=dict(prior.phrasing_errors))
         return prior.tempered(check.strength, zeros=check.zeros, zero_lift=ZERO_LIFT)
 
