@@ -6,8 +6,9 @@
 
 Each side is one or more comparisons joined by ``and``: ``var op value`` with op one of
 ``< <= > >= == !=``, or ``var in [a, b, …]`` / ``var not in [a, b, …]``. A record violates a rule
-when it meets the condition and not the consequence. Rules are used to *score* realism; they are
-never shown to the generator.
+when it meets the condition and not the consequence. A spec's ``rules`` *score* realism and are
+never shown to the generator; its ``constraints``, in the same language, are enforced in generation
+(:func:`allowed`).
 
 A rule's violation rate is given two ways, each with its denominator: among the records that
 meet the condition (the rule's own population: 30 % of Obstetrics patients were male) and among
