@@ -216,7 +216,7 @@ class SynthesisSettings(_Frozen):
         default="plain",
         description="how the model is asked about a pair: plain (the options alone), shares (each option with its target "
         "share); auto: both on the pairs the tables cross, then the one that reproduces them best for the rest (on the "
-        "bench it chose shares on one census case where plain was better on the other pairs, at 1.5x the scoring time)",
+        "bench it chose shares on one census case where plain was better on the other pairs, at about 2.4x the scoring time)",
     )
     joint_pool: int = Field(default=200_000, ge=1000, le=10_000_000,
                             description="records: joint — size of the pool of independent records that is weighted and raked")
