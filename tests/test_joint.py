@@ -252,3 +252,15 @@ def test_candidates_follow_the_pool_and_numeric_values_are_drawn_afresh_inside_t
     young = (drawn["age"] < 18).mean()
     assert abs(young - 0.2) < 0.02 and abs((drawn["age"] >= 65).mean() - 0.2) < 0.02  # the bins' shares kept
     assert drawn.loc[drawn["age"] >= 65, "sex"].eq("Female").mean() == pytest.approx(0.6, abs=0.03)
+
+
+def test_the_command_names_a_contradicting_constraint_before_the_model_loads(tmp_path, monkeypatch):
+    (tmp_path / "spec.yaml").write_text(json.dumps({**SPEC, "constraints": ["age == 65+ -> marital == Never"]}))
+    made = []
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: made.append(1) or KnowingFakeLLM(RIGHT))
+    monkeypatch.chdir(tmp_path)
+    for args in (["check", "spec.yaml"], ["run", "spec.yaml", "--out", "o.csv"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "age_marital" in result.output and "Traceback" not in result.output
+    assert made == []

@@ -92,14 +92,14 @@ def run(
     spec = synth = None  # for the Ctrl-C message, whenever it comes
     try:
         spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
-        parse_rules(spec)  # a broken realism rule or constraint is bad input, before any work
-        parse_rules(spec, "constraints")
+        parse_rules(spec)  # a broken realism rule is bad input, before any work (constraints: below)
         out_path = out_path or Path(f"{spec.name}.csv")
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
         checkpoint_dir = checkpoint_dir or out_path.with_suffix(".checkpoint")
         from .targets import load_targets
 
         targets = load_targets(spec)
+        _check_constraints(spec, targets)  # a constraint that contradicts a table, before the model loads
         # every path the run writes, before the model is loaded and before any LLM call
         use_cache = not no_cache and spec.llm.cache
         if spec.llm.backend == "embedded":
@@ -161,6 +161,14 @@ def run(
         out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates ({where}); "
                   f"discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records", soft_wrap=True)
     out.print(_summary(result.converged, data, manifest_path), soft_wrap=True)  # one line, also in logs
+
+
+def _check_constraints(spec, targets) -> None:
+    """The spec's constraints parsed, and none ruling out a cell a table says exists (SpecError)."""
+    from .joint import check_constraints
+    from .shapes import shapes_from_targets
+
+    check_constraints(targets, parse_rules(spec, "constraints"), shapes_from_targets(targets, spec.synthesis.within_bin), spec.source)
 
 
 _OVERRIDE_OPTIONS = {"seed": "--seed", "n_records": "--n", "llm.backend": "--llm", "llm.base_url": "--base-url", "llm.model": "--model",
@@ -265,8 +273,8 @@ def check(
     try:
         spec = load_spec(spec_path)
         targets = load_targets(spec)
-        parse_rules(spec)  # realism rules and constraints, checked against the schema
-        parse_rules(spec, "constraints")
+        parse_rules(spec)  # realism rules and constraints, checked against the schema and the tables
+        _check_constraints(spec, targets)
     except SpecError as exc:
         _fail(exc, debug, 2)
     table = Table(title=f"{spec.source}: {len(targets)} target tables, n = {targets.n}", show_edge=False)
