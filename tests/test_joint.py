@@ -264,3 +264,13 @@ def test_the_command_names_a_contradicting_constraint_before_the_model_loads(tmp
         assert result.exit_code == 2, result.output
         assert "age_marital" in result.output and "Traceback" not in result.output
     assert made == []
+
+
+def test_both_directions_combine_the_two_lifts_by_their_geometric_mean():
+    targets = load_targets(spec())
+    one = score_prior(targets, KnowingFakeLLM(RIGHT), targets.schema)
+    llm = KnowingFakeLLM(RIGHT)  # asked the other way round (marital as the context) it answers uniformly: lifts of 1
+    both = score_prior(targets, llm, targets.schema, both_directions=True)
+    assert any("has marital = Married" in q for q, _ in llm.scorings)
+    pair = ("relationship", "marital")
+    assert np.allclose(both.lifts[pair], np.clip(np.sqrt(one.lifts[pair]), 0.02, 50))

@@ -144,31 +144,38 @@ PHRASINGS = ("plain", "shares")  # how a pair is asked: the options alone, or wi
 
 
 def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: bool = True,
-                phrasings: tuple[str, ...] = PHRASINGS) -> PairwisePrior:
+                phrasings: tuple[str, ...] = PHRASINGS, both_directions: bool = False) -> PairwisePrior:
     """Ask ``scorer`` (a :class:`~llmsynthor.llm.base.ChoiceScorer`) for every pair no table crosses,
     and (``check``) for the pairs a table crosses, kept apart in :attr:`PairwisePrior.checked` to
     calibrate the prior against; ``on_call(choice)`` sees each answer (usage accounting).
 
     With several ``phrasings`` and pairs to check, the crossed pairs are asked in each, and the
     phrasing whose lifts reproduce the tables best (least error at its best strength,
-    :func:`llmsynthor.tempering.check_prior`) is used for the rest (:attr:`PairwisePrior.phrasing`)."""
+    :func:`llmsynthor.tempering.check_prior`) is used for the rest (:attr:`PairwisePrior.phrasing`).
+    With ``both_directions`` every pair is also asked the other way round (P(c | a)) and the two
+    lifts, which estimate the same P(c, a) / (P(c) P(a)), are combined by their geometric mean."""
     levels = prior_levels(targets)
     prior = PairwisePrior(levels)
     free, checked = pairs_to_score(targets, levels)
 
+    def scored(c, a, phrasing):  # [|c|, |a|]: P(a | c) over its average, asked once per level of c
+        conditionals = np.zeros((levels[c].axis.size, levels[a].axis.size))
+        shares = targets.shares(a, levels[a].axis) if phrasing == "shares" else None
+        for i in range(levels[c].axis.size):
+            messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis, shares)
+            choice = scorer.option_probabilities(messages, answer_prefix, options)
+            if on_call is not None:
+                on_call(choice)
+            conditionals[i] = choice.probabilities
+        average = targets.shares(c, levels[c].axis) @ conditionals
+        return np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
+
     def ask(pairs, phrasing):
         out = {}
         for c, a in pairs:
-            conditionals = np.zeros((levels[c].axis.size, levels[a].axis.size))
-            shares = targets.shares(a, levels[a].axis) if phrasing == "shares" else None
-            for i in range(levels[c].axis.size):
-                messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis, shares)
-                choice = scorer.option_probabilities(messages, answer_prefix, options)
-                if on_call is not None:
-                    on_call(choice)
-                conditionals[i] = choice.probabilities
-            average = targets.shares(c, levels[c].axis) @ conditionals
-            out[(c, a)] = np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
+            out[(c, a)] = scored(c, a, phrasing)
+            if both_directions:
+                out[(c, a)] = np.clip(np.sqrt(out[(c, a)] * scored(a, c, phrasing).T), *LIFT_RANGE)
         return out
 
     prior.phrasing = phrasings[0]

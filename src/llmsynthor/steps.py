@@ -70,7 +70,7 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
         joint = settings.records != "proposals"
         phrasings = PHRASINGS if settings.prior_phrasing == "auto" else (settings.prior_phrasing,)
         return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=joint,
-                           phrasings=phrasings if joint else ("plain",))
+                           phrasings=phrasings if joint else ("plain",), both_directions=settings.prior_directions == "both")
     except BackendError as exc:
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")
