@@ -9,7 +9,7 @@ import re
 import pytest
 from browser import render
 from conftest import EXAMPLE
-from fakes import FakeLLM, KnowingFakeLLM
+from fakes import KnowingFakeLLM
 from typer.testing import CliRunner
 
 from llmsynthor import Synthesizer, load_spec

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 from fakes import FakeLLM, KnowingFakeLLM
+from test_copula import SPEC as HOUSEHOLDS  # the households spec of the prior's tests
 from typer.testing import CliRunner
 
 from llmsynthor import load_targets
@@ -17,7 +18,6 @@ from llmsynthor.rules import parse_rule
 from llmsynthor.spec import parse_spec
 from llmsynthor.suggest import format_constraint, suggest
 
-from test_copula import SPEC as HOUSEHOLDS  # noqa: E402 - the households spec of the prior's tests
 # sex (2 levels) is the context: P(relationship | sex); lifts 0.02 / 0.4 = 0.05 for the crossed-out ones
 KNOWLEDGE = {("sex = Male", "relationship"): (0.78, 0.02, 0.2), ("sex = Female", "relationship"): (0.02, 0.78, 0.2)}
 

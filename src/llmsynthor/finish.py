@@ -18,8 +18,8 @@ from .allocation import integerize
 from .calibration import calibrate
 from .copula import Conditionals
 from .discrepancy import deficits, weighted_l1
-from .pool import SOURCE, ProposalPool
 from .errors import ProposalError
+from .pool import SOURCE, ProposalPool
 from .replacement import surplus_records
 from .rules import Rule, allowed
 from .shapes import ValueShape

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .calibration import calibrate
 from .errors import Problem, SpecError
 from .rules import Rule, allowed
 from .schema import CategoricalVariable, IntegerVariable
 from .shapes import ValueShape
-from .calibration import calibrate
 from .statistics import encode, encode_axis
 from .tables import Axis, Targets
 
