@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from llmsynthor import Synthesizer, load_targets
 from llmsynthor.cli import app
-from llmsynthor.copula import prior_levels, score_prior
+from llmsynthor.copula import PHRASINGS, prior_levels, score_prior
 from llmsynthor.errors import SpecError
 from llmsynthor.joint import build_pool, joint_records
 from llmsynthor.metrics import tvd
@@ -226,7 +226,7 @@ def test_the_phrasing_the_crossed_tables_prefer_is_used_for_the_rest():
 
     targets = load_targets(spec())
     llm = KnowsWithShares({})
-    prior = score_prior(targets, llm, targets.schema)
+    prior = score_prior(targets, llm, targets.schema, phrasings=PHRASINGS)
     assert prior.phrasing == "shares" and prior.phrasing_errors["shares"] < prior.phrasing_errors["plain"]
     assert prior.lift("relationship", "marital")[2, 1] < 0.1  # the free pair asked with shares: children are not married
     asked_free = [q for q, _ in llm.scorings if "has relationship" in q]

@@ -27,7 +27,7 @@ import numpy as np
 from .prompts import option_messages
 from .schema import Schema
 from .tables import Axis, Targets, TargetTable
-from .tempering import check_prior
+from .tempering import check_prior, true_lift
 
 LIFT_RANGE = (0.02, 50.0)
 SPREAD_FLOOR = 0.03  # conditional probabilities below this are not spread to
@@ -53,7 +53,6 @@ class PairwisePrior:
     levels: dict[str, Levels]
     lifts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (c, a) -> [|c|, |a|], pairs no table crosses
     checked: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # ... pairs a table crosses (calibration only)
-    strength: float = 1.0  # the exponent the lifts were raised to (see tempered)
     zeros: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (c, a) -> cells ruled out outright
     phrasing: str = "plain"  # how the pairs were asked (see score_prior)
     phrasing_errors: dict[str, float] = field(default_factory=dict)  # least error on the crossed pairs per phrasing tried
@@ -61,7 +60,7 @@ class PairwisePrior:
     def tempered(self, strength: float, zeros: bool = False, zero_lift: float = 0.0) -> PairwisePrior:
         """The prior with every lift raised to ``strength`` (0: independence); with ``zeros``, the cells
         whose scored lift is at most ``zero_lift`` are ruled out outright (:attr:`zeros`)."""
-        return PairwisePrior(self.levels, {k: v ** strength for k, v in self.lifts.items()}, dict(self.checked), strength,
+        return PairwisePrior(self.levels, {k: v ** strength for k, v in self.lifts.items()}, dict(self.checked),
                              {k: v <= zero_lift for k, v in self.lifts.items()} if zeros else {}, self.phrasing,
                              dict(self.phrasing_errors))
 
@@ -144,12 +143,12 @@ PHRASINGS = ("plain", "shares")  # how a pair is asked: the options alone, or wi
 
 
 def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: bool = True,
-                phrasings: tuple[str, ...] = PHRASINGS, both_directions: bool = False) -> PairwisePrior:
+                phrasings: tuple[str, ...] = ("plain",), both_directions: bool = False) -> PairwisePrior:
     """Ask ``scorer`` (a :class:`~llmsynthor.llm.base.ChoiceScorer`) for every pair no table crosses,
     and (``check``) for the pairs a table crosses, kept apart in :attr:`PairwisePrior.checked` to
     calibrate the prior against; ``on_call(choice)`` sees each answer (usage accounting).
 
-    With several ``phrasings`` and pairs to check, the crossed pairs are asked in each, and the
+    With several ``phrasings`` (e.g. :data:`PHRASINGS`) and pairs to check, the crossed pairs are asked in each, and the
     phrasing whose lifts reproduce the tables best (least error at its best strength,
     :func:`llmsynthor.tempering.check_prior`) is used for the rest (:attr:`PairwisePrior.phrasing`).
     With ``both_directions`` every pair is also asked the other way round (P(c | a)) and the two
@@ -220,9 +219,7 @@ class Conditionals:
                 if v.variable not in axes or v.labels != axes[v.variable].labels or (u.variable, v.variable) in out.lifts or total <= 0:
                     continue
                 joint = table.margin([u.variable, v.variable]) / total
-                expected = np.outer(joint.sum(axis=1), joint.sum(axis=0))
-                lift = np.divide(joint, expected, out=np.ones_like(joint), where=expected > 0)
-                out.lifts[(u.variable, v.variable)] = (u, lift)
+                out.lifts[(u.variable, v.variable)] = (u, true_lift(joint))
         for u, v in permutations(prior.levels if prior is not None else (), 2):
             lift = prior.lift(u, v)  # pairs no table crosses, read in either direction
             if lift is not None and v in axes and prior.levels[v].axis.labels == axes[v].labels and (u, v) not in out.lifts:
