@@ -12,17 +12,25 @@ The candidates are drawn from the proposals (this module never makes a record). 
    cell in the finest table (implicit stratification): n distinct candidates.
 3. **closest exact fit** — the sample is moved to the selection nearest to it (fewest candidates
    exchanged) that minimizes the weighted L1 discrepancy of the tables and the numeric targets'
-   residuals (in units of the variable's spread): a linear program (HiGHS) over 0 ≤ x ≤ 1, whose
-   optimal vertex has at most as many fractional entries as it has constraints; they are rounded.
+   residuals (in units of the variable's spread): a linear program (HiGHS) over how many candidates
+   of each kind are kept, whose optimal vertex has at most as many fractional entries as it has
+   constraints; they are rounded.
 4. **repair** — greedy swaps between a kept and an unkept candidate while a swap lowers that
    discrepancy: what the rounding left is taken out.
+
+Candidates alike in everything the targets see (the same cell of every table, the same source, the
+same group and value in every numeric target) are one *kind* and are interchangeable: steps 1, 3 and
+4 work on the kinds and their counts (m candidates, K ≤ m kinds; the e-commerce example at 10⁶
+records has about 2,000 kinds among 3·10⁶ candidates), only the sample and the final choice of which
+candidates of a kind are kept touch every candidate (O(m log m)).
 
 Knows targets and statistics, not LLMs or proposals (``sources`` is just a label per candidate).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -46,6 +54,7 @@ class Calibration:
     l1_fitted: float  # ... after the closest exact fit
     l1_final: float  # ... after the swaps
     swaps: int
+    seconds: dict[str, float] = field(default_factory=dict, compare=False)  # per step (rake, select, lp, swaps); not in as_dict
 
     def as_dict(self) -> dict:
         return {"candidates": self.candidates, "kept": int(self.keep.size), "raking_rounds": self.raking_rounds,
@@ -55,17 +64,20 @@ class Calibration:
 
 @dataclass
 class _Numeric:
-    """One sum/mean target over the candidates: group of each candidate (-1: none) and its value."""
+    """One sum/mean target over the kinds of candidates: group of each kind (-1: none), its value and
+    how many candidates are of that kind (``count``)."""
 
     target: NumericTarget
     group: np.ndarray
     x: np.ndarray
     wanted: np.ndarray  # flat, NaN where no target
     unit: np.ndarray  # per group: the spread of the variable among the candidates (residual unit)
+    count: np.ndarray | None = None  # candidates per kind (None: one each)
+    _members: list[np.ndarray] | None = None
 
     @classmethod
-    def of(cls, candidates: pd.DataFrame, target: NumericTarget) -> _Numeric:
-        group = encode(candidates, target) if target.axes else np.zeros(len(candidates), dtype=np.int64)
+    def of(cls, candidates: pd.DataFrame, target: NumericTarget, cache: dict | None = None) -> _Numeric:
+        group = encode(candidates, target, cache) if target.axes else np.zeros(len(candidates), dtype=np.int64)
         wanted = np.asarray(target.values, dtype=float).ravel()
         group = np.where((group >= 0) & np.isfinite(wanted[np.clip(group, 0, None)]), group, -1)
         x = candidates[target.variable].to_numpy(dtype=float)
@@ -77,35 +89,52 @@ class _Numeric:
         unit[unit <= 1e-12] = 1.0  # a group whose candidates all have one value
         return cls(target, group, x, wanted, unit)
 
+    def kinds(self, first: np.ndarray, count: np.ndarray) -> _Numeric:
+        """The same target over kinds of candidates: ``first`` candidate of each kind, ``count`` of them."""
+        return _Numeric(self.target, self.group[first], self.x[first], self.wanted, self.unit, count.astype(float))
+
+    def members(self) -> list[np.ndarray]:
+        """Per group with a target: the kinds in it (computed once)."""
+        if self._members is None:
+            order = np.argsort(self.group, kind="stable")
+            bounds = np.searchsorted(self.group[order], np.arange(self.wanted.size + 1))
+            self._members = [order[bounds[g]:bounds[g + 1]] for g in range(self.wanted.size)]
+        return self._members
+
     def step(self, w: np.ndarray) -> np.ndarray:
         """Tilt the weights inside every group so that its weighted mean (or sum) is met."""
+        count = np.ones(w.size) if self.count is None else self.count
+        members_of = self.members()
         for g in np.flatnonzero(np.isfinite(self.wanted)):
-            members = np.flatnonzero(self.group == g)
-            mass = w[members].sum()
-            if members.size < 2 or mass <= 0:
+            members = members_of[g]
+            k = count[members]
+            mass = w[members] @ k
+            if k.sum() < 2 or mass <= 0:
                 continue
             v = self.wanted[g] / mass if self.target.statistic == "sum" else self.wanted[g]
             z = (self.x[members] - v) / self.unit[g]
 
-            def gap(lam, z=z, base=w[members]):
+            def gap(lam, z=z, base=w[members] * k):
                 t = base * np.exp(np.clip(lam * z, -50, 50))
                 return float(t @ z)
 
             lo, hi = gap(-20.0), gap(20.0)
             lam = brentq(gap, -20.0, 20.0) if lo < 0 < hi else (-20.0 if lo >= 0 else 20.0)
             tilted = w[members] * np.exp(np.clip(lam * z, -50, 50))
-            w[members] = tilted * (mass / tilted.sum())
+            w[members] = tilted * (mass / (tilted @ k))
         return w
 
     def residual(self, kept: np.ndarray) -> np.ndarray:
-        """Per group, in units: Σ_kept (x − mean wanted) for means, Σ_kept x − sum wanted for sums."""
-        inside = kept & (self.group >= 0)
-        g, x = self.group[inside], self.x[inside]
+        """Per group, in units: Σ_kept (x − mean wanted) for means, Σ_kept x − sum wanted for sums;
+        ``kept``: candidates kept of each kind (or a mask)."""
+        kept = np.asarray(kept, dtype=float)
+        inside = (kept > 0) & (self.group >= 0)
+        g, x, k = self.group[inside], self.x[inside], kept[inside]
         size = self.wanted.size
         if self.target.statistic == "mean":
-            out = np.bincount(g, weights=x - self.wanted[g], minlength=size)
+            out = np.bincount(g, weights=k * (x - self.wanted[g]), minlength=size)
         else:
-            out = np.bincount(g, weights=x, minlength=size) - np.nan_to_num(self.wanted)
+            out = np.bincount(g, weights=k * x, minlength=size) - np.nan_to_num(self.wanted)
         return np.where(np.isfinite(self.wanted), out / self.unit, 0.0)
 
     def change(self, idx: np.ndarray) -> np.ndarray:
@@ -116,50 +145,84 @@ class _Numeric:
         return np.where(g >= 0, d / self.unit[safe], 0.0)
 
 
+def _kinds(columns: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates alike in every one of ``columns`` (their cell in every table, their source, their
+    group and value in every numeric target) are one *kind*: every step below treats them alike.
+    Returns the kind of each candidate (0 … K−1) and the first candidate of each kind; O(m) hashing."""
+    kind = np.zeros(m, dtype=np.int64)
+    for column in columns:
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        kind = kind * (len(uniques) + 1) + (codes + 1)  # both dense, so the product stays below m²
+        kind, _ = pd.factorize(kind)
+    kind = kind.astype(np.int64)
+    first = np.full(int(kind.max()) + 1 if m else 0, m, dtype=np.int64)
+    np.minimum.at(first, kind, np.arange(m))
+    return kind, first
+
+
 _MOVE_COST = 0.01  # per candidate exchanged, against 1 per record of table discrepancy (times its weight)
 
 
-def _closest_exact(kept, valid, codes, wanted, numeric, targets, sources, cap, n) -> np.ndarray:
-    """The selection nearest to ``kept`` with the least weighted L1 discrepancy (an LP; see the module doc).
+def _closest_exact(kept, available, valid, codes, wanted, numeric, targets, sources, cap, n):
+    """The selection nearest to the sample with the least weighted L1 discrepancy (an LP; see the module doc),
+    over kinds of candidates: ``kept`` of each kind are in the sample, ``available`` more could be added.
 
-    Variables: x (one per candidate, 0 ≤ x ≤ 1) and a surplus/deficit pair per constraint row;
-    rows: every table cell (Σ x over its candidates = target), every group of a numeric target
-    (its residual = 0), Σ x = n; the proposals' caps as inequalities."""
-    m = kept.size
-    ok = np.flatnonzero(valid)
-    blocks, rhs, slack_cost = [], [], []  # (row of each entry, column, value) per constraint group
+    Variables: per kind, the candidates kept of the sample (0 … kept) and the candidates added
+    (0 … available), and a surplus/deficit pair per constraint row; rows: every table cell (Σ over its
+    candidates = target), every group of a numeric target (its residual = 0), Σ = n; the proposals'
+    caps as inequalities. The LP has as many columns as there are kinds with candidates, not candidates.
+    Returns (kept of the sample, added) per kind, whole numbers summing to n; the sample if the LP fails."""
+    k_kinds = kept.size
+    col_kind = np.concatenate([np.flatnonzero(valid & (kept > 0)), np.flatnonzero(valid & (available > 0))])
+    col_kept = np.zeros(col_kind.size, dtype=bool)
+    col_kept[: int((valid & (kept > 0)).sum())] = True
+    upper = np.where(col_kept, kept[col_kind], available[col_kind]).astype(float)
+    m = col_kind.size
+    cols = np.arange(m)
+    blocks, rhs, slack_cost = [], [], []  # (row of each entry, column, value, rows) per constraint group
     for c, t, table in zip(codes, wanted, targets):
-        blocks.append((c[ok], ok, np.ones(ok.size), t.size))
+        blocks.append((c[col_kind], cols, np.ones(m), t.size))
         rhs.append(t)
         slack_cost.append(np.full(t.size, table.weight))
     for num in numeric:
-        members = np.flatnonzero(valid & (num.group >= 0))
+        inside = num.group[col_kind] >= 0
         groups = np.flatnonzero(np.isfinite(num.wanted))
         row_of = np.full(num.wanted.size, -1)
         row_of[groups] = np.arange(groups.size)
-        blocks.append((row_of[num.group[members]], members, num.change(members), groups.size))
+        blocks.append((row_of[num.group[col_kind[inside]]], cols[inside], num.change(col_kind[inside]), groups.size))
         rhs.append(num.wanted[groups] / num.unit[groups] if num.target.statistic == "sum" else np.zeros(groups.size))
         slack_cost.append(np.full(groups.size, num.target.weight))
     offsets = np.cumsum([0] + [size for *_, size in blocks])
     cells = int(offsets[-1])
     rows = np.concatenate([r + off for (r, *_), off in zip(blocks, offsets)] + [np.full(m, cells)])
-    cols = np.concatenate([col for _, col, *_ in blocks] + [np.arange(m)])
+    entries = np.concatenate([col for _, col, *_ in blocks] + [cols])
     vals = np.concatenate([v for *_, v, _ in blocks] + [np.ones(m)])
-    A = sparse.csr_matrix((vals, (rows, cols)), shape=(cells + 1, m))
+    A = sparse.csr_matrix((vals, (rows, entries)), shape=(cells + 1, m))
     slack = sparse.vstack([sparse.hstack([-sparse.eye(cells), sparse.eye(cells)]), sparse.csr_matrix((1, 2 * cells))])
     n_src = int(sources.max()) + 1
-    A_ub = sparse.hstack([sparse.csr_matrix((np.ones(m), (sources, np.arange(m))), shape=(n_src, m)),
+    A_ub = sparse.hstack([sparse.csr_matrix((np.ones(m), (sources[col_kind], cols)), shape=(n_src, m)),
                           sparse.csr_matrix((n_src, 2 * cells))])
-    cost = np.concatenate([_MOVE_COST * np.where(kept, -1.0, 1.0), np.tile(np.concatenate(slack_cost), 2)])
-    upper = np.concatenate([valid.astype(float), np.full(2 * cells, np.inf)])
+    cost = np.concatenate([_MOVE_COST * np.where(col_kept, -1.0, 1.0), np.tile(np.concatenate(slack_cost), 2)])
+    bounds = np.column_stack([np.zeros(m + 2 * cells), np.concatenate([upper, np.full(2 * cells, np.inf)])])
     res = linprog(cost, A_ub=A_ub.tocsr(), b_ub=cap, A_eq=sparse.hstack([A, slack]).tocsr(),
-                  b_eq=np.concatenate([*rhs, [n]]), bounds=np.column_stack([np.zeros(upper.size), upper]), method="highs")
+                  b_eq=np.concatenate([*rhs, [n]]), bounds=bounds, method="highs")
     if res.status != 0:
-        return kept  # e.g. the caps cannot hold n: keep the sample, the swaps still run
-    x = res.x[:m]
-    out = np.zeros(m, dtype=bool)
-    out[np.argsort(-(x + 1e-6 * kept), kind="stable")[:n]] = True  # integral entries first; ties keep the sample
-    return out
+        return kept, np.zeros(k_kinds, dtype=np.int64)  # e.g. the caps cannot hold n: keep the sample, the swaps still run
+    x = np.clip(res.x[:m], 0, upper)
+    whole = np.minimum(np.floor(x + 1e-9), upper)
+    short = int(round(n - whole.sum()))
+    if short > 0:  # the few fractional entries of the vertex: the largest first; ties keep the sample
+        room = np.flatnonzero(whole < upper)
+        priority = (x - whole)[room] + 1e-6 * col_kept[room]
+        for i in room[np.argsort(-priority, kind="stable")]:
+            take = min(short, int(upper[i] - whole[i]))
+            whole[i] += take
+            short -= take
+            if short <= 0:
+                break
+    out_kept = np.bincount(col_kind[col_kept], weights=whole[col_kept], minlength=k_kinds).astype(np.int64)
+    out_added = np.bincount(col_kind[~col_kept], weights=whole[~col_kept], minlength=k_kinds).astype(np.int64)
+    return out_kept, out_added
 
 
 def _l1(targets: Targets, surplus: list[np.ndarray], numeric: list[np.ndarray]) -> float:
@@ -172,68 +235,97 @@ def calibrate(candidates: pd.DataFrame, targets: Targets, n: int, rng: np.random
               max_swaps: int | None = None) -> Calibration:
     """Choose ``n`` of ``candidates`` (distinct rows) matching ``targets`` (see the module doc).
     ``sources`` labels each candidate's proposal; at most ``cap`` kept candidates share one (one
-    cap for all, or one per source)."""
+    cap for all, or one per source).
+
+    Candidates alike in every respect the targets see (a *kind*: the same cell of every table, the
+    same source, the same value in every numeric target's group) are interchangeable, so raking, the
+    exact fit and the swaps work on the kinds and their counts, never on a matrix over all candidates;
+    only the systematic sample and the final choice of which candidates of a kind touch every candidate."""
     m = len(candidates)
     if m < n:
         raise ValueError(f"calibration needs at least n = {n} candidates, got {m}")
+    seconds, clock = {}, time.perf_counter()
     cache: dict = {}
-    codes = [encode(candidates, t, cache) for t in targets]
+    codes_all = [encode(candidates, t, cache) for t in targets]
     wanted = [t.counts.ravel() * (n / max(t.counts.sum(), 1e-12)) for t in targets]
-    numeric = [_Numeric.of(candidates, t) for t in targets.numeric]
+    numeric_all = [_Numeric.of(candidates, t, cache) for t in targets.numeric]
+    del cache
     sources = np.zeros(m, dtype=np.int64) if sources is None else np.asarray(sources, dtype=np.int64)
     cap = np.asarray(n if cap is None else cap, dtype=float)
     cap = np.full(int(sources.max()) + 1, float(cap)) if cap.ndim == 0 else cap[: int(sources.max()) + 1]
+    valid_all = np.logical_and.reduce([c >= 0 for c in codes_all]) if codes_all else np.ones(m, dtype=bool)
+    finest = int(np.argmax([t.size for t in wanted])) if wanted else None
+    finest_codes = codes_all[finest] if finest is not None else None
+    kind, first = _kinds([*codes_all, sources, *[c for num in numeric_all for c in (num.group, num.x)]], m)
+    codes = [c[first] for c in codes_all]
+    del codes_all
+    count = np.bincount(kind, minlength=first.size)
+    numeric = [num.kinds(first, count) for num in numeric_all]
+    del numeric_all
+    valid, src = valid_all[first], sources[first]
+    mass = count.astype(float)
 
-    # 1. rake
-    w = np.zeros(m)
-    valid = np.logical_and.reduce([c >= 0 for c in codes]) if codes else np.ones(m, dtype=bool)
-    w[valid] = n / max(valid.sum(), 1)
+    # 1. rake (over kinds: every candidate of a kind has the same weight, its inclusion probability)
+    w = np.zeros(first.size)
+    w[valid] = n / max(int(count[valid].sum()), 1)
+    cv = [c[valid] for c in codes]
     rounds, worst = 0, 1.0
     while rounds < max_rounds and worst >= 1e-4:
         rounds += 1
-        for c, t in zip(codes, wanted):
-            cur = np.bincount(c[valid], weights=w[valid], minlength=t.size)
+        for c, t in zip(cv, wanted):
+            cur = np.bincount(c, weights=(w * mass)[valid], minlength=t.size)
             ratio = np.divide(t, cur, out=np.zeros_like(cur), where=cur > 0)
-            w[valid] *= ratio[c[valid]]
+            w[valid] *= ratio[c]
             np.minimum(w, 1.0, out=w)
         for num in numeric:
             w = num.step(w)
             np.minimum(w, 1.0, out=w)
-        per_source = np.bincount(sources, weights=w)
-        w *= np.minimum(1.0, cap[: per_source.size] / np.maximum(per_source, 1e-12))[sources]
-        worst = max((0.5 * np.abs(np.bincount(c[valid], weights=w[valid], minlength=t.size) / max(w.sum(), 1e-12) - t / n).sum()
-                     for c, t in zip(codes, wanted)), default=0.0)
+        per_source = np.bincount(src, weights=w * mass)
+        w *= np.minimum(1.0, cap[: per_source.size] / np.maximum(per_source, 1e-12))[src]
+        total = max(float(w @ mass), 1e-12)
+        worst = max((0.5 * np.abs(np.bincount(c, weights=(w * mass)[valid], minlength=t.size) / total - t / n).sum()
+                     for c, t in zip(cv, wanted)), default=0.0)
+    seconds["rake"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 2. select: systematic sampling, ordered by the finest table's cell (ties at random)
-    finest = int(np.argmax([t.size for t in wanted])) if wanted else None
-    order = np.lexsort((rng.random(m), codes[finest])) if finest is not None else rng.permutation(m)
-    p = w[order] * (n / max(w.sum(), 1e-12))
+    order = np.lexsort((rng.random(m), finest_codes)) if finest is not None else rng.permutation(m)
+    w_all = w[kind]
+    p = w_all[order] * (n / max(float(w @ mass), 1e-12))
     cum = np.cumsum(np.minimum(p, 1.0))
     hits = np.searchsorted(cum, rng.random() * cum[-1] / n + np.arange(n) * cum[-1] / n, side="right")
-    kept = np.zeros(m, dtype=bool)
-    kept[order[np.clip(hits, 0, m - 1)]] = True
-    short = n - int(kept.sum())
+    sampled = np.zeros(m, dtype=bool)
+    sampled[order[np.clip(hits, 0, m - 1)]] = True
+    short = n - int(sampled.sum())
     if short > 0:  # rounding left a few places: fill them with the heaviest unkept candidates
-        rest = np.flatnonzero(~kept & valid)
-        kept[rest[np.argsort(-w[rest], kind="stable")[:short]]] = True
+        rest = np.flatnonzero(~sampled & valid_all)
+        sampled[rest[np.argsort(-w_all[rest], kind="stable")[:short]]] = True
+    del w_all, p, cum
+    in_sample = np.bincount(kind[sampled], minlength=first.size)
+    outside = np.where(valid, count - in_sample, 0)
 
-    def discrepancy(kept):
-        surplus = [np.bincount(c[kept], minlength=t.size) - t for c, t in zip(codes, wanted)]
-        residual = [num.residual(kept) for num in numeric]
+    def discrepancy(q):
+        surplus = [np.bincount(c, weights=q[valid], minlength=t.size) - t for c, t in zip(cv, wanted)]
+        residual = [num.residual(q) for num in numeric]
         return surplus, residual, _l1(targets, surplus, residual)
 
-    l1_sampled = discrepancy(kept)[2]
-    kept = _closest_exact(kept, valid, codes, wanted, numeric, targets, sources, cap, n)
+    l1_sampled = discrepancy(in_sample)[2]
+    seconds["select"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # 4. repair: greedy swaps while they lower the discrepancy
-    surplus, residual, l1_fitted = discrepancy(kept)
+    # 3. the closest exact fit
+    from_sample, added = _closest_exact(in_sample, outside, valid, codes, wanted, numeric, targets, src, cap, n)
+    seconds["lp"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    # 4. repair: greedy swaps while they lower the discrepancy (of whole kinds: which candidate of a kind is moot)
+    q = (from_sample + added).astype(float)
+    surplus, residual, l1_fitted = discrepancy(q)
     weights = np.array([t.weight for t in targets])
     num_weights = np.array([t.weight for t in targets.numeric])
-    used = np.bincount(sources[kept], minlength=int(sources.max()) + 1).astype(float)
+    used = np.bincount(src, weights=q, minlength=int(sources.max()) + 1)
+    free = np.where(valid, count, 0) - q
     swaps, limit = 0, n if max_swaps is None else max_swaps
 
     def delta(idx: np.ndarray, sign: int) -> np.ndarray:
-        """Change of the discrepancy if the candidates ``idx`` were added (+1) or removed (−1)."""
+        """Change of the discrepancy if a candidate of each kind ``idx`` were added (+1) or removed (−1)."""
         out = np.zeros(idx.size)
         for c, s, wt in zip(codes, surplus, weights):
             r = s[c[idx]]
@@ -250,20 +342,37 @@ def calibrate(candidates: pd.DataFrame, targets: Targets, n: int, rng: np.random
         for num, r in zip(numeric, residual):
             if num.group[i] >= 0:
                 r[num.group[i]] += sign * num.change(np.array([i]))[0]
-        kept[i] = sign > 0
-        used[sources[i]] += sign
+        q[i] += sign
+        free[i] -= sign
+        used[src[i]] += sign
 
     while swaps < limit:
-        inside = np.flatnonzero(kept)
+        inside = np.flatnonzero(q > 0)
         loss = delta(inside, -1)
         j = inside[int(np.argmin(loss))]
         move(j, -1)
-        outside = np.flatnonzero(~kept & valid & (used[sources] < cap[sources]))
-        outside = outside[outside != j]
-        gain = delta(outside, +1) if outside.size else np.zeros(0)
-        if not outside.size or loss.min() + gain.min() >= -1e-9:
+        addable = np.flatnonzero((free > 0) & (used[src] < cap[src]))
+        gain = delta(addable, +1) if addable.size else np.zeros(0)
+        if not addable.size or loss.min() + gain.min() >= -1e-9:
             move(j, +1)  # no swap helps: put it back
             break
-        move(outside[int(np.argmin(gain))], +1)
+        move(addable[int(np.argmin(gain))], +1)
         swaps += 1
-    return Calibration(np.flatnonzero(kept), m, rounds, float(worst), l1_sampled, l1_fitted, _l1(targets, surplus, residual), swaps)
+    keep = _choose(kind, sampled, order, q.astype(np.int64))
+    seconds["swaps"] = time.perf_counter() - clock
+    return Calibration(keep, m, rounds, float(worst), l1_sampled, l1_fitted, _l1(targets, surplus, residual), swaps,
+                       seconds)
+
+
+def _choose(kind: np.ndarray, sampled: np.ndarray, order: np.ndarray, quota: np.ndarray) -> np.ndarray:
+    """Positions of ``quota[k]`` candidates of every kind k, those of the sample first, then in the
+    sampling's random order (sorted)."""
+    m = kind.size
+    rank = np.empty(m, dtype=np.int64)
+    rank[order] = np.arange(m)
+    # within a kind: sampled first, then by rank
+    by = np.lexsort((rank, ~sampled, kind))
+    k_sorted = kind[by]
+    start = np.searchsorted(k_sorted, np.arange(quota.size))
+    position = np.arange(m) - start[k_sorted]
+    return np.sort(by[position < quota[k_sorted]])
