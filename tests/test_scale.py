@@ -68,3 +68,31 @@ def test_a_mean_target_over_float_values_is_still_met():
     kept = pool.iloc[calibrate(pool, targets, 500, np.random.default_rng(1)).keep]
     means = kept.groupby("sex")["income"].mean()
     assert means["Male"] == pytest.approx(60.0, rel=0.01) and means["Female"] == pytest.approx(40.0, rel=0.01)
+
+
+def test_the_distance_to_the_closest_record_is_measured_on_a_sample_of_a_large_set(monkeypatch):
+    import pandas as pd
+    from conftest import EXAMPLE
+    from sklearn.neighbors import NearestNeighbors
+
+    from llmsynthor import evaluation, load_spec
+    from llmsynthor.datasets import ecommerce_sample
+
+    targets = load_targets(load_spec(EXAMPLE / "spec.yaml"))
+    reference = pd.read_csv(EXAMPLE / "reference.csv")
+    queried = []
+    original = NearestNeighbors.kneighbors
+
+    def spy(self, X=None, *args, **kwargs):
+        queried.append(len(X))
+        return original(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(NearestNeighbors, "kneighbors", spy)
+    monkeypatch.setattr(evaluation, "DCR_SAMPLE", 300)
+    records = ecommerce_sample(3000, seed=5)
+    sampled = evaluation.evaluate(records, targets, reference=reference)
+    assert queried == [300, 1000]  # 300 synthetic records, then the reference's held-out half
+    monkeypatch.setattr(evaluation, "DCR_SAMPLE", 20_000)
+    whole = evaluation.evaluate(records, targets, reference=reference)
+    assert queried[2:] == [3000, 1000] and whole.dcr_reference_median == sampled.dcr_reference_median
+    assert sampled.dcr_median == pytest.approx(whole.dcr_median, rel=0.15)

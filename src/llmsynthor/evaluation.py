@@ -163,9 +163,16 @@ def _c2st(synthetic: pd.DataFrame, reference: pd.DataFrame, schema: Schema, seed
     return float(abs(accuracy - 0.5))
 
 
+DCR_SAMPLE = 20_000  # synthetic records whose distance to the closest reference record is measured, at most
+
+
 def _dcr(synthetic: pd.DataFrame, reference: pd.DataFrame, schema: Schema, seed: int) -> tuple[float, float]:
     """Median distance to the closest reference record, for the synthetic set and for a held-out
-    half of the reference itself (the yardstick: real records are that close to each other)."""
+    half of the reference itself (the yardstick: real records are that close to each other).
+
+    A synthetic set larger than :data:`DCR_SAMPLE` is measured on a random sample of that many records
+    (each query searches the reference: all of 10⁶ records would take minutes; the sample's median lies
+    within about ±0.7 percentile points, two standard errors, of the whole set's)."""
     from sklearn.neighbors import NearestNeighbors
 
     def features(frame):
@@ -184,6 +191,8 @@ def _dcr(synthetic: pd.DataFrame, reference: pd.DataFrame, schema: Schema, seed:
     order = rng.permutation(len(reference))
     half_a, half_b = reference.iloc[order[: len(order) // 2]], reference.iloc[order[len(order) // 2:]]
     index = NearestNeighbors(n_neighbors=1).fit(features(half_a))
+    if len(synthetic) > DCR_SAMPLE:
+        synthetic = synthetic.iloc[np.sort(rng.permutation(len(synthetic))[:DCR_SAMPLE])]
     synthetic_distance = index.kneighbors(features(synthetic))[0].ravel()
     reference_distance = index.kneighbors(features(half_b))[0].ravel()
     return float(np.median(synthetic_distance)), float(np.median(reference_distance))
