@@ -96,3 +96,25 @@ def test_the_distance_to_the_closest_record_is_measured_on_a_sample_of_a_large_s
     whole = evaluation.evaluate(records, targets, reference=reference)
     assert queried[2:] == [3000, 1000] and whole.dcr_reference_median == sampled.dcr_reference_median
     assert sampled.dcr_median == pytest.approx(whole.dcr_median, rel=0.15)
+
+
+def test_column_generation_reaches_the_optimum_of_the_whole_lp(monkeypatch):
+    targets = load_targets(parse_spec(SPEC))
+    pool = candidates(20_000, seed=6)
+    pool["age"] = np.random.default_rng(1).integers(0, 100, len(pool))
+    objectives, sizes = {}, {}
+    original = calibration.linprog
+
+    def spy(c, **kwargs):
+        res = original(c, **kwargs)
+        if "integrality" not in kwargs:
+            objectives.setdefault(label, []).append(res.fun)
+            sizes.setdefault(label, []).append(kwargs["A_eq"].shape[1])
+        return res
+
+    monkeypatch.setattr(calibration, "linprog", spy)
+    for label, limit in (("whole", 10**9), ("grown", 5)):
+        monkeypatch.setattr(calibration, "LP_COLUMNS", limit)
+        calibrate(pool, targets, 3000, np.random.default_rng(0))
+    assert objectives["grown"][-1] == pytest.approx(objectives["whole"][0], abs=1e-6)
+    assert sizes["grown"][0] < sizes["whole"][0] and len(sizes["grown"]) > 1  # fewer columns, then priced in

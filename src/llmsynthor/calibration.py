@@ -163,66 +163,164 @@ def _kinds(columns: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
 _MOVE_COST = 0.01  # per candidate exchanged, against 1 per record of table discrepancy (times its weight)
 
 
-def _closest_exact(kept, available, valid, codes, wanted, numeric, targets, sources, cap, n):
-    """The selection nearest to the sample with the least weighted L1 discrepancy (an LP; see the module doc),
-    over kinds of candidates: ``kept`` of each kind are in the sample, ``available`` more could be added.
+ROUNDING_SECONDS = 1.0  # the integer program that rounds the LP's fractional entries: its best answer by then
+LP_COLUMNS = 50_000  # above this many columns (kinds to keep fewer of, or to add), the LP grows its columns as it needs them
 
-    Variables: per kind, the candidates kept of the sample (0 … kept) and the candidates added
-    (0 … available), and a surplus/deficit pair per constraint row; rows: every table cell (Σ over its
-    candidates = target), every group of a numeric target (its residual = 0), Σ = n; the proposals'
-    caps as inequalities. The LP has as many columns as there are kinds with candidates, not candidates.
+
+def _closest_exact(kept, available, valid, codes, wanted, numeric, targets, sources, cap, n, surplus, residual):
+    """The selection nearest to the sample with the least weighted L1 discrepancy (an LP; see the module doc),
+    over kinds of candidates: ``kept`` of each kind are in the sample, ``available`` more could be added;
+    ``surplus`` / ``residual``: the sample's, per table cell and numeric group.
+
+    Variables: per kind, the candidates of the sample removed (0 … kept) and the candidates added
+    (0 … available), and a surplus/deficit pair per constraint row; rows: every table cell (the moves
+    there = minus the sample's surplus), every group of a numeric target (likewise its residual), moves
+    in = moves out; the proposals' caps as inequalities. Cost: 0.01 a move, the targets' weights per
+    record (or unit) left off. Up to :data:`LP_COLUMNS` columns the LP is solved whole; beyond, by
+    column generation: it starts with the moves that help under the sample's own discrepancy, and adds
+    every column whose reduced cost (from the LP's duals) is negative until none is — the same optimum.
     Returns (kept of the sample, added) per kind, whole numbers summing to n; the sample if the LP fails."""
     k_kinds = kept.size
     col_kind = np.concatenate([np.flatnonzero(valid & (kept > 0)), np.flatnonzero(valid & (available > 0))])
-    col_kept = np.zeros(col_kind.size, dtype=bool)
-    col_kept[: int((valid & (kept > 0)).sum())] = True
-    upper = np.where(col_kept, kept[col_kind], available[col_kind]).astype(float)
-    m = col_kind.size
-    cols = np.arange(m)
-    blocks, rhs, slack_cost = [], [], []  # (row of each entry, column, value, rows) per constraint group
-    for c, t, table in zip(codes, wanted, targets):
-        blocks.append((c[col_kind], cols, np.ones(m), t.size))
-        rhs.append(t)
-        slack_cost.append(np.full(t.size, table.weight))
-    for num in numeric:
-        inside = num.group[col_kind] >= 0
+    col_sign = np.concatenate([np.full(int((valid & (kept > 0)).sum()), -1.0), np.full(int((valid & (available > 0)).sum()), 1.0)])
+    upper = np.where(col_sign < 0, kept[col_kind], available[col_kind]).astype(float)
+    # rows: table cells, numeric groups, the balance of moves; per column its entries (kind-wise, times the sign)
+    offsets, weights, rhs, row_entries = [], [], [], []
+    start = 0
+    for c, t, table, s in zip(codes, wanted, targets, surplus):
+        offsets.append(start)
+        row_entries.append((c, None, None))
+        weights.append(np.full(t.size, table.weight))
+        rhs.append(-s)
+        start += t.size
+    for num, r in zip(numeric, residual):
         groups = np.flatnonzero(np.isfinite(num.wanted))
         row_of = np.full(num.wanted.size, -1)
         row_of[groups] = np.arange(groups.size)
-        blocks.append((row_of[num.group[col_kind[inside]]], cols[inside], num.change(col_kind[inside]), groups.size))
-        rhs.append(num.wanted[groups] / num.unit[groups] if num.target.statistic == "sum" else np.zeros(groups.size))
-        slack_cost.append(np.full(groups.size, num.target.weight))
-    offsets = np.cumsum([0] + [size for *_, size in blocks])
-    cells = int(offsets[-1])
-    rows = np.concatenate([r + off for (r, *_), off in zip(blocks, offsets)] + [np.full(m, cells)])
-    entries = np.concatenate([col for _, col, *_ in blocks] + [cols])
-    vals = np.concatenate([v for *_, v, _ in blocks] + [np.ones(m)])
-    A = sparse.csr_matrix((vals, (rows, entries)), shape=(cells + 1, m))
-    slack = sparse.vstack([sparse.hstack([-sparse.eye(cells), sparse.eye(cells)]), sparse.csr_matrix((1, 2 * cells))])
+        offsets.append(start)
+        safe = np.clip(num.group, 0, None)
+        row_entries.append((np.where(num.group >= 0, row_of[safe], -1), num, None))
+        weights.append(np.full(groups.size, num.target.weight))
+        rhs.append(-r[groups])
+        start += groups.size
+    cells = start
     n_src = int(sources.max()) + 1
-    A_ub = sparse.hstack([sparse.csr_matrix((np.ones(m), (sources[col_kind], cols)), shape=(n_src, m)),
-                          sparse.csr_matrix((n_src, 2 * cells))])
-    cost = np.concatenate([_MOVE_COST * np.where(col_kept, -1.0, 1.0), np.tile(np.concatenate(slack_cost), 2)])
-    bounds = np.column_stack([np.zeros(m + 2 * cells), np.concatenate([upper, np.full(2 * cells, np.inf)])])
-    res = linprog(cost, A_ub=A_ub.tocsr(), b_ub=cap, A_eq=sparse.hstack([A, slack]).tocsr(),
-                  b_eq=np.concatenate([*rhs, [n]]), bounds=bounds, method="highs")
-    if res.status != 0:
-        return kept, np.zeros(k_kinds, dtype=np.int64)  # e.g. the caps cannot hold n: keep the sample, the swaps still run
-    x = np.clip(res.x[:m], 0, upper)
-    whole = np.minimum(np.floor(x + 1e-9), upper)
-    short = int(round(n - whole.sum()))
-    if short > 0:  # the few fractional entries of the vertex: the largest first; ties keep the sample
-        room = np.flatnonzero(whole < upper)
-        priority = (x - whole)[room] + 1e-6 * col_kept[room]
-        for i in room[np.argsort(-priority, kind="stable")]:
-            take = min(short, int(upper[i] - whole[i]))
-            whole[i] += take
-            short -= take
-            if short <= 0:
-                break
+    slack_cost = np.concatenate(weights) if weights else np.zeros(0)
+    b_eq = np.concatenate([*rhs, [0.0]])
+    b_ub = cap - np.bincount(sources, weights=kept, minlength=n_src)
+    changes = [num.change(np.arange(k_kinds)) for num in numeric]
+
+    def price(y_eq: np.ndarray, y_ub: np.ndarray) -> np.ndarray:
+        """Per kind: the duals' value of one more candidate of it (Σ over its rows of dual × entry)."""
+        out = np.full(k_kinds, y_eq[cells]) + y_ub[sources]
+        i = 0
+        for (rows_of, num, _), off in zip(row_entries, offsets):
+            if num is None:
+                inside = rows_of >= 0
+                out[inside] += y_eq[off + rows_of[inside]]
+            else:
+                inside = rows_of >= 0
+                out[inside] += y_eq[off + rows_of[inside]] * changes[i][inside]
+                i += 1
+        return out
+
+    def matrices(chosen: np.ndarray):
+        """The equality rows (cells, groups, balance) and the caps' rows of the columns ``chosen``."""
+        kinds, sign = col_kind[chosen], col_sign[chosen]
+        m = kinds.size
+        cols = np.arange(m)
+        rows, entries, vals = [], [], []
+        i = 0
+        for (rows_of, num, _), off in zip(row_entries, offsets):
+            r = rows_of[kinds]
+            inside = r >= 0
+            rows.append(off + r[inside])
+            entries.append(cols[inside])
+            if num is None:
+                vals.append(sign[inside])
+            else:
+                vals.append(sign[inside] * changes[i][kinds[inside]])
+                i += 1
+        rows.append(np.full(m, cells))
+        entries.append(cols)
+        vals.append(sign)
+        A = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(entries))), shape=(cells + 1, m))
+        return A, sparse.csr_matrix((sign, (sources[kinds], cols)), shape=(n_src, m))
+
+    def solve(chosen: np.ndarray, bound: np.ndarray, eq: np.ndarray, ub: np.ndarray, integral: bool = False):
+        A, A_ub = matrices(chosen)
+        m = chosen.size
+        slack = sparse.vstack([sparse.hstack([-sparse.eye(cells), sparse.eye(cells)]), sparse.csr_matrix((1, 2 * cells))])
+        cost = np.concatenate([np.full(m, _MOVE_COST), np.tile(slack_cost, 2)])
+        bounds = np.column_stack([np.zeros(m + 2 * cells), np.concatenate([bound, np.full(2 * cells, np.inf)])])
+        options = {"integrality": np.r_[np.ones(m), np.zeros(2 * cells)], "options": {"time_limit": ROUNDING_SECONDS}} if integral else {}
+        return linprog(cost, A_ub=sparse.hstack([A_ub, sparse.csr_matrix((n_src, 2 * cells))]).tocsr(), b_ub=ub,
+                       A_eq=sparse.hstack([A, slack]).tocsr(), b_eq=eq, bounds=bounds, method="highs", **options)
+
+    def negative(p: np.ndarray, present: np.ndarray, most: int) -> np.ndarray:
+        """Columns not yet present whose reduced cost under the kinds' prices ``p`` is negative, the most negative first."""
+        reduced = _MOVE_COST - col_sign * p[col_kind]
+        candidates = np.flatnonzero((reduced < -1e-9) & ~present)
+        return candidates[np.argsort(reduced[candidates], kind="stable")[:most]]
+
+    present = np.ones(col_kind.size, dtype=bool)
+    if col_kind.size > LP_COLUMNS:  # start from the moves that help under the sample's own discrepancy
+        present[:] = False
+        y0 = np.concatenate([*(np.sign(r) * w for r, w in zip(rhs, weights)), [0.0]])  # a deficit pays its weight
+        present[negative(price(y0, np.zeros(n_src)), present, LP_COLUMNS)] = True
+        present[(col_sign < 0) & (b_ub[sources[col_kind]] < 0)] = True  # over a cap: its removals
+    while True:
+        res = solve(np.flatnonzero(present), upper[present], b_eq, b_ub)
+        if res.status != 0:
+            if present.all():
+                return kept, np.zeros(k_kinds, dtype=np.int64)  # e.g. the caps cannot hold n: keep the sample, the swaps run
+            present[:] = True
+            continue
+        if present.all():
+            break
+        more = negative(price(res.eqlin.marginals, res.ineqlin.marginals), present, LP_COLUMNS)
+        if not more.size:
+            break
+        present[more] = True
+    x = np.zeros(col_kind.size)
+    x[np.flatnonzero(present)] = np.clip(res.x[: int(present.sum())], 0, upper[present])
+    moves = _round(x, upper, lambda chosen, base: solve(chosen, np.ones(chosen.size), *_less(matrices, chosen, base, b_eq, b_ub),
+                                                       integral=True))
+    # back to whole candidates kept per column: a kind's sample less its removals, or its additions
+    col_kept = col_sign < 0
+    whole = np.where(col_kept, upper - moves, moves)
+    short = int(round(n - whole.sum()))  # the fallback rounding may unbalance the moves: take back the last ones
+    if short:
+        room = np.flatnonzero((whole < upper) & col_kept) if short > 0 else np.flatnonzero((whole > 0) & ~col_kept)
+        room = room if room.size >= abs(short) else np.flatnonzero(whole < upper) if short > 0 else np.flatnonzero(whole > 0)
+        whole[room[: abs(short)]] += np.sign(short)
     out_kept = np.bincount(col_kind[col_kept], weights=whole[col_kept], minlength=k_kinds).astype(np.int64)
     out_added = np.bincount(col_kind[~col_kept], weights=whole[~col_kept], minlength=k_kinds).astype(np.int64)
     return out_kept, out_added
+
+
+def _less(matrices, chosen: np.ndarray, base: np.ndarray, b_eq: np.ndarray, b_ub: np.ndarray):
+    """The right-hand sides left for ``chosen`` columns once every column has made its ``base`` moves."""
+    every = np.flatnonzero(base > 0)
+    A, A_ub = matrices(every)
+    return b_eq - A @ base[every], b_ub - A_ub @ base[every]
+
+
+def _round(x: np.ndarray, upper: np.ndarray, integer_fit) -> np.ndarray:
+    """Whole moves from the LP's ``x``: every entry rounded down, then a small integer program (HiGHS)
+    decides which of the fractional ones (at most as many as the LP has rows) go up; if it fails
+    (time limit), the largest fractions go up until the moves balance as the LP's did."""
+    base = np.minimum(np.floor(x + 1e-9), upper)
+    fractional = np.flatnonzero(x - base > 1e-9)
+    if not fractional.size:
+        return base
+    res = integer_fit(fractional, base)
+    if res.x is not None and res.status in (0, 1):  # optimal, or the best found within the time limit
+        base[fractional] += np.round(res.x[: fractional.size])
+        return base
+    up = int(round((x - base).sum()))
+    base[fractional[np.argsort(-(x - base)[fractional], kind="stable")[:up]]] += 1
+    return base
 
 
 def _l1(targets: Targets, surplus: list[np.ndarray], numeric: list[np.ndarray]) -> float:
@@ -312,7 +410,8 @@ def calibrate(candidates: pd.DataFrame, targets: Targets, n: int, rng: np.random
     seconds["select"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 3. the closest exact fit
-    from_sample, added = _closest_exact(in_sample, outside, valid, codes, wanted, numeric, targets, src, cap, n)
+    surplus, residual, _ = discrepancy(in_sample)
+    from_sample, added = _closest_exact(in_sample, outside, valid, codes, wanted, numeric, targets, src, cap, n, surplus, residual)
     seconds["lp"], clock = time.perf_counter() - clock, time.perf_counter()
 
     # 4. repair: greedy swaps while they lower the discrepancy (of whole kinds: which candidate of a kind is moot)
