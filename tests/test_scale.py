@@ -102,18 +102,17 @@ def test_column_generation_reaches_the_optimum_of_the_whole_lp(monkeypatch):
     targets = load_targets(parse_spec(SPEC))
     pool = candidates(20_000, seed=6)
     pool["age"] = np.random.default_rng(1).integers(0, 100, len(pool))
-    objectives, sizes = {}, {}
+    objectives, sizes = {"whole": [], "grown": []}, {"whole": [], "grown": []}
     original = calibration.linprog
-
-    def spy(c, **kwargs):
-        res = original(c, **kwargs)
-        if "integrality" not in kwargs:
-            objectives.setdefault(label, []).append(res.fun)
-            sizes.setdefault(label, []).append(kwargs["A_eq"].shape[1])
-        return res
-
-    monkeypatch.setattr(calibration, "linprog", spy)
     for label, limit in (("whole", 10**9), ("grown", 5)):
+        def spy(c, label=label, **kwargs):
+            res = original(c, **kwargs)
+            if "integrality" not in kwargs:
+                objectives[label].append(res.fun)
+                sizes[label].append(kwargs["A_eq"].shape[1])
+            return res
+
+        monkeypatch.setattr(calibration, "linprog", spy)
         monkeypatch.setattr(calibration, "LP_COLUMNS", limit)
         calibrate(pool, targets, 3000, np.random.default_rng(0))
     assert objectives["grown"][-1] == pytest.approx(objectives["whole"][0], abs=1e-6)

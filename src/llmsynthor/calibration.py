@@ -13,8 +13,9 @@ The candidates are drawn from the proposals (this module never makes a record). 
 3. **closest exact fit** — the sample is moved to the selection nearest to it (fewest candidates
    exchanged) that minimizes the weighted L1 discrepancy of the tables and the numeric targets'
    residuals (in units of the variable's spread): a linear program (HiGHS) over how many candidates
-   of each kind are kept, whose optimal vertex has at most as many fractional entries as it has
-   constraints; they are rounded.
+   of each kind are removed from the sample or added to it, whose optimal vertex has at most as many
+   fractional entries as it has constraints; a small integer program rounds them. With many kinds
+   the LP starts from the moves that help and prices the rest in from its duals (column generation).
 4. **repair** — greedy swaps between a kept and an unkept candidate while a swap lowers that
    discrepancy: what the rounding left is taken out.
 
