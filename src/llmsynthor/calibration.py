@@ -21,9 +21,10 @@ The candidates are drawn from the proposals (this module never makes a record). 
 
 Candidates alike in everything the targets see (the same cell of every table, the same source, the
 same group and value in every numeric target) are one *kind* and are interchangeable: steps 1, 3 and
-4 work on the kinds and their counts (m candidates, K ≤ m kinds; the e-commerce example at 10⁶
-records has about 2,000 kinds among 3·10⁶ candidates), only the sample and the final choice of which
-candidates of a kind are kept touch every candidate (O(m log m)).
+4 work on the kinds and their counts (m candidates, K ≤ m kinds: the e-commerce example has a few
+thousand kinds at any size; adult11's 11 marginals make many, ~10⁵ among 3·10⁵ candidates, hence the
+column generation of step 3); only the sample and the final choice of which candidates of a kind
+are kept touch every candidate (O(m log m)).
 
 Knows targets and statistics, not LLMs or proposals (``sources`` is just a label per candidate).
 """
