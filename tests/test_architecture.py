@@ -19,7 +19,7 @@ LAYERS = [
     ("declarations", {"spec", "tables", "spec_format"}),
     ("statistics", {"consistency", "statistics", "discrepancy", "shapes", "rules", "records", "checkpoint"}),
     ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint"}),
-    ("LLM backends", {"llm", "llm.base", "llm.models", "llm.embedded", "llm.openai_compat", "llm.cache"}),
+    ("LLM backends", {"llm", "llm.base", "llm.models", "llm.embedded", "llm.llama_batch", "llm.openai_compat", "llm.cache"}),
     ("what the LLM is asked and what its answers become", {"prompts", "copula", "focus", "proposals", "suggest"}),
     ("the loop's parts", {"pool", "requesting", "steps", "finish", "result"}),
     ("the loop", {"synthesizer"}),

@@ -24,6 +24,7 @@ from itertools import combinations, permutations
 
 import numpy as np
 
+from .llm.base import score_options
 from .prompts import option_messages
 from .schema import Schema
 from .tables import Axis, Targets, TargetTable
@@ -156,26 +157,36 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: b
     levels = prior_levels(targets)
     prior = PairwisePrior(levels)
     free, checked = pairs_to_score(targets, levels)
+    names = list(levels)
 
-    def scored(c, a, phrasing):  # [|c|, |a|]: P(a | c) over its average, asked once per level of c
-        conditionals = np.zeros((levels[c].axis.size, levels[a].axis.size))
-        shares = targets.shares(a, levels[a].axis) if phrasing == "shares" else None
-        for i in range(levels[c].axis.size):
-            messages, answer_prefix, options = option_messages(schema, c, levels[c].axis, i, a, levels[a].axis, shares)
-            choice = scorer.option_probabilities(messages, answer_prefix, options)
+    def conditionals(pairs, phrasing):  # (c, a) -> [|c|, |a|]: P(a | c), asked once per level of c
+        requests, rows = [], []
+        for c, a in pairs:
+            shares = targets.shares(a, levels[a].axis) if phrasing == "shares" else None
+            for i in range(levels[c].axis.size):
+                requests.append(option_messages(schema, c, levels[c].axis, i, a, levels[a].axis, shares))
+                rows.append((c, a))
+        out = {(c, a): [] for c, a in pairs}
+        for (c, a), choice in zip(rows, score_options(scorer, requests)):
             if on_call is not None:
                 on_call(choice)
-            conditionals[i] = choice.probabilities
-        average = targets.shares(c, levels[c].axis) @ conditionals
-        return np.clip(conditionals / np.maximum(average, 1e-12), *LIFT_RANGE)
+            out[(c, a)].append(choice.probabilities)
+        return {pair: np.array(p) for pair, p in out.items()}
+
+    def lifts_of(pairs, phrasing):  # P(a | c) over its average
+        out = {}
+        for answer in names:  # grouped by the variable asked about: its question and options open every prompt
+            group = [(c, a) for c, a in pairs if a == answer]
+            for (c, a), p in conditionals(group, phrasing).items():
+                out[(c, a)] = np.clip(p / np.maximum(targets.shares(c, levels[c].axis) @ p, 1e-12), *LIFT_RANGE)
+        return out
 
     def ask(pairs, phrasing):
-        out = {}
-        for c, a in pairs:
-            out[(c, a)] = scored(c, a, phrasing)
-            if both_directions:
-                out[(c, a)] = np.clip(np.sqrt(out[(c, a)] * scored(a, c, phrasing).T), *LIFT_RANGE)
-        return out
+        out = lifts_of(pairs, phrasing)
+        if both_directions:
+            other = lifts_of([(a, c) for c, a in pairs], phrasing)
+            out = {(c, a): np.clip(np.sqrt(out[(c, a)] * other[(a, c)].T), *LIFT_RANGE) for c, a in pairs}
+        return {pair: out[pair] for pair in pairs}
 
     prior.phrasing = phrasings[0]
     if check and checked:

@@ -102,7 +102,11 @@ def option_messages(schema: Schema, context: str, context_axis: Axis, level: int
     """Ask which level of ``answer`` a record with ``context`` at ``level`` has; the options are
     scored from token probabilities, so the answer is only begun: ``{"answer": "``. With ``shares``
     (the answer's target shares) each option is listed with its share of all records, so the model
-    answers relative to what is known."""
+    answers relative to what is known.
+
+    The question and its options come first and the record's value last: the scorings of one pair
+    (one per level of ``context``), and of pairs with the same ``answer``, then share all but the
+    last few tokens of the prompt, which llama.cpp evaluates once and keeps."""
     options = [level_text(answer_axis, j, schema) for j in range(answer_axis.size)]
     shown = level_text(context_axis, level, schema)
     has = f"{context} from {shown}" if context_axis.is_numeric else f"{context} = {shown}"
@@ -112,7 +116,8 @@ def option_messages(schema: Schema, context: str, context_axis: Axis, level: int
     else:
         listed = (f"One of: {'; '.join(f'{o} ({100 * p:.0f}% of all {schema.entity}s)' for o, p in zip(options, shares))}. "
                   f"The shares are those of all {schema.entity}s; answer for this one.")
-    user = f"A {schema.entity} has {has}. What is their {answer}{f' ({desc})' if desc else ''}? {listed} Answer as JSON."
+    user = (f"Answer as JSON: what is the {answer}{f' ({desc})' if desc else ''} of this {schema.entity}? {listed}\n"
+            f"The {schema.entity} has {has}.")
     messages = [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]
     return messages, f'{{"{answer}": "', options
 

@@ -73,3 +73,13 @@ class ChoiceScorer(Protocol):
         """Probability of each of ``options`` as the text that follows ``answer_prefix`` at the start
         of the assistant's answer, as a sampler restricted to the options would pick them."""
         ...
+
+
+def score_options(scorer, requests: list[tuple[list[dict[str, str]], str, list[str]]]) -> list[Choice]:
+    """:meth:`ChoiceScorer.option_probabilities` for each ``(messages, answer_prefix, options)``, in one
+    call where the scorer takes many at once (``option_probabilities_batch``: the embedded backend
+    evaluates what their prompts share once), else one by one."""
+    batch = getattr(scorer, "option_probabilities_batch", None)
+    if callable(batch) and requests:
+        return list(batch(requests))
+    return [scorer.option_probabilities(*request) for request in requests]

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from ..errors import LLMSynthorError
-from .base import Choice, Completion, LLMBackend, identity
+from .base import Choice, Completion, LLMBackend, identity, score_options
 
 CACHE_VERSION = 1
 
@@ -74,18 +74,27 @@ class CachedLLM:
 
     def option_probabilities(self, messages, answer_prefix, options) -> Choice:
         """Cached like completions (scores are deterministic, so no seed is part of the key)."""
-        payload = {"v": CACHE_VERSION, "kind": "options", "backend": identity(self.inner), "messages": messages,
-                   "answer_prefix": answer_prefix, "options": options}
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        with self._lock:
-            row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
-        if row is not None:
+        return self.option_probabilities_batch([(messages, answer_prefix, options)])[0]
+
+    def option_probabilities_batch(self, requests) -> list[Choice]:
+        """Each ``(messages, answer_prefix, options)`` from the cache where it was scored before; the
+        others from the backend, together (:func:`~llmsynthor.llm.base.score_options`)."""
+        out: list[Choice | None] = []
+        keys = []
+        for messages, answer_prefix, options in requests:
+            payload = {"v": CACHE_VERSION, "kind": "options", "backend": identity(self.inner), "messages": messages,
+                       "answer_prefix": answer_prefix, "options": options}
+            keys.append(hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest())
             with self._lock:
-                self.hits += 1
-            return Choice(tuple(json.loads(row[0])["probabilities"]), 0, 0.0, cached=True)
-        choice = self.inner.option_probabilities(messages, answer_prefix, options)
-        self._store(key, {"probabilities": choice.probabilities})
-        return choice
+                row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (keys[-1],)).fetchone()
+            out.append(None if row is None else Choice(tuple(json.loads(row[0])["probabilities"]), 0, 0.0, cached=True))
+        with self._lock:
+            self.hits += sum(choice is not None for choice in out)
+        missing = [k for k, choice in enumerate(out) if choice is None]
+        for k, choice in zip(missing, score_options(self.inner, [requests[k] for k in missing])):
+            self._store(keys[k], {"probabilities": choice.probabilities})
+            out[k] = choice
+        return out
 
     def _store(self, key: str, record: dict) -> None:
         with self._lock:

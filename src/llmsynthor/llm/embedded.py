@@ -58,16 +58,21 @@ class EmbeddedLLM:
         Expected checksum of a local file (the embedded models carry their own).
     n_ctx, n_threads, top_p, top_k:
         Passed to llama.cpp; ``n_threads`` defaults to the number of CPUs.
+    n_batch, n_ubatch:
+        Tokens per llama.cpp evaluation call and per compute micro-batch (prompts and option scoring).
     """
 
     def __init__(self, model: str = "qwen2.5-coder-1.5b", *, sha256: str | None = None, n_ctx: int = 4096,
-                 n_threads: int | None = None, top_p: float = 0.95, top_k: int = 40):
+                 n_threads: int | None = None, n_batch: int = 512, n_ubatch: int = 512, top_p: float = 0.95,
+                 top_k: int = 40):
         try:
             from llama_cpp import Llama
         except ImportError:
             raise BackendError("the embedded backend needs llama-cpp-python: pip install llama-cpp-python==0.3.36") from None
         self.model_file: ModelFile = resolve(model, sha256)
         self.top_p, self.top_k = top_p, top_k
+        self.n_batch, self.n_ubatch = n_batch, n_ubatch
+        self._scorer = None  # the option-scoring context, made on first use
         self._lock = threading.Lock()
         started = time.perf_counter()
         self.avoided_amx = avoid_amx_buffers()
@@ -76,6 +81,8 @@ class EmbeddedLLM:
                 model_path=str(self.model_file.path),
                 n_ctx=n_ctx,
                 n_threads=n_threads or os.cpu_count() or 1,
+                n_batch=n_batch,
+                n_ubatch=n_ubatch,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -97,50 +104,37 @@ class EmbeddedLLM:
         prompt = self._format(messages=messages).prompt + answer_prefix
         return llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def _logits_after(self, tokens: list[int]):
-        """Next-token logits after ``tokens``, evaluating only what differs from the context's cache."""
-        import numpy as np
-
-        llm = self._llm
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        prefix = 0
-        while prefix < min(len(cached), len(tokens) - 1) and cached[prefix] == tokens[prefix]:
-            prefix += 1
-        llm.n_tokens = prefix  # eval() drops the KV cache from here on
-        llm.eval(tokens[prefix:])
-        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64), len(tokens) - prefix
-
     def option_probabilities(self, messages, answer_prefix, options) -> Choice:
-        """Walk the token trie of the options: at every branching point one forward pass (the
-        shared prompt is evaluated once and its cache reused), softmax over the branches' tokens.
-        An option's probability is the product along its path, as constrained decoding would pick it."""
+        """Probability of each option after ``answer_prefix``: at every point where the options' tokens
+        branch, a softmax over the branches' next tokens; an option's probability is the product along
+        its path, as constrained decoding would pick it."""
+        return self.option_probabilities_batch([(messages, answer_prefix, options)])[0]
+
+    def option_probabilities_batch(self, requests) -> list[Choice]:
+        """:meth:`option_probabilities` for many ``(messages, answer_prefix, options)`` at once: what
+        their prompts share is evaluated once, their differing ends together in few passes
+        (:class:`~llmsynthor.llm.llama_batch.PrefixBatchScorer`). Each request's prompt tokens and
+        seconds are its share of the batch's."""
         import numpy as np
 
         started = time.perf_counter()
         llm = self._llm
         with self._lock:
-            prompt = self._prompt_tokens(messages, answer_prefix)
-            paths = [llm.tokenize(o.encode("utf-8"), add_bos=False, special=False) for o in options]
-            if len(prompt) + max(map(len, paths)) >= llm.n_ctx():
-                raise BackendError(f"the scoring prompt has {len(prompt)} tokens; the context holds {llm.n_ctx()}")
-            log_p = np.zeros(len(options))
-            evaluated = 0
-            branches = {}  # shared path prefix -> options below it
-            for i, path in enumerate(paths):
-                for depth in range(len(path)):
-                    branches.setdefault(tuple(path[:depth]), []).append(i)
-            for prefix, members in sorted(branches.items(), key=lambda kv: len(kv[0])):
-                next_tokens = {paths[i][len(prefix)] for i in members}
-                if len(next_tokens) < 2:
-                    continue  # no choice is made here
-                logits, n = self._logits_after(prompt + list(prefix))
-                evaluated += n
-                tokens = sorted(next_tokens)
-                z = logits[tokens] - np.logaddexp.reduce(logits[tokens])
-                for i in members:
-                    log_p[i] += z[tokens.index(paths[i][len(prefix)])]
-        p = np.exp(log_p - log_p.max())
-        return Choice(tuple(float(x) for x in p / p.sum()), evaluated, time.perf_counter() - started)
+            prompts = [self._prompt_tokens(m, prefix) for m, prefix, _ in requests]
+            paths = [[llm.tokenize(o.encode("utf-8"), add_bos=False, special=False) for o in options]
+                     for _, _, options in requests]
+            if self._scorer is None:
+                from .llama_batch import PrefixBatchScorer
+
+                self._scorer = PrefixBatchScorer(llm, n_batch=self.n_batch, n_ubatch=self.n_ubatch)
+            log_ps, evaluated = self._scorer.score(prompts, paths)
+        seconds = (time.perf_counter() - started) / len(requests)
+        out = []
+        for k, log_p in enumerate(log_ps):
+            p = np.exp(log_p - log_p.max())
+            share = evaluated // len(requests) + (k < evaluated % len(requests))
+            out.append(Choice(tuple(float(x) for x in p / p.sum()), share, seconds))
+        return out
 
     @property
     def name(self) -> str:
