@@ -51,8 +51,9 @@ class FakeLLM:
 class ScriptedServer:
     """A tiny OpenAI-compatible HTTP server of the tests' own: answers from a script, records requests.
 
-    Each script item is (status, content) where content is the assistant message text for 200,
-    or an error body otherwise. When the script is exhausted, ``fallback(request_json)`` answers.
+    Each script item is (status, content) where content is the assistant message text for 200
+    (or ``{"content": text, "top_logprobs": [(token, logprob), ...]}`` to answer with the first
+    token's logprobs), or an error body otherwise. When the script is exhausted, ``fallback(request_json)`` answers.
     """
 
     def __init__(self, script=None, fallback=None):
@@ -72,9 +73,14 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
                 status, content = owner.script.pop(0) if owner.script else (200, owner.fallback(body))
+                logprobs = None
+                if isinstance(content, dict):  # {"content": text, "top_logprobs": [(token, logprob), ...]}
+                    top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in content["top_logprobs"]]
+                    logprobs = {"content": [{**top[0], "top_logprobs": top}]} if top else None
+                    content = content["content"]
                 if status == 200:
                     payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                               "choices": [{"index": 0, "finish_reason": "stop",
+                               "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
                                             "message": {"role": "assistant", "content": content}}],
                                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
                 else:

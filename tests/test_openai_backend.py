@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
 import pytest
 from fakes import FakeLLM, ScriptedServer
 
@@ -22,7 +23,9 @@ DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 def spec():
     from conftest import EXAMPLE
 
-    return with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"n_records": 400, "synthesis.records": "both"})  # the loop's requests
+    # the loop's requests only (the prior's scoring requests are tested below, on their own)
+    return with_overrides(load_spec(EXAMPLE / "spec.yaml"), {"n_records": 400, "synthesis.records": "both",
+                                                             "synthesis.pairwise_prior": False})
 
 
 def valid_answers():
@@ -138,3 +141,66 @@ def test_the_api_key_never_reaches_cache_or_manifest(spec, tmp_path, monkeypatch
     dump = "\n".join(sqlite3.connect(tmp_path / "cache.sqlite").iterdump())
     assert "sk-secret-4711" not in dump and "sk-secret-4711" not in json.dumps(data)  # … and stored nowhere
     assert data["cache"]["misses"] == result.usage.calls and data["model"]["backend"].startswith("openai:test-model@")
+
+
+# -- the pairwise prior from logprobs ---------------------------------------------------------------
+LETTER_SPEC = {
+    "name": "people", "entity": "person", "n_records": 100,
+    "variables": {"relationship": {"type": "categorical", "values": ["Husband", "Wife", "Own-child"]},
+                  "sex": {"type": "categorical", "values": ["Male", "Female"]}},
+    "targets": [
+        {"name": "relationship", "variables": ["relationship"], "cells": [
+            {"relationship": "Husband", "count": 40}, {"relationship": "Wife", "count": 40}, {"relationship": "Own-child", "count": 20}]},
+        {"name": "sex", "variables": ["sex"], "cells": [{"sex": "Male", "count": 50}, {"sex": "Female", "count": 50}]},
+    ],
+}
+
+
+def letter_answers(body):
+    """Male records answer A (Husband) or C, female ones B or C; tokens as servers spell them."""
+    male = "sex = Male" in body["messages"][-1]["content"]
+    top = [("A", -0.3), (" A", -2.0), ("C", -1.6), ("The", -3.0)] if male else [("B", -0.2), ("C", -1.8), ("**", -4.0)]
+    return {"content": top[0][0], "top_logprobs": top}
+
+
+def test_the_prior_is_read_from_the_servers_top_logprobs_options_asked_by_letter(tmp_path):
+    from llmsynthor import load_targets
+    from llmsynthor.copula import score_prior
+    from llmsynthor.spec import parse_spec
+    from llmsynthor.steps import by_letter
+
+    spec = parse_spec(LETTER_SPEC)
+    server = ScriptedServer(fallback=letter_answers)
+    try:
+        llm = backend(server)
+        assert by_letter(spec.synthesis, CachedLLM(llm, tmp_path / "r.sqlite"))  # auto: a server cannot continue an answer
+        targets = load_targets(spec)
+        prior = score_prior(targets, llm, targets.schema, letters=True)
+    finally:
+        server.close()
+    body = server.requests[0]["body"]
+    assert body["logprobs"] is True and body["max_tokens"] == 1 and body["top_logprobs"] == 6
+    assert "A) Husband; B) Wife; C) Own-child" in body["messages"][-1]["content"]
+    male = np.exp([np.logaddexp(-0.3, -2.0), -3.0, -1.6])  # "A" and " A" add up; B is not listed: the least listed
+    female = np.exp([-4.0, -0.2, -1.8])
+    conditionals = np.array([male / male.sum(), female / female.sum()])  # P(relationship | sex)
+    lift = conditionals / (np.array([0.5, 0.5]) @ conditionals)
+    assert np.allclose(prior.lift("sex", "relationship"), lift, rtol=1e-6)
+
+
+def test_a_server_without_logprobs_gets_a_clear_message_and_the_run_goes_on_without_the_prior():
+    spec = parse_letter_spec()
+    server = ScriptedServer(fallback=lambda body: "A" if "letter" in body["messages"][-1]["content"] else valid_answers()(body))
+    try:
+        with pytest.raises(BackendError, match="returned no token probabilities.*pairwise_prior: false"):
+            backend(server).option_probabilities([{"role": "user", "content": "letter?"}], "", ["A", "B"])
+        result = Synthesizer(spec, backend(server)).run()
+    finally:
+        server.close()
+    assert any(note.startswith("pairwise prior skipped") and "logprobs" in note for note in result.notes)
+
+
+def parse_letter_spec():
+    from llmsynthor.spec import parse_spec
+
+    return parse_spec(LETTER_SPEC)

@@ -21,7 +21,8 @@ def make_backend(settings: LLMSettings, *, cache: bool | None = None) -> LLMBack
         from .llm.models import DEFAULT_MODEL
 
         backend = EmbeddedLLM(settings.model or DEFAULT_MODEL, sha256=settings.sha256, n_ctx=settings.n_ctx,
-                              n_threads=settings.n_threads, top_p=settings.top_p, top_k=settings.top_k)
+                              n_threads=settings.n_threads, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
+                              top_p=settings.top_p, top_k=settings.top_k)
     if settings.cache if cache is None else cache:
         from .llm.cache import CachedLLM, default_path
 

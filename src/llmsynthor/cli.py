@@ -487,6 +487,7 @@ def suggest_constraints(
     """
     from .copula import PHRASINGS, pairs_to_score, prior_levels, score_prior
     from .llm.base import can_score_options
+    from .steps import by_letter
     from .suggest import suggest
 
     changes = {"llm.backend": llm, "llm.base_url": base_url, "llm.model": model}
@@ -530,7 +531,8 @@ def suggest_constraints(
                 typer.echo(f"pair {done + 1}/{len(questions)} {questions[done][0]}: {questions[done][1]} questions · "
                            f"{time.monotonic() - started:.1f}s", err=True)
 
-        prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings)
+        prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings,
+                            letters=by_letter(spec.synthesis, backend))
         found = suggest(prior, targets, threshold, known)
     except SpecError as exc:
         _fail(exc, debug, 2)

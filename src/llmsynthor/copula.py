@@ -144,7 +144,7 @@ PHRASINGS = ("plain", "shares")  # how a pair is asked: the options alone, or wi
 
 
 def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: bool = True,
-                phrasings: tuple[str, ...] = ("plain",), both_directions: bool = False) -> PairwisePrior:
+                phrasings: tuple[str, ...] = ("plain",), both_directions: bool = False, letters: bool = False) -> PairwisePrior:
     """Ask ``scorer`` (a :class:`~llmsynthor.llm.base.ChoiceScorer`) for every pair no table crosses,
     and (``check``) for the pairs a table crosses, kept apart in :attr:`PairwisePrior.checked` to
     calibrate the prior against; ``on_call(choice)`` sees each answer (usage accounting).
@@ -153,7 +153,8 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: b
     phrasing whose lifts reproduce the tables best (least error at its best strength,
     :func:`llmsynthor.tempering.check_prior`) is used for the rest (:attr:`PairwisePrior.phrasing`).
     With ``both_directions`` every pair is also asked the other way round (P(c | a)) and the two
-    lifts, which estimate the same P(c, a) / (P(c) P(a)), are combined by their geometric mean."""
+    lifts, which estimate the same P(c, a) / (P(c) P(a)), are combined by their geometric mean.
+    With ``letters`` the options are asked for by letter (:func:`~llmsynthor.prompts.option_messages`)."""
     levels = prior_levels(targets)
     prior = PairwisePrior(levels)
     free, checked = pairs_to_score(targets, levels)
@@ -164,7 +165,7 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: b
         for c, a in pairs:
             shares = targets.shares(a, levels[a].axis) if phrasing == "shares" else None
             for i in range(levels[c].axis.size):
-                requests.append(option_messages(schema, c, levels[c].axis, i, a, levels[a].axis, shares))
+                requests.append(option_messages(schema, c, levels[c].axis, i, a, levels[a].axis, shares, letters))
                 rows.append((c, a))
         out = {(c, a): [] for c, a in pairs}
         for (c, a), choice in zip(rows, score_options(scorer, requests)):

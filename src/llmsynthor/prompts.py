@@ -97,28 +97,39 @@ def level_text(axis: Axis, i: int, schema: Schema) -> str:
     return f"{lo:g} to {hi:g}"
 
 
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def option_messages(schema: Schema, context: str, context_axis: Axis, level: int, answer: str,
-                    answer_axis: Axis, shares=None) -> tuple[list[dict[str, str]], str, list[str]]:
+                    answer_axis: Axis, shares=None, letters: bool = False) -> tuple[list[dict[str, str]], str, list[str]]:
     """Ask which level of ``answer`` a record with ``context`` at ``level`` has; the options are
     scored from token probabilities, so the answer is only begun: ``{"answer": "``. With ``shares``
     (the answer's target shares) each option is listed with its share of all records, so the model
-    answers relative to what is known.
+    answers relative to what is known. With ``letters`` the options are listed as A), B), … and the
+    answer is one letter, not begun (for servers that give the first token's probabilities but
+    cannot continue an answer begun for them); at most 26 options.
 
     The question and its options come first and the record's value last: the scorings of one pair
     (one per level of ``context``), and of pairs with the same ``answer``, then share all but the
     last few tokens of the prompt, which llama.cpp evaluates once and keeps."""
     options = [level_text(answer_axis, j, schema) for j in range(answer_axis.size)]
+    if letters and len(options) > len(LETTERS):
+        raise ValueError(f"{answer} has {len(options)} levels; answering by letter allows at most {len(LETTERS)}")
     shown = level_text(context_axis, level, schema)
     has = f"{context} from {shown}" if context_axis.is_numeric else f"{context} = {shown}"
     desc = schema[answer].description
+    labels = [f"{LETTERS[j]}) {o}" if letters else o for j, o in enumerate(options)]
     if shares is None:
-        listed = f"One of: {'; '.join(options)}."
+        listed = f"One of: {'; '.join(labels)}."
     else:
-        listed = (f"One of: {'; '.join(f'{o} ({100 * p:.0f}% of all {schema.entity}s)' for o, p in zip(options, shares))}. "
+        listed = (f"One of: {'; '.join(f'{o} ({100 * p:.0f}% of all {schema.entity}s)' for o, p in zip(labels, shares))}. "
                   f"The shares are those of all {schema.entity}s; answer for this one.")
-    user = (f"Answer as JSON: what is the {answer}{f' ({desc})' if desc else ''} of this {schema.entity}? {listed}\n"
+    how = "Answer with the letter only" if letters else "Answer as JSON"
+    user = (f"{how}: what is the {answer}{f' ({desc})' if desc else ''} of this {schema.entity}? {listed}\n"
             f"The {schema.entity} has {has}.")
     messages = [{"role": "system", "content": system_message(schema)}, {"role": "user", "content": user}]
+    if letters:
+        return messages, "", list(LETTERS[:len(options)])
     return messages, f'{{"{answer}": "', options
 
 

@@ -121,7 +121,10 @@ class LLMSettings(_Frozen):
     top_p: float = Field(default=0.95, gt=0, le=1, description="nucleus sampling: keep the likeliest tokens up to this probability")
     top_k: int = Field(default=40, ge=0, description="embedded: sample among this many likeliest tokens (0: all)")
     n_ctx: int = Field(default=4096, ge=512, description="embedded: context window in tokens")
-    n_threads: int | None = Field(default=None, ge=1, description="embedded: CPU threads (default: llama.cpp's choice)")
+    n_threads: int | None = Field(default=None, ge=1, description="embedded: CPU threads (default: one per CPU)")
+    n_batch: int = Field(default=512, ge=32, le=8192,
+                         description="embedded: tokens per llama.cpp evaluation call (prompts, and many option scorings at once)")
+    n_ubatch: int = Field(default=512, ge=32, le=8192, description="embedded: tokens per compute micro-batch (at most n_batch)")
     max_retries: int = Field(default=3, ge=0, description="retries of a call whose output fails validation")
 
     @field_validator("base_url")
@@ -222,6 +225,14 @@ class SynthesisSettings(_Frozen):
         default="one",
         description="one: each pair asked once, the variable with fewer levels as the context; both: also the other way "
         "round, the two lifts combined by their geometric mean (better lifts on the bench, about twice the scoring time)",
+    )
+    prior_answers: Literal["auto", "text", "letters"] = Field(
+        default="auto",
+        description="how the model's answer to a pair's question is read: text (the probability of each option's text "
+        "as the continuation of an answer begun for it; the embedded backend), letters (the options listed as A), B), … "
+        "and the first answer token's probabilities, as OpenAI-compatible servers give them in top_logprobs; at most 26 "
+        "options, and an option outside the server's top 20 gets the least probability listed); auto: text where the "
+        "backend can continue an answer, letters otherwise",
     )
     joint_pool: int = Field(default=200_000, ge=1000, le=10_000_000,
                             description="records: joint — size of the pool of independent records that is weighted and raked")

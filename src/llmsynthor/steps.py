@@ -15,7 +15,7 @@ from . import prompts
 from .copula import PHRASINGS, PairwisePrior, score_prior
 from .errors import BackendError
 from .focus import Focus, plan_focus
-from .llm.base import can_score_options
+from .llm.base import can_score_options, continues_answers
 from .pool import ProposalPool
 from .proposals import ParseReport, Proposal, parse_plan, pin, plan_schema
 from .requesting import Answer, LLMUsage, Requester
@@ -53,6 +53,12 @@ def infer_dependencies(requester: Requester, targets: Targets, given: list[list[
     return answer.value or []
 
 
+def by_letter(settings: SynthesisSettings, llm) -> bool:
+    """Whether the prior's options are asked for by letter (``prior_answers``; auto: where ``llm``
+    cannot continue an answer begun for it)."""
+    return settings.prior_answers == "letters" or (settings.prior_answers == "auto" and not continues_answers(llm))
+
+
 def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSettings, usage: LLMUsage,
                    notes: list[str]) -> PairwisePrior | None:
     """The pairwise prior (:mod:`llmsynthor.copula`), if asked for and the backend can score options;
@@ -70,8 +76,9 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
         joint = settings.records != "proposals"
         phrasings = PHRASINGS if settings.prior_phrasing == "auto" else (settings.prior_phrasing,)
         return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=joint,
-                           phrasings=phrasings if joint else ("plain",), both_directions=settings.prior_directions == "both")
-    except BackendError as exc:
+                           phrasings=phrasings if joint else ("plain",), both_directions=settings.prior_directions == "both",
+                           letters=by_letter(settings, llm))
+    except (BackendError, ValueError) as exc:  # ValueError: more options than letters
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")
         return None

@@ -65,6 +65,13 @@ def can_score_options(backend) -> bool:
     return callable(getattr(getattr(backend, "inner", backend), "option_probabilities", None))
 
 
+def continues_answers(backend) -> bool:
+    """Whether ``backend`` (or the backend a cache wraps) scores options as the continuation of an
+    answer begun for it (the embedded backend); servers read the first answer token's probabilities
+    only (``continues_answers = False``), so options are asked for by letter."""
+    return bool(getattr(getattr(backend, "inner", backend), "continues_answers", True))
+
+
 @runtime_checkable
 class ChoiceScorer(Protocol):
     """Optional: backends that expose next-token probabilities (the pairwise prior needs it)."""

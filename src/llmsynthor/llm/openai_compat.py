@@ -17,9 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from ..errors import BackendError
 from ..urls import url_problem
-from .base import Completion
+from .base import Choice, Completion
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -109,13 +111,66 @@ class OpenAICompatibleLLM:
         return out.choices[0].message.content or "", out.usage
 
     def complete_json(self, messages, schema, *, max_tokens, temperature, seed) -> Completion:
-        openai = self._openai
         started = time.perf_counter()
+        text, usage = self._with_retries(lambda: self._request(messages, schema, max_tokens=max_tokens,
+                                                               temperature=temperature, seed=seed))
+        return Completion(
+            text=text,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            seconds=time.perf_counter() - started,
+        )
+
+    # -- option scoring from logprobs ------------------------------------------------------------
+    continues_answers = False  # an answer cannot be begun for the model: options are asked for by letter
+
+    def option_probabilities(self, messages, answer_prefix, options) -> Choice:
+        """The probability of each option as the answer's first token, from the server's
+        ``top_logprobs`` (at most 20) over one generated token, renormalized over the options. Options
+        must be single tokens such as letters, and ``answer_prefix`` empty (a chat endpoint cannot
+        continue an answer begun for it). Variants of an option's token (" A", "A") are added up; an
+        option absent from the top 20 is given the least probability listed (it has at most that)."""
+        if answer_prefix:
+            raise BackendError(f"{self.name} cannot continue an answer begun for it; ask for options by letter")
+        started = time.perf_counter()
+        top, usage = self._with_retries(lambda: self._first_token_logprobs(messages, min(20, max(5, 2 * len(options)))))
+        if not top:
+            raise BackendError(f"{self.name} returned no token probabilities (logprobs); the pairwise prior needs a server "
+                               "that returns them (OpenAI, vLLM, llama.cpp's server), or set synthesis.pairwise_prior: false")
+        wanted = {option.strip().lower(): j for j, option in enumerate(options)}
+        found = [[] for _ in options]
+        for token, logprob in top:
+            j = wanted.get(token.strip().strip(".):").lower())
+            if j is not None:
+                found[j].append(logprob)
+        floor = min(logprob for _, logprob in top)
+        log_p = np.array([np.logaddexp.reduce(values) if values else floor for values in found])
+        p = np.exp(log_p - log_p.max())
+        return Choice(tuple(float(x) for x in p / p.sum()), int(getattr(usage, "prompt_tokens", 0) or 0),
+                      time.perf_counter() - started)
+
+    def _first_token_logprobs(self, messages, k: int):
+        """[(token, logprob)] of the ``k`` likeliest first tokens of the answer, and the usage."""
+        if self.style == "completion":
+            prompt = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
+            out = self._client.completions.create(model=self.model, prompt=prompt, max_tokens=1, temperature=0.0,
+                                                  logprobs=k, seed=0)
+            logprobs = out.choices[0].logprobs
+            top = (getattr(logprobs, "top_logprobs", None) or [None])[0] if logprobs else None
+            return list((top or {}).items()), out.usage
+        out = self._client.chat.completions.create(model=self.model, messages=messages, max_tokens=1, temperature=0.0,
+                                                   logprobs=True, top_logprobs=k, seed=0)
+        content = getattr(out.choices[0].logprobs, "content", None) if out.choices[0].logprobs else None
+        top = getattr(content[0], "top_logprobs", None) if content else None
+        return [(t.token, float(t.logprob)) for t in top or []], out.usage
+
+    def _with_retries(self, request):
+        """``request()`` with transport retries, structured-output fallbacks and errors in one line."""
+        openai = self._openai
         attempt = 0
         while True:
             try:
-                text, usage = self._request(messages, schema, max_tokens=max_tokens, temperature=temperature, seed=seed)
-                break
+                return request()
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 reason = "timed out" if isinstance(exc, openai.APITimeoutError) else "could not be reached"
                 attempt = self._backoff_or_raise(attempt, f"{self.name} {reason}")
@@ -129,12 +184,6 @@ class OpenAICompatibleLLM:
                           403: "the key may lack access to this model",
                           404: f"check llm.base_url ({self.base_url}) and llm.model ({self.model!r})"}.get(exc.status_code, "")
                 raise BackendError(f"{self.name} answered HTTP {exc.status_code}: {_detail(exc)}" + (f"; {advice}" if advice else "")) from None
-        return Completion(
-            text=text,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            seconds=time.perf_counter() - started,
-        )
 
     def _refused_structured(self, exc) -> bool:
         """On a refusal that names response_format, move to the next structured-output dialect."""
