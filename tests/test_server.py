@@ -37,8 +37,9 @@ SERVE = ("import runpy; from llmsynthor.llm.embedded import avoid_amx_buffers; a
 
 
 class LlamaServer:
-    def __init__(self, port: int):
+    def __init__(self, port: int, model: str = "gemma3-270m"):
         self.port = port
+        self.model = model
         self.proc = None
 
     @property
@@ -46,9 +47,9 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> None:
-        model = resolve("gemma3-270m").path
+        model = resolve(self.model).path
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, "--model", str(model), "--model_alias", "gemma3-270m",
+            [sys.executable, "-c", SERVE, "--model", str(model), "--model_alias", self.model,
              "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--verbose", "False"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -141,3 +142,33 @@ def test_a_killed_server_stops_the_run_and_resume_finishes_it(server, tmp_path, 
     whole = run_cli(spec, tmp_path / "u.csv", cache)
     assert whole.returncode == 0, whole.stderr
     assert pd.read_csv(tmp_path / "u.csv").equals(pd.read_csv(out))
+
+
+def test_option_scoring_through_the_server_equals_the_embedded_models(tmp_path):
+    """Qwen2.5-Coder-1.5B served by llama_cpp.server: the options asked for by letter and read from
+    top_logprobs give the probabilities the embedded backend computes from the same model's logits
+    (within llama.cpp's numerical noise between batch shapes)."""
+    import numpy as np
+    from test_option_batches import SPEC
+
+    from llmsynthor import load_targets
+    from llmsynthor.copula import prior_levels
+    from llmsynthor.llm.embedded import EmbeddedLLM
+    from llmsynthor.llm.openai_compat import OpenAICompatibleLLM
+    from llmsynthor.prompts import option_messages
+    from llmsynthor.spec import parse_spec
+
+    targets = load_targets(parse_spec(SPEC))
+    levels = prior_levels(targets)
+    requests = [option_messages(targets.schema, c, levels[c].axis, i, a, levels[a].axis, letters=True)
+                for c, a in [("relationship", "marital"), ("sex", "relationship")] for i in range(levels[c].axis.size)]
+    srv = LlamaServer(free_port(), "qwen2.5-coder-1.5b")
+    srv.start()
+    try:
+        served = [OpenAICompatibleLLM(srv.base_url, srv.model).option_probabilities(*r).probabilities for r in requests]
+    finally:
+        srv.kill()
+    embedded = [c.probabilities for c in EmbeddedLLM("qwen2.5-coder-1.5b", n_ctx=2048).option_probabilities_batch(requests)]
+    assert np.allclose(served, embedded, atol=0.05), (served, embedded)
+    male, female = served[-2], served[-1]  # P(relationship | sex): Husband, Wife, Own-child, Unmarried
+    assert male[0] > male[1] and female[1] > female[0]
