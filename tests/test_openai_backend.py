@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -204,3 +205,38 @@ def parse_letter_spec():
     from llmsynthor.spec import parse_spec
 
     return parse_spec(LETTER_SPEC)
+
+
+def test_option_scorings_go_out_side_by_side_up_to_the_concurrency_and_come_back_in_order():
+    import threading
+
+    flight = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def slow_letters(body):
+        with lock:
+            flight["now"] += 1
+            flight["most"] = max(flight["most"], flight["now"])
+        time.sleep(0.05)
+        with lock:
+            flight["now"] -= 1
+        return letter_answers(body)
+
+    spec = parse_letter_spec()
+    from llmsynthor import load_targets
+    from llmsynthor.copula import prior_levels
+    from llmsynthor.prompts import option_messages
+
+    targets = load_targets(spec)
+    levels = prior_levels(targets)
+    requests = [option_messages(targets.schema, "sex", levels["sex"].axis, i, "relationship", levels["relationship"].axis,
+                                letters=True) for i in (0, 1, 0, 1, 0, 1)]
+    server = ScriptedServer(fallback=slow_letters)
+    try:
+        together = backend(server, concurrency=3).option_probabilities_batch(requests)
+        alone = backend(server).option_probabilities_batch(requests)
+    finally:
+        server.close()
+    assert 2 <= flight["most"] <= 3
+    assert [c.probabilities for c in together] == [c.probabilities for c in alone]
+    assert together[0].probabilities[0] > 0.5 and together[1].probabilities[1] > 0.5  # male → A (Husband), female → B

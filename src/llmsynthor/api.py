@@ -15,7 +15,8 @@ def make_backend(settings: LLMSettings, *, cache: bool | None = None) -> LLMBack
 
         backend = OpenAICompatibleLLM(settings.base_url, settings.model, api_key_env=settings.api_key_env, style=settings.style,
                                       structured=settings.structured, timeout=settings.timeout,
-                                      retries=settings.transport_retries, top_p=settings.top_p)
+                                      retries=settings.transport_retries, top_p=settings.top_p,
+                                      concurrency=settings.concurrency)
     else:
         from .llm.embedded import EmbeddedLLM
         from .llm.models import DEFAULT_MODEL

@@ -115,7 +115,8 @@ class LLMSettings(_Frozen):
     )
     timeout: float = Field(default=120.0, gt=0, description="openai: seconds per request")
     transport_retries: int = Field(default=5, ge=0, description="openai: retries on timeouts, 429, 5xx, dropped connections")
-    concurrency: int = Field(default=1, ge=1, description="requests in flight at once (the embedded model serves one at a time)")
+    concurrency: int = Field(default=1, ge=1, description="requests in flight at once: plans, and the prior's option "
+                             "scorings (openai; the embedded model serves one at a time and batches scorings instead)")
     cache: bool = Field(default=True, description="replay answers to identical requests from the on-disk response cache")
     temperature: float = Field(default=0.7, ge=0, le=2, description="sampling temperature of the proposals")
     top_p: float = Field(default=0.95, gt=0, le=1, description="nucleus sampling: keep the likeliest tokens up to this probability")

@@ -47,12 +47,15 @@ class OpenAICompatibleLLM:
         or ``json_object`` force one dialect, ``none`` prompt-and-validate.
     timeout, retries, backoff, max_backoff:
         Per-request timeout (s); transport retries; first and largest backoff (s).
+    concurrency:
+        Option scorings in flight at once (:meth:`option_probabilities_batch`); a server with
+        several slots (vLLM, llama.cpp's ``llama-server --parallel N``) answers them side by side.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", style: str = "chat",
                  structured: str = "auto", timeout: float = 120.0, retries: int = 5, backoff: float = 0.5,
-                 max_backoff: float = 20.0, top_p: float = 0.95, sleep: Callable[[float], None] = time.sleep,
-                 jitter: random.Random | None = None):
+                 max_backoff: float = 20.0, top_p: float = 0.95, concurrency: int = 1,
+                 sleep: Callable[[float], None] = time.sleep, jitter: random.Random | None = None):
         try:
             import openai
         except ImportError:
@@ -70,6 +73,7 @@ class OpenAICompatibleLLM:
         if self._auto:
             self.structured = "json_schema"  # first choice; see _refused_structured
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        self.concurrency = max(1, int(concurrency))
         self._sleep, self._jitter = sleep, jitter or random.Random(0)
         self._lock = threading.Lock()
         self.transport_retries = 0
@@ -148,6 +152,15 @@ class OpenAICompatibleLLM:
         p = np.exp(log_p - log_p.max())
         return Choice(tuple(float(x) for x in p / p.sum()), int(getattr(usage, "prompt_tokens", 0) or 0),
                       time.perf_counter() - started)
+
+    def option_probabilities_batch(self, requests) -> list[Choice]:
+        """:meth:`option_probabilities` for each request, up to ``concurrency`` in flight; in request order."""
+        if self.concurrency == 1 or len(requests) < 2:
+            return [self.option_probabilities(*request) for request in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(lambda request: self.option_probabilities(*request), requests))
 
     def _first_token_logprobs(self, messages, k: int):
         """[(token, logprob)] of the ``k`` likeliest first tokens of the answer, and the usage."""
