@@ -4,7 +4,8 @@ run in the same process, at the fidelity bench_methods.py measures.
     python bench/bench_speed.py [--runs 3] [--census adult11] [--no-server] [--no-scale] [--sweep]
 
 1. The e-commerce example, 2,000 records, the default model: ``--runs`` runs from a fresh
-   response cache each, wall time from loading the model to the calibrated records (median), LLM
+   response cache each, wall time from loading the model (already assembled in the model cache)
+   to the calibrated records (median), LLM
    time, option scorings and tokens evaluated; target TVD, held-out JSD and rules broken
    (bench_methods.Scorer). Baseline in the same process: option scorings one at a time (the
    backend's batch method hidden), one run.
@@ -28,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +36,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import bench_methods as bm  # noqa: E402
+from test_server import LlamaServer, free_port  # noqa: E402
 
 from llmsynthor import Synthesizer, load_spec  # noqa: E402
 from llmsynthor.api import make_backend  # noqa: E402
+from llmsynthor.llm.cache import CachedLLM  # noqa: E402
 from llmsynthor.spec import with_overrides  # noqa: E402
 
 
@@ -58,13 +60,11 @@ def run(case: bm.Case, scorer: bm.Scorer, label: str, overrides: dict | None = N
     """One run from an empty response cache; wall time includes loading the model."""
     spec = with_overrides(load_spec(case.spec_path), overrides or {})
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["LLMSYNTHOR_CACHE"] = cache
         started = time.perf_counter()
-        backend = make_backend(spec.llm)
-        backend = wrap(backend) if wrap else backend
-        result = Synthesizer(spec, backend).run()
+        backend = CachedLLM(make_backend(spec.llm, cache=False), Path(cache) / "responses.sqlite")  # empty
+        result = Synthesizer(spec, wrap(backend) if wrap else backend).run()
         wall = time.perf_counter() - started
-        backend.close() if hasattr(backend, "close") else None
+        backend.close()
     s = scorer.score(result.records)
     usage = result.usage
     return {"label": label, "wall": wall, "llm": usage.seconds, "scorings": usage.option_scorings,
@@ -92,32 +92,12 @@ def ecommerce(runs: int) -> None:
     table("e-commerce, 2,000 records, empty response cache", [*rows, median, baseline], baseline)
 
 
-class Server:
-    """``python -m llama_cpp.server`` with the default model on a free loopback port."""
+class Server(LlamaServer):
+    """``python -m llama_cpp.server`` with the default model on a free loopback port (tests/test_server.py)."""
 
     def __init__(self):
-        from test_server import SERVE, free_port
-
-        from llmsynthor.llm.models import resolve
-
-        self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVE, "--model", str(resolve("qwen2.5-coder-1.5b").path),
-                                      "--model_alias", "qwen2.5-coder-1.5b", "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--n_ctx", "4096", "--verbose", "False"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(self.base_url + "/models", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("llama_cpp.server did not come up")
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
+        super().__init__(free_port(), "qwen2.5-coder-1.5b", n_ctx=4096)
+        self.start()
 
 
 def census(name: str, server: bool, sweep: bool, folder: Path) -> None:
@@ -133,7 +113,7 @@ def census(name: str, server: bool, sweep: bool, folder: Path) -> None:
             rows.append(run(case, scorer, "llama_cpp.server, prior on (letters, top_logprobs)",
                             {"llm.backend": "openai", "llm.base_url": srv.base_url, "llm.model": "qwen2.5-coder-1.5b"}))
         finally:
-            srv.stop()
+            srv.kill()
     table(f"{name}, n = 5,000, empty response cache", rows, baseline)
     if sweep:
         sweeps = [run(case, scorer, f"n_threads {t}, n_batch {b}", {"llm.n_threads": t, "llm.n_batch": b, "llm.n_ubatch": b})

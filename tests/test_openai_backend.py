@@ -240,3 +240,41 @@ def test_option_scorings_go_out_side_by_side_up_to_the_concurrency_and_come_back
     assert 2 <= flight["most"] <= 3
     assert [c.probabilities for c in together] == [c.probabilities for c in alone]
     assert together[0].probabilities[0] > 0.5 and together[1].probabilities[1] > 0.5  # male → A (Husband), female → B
+
+
+def test_a_failing_server_is_asked_once_not_once_per_scoring():
+    spec = parse_letter_spec()
+    from llmsynthor import load_targets
+    from llmsynthor.copula import prior_levels
+    from llmsynthor.prompts import option_messages
+
+    targets = load_targets(spec)
+    levels = prior_levels(targets)
+    requests = [option_messages(targets.schema, "sex", levels["sex"].axis, i % 2, "relationship", levels["relationship"].axis,
+                                letters=True) for i in range(8)]
+    server = ScriptedServer(fallback=lambda body: "A")  # no logprobs
+    try:
+        with pytest.raises(BackendError, match="no token probabilities"):
+            backend(server, concurrency=4).option_probabilities_batch(requests)
+    finally:
+        server.close()
+    assert len(server.requests) == 1
+
+
+def test_more_levels_than_letters_is_refused_before_any_question():
+    from llmsynthor import load_targets
+    from llmsynthor.copula import score_prior
+    from llmsynthor.spec import parse_spec
+
+    many = [f"county {k}" for k in range(30)]
+    spec = parse_spec({**LETTER_SPEC, "variables": {**LETTER_SPEC["variables"], "county": {"type": "categorical", "values": many}},
+                       "targets": [*LETTER_SPEC["targets"], {"name": "county", "variables": ["county"],
+                                                              "cells": [{"county": c, "count": 100 / 30} for c in many]}]})
+    targets = load_targets(spec)
+    server = ScriptedServer(fallback=letter_answers)
+    try:
+        with pytest.raises(BackendError, match="county: more than 26 levels"):
+            score_prior(targets, backend(server), targets.schema, letters=True)
+    finally:
+        server.close()
+    assert server.requests == []

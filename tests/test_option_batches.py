@@ -118,3 +118,146 @@ def test_batched_scoring_on_the_real_model_equals_one_request_at_a_time_in_fewer
         assert np.isclose(sum(b.probabilities), 1) and np.allclose(b.probabilities, s.probabilities, atol=0.06)
     husband, _, own_child, _ = (np.array(c.probabilities) for c in batch)
     assert husband[0] > 0.5 and own_child[2] > husband[2]  # married husbands, never-married children
+
+
+# -- the batch scorer's bookkeeping, on a fake llama.cpp context ----------------------------------
+class _FakeMemory:
+    """llama.cpp's KV memory as {sequence: {position: token}}, with the calls the scorer makes."""
+
+    def __init__(self):
+        self.seqs: dict[int, dict[int, int]] = {}
+
+    def llama_memory_seq_keep(self, memory, seq):
+        self.seqs = {seq: self.seqs.get(seq, {})}
+
+    def llama_memory_seq_rm(self, memory, seq, p0, p1):
+        self.seqs[seq] = {p: t for p, t in self.seqs.get(seq, {}).items() if p < p0}
+
+    def llama_memory_seq_cp(self, memory, source, target, p0, p1):
+        self.seqs[target] = dict(self.seqs.get(source, {}))
+
+    def llama_memory_clear(self, memory, data):
+        self.seqs = {}
+
+
+VOCAB = 50
+
+
+def _fake_logits(history) -> np.ndarray:
+    """Deterministic logits for a token history (what a model would compute from the whole sequence)."""
+    import zlib
+
+    return np.random.default_rng(zlib.crc32(bytes(str(list(history)), "ascii"))).normal(size=VOCAB)
+
+
+def fake_scorer(n_batch: int, n_seq_max: int, n_ctx: int = 4096):
+    """A PrefixBatchScorer whose decode checks every row against the memory (each sequence's positions
+    continue what it holds, sequence ids and batch size within the limits) and computes logits from
+    the sequence's whole history."""
+    import types
+
+    from llmsynthor.llm.llama_batch import PrefixBatchScorer
+
+    scorer = PrefixBatchScorer.__new__(PrefixBatchScorer)
+    memory = _FakeMemory()
+    batch = types.SimpleNamespace(token=[0] * n_batch, pos=[0] * n_batch, n_seq_id=[0] * n_batch, logits=[False] * n_batch,
+                                  seq_id=[[0] * n_seq_max for _ in range(n_batch)], n_tokens=0)
+    outputs = {}
+
+    def decode(_):
+        outputs.clear()
+        assert batch.n_tokens <= n_batch
+        for i in range(batch.n_tokens):
+            seqs = [batch.seq_id[i][k] for k in range(batch.n_seq_id[i])]
+            for seq in seqs:
+                assert 0 <= seq < n_seq_max
+                held = memory.seqs.setdefault(seq, {})
+                assert sorted(held) == list(range(batch.pos[i])), "a sequence's positions must continue what it holds"
+                held[batch.pos[i]] = batch.token[i]
+            if batch.logits[i]:
+                held = memory.seqs[seqs[0]]
+                outputs[i] = _fake_logits(held[p] for p in range(batch.pos[i] + 1))
+
+    scorer._lib, scorer._ctx = memory, types.SimpleNamespace(memory=None, decode=decode)
+    scorer._batch = types.SimpleNamespace(batch=batch)
+    scorer._logits = lambda row: outputs[row]
+    scorer.n_vocab, scorer.n_ctx, scorer.n_batch, scorer.n_seq_max = VOCAB, n_ctx, n_batch, n_seq_max
+    scorer._shared, scorer.passes = [], 0
+    return scorer
+
+
+def trie_walk(prompt, paths) -> np.ndarray:
+    """The reference: one request, every branching point on its own."""
+    from llmsynthor.llm.llama_batch import _Request
+
+    out = np.zeros(len(paths))
+    for prefix, members in _Request(prompt, paths).branches().items():
+        tokens = sorted({paths[i][len(prefix)] for i in members})
+        logits = _fake_logits(list(prompt) + list(prefix))[tokens]
+        z = logits - np.logaddexp.reduce(logits)
+        for i in members:
+            out[i] += z[tokens.index(paths[i][len(prefix)])]
+    return out
+
+
+@pytest.mark.parametrize("n_batch, n_seq_max", [(512, 64), (64, 8), (16, 4)])
+def test_batched_scores_equal_the_trie_walk_whatever_the_limits(n_batch, n_seq_max):
+    rng = np.random.default_rng(n_batch)
+    scorer = fake_scorer(n_batch, n_seq_max)
+    for _ in range(40):
+        base = list(rng.integers(1, VOCAB, rng.integers(5, 40)))
+        prompts = [(base if rng.random() < 0.8 else list(rng.integers(1, VOCAB, 20))) + list(rng.integers(1, VOCAB, rng.integers(1, 8)))
+                   for _ in range(rng.integers(1, 12))]
+        paths = [[list(rng.integers(1, 4, rng.integers(1, 4))) for _ in range(rng.integers(2, 7))] for _ in prompts]
+        scores, _ = scorer.score(prompts, paths)
+        for prompt, options, got in zip(prompts, paths, scores):
+            assert np.allclose(got, trie_walk(prompt, options))
+
+
+def test_a_request_with_more_branching_points_than_sequences_is_spread_over_passes():
+    rng = np.random.default_rng(7)
+    prompt = list(rng.integers(1, VOCAB, 30))
+    paths = [[int(a), int(b), int(c)] for a, b, c in rng.integers(1, 6, (100, 3))]  # 100 options, dozens of branching points
+    scorer = fake_scorer(512, 8)
+    (got,), _ = scorer.score([prompt], [paths])
+    assert scorer.passes > 3 and np.allclose(got, trie_walk(prompt, paths))
+
+
+def test_the_questions_about_one_variable_share_two_passes():
+    rng = np.random.default_rng(3)
+    base = list(rng.integers(1, VOCAB, 200))
+    prompts = [base + [int(level), 7, 8] for level in range(1, 8)]
+    paths = [[[1], [2, 3], [2, 4]]] * len(prompts)
+    scorer = fake_scorer(512, 64)
+    scores, evaluated = scorer.score(prompts, paths)
+    assert scorer.passes == 2 and evaluated == 200 + 7 * (3 + 1)  # the shared beginning once; each tail and its deeper branch
+    again, evaluated = scorer.score(prompts, paths)  # the shared beginning is still held
+    assert scorer.passes == 3 and evaluated == 7 * 4 and all(np.allclose(a, b) for a, b in zip(scores, again))
+
+
+def test_the_cache_keeps_the_chunks_scored_before_a_failure(tmp_path):
+    from llmsynthor import BackendError
+
+    targets = load_targets(parse_spec(SPEC))
+    requests = requests_for(targets, "relationship", "marital") + requests_for(targets, "relationship", "sex")
+
+    class FailsOnTheSecondChunk(Counting):
+        def option_probabilities_batch(self, requests):
+            if self.batches:
+                raise BackendError("gone")
+            return super().option_probabilities_batch(requests)
+
+    inner = FailsOnTheSecondChunk()
+    cached = CachedLLM(inner, tmp_path / "r.sqlite")
+    cached.chunk = 3
+    with pytest.raises(BackendError):
+        cached.option_probabilities_batch(requests)
+    again = CachedLLM(Counting(), tmp_path / "r.sqlite")
+    assert [c.cached for c in again.option_probabilities_batch(requests)] == [True] * 3 + [False] * 5
+
+
+def test_n_ubatch_above_n_batch_is_refused():
+    from llmsynthor import SpecError
+
+    with pytest.raises(SpecError, match="n_ubatch"):
+        parse_spec({**SPEC, "llm": {"n_batch": 128, "n_ubatch": 512}})

@@ -37,9 +37,8 @@ SERVE = ("import runpy; from llmsynthor.llm.embedded import avoid_amx_buffers; a
 
 
 class LlamaServer:
-    def __init__(self, port: int, model: str = "gemma3-270m"):
-        self.port = port
-        self.model = model
+    def __init__(self, port: int, model: str = "gemma3-270m", n_ctx: int = 2048):
+        self.port, self.model, self.n_ctx = port, model, n_ctx
         self.proc = None
 
     @property
@@ -50,10 +49,10 @@ class LlamaServer:
         model = resolve(self.model).path
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVE, "--model", str(model), "--model_alias", self.model,
-             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--verbose", "False"],
+             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--verbose", "False"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 120
+        deadline = time.time() + 180
         while time.time() < deadline:
             try:
                 with urllib.request.urlopen(self.base_url + "/models", timeout=1):

@@ -485,7 +485,7 @@ def suggest_constraints(
 
     Example: `llmsynthor suggest-constraints examples/ecommerce/spec.yaml --yaml > suggested.yaml`
     """
-    from .copula import PHRASINGS, pairs_to_score, prior_levels, score_prior
+    from .copula import PHRASINGS, asking_order, pairs_to_score, prior_levels, score_prior
     from .llm.base import can_score_options
     from .steps import by_letter
     from .suggest import suggest
@@ -504,7 +504,7 @@ def suggest_constraints(
 
             check_cache_folder()
         levels = prior_levels(targets)
-        free, crossed = pairs_to_score(targets, levels)
+        free, crossed = (asking_order(pairs, levels) for pairs in pairs_to_score(targets, levels))
         from .api import make_backend
 
         err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"

@@ -24,8 +24,9 @@ from itertools import combinations, permutations
 
 import numpy as np
 
+from .errors import BackendError
 from .llm.base import score_options
-from .prompts import option_messages
+from .prompts import LETTERS, option_messages
 from .schema import Schema
 from .tables import Axis, Targets, TargetTable
 from .tempering import check_prior, true_lift
@@ -140,6 +141,13 @@ def pairs_to_score(targets: Targets, levels: dict[str, Levels]) -> tuple[list[tu
     return free, checked
 
 
+def asking_order(pairs: list[tuple[str, str]], levels: dict[str, Levels]) -> list[tuple[str, str]]:
+    """The order :func:`score_prior` asks (context, answer) ``pairs`` in: grouped by the variable asked
+    about, whose question and options open every prompt of its group (scored together)."""
+    names = list(levels)
+    return sorted(pairs, key=lambda pair: names.index(pair[1]))
+
+
 PHRASINGS = ("plain", "shares")  # how a pair is asked: the options alone, or with their target shares
 
 
@@ -158,7 +166,11 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: b
     levels = prior_levels(targets)
     prior = PairwisePrior(levels)
     free, checked = pairs_to_score(targets, levels)
-    names = list(levels)
+    asked = {a for _, a in free + checked} | ({c for c, _ in free + checked} if both_directions else set())
+    too_many = sorted(name for name in asked if levels[name].axis.size > len(LETTERS))
+    if letters and too_many:  # before any question is asked
+        raise BackendError(f"{', '.join(too_many)}: more than {len(LETTERS)} levels, and this backend reads answers by letter "
+                           "(synthesis.prior_answers); use the embedded backend (prior_answers: text), or fewer levels")
 
     def conditionals(pairs, phrasing):  # (c, a) -> [|c|, |a|]: P(a | c), asked once per level of c
         requests, rows = [], []
@@ -175,10 +187,9 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: b
         return {pair: np.array(p) for pair, p in out.items()}
 
     def lifts_of(pairs, phrasing):  # P(a | c) over its average
-        out = {}
-        for answer in names:  # grouped by the variable asked about: its question and options open every prompt
-            group = [(c, a) for c, a in pairs if a == answer]
-            for (c, a), p in conditionals(group, phrasing).items():
+        out, ordered = {}, asking_order(pairs, levels)
+        for answer in dict.fromkeys(a for _, a in ordered):
+            for (c, a), p in conditionals([pair for pair in ordered if pair[1] == answer], phrasing).items():
                 out[(c, a)] = np.clip(p / np.maximum(targets.shares(c, levels[c].axis) @ p, 1e-12), *LIFT_RANGE)
         return out
 

@@ -141,6 +141,8 @@ class LLMSettings(_Frozen):
     def _endpoint(self) -> LLMSettings:
         if self.backend == "openai" and (not self.base_url or not self.model):
             raise ValueError("backend 'openai' needs both 'base_url' (e.g. http://localhost:8000/v1) and 'model'")
+        if self.n_ubatch > self.n_batch:
+            raise ValueError(f"n_ubatch ({self.n_ubatch}) must be at most n_batch ({self.n_batch})")
         return self
 
 

@@ -78,7 +78,7 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
         return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=joint,
                            phrasings=phrasings if joint else ("plain",), both_directions=settings.prior_directions == "both",
                            letters=by_letter(settings, llm))
-    except (BackendError, ValueError) as exc:  # ValueError: more options than letters
+    except BackendError as exc:
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")
         return None

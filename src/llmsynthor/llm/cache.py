@@ -30,6 +30,8 @@ def default_path() -> Path:
 class CachedLLM:
     """Wraps a backend; answers from ``path`` when the same request was answered before."""
 
+    chunk = 64  # option scorings sent to the backend together, then stored
+
     def __init__(self, inner: LLMBackend, path: Path):
         self.inner = inner
         self.path = Path(path)
@@ -91,9 +93,11 @@ class CachedLLM:
         with self._lock:
             self.hits += sum(choice is not None for choice in out)
         missing = [k for k, choice in enumerate(out) if choice is None]
-        for k, choice in zip(missing, score_options(self.inner, [requests[k] for k in missing])):
-            self._store(keys[k], {"probabilities": choice.probabilities})
-            out[k] = choice
+        for start in range(0, len(missing), self.chunk):  # stored chunk by chunk: a failure keeps what was paid for
+            chunk = missing[start:start + self.chunk]
+            for k, choice in zip(chunk, score_options(self.inner, [requests[k] for k in chunk])):
+                self._store(keys[k], {"probabilities": choice.probabilities})
+                out[k] = choice
         return out
 
     def _store(self, key: str, record: dict) -> None:

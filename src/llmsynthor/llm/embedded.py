@@ -117,6 +117,8 @@ class EmbeddedLLM:
         seconds are its share of the batch's."""
         import numpy as np
 
+        if not requests:
+            return []
         started = time.perf_counter()
         llm = self._llm
         with self._lock:

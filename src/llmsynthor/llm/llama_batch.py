@@ -8,9 +8,10 @@ once (sequence 0, kept for the next batch while it still matches) and the reques
 option tokens that lead to every later branching point, are evaluated in as few passes as the batch
 size allows, each tail in a sequence of its own that sees the shared beginning and nothing else.
 
-The probabilities are those of :meth:`EmbeddedLLM.option_probabilities`'s trie walk: at every point
-where the options branch, a softmax over the branches' next tokens; an option's log probability is
-the sum along its path. Only llama.cpp's low-level API is used; the context is separate from the
+The probabilities are those of a walk over the options' token trie: at every point where the
+options branch, a softmax over the branches' next tokens; an option's log probability is the sum
+along its path, as constrained decoding would pick it. A request whose branching points do not fit
+one pass (more than ``n_seq_max`` sequences, or ``n_batch`` tokens) is spread over several. Only llama.cpp's low-level API is used; the context is separate from the
 one that writes completions, so neither evicts the other's cached prefix.
 """
 
@@ -140,30 +141,30 @@ class PrefixBatchScorer:
         for r in requests[1:]:
             shared = min(shared, common_prefix(requests[0].prompt, r.prompt))
         branches = [r.branches() for r in requests]
-        sizes = [len(r.prompt) - shared + sum(len(prefix) for prefix in b) for r, b in zip(requests, branches)]
         out = [np.zeros(len(r.paths)) for r in requests]
-        alone = [r for r, size in enumerate(sizes) if size > self.n_batch or len(branches[r]) + 1 >= self.n_seq_max]
-        if alone and len(requests) == 1:
-            raise BackendError(f"a scoring request needs {sizes[0]} tokens in one pass; n_batch is {self.n_batch}")
         evaluated = 0
-        for r in alone:  # too long to share a pass with others: its own prompt is its shared beginning
+        long = [r for r, request in enumerate(requests) if len(request.prompt) - shared >= self.n_batch]
+        for r in long:  # a tail too long to share a pass: the request's own prompt is its shared beginning
             single, n = self._score_group([requests[r].prompt], [requests[r].paths])
             out[r], evaluated = single[0], evaluated + n
         evaluated += self._hold(requests[0].prompt[:shared])
-        pending = [r for r in range(len(requests)) if r not in alone]
-        while pending:
+        units = [unit for r in range(len(requests)) if r not in long
+                 for unit in self._units(r, len(requests[r].prompt) - shared, branches[r], shared)]
+        while units:
             rows, reads, seq, taken = [], [], 1, 0  # reads: (batch row, request, branch prefix)
-            for r in pending:
-                request, deeper = requests[r], [prefix for prefix in branches[r] if prefix]
+            for r, prefixes in units:
+                request, deeper = requests[r], [prefix for prefix in prefixes if prefix]
+                size = len(request.prompt) - shared + sum(map(len, deeper))
                 seqs = tuple(range(seq, seq + 1 + len(deeper)))
-                if taken and (len(rows) + sizes[r] > self.n_batch or seqs[-1] >= self.n_seq_max
-                              or shared + len(rows) + sizes[r] >= self.n_ctx):
+                if taken and (len(rows) + size > self.n_batch or seqs[-1] >= self.n_seq_max
+                              or shared + len(rows) + size >= self.n_ctx):
                     break
                 for k in seqs:
                     self._lib.llama_memory_seq_cp(self._ctx.memory, 0, k, -1, -1)
                 rows += [(token, shared + j, seqs, False) for j, token in enumerate(request.prompt[shared:])]
-                rows[-1] = (*rows[-1][:3], True)
-                reads.append((len(rows) - 1, r, ()))
+                if () in prefixes:
+                    rows[-1] = (*rows[-1][:3], True)
+                    reads.append((len(rows) - 1, r, ()))
                 for k, prefix in zip(seqs[1:], deeper):
                     rows += [(token, len(request.prompt) + j, (k,), j == len(prefix) - 1) for j, token in enumerate(prefix)]
                     reads.append((len(rows) - 1, r, prefix))
@@ -172,14 +173,29 @@ class PrefixBatchScorer:
             self._decode()
             evaluated += len(rows)
             for row, r, prefix in reads:
-                members = branches[r].get(prefix)
-                if members is None:  # every option begins with the same token: no choice is made here
-                    continue
+                members = branches[r][prefix]
                 tokens = sorted({requests[r].paths[i][len(prefix)] for i in members})
                 logits = self._logits(row)[tokens].astype(np.float64)
                 z = logits - np.logaddexp.reduce(logits)
                 for i in members:
                     out[r][i] += z[tokens.index(requests[r].paths[i][len(prefix)])]
             self._lib.llama_memory_seq_keep(self._ctx.memory, 0)
-            pending = pending[taken:]
+            units = units[taken:]
         return out, evaluated
+
+    def _units(self, r: int, tail: int, branches: dict, shared: int) -> list[tuple[int, list[tuple[int, ...]]]]:
+        """Request ``r``'s branching points in as few passes as the limits allow: each pass evaluates the
+        request's tail (``tail`` tokens) and, in a sequence of its own, the option tokens leading to each
+        of its deeper branching points."""
+        limit = min(self.n_batch, self.n_ctx - shared - 1)
+        units, unit, size = [], [], tail
+        for prefix in sorted(branches, key=len):  # the root (read at the tail's end) first
+            if tail + len(prefix) > limit:
+                raise BackendError(f"scoring an option needs {tail + len(prefix)} tokens in one llama.cpp pass; "
+                                   f"n_batch is {self.n_batch} (llm.n_batch)")
+            if unit and (size + len(prefix) > limit or sum(map(bool, unit)) + bool(prefix) + 1 >= self.n_seq_max):
+                units.append((r, unit))
+                unit, size = [], tail
+            unit.append(prefix)
+            size += len(prefix)
+        return units + [(r, unit)] if unit else units

@@ -132,8 +132,9 @@ class OpenAICompatibleLLM:
         """The probability of each option as the answer's first token, from the server's
         ``top_logprobs`` (at most 20) over one generated token, renormalized over the options. Options
         must be single tokens such as letters, and ``answer_prefix`` empty (a chat endpoint cannot
-        continue an answer begun for it). Variants of an option's token (" A", "A") are added up; an
-        option absent from the top 20 is given the least probability listed (it has at most that)."""
+        continue an answer begun for it). Variants of an option's token (" A", "A", "A)") are added up; an
+        option absent from the top 20 is given the least probability listed (it has at most that).
+        Through ``style: completion`` at most 5 are listed (OpenAI's limit)."""
         if answer_prefix:
             raise BackendError(f"{self.name} cannot continue an answer begun for it; ask for options by letter")
         started = time.perf_counter()
@@ -141,10 +142,10 @@ class OpenAICompatibleLLM:
         if not top:
             raise BackendError(f"{self.name} returned no token probabilities (logprobs); the pairwise prior needs a server "
                                "that returns them (OpenAI, vLLM, llama.cpp's server), or set synthesis.pairwise_prior: false")
-        wanted = {option.strip().lower(): j for j, option in enumerate(options)}
+        wanted = {option.strip(): j for j, option in enumerate(options)}
         found = [[] for _ in options]
         for token, logprob in top:
-            j = wanted.get(token.strip().strip(".):").lower())
+            j = wanted.get(token.strip().rstrip(".):"))
             if j is not None:
                 found[j].append(logprob)
         floor = min(logprob for _, logprob in top)
@@ -159,15 +160,20 @@ class OpenAICompatibleLLM:
             return [self.option_probabilities(*request) for request in requests]
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(lambda request: self.option_probabilities(*request), requests))
+        first = self.option_probabilities(*requests[0])  # a server that fails (no logprobs, a bad key) fails once
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests) - 1))
+        try:
+            futures = [pool.submit(self.option_probabilities, *request) for request in requests[1:]]
+            return [first] + [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # on a failure, what has not started is not sent
 
     def _first_token_logprobs(self, messages, k: int):
         """[(token, logprob)] of the ``k`` likeliest first tokens of the answer, and the usage."""
         if self.style == "completion":
             prompt = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
             out = self._client.completions.create(model=self.model, prompt=prompt, max_tokens=1, temperature=0.0,
-                                                  logprobs=k, seed=0)
+                                                  logprobs=min(k, 5), seed=0)  # OpenAI's /completions lists at most 5
             logprobs = out.choices[0].logprobs
             top = (getattr(logprobs, "top_logprobs", None) or [None])[0] if logprobs else None
             return list((top or {}).items()), out.usage
