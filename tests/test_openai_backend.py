@@ -278,3 +278,13 @@ def test_more_levels_than_letters_is_refused_before_any_question():
     finally:
         server.close()
     assert server.requests == []
+
+
+def test_answers_that_name_no_option_are_counted_and_noted():
+    spec = parse_letter_spec()
+    server = ScriptedServer(fallback=lambda body: {"content": "The", "top_logprobs": [("The", -0.1), ("**", -2.5)]})
+    try:
+        result = Synthesizer(spec, backend(server)).run()
+    finally:
+        server.close()
+    assert any(note.startswith("2 of the prior's questions got none of their options") for note in result.notes), result.notes

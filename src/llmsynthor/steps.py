@@ -75,9 +75,14 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
     try:
         joint = settings.records != "proposals"
         phrasings = PHRASINGS if settings.prior_phrasing == "auto" else (settings.prior_phrasing,)
-        return score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=joint,
-                           phrasings=phrasings if joint else ("plain",), both_directions=settings.prior_directions == "both",
-                           letters=by_letter(settings, llm))
+        unlisted = getattr(llm, "unlisted_answers", 0)
+        prior = score_prior(targets, llm, targets.schema, on_call=usage.add_scoring, check=joint,
+                            phrasings=phrasings if joint else ("plain",), both_directions=settings.prior_directions == "both",
+                            letters=by_letter(settings, llm))
+        if missed := getattr(llm, "unlisted_answers", 0) - unlisted:
+            notes.append(f"{missed} of the prior's questions got none of their options among {llm.name}'s top logprobs "
+                         "and were read as uniform (the model answered something else than a letter)")
+        return prior
     except BackendError as exc:
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")

@@ -78,6 +78,7 @@ class OpenAICompatibleLLM:
         self._lock = threading.Lock()
         self.transport_retries = 0
         self.structured_fallbacks = 0
+        self.unlisted_answers = 0  # option scorings whose options were all missing from the top logprobs (read as uniform)
         key = os.environ.get(api_key_env) or "not-needed"  # local servers accept any key
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0)
 
@@ -148,6 +149,9 @@ class OpenAICompatibleLLM:
             j = wanted.get(token.strip().rstrip(".):"))
             if j is not None:
                 found[j].append(logprob)
+        if not any(found):
+            with self._lock:
+                self.unlisted_answers += 1
         floor = min(logprob for _, logprob in top)
         log_p = np.array([np.logaddexp.reduce(values) if values else floor for values in found])
         p = np.exp(log_p - log_p.max())
