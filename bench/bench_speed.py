@@ -68,12 +68,12 @@ def run(case: bm.Case, scorer: bm.Scorer, label: str, overrides: dict | None = N
     s = scorer.score(result.records)
     usage = result.usage
     return {"label": label, "wall": wall, "llm": usage.seconds, "scorings": usage.option_scorings,
-            "calls": usage.calls, "tokens": usage.prompt_tokens, "tvd": s["target_tvd"], "heldout": s["heldout_jsd"],
+            "calls": usage.calls, "tokens": usage.evaluated_tokens, "tvd": s["target_tvd"], "heldout": s["heldout_jsd"],
             "rules": s["rules_any"], "distinct": s["distinct"]}
 
 
 def table(title: str, rows: list[dict], baseline: dict | None = None) -> None:
-    print(f"\n### {title}\n\n| run | wall s | LLM s | × baseline (wall) | scorings | plan calls | prompt tokens | target TVD | held-out JSD | rules broken | distinct |")
+    print(f"\n### {title}\n\n| run | wall s | LLM s | × baseline (wall) | scorings | plan calls | prompt tokens evaluated | target TVD | held-out JSD | rules broken | distinct |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = f"{r['wall'] / baseline['wall']:.2f}" if baseline else "–"

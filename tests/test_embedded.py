@@ -100,3 +100,15 @@ def test_a_test_without_the_model_marker_cannot_load_a_model():
     """The fast lane (`pytest -m "not model"`) stays fast: conftest refuses unmarked model loads."""
     with pytest.raises(AssertionError, match="mark it @pytest.mark.model"):
         EmbeddedLLM("gemma3-270m", n_ctx=512)
+
+
+@pytest.mark.model
+def test_a_call_that_shares_the_previous_prompts_beginning_evaluates_only_the_rest(gemma):
+    """llama.cpp keeps the longest common prefix of the previous call: the usage says how many prompt
+    tokens were evaluated, not only how many were sent."""
+    system = {"role": "system", "content": "You write JSON about customers of an online shop. " * 8}
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    first = gemma.complete_json([system, {"role": "user", "content": "How many?"}], schema, max_tokens=8, temperature=0, seed=1)
+    second = gemma.complete_json([system, {"role": "user", "content": "How many now?"}], schema, max_tokens=8, temperature=0, seed=1)
+    assert 0 < first.evaluated_tokens <= first.prompt_tokens
+    assert 0 < second.evaluated_tokens < second.prompt_tokens - 50  # the system message was reused

@@ -261,3 +261,17 @@ def test_n_ubatch_above_n_batch_is_refused():
 
     with pytest.raises(SpecError, match="n_ubatch"):
         parse_spec({**SPEC, "llm": {"n_batch": 128, "n_ubatch": 512}})
+
+
+def test_usage_counts_the_prompt_tokens_evaluated_apart_from_those_sent():
+    from llmsynthor.llm.base import Completion
+    from llmsynthor.requesting import LLMUsage
+
+    usage = LLMUsage()
+    usage.add(Completion("{}", prompt_tokens=300, completion_tokens=5, seconds=1.0, evaluated_tokens=40))  # prefix reused
+    usage.add(Completion("{}", prompt_tokens=300, completion_tokens=5, seconds=0.0, cached=True))  # from the cache
+    usage.add(Completion("{}", prompt_tokens=120, completion_tokens=5, seconds=1.0))  # a server: as sent
+    usage.add_scoring(Choice((0.5, 0.5), 25, 0.1))
+    assert usage.prompt_tokens == 745 and usage.evaluated_tokens == 40 + 120 + 25
+    assert LLMUsage.from_dict(usage.as_dict()).evaluated_tokens == 185
+    assert LLMUsage.from_dict({k: v for k, v in usage.as_dict().items() if k != "prompt_tokens_evaluated"}).evaluated_tokens == 0

@@ -185,7 +185,8 @@ def _summary(converged: bool, data: dict, manifest_path: Path) -> str:
     else:
         scored = ""
     return (f"{'converged' if converged else 'NOT converged (see manifest)'} · {llm['calls']} LLM calls{scored} · "
-            f"{llm['cache_hits']} from cache · {llm['prompt_tokens']}+{llm['completion_tokens']} tokens · "
+            f"{llm['cache_hits']} from cache · {llm['prompt_tokens']}+{llm['completion_tokens']} tokens"
+            + (f" ({llm['prompt_tokens_evaluated']} prompt tokens evaluated)" if "prompt_tokens_evaluated" in llm else "") + " · "
             f"wall {t['wall_seconds']:.1f}s (LLM {t['llm_seconds']:.1f}s) · manifest {manifest_path}")
 
 

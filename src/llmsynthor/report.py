@@ -119,7 +119,8 @@ def _run_section(manifest: dict, figure: _Figures) -> str:
             ["converged", manifest.get("converged")], ["iterations", len(iterations)],
             ["LLM calls", llm.get("calls")], ["from cache", llm.get("cache_hits")],
             ["option scorings (pairwise prior)", llm.get("option_scorings")],
-            ["prompt tokens", llm.get("prompt_tokens")], ["completion tokens", llm.get("completion_tokens")],
+            ["prompt tokens", llm.get("prompt_tokens")], ["prompt tokens evaluated", llm.get("prompt_tokens_evaluated")],
+            ["completion tokens", llm.get("completion_tokens")],
             ["invalid responses", llm.get("invalid_responses")], ["accepted proposals", llm.get("accepted_proposals")],
             ["records per LLM call", manifest.get("records_per_llm_call")],
             ["wall seconds", t.get("wall_seconds")], ["LLM seconds", t.get("llm_seconds")], ["non-LLM share", t.get("non_llm_share")]]

@@ -37,6 +37,7 @@ class LLMUsage:
     option_scorings: int = 0  # questions scored for the pairwise prior, one per context level (not in ``calls``)
     option_seconds: float = 0.0  # their model time (part of ``seconds``)
     skipped_plans: int = 0  # plan requests not sent: the focus fixed every variable, the model had nothing to decide
+    evaluated_tokens: int = 0  # prompt tokens the model evaluated (reused prefixes and cache hits excluded; servers: as sent)
 
     def add(self, completion: Completion) -> None:
         self.calls += 1
@@ -44,11 +45,15 @@ class LLMUsage:
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.seconds += completion.seconds
+        if not completion.cached:
+            known = completion.evaluated_tokens
+            self.evaluated_tokens += completion.prompt_tokens if known is None else known
 
     def add_scoring(self, choice: Choice) -> None:
         """One option scoring of the pairwise prior (counted apart from calls and their cache hits)."""
         self.option_scorings += 1
         self.prompt_tokens += choice.prompt_tokens
+        self.evaluated_tokens += choice.prompt_tokens
         self.seconds += choice.seconds
         self.option_seconds += choice.seconds
 
@@ -72,6 +77,7 @@ class LLMUsage:
             "option_scorings": self.option_scorings,
             "option_scoring_seconds": round(self.option_seconds, 3),
             "skipped_plan_calls": self.skipped_plans,
+            "prompt_tokens_evaluated": self.evaluated_tokens,
         }
 
     @classmethod
@@ -79,7 +85,8 @@ class LLMUsage:
         return cls(data["calls"], data["cache_hits"], data["prompt_tokens"], data["completion_tokens"], data["seconds"],
                    data["invalid_responses"], data["failed_steps"], data["accepted_proposals"],
                    Counter(data["rejected_proposals_by_reason"]), Counter(data["corrections_by_reason"]),
-                   data.get("option_scorings", 0), data.get("option_scoring_seconds", 0.0), data.get("skipped_plan_calls", 0))
+                   data.get("option_scorings", 0), data.get("option_scoring_seconds", 0.0), data.get("skipped_plan_calls", 0),
+                   data.get("prompt_tokens_evaluated", 0))
 
 
 @dataclass

@@ -20,6 +20,7 @@ class Completion:
     completion_tokens: int
     seconds: float
     cached: bool = False
+    evaluated_tokens: int | None = None  # prompt tokens the model had to evaluate (the rest reused); None: unknown
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Choice:
     """How likely a backend finds each option as the continuation of an answer."""
 
     probabilities: tuple[float, ...]  # renormalized over the options
-    prompt_tokens: int
+    prompt_tokens: int  # tokens evaluated for it (embedded: its share of a batch) or sent (servers)
     seconds: float
     cached: bool = False
 

@@ -148,9 +148,12 @@ class EmbeddedLLM:
         return {"backend": "embedded", "sha256": self.model_file.sha256, "top_p": self.top_p, "top_k": self.top_k}
 
     def complete_json(self, messages, schema, *, max_tokens, temperature, seed) -> Completion:
+        from .llama_batch import common_prefix
+
         started = time.perf_counter()
         try:
             with self._lock:  # one llama.cpp context serves one request at a time
+                held = self._llm.input_ids[: self._llm.n_tokens].tolist()  # llama.cpp keeps the longest common prefix
                 out = self._llm.create_chat_completion(
                     messages=messages,
                     response_format={"type": "json_object", "schema": schema},
@@ -160,12 +163,15 @@ class EmbeddedLLM:
                     top_k=self.top_k,
                     seed=seed,
                 )
+                usage = out.get("usage") or {}
+                sent = int(usage.get("prompt_tokens", 0))
+                reused = min(common_prefix(held, self._llm.input_ids[:sent].tolist()), max(sent - 1, 0))
         except ValueError as exc:  # e.g. the prompt does not fit the context
             raise BackendError(f"llama.cpp rejected the request: {exc}") from None
-        usage = out.get("usage") or {}
         return Completion(
             text=out["choices"][0]["message"]["content"] or "",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            prompt_tokens=sent,
             completion_tokens=int(usage.get("completion_tokens", 0)),
             seconds=time.perf_counter() - started,
+            evaluated_tokens=sent - reused,
         )
