@@ -13,6 +13,7 @@ import time
 
 from ..errors import BackendError
 from .base import Choice, Completion
+from .llama_batch import PrefixBatchScorer, common_prefix
 from .models import ModelFile, resolve
 
 _PATCHED = threading.Lock()
@@ -126,8 +127,6 @@ class EmbeddedLLM:
             paths = [[llm.tokenize(o.encode("utf-8"), add_bos=False, special=False) for o in options]
                      for _, _, options in requests]
             if self._scorer is None:
-                from .llama_batch import PrefixBatchScorer
-
                 self._scorer = PrefixBatchScorer(llm, n_batch=self.n_batch, n_ubatch=self.n_ubatch)
             log_ps, evaluated = self._scorer.score(prompts, paths)
         seconds = (time.perf_counter() - started) / len(requests)
@@ -148,8 +147,6 @@ class EmbeddedLLM:
         return {"backend": "embedded", "sha256": self.model_file.sha256, "top_p": self.top_p, "top_k": self.top_k}
 
     def complete_json(self, messages, schema, *, max_tokens, temperature, seed) -> Completion:
-        from .llama_batch import common_prefix
-
         started = time.perf_counter()
         try:
             with self._lock:  # one llama.cpp context serves one request at a time

@@ -100,8 +100,8 @@ class OpenAICompatibleLLM:
 
     def _request(self, messages, schema, *, max_tokens, temperature, seed):
         if self.style == "completion":
-            prompt = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in self._with_schema_in_prompt(messages, schema))
-            out = self._client.completions.create(model=self.model, prompt=prompt + "\n\nASSISTANT:", max_tokens=max_tokens,
+            prompt = _completion_prompt(self._with_schema_in_prompt(messages, schema))
+            out = self._client.completions.create(model=self.model, prompt=prompt, max_tokens=max_tokens,
                                                   temperature=temperature, top_p=self.top_p, seed=seed)
             return out.choices[0].text or "", out.usage
         kwargs = {}
@@ -175,8 +175,7 @@ class OpenAICompatibleLLM:
     def _first_token_logprobs(self, messages, k: int):
         """[(token, logprob)] of the ``k`` likeliest first tokens of the answer, and the usage."""
         if self.style == "completion":
-            prompt = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
-            out = self._client.completions.create(model=self.model, prompt=prompt, max_tokens=1, temperature=0.0,
+            out = self._client.completions.create(model=self.model, prompt=_completion_prompt(messages), max_tokens=1, temperature=0.0,
                                                   logprobs=min(k, 5), seed=0)  # OpenAI's /completions lists at most 5
             logprobs = out.choices[0].logprobs
             top = (getattr(logprobs, "top_logprobs", None) or [None])[0] if logprobs else None
@@ -225,6 +224,11 @@ class OpenAICompatibleLLM:
             delay = self._jitter.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))  # full jitter
         self._sleep(delay)
         return attempt + 1
+
+
+def _completion_prompt(messages) -> str:
+    """Chat messages as one plain prompt for ``/completions`` (``style: completion``), ending where the answer begins."""
+    return "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
 
 
 def _detail(exc) -> str:
