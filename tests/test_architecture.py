@@ -16,15 +16,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmsynthor"
 # low to high; a module may import modules of its own layer or of lower ones
 LAYERS = [
     ("foundations", {"errors", "metrics", "schema", "urls", "memory"}),
-    ("declarations", {"spec", "tables", "spec_format"}),
+    ("declarations", {"spec", "tables", "spec_format", "households.spec"}),
     ("statistics", {"consistency", "statistics", "discrepancy", "shapes", "rules", "records", "checkpoint"}),
-    ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint"}),
+    ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint",
+                                         "households.controls", "households.balance", "households.candidates",
+                                         "households.evaluation"}),
     ("LLM backends", {"llm", "llm.base", "llm.models", "llm.embedded", "llm.llama_batch", "llm.openai_compat", "llm.cache"}),
-    ("what the LLM is asked and what its answers become", {"prompts", "copula", "focus", "proposals", "suggest"}),
+    ("what the LLM is asked and what its answers become", {"prompts", "copula", "focus", "proposals", "suggest", "households.compose"}),
     ("the loop's parts", {"pool", "requesting", "steps", "finish", "result"}),
-    ("the loop", {"synthesizer"}),
-    ("outputs and the short path", {"api", "output", "report"}),
-    ("the command and the package", {"cli", "__init__"}),
+    ("the loop", {"synthesizer", "households.synthesizer"}),
+    ("outputs and the short path", {"api", "output", "report", "households.output"}),
+    ("the command and the package", {"cli", "__init__", "households"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 LLM_BACKENDS = {m for m in LAYER_OF if m == "llm" or m.startswith("llm.")}
