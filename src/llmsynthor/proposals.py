@@ -88,7 +88,9 @@ def plan_schema(schema: Schema, max_proposals: int, omit: frozenset[str] = froze
     }
 
 
-def _range(raw, var, name: str, report: ParseReport) -> tuple[float, float] | None:
+def parse_range(raw, var, name: str, report: ParseReport) -> tuple[float, float] | None:
+    """A numeric value or [min, max] pair checked against ``var``: swapped, clamped to the domain and
+    to whole numbers where it must be (each correction counted in ``report``), or None when unusable."""
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         raw = [raw, raw]
     if not (isinstance(raw, (list, tuple)) and len(raw) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
@@ -132,7 +134,7 @@ def validate_proposal(raw, schema: Schema, report: ParseReport, iteration: int =
                 return None
             values[name] = value
         else:
-            rng = _range(raw[name], var, name, report)
+            rng = parse_range(raw[name], var, name, report)
             if rng is None:
                 return None
             ranges[name] = rng

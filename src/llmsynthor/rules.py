@@ -112,8 +112,17 @@ def parse_rule(text: str, schema: Schema, where: str = "rule") -> Rule:
     if text.count("->") != 1:
         raise SpecError(Problem(where, f"{text!r} must have exactly one '->' between condition and consequence"))
     left, right = text.split("->")
-    parts = [[_clause(c, schema, where) for c in re.split(r"\s+and\s+", side.strip())] for side in (left, right)]
-    return Rule(text.strip(), tuple(parts[0]), tuple(parts[1]))
+    return Rule(text.strip(), parse_condition(left, schema, where), parse_condition(right, schema, where))
+
+
+def parse_condition(text: str, schema: Schema, where: str = "condition") -> tuple[Clause, ...]:
+    """Parse one side of a rule, comparisons joined by ``and`` (a derived count's condition)."""
+    return tuple(_clause(c, schema, where) for c in re.split(r"\s+and\s+", text.strip()))
+
+
+def holds(clauses: tuple[Clause, ...], records: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of records that meet every clause."""
+    return np.logical_and.reduce([c.holds(records) for c in clauses]).reshape(len(records))
 
 
 def parse_rules(spec, field: str = "rules") -> list[Rule]:

@@ -378,13 +378,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML spec file; relative target paths resolve against its folder."""
-    path = Path(path)
+def read_yaml(path: Path) -> Any:
+    """The YAML mapping of a spec file (a key written twice refused), or one SpecError naming the file."""
     if not path.is_file():
         raise SpecError(Problem(str(path), "spec file not found; expected a YAML file with 'variables' and 'targets'"))
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except _DuplicateKey as exc:
         raise SpecError(Problem(str(path), str(exc))) from None
     except yaml.YAMLError as exc:
@@ -396,4 +395,9 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(Problem(str(path), f"not a UTF-8 text file ({exc.reason})")) from None
     except OSError as exc:
         raise SpecError(Problem(str(path), f"cannot read the spec ({os_reason(exc)})")) from None
-    return parse_spec(data, source=str(path), base_dir=path.parent)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML spec file; relative target paths resolve against its folder."""
+    path = Path(path)
+    return parse_spec(read_yaml(path), source=str(path), base_dir=path.parent)

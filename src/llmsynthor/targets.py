@@ -224,6 +224,26 @@ def _build_numeric(table: TableSpec, index: int, spec: Spec, problems: list[Prob
     return table, axes, dense.reshape([a.size for a in axes]), where
 
 
+def read_table(table: TableSpec, index: int, spec: Spec) -> tuple[tuple[Axis, ...], np.ndarray, str, str]:
+    """One table of counts or shares read and placed on its axes: (axes, dense values, 'count' or
+    'share', where), or one SpecError naming the file, the row and what was expected."""
+    problems: list[Problem] = []
+    built = _build_table(table, index, spec, problems)
+    if built is None:
+        raise SpecError(problems)
+    _, axes, dense, kind, where = built
+    return tuple(axes), dense, kind, where
+
+
+def read_frame(table: TableSpec, spec: Spec, where: str) -> pd.DataFrame:
+    """A table's rows as strings, as written (file, cells or DataFrame), or SpecError naming the file."""
+    problems: list[Problem] = []
+    frame = _read_cells(table, spec.base_dir, where, problems)
+    if frame is None:
+        raise SpecError(problems)
+    return frame
+
+
 def load_targets(spec: Spec) -> Targets:
     """Read every target table of ``spec``; raise one SpecError listing every problem found."""
     problems: list[Problem] = []

@@ -1,0 +1,195 @@
+"""What the LLM is asked about households, and what its answers become: compositions.
+
+A *composition* is one household as the model writes it: the household's values (numeric ones as
+[low, high] ranges) and its members, each with every person variable (numeric ones as ranges). The
+system fixes what it needs fixed (a request's *kind*: the number of members, and any values a
+deficit calls for); the model decides who lives together — relationships, ages, who works, who
+goes to school — which is where its knowledge matters and where the tables say nothing.
+
+Decoding is constrained by a JSON schema with exactly ``size`` members; every answer is validated
+anyway and every problem is counted by reason (``ParseReport``): a member count that is not the size,
+no or several reference persons, values outside their domain (clamped where a range overlaps it).
+The reference person is moved to the front.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..proposals import ParseReport, parse_range
+from ..rules import Clause, parse_condition
+from ..schema import CategoricalVariable, IntegerVariable, Schema
+from .spec import HouseholdSpec
+
+Value = str | tuple[float, float]  # a categorical label, or a numeric [low, high] range
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a request fixes: the number of members, household values, and members that must be present
+    (each a dict of person values, e.g. {"age": (16, 17), "employment": "employed"})."""
+
+    size: int
+    household: tuple[tuple[str, Value], ...] = ()
+    members: tuple[tuple[tuple[str, Value], ...], ...] = ()
+
+    def describe(self, spec: HouseholdSpec) -> str:
+        parts = [f"exactly {self.size} {spec.person.entity}{'s' if self.size > 1 else ''}"]
+        parts += [f"{name} = {_show(value)}" for name, value in self.household]
+        text = f"A {spec.household.entity} with " + ", ".join(parts) + "."
+        for member in self.members:
+            text += (f" One of its {spec.person.entity}s has " + ", ".join(f"{n} = {_show(v)}" for n, v in member) + ".")
+        return text
+
+
+@dataclass(frozen=True)
+class Composition:
+    """One household as the model proposed it, validated: the reference person first."""
+
+    household: dict[str, Value]
+    members: tuple[dict[str, Value], ...]
+    request: int = 0  # the request it answered (its place in the run)
+    kind: Kind | None = field(default=None, compare=False)
+
+
+def _show(value: Value) -> str:
+    if isinstance(value, tuple):
+        lo, hi = value
+        return f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}"
+    return str(value)
+
+
+def _field(var) -> dict:
+    if isinstance(var, CategoricalVariable):
+        return {"type": "string", "enum": list(var.values)}
+    kind = "integer" if isinstance(var, IntegerVariable) else "number"
+    return {"type": "array", "items": {"type": kind}, "minItems": 2, "maxItems": 2}
+
+
+def composition_schema(spec: HouseholdSpec, size: int, fixed: frozenset[str] = frozenset()) -> dict:
+    """JSON schema of one answer: ``{"members": [exactly size × {person vars}], household vars...}``.
+
+    The members come first, the variable of the reference condition first in each, so the model
+    decides who lives together before it names the household's type, cars or income (and writes
+    those in the light of the members). The size and the values the system fixes are left out."""
+    first = parse_condition(spec.person.reference, spec.person_schema)[0].variable
+    order = [first, *(n for n in spec.person.variables if n != first)]
+    member = {"type": "object", "properties": {n: _field(spec.person.variables[n]) for n in order},
+              "required": order, "additionalProperties": False}
+    props = {"members": {"type": "array", "items": member, "minItems": size, "maxItems": size}}
+    props.update({n: _field(v) for n, v in spec.household.variables.items() if n != spec.household.size and n not in fixed})
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def _describe(schema: Schema, skip: set[str] = frozenset()) -> str:
+    lines = []
+    for name, var in schema.variables.items():
+        if name in skip:
+            continue
+        domain = ("one of " + ", ".join(var.values)) if isinstance(var, CategoricalVariable) else \
+            f"[low, high] range of whole numbers from {var.min:g} to {var.max:g}" if isinstance(var, IntegerVariable) \
+            else f"[low, high] range from {var.min:g} to {var.max:g}"
+        lines.append(f"- {name}: {domain}" + (f" ({var.description})" if var.description else ""))
+    return "\n".join(lines)
+
+
+def system_message(spec: HouseholdSpec) -> str:
+    """Identical for every request of a run (llama.cpp reuses its evaluated prefix)."""
+    h, p = spec.household, spec.person
+    return (f"You write realistic {h.entity}s with their {p.entity}s for a statistics tool"
+            + (f"; they are {spec.population}" if spec.population else "") + ".\n"
+            f"A {h.entity} has:\n{_describe(spec.household_schema, {h.size, *spec.derived})}\n"
+            f"Each {p.entity} has:\n{_describe(spec.person_schema)}\n"
+            f"List the {p.entity} with {p.reference} first. Give numeric values as [low, high] ranges: narrow where you "
+            "are sure, wide where you are not. Answer with JSON only.")
+
+
+def composition_messages(spec: HouseholdSpec, kind: Kind) -> list[dict[str, str]]:
+    fixed = {name for name, _ in kind.household}
+    free = [n for n in spec.household.variables if n != spec.household.size and n not in fixed]
+    ask = (f"Write one realistic {spec.household.entity}. {kind.describe(spec)} "
+           f"List its {kind.size} {spec.person.entity}{'s' if kind.size > 1 else ''}"
+           + (f", then its {', '.join(free)} as they fit those {spec.person.entity}s" if free else "") + ".")
+    return [{"role": "system", "content": system_message(spec)}, {"role": "user", "content": ask}]
+
+
+def max_tokens(spec: HouseholdSpec, size: int) -> int:
+    """Enough for a household of ``size`` members written compactly."""
+    per_member = 12 + 10 * len(spec.person.variables)
+    return 40 + 10 * len(spec.household.variables) + per_member * size
+
+
+def _value(raw, var, name: str, report: ParseReport) -> Value | None:
+    if isinstance(var, CategoricalVariable):
+        if raw not in var.values:
+            report.rejected[f"{name}: {raw!r} is not a value"] += 1
+            return None
+        return raw
+    return parse_range(raw, var, name, report)
+
+
+def _meets(clauses: tuple[Clause, ...], values: dict[str, Value]) -> bool:
+    """Whether a member meets every clause (a numeric range meets a comparison when all of it does)."""
+    for c in clauses:
+        v = values[c.variable]
+        points = list(v) if isinstance(v, tuple) else [v]
+        if not bool(c.holds(pd.DataFrame({c.variable: points})).all()):
+            return False
+    return True
+
+
+def parse_composition(text: str, spec: HouseholdSpec, kind: Kind, request: int = 0) -> tuple[Composition | None, str | None, ParseReport]:
+    """Validate one answer: (composition, None, report), or (None, what was wrong, report)."""
+    report = ParseReport()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc.msg})", report
+    if not isinstance(raw, dict) or not isinstance(raw.get("members"), list):
+        report.rejected["no members list"] += 1
+        return None, "expected an object with a 'members' list", report
+    household: dict[str, Value] = {spec.household.size: (float(kind.size), float(kind.size))}
+    fixed = dict(kind.household)
+    for name, var in spec.household.variables.items():
+        if name == spec.household.size:
+            continue
+        if name in fixed:
+            household[name] = fixed[name]
+            continue
+        if name not in raw:
+            report.rejected[f"{name}: missing"] += 1
+            return None, f"household value {name!r} missing", report
+        value = _value(raw[name], var, name, report)
+        if value is None:
+            return None, f"household value {name!r} invalid: {raw[name]!r}", report
+        household[name] = value
+    if len(raw["members"]) != kind.size:
+        report.rejected["member count is not the size"] += 1
+        return None, f"{len(raw['members'])} members listed for a household of {kind.size}", report
+    members = []
+    for m in raw["members"]:
+        if not isinstance(m, dict):
+            report.rejected["member is not an object"] += 1
+            return None, "a member is not an object", report
+        values = {}
+        for name, var in spec.person.variables.items():
+            if name not in m:
+                report.rejected[f"member {name}: missing"] += 1
+                return None, f"member value {name!r} missing", report
+            value = _value(m[name], var, name, report)
+            if value is None:
+                return None, f"member value {name!r} invalid: {m[name]!r}", report
+            values[name] = value
+        members.append(values)
+    reference = parse_condition(spec.person.reference, spec.person_schema)
+    refs = [i for i, m in enumerate(members) if _meets(reference, m)]
+    if len(refs) != 1:
+        reason = "no reference person" if not refs else "more than one reference person"
+        report.rejected[reason] += 1
+        return None, f"{reason} ({spec.person.reference})", report
+    members.insert(0, members.pop(refs[0]))
+    report.accepted += 1
+    return Composition(household, tuple(members), request, kind), None, report
