@@ -1,6 +1,6 @@
 """Benchmark: llmsynthor's households with their persons beside the methods population synthesis uses today.
 
-    python bench/bench_households.py [--no-llm] [--seed 0] [--share 0.05]
+    python bench/bench_households.py [--no-llm] [--no-populationsim] [--seed 0] [--share 0.05]
 
 The case is the household example (examples/households: SEMCOG, 14,853 households with 31,074
 persons in 46 zones; bench/semcog_households.py). The truth is read from the activitysim==1.6.0 wheel
@@ -13,6 +13,7 @@ Rows (bench/household_baselines.py, seeded):
   * independent — every household and person variable from its own margin (knows no joint);
   * IPF — households raked by IPF (zone × household variables) to the household tables, persons drawn
     independently for each household's size from the person tables at region level (macro only);
+  * PopulationSim 0.10.0 — seeded with the real 5 % sample (see below);
   * llmsynthor — ``HouseholdSynthesizer(spec, backend).run()`` with the example's model (skipped with
     --no-llm; reported as not available when the module cannot be imported).
 
@@ -37,11 +38,13 @@ from the derived columns):
   8. children of single parents — share of persons under 18 living in a family household with no spouse
      (household type "family, male/female householder").
 
-TODO (PopulationSim row): ``populationsim==0.10.0`` needs numpy < 2, so it must run in its own virtual
-environment created by this bench (``python -m venv``, pip install from PyPI), given the 5 % sample as
-its seed and the example's controls in its format (households by size/income/workers, persons by age
-per zone as TAZ controls; the region tables as META controls). Not written yet: the row is printed
-as "not run".
+PopulationSim: ``populationsim==0.10.0`` needs numpy < 2, so it runs in its own virtual environment,
+created on first use in llmsynthor's cache (``python -m venv``, pip from PyPI; about a minute), given
+the real 5 % sample as its seed (one PUMA, the drawn households' expansion weights as WGTP) and every
+target cell as a control: per-zone tables as TAZ controls, region tables as PUMA controls (the region
+is the seed's one PUMA), household counts per zone as ``num_hh``; its default algorithm (list balancing,
+simultaneous integerizer, importance 1,000 for every cell). Its expanded households are copies of seed
+households with their persons. Like the floor, it sees micro-data (the seed). --no-populationsim skips it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import argparse
 import os
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -192,7 +196,21 @@ def llmsynthor_row(spec) -> Row:
     return Row(label, result.households, result.persons, time.perf_counter() - start)
 
 
-def run_rows(spec, targets, truth, *, with_llm: bool, seed: int, share: float) -> list[Row]:
+def populationsim_row(spec, targets, truth, seed: int, share: float) -> Row:
+    name = f"PopulationSim 0.10.0 (real {share:.0%} seed)"
+    start = time.perf_counter()
+    try:
+        python = baselines.populationsim_python()
+        start = time.perf_counter()  # the run, not the one-off install
+        with tempfile.TemporaryDirectory() as folder:
+            households, persons = baselines.populationsim(spec, targets, baselines.seed_sample(truth, share, seed),
+                                                          Path(folder), python)
+    except Exception as exc:  # a row that cannot run is reported, the others go on
+        return Row(name, None, None, time.perf_counter() - start, f"failed: {type(exc).__name__}: {str(exc)[:200]}")
+    return Row(name, households, persons, time.perf_counter() - start)
+
+
+def run_rows(spec, targets, truth, *, with_llm: bool, with_populationsim: bool, seed: int, share: float) -> list[Row]:
     rows = []
 
     def timed(name, make):
@@ -203,7 +221,8 @@ def run_rows(spec, targets, truth, *, with_llm: bool, seed: int, share: float) -
     timed(f"real {share:.0%} sample (floor)", lambda: baselines.sample(truth, share, seed))
     timed("independent margins", lambda: baselines.independent(spec, targets, seed))
     timed("IPF households + independent persons", lambda: baselines.ipf_households(spec, targets, seed))
-    rows.append(Row("PopulationSim 0.10.0", None, None, 0.0, "not run (TODO: its own venv; see the module's docstring)"))
+    rows.append(populationsim_row(spec, targets, truth, seed, share) if with_populationsim
+                else Row("PopulationSim 0.10.0", None, None, 0.0, "skipped (--no-populationsim)"))
     rows.append(llmsynthor_row(spec) if with_llm else Row("llmsynthor", None, None, 0.0, "skipped (--no-llm)"))
     return rows
 
@@ -265,6 +284,8 @@ def print_tables(rows: list[Row], truth_answers: dict[str, np.ndarray], targets)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-llm", action="store_true", help="rows without an LLM only; llmsynthor is listed as skipped")
+    parser.add_argument("--no-populationsim", action="store_true",
+                        help="skip PopulationSim (its first run creates its virtual environment: pip from PyPI)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines (default 0)")
     parser.add_argument("--share", type=float, default=0.05, help="share of households in the real sample (default .05)")
     args = parser.parse_args(argv)
@@ -279,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"SEMCOG households: {len(truth[0]):,} households, {len(truth[1]):,} persons, {len(targets.zones)} zones; "
           f"{len(targets.tables)} target tables; the truth itself scores rejection {held_out.truth['rejection_rate']:.1%}, "
           f"{sum(held_out.truth['structure'].values())} structure problems.\n")
-    rows = run_rows(spec, targets, truth, with_llm=not args.no_llm, seed=args.seed, share=args.share)
+    rows = run_rows(spec, targets, truth, with_llm=not args.no_llm, with_populationsim=not args.no_populationsim, seed=args.seed,
+                    share=args.share)
     for row in rows:
         if row.households is not None:
             row.evaluation = evaluate_households(spec, targets, row.households, row.persons, held_out=held_out)

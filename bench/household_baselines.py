@@ -10,7 +10,7 @@ reference person) and every person variable. All are seeded.
   floor, and PopulationSim's seed. Sees micro-data.
 * :func:`ipf_households` — "IPF over households with persons drawn independently per household (macro
   only)": the joint of zone × the household variables (the finest bins the household tables give)
-  fitted by IPF (``ipfn``, uniform seed) to every household table over household variables only, per
+  fitted by IPF (:func:`rake`, uniform seed) to every household table over household variables only, per
   zone where the table is per zone; each zone's households are its fitted cells integerized to the
   zone's exact count (unbiased rounding: each cell its floor or one more, with
   probability its fractional part). Tables over derived counts (workers, children) cannot be
@@ -29,13 +29,18 @@ Numeric values are uniform inside their bin, except the household size in a bin 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import yaml
 
 from llmsynthor.households.controls import HouseholdTargets, LevelTable
 from llmsynthor.households.spec import HouseholdSpec
 from llmsynthor.rules import holds, parse_condition
-from llmsynthor.schema import CategoricalVariable
+from llmsynthor.schema import CategoricalVariable, IntegerVariable
 from llmsynthor.tables import Axis
 
 ID, PERSON_ID, MEMBER, ZONE = "household_id", "person_id", "member", "zone"
@@ -64,33 +69,49 @@ def linked(spec: HouseholdSpec, households: pd.DataFrame, persons: pd.DataFrame,
 # ---- the real sample ---------------------------------------------------------------------------------
 
 
-def sample(truth: tuple[pd.DataFrame, pd.DataFrame], share: float = 0.05, seed: int = 0, zone: str = ZONE) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``share`` of the true households (at least one per zone) with their persons, each repeated until its
-    zone has its true number of households (weights expanded: ⌊n/k⌋ copies each, one more for a random
-    n mod k of them)."""
+def seed_sample(truth: tuple[pd.DataFrame, pd.DataFrame], share: float = 0.05, seed: int = 0,
+                zone: str = ZONE) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """``share`` of the true households of every zone (at least one) with their persons (members in order),
+    and each drawn household's weight: how many households of its zone it stands for (⌊n/k⌋, one more for
+    a random n mod k of them; the weights of a zone add up to its households)."""
     households, persons = truth
     persons = persons.sort_values([ID, MEMBER] if MEMBER in persons.columns else [ID], kind="stable").reset_index(drop=True)
     rng = np.random.default_rng(seed)
     groups = households.groupby(zone, sort=True).indices if zone in households.columns else {None: np.arange(len(households))}
-    picked = []
+    picked, weights = [], []
     for rows in groups.values():
         n = len(rows)
         k = max(1, int(round(share * n)))
-        chosen = rng.choice(rows, size=k, replace=False)
+        picked.append(rng.choice(rows, size=k, replace=False))
         copies = np.full(k, n // k)
         copies[rng.choice(k, size=n % k, replace=False)] += 1
-        picked.append(np.repeat(chosen, copies))
+        weights.append(copies)
     picked = np.concatenate(picked)
-    out = households.iloc[picked].reset_index(drop=True)
+    drawn = households.iloc[picked].reset_index(drop=True)
+    return drawn, persons[persons[ID].isin(drawn[ID])].reset_index(drop=True), np.concatenate(weights)
+
+
+def expand(households: pd.DataFrame, persons: pd.DataFrame, copies: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Household ``i`` repeated ``copies[i]`` times with its persons, ids renumbered from 1."""
+    rows = np.repeat(np.arange(len(households)), copies)
+    out = households.iloc[rows].reset_index(drop=True)
     members = persons.groupby(ID).indices
-    rows = [members.get(i, np.zeros(0, dtype=int)) for i in out[ID]]
-    owner = np.repeat(np.arange(len(out)), [len(r) for r in rows])
-    people = persons.iloc[np.concatenate(rows)].reset_index(drop=True)
+    listed = [members.get(i, np.zeros(0, dtype=int)) for i in out[ID]]
+    owner = np.repeat(np.arange(len(out)), [len(r) for r in listed])
+    people = persons.iloc[np.concatenate(listed)].reset_index(drop=True) if listed else persons.iloc[:0].copy()
     new_ids = np.arange(1, len(out) + 1)
     people[ID] = new_ids[owner]
     people[PERSON_ID] = np.arange(1, len(people) + 1)
     out[ID] = new_ids
     return out, people[[ID, PERSON_ID, *[c for c in people.columns if c not in (ID, PERSON_ID)]]]
+
+
+def sample(truth: tuple[pd.DataFrame, pd.DataFrame], share: float = 0.05, seed: int = 0, zone: str = ZONE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``share`` of the true households (at least one per zone) with their persons, each repeated until its
+    zone has its true number of households (weights expanded: ⌊n/k⌋ copies each, one more for a random
+    n mod k of them)."""
+    households, persons, weights = seed_sample(truth, share, seed, zone)
+    return expand(households, persons, weights)
 
 
 # ---- values from cells ----------------------------------------------------------------------------------
@@ -284,8 +305,8 @@ def rake(seed: np.ndarray, aggregates: list[np.ndarray], dimensions: list[list[i
          max_sweeps: int = 2000) -> np.ndarray:
     """IPF: ``seed`` scaled until its margin over every ``dimensions[i]`` (ascending axes) is ``aggregates[i]``.
 
-    Numpy, vectorized (``ipfn`` 1.4.4 loops in Python and stops after one sweep when a target cell is 0:
-    its convergence check divides by the cell and gets NaN)."""
+    Numpy, vectorized; a cell whose margin is 0 stays 0. Stops when every margin is within ``tolerance``
+    (relative to its largest cell) or after ``max_sweeps``."""
     fitted = np.asarray(seed, dtype=float).copy()
     for _ in range(max_sweeps):
         worst = 0.0
@@ -344,3 +365,136 @@ def ipf_households(spec: HouseholdSpec, targets: HouseholdTargets, seed: int = 0
         cells = np.column_stack(np.unravel_index(flat, shape[1:])) if len(flat) else np.zeros((0, len(axes)), dtype=int)
         parts.append((zone, _household_values(spec, axes, cells, float(persons[z]), rng)))
     return _finish(spec, parts, targets, rng, joints=True)
+
+
+# ---- PopulationSim ------------------------------------------------------------------------------------------
+
+POPULATIONSIM = "populationsim==0.10.0"  # needs numpy < 2: run in its own virtual environment
+
+
+def populationsim_python(folder: Path | None = None) -> Path:
+    """The python of a virtual environment with ``populationsim==0.10.0``, created (``python -m venv``, pip
+    from PyPI) in llmsynthor's cache on first use."""
+    from llmsynthor.llm.models import cache_dir
+
+    folder = folder or cache_dir().parent / "venvs" / "populationsim-0.10.0"
+    python = folder / "bin" / "python"
+    done = folder / ".installed"
+    if not done.is_file():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", POPULATIONSIM], check=True)
+        done.write_text(POPULATIONSIM + "\n")
+    return python
+
+
+def _coded(frame: pd.DataFrame, variables: dict, names: dict[str, str]) -> pd.DataFrame:
+    """``frame``'s variables under safe column names, categories as their 1-based position (0: unknown)."""
+    out = {}
+    for name, column in names.items():
+        var = variables[name]
+        if isinstance(var, CategoricalVariable):
+            out[column] = pd.Index(var.values).get_indexer(frame[name].astype(object)) + 1
+        else:
+            out[column] = pd.to_numeric(frame[name], errors="coerce").to_numpy()
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _expression(table: LevelTable, cell: tuple[int, ...], names: dict[str, str]) -> str:
+    level = "households" if table.level == "households" else "persons"
+    parts = []
+    for axis, k in zip(table.axes, cell):
+        column = f"{level}.{names[axis.variable]}"
+        if axis.is_numeric:
+            parts.append(f"({column} >= {axis.edges[k]:g}) & ({column} < {axis.edges[k + 1]:g})")
+        else:
+            parts.append(f"({column} == {k + 1})")
+    return " & ".join(parts)
+
+
+def populationsim_inputs(spec: HouseholdSpec, targets: HouseholdTargets, households: pd.DataFrame, persons: pd.DataFrame,
+                         weights: np.ndarray, folder: Path) -> None:
+    """A PopulationSim project in ``folder`` (configs/, data/, output/): the seed (``households``, ``persons``
+    with their ``weights``) in one PUMA, every cell of a per-zone table a TAZ control and every cell of a
+    region table a PUMA control (the seed geography: the region is one PUMA; as REGION meta controls, a cell
+    no seed household falls in makes meta_control_factoring divide 0 by 0 and fail); household counts per
+    zone as ``num_hh``."""
+    household_level = {**spec.household.variables, **{d: IntegerVariable(type="integer", min=0, max=spec.size_variable.max)
+                                                      for d in spec.derived}}
+    names = {name: f"v{i}" for i, name in enumerate([*household_level, *spec.person.variables])}
+    for sub in ("configs", "data", "output"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    seed_h = pd.concat([pd.DataFrame({"hh_id": households[ID].to_numpy(), "PUMA": 1, "WGTP": np.asarray(weights, dtype=float)}),
+                        _coded(households, household_level, {n: names[n] for n in household_level}).reset_index(drop=True)],
+                       axis=1)
+    people = persons.merge(households, on=ID, how="left", suffixes=("", "_household"))
+    seed_p = pd.concat([pd.DataFrame({"hh_id": people[ID].to_numpy(), "per_num": people[MEMBER].to_numpy() + 1}),
+                        _coded(people, {**household_level, **spec.person.variables}, names).reset_index(drop=True)], axis=1)
+    seed_h.to_csv(folder / "data" / "seed_households.csv", index=False)
+    seed_p.to_csv(folder / "data" / "seed_persons.csv", index=False)
+    zones = list(targets.zones) or ["1"]
+    zone_households = targets.zone_households if targets.zone_households is not None else np.array([targets.households])
+    pd.DataFrame({"TAZ": np.arange(1, len(zones) + 1), "PUMA": 1, "REGION": 1}).to_csv(folder / "data" / "geo_cross_walk.csv",
+                                                                                      index=False)
+    rows = [("num_hh", "TAZ", "households", 1_000_000_000, "HHBASE", "(households.WGTP > 0) & (households.WGTP < np.inf)")]
+    taz = {"TAZ": np.arange(1, len(zones) + 1), "HHBASE": zone_households}
+    puma = {"PUMA": [1]}  # the region is the seed's one PUMA: its tables are seed-level controls
+    for i, table in enumerate(targets):
+        seed_table = "households" if table.level == "households" else "persons"
+        for j, cell in enumerate(np.ndindex(*table.shape)):
+            field_ = f"T{i}C{j}"
+            rows.append((field_.lower(), "TAZ" if table.zones is not None else "PUMA", seed_table, 1000, field_,
+                         _expression(table, cell, names)))
+            if table.zones is not None:
+                taz[field_] = table.zones[(slice(None), *cell)]
+            else:
+                puma[field_] = [table.region[cell]]
+    pd.DataFrame(rows, columns=["target", "geography", "seed_table", "importance", "control_field", "expression"]).to_csv(
+        folder / "configs" / "controls.csv", index=False)
+    pd.DataFrame(taz).to_csv(folder / "data" / "control_totals_taz.csv", index=False)
+    pd.DataFrame(puma).to_csv(folder / "data" / "control_totals_puma.csv", index=False)
+    settings = {
+        "INTEGERIZE_WITH_BACKSTOPPED_CONTROLS": True, "SUB_BALANCE_WITH_FLOAT_SEED_WEIGHTS": False,
+        "GROUP_BY_INCIDENCE_SIGNATURE": True, "USE_SIMUL_INTEGERIZER": True, "USE_CVXPY": False, "max_expansion_factor": 30,
+        "geographies": ["REGION", "PUMA", "TAZ"], "seed_geography": "PUMA", "data_dir": "data",
+        "input_table_list": [
+            {"tablename": "households", "filename": "seed_households.csv", "index_col": "hh_id"},
+            {"tablename": "persons", "filename": "seed_persons.csv"},
+            {"tablename": "geo_cross_walk", "filename": "geo_cross_walk.csv"},
+            {"tablename": "TAZ_control_data", "filename": "control_totals_taz.csv"},
+            {"tablename": "PUMA_control_data", "filename": "control_totals_puma.csv"}],
+        "household_weight_col": "WGTP", "household_id_col": "hh_id", "total_hh_control": "num_hh",
+        "control_file_name": "controls.csv",
+        "output_tables": {"action": "include", "tables": ["expanded_household_ids"]},
+        "output_synthetic_population": {"household_id": "household_id",
+                                        "households": {"filename": "synthetic_households.csv", "columns": ["WGTP"]},
+                                        "persons": {"filename": "synthetic_persons.csv", "columns": ["per_num"]}},
+        "models": ["input_pre_processor", "setup_data_structures", "initial_seed_balancing", "meta_control_factoring",
+                   "final_seed_balancing", "integerize_final_seed_weights", "sub_balancing.geography=TAZ", "expand_households",
+                   "write_tables", "write_synthetic_population"],
+    }
+    (folder / "configs" / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+def populationsim(spec: HouseholdSpec, targets: HouseholdTargets, seed_frames: tuple[pd.DataFrame, pd.DataFrame, np.ndarray],
+                  folder: Path, python: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PopulationSim 0.10.0 run on ``seed_frames`` (households, persons, weights: :func:`seed_sample`) with the
+    spec's targets as controls, in its own virtual environment; its expanded households back in the output
+    format (each synthetic household a copy of its seed household and persons, in its zone)."""
+    households, persons, weights = seed_frames
+    populationsim_inputs(spec, targets, households, persons, weights, folder)
+    python = python or populationsim_python()
+    done = subprocess.run([str(python), "-m", "populationsim", "-w", str(folder)], capture_output=True, text=True)
+    expanded_path = folder / "output" / "final_expanded_household_ids.csv"  # write_tables' prefix: final_
+    if done.returncode != 0 or not expanded_path.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"populationsim failed (exit {done.returncode}): {' | '.join(tail)}")
+    expanded = pd.read_csv(expanded_path)
+    zones = list(targets.zones) or [None]
+    where = households.reset_index(drop=True).reset_index().set_index(ID)["index"]
+    copies = np.bincount(where.loc[expanded["hh_id"]].to_numpy(), minlength=len(households))
+    order = np.argsort(where.loc[expanded["hh_id"]].to_numpy(), kind="stable")
+    out, people = expand(households, persons, copies)
+    zone = np.asarray(zones, dtype=object)[expanded["TAZ"].to_numpy()[order] - 1]
+    if targets.zones:
+        out[ZONE] = zone.astype(str)
+    return out, people

@@ -116,3 +116,33 @@ def test_unbiased_rounding_keeps_the_total_and_the_expected_counts():
 def test_rake_meets_consistent_margins():
     fitted = baselines.rake(np.ones((2, 3)), [np.array([4.0, 6.0]), np.array([5.0, 0.0, 5.0])], [[0], [1]])
     assert np.allclose(fitted.sum(axis=1), [4, 6]) and np.allclose(fitted.sum(axis=0), [5, 0, 5])
+
+
+def test_populationsim_controls_count_what_the_targets_count(spec, targets, ipf, tmp_path):
+    """Every control's expression, evaluated on the seed as PopulationSim does (households.<column>, persons
+    summed per household), counts what llmsynthor counts on the table's cell."""
+    from llmsynthor.households.controls import HOUSEHOLD, counts
+
+    households, persons = ipf[0].iloc[:300], ipf[1][ipf[1]["household_id"] <= 300]
+    weights = np.arange(1, 301) % 7 + 1.0
+    baselines.populationsim_inputs(spec, targets, households, persons, weights, tmp_path)
+    controls = pd.read_csv(tmp_path / "configs" / "controls.csv")
+    seed_h = pd.read_csv(tmp_path / "data" / "seed_households.csv").set_index("hh_id")
+    seed_p = pd.read_csv(tmp_path / "data" / "seed_persons.csv")
+    taz, puma = pd.read_csv(tmp_path / "data" / "control_totals_taz.csv"), pd.read_csv(tmp_path / "data" / "control_totals_puma.csv")
+    assert len(controls) == 1 + sum(t.region.size for t in targets) and controls["target"].is_unique
+    assert taz["HHBASE"].tolist() == targets.zone_households.tolist() and len(puma) == 1
+    people = persons.assign(**{HOUSEHOLD: persons["household_id"].to_numpy() - 1})
+    row = 1
+    for table in targets:
+        ours = counts(table, households, people, weights).ravel()
+        for j in range(table.region.size):
+            spec_row = controls.iloc[row]
+            frame = seed_h if spec_row["seed_table"] == "households" else seed_p
+            incidence = pd.Series(eval(spec_row["expression"], {"np": np, spec_row["seed_table"]: frame}) * 1, index=frame.index)
+            if spec_row["seed_table"] == "persons":
+                incidence = incidence.groupby(seed_p["hh_id"]).sum().reindex(seed_h.index, fill_value=0)
+            assert float((incidence.to_numpy() * weights).sum()) == pytest.approx(ours[j]), (table.name, j)
+            wanted = taz[spec_row["control_field"]].sum() if table.zones is not None else puma[spec_row["control_field"]][0]
+            assert wanted == pytest.approx(table.region.ravel()[j])
+            row += 1
