@@ -1,0 +1,477 @@
+"""How many copies of each candidate household a zone gets: list balancing, then integerization.
+
+The zone step of population synthesis as PopulationSim does it, deterministic and independent of
+the executor. Everything here is arrays:
+
+* ``incidence`` (candidates × controls): what ONE household of each candidate adds to each control
+  (1 in a household-level cell it falls into, the number of its persons in a person-level cell);
+  a dense array or a scipy sparse matrix, entries ≥ 0.
+* ``targets`` (controls): one zone's totals; ``nan`` means "no control here".
+* ``importance`` (controls): how much each control matters, relative to the others (default 1).
+* ``initial`` (candidates): prior weights ≥ 0.
+
+:func:`list_balance` finds fractional weights by iterative proportional updating (IPU);
+:func:`integerize` turns them into whole households summing exactly to the zone's total with a
+small MILP (HiGHS; for big pools over the support of the LP relaxation), falling back to
+largest-remainder rounding, and says which it used. :func:`balance_zones` does both for every
+zone, in this process, in processes or on Ray, with byte-identical results whatever the executor
+and the number of workers: each zone is a pure function of its own inputs (no RNG, no clock, no
+time limit unless asked for; sums are numpy's pairwise sums and scipy.sparse products, whose
+order depends on the data only, never BLAS, whose order may depend on threads and alignment; HiGHS
+is deterministic for given options), and results are keyed by zone, in sorted order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+
+from ..errors import Problem, SpecError
+
+__all__ = ["BalanceResult", "IntegerResult", "ZoneBalance", "EXECUTORS", "list_balance", "integerize", "balance_zones"]
+
+EXECUTORS = ("local", "processes", "ray")
+PATIENCE, PROGRESS = 50, 0.01  # list balancing gives up when the last 50 sweeps cut the worst error by less than 1 %
+MAX_BINARIES = 1000  # above this many fractional candidates the MILP sees only the LP relaxation's support and its nearest
+
+
+@dataclass(frozen=True)
+class BalanceResult:
+    """Fractional weights from :func:`list_balance` and how well they meet the controls.
+
+    ``achieved`` is what the weights add up to in every control (also the uncontrolled ones);
+    ``relative_errors`` is |achieved − target| / max(target, 1), ``nan`` where there is no control;
+    ``unreachable`` lists the controls with a positive target that no candidate can reach.
+    ``converged`` means every reachable control is within the tolerance.
+    """
+
+    weights: np.ndarray
+    achieved: np.ndarray
+    relative_errors: np.ndarray
+    unreachable: np.ndarray
+    iterations: int
+    converged: bool
+
+    @property
+    def max_error(self) -> float:
+        """The worst relative error over the reachable controls (0.0 when there are none)."""
+        errors = self.relative_errors.copy()
+        errors[self.unreachable] = np.nan
+        return float(np.nanmax(errors)) if np.any(np.isfinite(errors)) else 0.0
+
+
+@dataclass(frozen=True)
+class IntegerResult:
+    """Whole households per candidate from :func:`integerize`.
+
+    ``method`` is ``"floor"`` (the weights were whole numbers), ``"milp"`` or ``"rounding"`` (largest
+    remainders); ``optimal`` says whether the choice is proven optimal (within the MILP's gap, over
+    every candidate); ``candidates`` is how many the MILP chose among; ``note`` says why the MILP
+    saw fewer, stopped early or was not used. ``absolute_errors`` is |achieved − target|.
+    """
+
+    counts: np.ndarray
+    achieved: np.ndarray
+    absolute_errors: np.ndarray
+    method: Literal["floor", "milp", "rounding"]
+    optimal: bool
+    candidates: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ZoneBalance:
+    """One zone's households: ``counts`` per candidate and the diagnostics of both steps."""
+
+    zone: str
+    counts: np.ndarray
+    balance: BalanceResult
+    integer: IntegerResult
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# inputs
+
+
+def _as_csr(incidence) -> sp.csr_array:
+    """The incidence as a canonical float64 CSR array (sorted, no duplicates, no explicit zeros)."""
+    matrix = sp.csr_array(incidence, dtype=np.float64) if sp.issparse(incidence) else sp.csr_array(np.asarray(incidence, dtype=np.float64))
+    if matrix.ndim != 2:
+        raise ValueError(f"incidence must be a 2-d array (candidates × controls), got shape {matrix.shape}")
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    if not np.all(np.isfinite(matrix.data)) or np.any(matrix.data < 0):
+        raise ValueError("incidence must be finite and ≥ 0, got negative or non-finite entries")
+    return matrix
+
+
+def _vector(name: str, values, size: int, *, allow_nan: bool = False) -> np.ndarray:
+    array = np.array(values, dtype=np.float64).reshape(-1) if np.ndim(values) else np.full(size, float(values))
+    if array.size != size:
+        raise ValueError(f"{name} must have {size} entries, got {array.size}")
+    checked = array[~np.isnan(array)] if allow_nan else array
+    wrong = checked[~np.isfinite(checked) | (checked < 0)]
+    if wrong.size:
+        raise ValueError(f"{name} must be finite and ≥ 0{' (nan: no control)' if allow_nan else ''}, got {wrong.size} entries like {wrong[0]}")
+    return array
+
+
+def _importance(importance, controls: int) -> np.ndarray:
+    if importance is None:
+        return np.ones(controls)
+    values = _vector("importance", importance, controls)
+    if np.any(values <= 0):
+        raise ValueError(f"importance must be > 0 for every control, got {values[values <= 0][:3].tolist()}")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# list balancing
+
+
+def list_balance(incidence, targets, initial, importance=None, *, max_iterations: int = 2000,
+                 tolerance: float = 1e-9) -> BalanceResult:
+    """Fractional weights meeting the targets, by iterative proportional updating (Ye et al. 2009).
+
+    One sweep visits the controls in order; for control j the weights of the candidates that
+    contribute to it are multiplied by (t_j / Σ_h w_h a_hj)^α_j, with α_j = importance_j / max
+    importance: the most important controls take full IPU steps, a control k times less important
+    steps 1/k as far (in log scale), so where targets disagree the important ones win; on consistent
+    targets every control is met whatever its importance, only more slowly. Sweeps stop when every
+    reachable control is within ``tolerance`` (relative error |achieved − t| / max(t, 1)), when the
+    last 50 sweeps cut the worst error by less than 1 % (targets that contradict each other),
+    or after ``max_iterations`` sweeps; short of convergence, the weights of the sweep with the
+    smallest worst error are returned (later sweeps of IPU on contradictory targets only pile the
+    weight onto fewer candidates) and ``converged`` is False.
+
+    A target of 0 is honoured exactly: the candidates that contribute to it get weight 0 from the
+    start (PopulationSim keeps a small floor instead; here a zero count means none). A control with
+    a positive target that no remaining candidate reaches is reported in ``unreachable`` and skipped.
+    Candidates with initial weight 0 keep weight 0.
+    """
+    matrix = _as_csr(incidence)
+    candidates, controls = matrix.shape
+    return _list_balance(matrix, _vector("targets", targets, controls, allow_nan=True), _vector("initial", initial, candidates),
+                         _importance(importance, controls), max_iterations, tolerance)
+
+
+def _list_balance(matrix: sp.csr_array, targets: np.ndarray, initial: np.ndarray, importance: np.ndarray,
+                  max_iterations: int, tolerance: float) -> BalanceResult:
+    if max_iterations < 1 or not tolerance > 0:
+        raise ValueError(f"max_iterations must be ≥ 1 and tolerance > 0, got {max_iterations} and {tolerance}")
+    controlled = ~np.isnan(targets)
+    zero = np.flatnonzero(controlled & (targets == 0))
+    active = initial > 0
+    if zero.size:
+        active &= (matrix[:, zero].sum(axis=1) == 0)
+    weights = np.where(active, initial, 0.0)
+    rows = np.flatnonzero(active)
+    reach = (matrix[rows].sum(axis=0) > 0) if rows.size else np.zeros(matrix.shape[1], dtype=bool)
+    unreachable = np.flatnonzero(controlled & (np.nan_to_num(targets) > 0) & ~reach)
+    steps = np.flatnonzero(controlled & (np.nan_to_num(targets) > 0) & reach)
+    alpha = importance / importance[steps].max() if steps.size else importance
+    sub = matrix[rows][:, steps].tocsc()  # candidates still in play × controls to fit
+    sub.sort_indices()
+    w = weights[rows].copy()
+    columns = [(sub.indices[sub.indptr[k]:sub.indptr[k + 1]], sub.data[sub.indptr[k]:sub.indptr[k + 1]]) for k in range(steps.size)]
+    step_targets, step_alpha = targets[steps], alpha[steps]
+    scale = np.maximum(step_targets, 1.0)
+    converged = steps.size == 0
+    iterations = 0
+    best_error, best, history = np.inf, w.copy(), []
+    while not converged and iterations < max_iterations and not (len(history) > PATIENCE and history[-1] > (1 - PROGRESS) * history[-1 - PATIENCE]):
+        iterations += 1
+        for (index, values), target, a in zip(columns, step_targets, step_alpha):
+            current = float(np.add.reduce(w[index] * values))  # pairwise sum: its order depends on the length only
+            if current > 0:
+                ratio = target / current
+                w[index] *= ratio if a == 1.0 else ratio ** a
+        error = float((np.abs(sub.T @ w - step_targets) / scale).max())
+        converged = error <= tolerance
+        if error < best_error:
+            best_error, best = error, w.copy()
+        history.append(best_error)
+    w = w if converged else best
+    weights[rows] = w
+    achieved = matrix.T @ weights
+    relative = np.where(controlled, np.abs(achieved - np.nan_to_num(targets)) / np.maximum(np.nan_to_num(targets), 1.0), np.nan)
+    return BalanceResult(weights, achieved, relative, unreachable, iterations, converged)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# integerization
+
+
+def integerize(incidence, targets, weights, total: int, importance=None, *, node_limit: int = 20, mip_rel_gap: float = 1e-4,
+               max_binaries: int = MAX_BINARIES, time_limit: float | None = None) -> IntegerResult:
+    """Whole households per candidate, exactly ``total`` of them, close to the weights and the controls.
+
+    The weights are first scaled to sum to ``total``; every candidate gets the floor of its weight
+    and the remaining households go one each to candidates with a fractional part, chosen by a MILP
+    (``scipy.optimize.milp``, HiGHS): minimize Σ_j importance_j/min importance · |achieved_j − t_j|
+    over the controls, plus a tie-breaker (worth less than one household of the least important
+    control in all) favouring large fractional parts.
+
+    With more than ``max_binaries`` fractional candidates the MILP would be slow (every node solves
+    an LP over all of them), so the LP relaxation is solved first over all of them and the MILP only
+    over its support (the candidates it gives a positive share) plus as many more as there are
+    controls, those with the smallest reduced costs. The MILP stops at ``node_limit`` nodes or at
+    ``mip_rel_gap``, both independent of machine speed; ``time_limit`` (default none) bounds the wall
+    time at the price of determinism. Should HiGHS find no solution, the remaining households go to
+    the largest LP shares (without an LP: the largest fractional parts), ties to the lower index,
+    and the result says so (``method="rounding"`` and a ``note``).
+    """
+    matrix = _as_csr(incidence)
+    candidates, controls = matrix.shape
+    return _integerize(matrix, _vector("targets", targets, controls, allow_nan=True), _vector("weights", weights, candidates),
+                       total, _importance(importance, controls), node_limit, mip_rel_gap, max_binaries, time_limit)
+
+
+def _integerize(matrix: sp.csr_array, targets: np.ndarray, weights: np.ndarray, total: int, importance: np.ndarray,
+                node_limit: int, mip_rel_gap: float, max_binaries: int, time_limit: float | None) -> IntegerResult:
+    if int(total) != total or total < 0:
+        raise ValueError(f"total must be a whole number ≥ 0, got {total}")
+    total = int(total)
+    positive = np.flatnonzero(weights > 0)
+    if total > 0 and positive.size == 0:
+        raise ValueError(f"weights must have a positive entry to place {total} households, got none")
+    scaled = np.zeros_like(weights)
+    if total > 0:
+        scaled[positive] = weights[positive] * (total / float(np.add.reduce(weights[positive])))
+    floors = np.floor(scaled + 1e-9)
+    fractions = np.clip(scaled - floors, 0.0, None)
+    residual = total - int(np.add.reduce(floors))
+    pool = np.flatnonzero(fractions > 1e-12)
+    if pool.size < residual:  # only when near-integer weights were snapped down: any positive candidate may take one more
+        pool = positive
+    counts = floors.astype(np.int64)
+    if residual > 0:
+        problem = _Rounding(matrix, targets, importance, counts, residual)
+        extra, method, optimal, considered, note = problem.solve(pool, fractions[pool], node_limit, mip_rel_gap, max_binaries, time_limit)
+        counts[pool[extra]] += 1
+    else:
+        method, optimal, considered, note = "floor", True, 0, ""
+    achieved = matrix.T @ counts.astype(np.float64)
+    errors = np.where(np.isnan(targets), np.nan, np.abs(achieved - np.nan_to_num(targets)))
+    return IntegerResult(counts, achieved, errors, method, optimal, considered, note)
+
+
+class _Rounding:
+    """Which candidates of a pool get one household more: ``residual`` of them, the controls as close as can be."""
+
+    def __init__(self, matrix: sp.csr_array, targets: np.ndarray, importance: np.ndarray, floors: np.ndarray, residual: int):
+        controlled = np.flatnonzero(~np.isnan(targets))
+        self.matrix, self.residual = matrix, residual
+        self.controls = controlled
+        self.gap = targets[controlled] - matrix[:, controlled].T @ floors.astype(np.float64)
+        self.weight = importance[controlled] / importance[controlled].min() if controlled.size else np.zeros(0)
+
+    def solve(self, pool: np.ndarray, fractions: np.ndarray, node_limit: int, mip_rel_gap: float, max_binaries: int,
+              time_limit: float | None) -> tuple[np.ndarray, str, bool, int, str]:
+        """(chosen mask over the pool, method, optimal, candidates in the MILP, note)."""
+        options = {"node_limit": int(node_limit), "mip_rel_gap": float(mip_rel_gap)}
+        if time_limit is not None:
+            options["time_limit"] = float(time_limit)
+        if not np.any(np.diff(self.matrix[pool][:, self.controls].tocsc().indptr)):  # no control the pool can move
+            return _largest(fractions, self.residual), "rounding", True, 0, "no control to fit: the largest fractional parts"
+        subset, shares = np.arange(pool.size), fractions
+        if pool.size > max_binaries:
+            cost, rows, rhs, upper = self._program(pool, fractions)
+            lp = linprog(cost, A_eq=rows, b_eq=rhs, bounds=np.column_stack([np.zeros(cost.size), upper]), method="highs",
+                         options={k: v for k, v in options.items() if k == "time_limit"})
+            if lp.x is None:
+                return _largest(fractions, self.residual), "rounding", False, 0, f"the LP relaxation failed ({lp.message})"
+            shares = lp.x[:pool.size]
+            support = shares > 1e-9
+            zeros = np.flatnonzero(~support)
+            nearest = zeros[np.argsort(lp.lower.marginals[:pool.size][zeros], kind="stable")[:self.controls.size + 1]]
+            subset = np.union1d(np.flatnonzero(support), nearest)
+        cost, rows, rhs, upper = self._program(pool[subset], fractions[subset])
+        n = subset.size
+        result = milp(cost, integrality=np.concatenate([np.ones(n), np.zeros(cost.size - n)]), bounds=Bounds(np.zeros(cost.size), upper),
+                      constraints=LinearConstraint(rows, rhs, rhs), options=options)
+        chosen = result.x[:n] > 0.5 if result.x is not None else None
+        if chosen is None or int(chosen.sum()) != self.residual:
+            why = result.message if chosen is None else f"its solution places {int(chosen.sum())} households instead of {self.residual}"
+            return _largest(shares, self.residual), "rounding", False, n, f"the MILP gave no usable solution ({why})"
+        mask = np.zeros(pool.size, dtype=bool)
+        mask[subset[chosen]] = True
+        reduced = f"the MILP saw {n} of {pool.size} candidates (LP support and nearest)" if n < pool.size else ""
+        stopped = "" if result.status == 0 else f"the MILP stopped early at {result.mip_node_count} nodes, gap {result.mip_gap:.2g}"
+        return mask, "milp", result.status == 0 and n == pool.size, n, "; ".join(filter(None, [reduced, stopped]))
+
+    def _program(self, pool: np.ndarray, fractions: np.ndarray) -> tuple[np.ndarray, sp.csc_array, np.ndarray, np.ndarray]:
+        """Variables: one 0/1 per pool candidate, then shortfall and excess per control; rows: the controls, then the count."""
+        block = self.matrix[pool][:, self.controls]
+        n, m = pool.size, self.controls.size
+        epsilon = 0.5 / (self.residual + 1)  # the whole tie-breaker is worth less than one household of the least important control
+        cost = np.concatenate([epsilon * (1.0 - fractions), self.weight, self.weight])
+        identity = sp.identity(m, format="csc")
+        rows = sp.vstack([sp.hstack([block.T, identity, -identity]), sp.hstack([sp.csr_array(np.ones((1, n))), sp.csr_array((1, 2 * m))])],
+                         format="csc")
+        return cost, rows, np.concatenate([self.gap, [self.residual]]), np.concatenate([np.ones(n), np.full(2 * m, np.inf)])
+
+
+def _largest(keys: np.ndarray, residual: int) -> np.ndarray:
+    """Largest remainders: the ``residual`` largest keys, ties to the lower index."""
+    chosen = np.zeros(keys.size, dtype=bool)
+    chosen[np.argsort(-keys, kind="stable")[:residual]] = True
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# zones
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every zone needs: sent once to each worker."""
+
+    matrix: sp.csr_array
+    importance: np.ndarray
+    max_iterations: int
+    tolerance: float
+    node_limit: int
+    mip_rel_gap: float
+    max_binaries: int
+    time_limit: float | None
+
+
+def _balance_zone(shared: _Shared, zone: str, targets: np.ndarray, initial: np.ndarray, total: int) -> ZoneBalance:
+    balance = _list_balance(shared.matrix, targets, initial, shared.importance, shared.max_iterations, shared.tolerance)
+    integer = _integerize(shared.matrix, targets, balance.weights, total, shared.importance, shared.node_limit, shared.mip_rel_gap,
+                          shared.max_binaries, shared.time_limit)
+    return ZoneBalance(zone, integer.counts, balance, integer)
+
+
+_WORKER: dict[str, _Shared] = {}
+
+
+def _start_worker(shared: _Shared) -> None:
+    _WORKER["shared"] = shared
+
+
+def _worker_zone(zone: str, targets: np.ndarray, initial: np.ndarray, total: int) -> ZoneBalance:
+    return _balance_zone(_WORKER["shared"], zone, targets, initial, total)
+
+
+def balance_zones(incidence, zone_targets: Mapping[str, np.ndarray], initial, importance=None, *, totals: Mapping[str, int],
+                  executor: str = "local", workers: int = 1, ray_address: str | None = None,
+                  progress: Callable[[str, int, int], None] | None = None, max_iterations: int = 2000, tolerance: float = 1e-9,
+                  node_limit: int = 20, mip_rel_gap: float = 1e-4, max_binaries: int = MAX_BINARIES,
+                  time_limit: float | None = None) -> dict[str, ZoneBalance]:
+    """Every zone's households: :func:`list_balance` then :func:`integerize`, zone by zone.
+
+    ``initial`` holds the region's weights; each zone starts from them scaled to its total
+    (``initial · totals[zone] / Σ initial``). ``executor`` is ``"local"`` (in this process, one zone
+    after the other), ``"processes"`` (a pool of ``workers`` spawned processes; a script calling it
+    needs the usual ``if __name__ == "__main__":`` guard) or ``"ray"`` (one task per zone; Ray as it
+    is when already initialized, else connected to ``ray_address`` or started locally with
+    ``workers`` CPUs, and shut down again here; the incidence goes to the object store once).
+    ``progress`` is called in this process as ``progress(zone, done, zones)`` when a zone finishes.
+    The result is keyed by zone in sorted order and byte-identical whatever the executor and the
+    number of workers. The remaining keywords are those of :func:`list_balance` and :func:`integerize`.
+
+    Raises :class:`~llmsynthor.errors.SpecError` for an unknown executor, a missing ray package, and,
+    all at once, zones without a total or without targets, totals that are not whole numbers ≥ 0
+    and zones with households but no candidate left once their zero targets are honoured.
+    """
+    if executor not in EXECUTORS:
+        raise SpecError(Problem("executor", f"must be one of {', '.join(map(repr, EXECUTORS))} (got {executor!r})"))
+    if not isinstance(workers, int | np.integer) or workers < 1:
+        raise SpecError(Problem("workers", f"must be a whole number ≥ 1 (got {workers!r})"))
+    matrix = _as_csr(incidence)
+    candidates, controls = matrix.shape
+    prior = _vector("initial", initial, candidates)
+    if not np.any(prior > 0):
+        raise ValueError("initial must have a positive entry, got none")
+    shared = _Shared(matrix, _importance(importance, controls), max_iterations, tolerance, node_limit, mip_rel_gap, max_binaries, time_limit)
+    jobs = _zone_jobs(matrix, zone_targets, totals, prior)
+    done: dict[str, ZoneBalance] = {}
+
+    def finished(result: ZoneBalance) -> None:
+        done[result.zone] = result
+        if progress is not None:
+            progress(result.zone, len(done), len(jobs))
+
+    if executor == "local":
+        for job in jobs:
+            finished(_balance_zone(shared, *job))
+    elif executor == "processes":
+        _run_processes(shared, jobs, int(workers), finished)
+    else:
+        _run_ray(shared, jobs, int(workers), ray_address, finished)
+    return {zone: done[zone] for zone in sorted(done)}
+
+
+def _zone_jobs(matrix: sp.csr_array, zone_targets: Mapping[str, np.ndarray], totals: Mapping[str, int],
+               prior: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+    """(zone, targets, initial weights, total) per zone in sorted order; every problem with the zones raised at once."""
+    problems = [Problem(f"zone {zone!r}", "has targets but no household total") for zone in sorted(set(zone_targets) - set(totals))]
+    problems += [Problem(f"zone {zone!r}", "has a household total but no targets") for zone in sorted(set(totals) - set(zone_targets))]
+    prior_total = float(np.add.reduce(prior))
+    jobs = []
+    for zone in sorted(set(zone_targets) & set(totals)):
+        total = totals[zone]
+        if not (isinstance(total, int | np.integer | float | np.floating) and total >= 0 and int(total) == total):
+            problems.append(Problem(f"zone {zone!r}", f"household total must be a whole number ≥ 0 (got {total!r})"))
+            continue
+        targets = _vector(f"targets of zone {zone!r}", zone_targets[zone], matrix.shape[1], allow_nan=True)
+        zero = np.flatnonzero(targets == 0)
+        usable = (prior > 0) & ((matrix[:, zero].sum(axis=1) == 0) if zero.size else True)
+        if total > 0 and not usable.any():
+            problems.append(Problem(f"zone {zone!r}", f"has {int(total)} households but every candidate household falls in a control whose target is 0"))
+        jobs.append((zone, targets, prior * (int(total) / prior_total), int(total)))
+    if problems:
+        raise SpecError(problems)
+    return jobs
+
+
+def _run_processes(shared: _Shared, jobs: list, workers: int, finished: Callable[[ZoneBalance], None]) -> None:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(shared,)) as pool:
+        pending = {pool.submit(_worker_zone, *job) for job in jobs}
+        while pending:
+            ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(ready, key=lambda f: f.result().zone):
+                finished(future.result())
+
+
+def _owned(result: ZoneBalance) -> ZoneBalance:
+    """A zone's result with writable arrays of its own (Ray hands back read-only views of its object store)."""
+    balance, integer = result.balance, result.integer
+    balance = replace(balance, **{f: np.array(getattr(balance, f)) for f in ("weights", "achieved", "relative_errors", "unreachable")})
+    integer = replace(integer, **{f: np.array(getattr(integer, f)) for f in ("counts", "achieved", "absolute_errors")})
+    return ZoneBalance(result.zone, integer.counts, balance, integer)
+
+
+def _run_ray(shared: _Shared, jobs: list, workers: int, address: str | None, finished: Callable[[ZoneBalance], None]) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise SpecError(Problem("executor", f"'ray' needs the ray package, which is not installed ({exc}): pip install ray==2.60.0")) from exc
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(_balance_zone)
+        shared_ref = ray.put(shared)
+        pending = [remote.remote(shared_ref, *job) for job in jobs]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for result in ray.get(ready):
+                finished(_owned(result))
+    finally:
+        if started:
+            ray.shutdown()
+
