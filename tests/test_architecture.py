@@ -26,7 +26,7 @@ LAYERS = [
     ("the loop's parts", {"pool", "requesting", "steps", "finish", "result"}),
     ("the loop", {"synthesizer", "households.synthesizer"}),
     ("outputs and the short path", {"api", "output", "report", "households.output"}),
-    ("the command and the package", {"cli", "__init__", "households"}),
+    ("the command and the package", {"cli", "__init__", "households", "households.command"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 LLM_BACKENDS = {m for m in LAYER_OF if m == "llm" or m.startswith("llm.")}

@@ -59,7 +59,7 @@ def _print_numeric(errors: dict[str, dict[str, float]]) -> None:
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec: variables, target tables, n_records, seed, llm, synthesis."),
-    out_path: Path | None = typer.Option(None, "--out", "-o", help="Records file; .csv or .parquet. Default: the spec's name + .csv, in the current folder."),
+    out_path: Path | None = typer.Option(None, "--out", "-o", help="Records file; .csv or .parquet. Default: the spec's name + .csv, in the current folder. Household specs: a folder for households.csv, persons.csv and manifest.json (name it DIR.parquet for Parquet files); default: the spec's name."),
     manifest_path: Path | None = typer.Option(None, "--manifest", help="Run manifest (JSON). Default: the records path with .manifest.json."),
     seed: int | None = typer.Option(None, help="Override the spec's seed: same spec + seed + model gives the same records."),
     n_records: int | None = typer.Option(None, "--n", help="Override the spec's number of records."),
@@ -86,6 +86,8 @@ def run(
     from .output import check_run_paths, manifest, write_json, write_records
     from .synthesizer import Synthesizer
 
+    if _is_households(spec_path, debug):
+        return _run_households(spec_path, out_path, seed, llm, base_url, model, concurrency, no_cache, debug)
     changes = {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url, "llm.model": model,
                "llm.concurrency": concurrency, "synthesis.max_iterations": max_iterations}
     given = {"--manifest": manifest_path, "--checkpoint": checkpoint_dir}  # as the user wrote them, for the resume hint
@@ -161,6 +163,42 @@ def run(
         out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates ({where}); "
                   f"discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records", soft_wrap=True)
     out.print(_summary(result.converged, data, manifest_path), soft_wrap=True)  # one line, also in logs
+
+
+def _is_households(spec_path: Path, debug: bool) -> bool:
+    """Whether SPEC is a household spec (a 'household' or 'person' section); a file that cannot be read
+    is bad input, said once."""
+    from .households.spec import is_household_spec
+    from .spec import read_yaml
+
+    try:
+        return is_household_spec(read_yaml(spec_path))
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    return False
+
+
+def _run_households(spec_path: Path, out_path: Path | None, seed, llm, base_url, model, concurrency, no_cache: bool, debug: bool) -> None:
+    """`run` for a household spec: linked households and persons in the folder --out (default: the spec's name)."""
+    from .households.command import overridden, run_households
+    from .households.spec import load_household_spec
+
+    try:
+        spec = overridden(load_household_spec(spec_path), {"seed": seed, "llm.backend": llm, "llm.base_url": base_url,
+                                                            "llm.model": model, "llm.concurrency": concurrency})
+        folder = out_path or Path(spec.name)
+        fmt = "parquet" if folder.suffix.lower() == ".parquet" else "csv"
+        run_households(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, no_cache)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written (compositions answered so far are in the response cache, so running the "
+                   "same command again replays them)", err=True)
+        raise typer.Exit(130) from None
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    except LLMSynthorError as exc:
+        _fail(exc, debug, 1)
+    except OSError as exc:
+        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
 
 
 def _check_constraints(spec, targets) -> None:

@@ -104,12 +104,24 @@ def write_records(records: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def backend_facts(settings, backend) -> dict:
+    """The manifest's model, response-cache and transport blocks (``settings``: the spec's llm)."""
+    model_file = getattr(backend, "model_file", None)
+    return {
+        "model": {"backend": backend.name, "sha256": model_file.sha256 if model_file else None,
+                  "load_seconds": getattr(backend, "load_seconds", None),
+                  "llama_cpp_extra_buffers_off": getattr(backend, "avoided_amx", None),  # AMX kernels avoided (llm.embedded)
+                  "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k},
+        "cache": {"hits": backend.hits, "misses": backend.misses, "path": str(backend.path)} if hasattr(backend, "hits") else None,
+        "transport": {"retries": getattr(backend, "transport_retries", 0),
+                      "structured_output_fallbacks": getattr(backend, "structured_fallbacks", 0)},
+    }
+
+
 def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path | None) -> dict:
     """Everything needed to judge and reproduce a run (no secrets: the spec carries none and the
     API key is only ever read from the environment)."""
     usage = result.usage
-    model_file = getattr(backend, "model_file", None)
-    cache = {"hits": backend.hits, "misses": backend.misses, "path": str(backend.path)} if hasattr(backend, "hits") else None
     llm_seconds = usage.seconds
     n_records = len(result.records)
     return {
@@ -120,13 +132,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "seed": spec.seed,
         "n_records": n_records,
         "records_path": str(records_path) if records_path else None,
-        "model": {"backend": backend.name, "sha256": model_file.sha256 if model_file else None,
-                  "load_seconds": getattr(backend, "load_seconds", None),
-                  "llama_cpp_extra_buffers_off": getattr(backend, "avoided_amx", None),  # AMX kernels avoided (llm.embedded)
-                  "temperature": spec.llm.temperature, "top_p": spec.llm.top_p, "top_k": spec.llm.top_k},
-        "cache": cache,
-        "transport": {"retries": getattr(backend, "transport_retries", 0),
-                      "structured_output_fallbacks": getattr(backend, "structured_fallbacks", 0)},
+        **backend_facts(spec.llm, backend),
         "converged": result.converged,
         "tolerance_tvd": spec.synthesis.tolerance_tvd,
         "dependencies": result.dependencies,

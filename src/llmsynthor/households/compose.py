@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..proposals import ParseReport, parse_range
@@ -25,6 +26,7 @@ from ..schema import CategoricalVariable, IntegerVariable, Schema
 from .spec import HouseholdSpec
 
 Value = str | tuple[float, float]  # a categorical label, or a numeric [low, high] range
+WIDEST = 0.1  # a range wider than this share of its variable's domain is narrowed around its middle (counted)
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,45 @@ def _field(var) -> dict:
     return {"type": "array", "items": {"type": kind}, "minItems": 2, "maxItems": 2}
 
 
-def composition_schema(spec: HouseholdSpec, size: int, fixed: frozenset[str] = frozenset()) -> dict:
-    """JSON schema of one answer: ``{"members": [exactly size × {person vars}], household vars...}``.
+def reference_marker(spec: HouseholdSpec) -> tuple[str, str] | None:
+    """(variable, value) when the reference condition is one categorical equality (``relationship ==
+    householder``): then the answer's structure itself has exactly one reference person."""
+    clauses = parse_condition(spec.person.reference, spec.person_schema)
+    if len(clauses) == 1 and clauses[0].op == "==" and isinstance(spec.person.variables[clauses[0].variable], CategoricalVariable):
+        return clauses[0].variable, str(clauses[0].value)
+    return None
 
-    The members come first, the variable of the reference condition first in each, so the model
-    decides who lives together before it names the household's type, cars or income (and writes
-    those in the light of the members). The size and the values the system fixes are left out."""
-    first = parse_condition(spec.person.reference, spec.person_schema)[0].variable
+
+def _member(spec: HouseholdSpec, first: str, drop: str | None = None, exclude: str | None = None) -> dict:
     order = [first, *(n for n in spec.person.variables if n != first)]
-    member = {"type": "object", "properties": {n: _field(spec.person.variables[n]) for n in order},
-              "required": order, "additionalProperties": False}
-    props = {"members": {"type": "array", "items": member, "minItems": size, "maxItems": size}}
+    props = {}
+    for n in order:
+        if n == drop:
+            continue
+        field = _field(spec.person.variables[n])
+        if n == first and exclude is not None:
+            field = {**field, "enum": [v for v in field["enum"] if v != exclude]}
+        props[n] = field
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def composition_schema(spec: HouseholdSpec, size: int, fixed: frozenset[str] = frozenset()) -> dict:
+    """JSON schema of one answer: the members first, then the household values the system leaves free.
+
+    With a reference marker (``relationship == householder``) the answer is ``{"reference": {its
+    values but the marker}, "others": [exactly size − 1 members, the marker's value not allowed], …}``,
+    so every answer has exactly one reference person; otherwise ``{"members": [exactly size], …}``.
+    The variable of the reference condition comes first in each member, so the model decides who
+    lives together before anything else, and names the household's type, cars or income in the light
+    of its members. The size and the values the system fixes are left out."""
+    marker = reference_marker(spec)
+    first = parse_condition(spec.person.reference, spec.person_schema)[0].variable
+    if marker is not None:
+        props = {"reference": _member(spec, first, drop=marker[0])}
+        if size > 1:
+            props["others"] = {"type": "array", "items": _member(spec, first, exclude=marker[1]), "minItems": size - 1, "maxItems": size - 1}
+    else:
+        props = {"members": {"type": "array", "items": _member(spec, first), "minItems": size, "maxItems": size}}
     props.update({n: _field(v) for n, v in spec.household.variables.items() if n != spec.household.size and n not in fixed})
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
@@ -103,8 +133,10 @@ def system_message(spec: HouseholdSpec) -> str:
             + (f"; they are {spec.population}" if spec.population else "") + ".\n"
             f"A {h.entity} has:\n{_describe(spec.household_schema, {h.size, *spec.derived})}\n"
             f"Each {p.entity} has:\n{_describe(spec.person_schema)}\n"
-            f"List the {p.entity} with {p.reference} first. Give numeric values as [low, high] ranges: narrow where you "
-            "are sure, wide where you are not. Answer with JSON only.")
+            + (f"'reference' is the {p.entity} with {marker[0]} {marker[1]}; 'others' are the other {p.entity}s. "
+               if (marker := reference_marker(spec)) else f"List the {p.entity} with {p.reference} first. ")
+            + f"Give numbers as [low, high] ranges at most {int(100 * WIDEST)} % of their scale wide (an age: 10 years at "
+            "most). Answer with JSON only.")
 
 
 def composition_messages(spec: HouseholdSpec, kind: Kind) -> list[dict[str, str]]:
@@ -128,7 +160,20 @@ def _value(raw, var, name: str, report: ParseReport) -> Value | None:
             report.rejected[f"{name}: {raw!r} is not a value"] += 1
             return None
         return raw
-    return parse_range(raw, var, name, report)
+    got = parse_range(raw, var, name, report)
+    if got is None:
+        return None
+    lo, hi = got
+    widest = WIDEST * (var.max - var.min)
+    if hi - lo > max(widest * 1.5, 2.0):  # a vague answer ([0, 99]): its middle, at the widest asked for
+        middle = (lo + hi) / 2
+        lo, hi = max(var.min, middle - widest / 2), min(var.max, middle + widest / 2)
+        if isinstance(var, IntegerVariable):  # whole numbers inside; the one nearest the middle when none is
+            lo, hi = float(np.ceil(lo)), float(np.floor(hi))
+            if lo > hi:
+                lo = hi = float(np.clip(np.floor(middle + 0.5), var.min, var.max))
+        report.corrected[f"{name}: range too wide, narrowed to its middle"] += 1
+    return lo, hi
 
 
 def _meets(clauses: tuple[Clause, ...], values: dict[str, Value]) -> bool:
@@ -147,10 +192,18 @@ def parse_composition(text: str, spec: HouseholdSpec, kind: Kind, request: int =
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
+        report.rejected["response is not valid JSON"] += 1
         return None, f"not JSON ({exc.msg})", report
+    marker = reference_marker(spec)
+    if marker is not None and isinstance(raw, dict) and isinstance(raw.get("reference"), dict):
+        others = raw.get("others", [])
+        if not isinstance(others, list):
+            report.rejected["others is not a list"] += 1
+            return None, "expected 'others' to be a list of members", report
+        raw = {**raw, "members": [{**raw["reference"], marker[0]: marker[1]}, *others]}
     if not isinstance(raw, dict) or not isinstance(raw.get("members"), list):
         report.rejected["no members list"] += 1
-        return None, "expected an object with a 'members' list", report
+        return None, "expected an object with the members", report
     household: dict[str, Value] = {spec.household.size: (float(kind.size), float(kind.size))}
     fixed = dict(kind.household)
     for name, var in spec.household.variables.items():

@@ -1,0 +1,78 @@
+"""A household run's outputs: linked tables in a folder, as PopulationSim writes them, and the manifest.
+
+``OUT/households.csv`` (household_id, zone, household variables, derived counts),
+``OUT/persons.csv`` (household_id, person_id, member, person variables) — or ``.parquet`` — and
+``OUT/manifest.json``: the spec's hash, seed, model, LLM usage, compositions and why any were
+rejected, the region and zone balances, and the evaluation of both levels against the targets.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..output import backend_facts, check_writable_file, write_json, write_records
+from .evaluation import HouseholdEvaluation
+from .spec import HouseholdSpec
+from .synthesizer import HouseholdResult
+
+FORMATS = ("csv", "parquet")
+
+
+def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
+    return {"households": folder / f"households.{fmt}", "persons": folder / f"persons.{fmt}", "manifest": folder / "manifest.json"}
+
+
+def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
+    """Every file the run writes, checked writable before the model loads."""
+    paths = output_paths(folder, fmt)
+    for what, path in paths.items():
+        check_writable_file(path, f"the {what} file")
+    return paths
+
+
+def write_outputs(spec: HouseholdSpec, result: HouseholdResult, evaluation: HouseholdEvaluation, backend, folder: Path,
+                  fmt: str = "csv", wall_seconds: float | None = None) -> dict[str, Path]:
+    paths = output_paths(folder, fmt)
+    write_records(result.households, paths["households"])
+    write_records(result.persons, paths["persons"])
+    write_json(household_manifest(spec, result, evaluation, backend, paths, wall_seconds), paths["manifest"])
+    return paths
+
+
+def household_manifest(spec: HouseholdSpec, result: HouseholdResult, evaluation: HouseholdEvaluation, backend,
+                       paths: dict[str, Path], wall_seconds: float | None = None) -> dict:
+    usage = result.usage
+    households = len(result.households)
+    zones = result.zones
+    return {
+        "llmsynthor_version": __version__,
+        "status": "completed",
+        "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()},
+        "seed": spec.seed,
+        "households": households,
+        "persons": len(result.persons),
+        "paths": {k: str(v) for k, v in paths.items()},
+        **backend_facts(spec.llm, backend),
+        "llm": usage.as_dict(),
+        "compositions": {"requested": result.requests, "accepted": result.compositions,
+                         "rejected_by_reason": dict(usage.rejected), "corrected_by_reason": dict(usage.corrected),
+                         "variants_each": spec.synthesis.variants, "filler_households": spec.synthesis.filler_households},
+        "llm_calls_per_1000_households": round(1000 * usage.calls / households, 3) if households else None,
+        "region_balance": {"converged": result.region.converged, "iterations": result.region.iterations,
+                           "max_relative_error": round(result.region.max_error, 6),
+                           "unreachable_controls": int(len(result.region.unreachable))},
+        "zones": {"count": len(zones), "executor": spec.synthesis.executor, "workers": spec.synthesis.workers,
+                  "integerized_by": {m: sum(z.integer.method == m for z in zones.values()) for m in ("floor", "milp", "rounding")},
+                  "max_abs_error": float(max((np.nanmax(z.integer.absolute_errors) if np.isfinite(z.integer.absolute_errors).any()
+                                              else 0.0) for z in zones.values())) if zones else None},
+        "evaluation": evaluation.as_dict(),
+        "time": {**{k: round(v, 3) for k, v in result.seconds.items()},
+                 "llm_seconds": round(usage.seconds, 3),
+                 **({"wall_seconds": round(wall_seconds, 3)} if wall_seconds is not None else {})},
+        "notes": result.notes,
+        "platform": {"python": platform.python_version(), "machine": platform.machine()},
+    }

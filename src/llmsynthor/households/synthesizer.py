@@ -1,0 +1,268 @@
+"""Households with their persons: compositions from the LLM once for the region, then every zone balanced.
+
+:meth:`HouseholdSynthesizer.fit`
+
+1. asks the LLM for ``synthesis.compositions`` households (:mod:`.compose`): two thirds spread over
+   the household sizes the tables give (√ of each size's share, so rare large households are asked
+   for too), the rest for the cells the first pool supplies worst — the cells list balancing has to
+   stretch its candidates most to meet (the LLMSynthor loop's deficit guidance, at household level);
+2. makes them concrete (:mod:`.candidates`: ``variants`` candidates per composition, plus a few
+   filler candidates so that every household cell is reachable);
+3. balances the pool to the region's tables (list balancing, :mod:`.balance`): the region weights.
+
+:meth:`HouseholdSynthesizer.sample` balances every zone to its own tables starting from the region
+weights and integerizes (no LLM call; locally, in processes or on Ray, byte-identical whatever the
+executor), then writes linked households and persons with ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..llm.base import LLMBackend
+from ..requesting import Answer, LLMUsage, Requester
+from .balance import BalanceResult, ZoneBalance, balance_zones, list_balance
+from .candidates import COMPOSITION, MEMBER, Candidates, combine, expand, fillers
+from .compose import Kind, composition_messages, composition_schema, max_tokens, parse_composition
+from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, incidence, largest_remainder, load_controls
+from .spec import HouseholdSpec
+
+FIRST_ROUND = 2 / 3  # share of the compositions spread over the sizes; the rest go to the worst supplied cells
+REGION = "region"
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class HouseholdResult:
+    """Linked households and persons, and what producing them took."""
+
+    households: pd.DataFrame  # household_id, zone, household variables, derived counts
+    persons: pd.DataFrame  # household_id, person_id, member, person variables
+    usage: LLMUsage
+    compositions: int  # accepted
+    requests: int
+    region: BalanceResult
+    zones: dict[str, ZoneBalance]
+    seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def _size_shares(spec: HouseholdSpec, targets: HouseholdTargets) -> dict[int, float]:
+    """Share of households of every size, from the finest household table with the size (a bin's
+    share spread over its sizes, halving with each step up); 1–4 alike when no table has it."""
+    size = spec.household.size
+    tables = [t for t in targets if t.level == "households" and size in t.variables]
+    if not tables:
+        return {s: 0.25 for s in range(int(spec.size_variable.min), int(spec.size_variable.min) + 4)}
+    table = max(tables, key=lambda t: t.axes[t.variables.index(size)].size)
+    i = table.variables.index(size)
+    axis = table.axes[i]
+    margin = table.region.sum(axis=tuple(j for j in range(len(table.axes)) if j != i))
+    margin = margin / margin.sum()
+    out: dict[int, float] = {}
+    for b in range(axis.size):
+        lo = int(axis.edges[b])
+        hi = int(spec.size_variable.max) if b == axis.size - 1 else int(axis.edges[b + 1]) - 1
+        steps = 0.5 ** np.arange(hi - lo + 1)
+        for s, w in zip(range(lo, hi + 1), steps / steps.sum()):
+            if margin[b] * w > 0:
+                out[s] = float(margin[b] * w)
+    return out
+
+
+def size_kinds(spec: HouseholdSpec, targets: HouseholdTargets, count: int) -> list[Kind]:
+    """``count`` kinds over the sizes of ≥ 1 % share, allocated by √ share, interleaved (the first requests cover every size)."""
+    shares = {s: p for s, p in _size_shares(spec, targets).items() if p >= 0.01} or _size_shares(spec, targets)
+    sizes = sorted(shares)
+    weights = np.sqrt([shares[s] for s in sizes])
+    alloc = largest_remainder(weights, count)
+    queues = [[s] * int(a) for s, a in zip(sizes, alloc)]
+    out: list[Kind] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(Kind(q.pop()))
+    return out
+
+
+def _cell_values(table: LevelTable, flat: int, spec: HouseholdSpec) -> list[tuple[str, object]]:
+    """(variable, label or (lo, hi)) of one cell of ``table``."""
+    index = np.unravel_index(flat, table.shape)
+    out = []
+    for axis, i in zip(table.axes, index):
+        if axis.is_numeric:
+            var = spec.joined_schema.variables[axis.variable]
+            last = i == axis.size - 1
+            hi = float(var.max) if last else float(axis.edges[i + 1]) - (1 if var.type == "integer" else 0)
+            out.append((axis.variable, (float(axis.edges[i]), hi)))
+        else:
+            out.append((axis.variable, axis.labels[i]))
+    return out
+
+
+def deficit_kinds(spec: HouseholdSpec, targets: HouseholdTargets, matrix, prior: np.ndarray, count: int,
+                  rng: np.random.Generator) -> list[Kind]:
+    """Kinds for the ``count`` cells the pool supplies worst: a cell's target against what the prior
+    weights (scaled to the households) give it, scored target × log(ratio); unreachable cells first."""
+    if count <= 0:
+        return []
+    region = targets.region_vector()
+    supplied = np.asarray(matrix.T @ (prior * targets.households / prior.sum())).ravel()
+    ratio = np.minimum(region / np.maximum(supplied, 1e-9), 1e6)
+    score = np.where((region > 0.5) & (ratio > 1.5), region * np.log(np.maximum(ratio, 1.0)), 0.0)
+    order = [j for j in np.argsort(-score, kind="stable") if score[j] > 0][:count]
+    if not order:
+        return []
+    offsets = targets.offsets()
+    sizes, shares = zip(*sorted(_size_shares(spec, targets).items()))
+    kinds = []
+    for j in (order * count)[:count]:
+        t = int(np.searchsorted(offsets, j, side="right") - 1)
+        table = targets.tables[t]
+        values = _cell_values(table, j - offsets[t], spec)
+        household = [(n, v) for n, v in values if n in spec.household.variables and n != spec.household.size]
+        person = tuple((n, v) for n, v in values if n in spec.person.variables)
+        size_range = dict(values).get(spec.household.size)
+        allowed = [s for s in sizes if size_range is None or size_range[0] <= s <= size_range[1]]
+        allowed = allowed or list(sizes)
+        p = np.array([shares[sizes.index(s)] for s in allowed])
+        size = int(rng.choice(allowed, p=p / p.sum()))
+        derived = [(n, v) for n, v in values if n in spec.derived]  # told to the model; its members decide them
+        kinds.append(Kind(size, tuple(household + derived), (person,) if person else ()))
+    return kinds
+
+
+class HouseholdSynthesizer:
+    """Linked households and persons that match a household spec's tables, zone by zone.
+
+    Parameters: ``spec`` (:func:`~.spec.load_household_spec`), ``llm`` (any backend), ``targets``
+    (pre-loaded controls; read from the spec when omitted), ``progress(stage, done, total)``.
+    Attributes set by :meth:`fit`: ``candidates_``, ``region_`` (the region balance), ``usage_``,
+    ``compositions_``, ``requests_``, ``notes_``.
+    """
+
+    def __init__(self, spec: HouseholdSpec, llm: LLMBackend, *, targets: HouseholdTargets | None = None,
+                 progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter):
+        self.spec, self.llm, self.progress, self.clock = spec, llm, progress, clock
+        self.targets = targets if targets is not None else load_controls(spec)
+        self.requester = Requester(llm, spec.llm, spec.seed)
+
+    def run(self) -> HouseholdResult:
+        return self.fit().sample()
+
+    # -- fit: compositions for the region -------------------------------------------------------
+    def _ask(self, kinds: list[Kind], first: int) -> list[Answer]:
+        spec = self.spec
+
+        def request(index: int, kind: Kind) -> Answer:
+            messages = composition_messages(spec, kind)
+            schema = composition_schema(spec, kind.size, frozenset(n for n, _ in kind.household if n in spec.household.variables))
+            answer = self.requester.ask(messages, schema, max_tokens(spec, kind.size),
+                                        lambda text: parse_composition(text, spec, kind, first + index), 0, first + index)
+            if self.progress:
+                self.progress("compositions", first + index + 1, spec.synthesis.compositions)
+            return answer
+
+        return self.requester.map(request, kinds)
+
+    def _gather(self, kinds: list[Kind], first: int) -> list:
+        answers = self._ask(kinds, first)
+        for a in answers:
+            a.charge(self.usage_)
+        self.requests_ += len(kinds)
+        return [a.value for a in answers if a.value is not None]
+
+    def fit(self) -> HouseholdSynthesizer:
+        s, started = self.spec.synthesis, self.clock()
+        self.usage_, self.requests_, self.notes_ = LLMUsage(), 0, []
+        rng = np.random.default_rng(np.random.SeedSequence([self.spec.seed, 1]))
+        first = max(1, int(round(s.compositions * FIRST_ROUND))) if s.compositions > 1 else 1
+        compositions = self._gather(size_kinds(self.spec, self.targets, first), 0)
+        if not compositions:
+            raise_no_compositions(self.usage_)
+        pool = self._pool(compositions, rng)
+        matrix = self._incidence(pool)
+        more = deficit_kinds(self.spec, self.targets, matrix, pool.prior, s.compositions - first, rng)
+        if more:
+            compositions += self._gather(more, first)
+            pool = self._pool(compositions, rng)
+            matrix = self._incidence(pool)
+        self.compositions_, self.candidates_, self.matrix_ = compositions, pool, matrix
+        llm_seconds = self.clock() - started
+        self.region_ = list_balance(matrix, self.targets.region_vector(), pool.prior, self.targets.importance())
+        if len(self.region_.unreachable):
+            self.notes_.append(f"{len(self.region_.unreachable)} control cell(s) no candidate household reaches "
+                               "(they stay short)")
+        self.seconds_ = {"compositions": llm_seconds, "region_balance": self.clock() - started - llm_seconds}
+        return self
+
+    def _pool(self, compositions: list, rng: np.random.Generator) -> Candidates:
+        s = self.spec.synthesis
+        base = expand(self.spec, compositions, s.variants, rng)
+        extra = fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng) if s.filler > 0 else None
+        return combine([base, extra]) if extra is not None and len(extra) else base
+
+    def _incidence(self, pool: Candidates):
+        return incidence(self.targets, pool.households, pool.persons)
+
+    # -- sample: every zone, no LLM ---------------------------------------------------------------
+    def sample(self) -> HouseholdResult:
+        s, started = self.spec.synthesis, self.clock()
+        targets, pool = self.targets, self.candidates_
+        if targets.zones:
+            zone_vectors = targets.zone_vectors()
+            zone_targets = {z: zone_vectors[i] for i, z in enumerate(targets.zones)}
+            totals = {z: int(targets.zone_households[i]) for i, z in enumerate(targets.zones)}
+        else:
+            zone_targets, totals = {REGION: targets.region_vector()}, {REGION: targets.households}
+        done = balance_zones(self.matrix_, zone_targets, self.region_.weights, targets.importance(), totals=totals,
+                             executor=s.executor, workers=s.workers, ray_address=s.ray_address,
+                             progress=(lambda zone, k, n: self.progress("zones", k, n)) if self.progress else None)
+        order = list(targets.zones) if targets.zones else [REGION]
+        households, persons = link(self.spec, pool, [(z, done[z].counts) for z in order], bool(targets.zones))
+        seconds = {**self.seconds_, "zones": self.clock() - started}
+        return HouseholdResult(households, persons, self.usage_, len(self.compositions_), self.requests_, self.region_,
+                               done, seconds, list(self.notes_))
+
+
+def raise_no_compositions(usage: LLMUsage) -> None:
+    from ..errors import ProposalError
+
+    reasons = ", ".join(f"{k} ({v})" for k, v in Counter(usage.rejected).most_common(3)) or "no answer parsed"
+    raise ProposalError(f"the LLM gave no usable household composition in the first round: {reasons}", attempts=usage.calls,
+                        last_response=None)
+
+
+def link(spec: HouseholdSpec, pool: Candidates, zones: list[tuple[str, np.ndarray]], zoned: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Linked households and persons: each candidate repeated as many times as its zone's count, ids
+    numbered in zone order then candidate order."""
+    picks, zone_of = [], []
+    for zone, counts in zones:
+        chosen = np.repeat(np.arange(len(counts)), counts.astype(np.int64))
+        picks.append(chosen)
+        zone_of.append(np.full(len(chosen), zone, dtype=object))
+    pick = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+    households = pool.households.iloc[pick].drop(columns=[COMPOSITION]).reset_index(drop=True)
+    households.insert(0, "household_id", np.arange(1, len(pick) + 1))
+    if zoned:
+        households.insert(1, "zone", np.concatenate(zone_of))
+    people = pool.persons.sort_values([HOUSEHOLD, MEMBER], kind="stable")
+    sizes = np.bincount(people[HOUSEHOLD].to_numpy(), minlength=len(pool.households))
+    starts = np.cumsum(sizes) - sizes
+    times = sizes[pick]
+    rows = np.repeat(starts[pick], times) + np.arange(int(times.sum())) - np.repeat(np.cumsum(times) - times, times)
+    owner = np.repeat(np.arange(1, len(pick) + 1), times)
+    persons = people.iloc[rows].drop(columns=[HOUSEHOLD]).reset_index(drop=True)
+    persons.insert(0, "household_id", owner)
+    persons.insert(1, "person_id", np.arange(1, len(persons) + 1))
+    persons = persons[["household_id", "person_id", MEMBER, *spec.person.variables]]
+    return households, persons
+
+
