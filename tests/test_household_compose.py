@@ -343,7 +343,7 @@ def test_expand_gives_every_composition_a_prior_of_one(example):
     pool = expand(example, [FAMILY, SINGLE, FAMILY], 7, np.random.default_rng(0))
     sums = pd.Series(pool.prior).groupby(pool.households[COMPOSITION]).sum()
     np.testing.assert_allclose(sums.to_numpy(), [1.0, 1.0, 1.0])
-    assert not pool.filler.any()
+    assert (pool.source == "composition").all()
 
 
 def test_derive_recounts_stale_counts_from_the_members(example):
@@ -363,7 +363,7 @@ def test_fillers_keep_members_and_size_but_draw_household_values_from_the_margin
     base = expand(example, [FAMILY, SINGLE], 1, rng)
     extra = fillers(example, example_targets, base, 3000, 0.3, rng)
     h, p = extra.households, extra.persons
-    assert len(extra) == 3000 and extra.filler.all()
+    assert len(extra) == 3000 and (extra.source == "filler").all()
     assert extra.prior.sum() == pytest.approx(0.3)
     assert set(h["size"]) == {1, 3}
     columns = [MEMBER, *PERSON_VARIABLES]

@@ -1,11 +1,15 @@
 """Candidate households: the LLM's compositions made concrete, many per composition.
 
 Each composition becomes ``variants`` candidate households: numeric values drawn inside the ranges
-the model gave (ages, cars), categorical values as written. A few *filler* candidates copy a
-composition but draw its household values (other than the size) from the household tables'
-margins, so that every household cell the tables name can be reached; they start with a small
-prior weight (``synthesis.filler``), so list balancing leans on them only where the compositions
-cannot meet a table. Derived counts (children, workers …) are counted from the members.
+the model gave (ages, cars), categorical values as written. *Filler* candidates copy a
+composition's members but draw its household values (other than the size) from the household
+tables' margins, so that every household cell can be reached with the model's members; they start
+with a small prior weight (``synthesis.filler``). *Independent* candidates know no joint at all
+(the size, household values and each member's values from the tables' margins, the reference person
+first) so that every control cell is reachable whatever the model answered (``synthesis.independent``,
+a smaller weight still). List balancing leans on either only where the compositions cannot meet a
+table; every candidate's ``source`` says which it is. Derived counts (children, workers …) are
+counted from the members.
 
 Knows frames, not LLMs: compositions arrive as plain values (:class:`~.compose.Composition`).
 """
@@ -24,6 +28,7 @@ from .spec import HouseholdSpec
 
 MEMBER = "member"  # a person's place in its household, 0 = the reference person
 COMPOSITION = "composition"  # the composition a candidate comes from
+SOURCES = ("composition", "filler", "independent")  # the model's household; its members, other household values; margins only
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class Candidates:
     households: pd.DataFrame  # one row per candidate; household variables, derived counts, COMPOSITION
     persons: pd.DataFrame  # HOUSEHOLD (the candidate's row), MEMBER, person variables
     prior: np.ndarray  # one per candidate; the compositions' candidates sum to 1 each, fillers to ``filler``
-    filler: np.ndarray  # bool, one per candidate
+    source: np.ndarray  # one per candidate: a SOURCES label
 
     def __len__(self) -> int:
         return len(self.households)
@@ -77,27 +82,42 @@ def expand(spec: HouseholdSpec, compositions: list, variants: int, rng: np.rando
     for name, var in spec.person.variables.items():
         persons[name] = _draw([r[name] for r in rows], var, rng)
     return Candidates(derive(spec, households, persons), persons, np.full(len(which), 1.0 / variants),
-                      np.zeros(len(which), dtype=bool))
+                      np.full(len(which), SOURCES[0], dtype=object))
 
 
 def empty(spec: HouseholdSpec) -> Candidates:
     households = pd.DataFrame({**{n: [] for n in spec.household_schema.variables}, COMPOSITION: []})
     persons = pd.DataFrame({HOUSEHOLD: [], MEMBER: [], **{n: [] for n in spec.person.variables}})
-    return Candidates(households, persons, np.zeros(0), np.zeros(0, dtype=bool))
+    return Candidates(households, persons, np.zeros(0), np.zeros(0, dtype=object))
 
 
-def _margin_draw(spec: HouseholdSpec, targets: HouseholdTargets, name: str, size: int, rng: np.random.Generator) -> np.ndarray | None:
-    """``size`` values of a household variable drawn from the region margin of the finest household
-    table that has it (numeric: a bin by its share, then uniformly inside); None if no table has it."""
-    tables = [t for t in targets if t.level == "households" and name in t.variables]
+def reference_marker(spec: HouseholdSpec) -> tuple[str, str] | None:
+    """(variable, value) when the reference condition is one categorical equality (``relationship ==
+    householder``): then the answer's structure itself has exactly one reference person."""
+    clauses = parse_condition(spec.person.reference, spec.person_schema)
+    if len(clauses) == 1 and clauses[0].op == "==" and isinstance(spec.person.variables[clauses[0].variable], CategoricalVariable):
+        return clauses[0].variable, str(clauses[0].value)
+    return None
+
+
+def _margin_draw(spec: HouseholdSpec, targets: HouseholdTargets, name: str, size: int, rng: np.random.Generator,
+                 level: str = "households", leave_out: str | None = None) -> np.ndarray | None:
+    """``size`` values of a variable drawn from the region margin of the finest table of ``level`` that
+    has it (numeric: a bin by its share, then uniformly inside; a categorical's ``leave_out`` label
+    never); None if no table has it."""
+    tables = [t for t in targets if t.level == level and name in t.variables]
     if not tables:
         return None
     table = max(tables, key=lambda t: next(a.size for a in t.axes if a.variable == name))
     axis_index = table.variables.index(name)
     axis = table.axes[axis_index]
-    margin = table.region.sum(axis=tuple(i for i in range(len(table.axes)) if i != axis_index))
+    margin = table.region.sum(axis=tuple(i for i in range(len(table.axes)) if i != axis_index)).astype(float)
+    if leave_out is not None and not axis.is_numeric:
+        margin[[i for i, label in enumerate(axis.labels) if label == leave_out]] = 0.0
+    if margin.sum() <= 0:
+        return None
     bins = rng.choice(axis.size, size=size, p=margin / margin.sum())
-    var = spec.household.variables[name]
+    var = spec.household_schema.variables[name] if level == "households" else spec.person.variables[name]
     if not axis.is_numeric:
         return np.asarray(axis.labels, dtype=object)[bins]
     lo, hi = axis.edges[bins], axis.edges[bins + 1]
@@ -122,7 +142,43 @@ def fillers(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates, co
         if drawn is not None:
             households[name] = drawn
     persons = _repeat_members(base.persons, pick)
-    return Candidates(derive(spec, households, persons), persons, np.full(count, weight / count), np.ones(count, dtype=bool))
+    return Candidates(derive(spec, households, persons), persons, np.full(count, weight / count),
+                      np.full(count, SOURCES[1], dtype=object))
+
+
+def independent(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates, count: int, weight: float,
+                rng: np.random.Generator) -> Candidates:
+    """``count`` candidates that know no joint: the size and every household value from the household
+    tables' margins, every member's values from the person tables' margins (a variable no table has:
+    from the members of ``base``), the reference person first (with a reference marker: its value for
+    member 0 and never for the others). They make every control cell reachable, whatever the LLM
+    answered; prior ``weight`` in all, so balancing uses them only where the compositions fall short."""
+    marker = reference_marker(spec)
+    if count == 0 or len(base) == 0 or marker is None:  # without a marker, member 0 would not be sure to be the reference
+        return empty(spec)
+    households = base.households.iloc[rng.choice(len(base), size=count)].reset_index(drop=True)
+    for name in spec.household.variables:
+        drawn = _margin_draw(spec, targets, name, count, rng)
+        if drawn is not None:
+            households[name] = drawn
+    sizes = households[spec.household.size].to_numpy(dtype=np.int64)
+    owner = np.repeat(np.arange(count), sizes)
+    member = np.arange(len(owner)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    persons = pd.DataFrame({HOUSEHOLD: owner, MEMBER: member})
+    for name in spec.person.variables:
+        leave_out = marker[1] if name == marker[0] else None
+        drawn = _margin_draw(spec, targets, name, len(owner), rng, "persons", leave_out)
+        if drawn is None:  # no table has it: as the LLM's members have it
+            pool = base.persons[name].to_numpy()
+            if leave_out is not None:
+                pool = pool[pool != leave_out]
+            drawn = pool[rng.integers(len(pool), size=len(owner))] if len(pool) else base.persons[name].to_numpy()[:1].repeat(len(owner))
+        persons[name] = drawn
+        if leave_out is not None:
+            persons[name] = persons[name].astype(object)
+            persons.loc[member == 0, name] = leave_out
+    return Candidates(derive(spec, households, persons), persons, np.full(count, weight / count),
+                      np.full(count, SOURCES[2], dtype=object))
 
 
 def _repeat_members(persons: pd.DataFrame, pick: np.ndarray) -> pd.DataFrame:
@@ -147,4 +203,4 @@ def combine(parts: list[Candidates]) -> Candidates:
         frame[HOUSEHOLD] = frame[HOUSEHOLD].to_numpy() + offset
         persons.append(frame)
     return Candidates(pd.concat([p.households for p in parts], ignore_index=True), pd.concat(persons, ignore_index=True),
-                      np.concatenate([p.prior for p in parts]), np.concatenate([p.filler for p in parts]))
+                      np.concatenate([p.prior for p in parts]), np.concatenate([p.source for p in parts]))

@@ -23,6 +23,7 @@ import pandas as pd
 from ..proposals import ParseReport, parse_range
 from ..rules import Clause, parse_condition
 from ..schema import CategoricalVariable, IntegerVariable, Schema
+from .candidates import reference_marker
 from .spec import HouseholdSpec
 
 Value = str | tuple[float, float]  # a categorical label, or a numeric [low, high] range
@@ -69,15 +70,6 @@ def _field(var) -> dict:
         return {"type": "string", "enum": list(var.values)}
     kind = "integer" if isinstance(var, IntegerVariable) else "number"
     return {"type": "array", "items": {"type": kind}, "minItems": 2, "maxItems": 2}
-
-
-def reference_marker(spec: HouseholdSpec) -> tuple[str, str] | None:
-    """(variable, value) when the reference condition is one categorical equality (``relationship ==
-    householder``): then the answer's structure itself has exactly one reference person."""
-    clauses = parse_condition(spec.person.reference, spec.person_schema)
-    if len(clauses) == 1 and clauses[0].op == "==" and isinstance(spec.person.variables[clauses[0].variable], CategoricalVariable):
-        return clauses[0].variable, str(clauses[0].value)
-    return None
 
 
 def _member(spec: HouseholdSpec, first: str, drop: str | None = None, exclude: str | None = None) -> dict:

@@ -83,9 +83,15 @@ class HouseholdSynthesis(_Frozen):
     variants: int = Field(default=30, ge=1, le=1000, description="concrete candidate households drawn from each "
                           "composition (ages within its ranges, household values the tables allow)")
     filler: float = Field(default=0.02, ge=0, le=1, description="prior weight, relative to the LLM's compositions, of "
-                          "candidates whose members are drawn independently from the person tables (they keep every "
-                          "control reachable; list balancing uses them only where the compositions cannot meet a target)")
+                          "candidates that copy a composition's members with the household values (other than the size) "
+                          "drawn from the household tables' margins (every household cell reachable with the model's "
+                          "members; list balancing leans on them only where the compositions cannot meet a target)")
     filler_households: int = Field(default=4000, ge=0, le=1_000_000, description="how many such candidates to draw")
+    independent: float = Field(default=0.005, ge=0, le=1, description="prior weight, relative to the LLM's compositions, "
+                               "of candidates that know no joint (size, household values and every member's values from "
+                               "the tables' margins, the reference person first): they keep every control reachable "
+                               "whatever the model answered, and balancing uses them only where nothing else can meet a target")
+    independent_households: int = Field(default=2000, ge=0, le=1_000_000, description="how many such candidates to draw")
     executor: Literal["local", "processes", "ray"] = Field(default="local", description="where zones are balanced: "
                                                             "in this process, in worker processes, or on Ray")
     workers: int = Field(default=1, ge=1, le=256, description="zones balanced at once (processes, ray)")

@@ -6,8 +6,9 @@
    the household sizes the tables give (√ of each size's share, so rare large households are asked
    for too), the rest for the cells the first pool supplies worst — the cells list balancing has to
    stretch its candidates most to meet (the LLMSynthor loop's deficit guidance, at household level);
-2. makes them concrete (:mod:`.candidates`: ``variants`` candidates per composition, plus a few
-   filler candidates so that every household cell is reachable);
+2. makes them concrete (:mod:`.candidates`: ``variants`` candidates per composition, plus filler
+   candidates — the model's members with other household values — and independent ones — margins
+   only — so that every control cell is reachable, at small prior weights);
 3. balances the pool to the region's tables (list balancing, :mod:`.balance`): the region weights.
 
 :meth:`HouseholdSynthesizer.sample` balances every zone to its own tables starting from the region
@@ -28,7 +29,7 @@ import pandas as pd
 from ..llm.base import LLMBackend
 from ..requesting import Answer, LLMUsage, Requester
 from .balance import BalanceResult, ZoneBalance, balance_zones, list_balance
-from .candidates import COMPOSITION, MEMBER, Candidates, combine, expand, fillers
+from .candidates import COMPOSITION, MEMBER, SOURCES, Candidates, combine, expand, fillers, independent
 from .compose import Kind, composition_messages, composition_schema, max_tokens, parse_composition
 from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, incidence, largest_remainder, load_controls
 from .spec import HouseholdSpec
@@ -52,6 +53,7 @@ class HouseholdResult:
     zones: dict[str, ZoneBalance]
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    sources: dict[str, int] = field(default_factory=dict)  # output households by the kind of candidate they copy
 
 
 def _size_shares(spec: HouseholdSpec, targets: HouseholdTargets) -> dict[int, float]:
@@ -206,8 +208,12 @@ class HouseholdSynthesizer:
     def _pool(self, compositions: list, rng: np.random.Generator) -> Candidates:
         s = self.spec.synthesis
         base = expand(self.spec, compositions, s.variants, rng)
-        extra = fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng) if s.filler > 0 else None
-        return combine([base, extra]) if extra is not None and len(extra) else base
+        parts = [base]
+        if s.filler > 0:
+            parts.append(fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng))
+        if s.independent > 0:
+            parts.append(independent(self.spec, self.targets, base, s.independent_households, s.independent * len(compositions), rng))
+        return combine(parts)
 
     def _incidence(self, pool: Candidates):
         return incidence(self.targets, pool.households, pool.persons)
@@ -228,8 +234,10 @@ class HouseholdSynthesizer:
         order = list(targets.zones) if targets.zones else [REGION]
         households, persons = link(self.spec, pool, [(z, done[z].counts) for z in order], bool(targets.zones))
         seconds = {**self.seconds_, "zones": self.clock() - started}
+        chosen = np.sum([done[z].counts for z in order], axis=0)
+        sources = {name: int(chosen[pool.source == name].sum()) for name in SOURCES}
         return HouseholdResult(households, persons, self.usage_, len(self.compositions_), self.requests_, self.region_,
-                               done, seconds, list(self.notes_))
+                               done, seconds, list(self.notes_), sources)
 
 
 def raise_no_compositions(usage: LLMUsage) -> None:
