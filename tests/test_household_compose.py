@@ -14,9 +14,10 @@ import yaml
 from conftest import ROOT
 
 from llmsynthor.errors import SpecError
-from llmsynthor.households.candidates import COMPOSITION, MEMBER, derive, expand, fillers
+from llmsynthor.households.candidates import COMPOSITION, MEMBER, combine, derive, expand, fillers, independent
 from llmsynthor.households.compose import Composition, Kind, composition_schema, parse_composition, reference_marker
-from llmsynthor.households.controls import HOUSEHOLD, load_controls
+from llmsynthor.households.balance import list_balance
+from llmsynthor.households.controls import HOUSEHOLD, incidence, load_controls
 from llmsynthor.households.spec import load_household_spec, parse_household_spec
 from llmsynthor.households.synthesizer import HouseholdSynthesizer
 from llmsynthor.llm.base import Completion
@@ -382,6 +383,41 @@ def test_fillers_keep_members_and_size_but_draw_household_values_from_the_margin
     assert h["household_type"].nunique() >= 5
     assert h["cars"].between(0, 6).all() and h["cars"].nunique() >= 4
     assert np.issubdtype(h["cars"].dtype, np.integer)
+
+
+def test_independent_candidates_follow_the_margins_with_the_reference_person_first(example, example_targets):
+    rng = np.random.default_rng(6)
+    base = expand(example, [FAMILY, SINGLE], 1, rng)
+    extra = independent(example, example_targets, base, 4000, 0.1, rng)
+    h, p = extra.households, extra.persons
+    assert len(extra) == 4000 and (extra.source == "independent").all() and extra.prior.sum() == pytest.approx(0.1)
+    assert p.groupby(HOUSEHOLD).size().tolist() == h["size"].tolist()  # every household its size in members
+    assert h["size"].nunique() >= 5  # sizes from the size table, not only those of the compositions (1 and 3)
+    first = p[MEMBER] == 0
+    assert (p.loc[first, "relationship"] == "householder").all() and (p.loc[~first, "relationship"] != "householder").all()
+    ages = next(t for t in example_targets if t.variables == ["age"])
+    observed = np.histogram(p["age"], bins=np.append(ages.axes[0].edges[:-1], 100))[0] / len(p)
+    np.testing.assert_allclose(observed, ages.region / ages.region.sum(), atol=0.03)
+    np.testing.assert_array_equal(h["workers"], p.groupby(HOUSEHOLD)["employment"].apply(lambda e: int((e == "employed").sum())))
+
+
+def test_two_compositions_reach_every_control_with_independent_candidates_only(example, example_targets):
+    """Two compositions (sizes 1 and 3) cannot meet the example's tables; with independent candidates
+    (as many as the synthesizer's four rounds draw at most) every control is in reach but the rarest,
+    and every table is met within .02 TVD."""
+    rng = np.random.default_rng(7)
+    base = expand(example, [FAMILY, SINGLE], 30, rng)
+    alone = list_balance(incidence(example_targets, base.households, base.persons), example_targets.region_vector(),
+                         base.prior, example_targets.importance())
+    pool = combine([base, independent(example, example_targets, base, 12_000, 0.01, rng)])
+    both = list_balance(incidence(example_targets, pool.households, pool.persons), example_targets.region_vector(),
+                        pool.prior, example_targets.importance())
+    assert len(alone.unreachable) >= 10 and len(both.unreachable) <= 1
+    assert example_targets.region_vector()[both.unreachable].sum() <= 30  # of 14,853 households and 31,074 persons
+    offsets = example_targets.offsets()
+    for k, table in enumerate(example_targets.tables):  # every table within .01 TVD at the region
+        got, want = both.achieved[offsets[k]:offsets[k + 1]], example_targets.region_vector()[offsets[k]:offsets[k + 1]]
+        assert 0.5 * np.abs(got / got.sum() - want / want.sum()).sum() < 0.02, table.name
 
 
 # ---------------------------------------------------------------------------------------------------------------------

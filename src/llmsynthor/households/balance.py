@@ -163,18 +163,34 @@ def list_balance(incidence, targets, initial, importance=None, *, max_iterations
                          _importance(importance, controls), max_iterations, tolerance)
 
 
+def _reach(matrix: sp.csr_array, targets: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates left in play: active and adding nothing to a control whose target is 0, the
+    controls some such candidate adds to)."""
+    zero = np.flatnonzero(~np.isnan(targets) & (targets == 0))
+    if zero.size:
+        active = active & (matrix[:, zero].sum(axis=1) == 0)
+    rows = np.flatnonzero(active)
+    reach = (matrix[rows].sum(axis=0) > 0) if rows.size else np.zeros(matrix.shape[1], dtype=bool)
+    return active, np.asarray(reach).ravel()
+
+
+def unreachable(incidence, targets) -> np.ndarray:
+    """The controls with a positive target that no candidate can reach (one adding to a control whose
+    target is 0 is out of play), as :func:`list_balance` reports them."""
+    matrix = _as_csr(incidence)
+    targets = _vector("targets", targets, matrix.shape[1], allow_nan=True)
+    _, reach = _reach(matrix, targets, np.ones(matrix.shape[0], dtype=bool))
+    return np.flatnonzero(~np.isnan(targets) & (np.nan_to_num(targets) > 0) & ~reach)
+
+
 def _list_balance(matrix: sp.csr_array, targets: np.ndarray, initial: np.ndarray, importance: np.ndarray,
                   max_iterations: int, tolerance: float) -> BalanceResult:
     if max_iterations < 1 or not tolerance > 0:
         raise ValueError(f"max_iterations must be ≥ 1 and tolerance > 0, got {max_iterations} and {tolerance}")
     controlled = ~np.isnan(targets)
-    zero = np.flatnonzero(controlled & (targets == 0))
-    active = initial > 0
-    if zero.size:
-        active &= (matrix[:, zero].sum(axis=1) == 0)
+    active, reach = _reach(matrix, targets, initial > 0)
     weights = np.where(active, initial, 0.0)
     rows = np.flatnonzero(active)
-    reach = (matrix[rows].sum(axis=0) > 0) if rows.size else np.zeros(matrix.shape[1], dtype=bool)
     unreachable = np.flatnonzero(controlled & (np.nan_to_num(targets) > 0) & ~reach)
     steps = np.flatnonzero(controlled & (np.nan_to_num(targets) > 0) & reach)
     alpha = importance / importance[steps].max() if steps.size else importance

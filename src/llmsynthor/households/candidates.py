@@ -146,39 +146,110 @@ def fillers(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates, co
                       np.full(count, SOURCES[1], dtype=object))
 
 
+def _bins(axis, values: np.ndarray) -> np.ndarray:
+    """The bin of each value on ``axis`` (numeric: by its edges, the last bin closed; categorical: the
+    label's place), -1 where a value falls in none."""
+    if axis.is_numeric:
+        v = values.astype(float)
+        index = np.searchsorted(axis.edges, v, side="right") - 1
+        index = np.where(v == axis.edges[-1], axis.size - 1, index)
+        return np.where((index >= 0) & (index < axis.size), index, -1)
+    place = {label: i for i, label in enumerate(axis.labels)}
+    return np.array([place.get(str(x), -1) for x in values], dtype=np.int64)
+
+
+def _inside(axis, bins: np.ndarray, var, rng: np.random.Generator, halving: bool = False) -> np.ndarray:
+    """A value inside each bin: a label, or uniformly (``halving``: each whole number half as likely as
+    the one before, as household sizes are) between the bin's edges."""
+    if not axis.is_numeric:
+        return np.asarray(axis.labels, dtype=object)[bins]
+    lo = axis.edges[bins]
+    last = bins == axis.size - 1
+    if not isinstance(var, IntegerVariable):
+        return lo + rng.random(len(bins)) * (axis.edges[bins + 1] - lo)
+    hi = np.where(last, var.max, axis.edges[bins + 1] - 1)
+    if not halving:
+        return np.floor(lo + rng.random(len(bins)) * (hi - lo + 1)).clip(lo, hi).astype(np.int64)
+    steps = np.floor(-np.log2(1 - rng.random(len(bins))))  # 0 with probability ½, 1 with ¼, ...
+    return np.minimum(lo + steps, hi).astype(np.int64)
+
+
+def _draw_from_tables(tables, frame: pd.DataFrame, todo: list[str], variables: dict, rng: np.random.Generator,
+                      halving: str | None = None) -> list[str]:
+    """Fill ``frame``'s columns ``todo`` from the tables' region counts, the largest table first: each
+    table's new variables drawn jointly, given the values ``frame`` already has for its other variables
+    (conditional on their bins; where that slice is empty, from the table's margin); variables of a
+    table that are neither drawn nor given are summed out. Returns the variables no table has."""
+    left = list(todo)
+    for table in sorted(tables, key=lambda t: -int(np.prod(t.shape))):
+        new = [i for i, v in enumerate(table.variables) if v in left]
+        if not new:
+            continue
+        given = [i for i, v in enumerate(table.variables) if v not in left and v in frame.columns]
+        dropped = tuple(i for i in range(len(table.axes)) if i not in new and i not in given)
+        joint = np.transpose(table.region.sum(axis=dropped, keepdims=True), given + new + list(dropped)).astype(float)
+        given_shape = [table.axes[i].size for i in given]
+        joint = joint.reshape(int(np.prod(given_shape)) if given else 1, -1)
+        if given:
+            bins = np.stack([_bins(table.axes[i], frame[table.variables[i]].to_numpy()) for i in given])
+            known = (bins >= 0).all(axis=0)
+            key = np.where(known, np.ravel_multi_index(np.where(bins >= 0, bins, 0), given_shape), -1)
+        else:
+            key = np.zeros(len(frame), dtype=np.int64)
+        margin = joint.sum(axis=0)
+        cells = np.zeros(len(frame), dtype=np.int64)
+        for k in np.unique(key):
+            rows = np.flatnonzero(key == k)
+            p = joint[k] if k >= 0 and joint[k].sum() > 0 else margin
+            cells[rows] = rng.choice(len(p), size=len(rows), p=p / p.sum())
+        for i, place in zip(new, np.unravel_index(cells, [table.axes[i].size for i in new])):
+            name = table.variables[i]
+            frame[name] = _inside(table.axes[i], place, variables[name], rng, halving=name == halving)
+            left.remove(name)
+    return left
+
+
 def independent(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates, count: int, weight: float,
                 rng: np.random.Generator) -> Candidates:
-    """``count`` candidates that know no joint: the size and every household value from the household
-    tables' margins, every member's values from the person tables' margins (a variable no table has:
-    from the members of ``base``), the reference person first (with a reference marker: its value for
-    member 0 and never for the others). They make every control cell reachable, whatever the LLM
-    answered; prior ``weight`` in all, so balancing uses them only where the compositions fall short."""
+    """``count`` candidates that know no more than the tables: the size and household values drawn from
+    the household tables (jointly where a table crosses them), each member's values from the person
+    tables given its household's values (a person × household-income table is used as such), the
+    reference person first (with a reference marker: its value for member 0 and never for the others);
+    a variable no table has takes the values the LLM's members or households have. They make every
+    control cell reachable whatever the model answered; prior ``weight`` in all, so balancing uses them
+    only where the compositions fall short."""
     marker = reference_marker(spec)
     if count == 0 or len(base) == 0 or marker is None:  # without a marker, member 0 would not be sure to be the reference
         return empty(spec)
-    households = base.households.iloc[rng.choice(len(base), size=count)].reset_index(drop=True)
-    for name in spec.household.variables:
-        drawn = _margin_draw(spec, targets, name, count, rng)
-        if drawn is not None:
-            households[name] = drawn
+    households = pd.DataFrame(index=np.arange(count))
+    level = [t for t in targets if t.level == "households"]
+    for name in _draw_from_tables(level, households, list(spec.household.variables), spec.household.variables, rng,
+                                  halving=spec.household.size):
+        households[name] = base.households[name].to_numpy()[rng.integers(len(base), size=count)]
+    households[COMPOSITION] = -1
     sizes = households[spec.household.size].to_numpy(dtype=np.int64)
     owner = np.repeat(np.arange(count), sizes)
     member = np.arange(len(owner)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    persons = pd.DataFrame({HOUSEHOLD: owner, MEMBER: member})
-    for name in spec.person.variables:
-        leave_out = marker[1] if name == marker[0] else None
-        drawn = _margin_draw(spec, targets, name, len(owner), rng, "persons", leave_out)
-        if drawn is None:  # no table has it: as the LLM's members have it
-            pool = base.persons[name].to_numpy()
-            if leave_out is not None:
-                pool = pool[pool != leave_out]
-            drawn = pool[rng.integers(len(pool), size=len(owner))] if len(pool) else base.persons[name].to_numpy()[:1].repeat(len(owner))
-        persons[name] = drawn
-        if leave_out is not None:
-            persons[name] = persons[name].astype(object)
-            persons.loc[member == 0, name] = leave_out
-    return Candidates(derive(spec, households, persons), persons, np.full(count, weight / count),
-                      np.full(count, SOURCES[2], dtype=object))
+    joined = households.drop(columns=[COMPOSITION]).iloc[owner].reset_index(drop=True)
+    persons = [t for t in targets if t.level == "persons"]
+    for name in _draw_from_tables(persons, joined, list(spec.person.variables), spec.person.variables, rng):
+        joined[name] = base.persons[name].to_numpy()[rng.integers(len(base.persons), size=len(owner))]
+    name, value = marker
+    others = (member > 0) & (joined[name].to_numpy() == value)
+    redrawn = _margin_draw(spec, targets, name, int(others.sum()), rng, "persons", leave_out=value)
+    if redrawn is None:
+        pool = base.persons[name].to_numpy()
+        pool = pool[pool != value]
+        redrawn = pool[rng.integers(len(pool), size=int(others.sum()))] if len(pool) else None
+    column = joined[name].to_numpy(dtype=object).copy()
+    if redrawn is not None:
+        column[others] = redrawn
+    column[member == 0] = value
+    out = pd.DataFrame({HOUSEHOLD: owner, MEMBER: member})
+    for n in spec.person.variables:
+        out[n] = column if n == name else joined[n].to_numpy()
+    return Candidates(derive(spec, households[[*spec.household.variables, COMPOSITION]], out), out,
+                      np.full(count, weight / count), np.full(count, SOURCES[2], dtype=object))
 
 
 def _repeat_members(persons: pd.DataFrame, pick: np.ndarray) -> pd.DataFrame:

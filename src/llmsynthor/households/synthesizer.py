@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..llm.base import LLMBackend
 from ..requesting import Answer, LLMUsage, Requester
-from .balance import BalanceResult, ZoneBalance, balance_zones, list_balance
+from .balance import BalanceResult, ZoneBalance, balance_zones, list_balance, unreachable
 from .candidates import COMPOSITION, MEMBER, SOURCES, Candidates, combine, expand, fillers, independent
 from .compose import Kind, composition_messages, composition_schema, max_tokens, parse_composition
 from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, incidence, largest_remainder, load_controls
@@ -189,13 +189,11 @@ class HouseholdSynthesizer:
         compositions = self._gather(size_kinds(self.spec, self.targets, first), 0)
         if not compositions:
             raise_no_compositions(self.usage_)
-        pool = self._pool(compositions, rng)
-        matrix = self._incidence(pool)
+        pool, matrix = self._pool(compositions, rng)
         more = deficit_kinds(self.spec, self.targets, matrix, pool.prior, s.compositions - first, rng)
         if more:
             compositions += self._gather(more, first)
-            pool = self._pool(compositions, rng)
-            matrix = self._incidence(pool)
+            pool, matrix = self._pool(compositions, rng)
         self.compositions_, self.candidates_, self.matrix_ = compositions, pool, matrix
         llm_seconds = self.clock() - started
         self.region_ = list_balance(matrix, self.targets.region_vector(), pool.prior, self.targets.importance())
@@ -205,18 +203,25 @@ class HouseholdSynthesizer:
         self.seconds_ = {"compositions": llm_seconds, "region_balance": self.clock() - started - llm_seconds}
         return self
 
-    def _pool(self, compositions: list, rng: np.random.Generator) -> Candidates:
+    def _pool(self, compositions: list, rng: np.random.Generator):
+        """The candidates and their incidence: the compositions' variants, fillers, and independent
+        candidates — more of them, up to three times, while a control cell with a positive target is
+        still out of every candidate's reach."""
         s = self.spec.synthesis
         base = expand(self.spec, compositions, s.variants, rng)
         parts = [base]
         if s.filler > 0:
             parts.append(fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng))
-        if s.independent > 0:
-            parts.append(independent(self.spec, self.targets, base, s.independent_households, s.independent * len(compositions), rng))
-        return combine(parts)
-
-    def _incidence(self, pool: Candidates):
-        return incidence(self.targets, pool.households, pool.persons)
+        count, weight = s.independent_households, s.independent * len(compositions)
+        for _ in range(4 if s.independent > 0 and count > 0 else 0):
+            parts.append(independent(self.spec, self.targets, base, count, weight, rng))
+            pool = combine(parts)
+            matrix = incidence(self.targets, pool.households, pool.persons)
+            if not len(unreachable(matrix, self.targets.region_vector())):
+                return pool, matrix
+            count, weight = 2 * count, 2 * weight  # the next round as heavy per candidate
+        pool = combine(parts)
+        return pool, incidence(self.targets, pool.households, pool.persons)
 
     # -- sample: every zone, no LLM ---------------------------------------------------------------
     def sample(self) -> HouseholdResult:
