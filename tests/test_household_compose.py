@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,13 +15,20 @@ import yaml
 from conftest import ROOT
 
 from llmsynthor.errors import SpecError
-from llmsynthor.households.candidates import COMPOSITION, MEMBER, combine, derive, expand, fillers, independent
-from llmsynthor.households.compose import Composition, Kind, composition_schema, parse_composition, reference_marker
 from llmsynthor.households.balance import list_balance
+from llmsynthor.households.candidates import COMPOSITION, MEMBER, combine, derive, expand, fillers, independent
+from llmsynthor.households.compose import (
+    Composition,
+    Kind,
+    composition_schema,
+    parse_composition,
+    reference_marker,
+    value_question,
+)
 from llmsynthor.households.controls import HOUSEHOLD, incidence, load_controls
 from llmsynthor.households.spec import load_household_spec, parse_household_spec
 from llmsynthor.households.synthesizer import HouseholdSynthesizer
-from llmsynthor.llm.base import Completion
+from llmsynthor.llm.base import Choice, Completion
 
 EXAMPLE = ROOT / "examples" / "households" / "spec.yaml"
 PERSON_VARIABLES = ["age", "sex", "relationship", "race", "employment", "school"]
@@ -586,6 +594,10 @@ class SchemaLLM:
 
 
 def two_zones(seed: int = 0):
+    return parse_household_spec(tiny_two_zones(seed))
+
+
+def tiny_two_zones(seed: int = 0) -> dict:
     def cells(variable, rows):
         return [{**({"zone": z} if z else {}), variable: v, "count": c} for z, v, c in rows]
 
@@ -596,7 +608,7 @@ def two_zones(seed: int = 0):
         {"name": "tenure", "variables": ["tenure"], "cells": cells("tenure", [(None, "own", 12), (None, "rent", 8)])},
         {"name": "age", "variables": ["age"], "cells": cells("age", [(None, "[0,18)", 10), (None, "[18,99]", 29)])},
     ], synthesis={"compositions": 12, "variants": 8, "filler_households": 100})
-    return parse_household_spec(data)
+    return data
 
 
 def synthesize(seed: int = 0):
@@ -635,3 +647,59 @@ def test_a_household_run_is_the_same_for_the_same_seed():
     pd.testing.assert_frame_equal(first.persons, again.persons)
     other, _ = synthesize(seed=4)
     assert not (len(other.persons) == len(first.persons) and other.persons.equals(first.persons))
+
+
+class ScoringSchemaLLM(SchemaLLM):
+    """SchemaLLM that also scores options: a household with a child rents (P = .95), one without owns."""
+
+    name = "fake-schema-scoring"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.questions: list[tuple[list[dict], str, list[str]]] = []
+
+    def option_probabilities(self, messages, answer_prefix, options):
+        self.questions.append((messages, answer_prefix, options))
+        child = "relationship child" in messages[-1]["content"]
+        rent = 0.95 if child else 0.05
+        return Choice(probabilities=tuple(rent if o == "rent" else 1 - rent for o in options), prompt_tokens=50, seconds=0.0)
+
+
+def test_value_question_lists_the_options_first_and_every_member(example):
+    composition, _, _ = parse_composition(json.dumps(answer()), example, Kind(3))
+    messages, prefix, options = value_question(example, composition, "household_type")
+    user = messages[-1]["content"]
+    assert options == list(example.household.variables["household_type"].values) and prefix == '{"household_type": "'
+    assert user.index("One of: married couple") < user.index("person 1: age")  # the question first, the household last
+    assert user.count("\n- person ") == 3 and "relationship householder" in user.split("person 1:")[1].split("\n")[0]
+    assert "household_type married couple" not in user  # the value asked about is not told
+    _, prefix, letters = value_question(example, composition, "income", letters=True)
+    assert prefix == "" and letters == ["A", "B", "C", "D"] and "A) under 25k" in value_question(example, composition, "income", True)[0][-1]["content"]
+
+
+def test_scored_household_values_are_drawn_from_the_models_probabilities(example):
+    scored = replace(FAMILY, scores={"household_type": tuple(1.0 if v == "female living alone" else 0.0
+                                                             for v in example.household.variables["household_type"].values)})
+    pool = expand(example, [scored, FAMILY], 50, np.random.default_rng(8))
+    types = pool.households["household_type"]
+    assert (types.iloc[:50] == "female living alone").all() and (types.iloc[50:] == "married couple").all()
+
+
+def test_a_run_reads_household_values_from_token_probabilities():
+    llm = ScoringSchemaLLM(domains={"age": (0, 99)})
+    synth = HouseholdSynthesizer(two_zones(), llm).fit()
+    scored = [c for c in synth.compositions_ if c.scores]
+    assert len(scored) >= 8 and synth.usage_.option_scorings == len(scored) == len(llm.questions)
+    pool = synth.candidates_
+    own = pool.source == "composition"
+    child = pool.persons.groupby(HOUSEHOLD)["relationship"].apply(lambda r: (r == "child").any()).to_numpy()
+    rent = (pool.households["tenure"] == "rent").to_numpy()
+    assert rent[own & child].mean() > 0.85 and rent[own & ~child].mean() < 0.15  # 50/50 if the written values were kept
+    written = HouseholdSynthesizer(parse_household_spec({**tiny_two_zones(), "synthesis": {
+        **tiny_two_zones()["synthesis"], "household_values": "written"}}), ScoringSchemaLLM(domains={"age": (0, 99)})).fit()
+    assert written.usage_.option_scorings == 0 and not any(c.scores for c in written.compositions_)
+
+
+def test_a_backend_that_cannot_score_keeps_the_written_values_and_says_so():
+    synth = HouseholdSynthesizer(two_zones(), SchemaLLM(domains={"age": (0, 99)})).fit()
+    assert synth.usage_.option_scorings == 0 and any("cannot score options" in n for n in synth.notes_)

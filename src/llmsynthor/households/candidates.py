@@ -73,6 +73,14 @@ def expand(spec: HouseholdSpec, compositions: list, variants: int, rng: np.rando
     which = np.repeat(np.arange(k), variants)  # composition of each candidate
     households = pd.DataFrame({name: _draw([compositions[i].household[name] for i in which], var, rng)
                                for name, var in spec.household.variables.items()})
+    for name, var in spec.household.variables.items():  # values the model's token probabilities gave: drawn from them
+        if any(name in c.scores for c in compositions):
+            column = households[name].to_numpy(dtype=object).copy()
+            for i, c in enumerate(compositions):
+                if name in c.scores:
+                    p = np.asarray(c.scores[name], dtype=float)
+                    column[which == i] = np.asarray(var.values, dtype=object)[rng.choice(len(p), size=variants, p=p / p.sum())]
+            households[name] = column
     households[COMPOSITION] = which
     sizes = np.array([len(c.members) for c in compositions])
     owner = np.repeat(np.arange(len(which)), sizes[which])  # candidate of each person

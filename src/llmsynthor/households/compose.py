@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..prompts import LETTERS
 from ..proposals import ParseReport, parse_range
 from ..rules import Clause, parse_condition
 from ..schema import CategoricalVariable, IntegerVariable, Schema
@@ -56,6 +57,7 @@ class Composition:
     members: tuple[dict[str, Value], ...]
     request: int = 0  # the request it answered (its place in the run)
     kind: Kind | None = field(default=None, compare=False)
+    scores: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False)  # household variable -> P(value | members)
 
 
 def _show(value: Value) -> str:
@@ -166,6 +168,41 @@ def _value(raw, var, name: str, report: ParseReport) -> Value | None:
                 lo = hi = float(np.clip(np.floor(middle + 0.5), var.min, var.max))
         report.corrected[f"{name}: range too wide, narrowed to its middle"] += 1
     return lo, hi
+
+
+def _member_text(spec: HouseholdSpec, values: dict[str, Value]) -> str:
+    return ", ".join(f"{name} {_show(values[name])}" for name in spec.person.variables)
+
+
+def scored_variables(spec: HouseholdSpec, composition: Composition) -> list[str]:
+    """The categorical household values the model wrote itself (not fixed by the request): read again
+    from its token probabilities, given the members (:func:`value_question`)."""
+    fixed = {name for name, _ in composition.kind.household} if composition.kind is not None else set()
+    return [name for name, var in spec.household.variables.items()
+            if isinstance(var, CategoricalVariable) and name != spec.household.size and name not in fixed]
+
+
+def value_question(spec: HouseholdSpec, composition: Composition, name: str,
+                   letters: bool = False) -> tuple[list[dict[str, str]], str, list[str]]:
+    """Ask which value of household variable ``name`` a composition has, its members listed: options
+    scored from token probabilities, as :func:`llmsynthor.prompts.option_messages` asks for records.
+    The question and its options open the prompt and the household closes it, so the questions about
+    one variable share all but their last lines (llama.cpp evaluates the shared part once)."""
+    var = spec.household.variables[name]
+    h, p = spec.household, spec.person
+    labels = [f"{LETTERS[j]}) {v}" if letters else v for j, v in enumerate(var.values)]
+    others = [f"{n} {_show(v)}" for n, v in composition.household.items() if n not in (name, h.size)]
+    members = "\n".join(f"- {p.entity} {i + 1}: {_member_text(spec, m)}" for i, m in enumerate(composition.members))
+    user = (f"{'Answer with the letter only' if letters else 'Answer as JSON'}: what is the {name}"
+            f"{f' ({var.description})' if var.description else ''} of this {h.entity}? One of: {'; '.join(labels)}.\n"
+            f"The {h.entity} has {len(composition.members)} {p.entity}{'s' if len(composition.members) > 1 else ''}"
+            + (f" ({', '.join(others)})" if others else "") + f":\n{members}")
+    system = (f"You describe realistic {h.entity}s with their {p.entity}s for a statistics tool"
+              + (f"; they are {spec.population}" if spec.population else "") + ". Answer with JSON only.")
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    if letters:
+        return messages, "", list(LETTERS[:len(labels)])
+    return messages, f'{{"{name}": "', list(var.values)
 
 
 def _meets(clauses: tuple[Clause, ...], values: dict[str, Value]) -> bool:

@@ -21,16 +21,26 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from ..llm.base import LLMBackend
+from ..llm.base import LLMBackend, can_score_options, continues_answers, score_options
+from ..prompts import LETTERS
 from ..requesting import Answer, LLMUsage, Requester
 from .balance import BalanceResult, ZoneBalance, balance_zones, list_balance, unreachable
 from .candidates import COMPOSITION, MEMBER, SOURCES, Candidates, combine, expand, fillers, independent
-from .compose import Kind, composition_messages, composition_schema, max_tokens, parse_composition
+from .compose import (
+    Composition,
+    Kind,
+    composition_messages,
+    composition_schema,
+    max_tokens,
+    parse_composition,
+    scored_variables,
+    value_question,
+)
 from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, incidence, largest_remainder, load_controls
 from .spec import HouseholdSpec
 
@@ -194,6 +204,9 @@ class HouseholdSynthesizer:
         if more:
             compositions += self._gather(more, first)
             pool, matrix = self._pool(compositions, rng)
+        if s.household_values == "scored":
+            compositions = self._score_values(compositions)
+            pool, matrix = self._pool(compositions, np.random.default_rng(np.random.SeedSequence([self.spec.seed, 2])))
         self.compositions_, self.candidates_, self.matrix_ = compositions, pool, matrix
         llm_seconds = self.clock() - started
         self.region_ = list_balance(matrix, self.targets.region_vector(), pool.prior, self.targets.importance())
@@ -202,6 +215,26 @@ class HouseholdSynthesizer:
                                "(they stay short)")
         self.seconds_ = {"compositions": llm_seconds, "region_balance": self.clock() - started - llm_seconds}
         return self
+
+    def _score_values(self, compositions: list[Composition]) -> list[Composition]:
+        """The compositions with their categorical household values read from the model's token
+        probabilities given their members (:func:`.compose.value_question`); unchanged, with a note,
+        where the backend cannot score options or a variable has more values than letters."""
+        if not can_score_options(self.llm):
+            self.notes_.append(f"{self.llm.name} cannot score options: household values are the ones the model wrote")
+            return compositions
+        letters = not continues_answers(self.llm)
+        asked = [(i, name) for i, c in enumerate(compositions) for name in scored_variables(self.spec, c)
+                 if not letters or len(self.spec.household.variables[name].values) <= len(LETTERS)]
+        asked.sort(key=lambda pair: pair[1])  # one variable's questions together: they share their beginning
+        scores: list[dict] = [{} for _ in compositions]
+        for (i, name), choice in zip(asked, score_options(self.llm, [value_question(self.spec, compositions[i], name, letters)
+                                                                     for i, name in asked])):
+            self.usage_.add_scoring(choice)
+            scores[i][name] = tuple(choice.probabilities)
+        if self.progress:
+            self.progress("household values", len(asked), len(asked))
+        return [replace(c, scores=s) if s else c for c, s in zip(compositions, scores)]
 
     def _pool(self, compositions: list, rng: np.random.Generator):
         """The candidates and their incidence: the compositions' variants, fillers, and independent
