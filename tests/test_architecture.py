@@ -25,7 +25,7 @@ LAYERS = [
     ("what the LLM is asked and what its answers become", {"prompts", "copula", "focus", "proposals", "suggest", "households.compose"}),
     ("the loop's parts", {"pool", "requesting", "steps", "finish", "result"}),
     ("the loop", {"synthesizer", "households.synthesizer"}),
-    ("outputs and the short path", {"api", "output", "report", "households.output"}),
+    ("outputs and the short path", {"api", "output", "report", "households.output", "households.report"}),
     ("the command and the package", {"cli", "__init__", "households", "households.command"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}

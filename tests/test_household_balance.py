@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from llmsynthor.errors import SpecError
-from llmsynthor.households.balance import EXECUTORS, balance_zones, integerize, list_balance
+from llmsynthor.households.balance import EXECUTORS, apportion, balance_zones, integerize, list_balance
 
 SIZES = 4  # households of 1..4 persons
 AGES = 3  # person age bins
@@ -294,3 +294,30 @@ def test_every_zone_problem_is_reported_at_once(zones):
         "zone 'zone-1': household total must be a whole number ≥ 0 (got -3)",
         f"zone 'zone-2': has {totals['zone-2']} households but every candidate household falls in a control whose target is 0",
     ]
+
+
+def test_apportion_shares_region_controls_so_that_balanced_zones_add_up_to_them(zones):
+    """Zones control the total and sizes; the ages are a region table only. Shared out, zones balanced
+    to their own controls and their share of the ages meet the region's ages too."""
+    incidence, zone_targets, totals, initial = zones
+    names = sorted(zone_targets)
+    full = np.array([zone_targets[z] for z in names])
+    region = full.sum(axis=0)
+    ages = slice(1 + SIZES, None)
+    given = full.copy()
+    given[:, ages] = np.nan  # ages known for the region only
+    shared = apportion(incidence, given, region, initial, np.array([totals[z] for z in names]))
+    np.testing.assert_array_equal(shared[:, :1 + SIZES], full[:, :1 + SIZES])  # the zones' own controls untouched
+    np.testing.assert_allclose(shared[:, ages].sum(axis=0), region[ages])  # the shares add up to the region
+    alone = sum(incidence.T @ list_balance(incidence, given[i], initial * totals[z] / initial.sum()).weights
+                for i, z in enumerate(names))
+    together = sum(incidence.T @ list_balance(incidence, shared[i], initial * totals[z] / initial.sum()).weights
+                   for i, z in enumerate(names))
+    off, before = np.abs(together[ages] - region[ages]).max(), np.abs(alone[ages] - region[ages]).max()
+    assert before > 20 and off < 0.02 * before and off < 0.005 * region[ages].min()
+
+
+def test_apportion_leaves_targets_alone_without_region_only_controls(zones):
+    incidence, zone_targets, totals, initial = zones
+    full = np.array([zone_targets[z] for z in sorted(zone_targets)])
+    np.testing.assert_array_equal(apportion(incidence, full, full.sum(axis=0), initial, np.ones(len(full))), full)

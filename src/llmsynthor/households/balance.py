@@ -379,6 +379,35 @@ def _worker_zone(zone: str, targets: np.ndarray, initial: np.ndarray, total: int
     return _balance_zone(_WORKER["shared"], zone, targets, initial, total)
 
 
+def apportion(incidence, zone_targets: np.ndarray, region_targets: np.ndarray, initial, totals, importance=None) -> np.ndarray:
+    """Zone targets ``[zone, control]`` with the region-only controls (NaN in every zone) shared out
+    among the zones, as PopulationSim's meta controls are: each zone is list-balanced to its own
+    controls, starting from ``initial`` scaled to its total, and a region control's target is split
+    in proportion to what the zones' balanced households give it (by the zones' totals where no zone
+    reaches it). The shares of one control sum to its region target, so zones balanced to these
+    targets add up to the region's tables too, as far as each zone's own controls allow (a second
+    round of sharing out, measured, brings them no closer)."""
+    matrix = _as_csr(incidence)
+    zone_targets = np.array(zone_targets, dtype=float)
+    region = _vector("region_targets", region_targets, matrix.shape[1], allow_nan=True)
+    totals = np.asarray(totals, dtype=float)
+    missing = np.isnan(zone_targets).all(axis=0) & ~np.isnan(region)
+    if not missing.any() or len(zone_targets) == 0:
+        return zone_targets
+    start = _vector("initial", initial, matrix.shape[0])
+    start = start / start.sum()
+    weights = _importance(importance, matrix.shape[1])
+    achieved = np.zeros((len(zone_targets), int(missing.sum())))
+    for z, (own, total) in enumerate(zip(zone_targets, totals)):
+        if total > 0:
+            achieved[z] = (matrix.T @ list_balance(matrix, own, start * total, weights).weights)[missing]
+    reached = achieved.sum(axis=0)
+    by_total = totals / max(totals.sum(), 1e-300)
+    share = np.where(reached > 0, achieved / np.maximum(reached, 1e-300), by_total[:, None])
+    zone_targets[:, missing] = share * region[missing]
+    return zone_targets
+
+
 def balance_zones(incidence, zone_targets: Mapping[str, np.ndarray], initial, importance=None, *, totals: Mapping[str, int],
                   executor: str = "local", workers: int = 1, ray_address: str | None = None,
                   progress: Callable[[str, int, int], None] | None = None, max_iterations: int = 2000, tolerance: float = 1e-9,

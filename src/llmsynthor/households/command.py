@@ -86,7 +86,7 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
         synth = HouseholdSynthesizer(spec, backend, targets=targets, progress=progress)
         result = synth.fit().sample()
     evaluation = evaluate_households(spec, targets, result.households, result.persons)
-    paths = write_outputs(spec, result, evaluation, backend, folder, fmt, time.perf_counter() - started)
+    paths = write_outputs(spec, result, evaluation, backend, folder, fmt, time.perf_counter() - started, targets=targets)
     summary = evaluation.summary()
     table = Table(title=f"{len(result.households):,} households, {len(result.persons):,} persons → {folder}", show_edge=False)
     for col in ("target table", "TVD region", "TVD zones (mean / max)"):
@@ -98,4 +98,4 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
     u = result.usage
     out.print(f"household rejection rate {summary['rejection_rate']:.1%} (rules and structure checks) · "
               f"{result.compositions}/{result.requests} compositions accepted · {u.calls} LLM calls · {u.cache_hits} from cache · "
-              f"wall {time.perf_counter() - started:.1f}s (LLM {u.seconds:.1f}s) · manifest {paths['manifest']}", soft_wrap=True)
+              f"wall {time.perf_counter() - started:.1f}s (LLM {u.seconds:.1f}s) · manifest {paths['manifest']} · report {paths['report']}", soft_wrap=True)

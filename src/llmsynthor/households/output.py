@@ -3,7 +3,8 @@
 ``OUT/households.csv`` (household_id, zone, household variables, derived counts),
 ``OUT/persons.csv`` (household_id, person_id, member, person variables) — or ``.parquet`` — and
 ``OUT/manifest.json``: the spec's hash, seed, model, LLM usage, compositions and why any were
-rejected, the region and zone balances, and the evaluation of both levels against the targets.
+rejected, the region and zone balances, and the evaluation of both levels against the targets;
+``OUT/report.html``: the self-contained report of both levels (:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..errors import LLMSynthorError, os_reason
 from ..output import backend_facts, check_writable_file, write_json, write_records
+from .controls import HouseholdTargets, load_controls
 from .evaluation import HouseholdEvaluation
+from .report import build_household_report
 from .spec import HouseholdSpec
 from .synthesizer import HouseholdResult
 
@@ -23,7 +27,8 @@ FORMATS = ("csv", "parquet")
 
 
 def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
-    return {"households": folder / f"households.{fmt}", "persons": folder / f"persons.{fmt}", "manifest": folder / "manifest.json"}
+    return {"households": folder / f"households.{fmt}", "persons": folder / f"persons.{fmt}", "manifest": folder / "manifest.json",
+            "report": folder / "report.html"}
 
 
 def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
@@ -35,11 +40,20 @@ def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
 
 
 def write_outputs(spec: HouseholdSpec, result: HouseholdResult, evaluation: HouseholdEvaluation, backend, folder: Path,
-                  fmt: str = "csv", wall_seconds: float | None = None) -> dict[str, Path]:
+                  fmt: str = "csv", wall_seconds: float | None = None, *, targets: HouseholdTargets | None = None) -> dict[str, Path]:
+    """The linked tables, the manifest and the HTML report (``targets``: the run's controls, read from the spec when omitted)."""
     paths = output_paths(folder, fmt)
     write_records(result.households, paths["households"])
     write_records(result.persons, paths["persons"])
-    write_json(household_manifest(spec, result, evaluation, backend, paths, wall_seconds), paths["manifest"])
+    run = household_manifest(spec, result, evaluation, backend, paths, wall_seconds)
+    write_json(run, paths["manifest"])
+    page = build_household_report(spec, targets if targets is not None else load_controls(spec), evaluation, run,
+                                  households=result.households, persons=result.persons,
+                                  title=f"llmsynthor household report: {spec.name}")
+    try:
+        paths["report"].write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise LLMSynthorError(f"could not write the report to {paths['report']}: {os_reason(exc)}") from exc
     return paths
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from ..llm.base import LLMBackend, can_score_options, continues_answers, score_options
 from ..prompts import LETTERS
 from ..requesting import Answer, LLMUsage, Requester
-from .balance import BalanceResult, ZoneBalance, balance_zones, list_balance, unreachable
+from .balance import BalanceResult, ZoneBalance, apportion, balance_zones, list_balance, unreachable
 from .candidates import COMPOSITION, MEMBER, SOURCES, Candidates, combine, expand, fillers, independent
 from .compose import (
     Composition,
@@ -260,8 +260,9 @@ class HouseholdSynthesizer:
     def sample(self) -> HouseholdResult:
         s, started = self.spec.synthesis, self.clock()
         targets, pool = self.targets, self.candidates_
-        if targets.zones:
-            zone_vectors = targets.zone_vectors()
+        if targets.zones:  # region tables shared out among the zones, so that zones add up to them
+            zone_vectors = apportion(self.matrix_, targets.zone_vectors(), targets.region_vector(), self.region_.weights,
+                                     targets.zone_households, targets.importance())
             zone_targets = {z: zone_vectors[i] for i, z in enumerate(targets.zones)}
             totals = {z: int(targets.zone_households[i]) for i, z in enumerate(targets.zones)}
         else:
