@@ -685,9 +685,14 @@ def test_scored_household_values_are_drawn_from_the_models_probabilities(example
     assert (types.iloc[:50] == "female living alone").all() and (types.iloc[50:] == "married couple").all()
 
 
+def scored_two_zones(values: str = "scored"):
+    data = tiny_two_zones()
+    return parse_household_spec({**data, "synthesis": {**data["synthesis"], "household_values": values}})
+
+
 def test_a_run_reads_household_values_from_token_probabilities():
     llm = ScoringSchemaLLM(domains={"age": (0, 99)})
-    synth = HouseholdSynthesizer(two_zones(), llm).fit()
+    synth = HouseholdSynthesizer(scored_two_zones(), llm).fit()
     scored = [c for c in synth.compositions_ if c.scores]
     assert len(scored) >= 8 and synth.usage_.option_scorings == len(scored) == len(llm.questions)
     pool = synth.candidates_
@@ -695,11 +700,10 @@ def test_a_run_reads_household_values_from_token_probabilities():
     child = pool.persons.groupby(HOUSEHOLD)["relationship"].apply(lambda r: (r == "child").any()).to_numpy()
     rent = (pool.households["tenure"] == "rent").to_numpy()
     assert rent[own & child].mean() > 0.85 and rent[own & ~child].mean() < 0.15  # 50/50 if the written values were kept
-    written = HouseholdSynthesizer(parse_household_spec({**tiny_two_zones(), "synthesis": {
-        **tiny_two_zones()["synthesis"], "household_values": "written"}}), ScoringSchemaLLM(domains={"age": (0, 99)})).fit()
+    written = HouseholdSynthesizer(two_zones(), ScoringSchemaLLM(domains={"age": (0, 99)})).fit()  # the default
     assert written.usage_.option_scorings == 0 and not any(c.scores for c in written.compositions_)
 
 
 def test_a_backend_that_cannot_score_keeps_the_written_values_and_says_so():
-    synth = HouseholdSynthesizer(two_zones(), SchemaLLM(domains={"age": (0, 99)})).fit()
+    synth = HouseholdSynthesizer(scored_two_zones(), SchemaLLM(domains={"age": (0, 99)})).fit()
     assert synth.usage_.option_scorings == 0 and any("cannot score options" in n for n in synth.notes_)
