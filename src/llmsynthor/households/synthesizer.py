@@ -6,14 +6,17 @@
    the household sizes the tables give (√ of each size's share, so rare large households are asked
    for too), the rest for the cells the first pool supplies worst — the cells list balancing has to
    stretch its candidates most to meet (the LLMSynthor loop's deficit guidance, at household level);
-2. makes them concrete (:mod:`.candidates`: ``variants`` candidates per composition, plus filler
-   candidates — the model's members with other household values — and independent ones — margins
-   only — so that every control cell is reachable, at small prior weights);
-3. balances the pool to the region's tables (list balancing, :mod:`.balance`): the region weights.
+2. with ``household_values: scored``, reads each categorical household value again from the
+   model's token probabilities given the members (:func:`.compose.value_question`);
+3. makes them concrete (:mod:`.candidates`: ``variants`` candidates per composition, plus filler
+   candidates — the model's members with other household values — and independent ones — the
+   tables only, drawn until every control is in reach — at small prior weights);
+4. balances the pool to the region's tables (list balancing, :mod:`.balance`): the region weights.
 
-:meth:`HouseholdSynthesizer.sample` balances every zone to its own tables starting from the region
-weights and integerizes (no LLM call; locally, in processes or on Ray, byte-identical whatever the
-executor), then writes linked households and persons with ids.
+:meth:`HouseholdSynthesizer.sample` shares the region-only tables out among the zones
+(:func:`.balance.apportion`), balances every zone to its own tables and its share, starting from
+the region weights, and integerizes (no LLM call; locally, in processes or on Ray, byte-identical
+whatever the executor), then writes linked households and persons with ids.
 """
 
 from __future__ import annotations
