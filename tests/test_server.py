@@ -80,7 +80,9 @@ def make_spec(tmp_path: Path, example_spec_path: Path, base_url: str) -> Path:
     data = yaml.safe_load(example_spec_path.read_text())
     data["n_records"] = 300
     data["llm"] = {"backend": "openai", "base_url": base_url, "model": "gemma3-270m", "transport_retries": 2, "timeout": 60}
-    data["synthesis"] = {"max_iterations": 4, "records": "both"}  # the LLM loop: the server answers plans (no probabilities)
+    # the LLM loop: the server answers plans; no pairwise prior (this server's answers carry no token
+    # probabilities here, and the prior through a server has its own tests below)
+    data["synthesis"] = {"max_iterations": 4, "records": "both", "pairwise_prior": False}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
