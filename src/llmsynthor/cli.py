@@ -50,6 +50,13 @@ def _fail(exc: BaseException, debug: bool, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _fail_with_code(exc: BaseException, debug: bool) -> None:
+    """:func:`_fail` with the code its kind calls for: 2 for bad input, 1 otherwise (an OSError in one line)."""
+    if isinstance(exc, SpecError):
+        _fail(exc, debug, 2)
+    _fail(LLMSynthorError(_os_error(exc)) if isinstance(exc, OSError) else exc, debug, 1)
+
+
 def _print_numeric(errors: dict[str, dict[str, float]]) -> None:
     """One line per sum/mean target: its largest and mean relative error over the groups."""
     for name, e in errors.items():
@@ -193,12 +200,8 @@ def _run_households(spec_path: Path, out_path: Path | None, seed, llm, base_url,
         typer.echo("interrupted: nothing was written (compositions answered so far are in the response cache, so running the "
                    "same command again replays them)", err=True)
         raise typer.Exit(130) from None
-    except SpecError as exc:
-        _fail(exc, debug, 2)
-    except LLMSynthorError as exc:
-        _fail(exc, debug, 1)
-    except OSError as exc:
-        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
+    except (SpecError, LLMSynthorError, OSError) as exc:
+        _fail_with_code(exc, debug)
 
 
 def _check_constraints(spec, targets) -> None:
@@ -573,12 +576,8 @@ def suggest_constraints(
         prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings,
                             letters=by_letter(spec.synthesis, backend))
         found = suggest(prior, targets, threshold, known)
-    except SpecError as exc:
-        _fail(exc, debug, 2)
-    except LLMSynthorError as exc:
-        _fail(exc, debug, 1)
-    except OSError as exc:
-        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
+    except (SpecError, LLMSynthorError, OSError) as exc:
+        _fail_with_code(exc, debug)
 
     console = err if as_yaml else out
     shown = found.suggestions[:max_shown]

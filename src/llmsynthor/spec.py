@@ -326,14 +326,8 @@ def parse_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path("."
     return spec
 
 
-def with_overrides(spec: Spec, changes: dict[str, Any], options: dict[str, str] | None = None) -> Spec:
-    """The spec with ``{"seed": 3, "llm.model": "gemma3-270m", ...}`` applied (``None`` = keep),
-    validated like the file itself. ``options`` ({"seed": "--seed"}) names where a change came from,
-    so that a problem with it names the option rather than the spec's field."""
-    data = spec.model_dump(exclude={"base_dir", "source"})
-    for table, dumped in zip(spec.targets, data["targets"]):
-        if table.data is not None:  # DataFrames are not dumped: carry them over
-            dumped["data"] = table.data
+def apply_changes(data: dict, changes: dict[str, Any]) -> dict:
+    """``data`` (a dumped spec) with ``{"seed": 3, "llm.model": ...}`` set in place (``None`` = keep)."""
     for dotted, value in changes.items():
         if value is None:
             continue
@@ -342,6 +336,18 @@ def with_overrides(spec: Spec, changes: dict[str, Any], options: dict[str, str] 
             data[section][key] = value
         else:
             data[section] = value
+    return data
+
+
+def with_overrides(spec: Spec, changes: dict[str, Any], options: dict[str, str] | None = None) -> Spec:
+    """The spec with ``{"seed": 3, "llm.model": "gemma3-270m", ...}`` applied (``None`` = keep),
+    validated like the file itself. ``options`` ({"seed": "--seed"}) names where a change came from,
+    so that a problem with it names the option rather than the spec's field."""
+    data = spec.model_dump(exclude={"base_dir", "source"})
+    for table, dumped in zip(spec.targets, data["targets"]):
+        if table.data is not None:  # DataFrames are not dumped: carry them over
+            dumped["data"] = table.data
+    apply_changes(data, changes)
     try:
         return parse_spec(data, source=spec.source, base_dir=spec.base_dir)
     except SpecError as exc:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..spec import apply_changes
 from .controls import load_controls
 from .evaluation import evaluate_households
 from .output import check_output_folder, write_outputs
@@ -27,15 +28,7 @@ out = Console()
 
 def overridden(spec: HouseholdSpec, changes: dict) -> HouseholdSpec:
     """The spec with command-line overrides (``{"seed": 3, "llm.model": ...}``; None = keep), validated again."""
-    data = spec.model_dump(exclude={"base_dir", "source"})
-    for dotted, value in changes.items():
-        if value is None:
-            continue
-        section, _, key = dotted.partition(".")
-        if key:
-            data[section][key] = value
-        else:
-            data[section] = value
+    data = apply_changes(spec.model_dump(exclude={"base_dir", "source"}), changes)
     return parse_household_spec(data, source=spec.source, base_dir=spec.base_dir)
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from ..llm.base import LLMBackend, can_score_options, continues_answers, score_options
 from ..prompts import LETTERS
@@ -242,22 +243,25 @@ class HouseholdSynthesizer:
     def _pool(self, compositions: list, rng: np.random.Generator):
         """The candidates and their incidence: the compositions' variants, fillers, and independent
         candidates — more of them, up to three times, while a control cell with a positive target is
-        still out of every candidate's reach."""
+        still out of every candidate's reach (each part's incidence computed once, as it is added)."""
         s = self.spec.synthesis
         base = expand(self.spec, compositions, s.variants, rng)
         parts = [base]
         if s.filler > 0:
             parts.append(fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng))
+        parts = [p for p in parts if len(p)]
+        matrices = [incidence(self.targets, p.households, p.persons) for p in parts]
         count, weight = s.independent_households, s.independent * len(compositions)
         for _ in range(4 if s.independent > 0 and count > 0 else 0):
-            parts.append(independent(self.spec, self.targets, base, count, weight, rng))
-            pool = combine(parts)
-            matrix = incidence(self.targets, pool.households, pool.persons)
-            if not len(unreachable(matrix, self.targets.region_vector())):
-                return pool, matrix
+            more = independent(self.spec, self.targets, base, count, weight, rng)
+            if not len(more):  # no reference marker: none can be drawn
+                break
+            parts.append(more)
+            matrices.append(incidence(self.targets, more.households, more.persons))
+            if not len(unreachable(sparse.vstack(matrices, format="csr"), self.targets.region_vector())):
+                break
             count, weight = 2 * count, 2 * weight  # the next round as heavy per candidate
-        pool = combine(parts)
-        return pool, incidence(self.targets, pool.households, pool.persons)
+        return combine(parts), sparse.vstack(matrices, format="csr")
 
     # -- sample: every zone, no LLM ---------------------------------------------------------------
     def sample(self) -> HouseholdResult:
