@@ -4,6 +4,8 @@ the tables' and the model's pairwise lifts."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +137,30 @@ def test_a_numeric_spread_reaches_other_bins_and_draws_keep_the_profiles_arithme
     assert (records["sex"] == "Male").mean() == pytest.approx(0.5, abs=0.002)
     expected = profile(proposal, targets.tables[1], spec.record_schema) * 1000
     assert np.abs(count_all(records, targets)[1].ravel() - expected).max() <= 1.0
+
+
+def test_the_rounding_program_is_bounded_by_work_never_by_the_clock(monkeypatch, example_spec_path):
+    """The records must not depend on the machine's speed or load: every HiGHS call of the calibration
+    runs without a time limit, and the integer program that rounds the LP stops after a node count.
+    (A 1 s time limit once made a resumed run through a server differ from an uninterrupted one on CI.)"""
+    import llmsynthor.calibration as calibration
+
+    calls = []
+
+    def spy(name, fn):
+        def wrapper(*args, **kwargs):
+            calls.append((name, copy.deepcopy(kwargs)))  # milp empties its options dict
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(calibration, "linprog", spy("linprog", calibration.linprog))
+    monkeypatch.setattr(calibration, "milp", spy("milp", calibration.milp))
+    spec = with_overrides(load_spec(example_spec_path), {"n_records": 3000, "synthesis.records": "joint"})
+    first = Synthesizer(spec, FakeLLM(seed=1, domains={"age": (18, 90), "price": (0, 2000)})).run()
+    assert {name for name, _ in calls} == {"linprog", "milp"}  # this case has fractional moves to round
+    for name, kwargs in calls:
+        assert "time_limit" not in str(kwargs), (name, kwargs)
+        if name == "milp":
+            assert kwargs["options"] == {"node_limit": calibration.ROUNDING_NODES}
+    again = Synthesizer(spec, FakeLLM(seed=1, domains={"age": (18, 90), "price": (0, 2000)})).run()
+    assert again.records.equals(first.records)
