@@ -24,6 +24,7 @@ markdown tables; the growth exponent between two sizes is log(t₂/t₁)/log(n�
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import resource
@@ -76,7 +77,8 @@ def child(case_name: str, mode: str, n: int) -> dict:
         """Instant plans (FakeLLM) and option probabilities drawn at random, seeded by the question."""
 
         def option_probabilities(self, messages, answer_prefix, options):
-            seed = abs(hash((messages[-1]["content"], answer_prefix))) % 2**32
+            # a stable digest, not hash(): Python salts str hashes per process, which made each run's pool differ
+            seed = int.from_bytes(hashlib.sha256(f"{messages[-1]['content']}\x00{answer_prefix}".encode()).digest()[:4], "little")
             p = np.random.default_rng(seed).dirichlet(np.ones(len(options)))
             return Choice(tuple(float(x) for x in p), 10, 0.0)
 
