@@ -1,6 +1,6 @@
 """Benchmark: llmsynthor's households with their persons beside the methods population synthesis uses today.
 
-    python bench/bench_households.py [--no-llm] [--no-populationsim] [--seed 0] [--share 0.05]
+    python bench/bench_households.py [--no-llm] [--no-populationsim] [--no-constraints] [--seed 0] [--share 0.05]
 
 The case is the household example (examples/households: SEMCOG, 14,853 households with 31,074
 persons in 46 zones; bench/semcog_households.py). The truth is read from the activitysim==1.6.0 wheel
@@ -15,7 +15,15 @@ Rows (bench/household_baselines.py, seeded):
     independently for each household's size from the person tables at region level (macro only);
   * PopulationSim 0.10.0 — seeded with the real 5 % sample (see below);
   * llmsynthor — ``HouseholdSynthesizer(spec, backend).run()`` with the example's model (skipped with
-    --no-llm; reported as not available when the module cannot be imported).
+    --no-llm; reported as not available when the module cannot be imported);
+  * llmsynthor with constraints — the same with the six person constraints a demographer would
+    declare (``semcog_households.CONSTRAINTS_PERSONS``: school grades and ages, ages of roommates,
+    children and grandchildren), true on the data and disjoint from the scored rules;
+  * llmsynthor, household type declared — the same with the census definition of the household type
+    declared: the 9 scored rules that name ``household_type`` (``semcog_households.TYPE_DEFINITIONS``)
+    as constraints; scored on every rule (those 9 then hold by construction) and, below the table,
+    on the rules it did not declare. Below the table: the households breaking a declared constraint
+    (0 when enforcement works). --no-constraints skips these two rows.
 
 Columns: target TVD (region) = mean over the 12 target tables of the TVD ½Σ|p−q| of the region's
 counts; per zone = mean over the 4 per-zone tables of the mean over the 46 zones; held-out JSD =
@@ -172,10 +180,23 @@ class Row:
     note: str = ""
     evaluation: HouseholdEvaluation | None = None
     answers: dict[str, np.ndarray] = field(default_factory=dict)
+    spec: object = None  # the spec the row ran with, when not the example's (its constraints are counted)
 
 
-def llmsynthor_row(spec) -> Row:
-    name = "llmsynthor"
+def with_constraints(spec, households: list[str], persons: list[str], drop_rules: bool = False):
+    """The example's spec with these constraints (and, with ``drop_rules``, without the rules they declare)."""
+    from llmsynthor.households.spec import parse_household_spec
+
+    data = spec.model_dump(exclude={"base_dir", "source"})
+    data["constraints"] = {"households": list(households), "persons": list(persons)}
+    if drop_rules:
+        data["rules"] = {"households": [r for r in data["rules"]["households"] if r not in households],
+                         "persons": [r for r in data["rules"]["persons"] if r not in persons]}
+    return parse_household_spec(data, source=spec.source, base_dir=spec.base_dir)
+
+
+def llmsynthor_row(spec, suffix: str = "") -> Row:
+    name = "llmsynthor" + suffix
     try:
         from llmsynthor.households.synthesizer import HouseholdSynthesizer
     except ImportError as exc:
@@ -190,10 +211,10 @@ def llmsynthor_row(spec) -> Row:
         return Row(name, None, None, time.perf_counter() - start,
                    f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
     usage = getattr(result, "usage", None)
-    label = f"llmsynthor, {backend.name.split(':')[-1]}"
+    label = f"llmsynthor, {backend.name.split(':')[-1]}{suffix}"
     if usage is not None:
         label += f" ({usage.cache_hits}/{usage.calls} calls cached)"
-    return Row(label, result.households, result.persons, time.perf_counter() - start)
+    return Row(label, result.households, result.persons, time.perf_counter() - start, spec=spec)
 
 
 def populationsim_row(spec, targets, truth, seed: int, share: float) -> Row:
@@ -210,7 +231,8 @@ def populationsim_row(spec, targets, truth, seed: int, share: float) -> Row:
     return Row(name, households, persons, time.perf_counter() - start)
 
 
-def run_rows(spec, targets, truth, *, with_llm: bool, with_populationsim: bool, seed: int, share: float) -> list[Row]:
+def run_rows(spec, targets, truth, *, with_llm: bool, with_populationsim: bool, seed: int, share: float,
+             constraints: bool = True) -> list[Row]:
     rows = []
 
     def timed(name, make):
@@ -224,6 +246,13 @@ def run_rows(spec, targets, truth, *, with_llm: bool, with_populationsim: bool, 
     rows.append(populationsim_row(spec, targets, truth, seed, share) if with_populationsim
                 else Row("PopulationSim 0.10.0", None, None, 0.0, "skipped (--no-populationsim)"))
     rows.append(llmsynthor_row(spec) if with_llm else Row("llmsynthor", None, None, 0.0, "skipped (--no-llm)"))
+    if with_llm and constraints:
+        rows.append(llmsynthor_row(with_constraints(spec, [], semcog_households.CONSTRAINTS_PERSONS),
+                                   f", {len(semcog_households.CONSTRAINTS_PERSONS)} person constraints"))
+        defined = semcog_households.TYPE_DEFINITIONS
+        rows.append(llmsynthor_row(with_constraints(spec, defined["households"], defined["persons"]),
+                                   f", household type declared ({len(defined['households']) + len(defined['persons'])} "
+                                   "rules as constraints)"))
     return rows
 
 
@@ -249,6 +278,14 @@ def print_tables(rows: list[Row], truth_answers: dict[str, np.ndarray], targets)
                  _fmt(float(np.mean(list(errors.values()))), ".1%"), f"{row.wall:.1f}"]
         print(f"| {row.name} | " + " | ".join(cells) + " |")
     scored = [r for r in rows if r.evaluation is not None]
+    for row in scored:
+        declared = row.spec.constraints if row.spec is not None else None
+        if declared is not None and (declared.households or declared.persons):
+            rest = with_constraints(row.spec, declared.households, declared.persons, drop_rules=True)
+            left = evaluate_households(rest, targets, row.households, row.persons).rejection["rate"]
+            print(f"\n{row.name}: {row.evaluation.rejection['constraint_households']} households break one of its "
+                  f"constraints; rejection over the {len(rest.rules.households) + len(rest.rules.persons)} rules it did "
+                  f"not declare: {left:.1%}")
     first = scored[0].evaluation
     print(f"\nTarget TVD (region) = mean over the {len(first.on_targets)} target tables of ½Σ|p−q| of the region's counts; "
           f"per zone = mean over the {sum('zones_tvd_mean' in f for f in first.on_targets.values())} per-zone tables of "
@@ -286,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-llm", action="store_true", help="rows without an LLM only; llmsynthor is listed as skipped")
     parser.add_argument("--no-populationsim", action="store_true",
                         help="skip PopulationSim (its first run creates its virtual environment: pip from PyPI)")
+    parser.add_argument("--no-constraints", action="store_true",
+                        help="skip the llmsynthor row with the person constraints of semcog_households.CONSTRAINTS_PERSONS")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines (default 0)")
     parser.add_argument("--share", type=float, default=0.05, help="share of households in the real sample (default .05)")
     args = parser.parse_args(argv)
@@ -301,10 +340,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{len(targets.tables)} target tables; the truth itself scores rejection {held_out.truth['rejection_rate']:.1%}, "
           f"{sum(held_out.truth['structure'].values())} structure problems.\n")
     rows = run_rows(spec, targets, truth, with_llm=not args.no_llm, with_populationsim=not args.no_populationsim, seed=args.seed,
-                    share=args.share)
+                    share=args.share, constraints=not args.no_constraints)
     for row in rows:
         if row.households is not None:
-            row.evaluation = evaluate_households(spec, targets, row.households, row.persons, held_out=held_out)
+            row.evaluation = evaluate_households(row.spec or spec, targets, row.households, row.persons, held_out=held_out)
             row.answers = answer_queries(row.households, row.persons)
     print_tables(rows, truth_answers, targets)
     print(f"\nwhole bench: {time.perf_counter() - started:.0f} s")

@@ -176,6 +176,21 @@ RULES_PERSONS = [
     "relationship in [child, grandchild, parent, other relative] -> household_type not in "
     "[male with nonrelatives, female with nonrelatives, male living alone, female living alone]",
 ]
+# What a demographer would declare as hard rules (``constraints:``) in the bench's "with constraints" row:
+# true on the data, disjoint from the scored rules above (those of the flat persons case, bench/semcog.py).
+CONSTRAINTS_PERSONS = [
+    "school == grades 1-4 -> age >= 5 and age < 12",
+    "school == grades 9-12 -> age >= 12",
+    "school == undergraduate -> age >= 16",
+    "relationship == roommate or boarder -> age >= 16",
+    "relationship == child -> age < 70",
+    "relationship == grandchild -> age < 40",
+]
+# The census definition of the household type, which a user would declare rather than leave to the
+# model: the scored rules that name household_type, as constraints (the bench's "type declared" row;
+# scored on every rule, and on the rules left undeclared).
+TYPE_DEFINITIONS = {"households": [r for r in RULES_HOUSEHOLDS if "household_type" in r],
+                    "persons": [r for r in RULES_PERSONS if "household_type" in r]}
 
 
 def wheel_path() -> Path:

@@ -20,7 +20,7 @@ LAYERS = [
     ("statistics", {"consistency", "statistics", "discrepancy", "shapes", "rules", "records", "checkpoint"}),
     ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint",
                                          "households.controls", "households.balance", "households.candidates",
-                                         "households.evaluation"}),
+                                         "households.constraints", "households.evaluation"}),
     ("LLM backends", {"llm", "llm.base", "llm.models", "llm.embedded", "llm.llama_batch", "llm.openai_compat", "llm.cache"}),
     ("what the LLM is asked and what its answers become", {"prompts", "copula", "focus", "proposals", "suggest", "households.compose"}),
     ("the loop's parts", {"pool", "requesting", "steps", "finish", "result"}),

@@ -137,3 +137,24 @@ def test_a_rule_naming_a_label_with_a_comma_catches_a_breach(spec, frames):
     broken.loc[men.iloc[:3], "household_type"] = "family, female householder"
     assert rule.violations(joined(households, persons)).sum() == 0
     assert rule.violations(joined(broken, persons)).sum() == 3
+
+
+@pytest.mark.parametrize("text", semcog_households.CONSTRAINTS_PERSONS)
+def test_every_bench_constraint_holds_on_all_of_the_truth_and_is_no_scored_rule(spec, frames, text):
+    """The bench's "with constraints" row declares these: hard rules, so true for every person, and
+    disjoint from the rules that row is scored on."""
+    households, persons = frames
+    rates = parse_rule(text, spec.joined_schema).rates(joined(households, persons))
+    assert rates["condition"] > 0 and rates["violations"] == 0, (text, rates)
+    assert text not in semcog_households.RULES_PERSONS + semcog_households.RULES_HOUSEHOLDS
+
+
+@pytest.mark.parametrize("level,text", [("households", r) for r in semcog_households.TYPE_DEFINITIONS["households"]]
+                         + [("persons", r) for r in semcog_households.TYPE_DEFINITIONS["persons"]])
+def test_the_household_type_definitions_hold_on_all_of_the_truth(spec, frames, level, text):
+    """The bench's "type declared" row makes these constraints: every true household meets them."""
+    households, persons = frames
+    frame = households if level == "households" else joined(households, persons)
+    rates = parse_rule(text, spec.household_schema if level == "households" else spec.joined_schema).rates(frame)
+    assert rates["condition"] > 0 and rates["violations"] == 0, (text, rates)
+    assert "household_type" in text

@@ -20,6 +20,8 @@ from llmsynthor.households.spec import load_household_spec
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "households"
 ZONED = ("size_by_zone", "income_by_zone", "workers_by_zone", "age_by_zone")
 COMPOSITIONS = 6
+CONSTRAINTS = {"households": ["children >= 1 -> adults >= 1"],
+               "persons": ["relationship == child -> age < 70", "relationship == spouse -> age >= 16"]}
 
 
 def two_zone_spec(folder: Path, zones: tuple[int, int]) -> Path:
@@ -39,6 +41,7 @@ def two_zone_spec(folder: Path, zones: tuple[int, int]) -> Path:
         tables.append(table)
     spec["targets"] = tables
     spec["synthesis"] = {"compositions": COMPOSITIONS, "variants": 20, "filler_households": 500}
+    spec["constraints"] = CONSTRAINTS
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -71,6 +74,7 @@ def test_two_zones_through_the_default_model(tmp_path):
     # measured from the written files, not taken from the manifest
     evaluation = evaluate_households(spec, targets, households, persons)
     assert sum(evaluation.structure.values()) == 0, evaluation.structure
+    assert evaluation.rejection["constraint_households"] == 0  # the constraints hold in every household written
     for name, figures in evaluation.on_targets.items():
         assert figures["tvd"] <= 0.05, (name, figures["tvd"])
 
@@ -82,3 +86,6 @@ def test_two_zones_through_the_default_model(tmp_path):
     assert manifest["llm"]["calls"] >= COMPOSITIONS and manifest["llm"]["cache_hits"] == 0
     assert manifest["zones"]["count"] == 2 and manifest["households"] == len(households)
     assert manifest["evaluation"]["summary"]["households"] == len(households)
+    constraints = manifest["constraints"]
+    assert constraints["households"] == CONSTRAINTS["households"] and constraints["persons"] == CONSTRAINTS["persons"]
+    assert sum(constraints["left_out"].values()) > 0  # the real model's candidates and the drawn ones met them only in part

@@ -43,6 +43,20 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.households)
 
+    def keep(self, mask: np.ndarray) -> Candidates:
+        """The candidates where ``mask`` holds, with their members, renumbered; each kept candidate's
+        prior scaled so that the part weighs what it weighed before (none kept: empty)."""
+        rows = np.flatnonzero(mask)
+        new = np.full(len(self), -1, dtype=np.int64)
+        new[rows] = np.arange(len(rows))
+        owner = new[self.persons[HOUSEHOLD].to_numpy()]
+        persons = self.persons[owner >= 0].reset_index(drop=True)
+        persons[HOUSEHOLD] = owner[owner >= 0]
+        prior = self.prior[rows]
+        if prior.sum() > 0:
+            prior = prior * (self.prior.sum() / prior.sum())
+        return Candidates(self.households.iloc[rows].reset_index(drop=True), persons, prior, self.source[rows])
+
 
 def _draw(values: list, var, rng: np.random.Generator) -> np.ndarray:
     """One concrete value per entry: labels as given, ranges drawn uniformly (whole numbers for integers)."""
@@ -217,23 +231,34 @@ def _draw_from_tables(tables, frame: pd.DataFrame, todo: list[str], variables: d
     return left
 
 
-def independent(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates, count: int, weight: float,
+def _uniform(var, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` values spread evenly over a variable's domain (labels, or uniformly between min and max)."""
+    if isinstance(var, CategoricalVariable):
+        return np.asarray(var.values, dtype=object)[rng.integers(len(var.values), size=size)]
+    if isinstance(var, IntegerVariable):
+        return rng.integers(int(var.min), int(var.max) + 1, size=size)
+    return var.min + rng.random(size) * (var.max - var.min)
+
+
+def independent(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates | None, count: int, weight: float,
                 rng: np.random.Generator) -> Candidates:
     """``count`` candidates that know no more than the tables: the size and household values drawn from
     the household tables (jointly where a table crosses them), each member's values from the person
     tables given its household's values (a person × household-income table is used as such), the
     reference person first (with a reference marker: its value for member 0 and never for the others);
-    a variable no table has takes the values the LLM's members or households have. They make every
+    a variable no table has takes the values the LLM's members or households have (without ``base``:
+    values spread over its domain, as the constraint check before any LLM call draws). They make every
     control cell reachable whatever the model answered; prior ``weight`` in all, so balancing uses them
     only where the compositions fall short."""
     marker = reference_marker(spec)
-    if count == 0 or len(base) == 0 or marker is None:  # without a marker, member 0 would not be sure to be the reference
+    if count == 0 or (base is not None and len(base) == 0) or marker is None:  # without a marker, member 0 would not be sure to be the reference
         return empty(spec)
     households = pd.DataFrame(index=np.arange(count))
     level = [t for t in targets if t.level == "households"]
     for name in _draw_from_tables(level, households, list(spec.household.variables), spec.household.variables, rng,
                                   halving=spec.household.size):
-        households[name] = base.households[name].to_numpy()[rng.integers(len(base), size=count)]
+        households[name] = (base.households[name].to_numpy()[rng.integers(len(base), size=count)] if base is not None
+                            else _uniform(spec.household.variables[name], count, rng))
     households[COMPOSITION] = -1
     sizes = households[spec.household.size].to_numpy(dtype=np.int64)
     owner = np.repeat(np.arange(count), sizes)
@@ -241,12 +266,13 @@ def independent(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates
     joined = households.drop(columns=[COMPOSITION]).iloc[owner].reset_index(drop=True)
     persons = [t for t in targets if t.level == "persons"]
     for name in _draw_from_tables(persons, joined, list(spec.person.variables), spec.person.variables, rng):
-        joined[name] = base.persons[name].to_numpy()[rng.integers(len(base.persons), size=len(owner))]
+        joined[name] = (base.persons[name].to_numpy()[rng.integers(len(base.persons), size=len(owner))] if base is not None
+                        else _uniform(spec.person.variables[name], len(owner), rng))
     name, value = marker
     others = (member > 0) & (joined[name].to_numpy() == value)
     redrawn = _margin_draw(spec, targets, name, int(others.sum()), rng, "persons", leave_out=value)
     if redrawn is None:
-        pool = base.persons[name].to_numpy()
+        pool = base.persons[name].to_numpy() if base is not None else np.asarray(spec.person.variables[name].values, dtype=object)
         pool = pool[pool != value]
         redrawn = pool[rng.integers(len(pool), size=int(others.sum()))] if len(pool) else None
     column = joined[name].to_numpy(dtype=object).copy()

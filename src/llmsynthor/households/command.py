@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..spec import apply_changes
+from .constraints import check_constraints
 from .controls import load_controls
 from .evaluation import evaluate_households
 from .output import check_output_folder, write_outputs
@@ -63,6 +64,7 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
 
     started = time.perf_counter()
     targets = load_controls(spec)
+    check_constraints(spec, targets, spec.seed)
     use_cache = not no_cache and spec.llm.cache
     if spec.llm.backend == "embedded":
         from ..llm.models import check_cache_folder

@@ -104,6 +104,10 @@ def check_references(spec: HouseholdSpec) -> None:
         attempt(parse_rule, text, spec.household_schema, f"{where}: rules.households[{i}]")
     for i, text in enumerate(spec.rules.persons):
         attempt(parse_rule, text, spec.joined_schema, f"{where}: rules.persons[{i}]")
+    for i, text in enumerate(spec.constraints.households):
+        attempt(parse_rule, text, spec.household_schema, f"{where}: constraints.households[{i}]")
+    for i, text in enumerate(spec.constraints.persons):
+        attempt(parse_rule, text, spec.joined_schema, f"{where}: constraints.persons[{i}]")
     known = spec.joined_schema.variables
     for i, table in enumerate(spec.targets):
         at = f"{where}: targets[{i}] ('{table.label}')"

@@ -344,12 +344,18 @@ def _realism(spec: HouseholdSpec, linked: Linked) -> dict:
         by_person[owner[broken]] = True
     structural = np.logical_or.reduce([*linked.problems.values(), np.zeros(n, dtype=bool)])
     rejected = by_household | by_person | structural
+    constrained = np.zeros(n, dtype=bool)  # households breaking a declared constraint (the generator enforces them)
+    for text in spec.constraints.households:
+        constrained |= parse_rule(text, spec.household_schema).violations(linked.households)
+    for text in spec.constraints.persons:
+        constrained[owner[parse_rule(text, spec.joined_schema).violations(linked.people)]] = True
 
     def share(mask):
         return float(mask.mean()) if n else 0.0
 
     rejection = {"rate": share(rejected), "households": int(rejected.sum()), "household_rules": share(by_household),
-                 "person_rules": share(by_person), "structure": share(structural)}
+                 "person_rules": share(by_person), "structure": share(structural),
+                 "constraint_households": int(constrained.sum())}
     return {"rules": rules, "rejection": rejection, "structure_households": int(structural.sum())}
 
 

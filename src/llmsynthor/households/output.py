@@ -77,6 +77,7 @@ def household_manifest(spec: HouseholdSpec, result: HouseholdResult, evaluation:
                          "variants_each": spec.synthesis.variants, "filler_households": spec.synthesis.filler_households,
                          "independent_households": spec.synthesis.independent_households},
         "households_by_source": result.sources,
+        "constraints": result.constraints,
         "llm_calls_per_1000_households": round(1000 * usage.calls / households, 3) if households else None,
         "region_balance": {"converged": result.region.converged, "iterations": result.region.iterations,
                            "max_relative_error": round(result.region.max_error, 6),

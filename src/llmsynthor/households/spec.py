@@ -75,6 +75,10 @@ class HouseholdRules(_Frozen):
                                "e.g. 'age < 5 -> school in [not attending, preschool]'")
 
 
+class HouseholdConstraints(HouseholdRules):
+    """Hard rules the generator enforces: no household written breaks one (same language as rules)."""
+
+
 class HouseholdSynthesis(_Frozen):
     """How compositions are gathered and zones balanced."""
 
@@ -125,6 +129,11 @@ class HouseholdSpec(_Frozen):
                                      "the total of the household tables)")
     targets: list[HouseholdTable] = Field(min_length=1, description="tables of households or persons (see 'targets[]')")
     rules: HouseholdRules = Field(default=HouseholdRules(), description="realism rules, scored by evaluation only")
+    constraints: HouseholdConstraints = Field(
+        default=HouseholdConstraints(), description="hard rules, enforced: every candidate household that breaks one "
+        "(a household constraint, or a member breaking a person constraint) is left out before balancing, so no "
+        "household written breaks one; checked against the tables before any LLM call. Same language and levels as "
+        "rules; not shown to the model")
     llm: LLMSettings = Field(default=LLMSettings(), description="which model proposes compositions")
     synthesis: HouseholdSynthesis = Field(default=HouseholdSynthesis(), description="compositions and zones")
     base_dir: Path = Field(default=Path("."), exclude=True)

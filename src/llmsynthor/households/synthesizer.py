@@ -45,6 +45,7 @@ from .compose import (
     scored_variables,
     value_question,
 )
+from .constraints import check_constraints, enforce
 from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, incidence, largest_remainder, load_controls
 from .spec import HouseholdSpec
 
@@ -68,6 +69,7 @@ class HouseholdResult:
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
     sources: dict[str, int] = field(default_factory=dict)  # output households by the kind of candidate they copy
+    constraints: dict = field(default_factory=dict)  # the constraints and the candidates they left out, by source
 
 
 def _size_shares(spec: HouseholdSpec, targets: HouseholdTargets) -> dict[int, float]:
@@ -197,6 +199,7 @@ class HouseholdSynthesizer:
 
     def fit(self) -> HouseholdSynthesizer:
         s, started = self.spec.synthesis, self.clock()
+        check_constraints(self.spec, self.targets, self.spec.seed)  # before any LLM call
         self.usage_, self.requests_, self.notes_ = LLMUsage(), 0, []
         rng = np.random.default_rng(np.random.SeedSequence([self.spec.seed, 1]))
         first = max(1, int(round(s.compositions * FIRST_ROUND))) if s.compositions > 1 else 1
@@ -214,6 +217,11 @@ class HouseholdSynthesizer:
         self.compositions_, self.candidates_, self.matrix_ = compositions, pool, matrix
         llm_seconds = self.clock() - started
         self.region_ = list_balance(matrix, self.targets.region_vector(), pool.prior, self.targets.importance())
+        left_out = self.constrained_["left_out"]
+        if sum(left_out.values()):
+            self.notes_.append("constraints left out " + ", ".join(
+                f"{left_out[k]:,} of {self.constrained_['candidates'][k]:,} {k} candidates" for k in SOURCES
+                if self.constrained_["candidates"][k]))
         if len(self.region_.unreachable):
             self.notes_.append(f"{len(self.region_.unreachable)} control cell(s) no candidate household reaches "
                                "(they stay short)")
@@ -243,24 +251,40 @@ class HouseholdSynthesizer:
     def _pool(self, compositions: list, rng: np.random.Generator):
         """The candidates and their incidence: the compositions' variants, fillers, and independent
         candidates — more of them, up to three times, while a control cell with a positive target is
-        still out of every candidate's reach (each part's incidence computed once, as it is added)."""
+        still out of every candidate's reach (each part's incidence computed once, as it is added).
+        Candidates that break a constraint are left out of every part (counted in ``constrained_``)."""
         s = self.spec.synthesis
-        base = expand(self.spec, compositions, s.variants, rng)
+        self.constrained_ = {"candidates": {name: 0 for name in SOURCES}, "left_out": {name: 0 for name in SOURCES},
+                             "by_constraint": {}}
+
+        def allowed(part: Candidates) -> Candidates:
+            kept, counts = enforce(self.spec, part)
+            for name in SOURCES:
+                before = int((part.source == name).sum())
+                self.constrained_["candidates"][name] += before
+                self.constrained_["left_out"][name] += before - int((kept.source == name).sum())
+            for text, k in counts.items():
+                self.constrained_["by_constraint"][text] = self.constrained_["by_constraint"].get(text, 0) + k
+            return kept
+
+        base = allowed(expand(self.spec, compositions, s.variants, rng))
         parts = [base]
         if s.filler > 0:
-            parts.append(fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng))
+            parts.append(allowed(fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng)))
         parts = [p for p in parts if len(p)]
         matrices = [incidence(self.targets, p.households, p.persons) for p in parts]
         count, weight = s.independent_households, s.independent * len(compositions)
-        for _ in range(4 if s.independent > 0 and count > 0 else 0):
-            more = independent(self.spec, self.targets, base, count, weight, rng)
-            if not len(more):  # no reference marker: none can be drawn
+        for _ in range(4 if s.independent > 0 and count > 0 and len(base) else 0):
+            more = allowed(independent(self.spec, self.targets, base, count, weight, rng))
+            if not len(more):  # no reference marker, or every one broke a constraint
                 break
             parts.append(more)
             matrices.append(incidence(self.targets, more.households, more.persons))
             if not len(unreachable(sparse.vstack(matrices, format="csr"), self.targets.region_vector())):
                 break
             count, weight = 2 * count, 2 * weight  # the next round as heavy per candidate
+        if not parts:
+            raise_all_constrained(self.constrained_)
         return combine(parts), sparse.vstack(matrices, format="csr")
 
     # -- sample: every zone, no LLM ---------------------------------------------------------------
@@ -282,8 +306,18 @@ class HouseholdSynthesizer:
         seconds = {**self.seconds_, "zones": self.clock() - started}
         chosen = np.sum([done[z].counts for z in order], axis=0)
         sources = {name: int(chosen[pool.source == name].sum()) for name in SOURCES}
+        constraints = {"households": list(self.spec.constraints.households), "persons": list(self.spec.constraints.persons),
+                       **self.constrained_} if self.spec.constraints.households or self.spec.constraints.persons else {}
         return HouseholdResult(households, persons, self.usage_, len(self.compositions_), self.requests_, self.region_,
-                               done, seconds, list(self.notes_), sources)
+                               done, seconds, list(self.notes_), sources, constraints)
+
+
+def raise_all_constrained(constrained: dict) -> None:
+    from ..errors import ProposalError
+
+    worst = ", ".join(f"{k!r} ({v})" for k, v in sorted(constrained["by_constraint"].items(), key=lambda kv: -kv[1])[:3])
+    raise ProposalError(f"every candidate household broke a constraint (most often: {worst}); expected constraints "
+                        "that the model's households can meet", attempts=0, last_response=None)
 
 
 def raise_no_compositions(usage: LLMUsage) -> None:
