@@ -58,6 +58,19 @@ def test_list_balance_meets_consistent_targets(problem):
     assert 1 < result.iterations < 2000
 
 
+def test_one_cell_that_cannot_be_met_does_not_freeze_the_rest_at_the_first_sweep(problem):
+    """Two controls that only candidate 0 reaches ask 5 and 3 of it: no weight meets both, so the
+    worst relative error stays ≥ .4 whatever the sweeps do. The weights returned are still those that
+    meet every other control (the best sweep by the share of the targets missed, not by that worst
+    error, which would return the first sweep's weights: 1.5 % of the targets missed)."""
+    incidence, targets, _ = problem
+    extra = np.zeros((incidence.shape[0], 2))
+    extra[0] = 1
+    result = list_balance(np.hstack([incidence, extra]), np.append(targets, [5.0, 3.0]), np.ones(incidence.shape[0]))
+    assert not result.converged and result.relative_errors[-2:].max() >= 0.4
+    assert np.abs(incidence.T @ result.weights - targets).sum() / targets.sum() < 1e-3
+
+
 def test_list_balance_takes_sparse_incidence_alike(problem):
     incidence, targets, _ = problem
     dense = list_balance(incidence, targets, np.ones(incidence.shape[0]))

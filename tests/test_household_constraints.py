@@ -82,3 +82,46 @@ def test_keeping_candidates_keeps_their_members_and_the_part_its_weight():
     assert kept.households["size"].tolist() == [2, 1]
     assert kept.persons[HOUSEHOLD].tolist() == [0, 0, 1] and kept.persons["age"].tolist() == [40, 8, 70]
     np.testing.assert_allclose(kept.prior, [0.375, 0.625])  # 1.0 in all, as before
+
+
+def test_the_manifest_and_the_report_say_what_the_constraints_left_out(tmp_path):
+    import json
+
+    from llmsynthor.households.output import write_outputs
+
+    spec = spec_with(CONSTRAINTS)
+    targets = load_controls(spec)
+    llm = SchemaLLM(domains={"age": (0, 99)})
+    result = HouseholdSynthesizer(spec, llm, targets=targets).run()
+    evaluation = evaluate_households(spec, targets, result.households, result.persons)
+    paths = write_outputs(spec, result, evaluation, llm, tmp_path / "out", targets=targets)
+    manifest = json.loads(paths["manifest"].read_text(encoding="utf-8"))
+    assert manifest["constraints"]["by_constraint"] == result.constraints["by_constraint"]
+    assert manifest["evaluation"]["rejection"]["constraint_households"] == 0
+    page = paths["report"].read_text(encoding="utf-8")
+    assert "constraints (enforced)" in page and "<td>relationship == spouse -&gt; age &gt;= 18</td>" in page
+    left = result.constraints["left_out"]["composition"]
+    assert f"<td>all composition candidates</td><td>{left:,} of {result.constraints['candidates']['composition']:,}</td>" in page
+
+
+def test_more_independent_candidates_are_drawn_while_a_table_misses_at_the_region(monkeypatch):
+    """A pool too thin for list balancing to meet every table gets more independent candidates (up
+    to TOP_UPS rounds, each said in the notes), and the region then misses by less."""
+    import llmsynthor.households.synthesizer as synthesizer
+
+    data = tiny_two_zones(0)
+    data["targets"].append({"name": "size_kids", "variables": ["size", "kids"], "cells": [  # children as households have them
+        {"size": "[1,2)", "kids": "[0,1)", "count": 8}, {"size": "[2,3)", "kids": "[0,1)", "count": 4},
+        {"size": "[2,3)", "kids": "[1,4]", "count": 3}, {"size": "[3,4]", "kids": "[0,1)", "count": 1},
+        {"size": "[3,4]", "kids": "[1,4]", "count": 4}]})
+    data["synthesis"] = {**data["synthesis"], "variants": 1, "filler": 0.0, "independent_households": 2}
+    spec = parse_household_spec(data)
+    monkeypatch.setattr(synthesizer, "TOP_UPS", 0)
+    thin = HouseholdSynthesizer(spec, SchemaLLM(domains={"age": (0, 99)})).fit()
+    _, missed = thin.region_misses(thin.region_.achieved)
+    assert missed > spec.synthesis.tolerance_tvd and not any("more independent" in n for n in thin.notes_)
+    monkeypatch.setattr(synthesizer, "TOP_UPS", 3)
+    topped = HouseholdSynthesizer(spec, SchemaLLM(domains={"age": (0, 99)})).fit()
+    assert any("more independent candidates" in n for n in topped.notes_) and topped.top_ups_ > 0
+    assert topped.region_misses(topped.region_.achieved)[1] < missed
+    assert len(topped.candidates_) == len(thin.candidates_) + topped.top_ups_ == topped.matrix_.shape[0]

@@ -38,7 +38,7 @@ from ..errors import Problem, SpecError
 __all__ = ["BalanceResult", "IntegerResult", "ZoneBalance", "EXECUTORS", "list_balance", "integerize", "balance_zones"]
 
 EXECUTORS = ("local", "processes", "ray")
-PATIENCE, PROGRESS = 50, 0.01  # list balancing gives up when the last 50 sweeps cut the worst error by less than 1 %
+PATIENCE, PROGRESS = 50, 0.01  # list balancing gives up when the last 50 sweeps cut its error by less than 1 %
 MAX_BINARIES = 1000  # above this many fractional candidates the MILP sees only the LP relaxation's support and its nearest
 
 
@@ -147,10 +147,14 @@ def list_balance(incidence, targets, initial, importance=None, *, max_iterations
     steps 1/k as far (in log scale), so where targets disagree the important ones win; on consistent
     targets every control is met whatever its importance, only more slowly. Sweeps stop when every
     reachable control is within ``tolerance`` (relative error |achieved − t| / max(t, 1)), when the
-    last 50 sweeps cut the worst error by less than 1 % (targets that contradict each other),
-    or after ``max_iterations`` sweeps; short of convergence, the weights of the sweep with the
-    smallest worst error are returned (later sweeps of IPU on contradictory targets only pile the
-    weight onto fewer candidates) and ``converged`` is False.
+    last 50 sweeps cut the error by less than 1 % (targets that contradict each other), or after
+    ``max_iterations`` sweeps; short of convergence, the weights of the sweep with the smallest error
+    are returned (later sweeps of IPU on contradictory targets only pile the weight onto fewer
+    candidates) and ``converged`` is False. The error there is the importance-weighted share of the
+    targets missed, Σ α_j |achieved_j − t_j| / Σ α_j t_j — not the worst relative error, which one
+    small cell that cannot be met (a target of 1 no candidate meets without breaking another) holds
+    at its first value, so that the first sweep's weights would be returned however far later
+    sweeps bring every table.
 
     A target of 0 is honoured exactly: the candidates that contribute to it get weight 0 from the
     start (PopulationSim keeps a small floor instead; here a zero count means none). A control with
@@ -200,6 +204,7 @@ def _list_balance(matrix: sp.csr_array, targets: np.ndarray, initial: np.ndarray
     columns = [(sub.indices[sub.indptr[k]:sub.indptr[k + 1]], sub.data[sub.indptr[k]:sub.indptr[k + 1]]) for k in range(steps.size)]
     step_targets, step_alpha = targets[steps], alpha[steps]
     scale = np.maximum(step_targets, 1.0)
+    total = max(float((step_targets * step_alpha).sum()), 1e-12)
     converged = steps.size == 0
     iterations = 0
     best_error, best, history = np.inf, w.copy(), []
@@ -210,8 +215,9 @@ def _list_balance(matrix: sp.csr_array, targets: np.ndarray, initial: np.ndarray
             if current > 0:
                 ratio = target / current
                 w[index] *= ratio if a == 1.0 else ratio ** a
-        error = float((np.abs(sub.T @ w - step_targets) / scale).max())
-        converged = error <= tolerance
+        gap = np.abs(sub.T @ w - step_targets)
+        converged = float((gap / scale).max()) <= tolerance
+        error = float((gap * step_alpha).sum() / total)  # the importance-weighted share of the targets missed
         if error < best_error:
             best_error, best = error, w.copy()
         history.append(best_error)

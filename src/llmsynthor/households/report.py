@@ -283,6 +283,13 @@ def _run_section(manifest: dict) -> str:
         total = sum(sources.values())
         parts.append(_table(["output households by source", "households", "share"],
                             [[k, v, f"{v / total:.1%}" if total else None] for k, v in sources.items()]))
+    constraints = manifest.get("constraints") or {}
+    if constraints:
+        left, drawn = constraints.get("left_out") or {}, constraints.get("candidates") or {}
+        parts.append(_table(["constraints (enforced)", "candidates left out"],
+                            [[t, constraints.get("by_constraint", {}).get(t, 0)]
+                             for t in [*constraints.get("households", []), *constraints.get("persons", [])]]
+                            + [[f"all {k} candidates", f"{left.get(k, 0):,} of {drawn[k]:,}"] for k in drawn if drawn[k]]))
     region = manifest.get("region_balance") or {}
     if region:
         parts.append(_table(["region balance (list balancing)", ""], [

@@ -49,6 +49,8 @@ from .constraints import check_constraints, enforce
 from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, incidence, largest_remainder, load_controls
 from .spec import HouseholdSpec
 
+TOP_UPS = 3  # rounds of more independent candidates while a table misses its tolerance at the region
+MIN_KEPT = 0.1  # draw at most 10× the independent candidates a top-up wants, whatever the constraints leave out
 FIRST_ROUND = 2 / 3  # share of the compositions spread over the sizes; the rest go to the worst supplied cells
 REGION = "region"
 
@@ -217,6 +219,7 @@ class HouseholdSynthesizer:
         self.compositions_, self.candidates_, self.matrix_ = compositions, pool, matrix
         llm_seconds = self.clock() - started
         self.region_ = list_balance(matrix, self.targets.region_vector(), pool.prior, self.targets.importance())
+        self._top_up(compositions, rng)
         left_out = self.constrained_["left_out"]
         if sum(left_out.values()):
             self.notes_.append("constraints left out " + ", ".join(
@@ -257,25 +260,15 @@ class HouseholdSynthesizer:
         self.constrained_ = {"candidates": {name: 0 for name in SOURCES}, "left_out": {name: 0 for name in SOURCES},
                              "by_constraint": {}}
 
-        def allowed(part: Candidates) -> Candidates:
-            kept, counts = enforce(self.spec, part)
-            for name in SOURCES:
-                before = int((part.source == name).sum())
-                self.constrained_["candidates"][name] += before
-                self.constrained_["left_out"][name] += before - int((kept.source == name).sum())
-            for text, k in counts.items():
-                self.constrained_["by_constraint"][text] = self.constrained_["by_constraint"].get(text, 0) + k
-            return kept
-
-        base = allowed(expand(self.spec, compositions, s.variants, rng))
+        base = self._allowed(expand(self.spec, compositions, s.variants, rng))
         parts = [base]
         if s.filler > 0:
-            parts.append(allowed(fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng)))
+            parts.append(self._allowed(fillers(self.spec, self.targets, base, s.filler_households, s.filler * len(compositions), rng)))
         parts = [p for p in parts if len(p)]
         matrices = [incidence(self.targets, p.households, p.persons) for p in parts]
         count, weight = s.independent_households, s.independent * len(compositions)
         for _ in range(4 if s.independent > 0 and count > 0 and len(base) else 0):
-            more = allowed(independent(self.spec, self.targets, base, count, weight, rng))
+            more = self._allowed(independent(self.spec, self.targets, base, count, weight, rng))
             if not len(more):  # no reference marker, or every one broke a constraint
                 break
             parts.append(more)
@@ -286,6 +279,59 @@ class HouseholdSynthesizer:
         if not parts:
             raise_all_constrained(self.constrained_)
         return combine(parts), sparse.vstack(matrices, format="csr")
+
+    def _allowed(self, part: Candidates) -> Candidates:
+        """``part`` without the candidates that break a constraint, counted in ``constrained_``."""
+        kept, counts = enforce(self.spec, part)
+        for name in SOURCES:
+            before = int((part.source == name).sum())
+            self.constrained_["candidates"][name] += before
+            self.constrained_["left_out"][name] += before - int((kept.source == name).sum())
+        for text, k in counts.items():
+            self.constrained_["by_constraint"][text] = self.constrained_["by_constraint"].get(text, 0) + k
+        return kept
+
+    def region_misses(self, achieved: np.ndarray) -> tuple[str, float]:
+        """(the target table the region weights meet worst, its TVD)."""
+        region, offsets = self.targets.region_vector(), self.targets.offsets()
+        worst = ("", 0.0)
+        for table, start, end in zip(self.targets.tables, offsets[:-1], offsets[1:]):
+            x, y = achieved[start:end], region[start:end]
+            if x.sum() > 0 and y.sum() > 0:
+                tvd = 0.5 * float(np.abs(x / x.sum() - y / y.sum()).sum())
+                worst = max(worst, (table.name, tvd), key=lambda pair: pair[1])
+        return worst
+
+    def _top_up(self, compositions: list, rng: np.random.Generator) -> None:
+        """While a table misses its tolerance at the region (list balancing stretched a few candidates
+        too far, e.g. large households with three children), up to ``TOP_UPS`` times: twice as many
+        independent candidates again (kept after the constraints: as many more drawn as they leave out),
+        as heavy each as the first ones, and balance anew."""
+        s = self.spec.synthesis
+        if s.independent <= 0 or s.independent_households <= 0:
+            return
+        base = self.candidates_.keep(self.candidates_.source == SOURCES[0])
+        each = s.independent * len(compositions) / s.independent_households
+        count, added, (name, tvd) = s.independent_households, 0, self.region_misses(self.region_.achieved)
+        for _ in range(TOP_UPS):
+            if tvd <= s.tolerance_tvd or not len(base):
+                break
+            count *= 2
+            drawn, kept = self.constrained_["candidates"]["independent"], self.constrained_["left_out"]["independent"]
+            share = 1.0 - kept / drawn if drawn else 1.0  # of the independent candidates the constraints keep
+            draw = int(np.ceil(count / max(share, MIN_KEPT)))
+            more = self._allowed(independent(self.spec, self.targets, base, draw, each * draw, rng))
+            if not len(more):
+                break
+            self.candidates_ = combine([self.candidates_, more])
+            self.matrix_ = sparse.vstack([self.matrix_, incidence(self.targets, more.households, more.persons)], format="csr")
+            self.region_ = list_balance(self.matrix_, self.targets.region_vector(), self.candidates_.prior,
+                                        self.targets.importance())
+            added += len(more)
+            before, (name, tvd) = (name, tvd), self.region_misses(self.region_.achieved)
+            self.notes_.append(f"table {before[0]!r} missed by TVD {before[1]:.4f} at the region: {len(more):,} more "
+                               f"independent candidates (worst now {name!r}, {tvd:.4f})")
+        self.top_ups_ = added
 
     # -- sample: every zone, no LLM ---------------------------------------------------------------
     def sample(self) -> HouseholdResult:
