@@ -87,6 +87,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from casefiles import wheel
+from semcog import CONSTRAINTS as FLAT_CONSTRAINTS
 from semcog import EMPLOYMENT, FOLDER, INCOMES, RACE, RELATIONSHIP, SCHOOL, WHEEL, WHEEL_SHA256
 from semcog import VARIABLES as FLAT_VARIABLES
 
@@ -177,15 +178,8 @@ RULES_PERSONS = [
     "[male with nonrelatives, female with nonrelatives, male living alone, female living alone]",
 ]
 # What a demographer would declare as hard rules (``constraints:``) in the bench's "with constraints" row:
-# true on the data, disjoint from the scored rules above (those of the flat persons case, bench/semcog.py).
-CONSTRAINTS_PERSONS = [
-    "school == grades 1-4 -> age >= 5 and age < 12",
-    "school == grades 9-12 -> age >= 12",
-    "school == undergraduate -> age >= 16",
-    "relationship == roommate or boarder -> age >= 16",
-    "relationship == child -> age < 70",
-    "relationship == grandchild -> age < 40",
-]
+# the flat persons case's (bench/semcog.py), true on the data and disjoint from the scored rules above.
+CONSTRAINTS_PERSONS = list(FLAT_CONSTRAINTS)
 # The census definition of the household type, which a user would declare rather than leave to the
 # model: the scored rules that name household_type, as constraints (the bench's "type declared" row;
 # scored on every rule, and on the rules left undeclared).
