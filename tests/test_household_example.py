@@ -158,3 +158,13 @@ def test_the_household_type_definitions_hold_on_all_of_the_truth(spec, frames, l
     rates = parse_rule(text, spec.household_schema if level == "households" else spec.joined_schema).rates(frame)
     assert rates["condition"] > 0 and rates["violations"] == 0, (text, rates)
     assert "household_type" in text
+
+
+def test_the_example_readme_declares_the_type_definitions_the_bench_uses():
+    """examples/households/README.md shows how to declare the household type: the bench's list, valid YAML."""
+    import yaml
+
+    text = (EXAMPLE / "README.md").read_text(encoding="utf-8")
+    block = text.split("add to `spec.yaml`:\n\n```yaml\n")[1].split("```")[0]
+    declared = yaml.safe_load(block)["constraints"]
+    assert declared == semcog_households.TYPE_DEFINITIONS
