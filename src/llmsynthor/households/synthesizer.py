@@ -10,8 +10,11 @@
    model's token probabilities given the members (:func:`.compose.value_question`);
 3. makes them concrete (:mod:`.candidates`: ``variants`` candidates per composition, plus filler
    candidates — the model's members with other household values — and independent ones — the
-   tables only, drawn until every control is in reach — at small prior weights);
-4. balances the pool to the region's tables (list balancing, :mod:`.balance`): the region weights.
+   tables only, drawn until every control is in reach — at small prior weights), leaving out every
+   candidate that breaks one of the spec's ``constraints`` (:mod:`.constraints`, checked against
+   the tables before any LLM call);
+4. balances the pool to the region's tables (list balancing, :mod:`.balance`): the region weights;
+   while a table misses its tolerance there, more independent candidates and balancing anew.
 
 :meth:`HouseholdSynthesizer.sample` shares the region-only tables out among the zones
 (:func:`.balance.apportion`), balances every zone to its own tables and its share, starting from
@@ -165,7 +168,8 @@ class HouseholdSynthesizer:
     Parameters: ``spec`` (:func:`~.spec.load_household_spec`), ``llm`` (any backend), ``targets``
     (pre-loaded controls; read from the spec when omitted), ``progress(stage, done, total)``.
     Attributes set by :meth:`fit`: ``candidates_``, ``region_`` (the region balance), ``usage_``,
-    ``compositions_``, ``requests_``, ``notes_``.
+    ``compositions_``, ``requests_``, ``notes_``, ``constrained_`` (candidates the constraints left
+    out, by source and constraint), ``top_ups_`` (independent candidates added while a table missed).
     """
 
     def __init__(self, spec: HouseholdSpec, llm: LLMBackend, *, targets: HouseholdTargets | None = None,
@@ -308,6 +312,7 @@ class HouseholdSynthesizer:
         independent candidates again (kept after the constraints: as many more drawn as they leave out),
         as heavy each as the first ones, and balance anew."""
         s = self.spec.synthesis
+        self.top_ups_ = 0
         if s.independent <= 0 or s.independent_households <= 0:
             return
         base = self.candidates_.keep(self.candidates_.source == SOURCES[0])
@@ -317,8 +322,8 @@ class HouseholdSynthesizer:
             if tvd <= s.tolerance_tvd or not len(base):
                 break
             count *= 2
-            drawn, kept = self.constrained_["candidates"]["independent"], self.constrained_["left_out"]["independent"]
-            share = 1.0 - kept / drawn if drawn else 1.0  # of the independent candidates the constraints keep
+            drawn, left = self.constrained_["candidates"]["independent"], self.constrained_["left_out"]["independent"]
+            share = 1.0 - left / drawn if drawn else 1.0  # of the independent candidates the constraints keep
             draw = int(np.ceil(count / max(share, MIN_KEPT)))
             more = self._allowed(independent(self.spec, self.targets, base, draw, each * draw, rng))
             if not len(more):
