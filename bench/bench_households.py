@@ -185,14 +185,13 @@ class Row:
 
 def with_constraints(spec, households: list[str], persons: list[str], drop_rules: bool = False):
     """The example's spec with these constraints (and, with ``drop_rules``, without the rules they declare)."""
-    from llmsynthor.households.spec import parse_household_spec
+    from llmsynthor.households.command import overridden
 
-    data = spec.model_dump(exclude={"base_dir", "source"})
-    data["constraints"] = {"households": list(households), "persons": list(persons)}
+    changes = {"constraints": {"households": list(households), "persons": list(persons)}}
     if drop_rules:
-        data["rules"] = {"households": [r for r in data["rules"]["households"] if r not in households],
-                         "persons": [r for r in data["rules"]["persons"] if r not in persons]}
-    return parse_household_spec(data, source=spec.source, base_dir=spec.base_dir)
+        changes["rules"] = {"households": [r for r in spec.rules.households if r not in households],
+                            "persons": [r for r in spec.rules.persons if r not in persons]}
+    return overridden(spec, changes)
 
 
 def llmsynthor_row(spec, suffix: str = "") -> Row:

@@ -78,7 +78,7 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
                                                   else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …"))
     backend = make_backend(spec.llm, cache=use_cache)
     with progress_bars() as progress:
-        synth = HouseholdSynthesizer(spec, backend, targets=targets, progress=progress)
+        synth = HouseholdSynthesizer(spec, backend, targets=targets, progress=progress, constraints_checked=True)
         result = synth.fit().sample()
     evaluation = evaluate_households(spec, targets, result.households, result.persons)
     paths = write_outputs(spec, result, evaluation, backend, folder, fmt, time.perf_counter() - started, targets=targets)

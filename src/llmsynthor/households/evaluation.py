@@ -55,6 +55,7 @@ from ..rules import holds, parse_condition, parse_rule
 from ..schema import CategoricalVariable, IntegerVariable, Schema
 from ..statistics import encode
 from ..tables import Axis, interval_label
+from .constraints import broken as breaches
 from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, joined
 from .spec import HouseholdSpec
 
@@ -344,11 +345,8 @@ def _realism(spec: HouseholdSpec, linked: Linked) -> dict:
         by_person[owner[broken]] = True
     structural = np.logical_or.reduce([*linked.problems.values(), np.zeros(n, dtype=bool)])
     rejected = by_household | by_person | structural
-    constrained = np.zeros(n, dtype=bool)  # households breaking a declared constraint (the generator enforces them)
-    for text in spec.constraints.households:
-        constrained |= parse_rule(text, spec.household_schema).violations(linked.households)
-    for text in spec.constraints.persons:
-        constrained[owner[parse_rule(text, spec.joined_schema).violations(linked.people)]] = True
+    # households breaking a declared constraint (the generator enforces them)
+    constrained = np.logical_or.reduce([*breaches(spec, linked.households, linked.persons).values(), np.zeros(n, dtype=bool)])
 
     def share(mask):
         return float(mask.mean()) if n else 0.0

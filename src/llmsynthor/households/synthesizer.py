@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import sparse
 
 from ..llm.base import LLMBackend, can_score_options, continues_answers, score_options
+from ..metrics import tvd
 from ..prompts import LETTERS
 from ..requesting import Answer, LLMUsage, Requester
 from .balance import BalanceResult, ZoneBalance, apportion, balance_zones, list_balance, unreachable
@@ -166,16 +167,20 @@ class HouseholdSynthesizer:
     """Linked households and persons that match a household spec's tables, zone by zone.
 
     Parameters: ``spec`` (:func:`~.spec.load_household_spec`), ``llm`` (any backend), ``targets``
-    (pre-loaded controls; read from the spec when omitted), ``progress(stage, done, total)``.
+    (pre-loaded controls; read from the spec when omitted), ``progress(stage, done, total)``,
+    ``constraints_checked`` (the caller ran :func:`.constraints.check_constraints` on these targets
+    already, as the CLI does before the model loads; else :meth:`fit` runs it first).
     Attributes set by :meth:`fit`: ``candidates_``, ``region_`` (the region balance), ``usage_``,
     ``compositions_``, ``requests_``, ``notes_``, ``constrained_`` (candidates the constraints left
     out, by source and constraint), ``top_ups_`` (independent candidates added while a table missed).
     """
 
     def __init__(self, spec: HouseholdSpec, llm: LLMBackend, *, targets: HouseholdTargets | None = None,
-                 progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter):
+                 progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter,
+                 constraints_checked: bool = False):
         self.spec, self.llm, self.progress, self.clock = spec, llm, progress, clock
         self.targets = targets if targets is not None else load_controls(spec)
+        self.constraints_checked = constraints_checked
         self.requester = Requester(llm, spec.llm, spec.seed)
 
     def run(self) -> HouseholdResult:
@@ -205,7 +210,9 @@ class HouseholdSynthesizer:
 
     def fit(self) -> HouseholdSynthesizer:
         s, started = self.spec.synthesis, self.clock()
-        check_constraints(self.spec, self.targets, self.spec.seed)  # before any LLM call
+        if not self.constraints_checked:  # before any LLM call
+            check_constraints(self.spec, self.targets, self.spec.seed)
+            self.constraints_checked = True
         self.usage_, self.requests_, self.notes_ = LLMUsage(), 0, []
         rng = np.random.default_rng(np.random.SeedSequence([self.spec.seed, 1]))
         first = max(1, int(round(s.compositions * FIRST_ROUND))) if s.compositions > 1 else 1
@@ -272,17 +279,24 @@ class HouseholdSynthesizer:
         matrices = [incidence(self.targets, p.households, p.persons) for p in parts]
         count, weight = s.independent_households, s.independent * len(compositions)
         for _ in range(4 if s.independent > 0 and count > 0 and len(base) else 0):
-            more = self._allowed(independent(self.spec, self.targets, base, count, weight, rng))
-            if not len(more):  # no reference marker, or every one broke a constraint
+            more, matrix = self._independents(base, count, weight, rng)
+            if matrix is None:  # no reference marker, or every one broke a constraint
                 break
             parts.append(more)
-            matrices.append(incidence(self.targets, more.households, more.persons))
+            matrices.append(matrix)
             if not len(unreachable(sparse.vstack(matrices, format="csr"), self.targets.region_vector())):
                 break
             count, weight = 2 * count, 2 * weight  # the next round as heavy per candidate
         if not parts:
             raise_all_constrained(self.constrained_)
+        self._base = base
         return combine(parts), sparse.vstack(matrices, format="csr")
+
+    def _independents(self, base: Candidates, count: int, weight: float, rng: np.random.Generator):
+        """``count`` independent candidates (prior ``weight`` in all) but those a constraint rules out,
+        and their incidence (None when none is left)."""
+        more = self._allowed(independent(self.spec, self.targets, base, count, weight, rng))
+        return more, incidence(self.targets, more.households, more.persons) if len(more) else None
 
     def _allowed(self, part: Candidates) -> Candidates:
         """``part`` without the candidates that break a constraint, counted in ``constrained_``."""
@@ -297,14 +311,9 @@ class HouseholdSynthesizer:
 
     def region_misses(self, achieved: np.ndarray) -> tuple[str, float]:
         """(the target table the region weights meet worst, its TVD)."""
-        region, offsets = self.targets.region_vector(), self.targets.offsets()
-        worst = ("", 0.0)
-        for table, start, end in zip(self.targets.tables, offsets[:-1], offsets[1:]):
-            x, y = achieved[start:end], region[start:end]
-            if x.sum() > 0 and y.sum() > 0:
-                tvd = 0.5 * float(np.abs(x / x.sum() - y / y.sum()).sum())
-                worst = max(worst, (table.name, tvd), key=lambda pair: pair[1])
-        return worst
+        offsets = self.targets.offsets()
+        return max(((t.name, tvd(achieved[a:b], t.region)) for t, a, b in zip(self.targets.tables, offsets[:-1], offsets[1:])),
+                   key=lambda pair: pair[1], default=("", 0.0))
 
     def _top_up(self, compositions: list, rng: np.random.Generator) -> None:
         """While a table misses its tolerance at the region (list balancing stretched a few candidates
@@ -315,27 +324,27 @@ class HouseholdSynthesizer:
         self.top_ups_ = 0
         if s.independent <= 0 or s.independent_households <= 0:
             return
-        base = self.candidates_.keep(self.candidates_.source == SOURCES[0])
+        base = self._base
         each = s.independent * len(compositions) / s.independent_households
-        count, added, (name, tvd) = s.independent_households, 0, self.region_misses(self.region_.achieved)
+        count, added, (name, miss) = s.independent_households, 0, self.region_misses(self.region_.achieved)
         for _ in range(TOP_UPS):
-            if tvd <= s.tolerance_tvd or not len(base):
+            if miss <= s.tolerance_tvd or not len(base):
                 break
             count *= 2
             drawn, left = self.constrained_["candidates"]["independent"], self.constrained_["left_out"]["independent"]
             share = 1.0 - left / drawn if drawn else 1.0  # of the independent candidates the constraints keep
             draw = int(np.ceil(count / max(share, MIN_KEPT)))
-            more = self._allowed(independent(self.spec, self.targets, base, draw, each * draw, rng))
-            if not len(more):
+            more, matrix = self._independents(base, draw, each * draw, rng)
+            if matrix is None:
                 break
             self.candidates_ = combine([self.candidates_, more])
-            self.matrix_ = sparse.vstack([self.matrix_, incidence(self.targets, more.households, more.persons)], format="csr")
+            self.matrix_ = sparse.vstack([self.matrix_, matrix], format="csr")
             self.region_ = list_balance(self.matrix_, self.targets.region_vector(), self.candidates_.prior,
                                         self.targets.importance())
             added += len(more)
-            before, (name, tvd) = (name, tvd), self.region_misses(self.region_.achieved)
+            before, (name, miss) = (name, miss), self.region_misses(self.region_.achieved)
             self.notes_.append(f"table {before[0]!r} missed by TVD {before[1]:.4f} at the region: {len(more):,} more "
-                               f"independent candidates (worst now {name!r}, {tvd:.4f})")
+                               f"independent candidates (worst now {name!r}, {miss:.4f})")
         self.top_ups_ = added
 
     # -- sample: every zone, no LLM ---------------------------------------------------------------
