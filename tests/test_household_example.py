@@ -15,8 +15,8 @@ from llmsynthor.households.spec import load_household_spec
 from llmsynthor.rules import holds, parse_condition, parse_rule
 
 sys.path.insert(0, str(ROOT / "bench"))
-import casefiles  # noqa: E402
 import semcog_households  # noqa: E402
+from datasets import wheel_or_skip  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "households"
 HOUSEHOLDS, PERSONS, ZONES = 14_853, 31_074, 46  # type-1 households of the wheel; zone 2130 has group quarters only
@@ -57,15 +57,12 @@ def test_the_example_loads_with_zoned_and_region_controls_that_agree(spec, targe
     assert spec.llm.backend == "embedded" and spec.llm.model is None and spec.seed == 0  # the default model (qwen2.5-coder-1.5b) and "no group quarters" in spec.population
 
 
-# -- the truth (the activitysim wheel, when llmsynthor's dataset cache has it) --------------------------
+# -- the truth (the activitysim wheel from PyPI, fetched when the dataset cache lacks it) ----------------
 
 
 @pytest.fixture(scope="module")
 def truth():
-    if casefiles.cached_wheel(semcog_households.WHEEL) is None:
-        pytest.skip(f"{semcog_households.WHEEL} is not in llmsynthor's dataset cache (not downloaded by tests); "
-                    "`python bench/semcog_households.py` fetches it")
-    return semcog_households.read_households(semcog_households.wheel_path())  # checks the sha256
+    return semcog_households.read_households(wheel_or_skip(semcog_households.wheel_path, semcog_households.WHEEL))
 
 
 @pytest.fixture(scope="module")

