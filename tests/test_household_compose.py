@@ -707,3 +707,16 @@ def test_a_run_reads_household_values_from_token_probabilities():
 def test_a_backend_that_cannot_score_keeps_the_written_values_and_says_so():
     synth = HouseholdSynthesizer(scored_two_zones(), SchemaLLM(domains={"age": (0, 99)})).fit()
     assert synth.usage_.option_scorings == 0 and any("cannot score options" in n for n in synth.notes_)
+
+
+def test_a_deficit_request_for_a_member_who_is_not_the_reference_person_never_asks_for_one_person(example, example_targets):
+    from scipy import sparse
+
+    from llmsynthor.households.synthesizer import deficit_kinds
+
+    nothing = sparse.csr_matrix((1, int(example_targets.offsets()[-1])))  # a pool that supplies no cell at all
+    kinds = deficit_kinds(example, example_targets, nothing, np.ones(1), 300, np.random.default_rng(0))
+    others = [k for k in kinds if any(dict(m).get("relationship", "householder") != "householder" for m in k.members)]
+    assert len(others) >= 10  # roommates, spouses, children … were asked for
+    assert all(k.size >= 2 for k in others), sorted({(k.size, dict(k.members[0])["relationship"]) for k in others if k.size < 2})
+    assert any(k.size == 1 for k in kinds)  # the others may still be single

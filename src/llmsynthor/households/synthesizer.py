@@ -38,7 +38,7 @@ from ..metrics import tvd
 from ..prompts import LETTERS
 from ..requesting import Answer, LLMUsage, Requester
 from .balance import BalanceResult, ZoneBalance, apportion, balance_zones, list_balance, unreachable
-from .candidates import COMPOSITION, MEMBER, SOURCES, Candidates, combine, expand, fillers, independent
+from .candidates import COMPOSITION, MEMBER, SOURCES, Candidates, combine, expand, fillers, independent, reference_marker
 from .compose import (
     Composition,
     Kind,
@@ -146,6 +146,7 @@ def deficit_kinds(spec: HouseholdSpec, targets: HouseholdTargets, matrix, prior:
         return []
     offsets = targets.offsets()
     sizes, shares = zip(*sorted(_size_shares(spec, targets).items()))
+    marker = reference_marker(spec)
     kinds = []
     for j in (order * count)[:count]:
         t = int(np.searchsorted(offsets, j, side="right") - 1)
@@ -155,6 +156,8 @@ def deficit_kinds(spec: HouseholdSpec, targets: HouseholdTargets, matrix, prior:
         person = tuple((n, v) for n, v in values if n in spec.person.variables)
         size_range = dict(values).get(spec.household.size)
         allowed = [s for s in sizes if size_range is None or size_range[0] <= s <= size_range[1]]
+        if marker is not None and any(n == marker[0] and str(v) != marker[1] for n, v in person):
+            allowed = [s for s in allowed if s >= 2]  # a member who is not the reference person needs one who is
         allowed = allowed or list(sizes)
         p = np.array([shares[sizes.index(s)] for s in allowed])
         size = int(rng.choice(allowed, p=p / p.sum()))
