@@ -39,12 +39,6 @@ def wheel(requirement: str, filename: str, sha256: str) -> Path:
     return path
 
 
-def cached_wheel(filename: str) -> Path | None:
-    """The wheel if it is already in the cache (for tests that must not download)."""
-    path = cache_dir().parent / "datasets" / filename
-    return path if path.is_file() else None
-
-
 def binned_frame(data: pd.DataFrame, variables: dict, edges: dict[str, list[float]]) -> pd.DataFrame:
     """``data`` with every numeric variable replaced by its bin label (spec format)."""
     out = data.copy()

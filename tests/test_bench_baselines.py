@@ -107,7 +107,7 @@ import adult11  # noqa: E402
 import bench_methods  # noqa: E402
 import casefiles  # noqa: E402
 import semcog  # noqa: E402
-from datasets import wheel_or_skip  # noqa: E402
+from wheels import wheel_or_skip  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
+from scipy import sparse
 
 from llmsynthor.errors import SpecError
 from llmsynthor.households.balance import list_balance
@@ -27,7 +28,7 @@ from llmsynthor.households.compose import (
 )
 from llmsynthor.households.controls import HOUSEHOLD, incidence, load_controls
 from llmsynthor.households.spec import load_household_spec, parse_household_spec
-from llmsynthor.households.synthesizer import HouseholdSynthesizer
+from llmsynthor.households.synthesizer import HouseholdSynthesizer, deficit_kinds
 from llmsynthor.llm.base import Choice, Completion
 
 EXAMPLE = ROOT / "examples" / "households" / "spec.yaml"
@@ -710,10 +711,6 @@ def test_a_backend_that_cannot_score_keeps_the_written_values_and_says_so():
 
 
 def test_a_deficit_request_for_a_member_who_is_not_the_reference_person_never_asks_for_one_person(example, example_targets):
-    from scipy import sparse
-
-    from llmsynthor.households.synthesizer import deficit_kinds
-
     nothing = sparse.csr_matrix((1, int(example_targets.offsets()[-1])))  # a pool that supplies no cell at all
     kinds = deficit_kinds(example, example_targets, nothing, np.ones(1), 300, np.random.default_rng(0))
     others = [k for k in kinds if any(dict(m).get("relationship", "householder") != "householder" for m in k.members)]

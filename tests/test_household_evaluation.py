@@ -190,7 +190,7 @@ def test_a_missing_column_is_named(spec, targets):
 def semcog():
     sys.path.insert(0, str(ROOT / "bench"))
     import semcog_households
-    from datasets import wheel_or_skip
+    from wheels import wheel_or_skip
 
     spec = load_household_spec(ROOT / "examples" / "households" / "spec.yaml")
     return spec, load_controls(spec), semcog_households.read_households(wheel_or_skip(semcog_households.wheel_path,

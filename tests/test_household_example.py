@@ -16,7 +16,7 @@ from llmsynthor.rules import holds, parse_condition, parse_rule
 
 sys.path.insert(0, str(ROOT / "bench"))
 import semcog_households  # noqa: E402
-from datasets import wheel_or_skip  # noqa: E402
+from wheels import wheel_or_skip  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "households"
 HOUSEHOLDS, PERSONS, ZONES = 14_853, 31_074, 46  # type-1 households of the wheel; zone 2130 has group quarters only

@@ -155,10 +155,10 @@ def deficit_kinds(spec: HouseholdSpec, targets: HouseholdTargets, matrix, prior:
         household = [(n, v) for n, v in values if n in spec.household.variables and n != spec.household.size]
         person = tuple((n, v) for n, v in values if n in spec.person.variables)
         size_range = dict(values).get(spec.household.size)
-        allowed = [s for s in sizes if size_range is None or size_range[0] <= s <= size_range[1]]
-        if marker is not None and any(n == marker[0] and str(v) != marker[1] for n, v in person):
-            allowed = [s for s in allowed if s >= 2]  # a member who is not the reference person needs one who is
-        allowed = allowed or list(sizes)
+        # a member who is not the reference person needs one who is: two members at least
+        smallest = 2 if marker is not None and any(n == marker[0] and str(v) != marker[1] for n, v in person) else 1
+        possible = [s for s in sizes if s >= smallest] or list(sizes)
+        allowed = [s for s in possible if size_range is None or size_range[0] <= s <= size_range[1]] or possible
         p = np.array([shares[sizes.index(s)] for s in allowed])
         size = int(rng.choice(allowed, p=p / p.sum()))
         derived = [(n, v) for n, v in values if n in spec.derived]  # told to the model; its members decide them

