@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmsynthor"
 # low to high; a module may import modules of its own layer or of lower ones
 LAYERS = [
     ("foundations", {"errors", "metrics", "schema", "urls", "memory"}),
-    ("declarations", {"spec", "tables", "spec_format", "households.spec"}),
+    ("declarations", {"spec", "tables", "spec_format", "households.spec", "households.spec_format"}),
     ("statistics", {"consistency", "statistics", "discrepancy", "shapes", "rules", "records", "checkpoint"}),
     ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint",
                                          "households.controls", "households.balance", "households.candidates",

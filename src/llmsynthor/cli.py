@@ -309,9 +309,14 @@ def check(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec to check."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    """Check SPEC and its target files without running anything; list the tables."""
+    """Check SPEC and its target files without running anything; list the tables.
+
+    A household spec (a 'household' and a 'person' section) is checked as `run` would check it:
+    its tables at both levels and per zone, its rules, and its constraints against the tables."""
     from .targets import load_targets
 
+    if _is_households(spec_path, debug):
+        return _check_households(spec_path, debug)
     try:
         spec = load_spec(spec_path)
         targets = load_targets(spec)
@@ -330,15 +335,48 @@ def check(
         out.print(f"[yellow]targets that disagree or cannot be met (synthesis.inconsistent_targets: proceed):[/] {escape(d.describe())}")
 
 
+def _check_households(spec_path: Path, debug: bool) -> None:
+    """`check` for a household spec: the spec, its controls and rules, its constraints against the tables."""
+    from .households.constraints import check_constraints
+    from .households.controls import load_controls
+    from .households.spec import load_household_spec
+
+    try:
+        spec = load_household_spec(spec_path)
+        targets = load_controls(spec)  # every table at its level and per zone, the rules and constraints parsed
+        check_constraints(spec, targets, spec.seed)
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    zones = f"{len(targets.zones)} zones" if targets.zones else "no zones"
+    table = Table(title=f"{spec.source}: {len(targets.tables)} target tables, {targets.households:,.0f} households, "
+                        f"{targets.persons:,.0f} persons, {zones}", show_edge=False)
+    for col in ("table", "counts", "variables", "where", "cells"):
+        table.add_column(col, justify="right" if col == "cells" else "left")
+    for t in targets.tables:
+        table.add_row(t.name, t.level, " × ".join(t.variables), "per zone" if t.zones is not None else "region",
+                      str(t.region.size))
+    out.print(table)
+    rules, constraints = spec.rules, spec.constraints
+    out.print(f"rules (scored only): {len(rules.households)} household, {len(rules.persons)} person · constraints "
+              f"(enforced): {len(constraints.households)} household, {len(constraints.persons)} person")
+
+
 @app.command("spec-format")
-def spec_format() -> None:
+def spec_format(
+    households: bool = typer.Option(False, "--households", help="The household spec format (households with their persons, zones)."),
+) -> None:
     """Print the spec format: every field with its type, default, limits and meaning, and how to write target files."""
+    if households:
+        from .households.spec_format import household_spec_reference
+
+        typer.echo(household_spec_reference())
+        return
     from .spec_format import spec_reference
 
     typer.echo(spec_reference())
 
 
-_RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet.")
+_RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet; for a household spec, the folder `run` wrote (households and persons).")
 _SPEC_OF_RECORDS = typer.Option(..., "--spec", help="The spec the records were made for (schema, targets, rules).")
 _STRICT = typer.Option(False, "--strict", help="Fail (exit 2) if any value lies outside the spec's domains, instead of scoring it as error.")
 
@@ -394,7 +432,7 @@ def _rule_line(text: str, rates: dict, side: str) -> str:
 def evaluate(
     records_path: Path = _RECORDS,
     spec_path: Path = _SPEC_OF_RECORDS,
-    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet): enables held-out tables, Wasserstein, C2ST and privacy."),
+    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet; for a household spec a folder with households and persons alike): enables held-out tables, Wasserstein, C2ST and privacy."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write every figure as JSON here."),
     strict: bool = _STRICT,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -410,6 +448,8 @@ def evaluate(
 
     from .output import check_writable_file, write_json
 
+    if _is_households(spec_path, debug):
+        return _evaluate_households(records_path, spec_path, reference_path, json_path, debug)
     try:
         if json_path:
             check_writable_file(json_path, "--json")  # before the evaluation's work
@@ -453,7 +493,7 @@ def evaluate(
 def report(
     records_path: Path = _RECORDS,
     spec_path: Path = _SPEC_OF_RECORDS,
-    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset: adds held-out tables, numeric marginals, C2ST."),
+    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (for a household spec, a folder of households and persons): adds held-out tables, numeric marginals, C2ST."),
     manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists."),
     html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html."),
     strict: bool = _STRICT,
@@ -472,6 +512,8 @@ def report(
     from .output import check_writable_file
     from .report import build_report
 
+    if _is_households(spec_path, debug):
+        return _report_households(records_path, spec_path, reference_path, manifest_path, html_path, debug)
     try:
         html_path = html_path or records_path.with_suffix(".report.html")
         check_writable_file(html_path, "report path")  # before any work
@@ -491,6 +533,99 @@ def report(
     except SpecError as exc:
         _fail(exc, debug, 2)
     page = build_report(records, targets, result, manifest=manifest, reference=reference, title=f"llmsynthor report: {spec.name}")
+    try:
+        html_path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
+    out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained)")
+
+
+def _household_evaluation(folder: Path, spec_path: Path, reference: Path | None):
+    """A household spec, its controls, the run folder's linked tables and their evaluation (with the
+    reference folder's households and persons as the truth). Raises SpecError."""
+    from .households.controls import load_controls
+    from .households.evaluation import evaluate_households
+    from .households.output import read_linked
+    from .households.spec import load_household_spec
+
+    spec = load_household_spec(spec_path)
+    targets = load_controls(spec)
+    households, persons = read_linked(folder, spec)
+    truth = read_linked(reference, spec, "reference") if reference is not None else None
+    return spec, targets, households, persons, evaluate_households(spec, targets, households, persons, truth=truth)
+
+
+def _evaluate_households(folder: Path, spec_path: Path, reference: Path | None, json_path: Path | None, debug: bool) -> None:
+    """`evaluate` for a household spec: RECORDS is the folder `run` wrote; --reference a folder alike."""
+    from .output import check_writable_file, write_json
+
+    try:
+        if json_path:
+            check_writable_file(json_path, "--json")
+        spec, targets, _, _, result = _household_evaluation(folder, spec_path, reference)
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    table = Table(title=f"on the targets ({result.counts['households']:,} households, {result.counts['persons']:,} persons)",
+                  show_edge=False)
+    for col in ("table", "counts", "TVD region", "TVD zones (mean / max)"):
+        table.add_column(col, justify="left" if col in ("table", "counts") else "right")
+    for t in targets.tables:
+        f = result.on_targets[t.name]
+        zones = f"{f['zones_tvd_mean']:.4f} / {f['zones_tvd_max']:.4f}" if "zones_tvd_mean" in f else "-"
+        table.add_row(t.name, t.level, f"{f['tvd']:.4f}", zones)
+    out.print(table)
+    summary = result.summary()
+    problems = {k: v for k, v in result.structure.items() if v}
+    out.print(f"household rejection rate {summary['rejection_rate']:.1%} (a household rule broken, a member breaking a "
+              f"person rule, or a structure check failed) · structure problems: "
+              + (", ".join(f"{k} {v:,}" for k, v in problems.items()) or "none"), soft_wrap=True)
+    broken = [(text, f) for text, f in sorted(result.rules.items(), key=lambda kv: -kv[1]["overall"]) if f["violations"]]
+    for text, f in broken[:10]:
+        truth = f" (reference {f['truth_overall']:.2%})" if f.get("truth_overall") is not None else ""
+        out.print(escape(f"rule {text}: broken by {f['violations']:,} {f['level']}, {f['overall']:.2%}{truth}"), soft_wrap=True)
+    if len(broken) > 10:
+        out.print(f"… and {len(broken) - 10} more rules broken (--json lists every figure)")
+    if result.held_out:
+        for way in (2, 3):
+            values = [f["jsd"] for f in result.held_out.values() if f["way"] == way]
+            if values:
+                out.print(f"held-out {way}-way tables: {len(values)}, mean JS distance {np.mean(values):.4f}")
+    if json_path:
+        try:
+            write_json(result.as_dict(), json_path, "the evaluation")
+        except LLMSynthorError as exc:
+            _fail(exc, debug, 1)
+
+
+def _report_households(folder: Path, spec_path: Path, reference: Path | None, manifest_path: Path | None,
+                       html_path: Path | None, debug: bool) -> None:
+    """`report` for a household spec: the HTML report of the folder `run` wrote (its manifest.json by default)."""
+    import json
+
+    from .households.output import linked_paths
+    from .households.report import build_household_report
+    from .output import check_writable_file
+
+    try:
+        linked_paths(folder)  # the folder is there, before the report path (whose folder would be made) is checked
+        html_path = html_path or folder / "report.html"
+        check_writable_file(html_path, "report path")
+        manifest_path = manifest_path or (folder / "manifest.json" if (folder / "manifest.json").is_file() else None)
+        manifest = None
+        if manifest_path is not None:
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the "
+                                                            "manifest.json `llmsynthor run` writes")) from exc
+            if not isinstance(manifest, dict) or "llm" not in manifest:
+                raise SpecError(Problem(str(manifest_path), "is JSON but not a run manifest (no 'llm'); expected the "
+                                                            "manifest.json `llmsynthor run` writes"))
+        spec, targets, households, persons, result = _household_evaluation(folder, spec_path, reference)
+    except SpecError as exc:
+        _fail(exc, debug, 2)
+    page = build_household_report(spec, targets, result, manifest, households=households, persons=persons,
+                                  title=f"llmsynthor household report: {spec.name}")
     try:
         html_path.write_text(page, encoding="utf-8")
     except OSError as exc:
@@ -525,28 +660,52 @@ def suggest_constraints(
     help, the model's zeros on the pairs a table *does* cross are checked against that table:
     confirmed (the table has them nearly empty) or contradicted (the table has records there).
 
+    A household spec is scored level by level: pairs of household variables (and derived counts)
+    for household constraints, pairs of a person's variables and its household's for person
+    constraints; `--yaml` writes both under `constraints:`.
+
     Example: `llmsynthor suggest-constraints examples/ecommerce/spec.yaml --yaml > suggested.yaml`
     """
     from .copula import PHRASINGS, asking_order, pairs_to_score, prior_levels, score_prior
-    from .llm.base import can_score_options
+    from .llm.base import can_score_options, continues_answers
     from .steps import by_letter
-    from .suggest import suggest
+    from .suggest import Suggestions, suggest
 
     changes = {"llm.backend": llm, "llm.base_url": base_url, "llm.model": model}
     try:
-        spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
-        parse_rules(spec)
-        known = parse_rules(spec, "constraints")
-        from .targets import load_targets
+        if _is_households(spec_path, debug):
+            from .households.command import overridden
+            from .households.constraints import parsed
+            from .households.controls import level_targets, load_controls
+            from .households.spec import load_household_spec
 
-        targets = load_targets(spec)
+            spec = overridden(load_household_spec(spec_path), changes)
+            controls = load_controls(spec)  # rules and constraints parsed with the tables
+            known = dict(zip(("households", "persons"), parsed(spec)))
+            levels = {level: level_targets(spec, controls, level) for level in ("households", "persons")}
+            own = {"households": spec.household_schema.names, "persons": spec.person_schema.names}
+            phrasings = ("plain",)
+
+            def by_letters(backend) -> bool:  # household specs have no prior_answers setting: auto
+                return not continues_answers(backend)
+        else:
+            spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
+            parse_rules(spec)
+            from .targets import load_targets
+
+            levels = {None: load_targets(spec)}
+            own = {None: spec.record_schema.names}
+            known = {None: parse_rules(spec, "constraints")}
+            setting = spec.synthesis.prior_phrasing
+            phrasings = PHRASINGS if setting == "auto" else (setting,)
+
+            def by_letters(backend) -> bool:
+                return by_letter(spec.synthesis, backend)
         use_cache = not no_cache and spec.llm.cache
         if spec.llm.backend == "embedded":
             from .llm.models import check_cache_folder
 
             check_cache_folder()
-        levels = prior_levels(targets)
-        free, crossed = (asking_order(pairs, levels) for pairs in pairs_to_score(targets, levels))
         from .api import make_backend
 
         err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"
@@ -555,45 +714,72 @@ def suggest_constraints(
         if not can_score_options(backend):
             raise SpecError(Problem(f"{spec.source}: field 'llm'", f"{backend.name} gives no token probabilities, which suggest-constraints "
                                     "reads; use the embedded backend (--llm embedded)"))
-        setting = spec.synthesis.prior_phrasing
-        phrasings = PHRASINGS if setting == "auto" else (setting,)
-        asked = [f"{c} × {a}" + (f" ({ph})" if len(phrasings) > 1 else "") for ph in phrasings for c, a in crossed]
-        questions = [(name, levels[name.split(" × ")[0]].axis.size) for name in asked] + \
-                    [(f"{c} × {a}", levels[c].axis.size) for c, a in free]  # in the order score_prior asks them
-        err.print(f"scoring {len(free)} pairs no table crosses and {len(crossed)} a table crosses "
-                  f"({sum(k for _, k in questions)} questions) …")
+        letters = by_letters(backend)
         started, seen = time.monotonic(), {"n": 0, "cached": 0}
-        bounds = np.cumsum([k for _, k in questions])
-
-        def on_call(choice) -> None:  # one line per pair once its last question is answered
-            seen["n"] += 1
-            seen["cached"] += bool(getattr(choice, "cached", False))
-            done = int(np.searchsorted(bounds, seen["n"]))
-            if done < len(questions) and seen["n"] == bounds[done]:
-                typer.echo(f"pair {done + 1}/{len(questions)} {questions[done][0]}: {questions[done][1]} questions · "
-                           f"{time.monotonic() - started:.1f}s", err=True)
-
-        prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings,
-                            letters=by_letter(spec.synthesis, backend))
-        found = suggest(prior, targets, threshold, known)
+        found: dict[str | None, tuple[Suggestions, bool, list[str]]] = {}
+        for level, targets in levels.items():
+            prior_levels_ = prior_levels(targets)
+            free, crossed = (asking_order(pairs, prior_levels_) for pairs in pairs_to_score(targets, prior_levels_))
+            on_call = _pair_lines(prior_levels_, free, crossed, phrasings, seen, started, level)
+            prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings, letters=letters)
+            unscored = [v for v in own[level] if v not in prior_levels_]  # a level's own variables only
+            found[level] = (suggest(prior, targets, threshold, known[level]), bool(free), unscored)
     except (SpecError, LLMSynthorError, OSError) as exc:
         _fail_with_code(exc, debug)
 
     console = err if as_yaml else out
+    for level, (suggestions, any_free, unscored) in found.items():
+        _print_suggestions(console, suggestions, level, max_shown, threshold, any_free, unscored)
+    console.print(f"{seen['n']} option scorings ({seen['cached']} from cache) · {time.monotonic() - started:.1f}s · {backend.name}",
+                  soft_wrap=True)
+    if as_yaml:
+        if None in found:
+            typer.echo(found[None][0].as_yaml(max_shown, backend.name), nl=False)
+        else:
+            typer.echo(_household_constraints_yaml({level: f[0] for level, f in found.items()}, max_shown, backend.name), nl=False)
+
+
+def _pair_lines(levels, free, crossed, phrasings, seen: dict, started: float, level: str | None):
+    """The ``on_call`` of :func:`~llmsynthor.copula.score_prior` that prints one line per pair once its
+    last question is answered (the pairs in the order it asks them), and counts scorings in ``seen``."""
+    asked = [f"{c} × {a}" + (f" ({ph})" if len(phrasings) > 1 else "") for ph in phrasings for c, a in crossed]
+    questions = [(name, levels[name.split(" × ")[0]].axis.size) for name in asked] + \
+                [(f"{c} × {a}", levels[c].axis.size) for c, a in free]
+    where = f"{level}: " if level else ""
+    err.print(f"{where}scoring {len(free)} pairs no table crosses and {len(crossed)} a table crosses "
+              f"({sum(k for _, k in questions)} questions) …")
+    bounds = np.cumsum([k for _, k in questions])
+    offset = seen["n"]
+
+    def on_call(choice) -> None:
+        seen["n"] += 1
+        seen["cached"] += bool(getattr(choice, "cached", False))
+        done = int(np.searchsorted(bounds, seen["n"] - offset))
+        if done < len(questions) and seen["n"] - offset == bounds[done]:
+            typer.echo(f"{where}pair {done + 1}/{len(questions)} {questions[done][0]}: {questions[done][1]} questions · "
+                       f"{time.monotonic() - started:.1f}s", err=True)
+
+    return on_call
+
+
+def _print_suggestions(console, found, level: str | None, max_shown: int, threshold: float, any_free: bool,
+                       unscored: list[str]) -> None:
+    """The suggestions of one level (a flat spec: the only one) and the model's zeros where tables know the truth."""
     shown = found.suggestions[:max_shown]
-    table = Table(title=f"suggested constraints: {len(shown)} of {len(found.suggestions)} (model lift ≤ {threshold:g}) — confirm each before use",
+    under = f"constraints.{level}" if level else "constraints"
+    table = Table(title=f"suggested {level[:-1] + ' ' if level else ''}constraints: {len(shown)} of {len(found.suggestions)} "
+                        f"(model lift ≤ {threshold:g}) — confirm each before use",
                   caption="share removed: of the records, if the two variables were independent (P(c) · P(a) from the targets)",
                   show_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("constraint (paste under constraints:)", no_wrap=True, overflow="fold")
+    table.add_column(f"constraint (paste under {under}:)", no_wrap=True, overflow="fold")
     table.add_column("model lift", justify="right")
     table.add_column("share removed", justify="right")
     for k, s in enumerate(shown, 1):
         table.add_row(str(k), escape(s.constraint), f"{s.lift:.3f}", f"{s.share:.2%}")
     console.print(table)
-    if not free:
+    if not any_free:
         console.print("every pair of variables is crossed by a target table: the tables say all there is, nothing to suggest")
-    unscored = [v for v in spec.record_schema.names if v not in levels]
     if unscored:
         console.print(escape(f"not scored (no target table gives them two levels or more): {', '.join(unscored)}"))
     if found.checked:
@@ -608,11 +794,21 @@ def suggest_constraints(
             console.print(f"… and {len(found.checked) - max_shown} more (--max)")
     for note in found.notes:
         console.print(escape(f"note: {note}"))
-    console.print(found.summary(), soft_wrap=True)
-    console.print(f"{seen['n']} option scorings ({seen['cached']} from cache) · {time.monotonic() - started:.1f}s · {backend.name}",
-                  soft_wrap=True)
-    if as_yaml:
-        typer.echo(found.as_yaml(max_shown, backend.name), nl=False)
+    console.print((f"{level}: " if level else "") + found.summary(), soft_wrap=True)
+
+
+def _household_constraints_yaml(found: dict, max_shown: int, model: str) -> str:
+    """A household spec's ``constraints:`` block, one list per level, each line with its evidence."""
+    lines = []
+    for level, suggestions in found.items():
+        block = suggestions.as_yaml(max_shown, model).splitlines()
+        if not lines:
+            lines += block[:2]
+        lines.append(f"# {level}: {suggestions.summary()}")
+        items = [line for line in block if line.startswith("  ")]
+        lines.append(f"  {level}:" + ("" if items else " []"))
+        lines += ["  " + line for line in items]
+    return "\n".join([*lines[:2], "constraints:", *lines[2:]]) + "\n"
 
 
 def main() -> None:

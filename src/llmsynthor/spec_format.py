@@ -78,7 +78,8 @@ def _constraint(field) -> str:
     return f" ({', '.join(found)})" if found else ""
 
 
-def _fields(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+def field_lines(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+    """One line per field of ``model`` (name: type = default (limits)), its description under it."""
     lines = []
     for name, field in model.model_fields.items():
         if name in skip or field.exclude:
@@ -109,6 +110,10 @@ def spec_reference() -> str:
     ]
     parts = [_REFERENCE_INTRO]
     for title, model, skip in sections:
-        parts.append("\n".join([title, "-" * len(title), *_fields(model, skip)]) + "\n")
+        parts.append("\n".join([title, "-" * len(title), *field_lines(model, skip)]) + "\n")
     parts.append(_REFERENCE_TABLES)
+    parts.append("Households with their persons: `llmsynthor spec-format --households`.\n")
     return "\n".join(parts)
+
+
+TABLES = _REFERENCE_TABLES  # how target files are written, shared with the household reference

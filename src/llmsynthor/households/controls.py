@@ -24,7 +24,7 @@ from ..rules import parse_condition, parse_rule
 from ..schema import CategoricalVariable
 from ..spec import Spec
 from ..statistics import encode
-from ..tables import Axis
+from ..tables import Axis, Targets, TargetTable
 from ..targets import read_frame, read_table
 from .spec import HouseholdSpec
 
@@ -83,6 +83,17 @@ class HouseholdTargets:
 
     def importance(self) -> np.ndarray:
         return np.concatenate([np.full(t.region.size, t.weight) for t in self.tables])
+
+
+def level_targets(spec: HouseholdSpec, targets: HouseholdTargets, level: Literal["households", "persons"]) -> Targets:
+    """The region tables of one level as the flat targets of its records (households over the household
+    variables and derived counts; persons over theirs and their household's): what the pairwise prior
+    and its constraint suggestions work on for that level."""
+    schema = spec.household_schema if level == "households" else spec.joined_schema
+    tables = tuple(TargetTable(t.name, t.axes, t.region.astype(float), source=t.source)
+                   for t in targets.tables if t.level == level)
+    n = targets.households if level == "households" else int(round(targets.persons))
+    return Targets(n=n, tables=tables, schema=schema)
 
 
 def check_references(spec: HouseholdSpec) -> None:

@@ -13,10 +13,13 @@ import platform
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import __version__
-from ..errors import LLMSynthorError, os_reason
+from ..errors import LLMSynthorError, Problem, SpecError, os_reason
 from ..output import backend_facts, check_writable_file, write_json, write_records
+from ..records import load_records
+from ..schema import Schema
 from .controls import HouseholdTargets, load_controls
 from .evaluation import HouseholdEvaluation
 from .report import build_household_report
@@ -29,6 +32,30 @@ FORMATS = ("csv", "parquet")
 def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
     return {"households": folder / f"households.{fmt}", "persons": folder / f"persons.{fmt}", "manifest": folder / "manifest.json",
             "report": folder / "report.html"}
+
+
+def linked_paths(folder: Path, what: str = "output") -> dict[str, Path]:
+    """The paths of a run folder's linked tables, in the format found there (SpecError when the folder
+    or its households file is missing)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SpecError(Problem(str(folder), f"the {what} folder is not there; expected the folder `llmsynthor run` "
+                                             "wrote for a household spec, with households.csv and persons.csv (or .parquet)"))
+    found = [fmt for fmt in FORMATS if (folder / f"households.{fmt}").is_file()]
+    if not found:
+        raise SpecError(Problem(str(folder), f"no households.csv or households.parquet in the {what} folder; expected the "
+                                             "linked tables `llmsynthor run` writes for a household spec"))
+    return output_paths(folder, found[0])
+
+
+def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The linked households and persons of a run's folder (``households.csv`` and ``persons.csv``, or
+    ``.parquet``), each checked for the spec's variables at its level (SpecError naming the file)."""
+    paths = linked_paths(folder, what)
+    households = load_records(paths["households"], Schema(entity=spec.household.entity, variables=dict(spec.household.variables)),
+                              f"{what} households")
+    persons = load_records(paths["persons"], spec.person_schema, f"{what} persons")
+    return households.frame, persons.frame
 
 
 def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:

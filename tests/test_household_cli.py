@@ -1,0 +1,214 @@
+"""The CLI's commands besides `run` read household specs as such: `check` lists both levels' tables
+and finds bad input before any work; `spec-format --households` documents every field."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import yaml
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from llmsynthor.cli import app
+from llmsynthor.households.spec import (
+    HouseholdConstraints,
+    HouseholdLevel,
+    HouseholdRules,
+    HouseholdSpec,
+    HouseholdSynthesis,
+    HouseholdTable,
+    PersonLevel,
+    parse_household_spec,
+)
+
+runner = CliRunner()
+EXAMPLE = ROOT / "examples" / "households"
+
+
+@pytest.fixture
+def example_copy(tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "households")
+    return tmp_path / "households"
+
+
+def test_check_lists_the_tables_of_both_levels_per_zone_and_for_the_region():
+    result = runner.invoke(app, ["check", str(EXAMPLE / "spec.yaml")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "12 target tables, 14,853 households, 31,074 persons, 46 zones" in text
+    assert re.search(r"size_by_zone\W+households\W+size\W+per zone\W+5", result.output)
+    assert re.search(r"age_income\W+persons\W+age × income\W+region\W+28", result.output)
+    assert "rules (scored only): 8 household, 13 person" in text and "constraints (enforced): 0 household, 0 person" in text
+
+
+def test_check_names_a_table_variable_no_level_has_and_exits_2(example_copy):
+    spec = yaml.safe_load((example_copy / "spec.yaml").read_text())
+    spec["targets"][5]["variables"] = ["size", "vehicles"]
+    (example_copy / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = runner.invoke(app, ["check", str(example_copy / "spec.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "vehicles" in result.output and "size_cars" in result.output
+    assert "field 'variables': this field is required" not in result.output  # not read as a flat spec
+
+
+def test_check_refuses_a_constraint_that_contradicts_a_table(example_copy):
+    spec = yaml.safe_load((example_copy / "spec.yaml").read_text())
+    spec["constraints"] = {"persons": ["age < 5 -> employment == employed"]}
+    (example_copy / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = runner.invoke(app, ["check", str(example_copy / "spec.yaml")])
+    assert result.exit_code == 2 and "constraints" in result.output and "age < 5 -> employment == employed" in result.output
+
+
+def test_spec_format_for_households_lists_every_field_and_its_minimal_spec_parses():
+    result = runner.invoke(app, ["spec-format", "--households"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for model in (HouseholdSpec, HouseholdLevel, PersonLevel, HouseholdTable, HouseholdRules, HouseholdConstraints,
+                  HouseholdSynthesis):
+        for name, field in model.model_fields.items():
+            if not field.exclude:
+                assert f"\n  {name}: " in text, f"{model.__name__}.{name} missing"
+    minimal = text.split("Minimal spec:\n", 1)[1].split("\nA table counts", 1)[0]
+    spec = parse_household_spec(yaml.safe_load(minimal))
+    assert spec.zones == "zone" and spec.household.size == "size" and list(spec.derived) == ["children"]
+    assert [spec.level_of(t) for t in spec.targets] == ["households", "households", "persons", "persons"]
+    assert "spec-format --households" in runner.invoke(app, ["spec-format"]).output
+
+
+@pytest.fixture(scope="module")
+def baseline_folders(tmp_path_factory):
+    """The independent and the IPF baselines' households and persons, written as `run` writes them."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import household_baselines
+
+    from llmsynthor.households.controls import load_controls
+    from llmsynthor.households.spec import load_household_spec
+
+    spec = load_household_spec(EXAMPLE / "spec.yaml")
+    targets = load_controls(spec)
+    root = tmp_path_factory.mktemp("outputs")
+    frames = {}
+    for name, make in (("independent", household_baselines.independent), ("ipf", household_baselines.ipf_households)):
+        households, persons = make(spec, targets, seed=0)
+        (root / name).mkdir()
+        households.to_csv(root / name / "households.csv", index=False)
+        persons.to_csv(root / name / "persons.csv", index=False)
+        frames[name] = (households, persons)
+    return spec, targets, root, frames
+
+
+def test_evaluate_scores_a_household_folder_as_the_evaluation_does_with_the_reference_as_truth(baseline_folders, tmp_path):
+    from llmsynthor.households.evaluation import evaluate_households
+
+    spec, targets, root, frames = baseline_folders
+    result = runner.invoke(app, ["evaluate", str(root / "independent"), "--spec", str(EXAMPLE / "spec.yaml"),
+                                 "--reference", str(root / "ipf"), "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    direct = evaluate_households(spec, targets, *frames["independent"], truth=frames["ipf"])
+    written = __import__("json").loads((tmp_path / "e.json").read_text())
+    assert written["summary"]["rejection_rate"] == pytest.approx(direct.summary()["rejection_rate"])
+    assert written["summary"]["heldout3_jsd_mean"] == pytest.approx(direct.summary()["heldout3_jsd_mean"])
+    text = " ".join(result.output.split())
+    assert f"household rejection rate {direct.summary()['rejection_rate']:.1%}" in text
+    assert re.search(r"size_cars\W+households\W+0\.\d{4}", result.output) and "held-out 3-way tables: 454" in text
+
+
+def test_report_writes_the_household_report_of_a_folder(baseline_folders, tmp_path):
+    _, _, root, _ = baseline_folders
+    page = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(root / "independent"), "--spec", str(EXAMPLE / "spec.yaml"), "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert "llmsynthor household report: households" in html and "size_children" in html
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report"])
+def test_a_folder_without_the_linked_tables_is_named_with_what_is_expected(tmp_path, command):
+    (tmp_path / "empty").mkdir()
+    for folder, fragment in ((tmp_path / "empty", "no households.csv or households.parquet"),
+                             (tmp_path / "missing", "folder is not there")):
+        result = runner.invoke(app, [command, str(folder), "--spec", str(EXAMPLE / "spec.yaml")])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert str(folder) in result.output and fragment in " ".join(result.output.split())
+
+
+# -- suggest-constraints for a household spec -------------------------------------------------------
+
+SMALL = {
+    "name": "small",
+    "household": {"size": "size", "variables": {
+        "size": {"type": "integer", "min": 1, "max": 4, "description": "persons in the household"},
+        "kind": {"type": "categorical", "values": ["alone", "family"], "description": "who lives there"}}},
+    "person": {"reference": "relationship == head", "variables": {
+        "age": {"type": "integer", "min": 0, "max": 99, "description": "age in years"},
+        "relationship": {"type": "categorical", "values": ["head", "spouse", "child"], "description": "to the head"}}},
+    "targets": [{"name": "size", "variables": ["size"], "file": "size.csv"},
+                {"name": "kind", "variables": ["kind"], "file": "kind.csv"},
+                {"name": "age", "variables": ["age"], "file": "age.csv"},
+                {"name": "relationship", "variables": ["relationship"], "file": "relationship.csv"}],
+}
+# the knowing fake's answers, keyed by the question's context and the variable asked about
+KNOWLEDGE = {("age from 0 to 17", "relationship"): (0.0, 0.0, 1.0),  # a child is never the head or a spouse
+             ("size from 2 to 4", "kind"): (0.0, 1.0)}  # a household of several persons is no one living alone
+
+
+@pytest.fixture
+def small_spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMSYNTHOR_CACHE", str(tmp_path / "cache"))
+    files = {"size.csv": 'size,count\n"[1,2)",40\n"[2,4]",60', "kind.csv": "kind,count\nalone,40\nfamily,60",
+             "age.csv": 'age,count\n"[0,18)",50\n"[18,99]",150', "relationship.csv": "relationship,count\nhead,100\nspouse,50\nchild,50"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text + "\n")
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL, sort_keys=False))
+    return path
+
+
+def test_suggest_constraints_scores_each_level_and_writes_both_under_constraints(small_spec, monkeypatch):
+    from fakes import KnowingFakeLLM
+
+    made = []
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: made.append(KnowingFakeLLM(KNOWLEDGE)) or made[-1])
+    result = runner.invoke(app, ["suggest-constraints", str(small_spec), "--yaml"])
+    assert result.exit_code == 0, result.output
+    block = yaml.safe_load(result.stdout)["constraints"]
+    assert block == {"households": ["size >= 2 -> kind != alone"],
+                     "persons": ["age < 18 -> relationship not in [head, spouse]"]}
+    assert "suggested household constraints: 1 of 1" in result.stderr and "suggested person constraints: 1 of 1" in result.stderr
+    assert "households: scoring 1 pairs" in result.stderr and "persons: scoring 1 pairs" in result.stderr
+    spec = parse_household_spec({**SMALL, "constraints": block})  # pasted into the spec, it is read as constraints
+    assert spec.constraints.persons == block["persons"]
+
+
+def test_suggest_constraints_leaves_out_what_a_household_spec_declares_already(small_spec, monkeypatch):
+    from fakes import KnowingFakeLLM
+
+    small_spec.write_text(yaml.safe_dump({**SMALL, "constraints": {"persons": ["age < 18 -> relationship == child"]}}, sort_keys=False))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: KnowingFakeLLM(KNOWLEDGE))
+    result = runner.invoke(app, ["suggest-constraints", str(small_spec), "--yaml"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["constraints"] == {"households": ["size >= 2 -> kind != alone"], "persons": []}
+
+
+def test_suggest_constraints_names_bad_household_input_before_any_model_is_made(small_spec, monkeypatch):
+    made = []
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: made.append(1))
+    small_spec.write_text(yaml.safe_dump({**SMALL, "constraints": {"persons": ["relationship == chld -> age < 30"]}}))
+    result = runner.invoke(app, ["suggest-constraints", str(small_spec)])
+    assert result.exit_code == 2 and "constraints.persons[0]" in result.output and "'chld'" in result.output
+    assert made == [] and "field 'variables': this field is required" not in result.output
+
+
+@pytest.mark.model
+def test_suggest_constraints_for_a_household_spec_on_the_default_model(small_spec):
+    """Through the real Qwen2.5-Coder-1.5B: both levels scored, the constraint tables printed."""
+    result = runner.invoke(app, ["suggest-constraints", str(small_spec), "--no-cache"])
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    assert "suggested household constraints:" in result.stdout and "suggested person constraints:" in result.stdout
+    assert re.search(r"\d+ option scorings \(0 from cache\)", result.stdout)
