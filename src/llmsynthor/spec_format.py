@@ -108,12 +108,16 @@ def spec_reference() -> str:
         ("llm (all optional)", LLMSettings, ()),
         ("synthesis (all optional)", SynthesisSettings, ()),
     ]
-    parts = [_REFERENCE_INTRO]
+    return render(_REFERENCE_INTRO, sections, _REFERENCE_TABLES,
+                  "Households with their persons: `llmsynthor spec-format --households`.\n")
+
+
+def render(intro: str, sections: list[tuple[str, type[BaseModel], tuple[str, ...]]], *tails: str) -> str:
+    """A reference: the intro, one titled section per (title, model, fields left out), then the tails."""
+    parts = [intro]
     for title, model, skip in sections:
         parts.append("\n".join([title, "-" * len(title), *field_lines(model, skip)]) + "\n")
-    parts.append(_REFERENCE_TABLES)
-    parts.append("Households with their persons: `llmsynthor spec-format --households`.\n")
-    return "\n".join(parts)
+    return "\n".join([*parts, *tails])
 
 
 TABLES = _REFERENCE_TABLES  # how target files are written, shared with the household reference

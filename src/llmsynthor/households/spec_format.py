@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..schema import CategoricalVariable, FloatVariable, IntegerVariable
 from ..spec import LLMSettings
-from ..spec_format import TABLES, field_lines
+from ..spec_format import TABLES, render
 from .spec import (
     HouseholdConstraints,
     HouseholdLevel,
@@ -75,8 +75,4 @@ def household_spec_reference() -> str:
         ("llm (all optional)", LLMSettings, ()),
         ("synthesis (all optional)", HouseholdSynthesis, ()),
     ]
-    parts = [_INTRO]
-    for title, model, skip in sections:
-        parts.append("\n".join([title, "-" * len(title), *field_lines(model, skip)]) + "\n")
-    parts.append(TABLES + "\nA per-zone file has one column more: the zone, under the name 'zones' gives.\n")
-    return "\n".join(parts)
+    return render(_INTRO, sections, TABLES + "\nA per-zone file has one column more: the zone, under the name 'zones' gives.\n")
