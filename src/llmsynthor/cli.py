@@ -185,6 +185,14 @@ def _is_households(spec_path: Path, debug: bool) -> bool:
     return False
 
 
+def _households(command, debug: bool, *args) -> None:
+    """A household command of :mod:`.households.command`, its errors reported as every command's are."""
+    try:
+        command(*args)
+    except (SpecError, LLMSynthorError, OSError) as exc:
+        _fail_with_code(exc, debug)
+
+
 def _run_households(spec_path: Path, out_path: Path | None, seed, llm, base_url, model, concurrency, no_cache: bool, debug: bool) -> None:
     """`run` for a household spec: linked households and persons in the folder --out (default: the spec's name)."""
     from .households.command import overridden, run_households
@@ -316,7 +324,9 @@ def check(
     from .targets import load_targets
 
     if _is_households(spec_path, debug):
-        return _check_households(spec_path, debug)
+        from .households.command import check_households
+
+        return _households(check_households, debug, spec_path)
     try:
         spec = load_spec(spec_path)
         targets = load_targets(spec)
@@ -333,32 +343,6 @@ def check(
     out.print(table)
     for d in targets.inconsistencies:  # only here when synthesis.inconsistent_targets is 'proceed'
         out.print(f"[yellow]targets that disagree or cannot be met (synthesis.inconsistent_targets: proceed):[/] {escape(d.describe())}")
-
-
-def _check_households(spec_path: Path, debug: bool) -> None:
-    """`check` for a household spec: the spec, its controls and rules, its constraints against the tables."""
-    from .households.constraints import check_constraints
-    from .households.controls import load_controls
-    from .households.spec import load_household_spec
-
-    try:
-        spec = load_household_spec(spec_path)
-        targets = load_controls(spec)  # every table at its level and per zone, the rules and constraints parsed
-        check_constraints(spec, targets, spec.seed)
-    except SpecError as exc:
-        _fail(exc, debug, 2)
-    zones = f"{len(targets.zones)} zones" if targets.zones else "no zones"
-    table = Table(title=f"{spec.source}: {len(targets.tables)} target tables, {targets.households:,.0f} households, "
-                        f"{targets.persons:,.0f} persons, {zones}", show_edge=False)
-    for col in ("table", "counts", "variables", "where", "cells"):
-        table.add_column(col, justify="right" if col == "cells" else "left")
-    for t in targets.tables:
-        table.add_row(t.name, t.level, " × ".join(t.variables), "per zone" if t.zones is not None else "region",
-                      str(t.region.size))
-    out.print(table)
-    rules, constraints = spec.rules, spec.constraints
-    out.print(f"rules (scored only): {len(rules.households)} household, {len(rules.persons)} person · constraints "
-              f"(enforced): {len(constraints.households)} household, {len(constraints.persons)} person")
 
 
 @app.command("spec-format")
@@ -449,7 +433,9 @@ def evaluate(
     from .output import check_writable_file, write_json
 
     if _is_households(spec_path, debug):
-        return _evaluate_households(records_path, spec_path, reference_path, json_path, debug)
+        from .households.command import evaluate_folder
+
+        return _households(evaluate_folder, debug, records_path, spec_path, reference_path, json_path)
     try:
         if json_path:
             check_writable_file(json_path, "--json")  # before the evaluation's work
@@ -513,7 +499,9 @@ def report(
     from .report import build_report
 
     if _is_households(spec_path, debug):
-        return _report_households(records_path, spec_path, reference_path, manifest_path, html_path, debug)
+        from .households.command import report_folder
+
+        return _households(report_folder, debug, records_path, spec_path, reference_path, manifest_path, html_path)
     try:
         html_path = html_path or records_path.with_suffix(".report.html")
         check_writable_file(html_path, "report path")  # before any work
@@ -533,99 +521,6 @@ def report(
     except SpecError as exc:
         _fail(exc, debug, 2)
     page = build_report(records, targets, result, manifest=manifest, reference=reference, title=f"llmsynthor report: {spec.name}")
-    try:
-        html_path.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        _fail(LLMSynthorError(_os_error(exc)), debug, 1)
-    out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained)")
-
-
-def _household_evaluation(folder: Path, spec_path: Path, reference: Path | None):
-    """A household spec, its controls, the run folder's linked tables and their evaluation (with the
-    reference folder's households and persons as the truth). Raises SpecError."""
-    from .households.controls import load_controls
-    from .households.evaluation import evaluate_households
-    from .households.output import read_linked
-    from .households.spec import load_household_spec
-
-    spec = load_household_spec(spec_path)
-    targets = load_controls(spec)
-    households, persons = read_linked(folder, spec)
-    truth = read_linked(reference, spec, "reference") if reference is not None else None
-    return spec, targets, households, persons, evaluate_households(spec, targets, households, persons, truth=truth)
-
-
-def _evaluate_households(folder: Path, spec_path: Path, reference: Path | None, json_path: Path | None, debug: bool) -> None:
-    """`evaluate` for a household spec: RECORDS is the folder `run` wrote; --reference a folder alike."""
-    from .output import check_writable_file, write_json
-
-    try:
-        if json_path:
-            check_writable_file(json_path, "--json")
-        spec, targets, _, _, result = _household_evaluation(folder, spec_path, reference)
-    except SpecError as exc:
-        _fail(exc, debug, 2)
-    table = Table(title=f"on the targets ({result.counts['households']:,} households, {result.counts['persons']:,} persons)",
-                  show_edge=False)
-    for col in ("table", "counts", "TVD region", "TVD zones (mean / max)"):
-        table.add_column(col, justify="left" if col in ("table", "counts") else "right")
-    for t in targets.tables:
-        f = result.on_targets[t.name]
-        zones = f"{f['zones_tvd_mean']:.4f} / {f['zones_tvd_max']:.4f}" if "zones_tvd_mean" in f else "-"
-        table.add_row(t.name, t.level, f"{f['tvd']:.4f}", zones)
-    out.print(table)
-    summary = result.summary()
-    problems = {k: v for k, v in result.structure.items() if v}
-    out.print(f"household rejection rate {summary['rejection_rate']:.1%} (a household rule broken, a member breaking a "
-              f"person rule, or a structure check failed) · structure problems: "
-              + (", ".join(f"{k} {v:,}" for k, v in problems.items()) or "none"), soft_wrap=True)
-    broken = [(text, f) for text, f in sorted(result.rules.items(), key=lambda kv: -kv[1]["overall"]) if f["violations"]]
-    for text, f in broken[:10]:
-        truth = f" (reference {f['truth_overall']:.2%})" if f.get("truth_overall") is not None else ""
-        out.print(escape(f"rule {text}: broken by {f['violations']:,} {f['level']}, {f['overall']:.2%}{truth}"), soft_wrap=True)
-    if len(broken) > 10:
-        out.print(f"… and {len(broken) - 10} more rules broken (--json lists every figure)")
-    if result.held_out:
-        for way in (2, 3):
-            values = [f["jsd"] for f in result.held_out.values() if f["way"] == way]
-            if values:
-                out.print(f"held-out {way}-way tables: {len(values)}, mean JS distance {np.mean(values):.4f}")
-    if json_path:
-        try:
-            write_json(result.as_dict(), json_path, "the evaluation")
-        except LLMSynthorError as exc:
-            _fail(exc, debug, 1)
-
-
-def _report_households(folder: Path, spec_path: Path, reference: Path | None, manifest_path: Path | None,
-                       html_path: Path | None, debug: bool) -> None:
-    """`report` for a household spec: the HTML report of the folder `run` wrote (its manifest.json by default)."""
-    import json
-
-    from .households.output import linked_paths
-    from .households.report import build_household_report
-    from .output import check_writable_file
-
-    try:
-        linked_paths(folder)  # the folder is there, before the report path (whose folder would be made) is checked
-        html_path = html_path or folder / "report.html"
-        check_writable_file(html_path, "report path")
-        manifest_path = manifest_path or (folder / "manifest.json" if (folder / "manifest.json").is_file() else None)
-        manifest = None
-        if manifest_path is not None:
-            try:
-                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the "
-                                                            "manifest.json `llmsynthor run` writes")) from exc
-            if not isinstance(manifest, dict) or "llm" not in manifest:
-                raise SpecError(Problem(str(manifest_path), "is JSON but not a run manifest (no 'llm'); expected the "
-                                                            "manifest.json `llmsynthor run` writes"))
-        spec, targets, households, persons, result = _household_evaluation(folder, spec_path, reference)
-    except SpecError as exc:
-        _fail(exc, debug, 2)
-    page = build_household_report(spec, targets, result, manifest, households=households, persons=persons,
-                                  title=f"llmsynthor household report: {spec.name}")
     try:
         html_path.write_text(page, encoding="utf-8")
     except OSError as exc:

@@ -1,30 +1,37 @@
-"""``llmsynthor run`` for a household spec: checks first, then compositions, zones and linked outputs.
+"""The commands for a household spec: ``run`` (checks first, then compositions, zones and linked
+outputs), ``check``, and ``evaluate`` / ``report`` of the folder a run wrote.
 
 Everything that can be wrong with the input (the spec, its tables, the output folder, the cache
 folder) is found before the model loads. Progress is a bar per stage on a terminal, one line per
-step otherwise.
+step otherwise. Errors propagate (SpecError for bad input); the CLI reports them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..errors import Problem, SpecError
 from ..spec import apply_changes
 from .constraints import check_constraints
 from .controls import load_controls
 from .evaluation import evaluate_households
-from .output import check_output_folder, write_outputs
-from .spec import HouseholdSpec, parse_household_spec
+from .output import check_output_folder, linked_paths, read_linked, write_outputs
+from .report import build_household_report
+from .spec import HouseholdSpec, load_household_spec, parse_household_spec
 
 err = Console(stderr=True)
 out = Console()
+SHOWN_RULES = 10  # rules printed by evaluate, the most broken first
 
 
 def overridden(spec: HouseholdSpec, changes: dict) -> HouseholdSpec:
@@ -94,3 +101,94 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
     out.print(f"household rejection rate {summary['rejection_rate']:.1%} (rules and structure checks) · "
               f"{result.compositions}/{result.requests} compositions accepted · {u.calls} LLM calls · {u.cache_hits} from cache · "
               f"wall {time.perf_counter() - started:.1f}s (LLM {u.seconds:.1f}s) · manifest {paths['manifest']} · report {paths['report']}", soft_wrap=True)
+
+
+def check_households(spec_path: Path) -> None:
+    """``check``: the spec, its controls and rules, its constraints against the tables; the tables listed."""
+    spec = load_household_spec(spec_path)
+    targets = load_controls(spec)  # every table at its level and per zone, the rules and constraints parsed
+    check_constraints(spec, targets, spec.seed)
+    zones = f"{len(targets.zones)} zones" if targets.zones else "no zones"
+    table = Table(title=f"{spec.source}: {len(targets.tables)} target tables, {targets.households:,.0f} households, "
+                        f"{targets.persons:,.0f} persons, {zones}", show_edge=False)
+    for col in ("table", "counts", "variables", "where", "cells"):
+        table.add_column(col, justify="right" if col == "cells" else "left")
+    for t in targets.tables:
+        table.add_row(t.name, t.level, " × ".join(t.variables), "per zone" if t.zones is not None else "region",
+                      str(t.region.size))
+    out.print(table)
+    rules, constraints = spec.rules, spec.constraints
+    out.print(f"rules (scored only): {len(rules.households)} household, {len(rules.persons)} person · constraints "
+              f"(enforced): {len(constraints.households)} household, {len(constraints.persons)} person")
+
+
+def _evaluated(folder: Path, spec_path: Path, reference: Path | None):
+    """The spec, its controls, the folder's linked tables and their evaluation (the reference folder's
+    households and persons as the truth)."""
+    spec = load_household_spec(spec_path)
+    targets = load_controls(spec)
+    households, persons = read_linked(folder, spec)
+    truth = read_linked(reference, spec, "reference") if reference is not None else None
+    return spec, targets, households, persons, evaluate_households(spec, targets, households, persons, truth=truth)
+
+
+def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None, json_path: Path | None = None) -> None:
+    """``evaluate``: the folder a run wrote, on both levels' targets, the rules and (with a reference
+    folder alike) the held-out tables; every figure as JSON with ``json_path``."""
+    from ..output import check_writable_file, write_json
+
+    if json_path:
+        check_writable_file(json_path, "--json")  # before the evaluation's work
+    _, targets, _, _, result = _evaluated(folder, spec_path, reference)
+    table = Table(title=f"on the targets ({result.counts['households']:,} households, {result.counts['persons']:,} persons)",
+                  show_edge=False)
+    for col in ("table", "counts", "TVD region", "TVD zones (mean / max)"):
+        table.add_column(col, justify="left" if col in ("table", "counts") else "right")
+    for t in targets.tables:
+        f = result.on_targets[t.name]
+        zones = f"{f['zones_tvd_mean']:.4f} / {f['zones_tvd_max']:.4f}" if "zones_tvd_mean" in f else "-"
+        table.add_row(t.name, t.level, f"{f['tvd']:.4f}", zones)
+    out.print(table)
+    summary = result.summary()
+    problems = {k: v for k, v in result.structure.items() if v}
+    out.print(f"household rejection rate {summary['rejection_rate']:.1%} (a household rule broken, a member breaking a "
+              f"person rule, or a structure check failed) · structure problems: "
+              + (", ".join(f"{k} {v:,}" for k, v in problems.items()) or "none"), soft_wrap=True)
+    broken = [(text, f) for text, f in sorted(result.rules.items(), key=lambda kv: -kv[1]["overall"]) if f["violations"]]
+    for text, f in broken[:SHOWN_RULES]:
+        truth = f" (reference {f['truth_overall']:.2%})" if f.get("truth_overall") is not None else ""
+        out.print(escape(f"rule {text}: broken by {f['violations']:,} {f['level']}, {f['overall']:.2%}{truth}"), soft_wrap=True)
+    if len(broken) > SHOWN_RULES:
+        out.print(f"… and {len(broken) - SHOWN_RULES} more rules broken (--json lists every figure)")
+    for way in (2, 3):
+        values = [f["jsd"] for f in result.held_out.values() if f["way"] == way]
+        if values:
+            out.print(f"held-out {way}-way tables: {len(values)}, mean JS distance {np.mean(values):.4f}")
+    if json_path:
+        write_json(result.as_dict(), json_path, "the evaluation")
+
+
+def report_folder(folder: Path, spec_path: Path, reference: Path | None = None, manifest_path: Path | None = None,
+                  html_path: Path | None = None) -> None:
+    """``report``: the HTML report of the folder a run wrote (with its manifest.json when there)."""
+    from ..output import check_writable_file
+
+    linked_paths(folder)  # the folder is there, before the report path (whose folder would be made) is checked
+    html_path = html_path or folder / "report.html"
+    check_writable_file(html_path, "report path")
+    manifest_path = manifest_path or (folder / "manifest.json" if (folder / "manifest.json").is_file() else None)
+    manifest = None
+    if manifest_path is not None:
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the "
+                                                        "manifest.json `llmsynthor run` writes")) from exc
+        if not isinstance(manifest, dict) or "llm" not in manifest:
+            raise SpecError(Problem(str(manifest_path), "is JSON but not a run manifest (no 'llm'); expected the "
+                                                        "manifest.json `llmsynthor run` writes"))
+    spec, targets, households, persons, result = _evaluated(folder, spec_path, reference)
+    page = build_household_report(spec, targets, result, manifest, households=households, persons=persons,
+                                  title=f"llmsynthor household report: {spec.name}")
+    html_path.write_text(page, encoding="utf-8")
+    out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained)")
