@@ -23,6 +23,11 @@ likeliest value of the target table); P(truth) = mean probability given to the t
 mean log2 P_model(truth) − log2 P_margin(truth), the information the model adds over what the target
 tables already say (above 0: it knows something the margins do not).
 
+With ``--suggest`` it also runs ``llmsynthor suggest-constraints`` on the example (``--yaml``, every
+suggestion) and checks each suggested constraint on the truth: how many of the real households or
+persons meeting its condition break it (0: a structural zero the model found; a user confirming
+the list should keep only those).
+
 ``--model`` / ``--base-url`` point the same questions at another model (an OpenAI-compatible
 endpoint when ``--base-url`` is given), so a user can see whether a stronger model would know more.
 """
@@ -150,6 +155,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which households (default 0)")
     parser.add_argument("--model", default=None, help="another model (embedded name or .gguf; with --base-url the served name)")
     parser.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
+    parser.add_argument("--suggest", action="store_true", help="also check suggest-constraints' suggestions on the truth")
     args = parser.parse_args()
     spec = load_household_spec(EXAMPLE)
     if args.base_url:
@@ -210,6 +216,38 @@ def main() -> None:
               f"P(consistent) real {yes[:, 0].mean():.2f}, broken {yes[:, 1].mean():.2f}; "
               f"AUC {auc:.2f}; the real one likelier than its own copy {paired:.0%} (chance: .50 and 50 %)")
     print(f"\n{calls} option scorings, {time.perf_counter() - started:.0f} s")
+    if args.suggest:
+        check_suggestions(spec, targets, households, persons, args)
+
+
+def check_suggestions(spec: HouseholdSpec, targets, households: pd.DataFrame, persons: pd.DataFrame, args) -> None:
+    """``llmsynthor suggest-constraints --yaml`` on the example, each suggestion checked on the truth."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from llmsynthor.cli import app
+    from llmsynthor.households.evaluation import link
+
+    command = ["suggest-constraints", str(EXAMPLE), "--yaml", "--max", "1000"]
+    command += ["--llm", "openai", "--base-url", args.base_url] if args.base_url else []
+    command += ["--model", args.model] if args.model else []
+    result = CliRunner().invoke(app, command)
+    if result.exit_code != 0:
+        raise SystemExit(f"suggest-constraints failed: {result.output}")
+    block = yaml.safe_load(result.stdout)["constraints"]
+    linked = link(spec, targets, households, persons)
+    print("\nsuggest-constraints, each suggestion on the truth (broken by / meeting its condition):")
+    held = 0
+    for level, texts in block.items():
+        frame, schema = ((linked.households, spec.household_schema) if level == "households"
+                         else (linked.people, spec.joined_schema))
+        for text in texts:
+            rule = parse_rule(text, schema)
+            broken, meets = int(rule.violations(frame).sum()), int(rule.meets(frame).sum())
+            held += broken == 0
+            print(f"  {level:10s} {broken:6,d} / {meets:6,d} ({broken / max(meets, 1):6.1%})  {text}")
+    total = sum(len(texts) for texts in block.values())
+    print(f"{held} of {total} suggestions hold on every real {spec.household.entity} or {spec.person.entity}")
 
 
 if __name__ == "__main__":
