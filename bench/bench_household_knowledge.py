@@ -35,6 +35,7 @@ endpoint when ``--base-url`` is given), so a user can see whether a stronger mod
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ from llmsynthor.households.command import overridden  # noqa: E402
 from llmsynthor.households.compose import Composition, value_question  # noqa: E402
 from llmsynthor.households.controls import load_controls  # noqa: E402
 from llmsynthor.households.spec import HouseholdSpec, load_household_spec  # noqa: E402
-from llmsynthor.llm.base import score_options  # noqa: E402
+from llmsynthor.llm.base import continues_answers, score_options  # noqa: E402
+from llmsynthor.prompts import LETTERS  # noqa: E402
 from llmsynthor.rules import holds, parse_condition, parse_rule  # noqa: E402
 
 EXAMPLE = semcog_households.EXAMPLE / "spec.yaml"
@@ -84,19 +86,27 @@ def _system(spec: HouseholdSpec) -> dict[str, str]:
             f"for a statistics tool; they are {spec.population}. Answer with JSON only."}
 
 
-def member_question(spec: HouseholdSpec, composition: Composition, member: int, name: str):
+def _asked(question: str, variable: str, options: list[str], listing: str, spec: HouseholdSpec, letters: bool):
+    """A request for :func:`~llmsynthor.llm.base.score_options`: the options as text after an answer
+    begun for them, or (``letters``, for servers that cannot continue an answer) as A), B), …"""
+    shown = [f"{LETTERS[j]}) {o}" for j, o in enumerate(options)] if letters else options
+    user = (f"{'Answer with the letter only' if letters else 'Answer as JSON'}: {question} One of: {'; '.join(shown)}.\n"
+            + listing)
+    messages = [_system(spec), {"role": "user", "content": user}]
+    return (messages, "", list(LETTERS[:len(options)])) if letters else (messages, f'{{"{variable}": "', list(options))
+
+
+def member_question(spec: HouseholdSpec, composition: Composition, member: int, name: str, letters: bool = False):
     """Which value of person variable ``name`` member ``member`` has, the rest of the household listed."""
     var = spec.person.variables[name]
-    user = (f"Answer as JSON: what is the {name}{f' ({var.description})' if var.description else ''} of "
-            f"{spec.person.entity} {member + 1} of this {spec.household.entity}? One of: {'; '.join(var.values)}.\n"
-            + _listing(spec, composition, (member, name)))
-    return [_system(spec), {"role": "user", "content": user}], f'{{"{name}": "', list(var.values)
+    question = (f"what is the {name}{f' ({var.description})' if var.description else ''} of {spec.person.entity} "
+                f"{member + 1} of this {spec.household.entity}?")
+    return _asked(question, name, list(var.values), _listing(spec, composition, (member, name)), spec, letters)
 
 
-def judge_question(spec: HouseholdSpec, composition: Composition):
-    user = (f"Answer as JSON: is this {spec.household.entity} record consistent and realistic? One of: yes; no.\n"
-            + _listing(spec, composition))
-    return [_system(spec), {"role": "user", "content": user}], '{"consistent": "', ["yes", "no"]
+def judge_question(spec: HouseholdSpec, composition: Composition, letters: bool = False):
+    return _asked(f"is this {spec.household.entity} record consistent and realistic?", "consistent", ["yes", "no"],
+                  _listing(spec, composition), spec, letters)
 
 
 @dataclass
@@ -171,27 +181,28 @@ def main() -> None:
     rules = ([parse_rule(r, spec.household_schema) for r in spec.rules.households],
              [parse_rule(r, spec.joined_schema) for r in spec.rules.persons])
 
+    backend = make_backend(spec.llm)
+    letters = not continues_answers(backend)  # an OpenAI-compatible server: the options by letter
     types = list(spec.household.variables["household_type"].values)
     schools = list(spec.person.variables["school"].values)
     relations = list(spec.person.variables["relationship"].values)
     questions = [
-        Question("household type | members", [value_question(spec, c, "household_type") for c in real],
+        Question("household type | members", [value_question(spec, c, "household_type", letters) for c in real],
                  [types.index(c.household["household_type"]) for c in real], margin(targets, "households", "household_type", types)),
         Question("school | rest of household", [], [], margin(targets, "persons", "school", schools)),
         Question("relationship | rest (not the householder)", [], [], margin(targets, "persons", "relationship", relations, leave_out="householder")),
     ]
     for c in real:
         i = int(rng.integers(len(c.members)))
-        questions[1].requests.append(member_question(spec, c, i, "school"))
+        questions[1].requests.append(member_question(spec, c, i, "school", letters))
         questions[1].truth.append(schools.index(c.members[i]["school"]))
         if len(c.members) > 1:
             j = int(rng.integers(1, len(c.members)))
-            questions[2].requests.append(member_question(spec, c, j, "relationship"))
+            questions[2].requests.append(member_question(spec, c, j, "relationship", letters))
             questions[2].truth.append(relations.index(c.members[j]["relationship"]))
     pairs = [(c, broken_copy(spec, c, rules, rng)) for c in real if not breaks(spec, c, rules)]
     pairs = [(c, b) for c, b in pairs if b is not None]
 
-    backend = make_backend(spec.llm)
     started = time.perf_counter()
     calls = 0
     print(f"model {spec.llm.model or 'default'} ({spec.llm.backend}); {len(real)} real SEMCOG households (seed {args.seed})\n")
@@ -207,7 +218,7 @@ def main() -> None:
         print(f"{q.name:44s} {len(truth):4d} {np.mean(p.argmax(axis=1) == truth):9.0%} "
               f"{np.mean(q.margin.argmax() == truth):7.0%} {at.mean():9.2f} {q.margin[truth].mean():7.2f} {bits:+7.2f}")
     if pairs:
-        choices = score_options(backend, [judge_question(spec, c) for pair in pairs for c in pair])
+        choices = score_options(backend, [judge_question(spec, c, letters) for pair in pairs for c in pair])
         calls += len(choices)
         yes = np.array([c.probabilities[0] / max(sum(c.probabilities), 1e-12) for c in choices]).reshape(-1, 2)
         auc = float(np.mean((yes[:, 0][:, None] > yes[:, 1][None, :]) + 0.5 * (yes[:, 0][:, None] == yes[:, 1][None, :])))
@@ -217,6 +228,8 @@ def main() -> None:
               f"AUC {auc:.2f}; the real one likelier than its own copy {paired:.0%} (chance: .50 and 50 %)")
     print(f"\n{calls} option scorings, {time.perf_counter() - started:.0f} s")
     if args.suggest:
+        del backend  # the command loads its own copy of the model
+        gc.collect()
         check_suggestions(spec, targets, households, persons, args)
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from llmsynthor.cli import app
 from llmsynthor.households.spec import (
+    UNREAD_TABLE_FIELDS,
     HouseholdConstraints,
     HouseholdLevel,
     HouseholdRules,
@@ -61,20 +62,33 @@ def test_check_refuses_a_constraint_that_contradicts_a_table(example_copy):
     assert result.exit_code == 2 and "constraints" in result.output and "age < 5 -> employment == employed" in result.output
 
 
-def test_spec_format_for_households_lists_every_field_and_its_minimal_spec_parses():
+def test_spec_format_for_households_lists_every_field_in_its_own_section_and_its_minimal_spec_parses():
     result = runner.invoke(app, ["spec-format", "--households"])
     assert result.exit_code == 0, result.output
     text = result.output
-    for model in (HouseholdSpec, HouseholdLevel, PersonLevel, HouseholdTable, HouseholdRules, HouseholdConstraints,
-                  HouseholdSynthesis):
+    sections = dict(re.findall(r"\n([^\n]+)\n-+\n(.*?)(?=\n[^\n]+\n-+\n|\Z)", text, flags=re.S))
+    for title, model, skip in [("Top level", HouseholdSpec, ()), ("household", HouseholdLevel, ()), ("person", PersonLevel, ()),
+                               ("targets[] (each item)", HouseholdTable, ("sum_of", "mean_of", *UNREAD_TABLE_FIELDS)),
+                               ("rules (scored only)", HouseholdRules, ()), ("constraints (enforced)", HouseholdConstraints, ()),
+                               ("synthesis (all optional)", HouseholdSynthesis, ())]:
         for name, field in model.model_fields.items():
-            if not field.exclude:
-                assert f"\n  {name}: " in text, f"{model.__name__}.{name} missing"
+            if not field.exclude and name not in skip:
+                assert f"\n  {name}: " in "\n" + sections[title], f"{model.__name__}.{name} missing from {title!r}"
+    for refused in ("sum_of", "mean_of", *UNREAD_TABLE_FIELDS):  # household tables refuse them: not documented
+        assert f"\n  {refused}: " not in sections["targets[] (each item)"]
     minimal = text.split("Minimal spec:\n", 1)[1].split("\nA table counts", 1)[0]
     spec = parse_household_spec(yaml.safe_load(minimal))
     assert spec.zones == "zone" and spec.household.size == "size" and list(spec.derived) == ["children"]
     assert [spec.level_of(t) for t in spec.targets] == ["households", "households", "persons", "persons"]
     assert "spec-format --households" in runner.invoke(app, ["spec-format"]).output
+
+
+def test_check_refuses_a_table_tolerance_a_household_spec_does_not_read(example_copy):
+    spec = yaml.safe_load((example_copy / "spec.yaml").read_text())
+    spec["targets"][0]["tolerance_tvd"] = 0.05
+    (example_copy / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = runner.invoke(app, ["check", str(example_copy / "spec.yaml")])
+    assert result.exit_code == 2 and "size_by_zone" in result.output and "'tolerance_tvd' is not read" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -126,11 +140,40 @@ def test_report_writes_the_household_report_of_a_folder(baseline_folders, tmp_pa
     assert "llmsynthor household report: households" in html and "size_children" in html
 
 
+def test_strict_refuses_a_value_outside_the_domain_and_without_it_the_value_is_listed(baseline_folders, tmp_path):
+    _, _, root, frames = baseline_folders
+    households, persons = (frame.copy() for frame in frames["independent"])
+    households.loc[3, "cars"] = 9
+    (tmp_path / "out").mkdir()
+    households.to_csv(tmp_path / "out" / "households.csv", index=False)
+    persons.to_csv(tmp_path / "out" / "persons.csv", index=False)
+    args = ["evaluate", str(tmp_path / "out"), "--spec", str(EXAMPLE / "spec.yaml")]
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 2 and "households.csv" in strict.output and "'cars'" in strict.output and "(--strict)" in strict.output
+    lenient = runner.invoke(app, args)
+    assert lenient.exit_code == 0 and "values of 'cars' outside the domain (e.g. 9)" in " ".join(lenient.output.split())
+    assert "outside_domain 1" in lenient.output
+
+
+def test_a_reference_without_household_id_is_named_with_its_file(baseline_folders, tmp_path):
+    _, _, root, frames = baseline_folders
+    households, persons = frames["ipf"]
+    (tmp_path / "truth").mkdir()
+    households.drop(columns=["household_id"]).to_csv(tmp_path / "truth" / "households.csv", index=False)
+    persons.to_csv(tmp_path / "truth" / "persons.csv", index=False)
+    result = runner.invoke(app, ["evaluate", str(root / "independent"), "--spec", str(EXAMPLE / "spec.yaml"),
+                                 "--reference", str(tmp_path / "truth")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert str(tmp_path / "truth" / "households.csv") in result.output and "'household_id'" in result.output
+
+
 @pytest.mark.parametrize("command", ["evaluate", "report"])
 def test_a_folder_without_the_linked_tables_is_named_with_what_is_expected(tmp_path, command):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "households.csv").write_text("household_id\n")
     for folder, fragment in ((tmp_path / "empty", "no households.csv or households.parquet"),
-                             (tmp_path / "missing", "folder is not there")):
+                             (tmp_path / "missing", "folder is not there"),
+                             (tmp_path / "households.csv", "is a file, not a folder")):
         result = runner.invoke(app, [command, str(folder), "--spec", str(EXAMPLE / "spec.yaml")])
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert str(folder) in result.output and fragment in " ".join(result.output.split())
@@ -212,3 +255,20 @@ def test_suggest_constraints_for_a_household_spec_on_the_default_model(small_spe
     assert result.exit_code == 0, result.output
     assert "suggested household constraints:" in result.stdout and "suggested person constraints:" in result.stdout
     assert re.search(r"\d+ option scorings \(0 from cache\)", result.stdout)
+
+
+def test_a_person_constraint_names_a_person_variable_two_household_variables_stay_at_the_household_level(small_spec, monkeypatch):
+    from fakes import KnowingFakeLLM
+
+    folder = small_spec.parent
+    (folder / "age_kind.csv").write_text('age,kind,count\n"[0,18)",alone,0\n"[0,18)",family,50\n"[18,99]",alone,40\n"[18,99]",family,110\n')
+    (folder / "age_size.csv").write_text('age,size,count\n"[0,18)","[1,2)",0\n"[0,18)","[2,4]",50\n"[18,99]","[1,2)",40\n"[18,99]","[2,4]",110\n')
+    data = {**SMALL, "targets": [*SMALL["targets"], {"name": "age_kind", "variables": ["age", "kind"], "count": "persons", "file": "age_kind.csv"},
+                                 {"name": "age_size", "variables": ["age", "size"], "count": "persons", "file": "age_size.csv"}]}
+    small_spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: KnowingFakeLLM(KNOWLEDGE))
+    result = runner.invoke(app, ["suggest-constraints", str(small_spec), "--yaml"])
+    assert result.exit_code == 0, result.output
+    block = yaml.safe_load(result.stdout)["constraints"]
+    assert block["households"] == ["size >= 2 -> kind != alone"]
+    assert all("relationship" in c or "age" in c for c in block["persons"]) and "size >= 2 -> kind != alone" not in block["persons"]

@@ -63,3 +63,14 @@ def test_the_margins_are_the_target_shares_with_the_householder_left_out_for_oth
     counts = dict(zip(table.axes[0].labels, table.region))
     assert p[values.index("householder")] == 0 and p.sum() == pytest.approx(1)
     assert p[values.index("child")] / p[values.index("spouse")] == pytest.approx((counts["child"] + .5) / (counts["spouse"] + .5))
+
+
+def test_a_server_that_cannot_continue_an_answer_is_asked_by_letter_with_the_same_question(case):
+    spec, _, _, real, _ = case
+    c = real[0]
+    as_text, prefix, options = knowledge.member_question(spec, c, 0, "school")
+    by_letter, empty, letters = knowledge.member_question(spec, c, 0, "school", letters=True)
+    assert prefix == '{"school": "' and empty == "" and letters == list("ABCDEFGH")
+    assert "A) not attending; B) preschool" in by_letter[1]["content"] and "Answer with the letter only" in by_letter[1]["content"]
+    assert as_text[1]["content"].split(": ", 1)[1].split(" One of")[0] == by_letter[1]["content"].split(": ", 1)[1].split(" One of")[0]
+    assert knowledge.judge_question(spec, c, letters=True)[2] == ["A", "B"]

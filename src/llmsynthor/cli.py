@@ -416,7 +416,7 @@ def _rule_line(text: str, rates: dict, side: str) -> str:
 def evaluate(
     records_path: Path = _RECORDS,
     spec_path: Path = _SPEC_OF_RECORDS,
-    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet; for a household spec a folder with households and persons alike): enables held-out tables, Wasserstein, C2ST and privacy."),
+    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet): enables held-out tables, Wasserstein, C2ST and privacy. For a household spec, a folder of real households and persons like the one run writes: held-out tables of both levels and the truth's own rule rates."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write every figure as JSON here."),
     strict: bool = _STRICT,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -435,7 +435,7 @@ def evaluate(
     if _is_households(spec_path, debug):
         from .households.command import evaluate_folder
 
-        return _households(evaluate_folder, debug, records_path, spec_path, reference_path, json_path)
+        return _households(evaluate_folder, debug, records_path, spec_path, reference_path, json_path, strict)
     try:
         if json_path:
             check_writable_file(json_path, "--json")  # before the evaluation's work
@@ -479,9 +479,9 @@ def evaluate(
 def report(
     records_path: Path = _RECORDS,
     spec_path: Path = _SPEC_OF_RECORDS,
-    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (for a household spec, a folder of households and persons): adds held-out tables, numeric marginals, C2ST."),
-    manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists."),
-    html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html."),
+    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset: adds held-out tables, numeric marginals, C2ST. For a household spec, a folder of real households and persons: held-out tables of both levels."),
+    manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists (a household folder: its manifest.json)."),
+    html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html (a household folder: its report.html, which run wrote, written again)."),
     strict: bool = _STRICT,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -501,7 +501,7 @@ def report(
     if _is_households(spec_path, debug):
         from .households.command import report_folder
 
-        return _households(report_folder, debug, records_path, spec_path, reference_path, manifest_path, html_path)
+        return _households(report_folder, debug, records_path, spec_path, reference_path, manifest_path, html_path, strict)
     try:
         html_path = html_path or records_path.with_suffix(".report.html")
         check_writable_file(html_path, "report path")  # before any work
@@ -531,7 +531,7 @@ def report(
 @app.command("suggest-constraints")
 def suggest_constraints(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec: variables and target tables."),
-    max_shown: int = typer.Option(20, "--max", min=1, help="Show (and write with --yaml) at most this many suggestions, the costliest first."),
+    max_shown: int = typer.Option(20, "--max", min=1, help="Show (and write with --yaml) at most this many suggestions, the costliest first (a household spec: per level)."),
     threshold: float = typer.Option(ZERO_LIFT, "--threshold", min=0.02, max=1.0,
                                     help="Suggest a combination when the model's lift P(a|c)/P(a) is at most this (lifts are floored at 0.02)."),
     as_yaml: bool = typer.Option(False, "--yaml", help="Print a `constraints:` block ready to paste into the spec on stdout (the tables go to stderr)."),
@@ -569,16 +569,11 @@ def suggest_constraints(
     changes = {"llm.backend": llm, "llm.base_url": base_url, "llm.model": model}
     try:
         if _is_households(spec_path, debug):
-            from .households.command import overridden
-            from .households.constraints import parsed
-            from .households.controls import level_targets, load_controls
+            from .households.command import overridden, suggestion_levels
             from .households.spec import load_household_spec
 
             spec = overridden(load_household_spec(spec_path), changes)
-            controls = load_controls(spec)  # rules and constraints parsed with the tables
-            known = dict(zip(("households", "persons"), parsed(spec)))
-            levels = {level: level_targets(spec, controls, level) for level in ("households", "persons")}
-            own = {"households": spec.household_schema.names, "persons": spec.person_schema.names}
+            levels, own, known, keep = suggestion_levels(spec)
             phrasings = ("plain",)
 
             def by_letters(backend) -> bool:  # household specs have no prior_answers setting: auto
@@ -591,6 +586,7 @@ def suggest_constraints(
             levels = {None: load_targets(spec)}
             own = {None: spec.record_schema.names}
             known = {None: parse_rules(spec, "constraints")}
+            keep = {None: None}
             setting = spec.synthesis.prior_phrasing
             phrasings = PHRASINGS if setting == "auto" else (setting,)
 
@@ -618,7 +614,8 @@ def suggest_constraints(
             on_call = _pair_lines(prior_levels_, free, crossed, phrasings, seen, started, level)
             prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings, letters=letters)
             unscored = [v for v in own[level] if v not in prior_levels_]  # a level's own variables only
-            found[level] = (suggest(prior, targets, threshold, known[level]), bool(free), unscored)
+            suggestions = suggest(prior, targets, threshold, known[level])
+            found[level] = (suggestions.restricted(keep[level]) if keep[level] else suggestions, bool(free), unscored)
     except (SpecError, LLMSynthorError, OSError) as exc:
         _fail_with_code(exc, debug)
 
@@ -631,7 +628,9 @@ def suggest_constraints(
         if None in found:
             typer.echo(found[None][0].as_yaml(max_shown, backend.name), nl=False)
         else:
-            typer.echo(_household_constraints_yaml({level: f[0] for level, f in found.items()}, max_shown, backend.name), nl=False)
+            from .households.command import constraints_yaml
+
+            typer.echo(constraints_yaml({level: f[0] for level, f in found.items()}, max_shown, backend.name), nl=False)
 
 
 def _pair_lines(levels, free, crossed, phrasings, seen: dict, started: float, level: str | None):
@@ -690,20 +689,6 @@ def _print_suggestions(console, found, level: str | None, max_shown: int, thresh
     for note in found.notes:
         console.print(escape(f"note: {note}"))
     console.print((f"{level}: " if level else "") + found.summary(), soft_wrap=True)
-
-
-def _household_constraints_yaml(found: dict, max_shown: int, model: str) -> str:
-    """A household spec's ``constraints:`` block, one list per level, each line with its evidence."""
-    lines = []
-    for level, suggestions in found.items():
-        block = suggestions.as_yaml(max_shown, model).splitlines()
-        if not lines:
-            lines += block[:2]
-        lines.append(f"# {level}: {suggestions.summary()}")
-        items = [line for line in block if line.startswith("  ")]
-        lines.append(f"  {level}:" + ("" if items else " []"))
-        lines += ["  " + line for line in items]
-    return "\n".join([*lines[:2], "constraints:", *lines[2:]]) + "\n"
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ no model is needed to test them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -112,19 +112,27 @@ class Suggestions:
         return (f"of the model's {n} zeros on crossed pairs, {self.confirmed} are confirmed by the tables "
                 f"({self.confirmed / n:.0%}); {n - self.confirmed} contradicted")
 
+    def header(self, model: str = "the model") -> list[str]:
+        """The comment lines that open a ``constraints:`` block: who suggested it and how far to trust it."""
+        return [f"# suggested by {model} from its token probabilities (lift <= {self.threshold:g});",
+                "# confirm each one before use: a constraint removes every record that breaks it."]
+
+    def items(self, limit: int | None = None) -> list[str]:
+        """One YAML list item per suggestion (``- constraint  # evidence``), unindented."""
+        chosen = self.suggestions[:limit] if limit is not None else self.suggestions
+        return [yaml.safe_dump([s.constraint], width=10**6, allow_unicode=True, default_flow_style=False).strip()
+                + f"  # model lift {s.lift:.3f}; removes {s.share:.2%} of records under independence" for s in chosen]
+
     def as_yaml(self, limit: int | None = None, model: str = "the model") -> str:
         """A ``constraints:`` block ready to paste into a spec, one suggestion a line with its evidence."""
-        lines = [f"# suggested by {model} from its token probabilities (lift <= {self.threshold:g});",
-                 "# confirm each one before use: a constraint removes every record that breaks it.",
-                 f"# {self.summary()}",
-                 "constraints:"]
-        chosen = self.suggestions[:limit] if limit is not None else self.suggestions
-        for s in chosen:
-            item = yaml.safe_dump([s.constraint], width=10**6, allow_unicode=True, default_flow_style=False).strip()
-            lines.append(f"  {item}  # model lift {s.lift:.3f}; removes {s.share:.2%} of records under independence")
-        if not chosen:
-            lines[-1] = "constraints: []"
-        return "\n".join(lines) + "\n"
+        items = self.items(limit)
+        lines = [*self.header(model), f"# {self.summary()}", "constraints:" + ("" if items else " []")]
+        return "\n".join([*lines, *(f"  {item}" for item in items)]) + "\n"
+
+    def restricted(self, keep) -> Suggestions:
+        """The suggestions and checked zeros whose pair ``keep(context, answer)`` accepts."""
+        return replace(self, suggestions=[s for s in self.suggestions if keep(s.context, s.answer)],
+                       checked=[z for z in self.checked if keep(z.context, z.answer)])
 
 
 def suggest(prior: PairwisePrior, targets: Targets, threshold: float = ZERO_LIFT, known: Sequence[Rule] = ()) -> Suggestions:

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import Problem, SpecError
+from ..records import describe_outside
 from ..spec import apply_changes
 from .constraints import check_constraints
 from .controls import load_controls
@@ -122,24 +123,26 @@ def check_households(spec_path: Path) -> None:
               f"(enforced): {len(constraints.households)} household, {len(constraints.persons)} person")
 
 
-def _evaluated(folder: Path, spec_path: Path, reference: Path | None):
+def _evaluated(folder: Path, spec_path: Path, reference: Path | None, strict: bool = False):
     """The spec, its controls, the folder's linked tables and their evaluation (the reference folder's
     households and persons as the truth)."""
     spec = load_household_spec(spec_path)
     targets = load_controls(spec)
-    households, persons = read_linked(folder, spec)
-    truth = read_linked(reference, spec, "reference") if reference is not None else None
+    households, persons = read_linked(folder, spec, strict=strict)
+    truth = read_linked(reference, spec, "reference", strict=strict) if reference is not None else None
     return spec, targets, households, persons, evaluate_households(spec, targets, households, persons, truth=truth)
 
 
-def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None, json_path: Path | None = None) -> None:
+def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None, json_path: Path | None = None,
+                    strict: bool = False) -> None:
     """``evaluate``: the folder a run wrote, on both levels' targets, the rules and (with a reference
-    folder alike) the held-out tables; every figure as JSON with ``json_path``."""
+    folder alike) the held-out tables; every figure as JSON with ``json_path``. Values outside the
+    spec's domains are scored as error and listed (``strict``: an error)."""
     from ..output import check_writable_file, write_json
 
     if json_path:
         check_writable_file(json_path, "--json")  # before the evaluation's work
-    _, targets, _, _, result = _evaluated(folder, spec_path, reference)
+    spec, targets, _, _, result = _evaluated(folder, spec_path, reference, strict)
     table = Table(title=f"on the targets ({result.counts['households']:,} households, {result.counts['persons']:,} persons)",
                   show_edge=False)
     for col in ("table", "counts", "TVD region", "TVD zones (mean / max)"):
@@ -150,6 +153,17 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
         table.add_row(t.name, t.level, f"{f['tvd']:.4f}", zones)
     out.print(table)
     summary = result.summary()
+    if result.targets_over_tolerance:
+        out.print(f"over the tolerance (TVD > {result.tolerance_tvd:g} for the region): {', '.join(result.targets_over_tolerance)}")
+    if result.zone_households is not None and result.zone_households["zones_off"]:
+        z = result.zone_households
+        out.print(f"households per zone: {z['zones_off']} zones off their total (at most {z['max_abs_difference']}), "
+                  f"{z['households_in_unknown_zones']} households in a zone no table names")
+    schemas = {"households": spec.household_schema, "persons": spec.person_schema}
+    for level, variables in result.outside_domain.items():
+        for name, info in variables.items():  # scored as error: the household fails a structure check
+            out.print(escape(f"{level}: {describe_outside(name, info, schemas[level])} — {info['count']:,} "
+                             f"({info['share']:.2%}), scored as error"), soft_wrap=True)
     problems = {k: v for k, v in result.structure.items() if v}
     out.print(f"household rejection rate {summary['rejection_rate']:.1%} (a household rule broken, a member breaking a "
               f"person rule, or a structure check failed) · structure problems: "
@@ -169,7 +183,7 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
 
 
 def report_folder(folder: Path, spec_path: Path, reference: Path | None = None, manifest_path: Path | None = None,
-                  html_path: Path | None = None) -> None:
+                  html_path: Path | None = None, strict: bool = False) -> None:
     """``report``: the HTML report of the folder a run wrote (with its manifest.json when there)."""
     from ..output import check_writable_file
 
@@ -187,8 +201,36 @@ def report_folder(folder: Path, spec_path: Path, reference: Path | None = None, 
         if not isinstance(manifest, dict) or "llm" not in manifest:
             raise SpecError(Problem(str(manifest_path), "is JSON but not a run manifest (no 'llm'); expected the "
                                                         "manifest.json `llmsynthor run` writes"))
-    spec, targets, households, persons, result = _evaluated(folder, spec_path, reference)
+    spec, targets, households, persons, result = _evaluated(folder, spec_path, reference, strict)
     page = build_household_report(spec, targets, result, manifest, households=households, persons=persons,
                                   title=f"llmsynthor household report: {spec.name}")
     html_path.write_text(page, encoding="utf-8")
     out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained)")
+
+
+def suggestion_levels(spec: HouseholdSpec):
+    """What ``suggest-constraints`` scores for a household spec, level by level: the flat targets of
+    each level's region tables, the level's own variables, the constraints it declares already, and
+    which pairs its suggestions may name (a person constraint names a person variable; two household
+    variables are the household level's business)."""
+    from .constraints import parsed
+    from .controls import level_targets
+
+    controls = load_controls(spec)  # rules and constraints parsed with the tables
+    levels = {level: level_targets(spec, controls, level) for level in ("households", "persons")}
+    own = {"households": spec.household_schema.names, "persons": spec.person_schema.names}
+    known = dict(zip(("households", "persons"), parsed(spec)))
+    person = set(spec.person.variables)
+    keep = {"households": None, "persons": lambda c, a: c in person or a in person}
+    return levels, own, known, keep
+
+
+def constraints_yaml(found: dict, limit: int, model: str) -> str:
+    """A household spec's ``constraints:`` block from each level's
+    :class:`~llmsynthor.suggest.Suggestions`: one list per level, each item with its evidence."""
+    first = next(iter(found.values()))
+    lines = [*first.header(model), "constraints:"]
+    for level, suggestions in found.items():
+        items = suggestions.items(limit)
+        lines += [f"  # {level}: {suggestions.summary()}", f"  {level}:" + ("" if items else " []"), *(f"    {i}" for i in items)]
+    return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ from ..spec import Spec
 from ..statistics import encode
 from ..tables import Axis, Targets, TargetTable
 from ..targets import read_frame, read_table
-from .spec import HouseholdSpec
+from .spec import UNREAD_TABLE_FIELDS, HouseholdSpec
 
 HOUSEHOLD = "household"  # the column of a persons frame that names its household (a candidate's row)
 TOTAL_AGREEMENT = 0.005  # two tables of one level agree on a total within this share
@@ -130,6 +130,10 @@ def check_references(spec: HouseholdSpec) -> None:
                                             f"({', '.join(spec.person.variables)})"))
         if table.statistic != "count":
             problems.append(Problem(at, "household specs take tables of counts only (sum_of / mean_of are not supported yet)"))
+        for name in UNREAD_TABLE_FIELDS:
+            if getattr(table, name) is not None:
+                problems.append(Problem(at, f"'{name}' is not read in a household spec (every table is met within "
+                                            "synthesis.tolerance_tvd); leave it out"))
         person_vars = [v for v in table.variables if v in spec.person.variables]
         if table.count == "households" and person_vars:
             problems.append(Problem(at, f"count: households, but {person_vars[0]!r} is a person variable; count persons, "

@@ -18,10 +18,10 @@ import pandas as pd
 from .. import __version__
 from ..errors import LLMSynthorError, Problem, SpecError, os_reason
 from ..output import backend_facts, check_writable_file, write_json, write_records
-from ..records import load_records
+from ..records import describe_outside, load_records
 from ..schema import Schema
 from .controls import HouseholdTargets, load_controls
-from .evaluation import HouseholdEvaluation
+from .evaluation import ID, MEMBER, HouseholdEvaluation
 from .report import build_household_report
 from .spec import HouseholdSpec
 from .synthesizer import HouseholdResult
@@ -39,8 +39,9 @@ def linked_paths(folder: Path, what: str = "output") -> dict[str, Path]:
     or its households file is missing)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SpecError(Problem(str(folder), f"the {what} folder is not there; expected the folder `llmsynthor run` "
-                                             "wrote for a household spec, with households.csv and persons.csv (or .parquet)"))
+        state = "is a file, not a folder" if folder.exists() else "is not there"
+        raise SpecError(Problem(str(folder), f"the {what} folder {state}; expected the folder `llmsynthor run` wrote "
+                                             "for a household spec, with households.csv and persons.csv (or .parquet)"))
     found = [fmt for fmt in FORMATS if (folder / f"households.{fmt}").is_file()]
     if not found:
         raise SpecError(Problem(str(folder), f"no households.csv or households.parquet in the {what} folder; expected the "
@@ -48,14 +49,33 @@ def linked_paths(folder: Path, what: str = "output") -> dict[str, Path]:
     return output_paths(folder, found[0])
 
 
-def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output") -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output", strict: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The linked households and persons of a run's folder (``households.csv`` and ``persons.csv``, or
-    ``.parquet``), each checked for the spec's variables at its level (SpecError naming the file)."""
+    ``.parquet``), each checked for the spec's variables at its level, ``household_id`` (and the zone
+    column of a zoned spec) — SpecError naming the file. With ``strict``, a value outside the spec's
+    domains is an error too (otherwise the evaluation scores it as error)."""
     paths = linked_paths(folder, what)
-    households = load_records(paths["households"], Schema(entity=spec.household.entity, variables=dict(spec.household.variables)),
-                              f"{what} households")
-    persons = load_records(paths["persons"], spec.person_schema, f"{what} persons")
-    return households.frame, persons.frame
+    schemas = {"households": Schema(entity=spec.household.entity, variables=dict(spec.household.variables)),
+               "persons": spec.person_schema}
+    frames, problems = {}, []
+    for level, schema in schemas.items():
+        records = load_records(paths[level], schema, f"{what} {level}")
+        needed = [ID] + ([spec.zones] if level == "households" and spec.zones else [])
+        missing = [c for c in needed if c not in records.frame.columns and not (c == spec.zones and "zone" in records.frame.columns)]
+        if missing:
+            problems.append(Problem(str(paths[level]), f"missing column(s) {', '.join(map(repr, missing))}; expected "
+                                                       f"the {ID} that links persons to households"
+                                                       + (f" and the zone ({spec.zones!r} or 'zone')" if level == "households" and spec.zones else "")))
+        if strict and records.outside:
+            problems.append(Problem(str(paths[level]), "; ".join(describe_outside(name, info, schema) for name, info in records.outside.items())
+                                    + " (--strict)"))
+        frames[level] = records.frame
+    if problems:
+        raise SpecError(problems)
+    persons = frames["persons"]
+    if MEMBER in persons.columns:  # read as text from a CSV: numbered again as numbers, for the order
+        persons[MEMBER] = pd.to_numeric(persons[MEMBER], errors="coerce")
+    return frames["households"], persons
 
 
 def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:

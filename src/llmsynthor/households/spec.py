@@ -58,6 +58,9 @@ class PersonLevel(_Frozen):
     variables: dict[str, Variable] = Field(min_length=1, description="name -> variable, as in a flat spec")
 
 
+UNREAD_TABLE_FIELDS = ("tolerance_tvd", "tolerance_jsd", "tolerance")  # fields of a flat spec's tables that household specs refuse
+
+
 class HouseholdTable(TableSpec):
     """A target table of a household spec: counts households or persons, for the region or per zone
     (a file with the spec's ``zones`` column)."""
@@ -114,8 +117,8 @@ class HouseholdSynthesis(_Frozen):
 class HouseholdSpec(_Frozen):
     """A complete household run."""
 
-    name: str = Field(default="households", description="the run's name; outputs are <name>_households.csv and "
-                      "<name>_persons.csv")
+    name: str = Field(default="households", description="the run's name: the default output folder of `run` "
+                      "(households.csv, persons.csv, manifest.json, report.html in it) and the report's title")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="same spec + seed + model gives the same output")
     population: str | None = Field(default=None, description="who the households are, told to the model, e.g. "
                                    "'households of the Detroit region, Michigan, 2015'")

@@ -7,6 +7,7 @@ from ..schema import CategoricalVariable, FloatVariable, IntegerVariable
 from ..spec import LLMSettings
 from ..spec_format import TABLES, render
 from .spec import (
+    UNREAD_TABLE_FIELDS,
     HouseholdConstraints,
     HouseholdLevel,
     HouseholdRules,
@@ -23,7 +24,7 @@ llmsynthor household spec format
 A household spec is one YAML file with a 'household' and a 'person' section: households (the
 outer records) with their persons (the inner records), the tables both must match — per zone or
 for the region, of households, of persons, or crossing the two — and optional settings. It is
-read by the same commands as a flat spec (run, check). Unknown keys are refused. Every field is
+read by the same commands as a flat spec (run, check, evaluate, report, suggest-constraints). Unknown keys are refused. Every field is
 listed below as  name: type = default (constraint)  followed by what it does.
 
 Minimal spec:
@@ -69,10 +70,11 @@ def household_spec_reference() -> str:
         ("variables.<name> with type: categorical (either level)", CategoricalVariable, ("type",)),
         ("variables.<name> with type: integer (whole numbers in [min, max])", IntegerVariable, ("type",)),
         ("variables.<name> with type: float (real numbers in [min, max])", FloatVariable, ("type",)),
-        ("targets[] (each item)", HouseholdTable, ()),
+        ("targets[] (each item)", HouseholdTable, ("sum_of", "mean_of", *UNREAD_TABLE_FIELDS)),
         ("rules (scored only)", HouseholdRules, ()),
         ("constraints (enforced)", HouseholdConstraints, ()),
         ("llm (all optional)", LLMSettings, ()),
         ("synthesis (all optional)", HouseholdSynthesis, ()),
     ]
-    return render(_INTRO, sections, TABLES + "\nA per-zone file has one column more: the zone, under the name 'zones' gives.\n")
+    tables = TABLES.replace("; sum_of/mean_of\ntargets have 'value'", "")
+    return render(_INTRO, sections, tables + "\nA per-zone file has one column more: the zone, under the name 'zones' gives.\n")
