@@ -48,13 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import semcog_households  # noqa: E402
 
 from llmsynthor.api import make_backend  # noqa: E402
+from llmsynthor.households.candidates import derive  # noqa: E402
 from llmsynthor.households.command import overridden  # noqa: E402
-from llmsynthor.households.compose import Composition, value_question  # noqa: E402
-from llmsynthor.households.controls import load_controls  # noqa: E402
+from llmsynthor.households.compose import Composition, household_text, option_request, value_question  # noqa: E402
+from llmsynthor.households.controls import HOUSEHOLD, load_controls  # noqa: E402
 from llmsynthor.households.spec import HouseholdSpec, load_household_spec  # noqa: E402
 from llmsynthor.llm.base import continues_answers, score_options  # noqa: E402
-from llmsynthor.prompts import LETTERS  # noqa: E402
-from llmsynthor.rules import holds, parse_condition, parse_rule  # noqa: E402
+from llmsynthor.rules import parse_rule  # noqa: E402
 
 EXAMPLE = semcog_households.EXAMPLE / "spec.yaml"
 
@@ -70,43 +70,17 @@ def compositions(spec: HouseholdSpec, households: pd.DataFrame, persons: pd.Data
     return out
 
 
-def _listing(spec: HouseholdSpec, composition: Composition, hide: tuple[int, str] | None = None) -> str:
-    """The household in words; ``hide`` = (member, variable) whose value is left out (marked ``?``)."""
-    h, p = spec.household, spec.person
-    values = ", ".join(f"{n} {v}" for n, v in composition.household.items() if n != h.size)
-    lines = []
-    for i, m in enumerate(composition.members):
-        shown = ", ".join(f"{n} {'?' if hide == (i, n) else v}" for n, v in m.items())
-        lines.append(f"- {p.entity} {i + 1}: {shown}")
-    return f"The {h.entity} has {len(composition.members)} {p.entity}s ({values}):\n" + "\n".join(lines)
-
-
-def _system(spec: HouseholdSpec) -> dict[str, str]:
-    return {"role": "system", "content": f"You describe realistic {spec.household.entity}s with their {spec.person.entity}s "
-            f"for a statistics tool; they are {spec.population}. Answer with JSON only."}
-
-
-def _asked(question: str, variable: str, options: list[str], listing: str, spec: HouseholdSpec, letters: bool):
-    """A request for :func:`~llmsynthor.llm.base.score_options`: the options as text after an answer
-    begun for them, or (``letters``, for servers that cannot continue an answer) as A), B), …"""
-    shown = [f"{LETTERS[j]}) {o}" for j, o in enumerate(options)] if letters else options
-    user = (f"{'Answer with the letter only' if letters else 'Answer as JSON'}: {question} One of: {'; '.join(shown)}.\n"
-            + listing)
-    messages = [_system(spec), {"role": "user", "content": user}]
-    return (messages, "", list(LETTERS[:len(options)])) if letters else (messages, f'{{"{variable}": "', list(options))
-
-
 def member_question(spec: HouseholdSpec, composition: Composition, member: int, name: str, letters: bool = False):
     """Which value of person variable ``name`` member ``member`` has, the rest of the household listed."""
     var = spec.person.variables[name]
     question = (f"what is the {name}{f' ({var.description})' if var.description else ''} of {spec.person.entity} "
                 f"{member + 1} of this {spec.household.entity}?")
-    return _asked(question, name, list(var.values), _listing(spec, composition, (member, name)), spec, letters)
+    return option_request(spec, question, name, list(var.values), household_text(spec, composition, hide=(member, name)), letters)
 
 
 def judge_question(spec: HouseholdSpec, composition: Composition, letters: bool = False):
-    return _asked(f"is this {spec.household.entity} record consistent and realistic?", "consistent", ["yes", "no"],
-                  _listing(spec, composition), spec, letters)
+    return option_request(spec, f"is this {spec.household.entity} record consistent and realistic?", "consistent",
+                          ["yes", "no"], household_text(spec, composition), letters)
 
 
 @dataclass
@@ -141,13 +115,13 @@ def broken_copy(spec: HouseholdSpec, composition: Composition, rules, rng: np.ra
 
 
 def breaks(spec: HouseholdSpec, composition: Composition, rules) -> bool:
+    """Whether the household breaks one of ``rules`` (household rules, then person rules over the joined levels)."""
     household_rules, person_rules = rules
-    people = pd.DataFrame(list(composition.members))
-    values = {**composition.household,
-              **{n: int(holds(parse_condition(c, spec.person_schema), people).sum()) for n, c in spec.derived.items()}}
-    if any(r.violations(pd.DataFrame([values])).any() for r in household_rules):
+    people = pd.DataFrame(list(composition.members)).assign(**{HOUSEHOLD: 0})
+    household = derive(spec, pd.DataFrame([composition.household]), people)  # the derived counts of its members
+    if any(r.violations(household).any() for r in household_rules):
         return True
-    return any(r.violations(people.assign(**values)).any() for r in person_rules)
+    return any(r.violations(people.assign(**household.iloc[0].to_dict())).any() for r in person_rules)
 
 
 def margin(targets, level: str, name: str, values: list[str], leave_out: str | None = None) -> np.ndarray:

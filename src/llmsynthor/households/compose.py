@@ -170,16 +170,42 @@ def _value(raw, var, name: str, report: ParseReport) -> Value | None:
     return lo, hi
 
 
-def _member_text(spec: HouseholdSpec, values: dict[str, Value]) -> str:
-    return ", ".join(f"{name} {_show(values[name])}" for name in spec.person.variables)
-
-
 def scored_variables(spec: HouseholdSpec, composition: Composition) -> list[str]:
     """The categorical household values the model wrote itself (not fixed by the request): read again
     from its token probabilities, given the members (:func:`value_question`)."""
     fixed = {name for name, _ in composition.kind.household} if composition.kind is not None else set()
     return [name for name, var in spec.household.variables.items()
             if isinstance(var, CategoricalVariable) and name != spec.household.size and name not in fixed]
+
+
+def household_text(spec: HouseholdSpec, composition: Composition, leave_out: str | None = None,
+                   hide: tuple[int, str] | None = None) -> str:
+    """A composition in the words the option questions use: its member count and household values (the
+    size and ``leave_out`` not shown), then one line per member; ``hide`` = (member, variable) is shown
+    as ``?`` (the value asked about)."""
+    h, p = spec.household, spec.person
+    others = [f"{n} {_show(v)}" for n, v in composition.household.items() if n not in (leave_out, h.size)]
+    members = "\n".join(f"- {p.entity} {i + 1}: " + ", ".join(f"{n} {'?' if hide == (i, n) else _show(m[n])}" for n in p.variables)
+                        for i, m in enumerate(composition.members))
+    count = len(composition.members)
+    return (f"The {h.entity} has {count} {p.entity}{'s' if count > 1 else ''}"
+            + (f" ({', '.join(others)})" if others else "") + f":\n{members}")
+
+
+def option_request(spec: HouseholdSpec, question: str, answer: str, options: list[str], text: str,
+                   letters: bool = False) -> tuple[list[dict[str, str]], str, list[str]]:
+    """A question about a household whose options are scored from token probabilities: the question
+    and its options first, ``text`` (the household) last, the answer begun as ``{"answer": "`` — or
+    (``letters``, for servers that cannot continue an answer) the options as A), B), …"""
+    h, p = spec.household, spec.person
+    labels = [f"{LETTERS[j]}) {o}" if letters else o for j, o in enumerate(options)]
+    user = f"{'Answer with the letter only' if letters else 'Answer as JSON'}: {question} One of: {'; '.join(labels)}.\n{text}"
+    system = (f"You describe realistic {h.entity}s with their {p.entity}s for a statistics tool"
+              + (f"; they are {spec.population}" if spec.population else "") + ". Answer with JSON only.")
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    if letters:
+        return messages, "", list(LETTERS[:len(labels)])
+    return messages, f'{{"{answer}": "', list(options)
 
 
 def value_question(spec: HouseholdSpec, composition: Composition, name: str,
@@ -189,20 +215,8 @@ def value_question(spec: HouseholdSpec, composition: Composition, name: str,
     The question and its options open the prompt and the household closes it, so the questions about
     one variable share all but their last lines (llama.cpp evaluates the shared part once)."""
     var = spec.household.variables[name]
-    h, p = spec.household, spec.person
-    labels = [f"{LETTERS[j]}) {v}" if letters else v for j, v in enumerate(var.values)]
-    others = [f"{n} {_show(v)}" for n, v in composition.household.items() if n not in (name, h.size)]
-    members = "\n".join(f"- {p.entity} {i + 1}: {_member_text(spec, m)}" for i, m in enumerate(composition.members))
-    user = (f"{'Answer with the letter only' if letters else 'Answer as JSON'}: what is the {name}"
-            f"{f' ({var.description})' if var.description else ''} of this {h.entity}? One of: {'; '.join(labels)}.\n"
-            f"The {h.entity} has {len(composition.members)} {p.entity}{'s' if len(composition.members) > 1 else ''}"
-            + (f" ({', '.join(others)})" if others else "") + f":\n{members}")
-    system = (f"You describe realistic {h.entity}s with their {p.entity}s for a statistics tool"
-              + (f"; they are {spec.population}" if spec.population else "") + ". Answer with JSON only.")
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    if letters:
-        return messages, "", list(LETTERS[:len(labels)])
-    return messages, f'{{"{name}": "', list(var.values)
+    question = f"what is the {name}{f' ({var.description})' if var.description else ''} of this {spec.household.entity}?"
+    return option_request(spec, question, name, list(var.values), household_text(spec, composition, leave_out=name), letters)
 
 
 def _meets(clauses: tuple[Clause, ...], values: dict[str, Value]) -> bool:
