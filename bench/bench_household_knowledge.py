@@ -23,8 +23,8 @@ likeliest value of the target table); P(truth) = mean probability given to the t
 mean log2 P_model(truth) − log2 P_margin(truth), the information the model adds over what the target
 tables already say (above 0: it knows something the margins do not).
 
-With ``--suggest`` it also runs ``llmsynthor suggest-constraints`` on the example (``--yaml``, every
-suggestion) and checks each suggested constraint on the truth: how many of the real households or
+With ``--suggest`` it also makes every suggestion ``llmsynthor suggest-constraints`` makes for the
+example (the same levels and scorings, with the model already loaded) and checks each on the truth: how many of the real households or
 persons meeting its condition break it (0: a structural zero the model found; a user confirming
 the list should keep only those).
 
@@ -35,7 +35,6 @@ endpoint when ``--base-url`` is given), so a user can see whether a stronger mod
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -49,12 +48,15 @@ import semcog_households  # noqa: E402
 
 from llmsynthor.api import make_backend  # noqa: E402
 from llmsynthor.households.candidates import derive  # noqa: E402
-from llmsynthor.households.command import overridden  # noqa: E402
+from llmsynthor.households.command import overridden, suggestion_levels  # noqa: E402
 from llmsynthor.households.compose import Composition, household_text, option_request, value_question  # noqa: E402
 from llmsynthor.households.controls import HOUSEHOLD, load_controls  # noqa: E402
+from llmsynthor.households.evaluation import link  # noqa: E402
 from llmsynthor.households.spec import HouseholdSpec, load_household_spec  # noqa: E402
 from llmsynthor.llm.base import continues_answers, score_options  # noqa: E402
 from llmsynthor.rules import parse_rule  # noqa: E402
+from llmsynthor.suggest import score_and_suggest  # noqa: E402
+from llmsynthor.tempering import ZERO_LIFT  # noqa: E402
 
 EXAMPLE = semcog_households.EXAMPLE / "spec.yaml"
 
@@ -202,38 +204,24 @@ def main() -> None:
               f"AUC {auc:.2f}; the real one likelier than its own copy {paired:.0%} (chance: .50 and 50 %)")
     print(f"\n{calls} option scorings, {time.perf_counter() - started:.0f} s")
     if args.suggest:
-        del backend  # the command loads its own copy of the model
-        gc.collect()
-        check_suggestions(spec, targets, households, persons, args)
+        check_suggestions(spec, targets, households, persons, backend, letters)
 
 
-def check_suggestions(spec: HouseholdSpec, targets, households: pd.DataFrame, persons: pd.DataFrame, args) -> None:
-    """``llmsynthor suggest-constraints --yaml`` on the example, each suggestion checked on the truth."""
-    import yaml
-    from typer.testing import CliRunner
-
-    from llmsynthor.cli import app
-    from llmsynthor.households.evaluation import link
-
-    command = ["suggest-constraints", str(EXAMPLE), "--yaml", "--max", "1000"]
-    command += ["--llm", "openai", "--base-url", args.base_url] if args.base_url else []
-    command += ["--model", args.model] if args.model else []
-    result = CliRunner().invoke(app, command)
-    if result.exit_code != 0:
-        raise SystemExit(f"suggest-constraints failed: {result.output}")
-    block = yaml.safe_load(result.stdout)["constraints"]
+def check_suggestions(spec: HouseholdSpec, targets, households: pd.DataFrame, persons: pd.DataFrame, backend, letters: bool) -> None:
+    """What ``llmsynthor suggest-constraints`` suggests for the example (same levels, same scorings, the
+    model already loaded), each suggestion checked on the truth."""
+    levels, _, known, keep = suggestion_levels(spec)
     linked = link(spec, targets, households, persons)
     print("\nsuggest-constraints, each suggestion on the truth (broken by / meeting its condition):")
-    held = 0
-    for level, texts in block.items():
-        frame, schema = ((linked.households, spec.household_schema) if level == "households"
-                         else (linked.people, spec.joined_schema))
-        for text in texts:
-            rule = parse_rule(text, schema)
+    held = total = 0
+    for level, level_targets in levels.items():
+        found = score_and_suggest(level_targets, backend, ZERO_LIFT, known[level], keep[level], letters=letters)
+        frame = linked.households if level == "households" else linked.people
+        for s in found.suggestions:
+            rule = parse_rule(s.constraint, level_targets.schema)
             broken, meets = int(rule.violations(frame).sum()), int(rule.meets(frame).sum())
-            held += broken == 0
-            print(f"  {level:10s} {broken:6,d} / {meets:6,d} ({broken / max(meets, 1):6.1%})  {text}")
-    total = sum(len(texts) for texts in block.values())
+            held, total = held + (broken == 0), total + 1
+            print(f"  {level:10s} {broken:6,d} / {meets:6,d} ({broken / max(meets, 1):6.1%})  {s.constraint}")
     print(f"{held} of {total} suggestions hold on every real {spec.household.entity} or {spec.person.entity}")
 
 

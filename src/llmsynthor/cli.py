@@ -493,9 +493,8 @@ def report(
 
     Example: `llmsynthor report out/ecommerce.csv --spec examples/ecommerce/spec.yaml --reference examples/ecommerce/reference.csv`
     """
-    import json
 
-    from .output import check_writable_file
+    from .output import check_writable_file, read_manifest
     from .report import build_report
 
     if _is_households(spec_path, debug):
@@ -509,15 +508,7 @@ def report(
         default_manifest = records_path.with_suffix(".manifest.json")
         if manifest_path is None and default_manifest.is_file():
             manifest_path = default_manifest
-        manifest = None
-        if manifest_path is not None:
-            try:
-                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the JSON written by `llmsynthor run`")) from exc
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("iterations", []), list) or "llm" not in manifest:
-                raise SpecError(Problem(str(manifest_path), "is JSON but not a run manifest (no 'llm' and 'iterations'); "
-                                                            "expected the .manifest.json written by `llmsynthor run`"))
+        manifest = read_manifest(manifest_path, ("iterations",)) if manifest_path is not None else None
     except SpecError as exc:
         _fail(exc, debug, 2)
     page = build_report(records, targets, result, manifest=manifest, reference=reference, title=f"llmsynthor report: {spec.name}")
@@ -561,10 +552,10 @@ def suggest_constraints(
 
     Example: `llmsynthor suggest-constraints examples/ecommerce/spec.yaml --yaml > suggested.yaml`
     """
-    from .copula import PHRASINGS, asking_order, pairs_to_score, prior_levels, score_prior
-    from .llm.base import can_score_options, continues_answers
+    from .copula import PHRASINGS, asking_order, pairs_to_score, prior_levels
+    from .llm.base import can_score_options
     from .steps import by_letter
-    from .suggest import Suggestions, suggest
+    from .suggest import Suggestions, score_and_suggest
 
     changes = {"llm.backend": llm, "llm.base_url": base_url, "llm.model": model}
     try:
@@ -574,10 +565,7 @@ def suggest_constraints(
 
             spec = overridden(load_household_spec(spec_path), changes)
             levels, own, known, keep = suggestion_levels(spec)
-            phrasings = ("plain",)
-
-            def by_letters(backend) -> bool:  # household specs have no prior_answers setting: auto
-                return not continues_answers(backend)
+            phrasings, settings = ("plain",), None  # household specs have no prior settings: the defaults
         else:
             spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
             parse_rules(spec)
@@ -589,9 +577,7 @@ def suggest_constraints(
             keep = {None: None}
             setting = spec.synthesis.prior_phrasing
             phrasings = PHRASINGS if setting == "auto" else (setting,)
-
-            def by_letters(backend) -> bool:
-                return by_letter(spec.synthesis, backend)
+            settings = spec.synthesis
         use_cache = not no_cache and spec.llm.cache
         if spec.llm.backend == "embedded":
             from .llm.models import check_cache_folder
@@ -605,17 +591,17 @@ def suggest_constraints(
         if not can_score_options(backend):
             raise SpecError(Problem(f"{spec.source}: field 'llm'", f"{backend.name} gives no token probabilities, which suggest-constraints "
                                     "reads; use the embedded backend (--llm embedded)"))
-        letters = by_letters(backend)
+        letters = by_letter(settings, backend)
         started, seen = time.monotonic(), {"n": 0, "cached": 0}
         found: dict[str | None, tuple[Suggestions, bool, list[str]]] = {}
         for level, targets in levels.items():
             prior_levels_ = prior_levels(targets)
             free, crossed = (asking_order(pairs, prior_levels_) for pairs in pairs_to_score(targets, prior_levels_))
             on_call = _pair_lines(prior_levels_, free, crossed, phrasings, seen, started, level)
-            prior = score_prior(targets, backend, targets.schema, on_call=on_call, check=True, phrasings=phrasings, letters=letters)
+            suggestions = score_and_suggest(targets, backend, threshold, known[level], keep[level], phrasings=phrasings,
+                                            letters=letters, on_call=on_call)
             unscored = [v for v in own[level] if v not in prior_levels_]  # a level's own variables only
-            suggestions = suggest(prior, targets, threshold, known[level])
-            found[level] = (suggestions.restricted(keep[level]) if keep[level] else suggestions, bool(free), unscored)
+            found[level] = (suggestions, bool(free), unscored)
     except (SpecError, LLMSynthorError, OSError) as exc:
         _fail_with_code(exc, debug)
 

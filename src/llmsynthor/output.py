@@ -161,6 +161,20 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
     }
 
 
+def read_manifest(path: Path, lists: tuple[str, ...] = ()) -> dict:
+    """A run manifest written by ``llmsynthor run`` (SpecError naming the file when it cannot be read or
+    is other JSON): a mapping with 'llm', and each of ``lists`` a list where present."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpecError(Problem(str(path), f"cannot read the run manifest ({exc}); expected the JSON written by `llmsynthor run`")) from exc
+    if not isinstance(data, dict) or "llm" not in data or any(not isinstance(data.get(k, []), list) for k in lists):
+        needed = " and ".join(repr(k) for k in ("llm", *lists))
+        raise SpecError(Problem(str(path), f"is JSON but not a run manifest (no {needed}); expected the manifest "
+                                           "written by `llmsynthor run`"))
+    return data
+
+
 def write_json(data: dict, path: Path, what: str = "the manifest") -> Path:
     """``data`` as indented JSON (numpy numbers as floats); a file-system failure is one LLMSynthorError."""
     try:

@@ -34,8 +34,7 @@ Minimal spec:
 _REFERENCE_TABLES = """\
 Target tables (CSV files or inline 'cells')
 -------------------------------------------
-One column per variable of the table plus 'count' (or 'share', summing to 1); sum_of/mean_of
-targets have 'value'. Cells left out count as zero. Categorical cells are the variable's values.
+One column per variable of the table plus 'count' (or 'share', summing to 1){numeric}. Cells left out count as zero. Categorical cells are the variable's values.
 
 Numeric variables appear as bins: [a,b) holds a <= x < b. The bins must tile the variable's
 range without gaps or overlaps, and the last bin is closed and ends at max: for an integer
@@ -108,7 +107,7 @@ def spec_reference() -> str:
         ("llm (all optional)", LLMSettings, ()),
         ("synthesis (all optional)", SynthesisSettings, ()),
     ]
-    return render(_REFERENCE_INTRO, sections, _REFERENCE_TABLES,
+    return render(_REFERENCE_INTRO, sections, tables_reference(),
                   "Households with their persons: `llmsynthor spec-format --households`.\n")
 
 
@@ -120,4 +119,7 @@ def render(intro: str, sections: list[tuple[str, type[BaseModel], tuple[str, ...
     return "\n".join([*parts, *tails])
 
 
-TABLES = _REFERENCE_TABLES  # how target files are written, shared with the household reference
+
+def tables_reference(numeric: bool = True) -> str:
+    """How target files are written (``numeric``: with the sum_of/mean_of targets' 'value' column)."""
+    return _REFERENCE_TABLES.format(numeric="; sum_of/mean_of\ntargets have 'value'" if numeric else "")

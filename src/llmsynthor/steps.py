@@ -53,10 +53,11 @@ def infer_dependencies(requester: Requester, targets: Targets, given: list[list[
     return answer.value or []
 
 
-def by_letter(settings: SynthesisSettings, llm) -> bool:
-    """Whether the prior's options are asked for by letter (``prior_answers``; auto: where ``llm``
-    cannot continue an answer begun for it)."""
-    return settings.prior_answers == "letters" or (settings.prior_answers == "auto" and not continues_answers(llm))
+def by_letter(settings: SynthesisSettings | None, llm) -> bool:
+    """Whether the prior's options are asked for by letter (``prior_answers``; auto — and without
+    settings, as for a household spec — where ``llm`` cannot continue an answer begun for it)."""
+    answers = settings.prior_answers if settings is not None else "auto"
+    return answers == "letters" or (answers == "auto" and not continues_answers(llm))
 
 
 def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSettings, usage: LLMUsage,

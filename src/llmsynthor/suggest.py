@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .copula import PairwisePrior
+from .copula import PairwisePrior, score_prior
 from .errors import SpecError
 from .rules import Rule, parse_rule
 from .schema import Schema
@@ -151,6 +151,16 @@ def suggest(prior: PairwisePrior, targets: Targets, threshold: float = ZERO_LIFT
     out.sort(key=lambda s: (-s.share, s.lift, s.constraint))
     return Suggestions(out, checked_zeros(prior, targets, threshold), threshold, notes,
                        sum(lift.size for lift in prior.checked.values()))
+
+
+def score_and_suggest(targets: Targets, scorer, threshold: float = ZERO_LIFT, known: Sequence[Rule] = (), keep=None, *,
+                      phrasings: tuple[str, ...] = ("plain",), letters: bool = False, on_call=None) -> Suggestions:
+    """Score the pairwise prior of ``targets`` with ``scorer`` (the crossed pairs too, to check its
+    zeros; :func:`llmsynthor.copula.score_prior`) and suggest from it; ``keep(context, answer)``, when
+    given, says which pairs a suggestion may name."""
+    prior = score_prior(targets, scorer, targets.schema, on_call=on_call, check=True, phrasings=phrasings, letters=letters)
+    found = suggest(prior, targets, threshold, known)
+    return found.restricted(keep) if keep is not None else found
 
 
 def checked_zeros(prior: PairwisePrior, targets: Targets, threshold: float = ZERO_LIFT) -> list[CheckedZero]:

@@ -8,7 +8,6 @@ step otherwise. Errors propagate (SpecError for bad input); the CLI reports them
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import Problem, SpecError
 from ..records import describe_outside
 from ..spec import apply_changes
 from .constraints import check_constraints
@@ -91,17 +89,23 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
     evaluation = evaluate_households(spec, targets, result.households, result.persons)
     paths = write_outputs(spec, result, evaluation, backend, folder, fmt, time.perf_counter() - started, targets=targets)
     summary = evaluation.summary()
-    table = Table(title=f"{len(result.households):,} households, {len(result.persons):,} persons → {folder}", show_edge=False)
-    for col in ("target table", "TVD region", "TVD zones (mean / max)"):
-        table.add_column(col, justify="left" if col == "target table" else "right")
-    for name, t in evaluation.on_targets.items():
-        zones = f"{t['zones_tvd_mean']:.4f} / {t['zones_tvd_max']:.4f}" if "zones_tvd_mean" in t else "-"
-        table.add_row(name, f"{t['tvd']:.4f}", zones)
-    out.print(table)
+    out.print(_on_targets(evaluation, targets, f"{len(result.households):,} households, {len(result.persons):,} persons → {folder}"))
     u = result.usage
     out.print(f"household rejection rate {summary['rejection_rate']:.1%} (rules and structure checks) · "
               f"{result.compositions}/{result.requests} compositions accepted · {u.calls} LLM calls · {u.cache_hits} from cache · "
               f"wall {time.perf_counter() - started:.1f}s (LLM {u.seconds:.1f}s) · manifest {paths['manifest']} · report {paths['report']}", soft_wrap=True)
+
+
+def _on_targets(evaluation, targets, title: str) -> Table:
+    """Every target table with what it counts and its TVD, for the region and over the zones."""
+    table = Table(title=title, show_edge=False)
+    for col in ("target table", "counts", "TVD region", "TVD zones (mean / max)"):
+        table.add_column(col, justify="left" if col in ("target table", "counts") else "right")
+    for t in targets.tables:
+        f = evaluation.on_targets[t.name]
+        zones = f"{f['zones_tvd_mean']:.4f} / {f['zones_tvd_max']:.4f}" if "zones_tvd_mean" in f else "-"
+        table.add_row(t.name, t.level, f"{f['tvd']:.4f}", zones)
+    return table
 
 
 def check_households(spec_path: Path) -> None:
@@ -143,15 +147,8 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
     if json_path:
         check_writable_file(json_path, "--json")  # before the evaluation's work
     spec, targets, _, _, result = _evaluated(folder, spec_path, reference, strict)
-    table = Table(title=f"on the targets ({result.counts['households']:,} households, {result.counts['persons']:,} persons)",
-                  show_edge=False)
-    for col in ("table", "counts", "TVD region", "TVD zones (mean / max)"):
-        table.add_column(col, justify="left" if col in ("table", "counts") else "right")
-    for t in targets.tables:
-        f = result.on_targets[t.name]
-        zones = f"{f['zones_tvd_mean']:.4f} / {f['zones_tvd_max']:.4f}" if "zones_tvd_mean" in f else "-"
-        table.add_row(t.name, t.level, f"{f['tvd']:.4f}", zones)
-    out.print(table)
+    out.print(_on_targets(result, targets, f"on the targets ({result.counts['households']:,} households, "
+                                           f"{result.counts['persons']:,} persons)"))
     summary = result.summary()
     if result.targets_over_tolerance:
         out.print(f"over the tolerance (TVD > {result.tolerance_tvd:g} for the region): {', '.join(result.targets_over_tolerance)}")
@@ -185,22 +182,13 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
 def report_folder(folder: Path, spec_path: Path, reference: Path | None = None, manifest_path: Path | None = None,
                   html_path: Path | None = None, strict: bool = False) -> None:
     """``report``: the HTML report of the folder a run wrote (with its manifest.json when there)."""
-    from ..output import check_writable_file
+    from ..output import check_writable_file, read_manifest
 
     linked_paths(folder)  # the folder is there, before the report path (whose folder would be made) is checked
     html_path = html_path or folder / "report.html"
     check_writable_file(html_path, "report path")
     manifest_path = manifest_path or (folder / "manifest.json" if (folder / "manifest.json").is_file() else None)
-    manifest = None
-    if manifest_path is not None:
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SpecError(Problem(str(manifest_path), f"cannot read the run manifest ({exc}); expected the "
-                                                        "manifest.json `llmsynthor run` writes")) from exc
-        if not isinstance(manifest, dict) or "llm" not in manifest:
-            raise SpecError(Problem(str(manifest_path), "is JSON but not a run manifest (no 'llm'); expected the "
-                                                        "manifest.json `llmsynthor run` writes"))
+    manifest = read_manifest(manifest_path) if manifest_path is not None else None
     spec, targets, households, persons, result = _evaluated(folder, spec_path, reference, strict)
     page = build_household_report(spec, targets, result, manifest, households=households, persons=persons,
                                   title=f"llmsynthor household report: {spec.name}")

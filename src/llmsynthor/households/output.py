@@ -21,7 +21,7 @@ from ..output import backend_facts, check_writable_file, write_json, write_recor
 from ..records import describe_outside, load_records
 from ..schema import Schema
 from .controls import HouseholdTargets, load_controls
-from .evaluation import ID, MEMBER, HouseholdEvaluation
+from .evaluation import ID, MEMBER, HouseholdEvaluation, zone_column
 from .report import build_household_report
 from .spec import HouseholdSpec
 from .synthesizer import HouseholdResult
@@ -60,12 +60,12 @@ def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output", strict:
     frames, problems = {}, []
     for level, schema in schemas.items():
         records = load_records(paths[level], schema, f"{what} {level}")
-        needed = [ID] + ([spec.zones] if level == "households" and spec.zones else [])
-        missing = [c for c in needed if c not in records.frame.columns and not (c == spec.zones and "zone" in records.frame.columns)]
+        zone = zone_column(spec, records.frame) if level == "households" else None  # the spec's name, else 'zone'
+        missing = [c for c in (ID, zone) if c is not None and c not in records.frame.columns]
         if missing:
             problems.append(Problem(str(paths[level]), f"missing column(s) {', '.join(map(repr, missing))}; expected "
                                                        f"the {ID} that links persons to households"
-                                                       + (f" and the zone ({spec.zones!r} or 'zone')" if level == "households" and spec.zones else "")))
+                                                       + (f" and the zone ({spec.zones!r} or 'zone')" if zone else "")))
         if strict and records.outside:
             problems.append(Problem(str(paths[level]), "; ".join(describe_outside(name, info, schema) for name, info in records.outside.items())
                                     + " (--strict)"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..schema import CategoricalVariable, FloatVariable, IntegerVariable
 from ..spec import LLMSettings
-from ..spec_format import TABLES, render
+from ..spec_format import render, tables_reference
 from .spec import (
     UNREAD_TABLE_FIELDS,
     HouseholdConstraints,
@@ -76,5 +76,5 @@ def household_spec_reference() -> str:
         ("llm (all optional)", LLMSettings, ()),
         ("synthesis (all optional)", HouseholdSynthesis, ()),
     ]
-    tables = TABLES.replace("; sum_of/mean_of\ntargets have 'value'", "")
-    return render(_INTRO, sections, tables + "\nA per-zone file has one column more: the zone, under the name 'zones' gives.\n")
+    return render(_INTRO, sections, tables_reference(numeric=False)
+                  + "\nA per-zone file has one column more: the zone, under the name 'zones' gives.\n")
