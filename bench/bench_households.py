@@ -284,7 +284,7 @@ def print_tables(rows: list[Row], truth_answers: dict[str, np.ndarray], targets)
             left = evaluate_households(rest, targets, row.households, row.persons).rejection["rate"]
             print(f"\n{row.name}: {row.evaluation.rejection['constraint_households']} households break one of its "
                   f"constraints; rejection over the {len(rest.rules.households) + len(rest.rules.persons)} rules it did "
-                  f"not declare: {left:.1%}")
+                  f"not declare: {_fmt(left, '.1%')}")  # – when it declared every rule: no rate
     first = scored[0].evaluation
     print(f"\nTarget TVD (region) = mean over the {len(first.on_targets)} target tables of ½Σ|p−q| of the region's counts; "
           f"per zone = mean over the {sum('zones_tvd_mean' in f for f in first.on_targets.values())} per-zone tables of "
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     held_out = prepare_held_out(spec, targets, truth)
     truth_answers = answer_queries(*truth)
     print(f"SEMCOG households: {len(truth[0]):,} households, {len(truth[1]):,} persons, {len(targets.zones)} zones; "
-          f"{len(targets.tables)} target tables; the truth itself scores rejection {held_out.truth['rejection_rate']:.1%}, "
+          f"{len(targets.tables)} target tables; the truth itself scores rejection {_fmt(held_out.truth['rejection_rate'], '.1%')}, "
           f"{sum(held_out.truth['structure'].values())} structure problems.\n")
     rows = run_rows(spec, targets, truth, with_llm=not args.no_llm, with_populationsim=not args.no_populationsim, seed=args.seed,
                     share=args.share, constraints=not args.no_constraints)

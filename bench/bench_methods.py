@@ -17,7 +17,8 @@ Cases (default: all four)
 Rows (baselines.py), all scored on the same held-out tables of their case:
   real sample of size n (the floor), independent marginals, IPF + sampling (ipfn on the full joint
   where it has at most 2 M cells, else 200,000 independent records raked to the targets and drawn
-  by weight), SDV's Gaussian copula fitted on a real micro-sample (privileged), the oracle (lifts of
+  by weight), SDV's Gaussian copula fitted on a real micro-sample (privileged; sdv is no dependency of
+  the project: the row needs .venv-sdv, built by bench/sdv-env.sh), the oracle (lifts of
   every pair no target crosses taken from the true micro-data, joined to the targets by
   llmsynthor.joint; no LLM), and, with the LLM: direct prompting, llmsynthor (records: joint, the
   default), llmsynthor with records: proposals (the previous default), the frontier of prior
@@ -62,6 +63,8 @@ CASES = ["ecommerce", "adult", "adult11", "semcog"]
 FRONTIER = (0.0, 0.25, 0.5, 1.0)
 LIFT_RANGE = (0.02, 50.0)  # the model's lifts are clipped to this; the oracle's too
 IPFN_MAX_CELLS = 2_000_000
+SDV_SKIPPED = ("skipped: sdv not installed (for this row: bash bench/sdv-env.sh, then "
+               ".venv-sdv/bin/python bench/bench_methods.py --no-llm)")
 
 # Tang et al. (2025), Table "E-commerce" — published, not re-run (no code released).
 PAPER_ROWS = {
@@ -263,8 +266,8 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bo
     timed("IPF + sampling", lambda: ipf_sampling(targets, n, rng))
     try:
         import sdv  # noqa: F401
-    except ImportError:  # not a dependency of the project: pip install sdv to get the row
-        case.runs["SDV GaussianCopula (sees micro-data)"] = Run(case.floor.iloc[:0], 0.0, note="skipped (sdv not installed)")
+    except ImportError:  # not a dependency of the project (it caps pandas below 3): its own environment, bench/sdv-env.sh
+        case.runs["SDV GaussianCopula (sees micro-data)"] = Run(case.floor.iloc[:0], 0.0, note=SDV_SKIPPED)
     else:
         timed("SDV GaussianCopula (sees micro-data)", lambda: baselines.gaussian_copula(case.micro, targets.schema, n, seed=0))
     timed("oracle: lifts from the truth", lambda: oracle(targets, case.truth, np.random.default_rng(spec.seed)))

@@ -38,6 +38,30 @@ def test_ipf_fits_every_table_and_independent_only_the_marginals(targets):
     assert tvd(joint[1], joint[0].counts) > 0.05  # independence misses the joint table
 
 
+def test_the_gaussian_copula_fits_the_micro_data_and_keeps_the_schema(targets):
+    pytest.importorskip("sdv", reason="sdv is no dependency (it caps pandas below 3): bash bench/sdv-env.sh, "
+                        "then .venv-sdv/bin/python -m pytest tests/test_bench_baselines.py")
+    import pandas as pd
+
+    micro = pd.read_csv(EXAMPLE / "reference.csv")
+    schema = targets.schema
+    records = baselines.gaussian_copula(micro, schema, 2000, seed=0)
+    assert len(records) == 2000 and list(records.columns) == schema.names
+    for name in schema.names:
+        var = schema[name]
+        if var.is_numeric:
+            assert records[name].between(micro[name].min(), micro[name].max()).all(), name  # enforce_min_max_values
+            if var.type == "integer":
+                assert pd.api.types.is_integer_dtype(records[name]), name
+        else:
+            assert set(records[name]) <= set(var.values), name
+    marginals = {t.variables[0]: t for t in targets if len(t.variables) == 1 and not schema[t.variables[0]].is_numeric}
+    for table, counts in zip(marginals.values(), count_all(records, list(marginals.values()))):
+        assert tvd(counts, table.counts) < 0.05, table.name  # the copula keeps the micro-data's marginals
+    again = baselines.gaussian_copula(micro, schema, 2000, seed=0)
+    pd.testing.assert_frame_equal(records, again)  # the seed fixes the draw
+
+
 class Writer:
     """A backend double that writes records as the direct-prompting baseline asks."""
 

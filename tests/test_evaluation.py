@@ -295,6 +295,41 @@ def test_rule_rates_are_given_among_the_condition_with_denominators(tmp_path, ta
     assert data["synthetic_condition_records"] == len(electronics) and data["synthetic_violations"] == violations
 
 
+def test_without_rules_evaluate_run_and_manifest_say_realism_is_not_scored(tmp_path, monkeypatch, reference):
+    import yaml
+    from fakes import FakeLLM
+
+    import llmsynthor.api
+
+    shutil.copytree(EXAMPLE / "targets", tmp_path / "targets")
+    data = yaml.safe_load(SPEC.read_text())
+    del data["rules"]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert "realism" not in _evaluate_cli(EXAMPLE / "reference.csv", "--json", tmp_path / "e.json").output  # it has rules
+    cli = CliRunner().invoke(app, ["evaluate", str(EXAMPLE / "reference.csv"), "--spec", str(tmp_path / "spec.yaml"),
+                                   "--json", str(tmp_path / "none.json")])
+    assert cli.exit_code == 0, cli.output
+    assert "realism not scored: no rules in the spec" in cli.output.splitlines() and "rule " not in cli.output
+    summary = json.loads((tmp_path / "none.json").read_text())["summary"]
+    assert summary["realism"] == "not scored: no rules in the spec" and summary["rule_violations"] is None
+    assert json.loads((tmp_path / "e.json").read_text())["summary"]["realism"] == "scored: 4 rules"
+    # run: the line before the summary, and the manifest
+    monkeypatch.setattr(llmsynthor.api, "make_backend", lambda *args, **kwargs: FakeLLM(domains={"age": (18, 90), "price": (0, 2000)}))
+    monkeypatch.setenv("LLMSYNTHOR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke(app, ["run", "spec.yaml", "--out", "o.csv", "--n", "300", "--no-cache"])
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    assert lines[-2] == "realism not scored: no rules in the spec" and "LLM calls" in lines[-1]
+    assert json.loads((tmp_path / "o.manifest.json").read_text())["realism"] == "not scored: no rules in the spec"
+    shutil.copy(SPEC, tmp_path / "spec.yaml")  # with its 4 rules: run says nothing of realism, the manifest who scores them
+    run = CliRunner().invoke(app, ["run", "spec.yaml", "--out", "r.csv", "--n", "300", "--no-cache"])
+    assert run.exit_code == 0, run.output
+    assert "realism" not in run.output
+    assert json.loads((tmp_path / "r.manifest.json").read_text())["realism"] == ("scored by `llmsynthor evaluate` (4 rules), "
+                                                                                "not by run")
+
+
 def _spec_with_rules(tmp_path, rules):
     folder = tmp_path / "example"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("reference.csv"))

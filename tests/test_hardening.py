@@ -55,7 +55,7 @@ def fake_model(monkeypatch):
     """`run` gets the test double; ``calls`` lists the backends it made."""
     made = []
 
-    def make(settings, cache=None):
+    def make(settings, cache=None, on_slow=None):
         made.append(FakeLLM(domains=DOMAINS))
         return made[-1]
 
@@ -312,7 +312,7 @@ class Interrupting(FakeLLM):
 
 def test_ctrl_c_names_the_checkpoint_and_the_exact_command_that_resumes(workdir, monkeypatch):
     backends = iter([Interrupting(at=3), FakeLLM(domains=DOMAINS)])  # 1: dependencies, 2: iteration 1, 3: Ctrl-C
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: next(backends))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: next(backends))
     result = runner.invoke(app, ["run", "spec.yaml", "--out", "out/o.csv", "--n", "300", "--max-iterations", "6"])
     assert result.exit_code == 130, result.output
     assert "Traceback" not in result.output
@@ -329,7 +329,7 @@ def test_ctrl_c_names_the_checkpoint_and_the_exact_command_that_resumes(workdir,
 
 
 def test_ctrl_c_before_the_first_iteration_says_there_is_nothing_to_resume(workdir, monkeypatch):
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=1))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: Interrupting(at=1))
     result = runner.invoke(app, ["run", "spec.yaml", "--out", "o.csv", "--n", "300"])
     assert result.exit_code == 130, result.output
     assert "interrupted before the first iteration finished; nothing to resume" in result.output
@@ -366,7 +366,7 @@ def test_file_system_failures_of_the_caches_are_clear_errors(tmp_path, monkeypat
 
 
 def test_resume_after_a_target_file_was_edited_is_refused_before_the_model_loads(workdir, monkeypatch):
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=3))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: Interrupting(at=3))
     args = ["run", "spec.yaml", "--out", "o.csv", "--n", "300", "--max-iterations", "6"]
     assert runner.invoke(app, args).exit_code == 130
     path = workdir / "targets" / "location_payment.csv"
@@ -381,7 +381,7 @@ def test_resume_after_a_target_file_was_edited_is_refused_before_the_model_loads
 
 @pytest.mark.parametrize("changed", [["--seed", "5"], ["--n", "400"]])
 def test_resume_with_other_options_is_refused_before_the_model_loads(workdir, monkeypatch, changed):
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=3))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: Interrupting(at=3))
     args = ["run", "spec.yaml", "--out", "o.csv", "--n", "300", "--max-iterations", "6"]
     assert runner.invoke(app, args).exit_code == 130
 
@@ -394,9 +394,38 @@ def test_resume_with_other_options_is_refused_before_the_model_loads(workdir, mo
 
 
 def test_a_stale_checkpoint_of_an_earlier_run_gets_no_resume_hint(workdir, monkeypatch):
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=3))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: Interrupting(at=3))
     args = ["run", "spec.yaml", "--out", "o.csv", "--n", "300", "--max-iterations", "6"]
     assert runner.invoke(app, args).exit_code == 130  # leaves o.checkpoint
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: Interrupting(at=1))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: Interrupting(at=1))
     result = runner.invoke(app, args)  # a fresh run, interrupted before its first iteration
     assert result.exit_code == 130 and "nothing to resume" in result.output, result.output
+
+
+class DyingServer(FakeLLM):
+    """A backend that stops answering at the ``at``-th request, as a crashed server does."""
+
+    def __init__(self, at: int):
+        super().__init__(domains=DOMAINS)
+        self.at = at
+
+    def complete_json(self, *args, **kwargs):
+        if len(self.calls) + 1 >= self.at:
+            from llmsynthor.errors import BackendError
+
+            raise BackendError("openai:local could not be reached, still after 6 attempts", retryable=True)
+        return super().complete_json(*args, **kwargs)
+
+
+def test_a_backend_that_dies_mid_run_ends_it_with_exit_3_after_the_checkpoint(workdir, monkeypatch):
+    backends = iter([DyingServer(at=3), FakeLLM(domains=DOMAINS)])  # 1: dependencies, 2: iteration 1, 3: the server is gone
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: next(backends))
+    result = runner.invoke(app, ["run", "spec.yaml", "--out", "out/o.csv", "--n", "300", "--max-iterations", "6"])
+    assert result.exit_code == 3, result.output
+    assert "llmsynthor: the LLM backend failed: openai:local could not be reached, still after 6 attempts" in result.output
+    assert (workdir / "out" / "o.checkpoint" / "state.json").is_file() and not (workdir / "out" / "o.csv").exists()
+    command = "llmsynthor run spec.yaml --out out/o.csv --n 300 --max-iterations 6 --resume"
+    assert result.output.strip().endswith(f"fix the cause and run: {command}")
+    resumed = runner.invoke(app, shlex.split(command)[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(pd.read_csv(workdir / "out" / "o.csv")) == 300

@@ -1,8 +1,11 @@
-"""The CLI's commands besides `run` read household specs as such: `check` lists both levels' tables
-and finds bad input before any work; `spec-format --households` documents every field."""
+"""The CLI's commands read household specs as such: `check` lists both levels' tables and finds bad
+input before any work; `spec-format --households` documents every field; `evaluate` and `run` (with
+the schema-driven fake) say what they scored — realism not scored without rules, the zones over the
+tolerance, the control cells no candidate reaches."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -129,6 +132,73 @@ def test_evaluate_scores_a_household_folder_as_the_evaluation_does_with_the_refe
     text = " ".join(result.output.split())
     assert f"household rejection rate {direct.summary()['rejection_rate']:.1%}" in text
     assert re.search(r"size_cars\W+households\W+0\.\d{4}", result.output) and "held-out 3-way tables: 454" in text
+
+
+def test_evaluate_without_rules_says_realism_is_not_scored_and_counts_zones_over_tolerance(baseline_folders, example_copy,
+                                                                                              tmp_path):
+    from llmsynthor.households.evaluation import evaluate_households
+
+    spec, targets, root, frames = baseline_folders
+    data = yaml.safe_load((example_copy / "spec.yaml").read_text())
+    del data["rules"]
+    (example_copy / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    result = runner.invoke(app, ["evaluate", str(root / "independent"), "--spec", str(example_copy / "spec.yaml"),
+                                 "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    direct = evaluate_households(spec, targets, *frames["independent"])  # with the example's rules: the same structure
+    failed, n = direct.structure_households, direct.counts["households"]
+    assert (f"realism not scored: no rules in the spec · structure checks failed by {failed:,} of {n:,} households "
+            f"({failed / n:.1%}) · structure problems: ") in text
+    assert "rejection rate" not in text
+    written = json.loads((tmp_path / "e.json").read_text())["summary"]
+    assert written["realism"] == "not scored: no rules in the spec" and written["rejection_rate"] is None
+    # the headline over the tolerance: every table for the region, and the zones of the 4 per-zone tables
+    zones = direct.zones_over()
+    assert len(zones) == 4 and all(z["of"] == 46 for z in zones.values())
+    assert written["over_tolerance"] == direct.summary()["over_tolerance"] and written["over_tolerance"] in text
+    assert text.count("tables over tolerance (region TVD > 0.01): ") == 1
+    assert f"tables over tolerance (region TVD > 0.01): {len(direct.targets_over_tolerance)} of 12" in text
+    worst = max(zones, key=lambda k: zones[k]["zones"])
+    z = zones[worst]
+    assert z["zones"] > 0  # independent margins miss zones
+    assert f"{z['zones']} of 46 in {worst} (worst zone {z['worst_zone']}, TVD {z['worst_tvd']:.3f})" in text
+    with_rules = runner.invoke(app, ["evaluate", str(root / "independent"), "--spec", str(EXAMPLE / "spec.yaml")])
+    assert f"household rejection rate {direct.summary()['rejection_rate']:.1%} (a household rule broken" in \
+        " ".join(with_rules.output.split()) and "realism not scored" not in with_rules.output
+
+
+def test_run_names_the_cells_no_candidate_reaches_and_says_realism_is_not_scored(tmp_path, monkeypatch):
+    from test_household_compose import SchemaLLM, tiny_two_zones
+
+    import llmsynthor.api
+
+    data = tiny_two_zones()  # no rules
+    data["synthesis"] = {**data["synthesis"], "independent": 0}  # no candidate drawn from the tables alone
+    monkeypatch.setattr(llmsynthor.api, "make_backend", lambda *args, **kwargs: SchemaLLM(domains={"age": (30, 99)}))
+    monkeypatch.setenv("LLMSYNTHOR_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    result = runner.invoke(app, ["run", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out"), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    cell = {"table": "age", "level": "persons", "cell": {"age": "[0,18)"}, "target": 10.0, "given": "region"}
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    region = manifest["region_balance"]
+    assert region["unreachable_controls"] == 1 and region["unreachable_cells"] == [cell]  # no member under 30
+    at = lines.index("control cells no candidate household reaches (they stay short): 1")
+    assert lines[at + 1] == "  age: age=[0,18) — target 10 persons, region"
+    assert "1 control cell(s) no candidate household reaches (they stay short): age: age=[0,18) — target 10 persons, " \
+           "region" in manifest["notes"]
+    summary = manifest["evaluation"]["summary"]
+    assert summary["realism"] == "not scored: no rules in the spec" and summary["rejection_rate"] is None
+    assert [line for line in lines if line.startswith("tables over tolerance")] == [summary["over_tolerance"]]
+    over = manifest["evaluation"]["targets_over_tolerance"]
+    assert "age" in over and summary["over_tolerance"].startswith(
+        f"tables over tolerance (region TVD > 0.01): {len(over)} of 3 ({', '.join(over)}) · zones over tolerance (zone TVD > "
+        "0.01): ")  # the one per-zone table's zones follow
+    last = lines[-1]
+    assert last.startswith("realism not scored: no rules in the spec · structure checks failed by 0 of 20 households "
+                           "(0.0%) · ") and "compositions accepted" in last and "rejection" not in last
 
 
 def test_report_writes_the_household_report_of_a_folder(baseline_folders, tmp_path):
@@ -272,3 +342,25 @@ def test_a_person_constraint_names_a_person_variable_two_household_variables_sta
     block = yaml.safe_load(result.stdout)["constraints"]
     assert block["households"] == ["size >= 2 -> kind != alone"]
     assert all("relationship" in c or "age" in c for c in block["persons"]) and "size >= 2 -> kind != alone" not in block["persons"]
+
+
+def test_a_backend_that_dies_ends_a_household_run_with_exit_3_and_writes_nothing(tmp_path, monkeypatch):
+    from test_household_compose import SchemaLLM, tiny_two_zones
+
+    import llmsynthor.api
+    from llmsynthor.errors import BackendError
+
+    class Dying(SchemaLLM):
+        def complete_json(self, *args, **kwargs):
+            if len(self.calls) >= 2:  # two compositions answered, then the server is gone
+                raise BackendError("openai:local could not be reached, still after 6 attempts", retryable=True)
+            return super().complete_json(*args, **kwargs)
+
+    monkeypatch.setattr(llmsynthor.api, "make_backend", lambda *args, **kwargs: Dying(domains={"age": (0, 99)}))
+    monkeypatch.setenv("LLMSYNTHOR_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(tiny_two_zones(), sort_keys=False), encoding="utf-8")
+    result = runner.invoke(app, ["run", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 3, result.output
+    assert "llmsynthor: the LLM backend failed: openai:local could not be reached, still after 6 attempts" in result.output
+    assert "the compositions answered so far are in the response cache" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "households.csv").exists()

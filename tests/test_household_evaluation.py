@@ -14,7 +14,7 @@ from conftest import ROOT
 
 from llmsynthor.errors import SpecError
 from llmsynthor.households.controls import load_controls
-from llmsynthor.households.evaluation import evaluate_households, prepare_held_out
+from llmsynthor.households.evaluation import evaluate_households, prepare_held_out, tolerance_headline
 from llmsynthor.households.spec import load_household_spec, parse_household_spec
 
 SPEC = {
@@ -94,7 +94,7 @@ def test_the_population_the_targets_came_from_scores_zero_everywhere(spec, targe
     assert result.held_out and all(f["jsd"] == 0 for f in result.held_out.values())
     summary = result.summary()
     assert summary["target_tvd_mean"] == 0 and summary["zone_tvd_mean"] == 0 and summary["heldout_jsd_mean"] == 0
-    assert summary["truth_rejection_rate"] == 0
+    assert summary["truth_rejection_rate"] == 0 and summary["realism"] == "scored: 4 rules"
     json.dumps(result.as_dict())  # plain values only
 
 
@@ -150,6 +150,52 @@ def test_per_zone_tvd_sees_a_household_in_the_wrong_zone(spec, targets):
     households.loc[4, "zone"] = "C"
     unknown = evaluate_households(spec, targets, households, persons)
     assert unknown.structure["unknown_zone"] == 1 and unknown.zone_households["households_in_unknown_zones"] == 1
+
+
+def test_zones_over_tolerance_are_counted_per_table_in_the_headline(spec, targets):
+    households, persons = frames()
+    households.loc[3, "zone"] = "A"  # the fourth household, one adult, moved from B to A: B keeps only its 3 persons
+    result = evaluate_households(spec, targets, households, persons)
+    size, age = result.on_targets["size_by_zone"], result.on_targets["age_by_zone"]
+    assert size["zones_tvd"] == pytest.approx([1 / 12, 0.5]) and age["zones_tvd"] == pytest.approx([0, 1 / 6])
+    assert result.zones_over() == {"size_by_zone": {"zones": 2, "of": 2, "worst_zone": "B", "worst_tvd": pytest.approx(0.5)},
+                                   "age_by_zone": {"zones": 1, "of": 2, "worst_zone": "B", "worst_tvd": pytest.approx(1 / 6)}}
+    summary = result.summary()
+    assert (summary["target_tables"], summary["targets_over_tolerance"]) == (4, 0)  # the region is unchanged
+    assert (summary["zone_tables_over_tolerance"], summary["zones_over_tolerance"]) == (2, 2)
+    assert summary["over_tolerance"] == ("tables over tolerance (region TVD > 0.01): 0 of 4 · zones over tolerance "
+                                         "(zone TVD > 0.01): 2 of 2 in size_by_zone (worst zone B, TVD 0.500); "
+                                         "1 of 2 in age_by_zone (worst zone B, TVD 0.167)")
+    assert json.loads(json.dumps(result.as_dict()))["summary"]["over_tolerance"] == summary["over_tolerance"]
+    age["zones_over_tolerance"] = 0  # as if every zone met it: named at the end
+    assert tolerance_headline(result).endswith("2 of 2 in size_by_zone (worst zone B, TVD 0.500); 0 of 2 in age_by_zone")
+    rows = [list(r) for r in TRUTH]
+    rows[0][3] = "rent"  # tenure off at the region, every zone met
+    met = evaluate_households(spec, targets, *frames([tuple(r) for r in rows])).summary()
+    assert met["over_tolerance"] == ("tables over tolerance (region TVD > 0.01): 1 of 4 (tenure) · zones over tolerance "
+                                     "(zone TVD > 0.01): 0 of 2 in each of size_by_zone, age_by_zone")
+    assert (met["zone_tables_over_tolerance"], met["zones_over_tolerance"]) == (0, 0)
+
+
+def test_without_rules_realism_is_not_scored_rather_than_a_rate_of_zero():
+    bare = parse_household_spec({k: v for k, v in SPEC.items() if k != "rules"})
+    rows = [list(r) for r in TRUTH]
+    rows[1][1] = 2  # size 2, one member listed: a structure problem, which is no realism score
+    result = evaluate_households(bare, load_controls(bare), *frames([tuple(r) for r in rows]), truth=frames())
+    assert result.rules == {} and result.structure_households == 1
+    assert result.rejection == {"rate": None, "households": None, "household_rules": None, "person_rules": None,
+                                "structure": 1 / 5, "constraint_households": 0}
+    summary = result.summary()
+    assert summary["realism"] == "not scored: no rules in the spec"
+    assert summary["rejection_rate"] is None and summary["truth_rejection_rate"] is None
+    written = json.loads(json.dumps(result.as_dict()))
+    assert written["summary"]["realism"] == "not scored: no rules in the spec" and written["summary"]["rejection_rate"] is None
+    assert written["rejection"]["rate"] is None and written["truth"]["rejection_rate"] is None
+    # person rules only: the rate is scored, the household rules' share is not
+    persons_only = parse_household_spec({**SPEC, "rules": {"persons": SPEC["rules"]["persons"]}})
+    scored = evaluate_households(persons_only, load_controls(persons_only), *frames())
+    assert scored.rejection["rate"] == 0 and scored.rejection["person_rules"] == 0
+    assert scored.rejection["household_rules"] is None and scored.summary()["realism"] == "scored: 2 rules"
 
 
 def test_held_out_tables_are_the_pairs_no_target_covers_and_see_what_the_targets_miss(spec, targets):

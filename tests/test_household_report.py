@@ -36,6 +36,30 @@ def section(page: str, name: str) -> str:
     return match.group(1)
 
 
+def figures(page: str) -> list[dict]:
+    """Every plotly figure of the page read through its JSON (plotly may write any character as a
+    \\u escape): ``{"id", "data", "layout"}`` in page order."""
+    decoder, out = json.JSONDecoder(), []
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*', page):
+        data, end = decoder.raw_decode(page, match.end())
+        layout, _ = decoder.raw_decode(page, re.compile(r"\s*,\s*").match(page, end).end())
+        out.append({"id": match.group(1), "data": data, "layout": layout})
+    return out
+
+
+def titles(page: str) -> list[str]:
+    return [f["layout"]["title"]["text"] for f in figures(page)]
+
+
+def texts(value) -> list[str]:
+    """Every string inside a figure's JSON."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in texts(v)]
+    return [value] if isinstance(value, str) else []
+
+
 def visible(page: str) -> str:
     """The page without its scripts (plotly.js, the figures' data)."""
     return re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
@@ -62,17 +86,22 @@ def test_each_level_has_its_section_naming_its_target_tables(semcog):
         assert f"{level} tables" in own
         for name in names:
             assert f"<td>{name}</td>" in own and f"<td>{name}</td>" not in other
-            assert f"{name} (region) — TVD {evaluation.on_targets[name]['tvd']:.4f}" in own  # its bar chart
+            assert any(t.startswith(f"{name} (region) — TVD {evaluation.on_targets[name]['tvd']:.4f},")
+                       for t in titles(own))  # its bar chart
     zoned = [t.name for t in targets if t.zones is not None]
     assert len(zoned) == 4
     for name in zoned:
         f = evaluation.on_targets[name]
-        assert f"{name}: TVD per zone — mean {f['zones_tvd_mean']:.4f}" in page
+        assert any(t.startswith(f"{name}: TVD per zone — mean {f['zones_tvd_mean']:.4f}") for t in titles(page))
         assert f"<td>{f['zones_tvd_max']:.4f}</td>" in page
     assert "<h1>SEMCOG &lt;test&gt;</h1>" in page and "<title>SEMCOG &lt;test&gt;</title>" in page
     assert f"{evaluation.counts['households']:,} households" in page and "46 zones" in page and "12 target tables" in page
     for key in evaluation.summary():
         assert f"<td>{key}</td>" in page
+    summary = evaluation.summary()  # the headlines, as run and evaluate print them
+    assert f"<td>over_tolerance</td><td>{html.escape(summary['over_tolerance'])}</td>" in page
+    assert summary["over_tolerance"].startswith("tables over tolerance (region TVD > 0.01): ")
+    assert "<td>realism</td><td>scored: 21 rules</td>" in page
 
 
 def test_structure_reasons_rejection_and_every_rule_escaped_with_the_truth_beside(semcog):
@@ -145,17 +174,63 @@ def test_labels_with_markup_and_ampersands_are_escaped_in_the_page_and_the_plots
                             "age": [40, 35, 5, 70], "relationship": ["head", "head", "child", "head"]})
     evaluation = evaluate_households(spec, targets, households, persons)
     page = build_household_report(spec, targets, evaluation, households=households, persons=persons)
+    plotted = [t for f in figures(page) for t in texts(f)]
     for raw in ("tenure <&> size", "<b>own</b>", "R&D rent", "age < 30"):
-        assert raw not in page, raw  # neither in the HTML nor in the plots' data (plotly would read the tags)
+        assert raw not in visible(page), raw  # not in the HTML
+        assert not any(raw in t for t in plotted), raw  # nor in the plots' data (plotly would read the tags)
     assert "<td>tenure &lt;&amp;&gt; size</td>" in page and "<td>tenure == R&amp;D rent -&gt; size &lt;= 2</td>" in page
-    # the bars' labels, escaped as plotly decodes them (its JSON writes "/" as \u002f)
-    assert "&lt;b&gt;own&lt;\\u002fb&gt;" in page and '"R&amp;D rent"' in page
+    bars = next(f for f in figures(page) if f["layout"]["title"]["text"].startswith("tenure &lt;&amp;&gt; size (region)"))
+    assert bars["data"][0]["x"] == ["&lt;b&gt;own&lt;/b&gt;", "R&amp;D rent"]  # the labels, escaped as plotly decodes them
     assert PLOTS.search(page).group(1) == "3"  # two tables (no zones) and the rules
     households.loc[2, "tenure"] = "<i>squat</i>"  # outside the domain: counted, and an extra cell of the bars
     evaluation = evaluate_households(spec, targets, households, persons)
     page = build_household_report(spec, targets, evaluation, households=households, persons=persons)
     assert "<i>squat</i>" not in page and "&#x27;&lt;i&gt;squat&lt;/i&gt;&#x27;" in page  # the example value, escaped
-    assert "<th>variable (households)</th>" in page and '"outside the domain"' in page
+    assert "<th>variable (households)</th>" in page
+    bars = next(f for f in figures(page) if f["layout"]["title"]["text"].startswith("tenure &lt;&amp;&gt; size (region)"))
+    assert bars["data"][0]["x"][-1] == "outside the domain"
+
+
+def test_without_rules_the_report_says_realism_is_not_scored_and_shows_no_rejection_rate():
+    import pandas as pd
+
+    spec = parse_household_spec({k: v for k, v in TINY.items() if k != "rules"})
+    targets = load_controls(spec)
+    households = pd.DataFrame({"household_id": [1, 2, 3], "size": [1, 2, 2], "tenure": ["<b>own</b>", "<b>own</b>", "R&D rent"]})
+    persons = pd.DataFrame({"household_id": [1, 2, 2, 3], "person_id": [1, 2, 3, 4], "member": [0, 0, 1, 0],
+                            "age": [40, 35, 5, 70], "relationship": ["head", "head", "child", "head"]})  # household 3: size 2, 1 member
+    evaluation = evaluate_households(spec, targets, households, persons)
+    page = build_household_report(spec, targets, evaluation, households=households, persons=persons)
+    realism = section(page, "realism")
+    assert ("Realism not scored: no rules in the spec: no household rejection rate (the structure checks above are no "
+            "realism score; add household or person rules under <code>rules:</code>).") in realism
+    assert "1 of 3 households fail at least one" in realism  # the structure checks, named as such
+    assert "<th>household rejection</th>" not in realism and "rejected (any cause)" not in realism
+    assert "<td>realism</td><td>not scored: no rules in the spec</td>" in page and "<td>rejection_rate</td><td>–</td>" in page
+    assert PLOTS.search(page).group(1) == "2"  # the two tables' bars; no rules, no rules figure
+
+
+def test_the_run_section_names_every_control_cell_no_candidate_reaches(written):
+    from llmsynthor.households.controls import control_cells, describe_cells
+
+    folder, paths, result, targets = written
+    cells = control_cells(targets, [2, 4])
+    assert cells == [{"table": "size_by_zone", "level": "households", "cell": {"size": "[3,4]"}, "target": 5.0,
+                      "given": "per zone", "zones": ["A", "B"]},
+                     {"table": "tenure", "level": "households", "cell": {"tenure": "rent"}, "target": 8.0, "given": "region"}]
+    lines = describe_cells(cells * 6)
+    assert len(lines) == 11 and lines[0] == "size_by_zone: size=[3,4] — target 5 households, per zone (2 zones: A, B)"
+    assert lines[1] == "tenure: tenure=rent — target 8 households, region" and lines[-1] == "… and 2 more"
+    run = json.loads(paths["manifest"].read_text(encoding="utf-8"))
+    assert len(run["region_balance"]["unreachable_cells"]) == run["region_balance"]["unreachable_controls"]
+    run["region_balance"].update(unreachable_controls=2, unreachable_cells=cells)
+    spec = two_zones()
+    page = build_household_report(spec, targets, evaluate_households(spec, targets, result.households, result.persons), run)
+    run_section = section(page, "run")
+    assert "<td>control cells no candidate reaches</td><td>2</td>" in run_section
+    assert "<th>control cell no candidate reaches (it stays short)</th><th>table</th><th>target</th><th>given</th>" in run_section
+    assert "<td>size=[3,4]</td><td>size_by_zone</td><td>5 households</td><td>per zone (2 zones: A, B)</td>" in run_section
+    assert "<td>tenure=rent</td><td>tenure</td><td>8 households</td><td>region</td>" in run_section
 
 
 # -- a whole run with the fake LLM: write_outputs writes the report beside the linked tables ------------

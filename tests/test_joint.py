@@ -186,7 +186,7 @@ def test_a_plan_with_nothing_free_makes_no_llm_call(tmp_path):
 
 def test_the_manifest_has_the_calibration_block(tmp_path, monkeypatch):
     (tmp_path / "spec.yaml").write_text(json.dumps(SPEC))
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: KnowingFakeLLM(RIGHT, seed=1))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: KnowingFakeLLM(RIGHT, seed=1))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["run", "spec.yaml", "--out", "o.csv"])
     assert result.exit_code == 0, result.output
@@ -257,7 +257,7 @@ def test_candidates_follow_the_pool_and_numeric_values_are_drawn_afresh_inside_t
 def test_the_command_names_a_contradicting_constraint_before_the_model_loads(tmp_path, monkeypatch):
     (tmp_path / "spec.yaml").write_text(json.dumps({**SPEC, "constraints": ["age == 65+ -> marital == Never"]}))
     made = []
-    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None: made.append(1) or KnowingFakeLLM(RIGHT))
+    monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: made.append(1) or KnowingFakeLLM(RIGHT))
     monkeypatch.chdir(tmp_path)
     for args in (["check", "spec.yaml"], ["run", "spec.yaml", "--out", "o.csv"]):
         result = CliRunner().invoke(app, args)

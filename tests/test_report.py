@@ -18,6 +18,7 @@ from llmsynthor.output import manifest, write_json, write_records
 from llmsynthor.spec import with_overrides
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
+PLOTS = re.compile(r"data-plots='(\d+)'")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,27 @@ def test_an_unreadable_manifest_is_named(tmp_path, run_files):
     assert cli.exit_code == 2 and "is JSON but not a run manifest" in cli.output and "Traceback" not in cli.output
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "none.csv"), "--spec", str(EXAMPLE / "spec.yaml")])
     assert missing.exit_code == 2 and "records file not found" in missing.output
+
+
+def test_without_rules_the_report_says_realism_is_not_scored():
+    import pandas as pd
+
+    from llmsynthor import load_targets
+    from llmsynthor.evaluation import evaluate
+    from llmsynthor.report import build_report
+    from llmsynthor.rules import parse_rules
+
+    spec = load_spec(EXAMPLE / "spec.yaml")
+    targets = load_targets(spec)
+    records = pd.read_csv(EXAMPLE / "reference.csv")
+    page = build_report(records, targets, evaluate(records, targets))
+    said = ("<h2>Realism rules</h2><p class='note'>Realism not scored: no rules in the spec: the spec's <code>rules:</code> "
+            "list is empty, so no record was checked against one.</p>")
+    assert said in page and "<td>realism</td><td>not scored: no rules in the spec</td>" in page
+    assert "<td>rule_violations</td><td>–</td>" in page and PLOTS.search(page).group(1) == "9"  # the targets' bars only
+    scored = build_report(records, targets, evaluate(records, targets, rules=parse_rules(spec)))
+    assert "not scored" not in scored and "<td>realism</td><td>scored: 4 rules</td>" in scored
+    assert PLOTS.search(scored).group(1) == "10"  # and the rules'
 
 
 def test_the_report_shows_values_outside_the_domain_and_rule_denominators():

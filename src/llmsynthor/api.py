@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .llm.base import LLMBackend
 from .spec import LLMSettings, Spec
 from .synthesizer import ProgressCallback, SynthesisResult, Synthesizer
 
 
-def make_backend(settings: LLMSettings, *, cache: bool | None = None) -> LLMBackend:
+def make_backend(settings: LLMSettings, *, cache: bool | None = None,
+                 on_slow: Callable[[str], None] | None = None) -> LLMBackend:
     """The backend named by ``settings``, ready to answer; behind the response cache unless
-    ``cache`` (default: ``settings.cache``) is false."""
+    ``cache`` (default: ``settings.cache``) is false. ``on_slow`` hears of a step of the embedded
+    model that ran far slower than its pace (another process competing for the cores)."""
+    if settings.backend == "none":  # a run without a model, asked for: nothing to answer, nothing to cache
+        from .llm.none import NoModel
+
+        return NoModel()
     if settings.backend == "openai":
         from .llm.openai_compat import OpenAICompatibleLLM
 
@@ -23,7 +31,7 @@ def make_backend(settings: LLMSettings, *, cache: bool | None = None) -> LLMBack
 
         backend = EmbeddedLLM(settings.model or DEFAULT_MODEL, sha256=settings.sha256, n_ctx=settings.n_ctx,
                               n_threads=settings.n_threads, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
-                              top_p=settings.top_p, top_k=settings.top_k)
+                              top_p=settings.top_p, top_k=settings.top_k, on_slow=on_slow)
     if settings.cache if cache is None else cache:
         from .llm.cache import CachedLLM, default_path
 

@@ -1,12 +1,16 @@
 """The ``llmsynthor`` command.
 
-Exit status: 0 done, 1 runtime failure (backend, model file, LLM output), 2 bad input (spec,
-target files, options). Errors are one paragraph on stderr; ``--debug`` adds the traceback.
+Exit status: 0 done; 1 runtime failure (a model file, the LLM's output, the file system); 2 bad
+input (spec, target files, options); 3 the LLM backend failed or could not be reached before its
+work was done (what was done is kept: the checkpoint and the response cache); 130 interrupted
+(Ctrl-C) and 143 terminated (SIGTERM), the checkpoint kept in both. Errors are one paragraph on
+stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -21,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import checkpoint
-from .errors import LLMSynthorError, Problem, SpecError, os_reason
+from .errors import BackendError, LLMSynthorError, ModelFileError, Problem, SpecError, os_reason
 from .rules import parse_rules
 from .spec import load_spec, with_overrides
 from .tempering import ZERO_LIFT
@@ -42,19 +46,59 @@ err = Console(stderr=True)
 out = Console()
 
 
+EXIT_BACKEND = 3  # the LLM backend failed or could not be reached: its own code, so scripts can tell it apart
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it ends as Ctrl-C does: the checkpoint kept, the
+    resume command printed; exit status 143 (128 + 15)."""
+
+    code = 143
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _stopped(exc: BaseException) -> tuple[str, int]:
+    """How an interruption is named and its exit status: Ctrl-C 130, SIGTERM 143."""
+    return ("terminated (SIGTERM)", Terminated.code) if isinstance(exc, Terminated) else ("interrupted", 130)
+
+
 def _fail(exc: BaseException, debug: bool, code: int) -> None:
     if debug:
         typer.echo(traceback.format_exc(), err=True)
-    kind = "invalid input" if isinstance(exc, SpecError) else "error"
+    kind = ("invalid input" if isinstance(exc, SpecError)
+            else "the LLM backend failed" if code == EXIT_BACKEND else "error")
     typer.echo(f"llmsynthor: {kind}: {exc}", err=True)
     raise typer.Exit(code)
 
 
 def _fail_with_code(exc: BaseException, debug: bool) -> None:
-    """:func:`_fail` with the code its kind calls for: 2 for bad input, 1 otherwise (an OSError in one line)."""
+    """:func:`_fail` with the code its kind calls for: 2 for bad input, 3 for a backend that failed, 1
+    otherwise (an OSError in one line)."""
     if isinstance(exc, SpecError):
         _fail(exc, debug, 2)
+    if _backend_fault(exc):
+        _fail(exc, debug, EXIT_BACKEND)
     _fail(LLMSynthorError(_os_error(exc)) if isinstance(exc, OSError) else exc, debug, 1)
+
+
+def _warn_slow(message: str) -> None:
+    """A step of the embedded model ran far slower than its pace: say so as it happens."""
+    err.print(escape(f"warning: {message}"), style="yellow", soft_wrap=True)
+
+
+def _say_threads(backend) -> None:
+    """The embedded model's threads when they are not one per core (why, and how to set them)."""
+    threads = getattr(backend, "threads", None)
+    if threads is not None and threads.limited:
+        err.print(escape(f"llama.cpp threads: {threads.reason}"), soft_wrap=True)
+
+
+def _backend_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is the LLM backend failing (not reached, died, refused), not a model file or bad input."""
+    return isinstance(exc, BackendError) and not isinstance(exc, ModelFileError)
 
 
 def _print_numeric(errors: dict[str, dict[str, float]]) -> None:
@@ -70,10 +114,11 @@ def run(
     manifest_path: Path | None = typer.Option(None, "--manifest", help="Run manifest (JSON). Default: the records path with .manifest.json."),
     seed: int | None = typer.Option(None, help="Override the spec's seed: same spec + seed + model gives the same records."),
     n_records: int | None = typer.Option(None, "--n", help="Override the spec's number of records."),
-    llm: str | None = typer.Option(None, "--llm", help="Override llm.backend: embedded (default) or openai (any OpenAI-compatible endpoint)."),
+    llm: str | None = typer.Option(None, "--llm", help="Override llm.backend: embedded (default), openai (any OpenAI-compatible endpoint) or none (no model: the tables joined by independence, as IPF would; a baseline, named as such in the output and the manifest)."),
     base_url: str | None = typer.Option(None, "--base-url", help="Override llm.base_url, e.g. http://localhost:8000/v1 (the key comes from $OPENAI_API_KEY or llm.api_key_env)."),
     model: str | None = typer.Option(None, help="Override llm.model: qwen2.5-coder-1.5b (default), gemma3-270m or a .gguf path; with --llm openai the served model's name."),
     concurrency: int | None = typer.Option(None, help="Override llm.concurrency: requests in flight at once."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Override llm.n_threads: CPU threads of the embedded model. Default: one per core that is free when the model loads (beside a busy core llama.cpp's threads spin: measured 3× slower at 2 threads than at 1 beside another llama.cpp job)."),
     max_iterations: int | None = typer.Option(None, help="Override synthesis.max_iterations."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run whose checkpoint is in --checkpoint."),
@@ -82,9 +127,13 @@ def run(
 ) -> None:
     """Synthesize records for SPEC and write them with a run manifest.
 
-    The run's state is saved after every iteration; if it stops (a server goes away, Ctrl-C),
-    run the same command with `--resume` to finish it: the records equal those of an
+    The run's state is saved after every iteration; if it stops (a server goes away, Ctrl-C,
+    SIGTERM), run the same command with `--resume` to finish it: the records equal those of an
     uninterrupted run. Answers are cached on disk, so re-running a spec replays them.
+
+    A backend that cannot be reached or fails ends the run with exit status 3 (never records
+    made without the model); `--llm none` is a run without a model, asked for: the tables
+    joined by independence, as IPF would, named so in the output and the manifest.
 
     The manifest records the spec's hash, seed, model and its sha256, the dependency groups
     the LLM inferred, every iteration's worst discrepancy, LLM calls, cache hits and tokens,
@@ -94,9 +143,9 @@ def run(
     from .synthesizer import Synthesizer
 
     if _is_households(spec_path, debug):
-        return _run_households(spec_path, out_path, seed, llm, base_url, model, concurrency, no_cache, debug)
+        return _run_households(spec_path, out_path, seed, llm, base_url, model, concurrency, threads, no_cache, debug)
     changes = {"seed": seed, "n_records": n_records, "llm.backend": llm, "llm.base_url": base_url, "llm.model": model,
-               "llm.concurrency": concurrency, "synthesis.max_iterations": max_iterations}
+               "llm.concurrency": concurrency, "llm.n_threads": threads, "synthesis.max_iterations": max_iterations}
     given = {"--manifest": manifest_path, "--checkpoint": checkpoint_dir}  # as the user wrote them, for the resume hint
     spec = synth = None  # for the Ctrl-C message, whenever it comes
     try:
@@ -124,7 +173,8 @@ def run(
 
         err.print(f"connecting to {spec.llm.base_url} ({spec.llm.model}) …" if spec.llm.backend == "openai"
                   else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …")
-        backend = make_backend(spec.llm, cache=use_cache)
+        backend = make_backend(spec.llm, cache=use_cache, on_slow=_warn_slow)
+        _say_threads(backend)
         with _progress(targets.n, spec.synthesis.max_iterations) as progress:
             synth = Synthesizer(spec, backend, targets=targets, progress=progress, checkpoint_dir=checkpoint_dir)
             try:
@@ -132,7 +182,10 @@ def run(
             except LLMSynthorError as exc:
                 if _saved(synth, resume, checkpoint_dir) and not isinstance(exc, SpecError):
                     exc.args = (f"{exc}\nProgress up to the last finished iteration is saved in {checkpoint_dir}; "
-                                "fix the cause and run the same command with --resume.",)
+                                f"fix the cause and run: {_resume_command(spec_path, out_path, given, changes, no_cache)}",)
+                elif _backend_fault(exc) and use_cache:
+                    exc.args = (f"{exc}\nNo iteration had finished, so there is no checkpoint; the answers received so far "
+                                "are in the response cache: fix the cause and run the same command again (they are replayed).",)
                 raise
         err.print(f"drawing {targets.n} records from {len(synth.pool_)} proposals"
                   + (" and calibrating them over records …" if spec.synthesis.candidates > 1 else " …"))
@@ -141,13 +194,13 @@ def run(
         data = manifest(spec, result, backend=backend, records_path=out_path)
         write_json(data, manifest_path)
         checkpoint.clear(checkpoint_dir)
-    except KeyboardInterrupt:
-        _interrupted(_saved(synth, resume, checkpoint_dir), checkpoint_dir, _resume_command(spec_path, out_path, given, changes, no_cache),
-                     cached=not no_cache and spec is not None and spec.llm.cache)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, _saved(synth, resume, checkpoint_dir), checkpoint_dir,
+                     _resume_command(spec_path, out_path, given, changes, no_cache), cached=not no_cache and spec is not None and spec.llm.cache)
     except SpecError as exc:
         _fail(exc, debug, 2)
     except LLMSynthorError as exc:
-        _fail(exc, debug, 1)
+        _fail(exc, debug, EXIT_BACKEND if _backend_fault(exc) else 1)
     except OSError as exc:  # disk full, a file removed mid-run …: one line, the traceback only with --debug
         _fail(LLMSynthorError(_os_error(exc)), debug, 1)
     except MemoryError:
@@ -160,6 +213,9 @@ def run(
         table.add_row(name, f"{d['tvd']:.4f}", f"{d['jsd']:.4f}")
     out.print(table)
     _print_numeric(result.numeric)
+    if spec.llm.backend == "none":
+        out.print("run without a model (--llm none / llm.backend: none, asked for): the tables are joined by independence, "
+                  "as IPF would; a baseline, not the model's prior", soft_wrap=True)
     if result.prior_check is not None:
         p = result.prior_check
         out.print(f"prior: strength {p['strength']:g} on the pairs no table crosses — {p['reason']}", soft_wrap=True)
@@ -169,6 +225,8 @@ def run(
                  else f"{c['from_proposals']} from the LLM's proposals, the rest from the prior-weighted pool")
         out.print(f"calibration over records: kept {c['kept']} of {c['candidates']} candidates ({where}); "
                   f"discrepancy {c['l1_after_sampling']:g} → {c['l1_after_swaps']:g} records", soft_wrap=True)
+    if not spec.rules:  # realism is evaluate's; without rules it cannot be scored at all
+        out.print(f"realism {data['realism']}")
     out.print(_summary(result.converged, data, manifest_path), soft_wrap=True)  # one line, also in logs
 
 
@@ -193,22 +251,28 @@ def _households(command, debug: bool, *args) -> None:
         _fail_with_code(exc, debug)
 
 
-def _run_households(spec_path: Path, out_path: Path | None, seed, llm, base_url, model, concurrency, no_cache: bool, debug: bool) -> None:
+def _run_households(spec_path: Path, out_path: Path | None, seed, llm, base_url, model, concurrency, threads, no_cache: bool,
+                    debug: bool) -> None:
     """`run` for a household spec: linked households and persons in the folder --out (default: the spec's name)."""
     from .households.command import overridden, run_households
     from .households.spec import load_household_spec
 
     try:
         spec = overridden(load_household_spec(spec_path), {"seed": seed, "llm.backend": llm, "llm.base_url": base_url,
-                                                            "llm.model": model, "llm.concurrency": concurrency})
+                                                            "llm.model": model, "llm.concurrency": concurrency,
+                                                            "llm.n_threads": threads})
         folder = out_path or Path(spec.name)
         fmt = "parquet" if folder.suffix.lower() == ".parquet" else "csv"
         run_households(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, no_cache)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: nothing was written (compositions answered so far are in the response cache, so running the "
-                   "same command again replays them)", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        how, code = _stopped(exc)
+        typer.echo(f"llmsynthor: {how}: nothing was written (compositions answered so far are in the response cache, so "
+                   "running the same command again replays them)", err=True)
+        raise typer.Exit(code) from None
     except (SpecError, LLMSynthorError, OSError) as exc:
+        if _backend_fault(exc) and not no_cache:
+            exc.args = (f"{exc}\nNothing was written; the compositions answered so far are in the response cache: fix the cause "
+                        "and run the same command again (they are replayed).",)
         _fail_with_code(exc, debug)
 
 
@@ -221,7 +285,7 @@ def _check_constraints(spec, targets) -> None:
 
 
 _OVERRIDE_OPTIONS = {"seed": "--seed", "n_records": "--n", "llm.backend": "--llm", "llm.base_url": "--base-url", "llm.model": "--model",
-                     "llm.concurrency": "--concurrency", "synthesis.max_iterations": "--max-iterations"}
+                     "llm.concurrency": "--concurrency", "llm.n_threads": "--threads", "synthesis.max_iterations": "--max-iterations"}
 
 
 def _summary(converged: bool, data: dict, manifest_path: Path) -> str:
@@ -300,16 +364,17 @@ def _saved(synth, resume: bool, checkpoint_dir: Path | None) -> bool:
     return ours and checkpoint_dir is not None and checkpoint.exists(checkpoint_dir)
 
 
-def _interrupted(saved: bool, checkpoint_dir: Path | None, command: str, cached: bool) -> None:
-    """Ctrl-C: say where the progress is and the exact command that finishes the run; exit 130."""
+def _interrupted(exc: KeyboardInterrupt, saved: bool, checkpoint_dir: Path | None, command: str, cached: bool) -> None:
+    """Ctrl-C or SIGTERM: say where the progress is and the exact command that finishes the run; exit 130 or 143."""
+    how, code = _stopped(exc)
     if saved:
-        typer.echo(f"llmsynthor: interrupted. Progress up to the last finished iteration is saved in {checkpoint_dir}; "
+        typer.echo(f"llmsynthor: {how}. Progress up to the last finished iteration is saved in {checkpoint_dir}; "
                    f"to finish the run: {command}", err=True)
     else:
         kept = " (LLM answers so far are in the response cache)" if cached else ""
-        typer.echo(f"llmsynthor: interrupted before the first iteration finished; nothing to resume{kept}: "
+        typer.echo(f"llmsynthor: {how} before the first iteration finished; nothing to resume{kept}: "
                    "run the same command again", err=True)
-    raise typer.Exit(130)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -463,6 +528,8 @@ def evaluate(
     for text, rates in result.rules.items():
         ref = f"; reference: {_rule_line(text, rates, 'reference')}" if rates["reference"] is not None else ""
         out.print(escape(f"rule {text}: {_rule_line(text, rates, 'synthetic')}{ref}"))
+    if not result.rules:
+        out.print(f"realism {summary['realism']}")
     out.print(f"distinct records {result.distinct_share:.1%} ({result.duplicates} duplicates)")
     if json_path:
         from dataclasses import asdict
@@ -678,11 +745,13 @@ def _print_suggestions(console, found, level: str | None, max_shown: int, thresh
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)  # ended as Ctrl-C ends a run: checkpoint kept, resume hint, exit 143
     try:
         app()
-    except KeyboardInterrupt:  # `run` reports its own (checkpoint and resume command); this is any other moment
-        typer.echo("llmsynthor: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # `run` reports its own (checkpoint and resume command); this is any other moment
+        how, code = _stopped(exc)
+        typer.echo(f"llmsynthor: {how}", err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

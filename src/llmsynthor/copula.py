@@ -24,7 +24,7 @@ from itertools import combinations, permutations
 
 import numpy as np
 
-from .errors import BackendError
+from .errors import Unsupported
 from .llm.base import score_options
 from .prompts import LETTERS, option_messages
 from .schema import Schema
@@ -169,7 +169,7 @@ def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: b
     asked = {a for _, a in free + checked} | ({c for c, _ in free + checked} if both_directions else set())
     too_many = sorted(name for name in asked if levels[name].axis.size > len(LETTERS))
     if letters and too_many:  # before any question is asked
-        raise BackendError(f"{', '.join(too_many)}: more than {len(LETTERS)} levels, and this backend reads answers by letter "
+        raise Unsupported(f"{', '.join(too_many)}: more than {len(LETTERS)} levels, and this backend reads answers by letter "
                            "(synthesis.prior_answers); use the embedded backend (prior_answers: text), or fewer levels")
 
     def conditionals(pairs, phrasing):  # (c, a) -> [|c|, |a|]: P(a | c), asked once per level of c

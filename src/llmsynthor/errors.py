@@ -4,8 +4,9 @@ The tree says who is at fault::
 
     LLMSynthorError
     ├── SpecError            the user's spec or target files are wrong (CLI exit status 2)
-    ├── BackendError         the LLM backend failed (CLI exit status 1)
-    │   └── ModelFileError   a model file is missing or its checksum does not match
+    ├── BackendError         the LLM backend failed: not reached, died, refused (CLI exit status 3)
+    │   ├── Unsupported      it works, but cannot do what was asked (no token probabilities …)
+    │   └── ModelFileError   a model file is missing or its checksum does not match (exit status 1)
     └── ProposalError        the LLM gave no valid output within the retry budget
 
 Library code raises these; only the CLI turns them into exit codes and messages.
@@ -57,6 +58,12 @@ class BackendError(LLMSynthorError):
     def __init__(self, message: str, *, retryable: bool = False):
         self.retryable = retryable
         super().__init__(message)
+
+
+class Unsupported(BackendError):
+    """The backend works but cannot answer this kind of request (no token probabilities, an answer it
+    cannot continue, more options than letters, a question longer than its context). A step that can
+    go on without it says so in a note; any other :class:`BackendError` ends the run."""
 
 
 class ModelFileError(BackendError):

@@ -11,7 +11,8 @@ Three things are reported separately:
 3. **Realism** — for each rule ``condition -> consequence``, the records that meet the condition
    and not the consequence, as a share of the records that meet the condition (the rule's own
    population; none when no record meets it) and as a share of all records, with both counts;
-   for the synthetic set and the reference.
+   for the synthetic set and the reference. A spec without rules leaves realism unscored, and says
+   so (``summary()["realism"]``: :data:`~llmsynthor.rules.NOT_SCORED`), never as a rate of 0.
 
 Plus diversity (share of distinct records) and, with a reference, the median distance to the
 closest reference record. Definitions: TVD = ½Σ|p−q|; JSD = Jensen–Shannon distance, base 2;
@@ -42,7 +43,7 @@ from scipy.stats import wasserstein_distance
 from .errors import Problem, SpecError
 from .metrics import jsd, tvd
 from .records import inside_domain, outside_domain
-from .rules import Rule
+from .rules import Rule, realism_state
 from .schema import CategoricalVariable, Schema
 from .statistics import encode, numeric_errors
 from .tables import Axis, Targets, TargetTable, interval_label
@@ -118,6 +119,7 @@ class Evaluation:
             "target_tvd_mean": mean(self.on_targets, "tvd"), "target_jsd_mean": mean(self.on_targets, "jsd"),
             "heldout_jsd_mean": mean(self.held_out, "jsd"), "heldout_srmse_mean": mean(self.held_out, "srmse"),
             "rule_violations": float(np.mean(synthetic_rules)) if synthetic_rules else None,
+            "realism": realism_state(len(self.rules)),
             "c2st": self.c2st, "distinct_share": self.distinct_share,
             "records_outside_domain": self.records_outside_domain,
         }

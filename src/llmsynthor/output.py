@@ -14,6 +14,7 @@ from . import __version__
 from .errors import LLMSynthorError, Problem, SpecError, os_reason
 from .records import check_suffix
 from .result import SynthesisResult
+from .rules import NOT_SCORED
 from .spec import Spec
 
 
@@ -111,11 +112,21 @@ def backend_facts(settings, backend) -> dict:
         "model": {"backend": backend.name, "sha256": model_file.sha256 if model_file else None,
                   "load_seconds": getattr(backend, "load_seconds", None),
                   "llama_cpp_extra_buffers_off": getattr(backend, "avoided_amx", None),  # AMX kernels avoided (llm.embedded)
+                  **_threads(backend),
                   "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k},
         "cache": {"hits": backend.hits, "misses": backend.misses, "path": str(backend.path)} if hasattr(backend, "hits") else None,
         "transport": {"retries": getattr(backend, "transport_retries", 0),
                       "structured_output_fallbacks": getattr(backend, "structured_fallbacks", 0)},
     }
+
+
+def _threads(backend) -> dict:
+    """llama.cpp's threads and why, and the steps that ran far slower than the model's pace (embedded only)."""
+    threads, pace = getattr(backend, "threads", None), getattr(backend, "pace", None)
+    if threads is None:
+        return {}
+    return {"threads": threads.count, "threads_reason": threads.reason,
+            "slow_steps": pace.slow_steps if pace else 0, "slowest_step_ratio": round(pace.worst, 1) if pace and pace.worst else None}
 
 
 def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path | None) -> dict:
@@ -142,6 +153,8 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "records_from": spec.synthesis.records,
         "prior_calibration": result.prior_check,
         "constraints": spec.constraints,
+        "realism": (f"scored by `llmsynthor evaluate` ({len(spec.rules)} rule{'s' if len(spec.rules) != 1 else ''}), "
+                    "not by run") if spec.rules else NOT_SCORED,
         "llm": usage.as_dict(),
         "records_per_llm_call": round(n_records / usage.calls, 2) if usage.calls else None,
         "time": {

@@ -249,6 +249,9 @@ def build_report(records: pd.DataFrame, targets: Targets, evaluation: Evaluation
         sections.append(_heldout_section(records, reference, targets, evaluation, figure))
     if evaluation.rules:
         sections.append(_rules_section(evaluation, figure))
+    else:  # said, not left out: a reader must not take the missing section for rules all met
+        sections.append(f"<h2>Realism rules</h2><p class='note'>Realism {html.escape(summary['realism'])}: the spec's "
+                        "<code>rules:</code> list is empty, so no record was checked against one.</p>")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
             f"<script>{get_plotlyjs()}</script></head><body data-plots='{figure.count}'>"

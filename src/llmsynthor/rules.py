@@ -27,6 +27,14 @@ import pandas as pd
 from .errors import Problem, SpecError
 from .schema import CategoricalVariable, Schema
 
+NOT_SCORED = "not scored: no rules in the spec"  # realism without rules: said so, never a rate of 0
+
+
+def realism_state(rules: int) -> str:
+    """What a run's realism figures are: ``NOT_SCORED`` without rules, else how many rules scored them."""
+    return f"scored: {rules} rule{'s' if rules != 1 else ''}" if rules else NOT_SCORED
+
+
 _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt}
 _COMPARISON = re.compile(r"^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 _MEMBERSHIP = re.compile(r"^\s*(\w+)\s+(not\s+in|in)\s*\[(.*)\]\s*$")

@@ -98,8 +98,10 @@ class TableSpec(_Frozen):
 class LLMSettings(_Frozen):
     """Which model proposes records and how it decodes."""
 
-    backend: Literal["embedded", "openai"] = Field(default="embedded", description="embedded: a GGUF model run in-process "
-                                                   "(no network); openai: any OpenAI-compatible endpoint (needs base_url and model)")
+    backend: Literal["embedded", "openai", "none"] = Field(
+        default="embedded", description="embedded: a GGUF model run in-process (no network); openai: any OpenAI-compatible "
+        "endpoint (needs base_url and model); none: no model at all — the tables joined by independence, as IPF would (a "
+        "baseline; refused where the model must write records)")
     model: str | None = Field(
         default=None,
         description="embedded: 'qwen2.5-coder-1.5b' (default), 'gemma3-270m' or a .gguf path; openai: the served model's name",

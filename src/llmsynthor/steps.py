@@ -13,9 +13,10 @@ import numpy as np
 
 from . import prompts
 from .copula import PHRASINGS, PairwisePrior, score_prior
-from .errors import BackendError
+from .errors import Unsupported
 from .focus import Focus, plan_focus
 from .llm.base import can_score_options, continues_answers
+from .llm.none import without_model
 from .pool import ProposalPool
 from .proposals import ParseReport, Proposal, parse_plan, pin, plan_schema
 from .requesting import Answer, LLMUsage, Requester
@@ -69,7 +70,8 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
     llm = requester.llm
     if not can_score_options(llm):
         note = (f"{llm.name} gives no token probabilities: focus cells of different tables are combined "
-                "by deficit alone (no pairwise prior)")
+                "by deficit alone (no pairwise prior)") if not without_model(llm) else \
+            "run without a model (llm.backend: none, asked for): no pairwise prior, the tables are joined by independence"
         if note not in notes:  # a resumed run has it already
             notes.append(note)
         return None
@@ -84,7 +86,7 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
             notes.append(f"{missed} of the prior's questions got none of their options among {llm.name}'s top logprobs "
                          "and were read as uniform (the model answered something else than a letter)")
         return prior
-    except BackendError as exc:
+    except Unsupported as exc:  # the backend works but cannot do this; any other fault ends the run
         if not any(n.startswith("pairwise prior skipped") for n in notes):
             notes.append(f"pairwise prior skipped: {exc}")
         return None

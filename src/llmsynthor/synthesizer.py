@@ -38,6 +38,7 @@ from .errors import Problem, ProposalError, SpecError
 from .finish import calibrate_over_records, remove_and_replace
 from .joint import check_constraints, joint_records
 from .llm.base import LLMBackend, identity
+from .llm.none import without_model
 from .metrics import tvd
 from .pool import SOURCE, ProposalPool
 from .requesting import LLMUsage, Requester
@@ -91,6 +92,9 @@ class Synthesizer:
                                     "records; expected synthesis.candidates > 1 or synthesis.records: joint"))
         self.shapes = shapes_from_targets(self.targets, spec.synthesis.within_bin)
         check_constraints(self.targets, self.constraints, self.shapes, spec.source)
+        if without_model(llm) and (spec.synthesis.records == "proposals" or self._model_decides()):
+            raise SpecError(Problem(f"{spec.source}: llm.backend", f"none (a run without a model), but {self._model_role()}; "
+                                    "expected every variable in a target table and synthesis.records: joint"))
         self.requester = Requester(llm, spec.llm, spec.seed)
         self.facts = prompts.numeric_facts(self.targets, [group_sizes(self.targets, t) for t in self.targets.numeric])
         self.pool_: ProposalPool | None = None
@@ -173,6 +177,15 @@ class Synthesizer:
         alone) or with ``pin: lead`` (a strong model chooses the categories)."""
         s, mentioned = self.spec.synthesis, {v for t in self.targets for v in t.variables}
         return s.records == "both" or s.pin == "lead" or any(v not in mentioned for v in self.targets.schema.names)
+
+    def _model_role(self) -> str:
+        """What the model's proposals would decide in this run (for a run without a model, the reason it cannot be)."""
+        s, mentioned = self.spec.synthesis, {v for t in self.targets for v in t.variables}
+        if s.records != "joint":
+            return f"synthesis.records: {s.records} asks for the model's proposals"
+        if s.pin == "lead":
+            return "synthesis.pin: lead lets the model choose the categories"
+        return f"no target table mentions {', '.join(v for v in self.targets.schema.names if v not in mentioned)}: the model would choose them"
 
     def _skip_loop(self, elapsed: float) -> None:
         """records: joint with nothing for the model to decide: no plan call; the checkpoint says the fit is done."""

@@ -22,7 +22,7 @@ from rich.table import Table
 from ..records import describe_outside
 from ..spec import apply_changes
 from .constraints import check_constraints
-from .controls import load_controls
+from .controls import describe_cells, load_controls
 from .evaluation import evaluate_households
 from .output import check_output_folder, linked_paths, read_linked, write_outputs
 from .report import build_household_report
@@ -66,8 +66,9 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
     from ..api import make_backend
     from ..llm.cache import default_path
     from ..output import check_writable_file
-    from .synthesizer import HouseholdSynthesizer
+    from .synthesizer import HouseholdSynthesizer, require_model
 
+    require_model(spec)
     started = time.perf_counter()
     targets = load_controls(spec)
     check_constraints(spec, targets, spec.seed)
@@ -82,7 +83,9 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
     err.print(f"{targets.households:,} households, {targets.persons:,.0f} persons, {len(targets.zones) or 'no'} zones, "
               f"{len(targets.tables)} tables · " + (f"connecting to {spec.llm.base_url} …" if spec.llm.backend == "openai"
                                                   else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …"))
-    backend = make_backend(spec.llm, cache=use_cache)
+    backend = make_backend(spec.llm, cache=use_cache, on_slow=lambda m: err.print(escape(f"warning: {m}"), style="yellow", soft_wrap=True))
+    if (threads := getattr(backend, "threads", None)) is not None and threads.limited:
+        err.print(escape(f"llama.cpp threads: {threads.reason}"), soft_wrap=True)
     with progress_bars() as progress:
         synth = HouseholdSynthesizer(spec, backend, targets=targets, progress=progress, constraints_checked=True)
         result = synth.fit().sample()
@@ -90,10 +93,32 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
     paths = write_outputs(spec, result, evaluation, backend, folder, fmt, time.perf_counter() - started, targets=targets)
     summary = evaluation.summary()
     out.print(_on_targets(evaluation, targets, f"{len(result.households):,} households, {len(result.persons):,} persons → {folder}"))
+    out.print(escape(summary["over_tolerance"]), soft_wrap=True)
+    _print_unreachable(result.unreachable)
     u = result.usage
-    out.print(f"household rejection rate {summary['rejection_rate']:.1%} (rules and structure checks) · "
+    out.print(f"{realism_headline(evaluation, 'rules and structure checks')} · "
               f"{result.compositions}/{result.requests} compositions accepted · {u.calls} LLM calls · {u.cache_hits} from cache · "
               f"wall {time.perf_counter() - started:.1f}s (LLM {u.seconds:.1f}s) · manifest {paths['manifest']} · report {paths['report']}", soft_wrap=True)
+
+
+def realism_headline(evaluation, causes: str) -> str:
+    """``household rejection rate 71.3% (causes)`` with rules; without any, that realism is not scored,
+    and the structure checks' own count beside (they are no realism score)."""
+    summary = evaluation.summary()
+    if summary["rejection_rate"] is not None:
+        return f"household rejection rate {summary['rejection_rate']:.1%} ({causes})"
+    n, failed = evaluation.counts["households"], evaluation.structure_households
+    return (f"realism {summary['realism']} · structure checks failed by {failed:,} of {n:,} households"
+            + (f" ({failed / n:.1%})" if n else ""))
+
+
+def _print_unreachable(cells: list[dict]) -> None:
+    """The control cells no candidate household reaches, named (the first ten; the manifest has all)."""
+    if not cells:
+        return
+    out.print(f"control cells no candidate household reaches (they stay short): {len(cells)}")
+    for line in describe_cells(cells):
+        out.print(escape(f"  {line}"), soft_wrap=True)
 
 
 def _on_targets(evaluation, targets, title: str) -> Table:
@@ -150,8 +175,7 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
     out.print(_on_targets(result, targets, f"on the targets ({result.counts['households']:,} households, "
                                            f"{result.counts['persons']:,} persons)"))
     summary = result.summary()
-    if result.targets_over_tolerance:
-        out.print(f"over the tolerance (TVD > {result.tolerance_tvd:g} for the region): {', '.join(result.targets_over_tolerance)}")
+    out.print(escape(summary["over_tolerance"]), soft_wrap=True)  # the region's tables, and the zones of per-zone tables
     if result.zone_households is not None and result.zone_households["zones_off"]:
         z = result.zone_households
         out.print(f"households per zone: {z['zones_off']} zones off their total (at most {z['max_abs_difference']}), "
@@ -162,9 +186,8 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
             out.print(escape(f"{level}: {describe_outside(name, info, schemas[level])} — {info['count']:,} "
                              f"({info['share']:.2%}), scored as error"), soft_wrap=True)
     problems = {k: v for k, v in result.structure.items() if v}
-    out.print(f"household rejection rate {summary['rejection_rate']:.1%} (a household rule broken, a member breaking a "
-              f"person rule, or a structure check failed) · structure problems: "
-              + (", ".join(f"{k} {v:,}" for k, v in problems.items()) or "none"), soft_wrap=True)
+    out.print(realism_headline(result, "a household rule broken, a member breaking a person rule, or a structure check failed")
+              + " · structure problems: " + (", ".join(f"{k} {v:,}" for k, v in problems.items()) or "none"), soft_wrap=True)
     broken = [(text, f) for text, f in sorted(result.rules.items(), key=lambda kv: -kv[1]["overall"]) if f["violations"]]
     for text, f in broken[:SHOWN_RULES]:
         truth = f" (reference {f['truth_overall']:.2%})" if f.get("truth_overall") is not None else ""

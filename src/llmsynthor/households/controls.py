@@ -283,6 +283,60 @@ def _check_sizes(spec: HouseholdSpec, tables: list[LevelTable], zones, zone_hous
                                 f"sizes; the member counts disagree with the sizes ({bad.size} place(s))"))
 
 
+# ---- control cells named
+
+
+def control_cells(targets: HouseholdTargets, indices) -> list[dict]:
+    """The control cells at ``indices`` of the flat vector of controls, each named as its table names it:
+    ``table``, ``level``, ``cell`` (variable -> the table's own label), ``target`` (the region's count),
+    ``given`` ("per zone" or "region") and, for a per-zone table, ``zones``: the zones whose target in
+    the cell is positive."""
+    offsets = targets.offsets()
+    out = []
+    for j in np.asarray(indices, dtype=np.int64).ravel():
+        t = int(np.searchsorted(offsets, j, side="right") - 1)
+        table = targets.tables[t]
+        flat = int(j - offsets[t])
+        index = np.unravel_index(flat, table.shape)
+        cell = {"table": table.name, "level": table.level,
+                "cell": {a.variable: a.labels[i] for a, i in zip(table.axes, index)},
+                "target": float(table.region.ravel()[flat]), "given": "per zone" if table.zones is not None else "region"}
+        if table.zones is not None:
+            wanted = table.zones.reshape(len(targets.zones), -1)[:, flat]
+            cell["zones"] = [targets.zones[z] for z in np.flatnonzero(wanted > 0)]
+        out.append(cell)
+    return out
+
+
+SHOWN_ZONES = 5  # zones named with a per-zone cell, the rest counted
+SHOWN_CELLS = 10  # cells named in a printed list, the rest counted (the manifest holds them all)
+
+
+def describe_cells(cells: list[dict], shown: int = SHOWN_CELLS) -> list[str]:
+    """One line per cell (:func:`describe_cell`), the first ``shown``, then ``… and N more``."""
+    lines = [describe_cell(c) for c in cells[:shown]]
+    return lines + ([f"… and {len(cells) - shown} more"] if len(cells) > shown else [])
+
+
+def cell_parts(cell: dict) -> tuple[str, str, str]:
+    """(``size=[6,12]``, ``12 households``, ``per zone (3 zones: 2101, 2102, 2112)`` or ``region``) of
+    one of :func:`control_cells`."""
+    target = cell["target"]
+    amount = f"{target:,.0f}" if abs(target - round(target)) < 1e-9 else f"{target:,.2f}"
+    where = "region"
+    if cell["given"] == "per zone":
+        zones = cell.get("zones", [])
+        named = ", ".join(zones[:SHOWN_ZONES]) + (f", … {len(zones) - SHOWN_ZONES} more" if len(zones) > SHOWN_ZONES else "")
+        where = f"per zone ({len(zones)} zone{'s' if len(zones) != 1 else ''}: {named})"
+    return ", ".join(f"{variable}={label}" for variable, label in cell["cell"].items()), f"{amount} {cell['level']}", where
+
+
+def describe_cell(cell: dict) -> str:
+    """``size_by_zone: size=[6,12] — target 12 households, per zone (3 zones: 2101, 2102, 2112)``."""
+    pairs, target, where = cell_parts(cell)
+    return f"{cell['table']}: {pairs} — target {target}, {where}"
+
+
 # ---- candidates on the controls' cells
 
 

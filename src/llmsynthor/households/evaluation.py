@@ -18,12 +18,17 @@ Reported separately, as for flat records (:mod:`llmsynthor.evaluation`):
    out of everything else).
 2. **On the targets** — every target table: TVD, JS distance, Hellinger, SRMSE for the region and,
    for per-zone tables, their mean and max over the zones; which tables' region TVD exceeds
-   ``synthesis.tolerance_tvd``. Tables over derived counts use counts recomputed from the members.
+   ``synthesis.tolerance_tvd``, and for each per-zone table how many zones' TVD exceeds it (the
+   headline, :func:`tolerance_headline`, counts both). Tables over derived counts use counts
+   recomputed from the members.
 3. **Realism** — every household rule over households with their derived counts recomputed from the
    members (the derived columns are not trusted), every person rule over persons joined with their
    household's variables, with :meth:`Rule.rates`' figures; and the **household rejection rate**
    (the paper's headline figure): the share of households that break a household rule, fail a
-   structure check, or have a member breaking a person rule.
+   structure check, or have a member breaking a person rule. A spec without rules at either level
+   leaves realism unscored: the rate is None and ``summary()["realism"]`` says
+   :data:`~llmsynthor.rules.NOT_SCORED` (structure checks alone are no realism score); a level
+   without rules has its share None.
 4. **Off the targets** (with the truth) — every 2-way table (and 3-way, ``max_way=3``) over the
    household variables, derived counts and person variables that no target table covers (covered:
    some target table, at either level, names all its variables), compared with the truth on the same
@@ -51,7 +56,7 @@ import pandas as pd
 from ..errors import Problem, SpecError
 from ..evaluation import table_metrics
 from ..records import inside_domain, outside_domain
-from ..rules import holds, parse_condition, parse_rule
+from ..rules import holds, parse_condition, parse_rule, realism_state
 from ..schema import CategoricalVariable, IntegerVariable, Schema
 from ..statistics import encode
 from ..tables import Axis, interval_label
@@ -348,11 +353,13 @@ def _realism(spec: HouseholdSpec, linked: Linked) -> dict:
     # households breaking a declared constraint (the generator enforces them)
     constrained = np.logical_or.reduce([*breaches(spec, linked.households, linked.persons).values(), np.zeros(n, dtype=bool)])
 
-    def share(mask):
-        return float(mask.mean()) if n else 0.0
+    def share(mask, scored=True):
+        return None if not scored else float(mask.mean()) if n else 0.0
 
-    rejection = {"rate": share(rejected), "households": int(rejected.sum()), "household_rules": share(by_household),
-                 "person_rules": share(by_person), "structure": share(structural),
+    scored = bool(spec.rules.households or spec.rules.persons)  # no rules: no rejection rate, never a 0 %
+    rejection = {"rate": share(rejected, scored), "households": int(rejected.sum()) if scored else None,
+                 "household_rules": share(by_household, bool(spec.rules.households)),
+                 "person_rules": share(by_person, bool(spec.rules.persons)), "structure": share(structural),
                  "constraint_households": int(constrained.sum())}
     return {"rules": rules, "rejection": rejection, "structure_households": int(structural.sum())}
 
@@ -392,16 +399,52 @@ class HouseholdEvaluation:
             "target_jsd_mean": mean(f["jsd"] for f in self.on_targets.values()),
             "zone_tvd_mean": mean(f["zones_tvd_mean"] for f in zoned),
             "zone_tvd_max": max((f["zones_tvd_max"] for f in zoned), default=None),
-            "targets_over_tolerance": len(self.targets_over_tolerance),
+            "target_tables": len(self.on_targets), "targets_over_tolerance": len(self.targets_over_tolerance),
+            "zone_tables_over_tolerance": sum(f["zones"] > 0 for f in self.zones_over().values()) if zoned else None,
+            "zones_over_tolerance": self._zones_over_any(),
+            "over_tolerance": tolerance_headline(self),
             "heldout_jsd_mean": mean(two), "heldout3_jsd_mean": mean(three),
+            "realism": realism_state(len(self.rules)),
             "rejection_rate": self.rejection["rate"], "structure_households": self.structure_households,
             "structure_problems": int(sum(self.structure.values())),
             "truth_rejection_rate": None if self.truth is None else self.truth["rejection_rate"],
         }
 
+    def zones_over(self) -> dict[str, dict]:
+        """Every per-zone table: how many of its zones' TVD exceeds the tolerance (``zones`` of ``of``),
+        its worst zone and that zone's TVD."""
+        return {name: {"zones": f["zones_over_tolerance"], "of": len(f["zones_tvd"]), "worst_zone": f["worst_zone"],
+                       "worst_tvd": f["zones_tvd_max"]}
+                for name, f in self.on_targets.items() if "zones_tvd" in f}
+
+    def _zones_over_any(self) -> int | None:
+        """Zones over the tolerance in at least one per-zone table (None without per-zone tables)."""
+        tvds = [np.asarray(f["zones_tvd"]) for f in self.on_targets.values() if "zones_tvd" in f]
+        return int(np.logical_or.reduce([t > self.tolerance_tvd for t in tvds]).sum()) if tvds else None
+
     def as_dict(self) -> dict:
         """Plain JSON-ready values (the manifest's)."""
         return _plain({**asdict(self), "summary": self.summary()})
+
+
+def tolerance_headline(evaluation: HouseholdEvaluation) -> str:
+    """``tables over tolerance (region TVD > 0.01): 0 of 12 · zones over tolerance (zone TVD > 0.01): 8
+    of 46 in size_by_zone (worst zone 2112, TVD 0.112)``: the region's tables and, for every per-zone
+    table, its zones (the region's tables named when some miss; the per-zone tables whose every zone
+    meets it, named together at the end)."""
+    tolerance, over = evaluation.tolerance_tvd, evaluation.targets_over_tolerance
+    line = (f"tables over tolerance (region TVD > {tolerance:g}): {len(over)} of {len(evaluation.on_targets)}"
+            + (f" ({', '.join(over)})" if over else ""))
+    zoned = evaluation.zones_over()
+    if not zoned:
+        return line
+    missing = sorted(((name, z) for name, z in zoned.items() if z["zones"]), key=lambda kv: -kv[1]["zones"])
+    parts = [f"{z['zones']} of {z['of']} in {name} (worst zone {z['worst_zone']}, TVD {z['worst_tvd']:.3f})" for name, z in missing]
+    met = [name for name, z in zoned.items() if not z["zones"]]
+    if met:
+        every = zoned[met[0]]["of"]
+        parts.append(f"0 of {every} in {'each of ' if len(met) > 1 else ''}{', '.join(met)}")
+    return line + f" · zones over tolerance (zone TVD > {tolerance:g}): " + "; ".join(parts)
 
 
 def _plain(value):

@@ -3,7 +3,8 @@
 ``OUT/households.csv`` (household_id, zone, household variables, derived counts),
 ``OUT/persons.csv`` (household_id, person_id, member, person variables) — or ``.parquet`` — and
 ``OUT/manifest.json``: the spec's hash, seed, model, LLM usage, compositions and why any were
-rejected, the region and zone balances, and the evaluation of both levels against the targets;
+rejected, the region and zone balances (with every control cell no candidate reaches, named), and
+the evaluation of both levels against the targets;
 ``OUT/report.html``: the self-contained report of both levels (:mod:`.report`).
 """
 
@@ -128,7 +129,8 @@ def household_manifest(spec: HouseholdSpec, result: HouseholdResult, evaluation:
         "llm_calls_per_1000_households": round(1000 * usage.calls / households, 3) if households else None,
         "region_balance": {"converged": result.region.converged, "iterations": result.region.iterations,
                            "max_relative_error": round(result.region.max_error, 6),
-                           "unreachable_controls": int(len(result.region.unreachable))},
+                           "unreachable_controls": int(len(result.region.unreachable)),
+                           "unreachable_cells": result.unreachable},  # every one: table, cell, target, zones
         "zones": {"count": len(zones), "executor": spec.synthesis.executor, "workers": spec.synthesis.workers,
                   "integerized_by": {m: sum(z.integer.method == m for z in zones.values()) for m in ("floor", "milp", "rounding")},
                   "max_abs_error": float(max((np.nanmax(z.integer.absolute_errors) if np.isfinite(z.integer.absolute_errors).any()

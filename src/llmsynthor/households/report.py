@@ -1,11 +1,13 @@
 """A household run's self-contained HTML report: both levels in one file, no network, opens in any browser.
 
-Sections: the summary; the target tables, households tables and persons tables apart (region figures,
-per-zone mean and max, target-vs-synthetic bars at region level, per-zone TVD as a bar per zone);
-the structure checks by reason, the household rejection rate and its causes, the realism rules (with
-the truth's rates beside when given); the held-out tables against the truth; and the run, from the
-manifest. The helpers (tables, number format, numbered plotly figures, style, colours) are the flat
-report's (:mod:`llmsynthor.report`); plotly.js is embedded once, so the page works offline.
+Sections: the summary (with the tables, and the zones of per-zone tables, over the tolerance); the
+target tables, households tables and persons tables apart (region figures, per-zone mean and max,
+target-vs-synthetic bars at region level, per-zone TVD as a bar per zone); the structure checks by
+reason, the household rejection rate and its causes (without rules: that realism is not scored), the
+realism rules (with the truth's rates beside when given); the held-out tables against the truth; and
+the run, from the manifest (with every control cell no candidate reaches, named). The helpers
+(tables, number format, numbered plotly figures, style, colours) are the flat report's
+(:mod:`llmsynthor.report`); plotly.js is embedded once, so the page works offline.
 
 Every text from the spec or the data (table names, labels, rule texts, zones) is escaped, in the page
 and in the plots (plotly reads ``&lt;`` and ``&amp;`` as the characters, and tags as markup).
@@ -22,7 +24,8 @@ import pandas as pd
 
 from ..evaluation import OUTSIDE_LABEL
 from ..report import _REFERENCE, _STYLE, _SYNTHETIC, _TARGET, _Figures, _outside_table, _table
-from .controls import HouseholdTargets, LevelTable
+from ..rules import NOT_SCORED
+from .controls import HouseholdTargets, LevelTable, cell_parts
 from .evaluation import HouseholdEvaluation, _cells, _region_counts, link
 from .spec import HouseholdSpec
 
@@ -163,15 +166,22 @@ def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure:
                             [["zones whose count differs", z["zones_off"]], ["largest difference", z["max_abs_difference"]],
                              ["households in unknown zones", z["households_in_unknown_zones"]]]))
     r = evaluation.rejection
-    rejection = [["rejected (any cause)", f"{r['rate']:.2%}", r["households"]],
-                 ["a household rule broken", f"{r['household_rules']:.2%}", None],
-                 ["a member breaks a person rule", f"{r['person_rules']:.2%}", None],
-                 ["a structure check failed", f"{r['structure']:.2%}", evaluation.structure_households]]
-    if truth is not None:
-        rejection.append(["the truth, rejected (any cause)", f"{truth['rejection_rate']:.2%}", None])
-    parts.append(_note("The household rejection rate: the share of households that break a household rule, fail a "
-                       "structure check, or have a member breaking a person rule (the causes overlap)."))
-    parts.append(_table(["household rejection", "share of households", "households"], rejection))
+    if r["rate"] is None:  # no rules: no rejection rate at all, rather than one of 0 %
+        parts.append(_note(f"Realism {html.escape(NOT_SCORED)}: no household rejection rate (the structure checks above "
+                           "are no realism score; add household or person rules under <code>rules:</code>)."))
+    else:
+        def share(value, level):
+            return f"{value:.2%}" if value is not None else f"not scored: no {level} rules"
+
+        rejection = [["rejected (any cause)", f"{r['rate']:.2%}", r["households"]],
+                     ["a household rule broken", share(r["household_rules"], "household"), None],
+                     ["a member breaks a person rule", share(r["person_rules"], "person"), None],
+                     ["a structure check failed", f"{r['structure']:.2%}", evaluation.structure_households]]
+        if truth is not None:
+            rejection.append(["the truth, rejected (any cause)", f"{truth['rejection_rate']:.2%}", None])
+        parts.append(_note("The household rejection rate: the share of households that break a household rule, fail a "
+                           "structure check, or have a member breaking a person rule (the causes overlap)."))
+        parts.append(_table(["household rejection", "share of households", "households"], rejection))
     if evaluation.outside_domain:
         schema = SimpleNamespace(schema=spec.joined_schema)  # what the flat report's table reads of its targets
         for level, found in evaluation.outside_domain.items():
@@ -179,7 +189,7 @@ def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure:
                 count = evaluation.counts["households" if level == "households" else "persons"]
                 parts.append(_outside_table(found, int(count), schema, level))
     if not evaluation.rules:
-        return head + "".join(parts) + _note("The spec has no realism rules.") + "</section>"
+        return head + "".join(parts) + "</section>"  # the note above says realism is not scored
     keys, rows = [], []
     numbered = {"households": 0, "persons": 0}
     for text, f in evaluation.rules.items():
@@ -296,6 +306,10 @@ def _run_section(manifest: dict) -> str:
             ["converged", region.get("converged")], ["iterations", region.get("iterations")],
             ["largest relative error", region.get("max_relative_error")],
             ["control cells no candidate reaches", region.get("unreachable_controls")]]))
+        cells = region.get("unreachable_cells") or []
+        if cells:
+            parts.append(_table(["control cell no candidate reaches (it stays short)", "table", "target", "given"],
+                                [[*cell_parts(c)[:1], c["table"], *cell_parts(c)[1:]] for c in cells]))
     zones = manifest.get("zones") or {}
     if zones:
         by = zones.get("integerized_by") or {}

@@ -33,7 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ..errors import Problem, SpecError
 from ..llm.base import LLMBackend, can_score_options, continues_answers, score_options
+from ..llm.none import without_model
 from ..metrics import tvd
 from ..prompts import LETTERS
 from ..requesting import Answer, LLMUsage, Requester
@@ -50,7 +52,16 @@ from .compose import (
     value_question,
 )
 from .constraints import check_constraints, enforce
-from .controls import HOUSEHOLD, HouseholdTargets, LevelTable, incidence, largest_remainder, load_controls
+from .controls import (
+    HOUSEHOLD,
+    HouseholdTargets,
+    LevelTable,
+    control_cells,
+    describe_cells,
+    incidence,
+    largest_remainder,
+    load_controls,
+)
 from .spec import HouseholdSpec
 
 TOP_UPS = 3  # rounds of more independent candidates while a table misses its tolerance at the region
@@ -76,6 +87,7 @@ class HouseholdResult:
     notes: list[str] = field(default_factory=list)
     sources: dict[str, int] = field(default_factory=dict)  # output households by the kind of candidate they copy
     constraints: dict = field(default_factory=dict)  # the constraints and the candidates they left out, by source
+    unreachable: list[dict] = field(default_factory=list)  # control cells no candidate reaches (controls.control_cells)
 
 
 def _size_shares(spec: HouseholdSpec, targets: HouseholdTargets) -> dict[int, float]:
@@ -166,6 +178,14 @@ def deficit_kinds(spec: HouseholdSpec, targets: HouseholdTargets, matrix, prior:
     return kinds
 
 
+def require_model(spec: HouseholdSpec, backend: str | None = None) -> None:
+    """Refuse a run without a model (``llm.backend: none``) before any work: every household starts
+    from a composition the model writes."""
+    if (backend or spec.llm.backend) == "none":
+        raise SpecError(Problem(f"{spec.source}: llm.backend", "none (a run without a model), but household specs "
+                                "need the model to write household compositions; expected embedded or openai"))
+
+
 class HouseholdSynthesizer:
     """Linked households and persons that match a household spec's tables, zone by zone.
 
@@ -175,7 +195,8 @@ class HouseholdSynthesizer:
     already, as the CLI does before the model loads; else :meth:`fit` runs it first).
     Attributes set by :meth:`fit`: ``candidates_``, ``region_`` (the region balance), ``usage_``,
     ``compositions_``, ``requests_``, ``notes_``, ``constrained_`` (candidates the constraints left
-    out, by source and constraint), ``top_ups_`` (independent candidates added while a table missed).
+    out, by source and constraint), ``top_ups_`` (independent candidates added while a table missed),
+    ``unreachable_`` (the control cells no candidate reaches, named: :func:`.controls.control_cells`).
     """
 
     def __init__(self, spec: HouseholdSpec, llm: LLMBackend, *, targets: HouseholdTargets | None = None,
@@ -184,6 +205,8 @@ class HouseholdSynthesizer:
         self.spec, self.llm, self.progress, self.clock = spec, llm, progress, clock
         self.targets = targets if targets is not None else load_controls(spec)
         self.constraints_checked = constraints_checked
+        if without_model(llm):
+            require_model(spec, "none")
         self.requester = Requester(llm, spec.llm, spec.seed)
 
     def run(self) -> HouseholdResult:
@@ -239,9 +262,10 @@ class HouseholdSynthesizer:
             self.notes_.append("constraints left out " + ", ".join(
                 f"{left_out[k]:,} of {self.constrained_['candidates'][k]:,} {k} candidates" for k in SOURCES
                 if self.constrained_["candidates"][k]))
-        if len(self.region_.unreachable):
-            self.notes_.append(f"{len(self.region_.unreachable)} control cell(s) no candidate household reaches "
-                               "(they stay short)")
+        self.unreachable_ = control_cells(self.targets, self.region_.unreachable)
+        if self.unreachable_:
+            self.notes_.append(f"{len(self.unreachable_)} control cell(s) no candidate household reaches (they stay "
+                               "short): " + "; ".join(describe_cells(self.unreachable_)))
         self.seconds_ = {"compositions": llm_seconds, "region_balance": self.clock() - started - llm_seconds}
         return self
 
@@ -372,7 +396,7 @@ class HouseholdSynthesizer:
         constraints = {"households": list(self.spec.constraints.households), "persons": list(self.spec.constraints.persons),
                        **self.constrained_} if self.spec.constraints.households or self.spec.constraints.persons else {}
         return HouseholdResult(households, persons, self.usage_, len(self.compositions_), self.requests_, self.region_,
-                               done, seconds, list(self.notes_), sources, constraints)
+                               done, seconds, list(self.notes_), sources, constraints, list(self.unreachable_))
 
 
 def raise_all_constrained(constrained: dict) -> None:

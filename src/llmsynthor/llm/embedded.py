@@ -7,14 +7,15 @@ the JSON schema (llama.cpp's ``response_format``). ``llama_cpp`` is imported her
 
 from __future__ import annotations
 
-import os
 import threading
 import time
+from collections.abc import Callable
 
 from ..errors import BackendError
 from .base import Choice, Completion
 from .llama_batch import PrefixBatchScorer, common_prefix
-from .models import ModelFile, resolve
+from .models import REFERENCE_PACE, ModelFile, resolve
+from .threads import PaceWatch, choose_threads
 
 _PATCHED = threading.Lock()
 
@@ -57,15 +58,22 @@ class EmbeddedLLM:
         ``"qwen2.5-coder-1.5b"``, ``"gemma3-270m"`` or a path to a ``.gguf`` file.
     sha256:
         Expected checksum of a local file (the embedded models carry their own).
-    n_ctx, n_threads, top_p, top_k:
-        Passed to llama.cpp; ``n_threads`` defaults to the number of CPUs.
+    n_ctx, top_p, top_k:
+        Passed to llama.cpp.
+    n_threads:
+        CPU threads for generation and prompt evaluation; by default one per core that is free when
+        the model loads (:func:`~llmsynthor.llm.threads.choose_threads`), so another CPU-bound process
+        does not make llama.cpp's spinning threads wait for each other.
+    on_slow:
+        Called with a message when a step runs far slower than the model's reference pace
+        (:class:`~llmsynthor.llm.threads.PaceWatch`); the count is in ``pace.slow_steps``.
     n_batch, n_ubatch:
         Tokens per llama.cpp evaluation call and per compute micro-batch (prompts and option scoring).
     """
 
     def __init__(self, model: str = "qwen2.5-coder-1.5b", *, sha256: str | None = None, n_ctx: int = 4096,
                  n_threads: int | None = None, n_batch: int = 512, n_ubatch: int = 512, top_p: float = 0.95,
-                 top_k: int = 40):
+                 top_k: int = 40, on_slow: Callable[[str], None] | None = None):
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -75,13 +83,17 @@ class EmbeddedLLM:
         self.n_batch, self.n_ubatch = n_batch, n_ubatch
         self._scorer = None  # the option-scoring context, made on first use
         self._lock = threading.Lock()
+        self.threads = choose_threads(n_threads)
+        self.pace = PaceWatch(reference=REFERENCE_PACE.get(self.model_file.sha256), threads=self.threads.count)
+        self.on_slow = on_slow
         started = time.perf_counter()
         self.avoided_amx = avoid_amx_buffers()
         try:
             self._llm = Llama(
                 model_path=str(self.model_file.path),
                 n_ctx=n_ctx,
-                n_threads=n_threads or os.cpu_count() or 1,
+                n_threads=self.threads.count,
+                n_threads_batch=self.threads.count,  # llama-cpp-python would take every core for prompts
                 n_batch=n_batch,
                 n_ubatch=n_ubatch,
                 verbose=False,
@@ -90,6 +102,7 @@ class EmbeddedLLM:
             raise BackendError(f"llama.cpp could not load {self.model_file.path}: {exc}") from None
         self.load_seconds = time.perf_counter() - started
         self._format = None  # the model's own chat template, built on first use
+        self._slow_said = -1e9
 
     def _prompt_tokens(self, messages, answer_prefix: str) -> list[int]:
         """``messages`` in the model's own chat template, the assistant's answer begun with ``answer_prefix``."""
@@ -129,6 +142,7 @@ class EmbeddedLLM:
             if self._scorer is None:
                 self._scorer = PrefixBatchScorer(llm, n_batch=self.n_batch, n_ubatch=self.n_ubatch)
             log_ps, evaluated = self._scorer.score(prompts, paths)
+        self._watch(time.perf_counter() - started, evaluated, 0, f"scoring {len(requests)} option question(s)")
         seconds = (time.perf_counter() - started) / len(requests)
         out = []
         for k, log_p in enumerate(log_ps):
@@ -165,10 +179,23 @@ class EmbeddedLLM:
                 reused = min(common_prefix(held, self._llm.input_ids[:sent].tolist()), max(sent - 1, 0))
         except ValueError as exc:  # e.g. the prompt does not fit the context
             raise BackendError(f"llama.cpp rejected the request: {exc}") from None
-        return Completion(
+        completion = Completion(
             text=out["choices"][0]["message"]["content"] or "",
             prompt_tokens=sent,
             completion_tokens=int(usage.get("completion_tokens", 0)),
             seconds=time.perf_counter() - started,
             evaluated_tokens=sent - reused,
         )
+        self._watch(completion.seconds, completion.evaluated_tokens, completion.completion_tokens, "an answer")
+        return completion
+
+    def _watch(self, seconds: float, evaluated: int, generated: int, what: str) -> None:
+        """Tell ``on_slow`` when a step ran far slower than the model's pace (once a minute at most)."""
+        ratio = self.pace.observe(seconds, evaluated, generated)
+        if ratio is None or self.on_slow is None or time.monotonic() - self._slow_said < 60:
+            return
+        self._slow_said = time.monotonic()
+        hint = ("another process may be competing for the cores: try --threads 1" if self.threads.count > 1
+                else "another process may be competing for the core")
+        self.on_slow(f"{what} took {seconds:.0f} s, {ratio:.0f}× longer than {self.model_file.name}'s pace on "
+                     f"{self.threads.count} thread(s) ({evaluated} prompt tokens, {generated} generated); {hint}")

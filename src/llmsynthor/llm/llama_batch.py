@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, Unsupported
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class PrefixBatchScorer:
         requests = [_Request(p, o) for p, o in zip(prompts, paths)]
         for r in requests:
             if len(r.prompt) + max(map(len, r.paths)) >= self.n_ctx:
-                raise BackendError(f"the scoring prompt has {len(r.prompt)} tokens; the context holds {self.n_ctx}")
+                raise Unsupported(f"the scoring prompt has {len(r.prompt)} tokens; the context holds {self.n_ctx}")
         shared = min(len(r.prompt) for r in requests) - 1  # every request keeps a tail of at least one token
         for r in requests[1:]:
             shared = min(shared, common_prefix(requests[0].prompt, r.prompt))
@@ -191,7 +191,7 @@ class PrefixBatchScorer:
         units, unit, size = [], [], tail
         for prefix in sorted(branches, key=len):  # the root (read at the tail's end) first
             if tail + len(prefix) > limit:
-                raise BackendError(f"scoring an option needs {tail + len(prefix)} tokens in one llama.cpp pass; "
+                raise Unsupported(f"scoring an option needs {tail + len(prefix)} tokens in one llama.cpp pass; "
                                    f"n_batch is {self.n_batch} (llm.n_batch)")
             if unit and (size + len(prefix) > limit or sum(map(bool, unit)) + bool(prefix) + 1 >= self.n_seq_max):
                 units.append((r, unit))

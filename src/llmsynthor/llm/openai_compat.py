@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, Unsupported
 from ..urls import url_problem
 from .base import Choice, Completion
 
@@ -137,11 +137,11 @@ class OpenAICompatibleLLM:
         option absent from the top 20 is given the least probability listed (it has at most that).
         Through ``style: completion`` at most 5 are listed (OpenAI's limit)."""
         if answer_prefix:
-            raise BackendError(f"{self.name} cannot continue an answer begun for it; ask for options by letter")
+            raise Unsupported(f"{self.name} cannot continue an answer begun for it; ask for options by letter")
         started = time.perf_counter()
         top, usage = self._with_retries(lambda: self._first_token_logprobs(messages, min(20, max(5, 2 * len(options)))))
         if not top:
-            raise BackendError(f"{self.name} returned no token probabilities (logprobs); the pairwise prior needs a server "
+            raise Unsupported(f"{self.name} returned no token probabilities (logprobs); the pairwise prior needs a server "
                                "that returns them (OpenAI, vLLM, llama.cpp's server), or set synthesis.pairwise_prior: false")
         wanted = {option.strip(): j for j, option in enumerate(options)}
         found = [[] for _ in options]
