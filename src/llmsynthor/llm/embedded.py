@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import BackendError
+from ..errors import BackendError, Unsupported
 from .base import Choice, Completion
 from .llama_batch import PrefixBatchScorer, common_prefix
 from .models import REFERENCE_PACE, ModelFile, resolve
@@ -112,7 +112,7 @@ class EmbeddedLLM:
         if self._format is None:
             template = llm.metadata.get("tokenizer.chat_template")
             if not template:
-                raise BackendError(f"{self.model_file.path} has no chat template; option scoring needs one")
+                raise Unsupported(f"{self.model_file.path} has no chat template; option scoring needs one")
             text = lambda token: llm._model.token_get_text(token) if token != -1 else ""  # noqa: E731
             self._format = Jinja2ChatFormatter(template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()))
         prompt = self._format(messages=messages).prompt + answer_prefix
