@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmsynthor"
 LAYERS = [
     ("foundations", {"errors", "metrics", "schema", "urls", "memory"}),
     ("declarations", {"spec", "tables", "spec_format", "households.spec", "households.spec_format"}),
-    ("statistics", {"consistency", "statistics", "discrepancy", "shapes", "rules", "records", "checkpoint"}),
+    ("statistics", {"consistency", "statistics", "discrepancy", "within_bin", "rules", "records", "checkpoint"}),
     ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint",
                                          "households.controls", "households.balance", "households.candidates",
                                          "households.constraints", "households.evaluation"}),

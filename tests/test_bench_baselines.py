@@ -175,7 +175,7 @@ def test_rules_hold_and_constraints_are_disjoint_true_and_only_in_the_variant(ca
     targets = load_targets(constrained)
     from llmsynthor.joint import check_constraints
     from llmsynthor.rules import parse_rules
-    from llmsynthor.shapes import shapes_from_targets
+    from llmsynthor.within_bin import shapes_from_targets
 
     check_constraints(targets, parse_rules(constrained, "constraints"), shapes_from_targets(targets), "bench")  # as Synthesizer does
     assert targets.n == 5000 and len(targets) == len(module.VARIABLES) + len(module.JOINTS)

@@ -279,7 +279,7 @@ def _run_households(spec_path: Path, out_path: Path | None, seed, llm, base_url,
 def _check_constraints(spec, targets) -> None:
     """The spec's constraints parsed, and none ruling out a cell a table says exists (SpecError)."""
     from .joint import check_constraints
-    from .shapes import shapes_from_targets
+    from .within_bin import shapes_from_targets
 
     check_constraints(targets, parse_rules(spec, "constraints"), shapes_from_targets(targets, spec.synthesis.within_bin), spec.source)
 

@@ -22,7 +22,7 @@ from .errors import ProposalError
 from .pool import SOURCE, ProposalPool
 from .replacement import surplus_records
 from .rules import Rule, allowed
-from .shapes import ValueShape
+from .within_bin import ValueShape
 from .spec import SynthesisSettings
 from .statistics import count_all, numeric_errors, numeric_stats
 from .tables import Targets

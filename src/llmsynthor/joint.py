@@ -2,7 +2,7 @@
 
 1. **pool** — ``size`` independent records: every categorical variable from its target shares (its
    values uniformly where no table mentions it), every numeric one from its shape
-   (:mod:`llmsynthor.shapes`, the targets' bins smoothed).
+   (:mod:`llmsynthor.within_bin`, the targets' bins smoothed).
 2. **weight** — each record by the product, over the pairs no table crosses, of the prior's lifts
    between its levels (already raised to the calibrated strength, :mod:`llmsynthor.tempering`);
    zero where the prior rules a pair of its levels out, or where the record breaks a constraint.
@@ -25,7 +25,7 @@ from .calibration import calibrate
 from .errors import Problem, SpecError
 from .rules import Rule, allowed
 from .schema import CategoricalVariable, IntegerVariable
-from .shapes import ValueShape
+from .within_bin import ValueShape
 from .statistics import encode, encode_axis
 from .tables import Axis, Targets
 

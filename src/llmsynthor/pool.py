@@ -16,7 +16,7 @@ import pandas as pd
 from .allocation import Allocation, numeric_rows, solve
 from .copula import PairwisePrior
 from .proposals import Proposal, draw, expected_value, profile
-from .shapes import ValueShape
+from .within_bin import ValueShape
 from .statistics import group_sizes
 from .tables import Targets
 

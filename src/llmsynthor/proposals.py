@@ -18,7 +18,7 @@ import pandas as pd
 
 from .focus import Focus
 from .schema import CategoricalVariable, IntegerVariable, Schema
-from .shapes import ValueShape, value_range
+from .within_bin import ValueShape, value_range
 from .tables import TargetTable
 
 _MAX_NUM_HINT = 10_000
@@ -290,7 +290,7 @@ def _values(lo: float, hi: float, k: int, var, shape: ValueShape | None, rng: np
 def draw(proposal: Proposal, k: int, schema: Schema, rng: np.random.Generator,
          shapes: dict[str, ValueShape] | None = None) -> pd.DataFrame:
     """``k`` records from a proposal: fixed categories, stratified values inside ranges, spread by
-    ``shapes`` (uniform without them; see :mod:`llmsynthor.shapes`); a variable in
+    ``shapes`` (uniform without them; see :mod:`llmsynthor.within_bin`); a variable in
     ``proposal.spread`` first picks its value or sub-range by those probabilities.
 
     Stratified (one draw per 1/k slice of probability, shuffled) keeps the share in each bin close

@@ -44,7 +44,7 @@ from .pool import SOURCE, ProposalPool
 from .requesting import LLMUsage, Requester
 from .result import IterationStats, ProgressCallback, SynthesisResult, diversity
 from .rules import parse_rules
-from .shapes import shapes_from_targets
+from .within_bin import shapes_from_targets
 from .spec import Spec
 from .statistics import count_all, group_sizes, numeric_errors, numeric_stats
 from .tables import Targets

@@ -11,7 +11,7 @@ from scipy.stats import wasserstein_distance
 
 from llmsynthor import Synthesizer, load_spec, load_targets
 from llmsynthor.proposals import Proposal, draw, profile
-from llmsynthor.shapes import ValueShape, shapes_from_targets
+from llmsynthor.within_bin import ValueShape, shapes_from_targets
 from llmsynthor.spec import with_overrides
 
 
