@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import semcog_households  # noqa: E402
 
 from llmsynthor.api import make_backend  # noqa: E402
+from llmsynthor.cli.households import overridden, suggestion_levels  # noqa: E402
 from llmsynthor.households.candidates import derive  # noqa: E402
-from llmsynthor.households.command import overridden, suggestion_levels  # noqa: E402
 from llmsynthor.households.compose import Composition, household_text, option_request, value_question  # noqa: E402
 from llmsynthor.households.controls import HOUSEHOLD, load_controls  # noqa: E402
 from llmsynthor.households.evaluation import link  # noqa: E402

@@ -185,7 +185,7 @@ class Row:
 
 def with_constraints(spec, households: list[str], persons: list[str], drop_rules: bool = False):
     """The example's spec with these constraints (and, with ``drop_rules``, without the rules they declare)."""
-    from llmsynthor.households.command import overridden
+    from llmsynthor.cli.households import overridden
 
     changes = {"constraints": {"households": list(households), "persons": list(persons)}}
     if drop_rules:

@@ -190,7 +190,7 @@ def oracle_lifts(targets, truth: pd.DataFrame) -> dict[tuple[str, str], np.ndarr
 
 def oracle(targets, truth: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     from llmsynthor.joint import joint_records
-    from llmsynthor.shapes import shapes_from_targets
+    from llmsynthor.within_bin import shapes_from_targets
 
     records, _pool, _info = joint_records(targets, shapes_from_targets(targets), oracle_lifts(targets, truth), {}, [], 3.0,
                                           200_000, rng)
@@ -204,7 +204,7 @@ def ipf_sampling(targets, n: int, rng: np.random.Generator) -> tuple[str, pd.Dat
     if cells <= IPFN_MAX_CELLS:
         return "IPF (ipfn) + sampling", baselines.ipf(targets, n, rng)
     from llmsynthor.joint import build_pool
-    from llmsynthor.shapes import shapes_from_targets
+    from llmsynthor.within_bin import shapes_from_targets
 
     pool = build_pool(targets, shapes_from_targets(targets), targets.finest_axes(), {}, {}, [], 200_000, rng)
     return "IPF (200k pool raked) + sampling", pool.draw(n, rng)

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmsynthor"
 # low to high; a module may import modules of its own layer or of lower ones
 LAYERS = [
     ("foundations", {"errors", "metrics", "schema", "urls", "memory"}),
-    ("declarations", {"spec", "tables", "spec_format", "households.spec", "households.spec_format"}),
+    ("declarations", {"kinds", "spec", "tables", "spec_format", "households.spec", "households.spec_format"}),
     ("statistics", {"consistency", "statistics", "discrepancy", "within_bin", "rules", "records", "checkpoint"}),
     ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint",
                                          "households.controls", "households.balance", "households.candidates",
@@ -27,7 +27,8 @@ LAYERS = [
     ("the loop's parts", {"pool", "requesting", "steps", "finish", "result"}),
     ("the loop", {"synthesizer", "households.synthesizer"}),
     ("outputs and the short path", {"api", "output", "report", "households.output", "households.report"}),
-    ("the command and the package", {"cli", "__init__", "households", "households.command"}),
+    ("the command and the package", {"cli", "cli.__main__", "cli.app", "cli.common", "cli.options", "cli.registry", "cli.flat", "cli.households",
+                                      "__init__", "households"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 LLM_BACKENDS = {m for m in LAYER_OF if m == "llm" or m.startswith("llm.")}
@@ -47,11 +48,11 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names = [".".join(filter(None, [target, a.name])) for a in node.names]
             if node.module is None or target in LAYER_OF or not target:
-                names = [".".join(filter(None, [target, a.name])) for a in node.names]
                 found.update(n for n in names if n in LAYER_OF)
-            if target in LAYER_OF:
-                found.add(target)
+            if target in LAYER_OF and not (node.module is None and all(n in LAYER_OF for n in names)):
+                found.add(target)  # `from . import flat` imports the submodule, not the package's __init__
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("llmsynthor"):
             target = node.module.removeprefix("llmsynthor").lstrip(".") or "__init__"
             found.add(target)

@@ -158,3 +158,35 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_with_exit_143(workdir):
     assert "llmsynthor: terminated (SIGTERM) before the first iteration finished; nothing to resume" in err
     assert "(LLM answers so far are in the response cache): run the same command again" in err
     assert "Traceback" not in err
+
+
+def test_kind_names_the_record_shape_and_a_wrong_one_is_refused_before_any_work(workdir):
+    text = (workdir / "spec.yaml").read_text()
+    (workdir / "declared.yaml").write_text("kind: records\n" + text)
+    assert runner.invoke(app, ["check", "declared.yaml"]).exit_code == 0
+    (workdir / "typo.yaml").write_text("kind: household\n" + text)
+    result = runner.invoke(app, ["check", "typo.yaml"])
+    assert result.exit_code == 2
+    assert "typo.yaml: field 'kind': 'household' is no record shape; expected one of records, households" in " ".join(result.output.split())
+    (workdir / "wrong.yaml").write_text("kind: households\n" + text)
+    result = runner.invoke(app, ["run", "wrong.yaml", "--llm", "none"])
+    assert result.exit_code == 2 and "'households', but it has no 'household' or 'person' section" in " ".join(result.output.split())
+
+
+def test_options_a_household_run_does_not_take_are_refused_naming_them(workdir):
+    household = Path(__file__).resolve().parents[1] / "examples" / "households" / "spec.yaml"
+    result = runner.invoke(app, ["run", str(household), "--resume", "--n", "50", "--out", str(workdir / "hh")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "--n: not for a household spec (set n_households in the spec)" in text and "--resume: not for a household spec" in text
+    assert not (workdir / "hh").exists()
+
+
+def test_load_spec_names_a_household_spec_instead_of_its_missing_fields():
+    from llmsynthor import load_spec
+    from llmsynthor.errors import SpecError
+
+    household = Path(__file__).resolve().parents[1] / "examples" / "households" / "spec.yaml"
+    with pytest.raises(SpecError, match="a household spec .*load_household_spec") as info:
+        load_spec(household)
+    assert "'variables'" not in str(info.value)

@@ -141,7 +141,7 @@ def test_report_checks_its_output_path_before_any_work(workdir, monkeypatch, exa
     def refuse(*args, **kwargs):
         raise AssertionError("evaluated before the output path was checked")
 
-    monkeypatch.setattr("llmsynthor.cli._evaluated", refuse)
+    monkeypatch.setattr("llmsynthor.cli.flat._evaluated", refuse)
     records = example_spec_path.parent / "reference.csv"
     fails_fast(["report", str(records), "--spec", "spec.yaml", "--out", "/proc/r.html"], 2, "report path '/proc/r.html'")
 

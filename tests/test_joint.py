@@ -18,10 +18,10 @@ from llmsynthor.errors import SpecError
 from llmsynthor.joint import build_pool, joint_records
 from llmsynthor.metrics import tvd
 from llmsynthor.rules import parse_rule
-from llmsynthor.within_bin import shapes_from_targets
 from llmsynthor.spec import parse_spec
 from llmsynthor.statistics import count_all
 from llmsynthor.tempering import check_prior, true_lift
+from llmsynthor.within_bin import shapes_from_targets
 
 SEX = ["Male", "Female"]
 REL = ["Husband", "Wife", "Child"]

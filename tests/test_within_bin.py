@@ -11,8 +11,8 @@ from scipy.stats import wasserstein_distance
 
 from llmsynthor import Synthesizer, load_spec, load_targets
 from llmsynthor.proposals import Proposal, draw, profile
-from llmsynthor.within_bin import ValueShape, shapes_from_targets
 from llmsynthor.spec import with_overrides
+from llmsynthor.within_bin import ValueShape, shapes_from_targets
 
 
 @pytest.fixture(scope="module")

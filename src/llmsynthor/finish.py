@@ -22,10 +22,10 @@ from .errors import ProposalError
 from .pool import SOURCE, ProposalPool
 from .replacement import surplus_records
 from .rules import Rule, allowed
-from .within_bin import ValueShape
 from .spec import SynthesisSettings
 from .statistics import count_all, numeric_errors, numeric_stats
 from .tables import Targets
+from .within_bin import ValueShape
 
 
 def calibrate_over_records(records: pd.DataFrame, pool: ProposalPool, targets: Targets, settings: SynthesisSettings,

@@ -25,9 +25,9 @@ from .calibration import calibrate
 from .errors import Problem, SpecError
 from .rules import Rule, allowed
 from .schema import CategoricalVariable, IntegerVariable
-from .within_bin import ValueShape
 from .statistics import encode, encode_axis
 from .tables import Axis, Targets
+from .within_bin import ValueShape
 
 Lifts = dict[tuple[str, str], np.ndarray]  # (u, v) -> [|u|, |v|] over the levels' axes
 

@@ -16,9 +16,9 @@ import pandas as pd
 from .allocation import Allocation, numeric_rows, solve
 from .copula import PairwisePrior
 from .proposals import Proposal, draw, expected_value, profile
-from .within_bin import ValueShape
 from .statistics import group_sizes
 from .tables import Targets
+from .within_bin import ValueShape
 
 SOURCE = "__proposal"  # internal column of drawn records: which proposal of the pool they came from
 

@@ -18,8 +18,8 @@ import pandas as pd
 
 from .focus import Focus
 from .schema import CategoricalVariable, IntegerVariable, Schema
-from .within_bin import ValueShape, value_range
 from .tables import TargetTable
+from .within_bin import ValueShape, value_range
 
 _MAX_NUM_HINT = 10_000
 _MIN_PINNED_WIDTH = 0.1  # a range cut to less than this share of its focus bin is replaced by the bin

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Problem, SpecError, os_reason
+from .kinds import kind_of
 from .memory import memory_problem
 from .schema import Schema, Variable, check_label
 from .urls import url_problem
@@ -249,6 +250,8 @@ class SynthesisSettings(_Frozen):
 class Spec(_Frozen):
     """A complete run: what to synthesize and how."""
 
+    kind: Literal["records"] = Field(default="records", description="the record shape: records (flat records of one "
+                                     "entity, this format; the default) — households: llmsynthor spec-format --households")
     name: str = Field(default="synthesis", description="the run's name; the default output is <name>.csv")
     n_records: int | None = Field(default=None, gt=0, description="records to synthesize (default: the total of the count tables)")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description=f"0 to {MAX_SEED}: same spec + seed + model gives the same records")
@@ -290,7 +293,7 @@ class Spec(_Frozen):
 
     def digest(self) -> str:
         """sha256 of the spec's content (not of its location), for the manifest."""
-        payload = self.model_dump_json(exclude={"base_dir", "source"})
+        payload = self.model_dump_json(exclude={"base_dir", "source", "kind"})  # kind: implied by the content
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -318,6 +321,9 @@ def parse_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path("."
     """Validate an already-loaded mapping as a spec."""
     if not isinstance(data, dict):
         raise SpecError(Problem(source, f"expected a YAML mapping with 'variables' and 'targets', got {type(data).__name__}"))
+    if kind_of(data, source) != "records":
+        raise SpecError(Problem(source, "a household spec (it has 'household' and 'person' sections); expected a flat spec "
+                                "here — read it with llmsynthor.households.spec.load_household_spec (the CLI does by itself)"))
     try:
         spec = Spec.model_validate({**data, "base_dir": base_dir, "source": source})
     except ValidationError as exc:

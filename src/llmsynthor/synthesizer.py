@@ -44,12 +44,12 @@ from .pool import SOURCE, ProposalPool
 from .requesting import LLMUsage, Requester
 from .result import IterationStats, ProgressCallback, SynthesisResult, diversity
 from .rules import parse_rules
-from .within_bin import shapes_from_targets
 from .spec import Spec
 from .statistics import count_all, group_sizes, numeric_errors, numeric_stats
 from .tables import Targets
 from .targets import load_targets
 from .tempering import ZERO_LIFT, PriorCheck, check_prior
+from .within_bin import shapes_from_targets
 
 
 class Synthesizer:

@@ -117,6 +117,8 @@ class HouseholdSynthesis(_Frozen):
 class HouseholdSpec(_Frozen):
     """A complete household run."""
 
+    kind: Literal["households"] = Field(default="households", description="the record shape: households (with their "
+                                        "persons, this format); it may be left out where 'household' and 'person' are given")
     name: str = Field(default="households", description="the run's name: the default output folder of `run` "
                       "(households.csv, persons.csv, manifest.json, report.html in it) and the report's title")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="same spec + seed + model gives the same output")
@@ -199,7 +201,7 @@ class HouseholdSpec(_Frozen):
         return "persons" if any(v in self.person.variables for v in table.variables) else "households"
 
     def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json(exclude={"base_dir", "source"}).encode()).hexdigest()
+        return hashlib.sha256(self.model_dump_json(exclude={"base_dir", "source", "kind"}).encode()).hexdigest()
 
 
 def parse_household_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path(".")) -> HouseholdSpec:
@@ -212,11 +214,6 @@ def parse_household_spec(data: Any, *, source: str = "<inline>", base_dir: Path 
     except ValidationError as exc:
         raise SpecError([Problem(_location(source, e["loc"]), _problem_text(e)) for e in exc.errors()]) from None
     return spec
-
-
-def is_household_spec(data: Any) -> bool:
-    """Whether a loaded YAML mapping is a household spec (it has a 'household' or 'person' section)."""
-    return isinstance(data, dict) and ("household" in data or "person" in data)
 
 
 def load_household_spec(path: str | Path) -> HouseholdSpec:

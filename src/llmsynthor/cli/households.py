@@ -14,22 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..households.constraints import check_constraints
+from ..households.controls import describe_cells, load_controls
+from ..households.evaluation import evaluate_households
+from ..households.output import check_output_folder, linked_paths, read_linked, write_outputs
+from ..households.report import build_household_report
+from ..households.spec import HouseholdSpec, load_household_spec, parse_household_spec
 from ..records import describe_outside
 from ..spec import apply_changes
-from .constraints import check_constraints
-from .controls import describe_cells, load_controls
-from .evaluation import evaluate_households
-from .output import check_output_folder, linked_paths, read_linked, write_outputs
-from .report import build_household_report
-from .spec import HouseholdSpec, load_household_spec, parse_household_spec
+from .common import backend_fault, err, out, say_threads, stopped, warn_slow
+from .options import RunOptions, Suggesting
 
-err = Console(stderr=True)
-out = Console()
+KIND = "households"
 SHOWN_RULES = 10  # rules printed by evaluate, the most broken first
 
 
@@ -64,9 +64,9 @@ def progress_bars():
 def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) -> None:
     """Run a household spec end to end and print what came out (errors propagate to the caller)."""
     from ..api import make_backend
+    from ..households.synthesizer import HouseholdSynthesizer, require_model
     from ..llm.cache import default_path
     from ..output import check_writable_file
-    from .synthesizer import HouseholdSynthesizer, require_model
 
     require_model(spec)
     started = time.perf_counter()
@@ -83,9 +83,8 @@ def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) 
     err.print(f"{targets.households:,} households, {targets.persons:,.0f} persons, {len(targets.zones) or 'no'} zones, "
               f"{len(targets.tables)} tables · " + (f"connecting to {spec.llm.base_url} …" if spec.llm.backend == "openai"
                                                   else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …"))
-    backend = make_backend(spec.llm, cache=use_cache, on_slow=lambda m: err.print(escape(f"warning: {m}"), style="yellow", soft_wrap=True))
-    if (threads := getattr(backend, "threads", None)) is not None and threads.limited:
-        err.print(escape(f"llama.cpp threads: {threads.reason}"), soft_wrap=True)
+    backend = make_backend(spec.llm, cache=use_cache, on_slow=warn_slow)
+    say_threads(backend)
     with progress_bars() as progress:
         synth = HouseholdSynthesizer(spec, backend, targets=targets, progress=progress, constraints_checked=True)
         result = synth.fit().sample()
@@ -224,8 +223,8 @@ def suggestion_levels(spec: HouseholdSpec):
     each level's region tables, the level's own variables, the constraints it declares already, and
     which pairs its suggestions may name (a person constraint names a person variable; two household
     variables are the household level's business)."""
-    from .constraints import parsed
-    from .controls import level_targets
+    from ..households.constraints import parsed
+    from ..households.controls import level_targets
 
     controls = load_controls(spec)  # rules and constraints parsed with the tables
     levels = {level: level_targets(spec, controls, level) for level in ("households", "persons")}
@@ -245,3 +244,64 @@ def constraints_yaml(found: dict, limit: int, model: str) -> str:
         items = suggestions.items(limit)
         lines += [f"  # {level}: {suggestions.summary()}", f"  {level}:" + ("" if items else " []"), *(f"    {i}" for i in items)]
     return "\n".join(lines) + "\n"
+
+
+# ---- the record shape's commands (llmsynthor.cli.registry)
+
+_NOT_FOR_HOUSEHOLDS = {"n_records": "set n_households in the spec", "manifest_path": "the manifest is manifest.json in the --out folder",
+                       "checkpoint_dir": "a household run keeps its compositions in the response cache, not a checkpoint",
+                       "resume": "a household run keeps its compositions in the response cache: run the same command again",
+                       "max_iterations": "a household run has no loop of iterations (synthesis.compositions sets the model's work)"}
+
+
+def run(spec_path: Path, o: RunOptions) -> None:
+    """`run` for a household spec: linked households and persons in the folder --out (default: the spec's name)."""
+    from ..errors import Problem, SpecError
+    from .options import FLAGS
+
+    spec = None
+    try:
+        refused = [Problem(FLAGS[name], f"not for a household spec ({why})") for name, why in _NOT_FOR_HOUSEHOLDS.items()
+                   if getattr(o, name) not in (None, False)]
+        if refused:
+            raise SpecError(refused)
+        spec = overridden(load_household_spec(spec_path), o.changes(("seed", "llm", "base_url", "model", "concurrency", "threads")))
+        folder = o.out_path or Path(spec.name)
+        fmt = "parquet" if folder.suffix.lower() == ".parquet" else "csv"
+        run_households(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, o.no_cache)
+    except KeyboardInterrupt as exc:
+        how, code = stopped(exc)
+        typer.echo(f"llmsynthor: {how}: nothing was written (compositions answered so far are in the response cache, so "
+                   "running the same command again replays them)", err=True)
+        raise typer.Exit(code) from None
+    except Exception as exc:
+        if backend_fault(exc) and not o.no_cache:
+            exc.args = (f"{exc}\nNothing was written; the compositions answered so far are in the response cache: fix the cause "
+                        "and run the same command again (they are replayed).",)
+        raise
+
+
+def check(spec_path: Path, debug: bool) -> None:
+    check_households(spec_path)
+
+
+def evaluate(folder: Path, spec_path: Path, reference: Path | None, json_path: Path | None, strict: bool, debug: bool) -> None:
+    evaluate_folder(folder, spec_path, reference, json_path, strict)
+
+
+def report(folder: Path, spec_path: Path, reference: Path | None, manifest_path: Path | None, html_path: Path | None,
+           strict: bool, debug: bool) -> None:
+    report_folder(folder, spec_path, reference, manifest_path, html_path, strict)
+
+
+def suggesting(spec_path: Path, changes: dict) -> Suggesting:
+    """What `suggest-constraints` scores for a household spec: each level (:func:`suggestion_levels`);
+    household specs have no prior settings (the defaults, the plain phrasing)."""
+    spec = overridden(load_household_spec(spec_path), changes)
+    return Suggesting(spec, *suggestion_levels(spec), ("plain",), None)
+
+
+def spec_format() -> str:
+    from ..households.spec_format import household_spec_reference
+
+    return household_spec_reference()

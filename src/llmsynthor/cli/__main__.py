@@ -1,0 +1,5 @@
+"""``python -m llmsynthor.cli``: the ``llmsynthor`` command."""
+
+from .app import main
+
+main()
