@@ -298,15 +298,15 @@ def test_the_summary_line_counts_option_scorings():
 
 
 class Interrupting(FakeLLM):
-    """Ctrl-C at the ``at``-th request (the test double answers the others)."""
+    """``stop`` raised at the ``at``-th request — Ctrl-C by default (the test double answers the others)."""
 
-    def __init__(self, at: int):
+    def __init__(self, at: int, stop: BaseException | None = None):
         super().__init__(domains=DOMAINS)
-        self.at = at
+        self.at, self.stop = at, stop or KeyboardInterrupt()
 
     def complete_json(self, *args, **kwargs):
         if len(self.calls) + 1 >= self.at:
-            raise KeyboardInterrupt
+            raise self.stop
         return super().complete_json(*args, **kwargs)
 
 
@@ -402,23 +402,11 @@ def test_a_stale_checkpoint_of_an_earlier_run_gets_no_resume_hint(workdir, monke
     assert result.exit_code == 130 and "nothing to resume" in result.output, result.output
 
 
-class DyingServer(FakeLLM):
-    """A backend that stops answering at the ``at``-th request, as a crashed server does."""
-
-    def __init__(self, at: int):
-        super().__init__(domains=DOMAINS)
-        self.at = at
-
-    def complete_json(self, *args, **kwargs):
-        if len(self.calls) + 1 >= self.at:
-            from llmsynthor.errors import BackendError
-
-            raise BackendError("openai:local could not be reached, still after 6 attempts", retryable=True)
-        return super().complete_json(*args, **kwargs)
-
-
 def test_a_backend_that_dies_mid_run_ends_it_with_exit_3_after_the_checkpoint(workdir, monkeypatch):
-    backends = iter([DyingServer(at=3), FakeLLM(domains=DOMAINS)])  # 1: dependencies, 2: iteration 1, 3: the server is gone
+    from llmsynthor.errors import BackendError
+
+    gone = BackendError("openai:local could not be reached, still after 6 attempts", retryable=True)
+    backends = iter([Interrupting(at=3, stop=gone), FakeLLM(domains=DOMAINS)])  # 1: dependencies, 2: iteration 1, 3: the server is gone
     monkeypatch.setattr("llmsynthor.api.make_backend", lambda settings, cache=None, on_slow=None: next(backends))
     result = runner.invoke(app, ["run", "spec.yaml", "--out", "out/o.csv", "--n", "300", "--max-iterations", "6"])
     assert result.exit_code == 3, result.output

@@ -28,7 +28,7 @@ EMBEDDED_MODELS = ("qwen2.5-coder-1.5b", "gemma3-270m")
 # Seconds per evaluated prompt token and per generated token on 2 free cores (2 llama.cpp threads),
 # by model sha256: the pace a step is compared with (llm.threads.PaceWatch). Measured on the 2-core
 # x86_64 build machine, medians of 3 (a 93-token prompt + 69 generated tokens in 6.8 s; 18 option
-# questions, 510 tokens evaluated, in 10.6 s); the README's "Shared CPUs" has the figures.
+# questions, 510 tokens evaluated, in 10.6 s); docs/measured-speed.md ("Shared CPUs") has the figures.
 REFERENCE_PACE: dict[str, tuple[float, float]] = {QWEN_SHA256: (0.021, 0.071)}
 
 

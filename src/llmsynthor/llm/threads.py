@@ -2,7 +2,7 @@
 
 llama.cpp's threads wait for each other at every operation, spinning: with as many threads as cores
 and another CPU-bound process beside them, one thread is always descheduled and the others spin
-until it comes back (measured on 2 cores beside another 2-thread llama.cpp job, the README's "Shared
+until it comes back (measured on 2 cores beside another 2-thread llama.cpp job, docs/measured-speed.md, "Shared
 CPUs": an answer 6.6× slower than on free cores at 2 threads, 2.2× at 1). One thread per core that
 is actually free degrades gracefully instead. The free cores are read from
 ``/proc/stat`` over a short interval (Linux); elsewhere every core is taken as free.
