@@ -20,7 +20,8 @@ from fakes import FakeLLM
 from typer.testing import CliRunner
 
 from llmsynthor import LLMSynthorError, SpecError, checkpoint
-from llmsynthor.cli import _summary, app
+from llmsynthor.cli import app
+from llmsynthor.cli.flat import _summary
 from llmsynthor.llm.cache import CachedLLM
 from llmsynthor.memory import memory_problem
 from llmsynthor.spec import LLMSettings, Spec, SynthesisSettings, TableSpec

@@ -69,9 +69,11 @@ def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSe
         return None
     llm = requester.llm
     if not can_score_options(llm):
-        note = (f"{llm.name} gives no token probabilities: focus cells of different tables are combined "
-                "by deficit alone (no pairwise prior)") if not without_model(llm) else \
-            "run without a model (llm.backend: none, asked for): no pairwise prior, the tables are joined by independence"
+        if without_model(llm):
+            note = "run without a model (llm.backend: none, asked for): no pairwise prior, the tables are joined by independence"
+        else:
+            note = (f"{llm.name} gives no token probabilities: focus cells of different tables are combined "
+                    "by deficit alone (no pairwise prior)")
         if note not in notes:  # a resumed run has it already
             notes.append(note)
         return None

@@ -92,8 +92,8 @@ class Synthesizer:
                                     "records; expected synthesis.candidates > 1 or synthesis.records: joint"))
         self.shapes = shapes_from_targets(self.targets, spec.synthesis.within_bin)
         check_constraints(self.targets, self.constraints, self.shapes, spec.source)
-        if without_model(llm) and (spec.synthesis.records == "proposals" or self._model_decides()):
-            raise SpecError(Problem(f"{spec.source}: llm.backend", f"none (a run without a model), but {self._model_role()}; "
+        if without_model(llm) and (role := self._model_role()):
+            raise SpecError(Problem(f"{spec.source}: llm.backend", f"none (a run without a model), but {role}; "
                                     "expected every variable in a target table and synthesis.records: joint"))
         self.requester = Requester(llm, spec.llm, spec.seed)
         self.facts = prompts.numeric_facts(self.targets, [group_sizes(self.targets, t) for t in self.targets.numeric])
@@ -172,20 +172,21 @@ class Synthesizer:
         return prior.tempered(check.strength, zeros=check.zeros, zero_lift=ZERO_LIFT)
 
     def _model_decides(self) -> bool:
-        """Whether the LLM's proposals can add something to the joint model: always with ``records: both``;
-        with ``records: joint`` only for a variable no table mentions (the joint model knows its domain
-        alone) or with ``pin: lead`` (a strong model chooses the categories)."""
-        s, mentioned = self.spec.synthesis, {v for t in self.targets for v in t.variables}
-        return s.records == "both" or s.pin == "lead" or any(v not in mentioned for v in self.targets.schema.names)
+        """Whether the LLM's proposals have something to decide (:meth:`_model_role`)."""
+        return self._model_role() is not None
 
-    def _model_role(self) -> str:
-        """What the model's proposals would decide in this run (for a run without a model, the reason it cannot be)."""
+    def _model_role(self) -> str | None:
+        """What the LLM's proposals decide in this run, or None: everything with ``records: proposals``;
+        with ``records: both`` they are added always; with ``records: joint`` only a variable no table
+        mentions (the joint model knows its domain alone) or the categories with ``pin: lead`` (a strong
+        model chooses them). Said to a run without a model as the reason it cannot be."""
         s, mentioned = self.spec.synthesis, {v for t in self.targets for v in t.variables}
         if s.records != "joint":
             return f"synthesis.records: {s.records} asks for the model's proposals"
         if s.pin == "lead":
             return "synthesis.pin: lead lets the model choose the categories"
-        return f"no target table mentions {', '.join(v for v in self.targets.schema.names if v not in mentioned)}: the model would choose them"
+        unmentioned = [v for v in self.targets.schema.names if v not in mentioned]
+        return f"no target table mentions {', '.join(unmentioned)}: the model would choose them" if unmentioned else None
 
     def _skip_loop(self, elapsed: float) -> None:
         """records: joint with nothing for the model to decide: no plan call; the checkpoint says the fit is done."""
@@ -213,7 +214,7 @@ class Synthesizer:
         self.history_, self.loop_records_ = [], None
         self.notes_ = [f"inconsistent targets (synthesis.inconsistent_targets = proceed; a weighted compromise is fitted): {d.describe()}"
                        for d in targets.inconsistencies]
-        needed = self.spec.synthesis.records == "proposals" or self._model_decides()  # only the plans use them
+        needed = self._model_decides()  # only the plans use them
         inferred = steps.infer_dependencies(self.requester, targets, given, self.spec.synthesis, self.usage_) if needed else []
         self.dependencies_ = {"given": given, "inferred": inferred}
         return 0.0, 1, False

@@ -7,6 +7,5 @@
 """
 
 from .app import app, main
-from .flat import _summary  # noqa: F401 - the summary line, tested on its own
 
 __all__ = ["app", "main"]

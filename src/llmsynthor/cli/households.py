@@ -259,7 +259,6 @@ def run(spec_path: Path, o: RunOptions) -> None:
     from ..errors import Problem, SpecError
     from .options import FLAGS
 
-    spec = None
     try:
         refused = [Problem(FLAGS[name], f"not for a household spec ({why})") for name, why in _NOT_FOR_HOUSEHOLDS.items()
                    if getattr(o, name) not in (None, False)]

@@ -309,7 +309,7 @@ def _run_section(manifest: dict) -> str:
         cells = region.get("unreachable_cells") or []
         if cells:
             parts.append(_table(["control cell no candidate reaches (it stays short)", "table", "target", "given"],
-                                [[*cell_parts(c)[:1], c["table"], *cell_parts(c)[1:]] for c in cells]))
+                                [[pairs, c["table"], target, where] for c in cells for pairs, target, where in [cell_parts(c)]]))
     zones = manifest.get("zones") or {}
     if zones:
         by = zones.get("integerized_by") or {}

@@ -178,10 +178,10 @@ def deficit_kinds(spec: HouseholdSpec, targets: HouseholdTargets, matrix, prior:
     return kinds
 
 
-def require_model(spec: HouseholdSpec, backend: str | None = None) -> None:
-    """Refuse a run without a model (``llm.backend: none``) before any work: every household starts
-    from a composition the model writes."""
-    if (backend or spec.llm.backend) == "none":
+def require_model(spec: HouseholdSpec, llm: LLMBackend | None = None) -> None:
+    """Refuse a run without a model — ``llm`` the no-model backend, or (without ``llm``) the spec's
+    ``llm.backend: none`` — before any work: every household starts from a composition the model writes."""
+    if without_model(llm) if llm is not None else spec.llm.backend == "none":
         raise SpecError(Problem(f"{spec.source}: llm.backend", "none (a run without a model), but household specs "
                                 "need the model to write household compositions; expected embedded or openai"))
 
@@ -205,8 +205,7 @@ class HouseholdSynthesizer:
         self.spec, self.llm, self.progress, self.clock = spec, llm, progress, clock
         self.targets = targets if targets is not None else load_controls(spec)
         self.constraints_checked = constraints_checked
-        if without_model(llm):
-            require_model(spec, "none")
+        require_model(spec, llm)
         self.requester = Requester(llm, spec.llm, spec.seed)
 
     def run(self) -> HouseholdResult:
