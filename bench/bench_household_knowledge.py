@@ -9,7 +9,7 @@ sha256 checked; a seeded sample) are shown to the model, and it is asked, from i
 probabilities (no text is sampled):
 
   * household type given the members — the example's ``household_type`` of each household, its
-    members listed with all their values (``llmsynthor.households.compose.value_question``, the
+    members listed with all their values (``llmsynthor.shapes.households.compose.value_question``, the
     question ``household_values: scored`` asks);
   * a member's school given the rest of the household — the member's own school left out;
   * a member's relationship to the householder given the rest (members other than the householder);
@@ -48,15 +48,15 @@ import semcog_households  # noqa: E402
 
 from llmsynthor.api import make_backend  # noqa: E402
 from llmsynthor.cli.households import overridden, suggestion_levels  # noqa: E402
-from llmsynthor.households.candidates import derive  # noqa: E402
-from llmsynthor.households.compose import Composition, household_text, option_request, value_question  # noqa: E402
-from llmsynthor.households.controls import HOUSEHOLD, load_controls  # noqa: E402
-from llmsynthor.households.evaluation import link  # noqa: E402
-from llmsynthor.households.spec import HouseholdSpec, load_household_spec  # noqa: E402
+from llmsynthor.core.rules import parse_rule  # noqa: E402
 from llmsynthor.llm.base import continues_answers, score_options  # noqa: E402
-from llmsynthor.rules import parse_rule  # noqa: E402
-from llmsynthor.suggest import score_and_suggest  # noqa: E402
-from llmsynthor.tempering import ZERO_LIFT  # noqa: E402
+from llmsynthor.prior.suggest import score_and_suggest  # noqa: E402
+from llmsynthor.prior.tempering import ZERO_LIFT  # noqa: E402
+from llmsynthor.shapes.households.candidates import derive  # noqa: E402
+from llmsynthor.shapes.households.compose import Composition, household_text, option_request, value_question  # noqa: E402
+from llmsynthor.shapes.households.controls import HOUSEHOLD, load_controls  # noqa: E402
+from llmsynthor.shapes.households.evaluation import link  # noqa: E402
+from llmsynthor.shapes.households.spec import HouseholdSpec, load_household_spec  # noqa: E402
 
 EXAMPLE = semcog_households.EXAMPLE / "spec.yaml"
 

@@ -5,7 +5,7 @@
 The case is the household example (examples/households: SEMCOG, 14,853 households with 31,074
 persons in 46 zones; bench/semcog_households.py). The truth is read from the activitysim==1.6.0 wheel
 (fetched into llmsynthor's dataset cache on first use, sha256 checked). Every row is scored by
-``llmsynthor.households.evaluation`` against the example's targets and the truth.
+``llmsynthor.shapes.households.evaluation`` against the example's targets and the truth.
 
 Rows (bench/household_baselines.py, seeded):
   * real 5 % sample (floor) — 5 % of the true households of every zone with their persons, weights
@@ -75,9 +75,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import household_baselines as baselines  # noqa: E402
 import semcog_households  # noqa: E402
 
-from llmsynthor.households.controls import load_controls  # noqa: E402
-from llmsynthor.households.evaluation import HouseholdEvaluation, evaluate_households, prepare_held_out  # noqa: E402
-from llmsynthor.households.spec import load_household_spec  # noqa: E402
+from llmsynthor.shapes.households.controls import load_controls  # noqa: E402
+from llmsynthor.shapes.households.evaluation import HouseholdEvaluation, evaluate_households, prepare_held_out  # noqa: E402
+from llmsynthor.shapes.households.spec import load_household_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "households" / "spec.yaml"
@@ -197,7 +197,7 @@ def with_constraints(spec, households: list[str], persons: list[str], drop_rules
 def llmsynthor_row(spec, suffix: str = "") -> Row:
     name = "llmsynthor" + suffix
     try:
-        from llmsynthor.households.synthesizer import HouseholdSynthesizer
+        from llmsynthor.shapes.households.synthesizer import HouseholdSynthesizer
     except ImportError as exc:
         return Row(name, None, None, 0.0, f"not available yet ({type(exc).__name__}: {exc})")
     from llmsynthor.api import make_backend

@@ -20,7 +20,7 @@ Rows (baselines.py), all scored on the same held-out tables of their case:
   by weight), SDV's Gaussian copula fitted on a real micro-sample (privileged; sdv is no dependency of
   the project: the row needs .venv-sdv, built by bench/sdv-env.sh), the oracle (lifts of
   every pair no target crosses taken from the true micro-data, joined to the targets by
-  llmsynthor.joint; no LLM), and, with the LLM: direct prompting, llmsynthor (records: joint, the
+  llmsynthor.fitting.joint_candidates; no LLM), and, with the LLM: direct prompting, llmsynthor (records: joint, the
   default), llmsynthor with records: proposals (the previous default), the frontier of prior
   strengths α = 0, .25, .5, 1 (--frontier, on by default), llmsynthor with the case's declared
   constraints (adult11, semcog) and the ablations (--ablation). With the LLM, a line per case also
@@ -51,12 +51,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import baselines  # noqa: E402
 
 from llmsynthor import Synthesizer, load_spec, load_targets  # noqa: E402
-from llmsynthor.datasets import ecommerce_sample  # noqa: E402
-from llmsynthor.evaluation import _axis_for, cell_counts, table_metrics  # noqa: E402
-from llmsynthor.metrics import jsd, tvd  # noqa: E402
-from llmsynthor.rules import parse_rule  # noqa: E402
-from llmsynthor.statistics import count, encode_axis  # noqa: E402
-from llmsynthor.tables import TargetTable  # noqa: E402
+from llmsynthor.core.metrics import jsd, tvd  # noqa: E402
+from llmsynthor.core.rules import parse_rule  # noqa: E402
+from llmsynthor.core.statistics import count, encode_axis  # noqa: E402
+from llmsynthor.core.tables import TargetTable  # noqa: E402
+from llmsynthor.evaluation.datasets import ecommerce_sample  # noqa: E402
+from llmsynthor.evaluation.scoring import _axis_for, cell_counts, table_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["ecommerce", "adult", "adult11", "semcog"]
@@ -182,15 +182,15 @@ def true_joint(truth: pd.DataFrame, u_axis, v_axis) -> np.ndarray:
 def oracle_lifts(targets, truth: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
     """(u, v) -> the true lift P(u, v) / (P(u) P(v)) over finest_axes()[u] × finest_axes()[v], clipped
     like the model's, for every pair no target crosses."""
-    from llmsynthor.tempering import true_lift
+    from llmsynthor.prior.tempering import true_lift
 
     axes = targets.finest_axes()
     return {(u, v): np.clip(true_lift(true_joint(truth, axes[u], axes[v])), *LIFT_RANGE) for u, v in uncovered_pairs(targets)}
 
 
 def oracle(targets, truth: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    from llmsynthor.joint import joint_records
-    from llmsynthor.within_bin import shapes_from_targets
+    from llmsynthor.core.within_bin import shapes_from_targets
+    from llmsynthor.fitting.joint_candidates import joint_records
 
     records, _pool, _info = joint_records(targets, shapes_from_targets(targets), oracle_lifts(targets, truth), {}, [], 3.0,
                                           200_000, rng)
@@ -199,12 +199,12 @@ def oracle(targets, truth: pd.DataFrame, rng: np.random.Generator) -> pd.DataFra
 
 def ipf_sampling(targets, n: int, rng: np.random.Generator) -> tuple[str, pd.DataFrame]:
     """ipfn on the full joint when it is small enough, else a 200,000-record independent pool raked to
-    the targets (llmsynthor.joint with no lifts) and drawn by weight."""
+    the targets (llmsynthor.fitting.joint_candidates with no lifts) and drawn by weight."""
     cells = int(np.prod([a.size for a in targets.finest_axes().values()], dtype=float))
     if cells <= IPFN_MAX_CELLS:
         return "IPF (ipfn) + sampling", baselines.ipf(targets, n, rng)
-    from llmsynthor.joint import build_pool
-    from llmsynthor.within_bin import shapes_from_targets
+    from llmsynthor.core.within_bin import shapes_from_targets
+    from llmsynthor.fitting.joint_candidates import build_pool
 
     pool = build_pool(targets, shapes_from_targets(targets), targets.finest_axes(), {}, {}, [], 200_000, rng)
     return "IPF (200k pool raked) + sampling", pool.draw(n, rng)
@@ -224,7 +224,7 @@ def elicitation_quality(prior, truth: pd.DataFrame) -> dict | None:
     log-lift correlation (tempering.log_lift_correlation) averaged over pairs with the pair's true
     mutual information as weight; the same correlation over every cell of every pair at once
     (cells weighted by their expected mass); and the plain, unweighted Pearson correlation over cells."""
-    from llmsynthor.tempering import log_lift_correlation, true_lift
+    from llmsynthor.prior.tempering import log_lift_correlation, true_lift
 
     if prior is None or not getattr(prior, "lifts", None):
         return None
@@ -276,7 +276,7 @@ def run_methods(case: Case, with_llm: bool, ablation: bool = False, frontier: bo
             case.runs[label] = Run(case.floor.iloc[:0], 0.0, "–", "–", note="skipped (--no-llm)")
         return
     from llmsynthor.api import make_backend
-    from llmsynthor.spec import with_overrides
+    from llmsynthor.declarations.spec import with_overrides
 
     backend = make_backend(spec.llm)
     model = backend.name.split(":")[-1]
@@ -355,7 +355,7 @@ class Scorer:
     """The figures of a case's table, the truth's held-out counts computed once for every row.
 
     held-out = every 2- and 3-way table over the variables that is not a target, numeric variables
-    binned as the first target that has them (as llmsynthor.evaluation does); JSD = Jensen–Shannon
+    binned as the first target that has them (as llmsynthor.evaluation.scoring does); JSD = Jensen–Shannon
     divergence, base 2 (the square of llmsynthor's JS distance)."""
 
     def __init__(self, case: Case, c2st: bool = False):
@@ -392,7 +392,7 @@ class Scorer:
                "w": {v: wasserstein_distance(pd.to_numeric(records[v], errors="coerce").dropna(), self.truth[v]) for v in self.numeric},
                "c2st": None}
         if self.c2st:
-            from llmsynthor.evaluation import _c2st
+            from llmsynthor.evaluation.scoring import _c2st
 
             out["c2st"] = _c2st(records, self.truth, self.schema, 0)
         return out
@@ -438,7 +438,7 @@ def print_summary(case: Case, c2st: bool = False) -> None:
           "the share of all records breaking it. Distinct = share of distinct records. Wall s = seconds of the row, "
           "model loading and the prior's scoring included; LLM s = model time of its calls (cached answers: ~0).")
     print("The oracle row: lifts of every pair no target crosses from the true micro-data (clipped to [.02, 50]), the "
-          "targets joined by them (llmsynthor.joint: 200,000-record pool weighted and raked, 3 × n candidates, the final "
+          "targets joined by them (llmsynthor.fitting.joint_candidates: 200,000-record pool weighted and raked, 3 × n candidates, the final "
           "calibration); no LLM. It is the headroom of a perfect pairwise prior.")
     for line in case.elicitation:
         print(f"\n{line}")

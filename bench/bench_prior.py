@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_methods as bm  # noqa: E402
 
 from llmsynthor import Synthesizer, load_spec, load_targets  # noqa: E402
-from llmsynthor.copula import LIFT_RANGE, score_prior  # noqa: E402
-from llmsynthor.prompts import option_messages  # noqa: E402
-from llmsynthor.spec import with_overrides  # noqa: E402
-from llmsynthor.tempering import log_lift_correlation  # noqa: E402
+from llmsynthor.declarations.spec import with_overrides  # noqa: E402
+from llmsynthor.prior.copula import LIFT_RANGE, score_prior  # noqa: E402
+from llmsynthor.prior.prompts import option_messages  # noqa: E402
+from llmsynthor.prior.tempering import log_lift_correlation  # noqa: E402
 
 SETTINGS = (("one", "auto"), ("both", "auto"), ("one", 0.25), ("both", 0.25), ("one", 0.375), ("both", 0.375))
 

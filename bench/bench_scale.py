@@ -5,14 +5,14 @@
 Every (case, records mode, n) runs in a fresh subprocess (so one size's peak memory does not carry
 into the next): fit with an instant test-double LLM that also scores options with random
 probabilities (so the pairwise prior, its check and the tempered lifts are exercised), then
-``sample(n, seed=1)``, then :func:`llmsynthor.evaluation.evaluate` against the case's reference
+``sample(n, seed=1)``, then :func:`llmsynthor.evaluation.scoring.evaluate` against the case's reference
 micro-data with its rules. Steps are timed by wrapping the functions that do them (nothing in the
 library is changed for the bench):
 
 * fit — the prior scored (instantly), checked, the loop (``records: proposals`` only);
 * pool — the joint model's weighted, raked pool (``joint.build_pool``; ``records: joint``);
 * draw — candidates drawn (from the joint pool, or the proposals and their spread);
-* rake / select / LP / swaps — the four steps of :func:`llmsynthor.calibration.calibrate`;
+* rake / select / LP / swaps — the four steps of :func:`llmsynthor.fitting.calibration.calibrate`;
 * result — counting, distances, diversity, the result object; eval — the evaluation.
 
 Peak memory is the subprocess' ``ru_maxrss`` (resident set, the whole process: Python, numpy,
@@ -67,11 +67,14 @@ def child(case_name: str, mode: str, n: int) -> dict:
     """One run, timed step by step; returns the figures as a dict."""
     from fakes import FakeLLM
 
-    from llmsynthor import Synthesizer, calibration, finish, joint, load_spec
-    from llmsynthor.evaluation import evaluate
+    from llmsynthor import Synthesizer, load_spec
+    from llmsynthor.core.rules import parse_rules
+    from llmsynthor.declarations.spec import with_overrides
+    from llmsynthor.evaluation.scoring import evaluate
+    from llmsynthor.fitting import calibration
+    from llmsynthor.fitting import joint_candidates as joint
     from llmsynthor.llm.base import Choice
-    from llmsynthor.rules import parse_rules
-    from llmsynthor.spec import with_overrides
+    from llmsynthor.shapes.flat import finish
 
     class RandomScorer(FakeLLM):
         """Instant plans (FakeLLM) and option probabilities drawn at random, seeded by the question."""
@@ -112,7 +115,7 @@ def child(case_name: str, mode: str, n: int) -> dict:
     joint.calibrate = finish.calibrate = calibrate
     joint.build_pool = timed("pool", joint.build_pool)
     joint.JointPool.draw = timed("draw", joint.JointPool.draw)
-    from llmsynthor.pool import ProposalPool
+    from llmsynthor.shapes.flat.proposal_pool import ProposalPool
     ProposalPool.draw = timed("draw", ProposalPool.draw)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,8 +40,8 @@ from test_server import LlamaServer, free_port  # noqa: E402
 
 from llmsynthor import Synthesizer, load_spec  # noqa: E402
 from llmsynthor.api import make_backend  # noqa: E402
+from llmsynthor.declarations.spec import with_overrides  # noqa: E402
 from llmsynthor.llm.cache import CachedLLM  # noqa: E402
-from llmsynthor.spec import with_overrides  # noqa: E402
 
 
 class OneAtATime:

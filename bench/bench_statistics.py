@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from llmsynthor import Synthesizer, load_spec, load_targets  # noqa: E402
-from llmsynthor.datasets import ecommerce_sample  # noqa: E402
-from llmsynthor.statistics import count_all  # noqa: E402
+from llmsynthor.core.statistics import count_all  # noqa: E402
+from llmsynthor.evaluation.datasets import ecommerce_sample  # noqa: E402
 
 
 def pandas_counts(records: pd.DataFrame, targets) -> list[np.ndarray]:

@@ -16,10 +16,10 @@ import pandas as pd
 import yaml
 
 from llmsynthor import load_spec
-from llmsynthor.datasets import binned, contingency
+from llmsynthor.core.rules import parse_rule
+from llmsynthor.core.schema import IntegerVariable
+from llmsynthor.evaluation.datasets import binned, contingency
 from llmsynthor.llm.models import cache_dir
-from llmsynthor.rules import parse_rule
-from llmsynthor.schema import IntegerVariable
 
 MODEL = {"model": "qwen2.5-coder-1.5b", "temperature": 0.7}
 

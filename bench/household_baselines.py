@@ -37,11 +37,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from llmsynthor.households.controls import HouseholdTargets, LevelTable
-from llmsynthor.households.spec import HouseholdSpec
-from llmsynthor.rules import holds, parse_condition
-from llmsynthor.schema import CategoricalVariable, IntegerVariable
-from llmsynthor.tables import Axis
+from llmsynthor.core.levels import LevelTable
+from llmsynthor.core.rules import holds, parse_condition
+from llmsynthor.core.schema import CategoricalVariable, IntegerVariable
+from llmsynthor.core.tables import Axis
+from llmsynthor.shapes.households.controls import HouseholdTargets
+from llmsynthor.shapes.households.spec import HouseholdSpec
 
 ID, PERSON_ID, MEMBER, ZONE = "household_id", "person_id", "member", "zone"
 

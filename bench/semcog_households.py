@@ -91,11 +91,11 @@ from semcog import CONSTRAINTS as FLAT_CONSTRAINTS
 from semcog import EMPLOYMENT, FOLDER, INCOMES, RACE, RELATIONSHIP, SCHOOL, WHEEL, WHEEL_SHA256
 from semcog import VARIABLES as FLAT_VARIABLES
 
-from llmsynthor.datasets import binned, contingency
-from llmsynthor.households.controls import load_controls
-from llmsynthor.households.spec import load_household_spec
-from llmsynthor.rules import holds, parse_condition
-from llmsynthor.schema import IntegerVariable, Schema
+from llmsynthor.core.rules import holds, parse_condition
+from llmsynthor.core.schema import IntegerVariable, Schema
+from llmsynthor.evaluation.datasets import binned, contingency
+from llmsynthor.shapes.households.controls import load_controls
+from llmsynthor.shapes.households.spec import load_household_spec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "households"
 POPULATION = ("households of 46 zones of the Detroit region (SEMCOG) around Ann Arbor, Michigan, USA, a university town, "

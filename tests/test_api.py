@@ -9,7 +9,7 @@ from conftest import EXAMPLE
 from fakes import FakeLLM
 
 from llmsynthor import SpecError, Synthesizer, load_spec, load_targets, parse_spec, synthesize
-from llmsynthor.spec import with_overrides
+from llmsynthor.declarations.spec import with_overrides
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 

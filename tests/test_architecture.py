@@ -13,30 +13,33 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmsynthor"
 
-# low to high; a module may import modules of its own layer or of lower ones
+# low to high, by folder: a module may import modules of its own folder or of lower ones
 LAYERS = [
-    ("foundations", {"errors", "metrics", "schema", "urls", "memory"}),
-    ("declarations", {"kinds", "spec", "tables", "spec_format", "households.spec", "households.spec_format"}),
-    ("statistics", {"consistency", "statistics", "discrepancy", "within_bin", "rules", "records", "checkpoint"}),
-    ("algorithms over records, no LLM", {"targets", "allocation", "calibration", "replacement", "evaluation", "datasets", "tempering", "joint",
-                                         "households.controls", "households.balance", "households.candidates",
-                                         "households.constraints", "households.evaluation"}),
-    ("LLM backends", {"llm", "llm.base", "llm.models", "llm.embedded", "llm.llama_batch", "llm.openai_compat", "llm.cache",
-                       "llm.none", "llm.threads"}),
-    ("what the LLM is asked and what its answers become", {"prompts", "copula", "focus", "proposals", "suggest", "households.compose"}),
-    ("the loop's parts", {"pool", "requesting", "steps", "finish", "result"}),
-    ("the loop", {"synthesizer", "households.synthesizer"}),
-    ("outputs and the short path", {"api", "output", "report", "households.output", "households.report"}),
-    ("the command and the package", {"cli", "cli.__main__", "cli.app", "cli.common", "cli.options", "cli.registry", "cli.flat", "cli.households",
-                                      "__init__", "households"}),
+    ("core", "the data model: errors, variables, tables, records, rules, counting records into tables"),
+    ("declarations", "what a spec file declares and how it is read"),
+    ("fitting", "algorithms over candidates and counts, no LLM"),
+    ("llm", "LLM backends, knowing nothing of tables or the loop"),
+    ("prior", "what the LLM is asked and what its answers become"),
+    ("evaluation", "scoring records against targets, held-out tables and rules"),
+    ("outputs", "files, manifests, report sections"),
+    ("shapes", "record shapes on the shared core, none importing another"),
+    ("entry", "the command line, the short path and the package: cli/, api, __init__"),
 ]
-LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
-LLM_BACKENDS = {m for m in LAYER_OF if m == "llm" or m.startswith("llm.")}
+ENTRY = {"cli", "api", "__init__"}
+LAYER_NAMES = [name for name, _ in LAYERS]
+
+
+def layer(module: str) -> int:
+    top = module.split(".")[0]
+    return LAYER_NAMES.index("entry" if top in ENTRY else top) if (top in ENTRY or top in LAYER_NAMES) else -1
 
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE).with_suffix("").parts
     return ".".join(parts[:-1]) if parts[-1] == "__init__" and len(parts) > 1 else ".".join(parts)
+
+
+KNOWN = {module_name(p) for p in PACKAGE.rglob("*.py")}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -49,9 +52,9 @@ def imports_of(path: Path) -> set[str]:
             base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
             names = [".".join(filter(None, [target, a.name])) for a in node.names]
-            if node.module is None or target in LAYER_OF or not target:
-                found.update(n for n in names if n in LAYER_OF)
-            if target in LAYER_OF and not (node.module is None and all(n in LAYER_OF for n in names)):
+            if node.module is None or target in KNOWN or not target:
+                found.update(n for n in names if n in KNOWN)
+            if target in KNOWN and not (node.module is None and all(n in KNOWN for n in names)):
                 found.add(target)  # `from . import flat` imports the submodule, not the package's __init__
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("llmsynthor"):
             target = node.module.removeprefix("llmsynthor").lstrip(".") or "__init__"
@@ -65,18 +68,29 @@ def imports_of(path: Path) -> set[str]:
 GRAPH = {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def test_every_module_has_a_layer():
-    assert sorted(set(GRAPH) - set(LAYER_OF)) == [], "place new modules in LAYERS"
+def test_every_module_is_in_a_layer_folder():
+    assert sorted(m for m in GRAPH if layer(m) < 0) == [], "put new modules in one of the LAYERS' folders"
 
 
 def test_no_lower_layer_imports_a_higher_one():
-    wrong = [f"{m} ({LAYERS[LAYER_OF[m]][0]}) imports {d} ({LAYERS[LAYER_OF[d]][0]})"
-             for m, deps in GRAPH.items() for d in deps if LAYER_OF[d] > LAYER_OF[m]]
+    wrong = [f"{m} ({LAYER_NAMES[layer(m)]}) imports {d} ({LAYER_NAMES[layer(d)]})"
+             for m, deps in GRAPH.items() for d in deps if layer(d) > layer(m)]
+    assert wrong == []
+
+
+def test_no_record_shape_imports_another():
+    def shape(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if parts[0] == "shapes" and len(parts) > 2 else None
+
+    wrong = [f"{m} imports {d}" for m, deps in GRAPH.items() for d in deps if shape(m) and shape(d) and shape(d) != shape(m)]
     assert wrong == []
 
 
 def test_backends_know_nothing_of_statistics_or_the_loop():
-    wrong = [f"{m} imports {d}" for m in LLM_BACKENDS for d in GRAPH.get(m, ()) if d not in LLM_BACKENDS | {"errors", "urls"}]
+    allowed = {"core.errors", "core.urls"}
+    wrong = [f"{m} imports {d}" for m in GRAPH if layer(m) == LAYER_NAMES.index("llm")
+             for d in GRAPH[m] if layer(d) != LAYER_NAMES.index("llm") and d not in allowed]
     assert wrong == []
 
 
@@ -100,11 +114,12 @@ def test_no_import_cycle():
 
 
 @pytest.mark.parametrize("source, expected", [
-    ("from .tables import Targets", {"tables"}),
-    ("from . import checkpoint, prompts", {"checkpoint", "prompts"}),
+    ("from .core.tables import Targets", {"core.tables"}),
+    ("from .shapes.flat import checkpoint, steps", {"shapes.flat", "shapes.flat.checkpoint", "shapes.flat.steps"}),
+    ("from . import api", {"api"}),
     ("from .llm.base import LLMBackend", {"llm.base"}),
-    ("if TYPE_CHECKING:\n    from .copula import PairwisePrior", {"copula"}),
-    ("def f():\n    from .targets import load_targets", {"targets"}),
+    ("if TYPE_CHECKING:\n    from .prior.copula import PairwisePrior", {"prior.copula"}),
+    ("def f():\n    from .declarations.targets import load_targets", {"declarations.targets"}),
 ])
 def test_the_import_reader_sees_every_kind_of_import(tmp_path, monkeypatch, source, expected):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path)
@@ -117,3 +132,15 @@ def test_the_cycle_check_finds_a_cycle(monkeypatch):
     monkeypatch.setattr(__import__(__name__), "GRAPH", {"a": {"b"}, "b": {"c"}, "c": {"a"}})
     with pytest.raises(AssertionError):
         test_no_import_cycle()
+
+
+@pytest.mark.parametrize("check, graph", [
+    ("test_no_lower_layer_imports_a_higher_one", {"core.tables": {"shapes.flat.steps"}, "shapes.flat.steps": set()}),
+    ("test_no_record_shape_imports_another", {"shapes.households.output": {"shapes.flat.result"}, "shapes.flat.result": set()}),
+    ("test_backends_know_nothing_of_statistics_or_the_loop", {"llm.cache": {"core.tables"}, "core.tables": set()}),
+    ("test_every_module_is_in_a_layer_folder", {"loose_module": set()}),
+])
+def test_each_rule_finds_what_breaks_it(monkeypatch, check, graph):
+    monkeypatch.setattr(__import__(__name__), "GRAPH", graph)
+    with pytest.raises(AssertionError):
+        globals()[check]()

@@ -12,9 +12,9 @@ import pytest
 from conftest import EXAMPLE, ROOT
 
 from llmsynthor import load_spec, load_targets
+from llmsynthor.core.metrics import tvd
+from llmsynthor.core.statistics import count_all
 from llmsynthor.llm.base import Completion
-from llmsynthor.metrics import tvd
-from llmsynthor.statistics import count_all
 
 sys.path.insert(0, str(ROOT / "bench"))
 import adult  # noqa: E402
@@ -105,7 +105,7 @@ def test_the_adult_case_reads_the_wheel_and_writes_a_valid_spec(tmp_path):
 
 
 def test_rules_of_the_adult_case_hold_on_census_like_records(tmp_path):
-    from llmsynthor.rules import parse_rule
+    from llmsynthor.core.rules import parse_rule
 
     spec = load_spec(adult.write_case(tmp_path, adult.read_adult(_tiny_wheel(tmp_path)), n=100))
     rules = [parse_rule(r, spec.record_schema) for r in spec.rules]
@@ -173,9 +173,9 @@ def test_rules_hold_and_constraints_are_disjoint_true_and_only_in_the_variant(ca
     assert not normalized & {" ".join(c.split()) for c in module.CONSTRAINTS}
     assert min(casefiles.holding_shares(truth, spec, module.CONSTRAINTS).values()) == 1.0
     targets = load_targets(constrained)
-    from llmsynthor.joint import check_constraints
-    from llmsynthor.rules import parse_rules
-    from llmsynthor.within_bin import shapes_from_targets
+    from llmsynthor.core.rules import parse_rules
+    from llmsynthor.core.within_bin import shapes_from_targets
+    from llmsynthor.fitting.joint_candidates import check_constraints
 
     check_constraints(targets, parse_rules(constrained, "constraints"), shapes_from_targets(targets), "bench")  # as Synthesizer does
     assert targets.n == 5000 and len(targets) == len(module.VARIABLES) + len(module.JOINTS)

@@ -9,8 +9,8 @@ import pytest
 from fakes import FakeLLM
 
 from llmsynthor import BackendError, Synthesizer, load_spec
+from llmsynthor.declarations.spec import with_overrides
 from llmsynthor.llm.cache import CachedLLM
-from llmsynthor.spec import with_overrides
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 

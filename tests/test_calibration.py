@@ -12,12 +12,12 @@ from test_copula import KNOWLEDGE
 from test_copula import SPEC as HOUSEHOLDS
 
 from llmsynthor import Synthesizer, load_spec, load_targets
-from llmsynthor.calibration import calibrate
-from llmsynthor.copula import Conditionals, score_prior
-from llmsynthor.metrics import tvd
-from llmsynthor.proposals import Proposal, draw, profile
-from llmsynthor.spec import parse_spec, with_overrides
-from llmsynthor.statistics import count_all, group_sums
+from llmsynthor.core.metrics import tvd
+from llmsynthor.core.statistics import count_all, group_sums
+from llmsynthor.declarations.spec import parse_spec, with_overrides
+from llmsynthor.fitting.calibration import calibrate
+from llmsynthor.prior.copula import Conditionals, score_prior
+from llmsynthor.prior.proposals import Proposal, draw, profile
 
 SPEC = {
     "name": "people", "entity": "person", "n_records": 500, "seed": 1,
@@ -141,7 +141,7 @@ def test_the_rounding_program_is_bounded_by_work_never_by_the_clock(monkeypatch,
     """The records must not depend on the machine's speed or load: every HiGHS call of the calibration
     runs without a time limit, and the integer program that rounds the LP stops after a node count.
     (A 1 s time limit once made a resumed run through a server differ from an uninterrupted one on CI.)"""
-    import llmsynthor.calibration as calibration
+    import llmsynthor.fitting.calibration as calibration
 
     calls = []
 

@@ -8,10 +8,10 @@ import pytest
 from fakes import FakeLLM, KnowingFakeLLM
 
 from llmsynthor import Synthesizer, load_targets
-from llmsynthor.copula import pairs_to_score, prior_levels, score_prior
-from llmsynthor.metrics import tvd
-from llmsynthor.spec import parse_spec
-from llmsynthor.statistics import count_all
+from llmsynthor.core.metrics import tvd
+from llmsynthor.core.statistics import count_all
+from llmsynthor.declarations.spec import parse_spec
+from llmsynthor.prior.copula import pairs_to_score, prior_levels, score_prior
 
 SPEC = {
     "name": "households", "entity": "person", "n_records": 1000, "seed": 3,
@@ -94,7 +94,7 @@ def test_a_backend_without_probabilities_is_noted_not_fatal():
 def test_the_default_model_knows_husbands_are_male():
     """Through the real Qwen2.5-Coder-1.5B: option probabilities from its logits."""
     from llmsynthor.llm.embedded import EmbeddedLLM
-    from llmsynthor.prompts import option_messages
+    from llmsynthor.prior.prompts import option_messages
 
     targets = load_targets(parse_spec(SPEC))
     levels = prior_levels(targets)

@@ -15,7 +15,7 @@ from llmsynthor import ModelFileError, load_spec
 from llmsynthor.llm.base import LLMBackend
 from llmsynthor.llm.embedded import EmbeddedLLM
 from llmsynthor.llm.models import resolve
-from llmsynthor.proposals import parse_plan, plan_schema
+from llmsynthor.prior.proposals import parse_plan, plan_schema
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 from browser import render
 
 from llmsynthor import load_spec, load_targets
-from llmsynthor.metrics import jsd, tvd
-from llmsynthor.statistics import count_all
+from llmsynthor.core.metrics import jsd, tvd
+from llmsynthor.core.statistics import count_all
 
 
 @pytest.mark.slow

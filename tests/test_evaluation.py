@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from llmsynthor import SpecError, load_spec, load_targets
 from llmsynthor.cli import app
-from llmsynthor.datasets import ecommerce_sample
-from llmsynthor.evaluation import evaluate, hellinger, srmse
-from llmsynthor.rules import parse_rule
+from llmsynthor.core.rules import parse_rule
+from llmsynthor.evaluation.datasets import ecommerce_sample
+from llmsynthor.evaluation.scoring import evaluate, hellinger, srmse
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_values_outside_the_domain_are_reported_and_score_worse(tmp_path, target
 
 
 def test_every_kind_of_out_of_domain_value_is_counted(targets):
-    from llmsynthor.records import outside_domain
+    from llmsynthor.core.records import outside_domain
 
     frame = pd.DataFrame({"age": [30, 30.5, 17, np.nan, 90], "gender": ["Male", "Female", None, "male", "Female"],
                           "location": ["Developed"] * 5, "category": ["Apparel"] * 5,
@@ -219,7 +219,7 @@ def test_unreadable_records_are_named_not_tracebacks(tmp_path, name, content, me
 
 
 def test_parquet_records_read_like_csv(tmp_path, reference, targets):
-    from llmsynthor.records import load_records
+    from llmsynthor.core.records import load_records
 
     path = tmp_path / "records.parquet"
     reference.to_parquet(path, index=False)
@@ -231,12 +231,12 @@ def test_parquet_records_read_like_csv(tmp_path, reference, targets):
 
 
 def test_an_unwritable_json_path_fails_before_any_work(tmp_path, monkeypatch):
-    import llmsynthor.evaluation
+    import llmsynthor.evaluation.scoring
 
     def no_work(*args, **kwargs):
         raise AssertionError("evaluated before checking --json")
 
-    monkeypatch.setattr(llmsynthor.evaluation, "evaluate", no_work)
+    monkeypatch.setattr(llmsynthor.evaluation.scoring, "evaluate", no_work)
     blocker = _write(tmp_path / "file.txt", "not a folder")
     for target, message in [(blocker / "eval.json", "is a file, not a folder"), (tmp_path, "is an existing folder")]:
         cli = _evaluate_cli(EXAMPLE / "reference.csv", "--json", target)
@@ -256,7 +256,7 @@ def test_a_json_path_in_a_new_folder_is_written(tmp_path):
 
 
 def test_no_user_facing_text_names_files_outside_the_package():
-    from llmsynthor import evaluation
+    from llmsynthor.evaluation import scoring as evaluation
 
     source = Path(evaluation.__file__).parent
     offenders = [p.name for p in source.rglob("*.py") if "shared/docs" in p.read_text(encoding="utf-8")]

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 from conftest import EXAMPLE
 
-from llmsynthor.datasets import ecommerce_sample
+from llmsynthor.evaluation.datasets import ecommerce_sample
 
 
 def test_generator_reproduces_the_committed_files(tmp_path):

@@ -20,12 +20,12 @@ import pytest
 from typer.testing import CliRunner
 
 from llmsynthor.cli import app
-from llmsynthor.errors import BackendError, Unsupported
+from llmsynthor.core.errors import BackendError, Unsupported
+from llmsynthor.declarations.spec import LLMSettings, SynthesisSettings
+from llmsynthor.declarations.targets import load_targets
 from llmsynthor.llm.none import NoModel
-from llmsynthor.requesting import LLMUsage, Requester
-from llmsynthor.spec import LLMSettings, SynthesisSettings
-from llmsynthor.steps import pairwise_prior
-from llmsynthor.targets import load_targets
+from llmsynthor.prior.requesting import LLMUsage, Requester
+from llmsynthor.shapes.flat.steps import pairwise_prior
 
 runner = CliRunner()
 
@@ -184,7 +184,7 @@ def test_options_a_household_run_does_not_take_are_refused_naming_them(workdir):
 
 def test_load_spec_names_a_household_spec_instead_of_its_missing_fields():
     from llmsynthor import load_spec
-    from llmsynthor.errors import SpecError
+    from llmsynthor.core.errors import SpecError
 
     household = Path(__file__).resolve().parents[1] / "examples" / "households" / "spec.yaml"
     with pytest.raises(SpecError, match="a household spec .*load_household_spec") as info:

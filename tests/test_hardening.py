@@ -19,12 +19,13 @@ import pytest
 from fakes import FakeLLM
 from typer.testing import CliRunner
 
-from llmsynthor import LLMSynthorError, SpecError, checkpoint
+from llmsynthor import LLMSynthorError, SpecError
 from llmsynthor.cli import app
 from llmsynthor.cli.flat import _summary
+from llmsynthor.core.memory import memory_problem
+from llmsynthor.declarations.spec import LLMSettings, Spec, SynthesisSettings, TableSpec
 from llmsynthor.llm.cache import CachedLLM
-from llmsynthor.memory import memory_problem
-from llmsynthor.spec import LLMSettings, Spec, SynthesisSettings, TableSpec
+from llmsynthor.shapes.flat import checkpoint
 
 runner = CliRunner()
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
@@ -223,7 +224,7 @@ def test_the_memory_estimate_names_the_estimate_and_the_limit():
 
 def test_a_malformed_url_never_reaches_the_network():
     pytest.importorskip("openai")
-    from llmsynthor.errors import BackendError
+    from llmsynthor.core.errors import BackendError
     from llmsynthor.llm.openai_compat import OpenAICompatibleLLM
 
     with pytest.raises(BackendError, match="http:// or https://"):
@@ -337,7 +338,7 @@ def test_ctrl_c_before_the_first_iteration_says_there_is_nothing_to_resume(workd
 
 
 def test_file_system_failures_of_the_caches_are_clear_errors(tmp_path, monkeypatch):
-    from llmsynthor.errors import ModelFileError
+    from llmsynthor.core.errors import ModelFileError
     from llmsynthor.llm import models
 
     def full():
@@ -404,7 +405,7 @@ def test_a_stale_checkpoint_of_an_earlier_run_gets_no_resume_hint(workdir, monke
 
 
 def test_a_backend_that_dies_mid_run_ends_it_with_exit_3_after_the_checkpoint(workdir, monkeypatch):
-    from llmsynthor.errors import BackendError
+    from llmsynthor.core.errors import BackendError
 
     gone = BackendError("openai:local could not be reached, still after 6 attempts", retryable=True)
     backends = iter([Interrupting(at=3, stop=gone), FakeLLM(domains=DOMAINS)])  # 1: dependencies, 2: iteration 1, 3: the server is gone

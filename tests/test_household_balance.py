@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from llmsynthor.errors import SpecError
-from llmsynthor.households.balance import EXECUTORS, apportion, balance_zones, integerize, list_balance
+from llmsynthor.core.errors import SpecError
+from llmsynthor.fitting.balance import EXECUTORS, apportion, balance_zones, list_balance
+from llmsynthor.fitting.integerize import integerize
 
 SIZES = 4  # households of 1..4 persons
 AGES = 3  # person age bins
@@ -217,7 +218,7 @@ def test_whole_weights_are_kept(problem):
 def test_integerize_needs_somewhere_to_put_households(problem):
     incidence, targets, _ = problem
     with pytest.raises(ValueError, match="weights must have a positive entry to place 5 households"):
-        integerize(incidence, targets, np.zeros(incidence.shape[0]), 5)
+        integerize(incidence, targets, np.zeros(incidence.shape[0]), 5, units="households")
     assert integerize(incidence, targets, np.zeros(incidence.shape[0]), 0).counts.sum() == 0
 
 
@@ -300,7 +301,7 @@ def test_every_zone_problem_is_reported_at_once(zones):
     empty[1:1 + SIZES] = 0  # no household of any size
     zone_targets["zone-2"] = empty
     with pytest.raises(SpecError) as error:
-        balance_zones(incidence, zone_targets, initial, totals=totals)
+        balance_zones(incidence, zone_targets, initial, totals=totals, unit="household")
     assert [str(p) for p in error.value.problems] == [
         "zone 'extra': has targets but no household total",
         "zone 'lonely': has a household total but no targets",

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from llmsynthor.households.controls import load_controls
-from llmsynthor.households.evaluation import evaluate_households
-from llmsynthor.households.spec import load_household_spec
+from llmsynthor.shapes.households.controls import load_controls
+from llmsynthor.shapes.households.evaluation import evaluate_households
+from llmsynthor.shapes.households.spec import load_household_spec
 
 sys.path.insert(0, str(ROOT / "bench"))
 import household_baselines as baselines  # noqa: E402
@@ -121,7 +121,7 @@ def test_rake_meets_consistent_margins():
 def test_populationsim_controls_count_what_the_targets_count(spec, targets, ipf, tmp_path):
     """Every control's expression, evaluated on the seed as PopulationSim does (households.<column>, persons
     summed per household), counts what llmsynthor counts on the table's cell."""
-    from llmsynthor.households.controls import HOUSEHOLD, counts
+    from llmsynthor.shapes.households.controls import HOUSEHOLD, counts
 
     households, persons = ipf[0].iloc[:300], ipf[1][ipf[1]["household_id"] <= 300]
     weights = np.arange(1, 301) % 7 + 1.0

@@ -15,7 +15,7 @@ from conftest import ROOT
 from typer.testing import CliRunner
 
 from llmsynthor.cli import app
-from llmsynthor.households.spec import (
+from llmsynthor.shapes.households.spec import (
     UNREAD_TABLE_FIELDS,
     HouseholdConstraints,
     HouseholdLevel,
@@ -102,8 +102,8 @@ def baseline_folders(tmp_path_factory):
     sys.path.insert(0, str(ROOT / "bench"))
     import household_baselines
 
-    from llmsynthor.households.controls import load_controls
-    from llmsynthor.households.spec import load_household_spec
+    from llmsynthor.shapes.households.controls import load_controls
+    from llmsynthor.shapes.households.spec import load_household_spec
 
     spec = load_household_spec(EXAMPLE / "spec.yaml")
     targets = load_controls(spec)
@@ -119,7 +119,7 @@ def baseline_folders(tmp_path_factory):
 
 
 def test_evaluate_scores_a_household_folder_as_the_evaluation_does_with_the_reference_as_truth(baseline_folders, tmp_path):
-    from llmsynthor.households.evaluation import evaluate_households
+    from llmsynthor.shapes.households.evaluation import evaluate_households
 
     spec, targets, root, frames = baseline_folders
     result = runner.invoke(app, ["evaluate", str(root / "independent"), "--spec", str(EXAMPLE / "spec.yaml"),
@@ -136,7 +136,7 @@ def test_evaluate_scores_a_household_folder_as_the_evaluation_does_with_the_refe
 
 def test_evaluate_without_rules_says_realism_is_not_scored_and_counts_zones_over_tolerance(baseline_folders, example_copy,
                                                                                               tmp_path):
-    from llmsynthor.households.evaluation import evaluate_households
+    from llmsynthor.shapes.households.evaluation import evaluate_households
 
     spec, targets, root, frames = baseline_folders
     data = yaml.safe_load((example_copy / "spec.yaml").read_text())
@@ -348,7 +348,7 @@ def test_a_backend_that_dies_ends_a_household_run_with_exit_3_and_writes_nothing
     from test_household_compose import SchemaLLM, tiny_two_zones
 
     import llmsynthor.api
-    from llmsynthor.errors import BackendError
+    from llmsynthor.core.errors import BackendError
 
     class Dying(SchemaLLM):
         def complete_json(self, *args, **kwargs):

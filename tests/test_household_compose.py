@@ -15,10 +15,11 @@ import yaml
 from conftest import ROOT
 from scipy import sparse
 
-from llmsynthor.errors import SpecError
-from llmsynthor.households.balance import list_balance
-from llmsynthor.households.candidates import COMPOSITION, MEMBER, combine, derive, expand, fillers, independent
-from llmsynthor.households.compose import (
+from llmsynthor.core.errors import SpecError
+from llmsynthor.fitting.balance import list_balance
+from llmsynthor.llm.base import Choice, Completion
+from llmsynthor.shapes.households.candidates import COMPOSITION, MEMBER, combine, derive, expand, fillers, independent
+from llmsynthor.shapes.households.compose import (
     Composition,
     Kind,
     composition_schema,
@@ -26,10 +27,9 @@ from llmsynthor.households.compose import (
     reference_marker,
     value_question,
 )
-from llmsynthor.households.controls import HOUSEHOLD, incidence, load_controls
-from llmsynthor.households.spec import load_household_spec, parse_household_spec
-from llmsynthor.households.synthesizer import HouseholdSynthesizer, deficit_kinds
-from llmsynthor.llm.base import Choice, Completion
+from llmsynthor.shapes.households.controls import HOUSEHOLD, incidence, load_controls
+from llmsynthor.shapes.households.spec import load_household_spec, parse_household_spec
+from llmsynthor.shapes.households.synthesizer import HouseholdSynthesizer, deficit_kinds
 
 EXAMPLE = ROOT / "examples" / "households" / "spec.yaml"
 PERSON_VARIABLES = ["age", "sex", "relationship", "race", "employment", "school"]

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from test_household_compose import SchemaLLM, tiny_two_zones
 
-from llmsynthor.errors import SpecError
-from llmsynthor.households.candidates import Candidates
-from llmsynthor.households.constraints import broken, check_constraints
-from llmsynthor.households.controls import HOUSEHOLD, load_controls
-from llmsynthor.households.evaluation import evaluate_households
-from llmsynthor.households.spec import parse_household_spec
-from llmsynthor.households.synthesizer import HouseholdSynthesizer
+from llmsynthor.core.errors import SpecError
+from llmsynthor.shapes.households.candidates import Candidates
+from llmsynthor.shapes.households.constraints import broken, check_constraints
+from llmsynthor.shapes.households.controls import HOUSEHOLD, load_controls
+from llmsynthor.shapes.households.evaluation import evaluate_households
+from llmsynthor.shapes.households.spec import parse_household_spec
+from llmsynthor.shapes.households.synthesizer import HouseholdSynthesizer
 
 CONSTRAINTS = {"households": ["kids >= 1 -> size >= 2"],
                "persons": ["relationship == child -> age < 18", "relationship == spouse -> age >= 18"]}
@@ -87,7 +87,7 @@ def test_keeping_candidates_keeps_their_members_and_the_part_its_weight():
 def test_the_manifest_and_the_report_say_what_the_constraints_left_out(tmp_path):
     import json
 
-    from llmsynthor.households.output import write_outputs
+    from llmsynthor.shapes.households.output import write_outputs
 
     spec = spec_with(CONSTRAINTS)
     targets = load_controls(spec)
@@ -107,7 +107,7 @@ def test_the_manifest_and_the_report_say_what_the_constraints_left_out(tmp_path)
 def test_more_independent_candidates_are_drawn_while_a_table_misses_at_the_region(monkeypatch):
     """A pool too thin for list balancing to meet every table gets more independent candidates (up
     to TOP_UPS rounds, each said in the notes), and the region then misses by less."""
-    import llmsynthor.households.synthesizer as synthesizer
+    import llmsynthor.shapes.households.synthesizer as synthesizer
 
     data = tiny_two_zones(0)
     data["targets"].append({"name": "size_kids", "variables": ["size", "kids"], "cells": [  # children as households have them

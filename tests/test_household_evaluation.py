@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from llmsynthor.errors import SpecError
-from llmsynthor.households.controls import load_controls
-from llmsynthor.households.evaluation import evaluate_households, prepare_held_out, tolerance_headline
-from llmsynthor.households.spec import load_household_spec, parse_household_spec
+from llmsynthor.core.errors import SpecError
+from llmsynthor.shapes.households.controls import load_controls
+from llmsynthor.shapes.households.evaluation import evaluate_households, prepare_held_out, tolerance_headline
+from llmsynthor.shapes.households.spec import load_household_spec, parse_household_spec
 
 SPEC = {
     "name": "tiny",

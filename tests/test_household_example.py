@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from llmsynthor.households.controls import HOUSEHOLD, counts, joined, load_controls
-from llmsynthor.households.spec import load_household_spec
-from llmsynthor.rules import holds, parse_condition, parse_rule
+from llmsynthor.core.rules import holds, parse_condition, parse_rule
+from llmsynthor.shapes.households.controls import HOUSEHOLD, counts, joined, load_controls
+from llmsynthor.shapes.households.spec import load_household_spec
 
 sys.path.insert(0, str(ROOT / "bench"))
 import semcog_households  # noqa: E402

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from llmsynthor.households.controls import load_controls
-from llmsynthor.households.spec import load_household_spec
-from llmsynthor.rules import parse_rule
+from llmsynthor.core.rules import parse_rule
+from llmsynthor.shapes.households.controls import load_controls
+from llmsynthor.shapes.households.spec import load_household_spec
 
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_household_knowledge as knowledge  # noqa: E402

@@ -16,13 +16,13 @@ from browser import render
 from conftest import ROOT
 from test_household_compose import SchemaLLM, two_zones
 
-from llmsynthor.errors import SpecError
-from llmsynthor.households.controls import load_controls
-from llmsynthor.households.evaluation import REASONS, evaluate_households
-from llmsynthor.households.output import check_output_folder, output_paths, write_outputs
-from llmsynthor.households.report import build_household_report
-from llmsynthor.households.spec import load_household_spec, parse_household_spec
-from llmsynthor.households.synthesizer import HouseholdSynthesizer
+from llmsynthor.core.errors import SpecError
+from llmsynthor.shapes.households.controls import load_controls
+from llmsynthor.shapes.households.evaluation import REASONS, evaluate_households
+from llmsynthor.shapes.households.output import check_output_folder, output_paths, write_outputs
+from llmsynthor.shapes.households.report import build_household_report
+from llmsynthor.shapes.households.spec import load_household_spec, parse_household_spec
+from llmsynthor.shapes.households.synthesizer import HouseholdSynthesizer
 
 sys.path.insert(0, str(ROOT / "bench"))
 import household_baselines as baselines  # noqa: E402
@@ -211,7 +211,7 @@ def test_without_rules_the_report_says_realism_is_not_scored_and_shows_no_reject
 
 
 def test_the_run_section_names_every_control_cell_no_candidate_reaches(written):
-    from llmsynthor.households.controls import control_cells, describe_cells
+    from llmsynthor.shapes.households.controls import control_cells, describe_cells
 
     folder, paths, result, targets = written
     cells = control_cells(targets, [2, 4])

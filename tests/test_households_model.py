@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from llmsynthor.households.controls import load_controls
-from llmsynthor.households.evaluation import evaluate_households
-from llmsynthor.households.spec import load_household_spec
+from llmsynthor.shapes.households.controls import load_controls
+from llmsynthor.shapes.households.evaluation import evaluate_households
+from llmsynthor.shapes.households.spec import load_household_spec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "households"
 ZONED = ("size_by_zone", "income_by_zone", "workers_by_zone", "age_by_zone")

@@ -13,15 +13,15 @@ from typer.testing import CliRunner
 
 from llmsynthor import Synthesizer, load_targets
 from llmsynthor.cli import app
-from llmsynthor.copula import PHRASINGS, prior_levels, score_prior
-from llmsynthor.errors import SpecError
-from llmsynthor.joint import build_pool, joint_records
-from llmsynthor.metrics import tvd
-from llmsynthor.rules import parse_rule
-from llmsynthor.spec import parse_spec
-from llmsynthor.statistics import count_all
-from llmsynthor.tempering import check_prior, true_lift
-from llmsynthor.within_bin import shapes_from_targets
+from llmsynthor.core.errors import SpecError
+from llmsynthor.core.metrics import tvd
+from llmsynthor.core.rules import parse_rule
+from llmsynthor.core.statistics import count_all
+from llmsynthor.core.within_bin import shapes_from_targets
+from llmsynthor.declarations.spec import parse_spec
+from llmsynthor.fitting.joint_candidates import build_pool, joint_records
+from llmsynthor.prior.copula import PHRASINGS, prior_levels, score_prior
+from llmsynthor.prior.tempering import check_prior, true_lift
 
 SEX = ["Male", "Female"]
 REL = ["Husband", "Wife", "Child"]

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from llmsynthor import SpecError, Synthesizer, load_spec, load_targets
 from llmsynthor.cli import app
-from llmsynthor.metrics import tvd
-from llmsynthor.spec import with_overrides
-from llmsynthor.statistics import count_all
+from llmsynthor.core.metrics import tvd
+from llmsynthor.core.statistics import count_all
+from llmsynthor.declarations.spec import with_overrides
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 REFERENCE = pd.read_csv(EXAMPLE / "reference.csv")

@@ -12,10 +12,10 @@ import pytest
 from fakes import FakeLLM, ScriptedServer
 
 from llmsynthor import BackendError, Synthesizer, load_spec
+from llmsynthor.declarations.spec import with_overrides
 from llmsynthor.llm.cache import CachedLLM
 from llmsynthor.llm.openai_compat import OpenAICompatibleLLM
-from llmsynthor.output import manifest
-from llmsynthor.spec import with_overrides
+from llmsynthor.shapes.flat.manifest import manifest
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 
@@ -166,9 +166,9 @@ def letter_answers(body):
 
 def test_the_prior_is_read_from_the_servers_top_logprobs_options_asked_by_letter(tmp_path):
     from llmsynthor import load_targets
-    from llmsynthor.copula import score_prior
-    from llmsynthor.spec import parse_spec
-    from llmsynthor.steps import by_letter
+    from llmsynthor.declarations.spec import parse_spec
+    from llmsynthor.prior.copula import score_prior
+    from llmsynthor.shapes.flat.steps import by_letter
 
     spec = parse_spec(LETTER_SPEC)
     server = ScriptedServer(fallback=letter_answers)
@@ -202,7 +202,7 @@ def test_a_server_without_logprobs_gets_a_clear_message_and_the_run_goes_on_with
 
 
 def parse_letter_spec():
-    from llmsynthor.spec import parse_spec
+    from llmsynthor.declarations.spec import parse_spec
 
     return parse_spec(LETTER_SPEC)
 
@@ -224,8 +224,8 @@ def test_option_scorings_go_out_side_by_side_up_to_the_concurrency_and_come_back
 
     spec = parse_letter_spec()
     from llmsynthor import load_targets
-    from llmsynthor.copula import prior_levels
-    from llmsynthor.prompts import option_messages
+    from llmsynthor.prior.copula import prior_levels
+    from llmsynthor.prior.prompts import option_messages
 
     targets = load_targets(spec)
     levels = prior_levels(targets)
@@ -245,8 +245,8 @@ def test_option_scorings_go_out_side_by_side_up_to_the_concurrency_and_come_back
 def test_a_failing_server_is_asked_once_not_once_per_scoring():
     spec = parse_letter_spec()
     from llmsynthor import load_targets
-    from llmsynthor.copula import prior_levels
-    from llmsynthor.prompts import option_messages
+    from llmsynthor.prior.copula import prior_levels
+    from llmsynthor.prior.prompts import option_messages
 
     targets = load_targets(spec)
     levels = prior_levels(targets)
@@ -263,8 +263,8 @@ def test_a_failing_server_is_asked_once_not_once_per_scoring():
 
 def test_more_levels_than_letters_is_refused_before_any_question():
     from llmsynthor import load_targets
-    from llmsynthor.copula import score_prior
-    from llmsynthor.spec import parse_spec
+    from llmsynthor.declarations.spec import parse_spec
+    from llmsynthor.prior.copula import score_prior
 
     many = [f"county {k}" for k in range(30)]
     spec = parse_spec({**LETTER_SPEC, "variables": {**LETTER_SPEC["variables"], "county": {"type": "categorical", "values": many}},

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from llmsynthor import load_targets
-from llmsynthor.copula import prior_levels, score_prior
+from llmsynthor.declarations.spec import parse_spec
 from llmsynthor.llm.base import Choice, score_options
 from llmsynthor.llm.cache import CachedLLM
 from llmsynthor.llm.llama_batch import common_prefix
-from llmsynthor.prompts import option_messages
-from llmsynthor.spec import parse_spec
+from llmsynthor.prior.copula import prior_levels, score_prior
+from llmsynthor.prior.prompts import option_messages
 
 SPEC = {
     "name": "people", "entity": "person", "n_records": 1000,
@@ -265,7 +265,7 @@ def test_n_ubatch_above_n_batch_is_refused():
 
 def test_usage_counts_the_prompt_tokens_evaluated_apart_from_those_sent():
     from llmsynthor.llm.base import Completion
-    from llmsynthor.requesting import LLMUsage
+    from llmsynthor.prior.requesting import LLMUsage
 
     usage = LLMUsage()
     usage.add(Completion("{}", prompt_tokens=300, completion_tokens=5, seconds=1.0, evaluated_tokens=40))  # prefix reused

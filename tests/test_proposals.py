@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from llmsynthor import load_spec, load_targets
-from llmsynthor.allocation import integerize, solve
-from llmsynthor.focus import Focus, plan_focus
-from llmsynthor.proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
-from llmsynthor.statistics import count
+from llmsynthor.core.statistics import count
+from llmsynthor.fitting.allocation import solve
+from llmsynthor.fitting.integerize import round_to_total
+from llmsynthor.prior.focus import Focus, plan_focus
+from llmsynthor.prior.proposals import ParseReport, Proposal, draw, parse_plan, pin, plan_schema, profile
 
 
 @pytest.fixture(scope="module")
@@ -141,13 +142,13 @@ def test_solve_respects_caps():
 
 
 def test_integerize_sums_exactly():
-    out = integerize(np.array([0.4, 1.3, 2.3, 0.0]), 4)
+    out = round_to_total(np.array([0.4, 1.3, 2.3, 0.0]), 4)
     assert out.sum() == 4 and out.dtype.kind == "i" and out[3] == 0
-    assert integerize(np.array([10.0, 10.0]), 7, caps=np.array([2.0, 10.0])).tolist() == [2, 5]
+    assert round_to_total(np.array([10.0, 10.0]), 7, caps=np.array([2.0, 10.0])).tolist() == [2, 5]
 
 
 def test_an_answer_cut_off_at_the_token_limit_keeps_its_complete_proposals():
-    from llmsynthor.proposals import _complete_items
+    from llmsynthor.prior.proposals import _complete_items
 
     assert _complete_items('{"proposals": [{"a": 1}, {"b": [2, 3]}, {"c": [3') == {"proposals": [{"a": 1}, {"b": [2, 3]}]}
     assert _complete_items('{"proposals": [{"a": 1') is None

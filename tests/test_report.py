@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from llmsynthor import Synthesizer, load_spec
 from llmsynthor.cli import app
-from llmsynthor.output import manifest, write_json, write_records
-from llmsynthor.spec import with_overrides
+from llmsynthor.declarations.spec import with_overrides
+from llmsynthor.outputs.files import write_json, write_records
+from llmsynthor.shapes.flat.manifest import manifest
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 PLOTS = re.compile(r"data-plots='(\d+)'")
@@ -94,9 +95,9 @@ def test_without_rules_the_report_says_realism_is_not_scored():
     import pandas as pd
 
     from llmsynthor import load_targets
-    from llmsynthor.evaluation import evaluate
-    from llmsynthor.report import build_report
-    from llmsynthor.rules import parse_rules
+    from llmsynthor.core.rules import parse_rules
+    from llmsynthor.evaluation.scoring import evaluate
+    from llmsynthor.outputs.report import build_report
 
     spec = load_spec(EXAMPLE / "spec.yaml")
     targets = load_targets(spec)
@@ -117,9 +118,9 @@ def test_the_report_shows_values_outside_the_domain_and_rule_denominators():
     import pandas as pd
 
     from llmsynthor import load_targets
-    from llmsynthor.evaluation import evaluate
-    from llmsynthor.report import build_report
-    from llmsynthor.rules import parse_rules
+    from llmsynthor.core.rules import parse_rules
+    from llmsynthor.evaluation.scoring import evaluate
+    from llmsynthor.outputs.report import build_report
 
     spec = load_spec(EXAMPLE / "spec.yaml")
     targets = load_targets(spec)

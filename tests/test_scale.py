@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from test_calibration import SPEC, candidates
 
-from llmsynthor import calibration, load_targets
-from llmsynthor.calibration import _kinds, calibrate
-from llmsynthor.spec import parse_spec
-from llmsynthor.statistics import count_all
+from llmsynthor import load_targets
+from llmsynthor.core.statistics import count_all
+from llmsynthor.declarations.spec import parse_spec
+from llmsynthor.fitting import calibration
+from llmsynthor.fitting.calibration import _kinds, calibrate
 
 
 def test_kinds_group_rows_alike_in_every_column_and_name_their_first_row():
@@ -75,8 +76,9 @@ def test_the_distance_to_the_closest_record_is_measured_on_a_sample_of_a_large_s
     from conftest import EXAMPLE
     from sklearn.neighbors import NearestNeighbors
 
-    from llmsynthor import evaluation, load_spec
-    from llmsynthor.datasets import ecommerce_sample
+    from llmsynthor import load_spec
+    from llmsynthor.evaluation import scoring as evaluation
+    from llmsynthor.evaluation.datasets import ecommerce_sample
 
     targets = load_targets(load_spec(EXAMPLE / "spec.yaml"))
     reference = pd.read_csv(EXAMPLE / "reference.csv")

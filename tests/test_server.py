@@ -153,11 +153,11 @@ def test_option_scoring_through_the_server_equals_the_embedded_models(tmp_path):
     from test_option_batches import SPEC
 
     from llmsynthor import load_targets
-    from llmsynthor.copula import prior_levels
+    from llmsynthor.declarations.spec import parse_spec
     from llmsynthor.llm.embedded import EmbeddedLLM
     from llmsynthor.llm.openai_compat import OpenAICompatibleLLM
-    from llmsynthor.prompts import option_messages
-    from llmsynthor.spec import parse_spec
+    from llmsynthor.prior.copula import prior_levels
+    from llmsynthor.prior.prompts import option_messages
 
     targets = load_targets(parse_spec(SPEC))
     levels = prior_levels(targets)

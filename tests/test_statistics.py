@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from llmsynthor import load_spec, load_targets
-from llmsynthor.datasets import ecommerce_sample
-from llmsynthor.metrics import jsd, tvd
-from llmsynthor.statistics import count, count_all, encode_axis
+from llmsynthor.core.metrics import jsd, tvd
+from llmsynthor.core.statistics import count, count_all, encode_axis
+from llmsynthor.evaluation.datasets import ecommerce_sample
 
 
 @pytest.fixture(scope="module")

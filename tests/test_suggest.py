@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from llmsynthor import load_targets
 from llmsynthor.cli import app
-from llmsynthor.copula import PairwisePrior, prior_levels, score_prior
-from llmsynthor.rules import parse_rule
-from llmsynthor.spec import parse_spec
-from llmsynthor.suggest import format_constraint, suggest
+from llmsynthor.core.rules import parse_rule
+from llmsynthor.declarations.spec import parse_spec
+from llmsynthor.prior.copula import PairwisePrior, prior_levels, score_prior
+from llmsynthor.prior.suggest import format_constraint, suggest
 
 # sex (2 levels) is the context: P(relationship | sex); lifts 0.02 / 0.4 = 0.05 for the crossed-out ones
 KNOWLEDGE = {("sex = Male", "relationship"): (0.78, 0.02, 0.2), ("sex = Female", "relationship"): (0.02, 0.78, 0.2)}

@@ -9,9 +9,9 @@ import pytest
 from fakes import FakeLLM
 
 from llmsynthor import ProposalError, Synthesizer, load_spec
-from llmsynthor.metrics import tvd
-from llmsynthor.spec import with_overrides
-from llmsynthor.statistics import count_all
+from llmsynthor.core.metrics import tvd
+from llmsynthor.core.statistics import count_all
+from llmsynthor.declarations.spec import with_overrides
 
 DOMAINS = {"age": (18, 90), "price": (0, 2000)}
 

@@ -10,9 +10,9 @@ from fakes import FakeLLM
 from scipy.stats import wasserstein_distance
 
 from llmsynthor import Synthesizer, load_spec, load_targets
-from llmsynthor.proposals import Proposal, draw, profile
-from llmsynthor.spec import with_overrides
-from llmsynthor.within_bin import ValueShape, shapes_from_targets
+from llmsynthor.core.within_bin import ValueShape, shapes_from_targets
+from llmsynthor.declarations.spec import with_overrides
+from llmsynthor.prior.proposals import Proposal, draw, profile
 
 
 @pytest.fixture(scope="module")

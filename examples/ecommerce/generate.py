@@ -2,14 +2,15 @@
 
     python examples/ecommerce/generate.py
 
-The records come from the paper's Bayesian network (llmsynthor.datasets.ecommerce_sample, seed 2025).
+The records come from the paper's Bayesian network (llmsynthor.evaluation.datasets.ecommerce_sample, seed 2025).
 Continuous variables are binned into 6 quantile bins of the reference (inner edges rounded), as in the paper.
 """
 
 from pathlib import Path
 
+from llmsynthor.evaluation.datasets import binned, contingency, ecommerce_sample, quantile_edges
+
 from llmsynthor import load_spec
-from llmsynthor.datasets import binned, contingency, ecommerce_sample, quantile_edges
 
 HERE = Path(__file__).parent
 N, SEED = 2000, 2025

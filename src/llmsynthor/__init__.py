@@ -7,14 +7,13 @@
 Heavy pieces (llama.cpp) are imported only when a backend is built.
 """
 
-__version__ = "0.1.0"
-
 from .api import make_backend, synthesize  # noqa: E402
-from .errors import BackendError, LLMSynthorError, ModelFileError, ProposalError, SpecError  # noqa: E402
-from .spec import Spec, load_spec, parse_spec  # noqa: E402
-from .synthesizer import SynthesisResult, Synthesizer  # noqa: E402
-from .tables import Targets  # noqa: E402
-from .targets import load_targets  # noqa: E402
+from .core.errors import BackendError, LLMSynthorError, ModelFileError, ProposalError, SpecError  # noqa: E402
+from .core.tables import Targets  # noqa: E402
+from .core.version import __version__  # noqa: E402, F401
+from .declarations.spec import Spec, load_spec, parse_spec  # noqa: E402
+from .declarations.targets import load_targets  # noqa: E402
+from .shapes.flat.synthesizer import SynthesisResult, Synthesizer  # noqa: E402
 
 __all__ = [
     "BackendError", "LLMSynthorError", "ModelFileError", "ProposalError", "SpecError",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .declarations.spec import LLMSettings, Spec
 from .llm.base import LLMBackend
-from .spec import LLMSettings, Spec
-from .synthesizer import ProgressCallback, SynthesisResult, Synthesizer
+from .shapes.flat.synthesizer import ProgressCallback, SynthesisResult, Synthesizer
 
 
 def make_backend(settings: LLMSettings, *, cache: bool | None = None,

@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import LLMSynthorError, Problem, SpecError
-from ..tempering import ZERO_LIFT
+from ..core.errors import LLMSynthorError, Problem, SpecError
+from ..prior.tempering import ZERO_LIFT
 from .common import err, fail_with_code, guarded, on_sigterm, out, stopped
 from .options import RunOptions
 from .registry import SHAPES, shape_of
@@ -173,10 +173,10 @@ def suggest_constraints(
 
     Example: `llmsynthor suggest-constraints examples/ecommerce/spec.yaml --yaml > suggested.yaml`
     """
-    from ..copula import asking_order, pairs_to_score, prior_levels
     from ..llm.base import can_score_options
-    from ..steps import by_letter
-    from ..suggest import Suggestions, score_and_suggest
+    from ..prior.copula import asking_order, pairs_to_score, prior_levels
+    from ..prior.suggest import Suggestions, score_and_suggest
+    from ..shapes.flat.steps import by_letter
 
     changes = {"llm.backend": llm, "llm.base_url": base_url, "llm.model": model}
     try:
@@ -221,7 +221,7 @@ def suggest_constraints(
 
 
 def _pair_lines(levels, free, crossed, phrasings, seen: dict, started: float, level: str | None):
-    """The ``on_call`` of :func:`~llmsynthor.copula.score_prior` that prints one line per pair once its
+    """The ``on_call`` of :func:`~llmsynthor.prior.copula.score_prior` that prints one line per pair once its
     last question is answered (the pairs in the order it asks them), and counts scorings in ``seen``."""
     asked = [f"{c} × {a}" + (f" ({ph})" if len(phrasings) > 1 else "") for ph in phrasings for c, a in crossed]
     questions = [(name, levels[name.split(" × ")[0]].axis.size) for name in asked] + \

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import BackendError, LLMSynthorError, ModelFileError, SpecError, os_reason
+from ..core.errors import BackendError, LLMSynthorError, ModelFileError, SpecError, os_reason
 
 err = Console(stderr=True)
 out = Console()

@@ -18,10 +18,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import checkpoint
-from ..errors import LLMSynthorError, Problem, SpecError
-from ..rules import parse_rules
-from ..spec import load_spec, with_overrides
+from ..core.errors import LLMSynthorError, Problem, SpecError
+from ..core.rules import parse_rules
+from ..declarations.spec import load_spec, with_overrides
+from ..shapes.flat import checkpoint
 from .common import EXIT_BACKEND, backend_fault, err, fail, os_error, out, say_threads, stopped, warn_slow
 from .options import FLAGS, OVERRIDES, RunOptions, Suggesting
 
@@ -30,8 +30,9 @@ KIND = "records"
 
 def run(spec_path: Path, o: RunOptions) -> None:
     """`run` for a flat spec: the records file, its manifest; the table of distances and the summary line."""
-    from ..output import check_run_paths, manifest, write_json, write_records
-    from ..synthesizer import Synthesizer
+    from ..outputs.files import check_run_paths, write_json, write_records
+    from ..shapes.flat.manifest import manifest
+    from ..shapes.flat.synthesizer import Synthesizer
 
     out_path, manifest_path, checkpoint_dir, debug = o.out_path, o.manifest_path, o.checkpoint_dir, o.debug
     no_cache, resume = o.no_cache, o.resume
@@ -44,7 +45,7 @@ def run(spec_path: Path, o: RunOptions) -> None:
         out_path = out_path or Path(f"{spec.name}.csv")
         manifest_path = manifest_path or out_path.with_suffix(".manifest.json")
         checkpoint_dir = checkpoint_dir or out_path.with_suffix(".checkpoint")
-        from ..targets import load_targets
+        from ..declarations.targets import load_targets
 
         targets = load_targets(spec)
         _check_constraints(spec, targets)  # a constraint that contradicts a table, before the model loads
@@ -122,8 +123,8 @@ def run(spec_path: Path, o: RunOptions) -> None:
 
 def _check_constraints(spec, targets) -> None:
     """The spec's constraints parsed, and none ruling out a cell a table says exists (SpecError)."""
-    from ..joint import check_constraints
-    from ..within_bin import shapes_from_targets
+    from ..core.within_bin import shapes_from_targets
+    from ..fitting.joint_candidates import check_constraints
 
     check_constraints(targets, parse_rules(spec, "constraints"), shapes_from_targets(targets, spec.synthesis.within_bin), spec.source)
 
@@ -222,7 +223,7 @@ def _print_numeric(errors: dict[str, dict[str, float]]) -> None:
 
 def check(spec_path: Path, debug: bool) -> None:
     """`check` for a flat spec: the spec, its targets, rules and constraints; the tables listed."""
-    from ..targets import load_targets
+    from ..declarations.targets import load_targets
 
     try:
         spec = load_spec(spec_path)
@@ -247,9 +248,9 @@ def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None,
 
     With ``strict``, values outside the spec's domains are an error naming variable, count and an
     example; otherwise they are scored as error by the evaluation (and reported)."""
-    from ..evaluation import evaluate as run_evaluation
-    from ..records import describe_outside, load_records
-    from ..targets import load_targets
+    from ..core.records import describe_outside, load_records
+    from ..declarations.targets import load_targets
+    from ..evaluation.scoring import evaluate as run_evaluation
 
     spec = load_spec(spec_path)
     targets = load_targets(spec)
@@ -269,7 +270,7 @@ def _evaluated(records_path: Path, spec_path: Path, reference_path: Path | None,
 
 def _print_outside(outside: dict[str, dict], n: int, schema, side: str) -> None:
     """One line per variable with values outside the domain (they count as error in the tables)."""
-    from ..records import describe_outside
+    from ..core.records import describe_outside
 
     if not outside:
         return
@@ -292,7 +293,7 @@ def _rule_line(text: str, rates: dict, side: str) -> str:
 def evaluate(records_path: Path, spec_path: Path, reference_path: Path | None, json_path: Path | None, strict: bool,
              debug: bool) -> None:
     """`evaluate` of a records file made for a flat spec."""
-    from ..output import check_writable_file, write_json
+    from ..outputs.files import check_writable_file, write_json
 
     try:
         if json_path:
@@ -327,7 +328,7 @@ def evaluate(records_path: Path, spec_path: Path, reference_path: Path | None, j
     if json_path:
         from dataclasses import asdict
 
-        from ..evaluation import __doc__ as definitions
+        from ..evaluation.scoring import __doc__ as definitions
 
         try:
             write_json({**asdict(result), "summary": summary, "definitions": definitions}, json_path, "the evaluation")
@@ -338,8 +339,8 @@ def evaluate(records_path: Path, spec_path: Path, reference_path: Path | None, j
 def report(records_path: Path, spec_path: Path, reference_path: Path | None, manifest_path: Path | None,
            html_path: Path | None, strict: bool, debug: bool) -> None:
     """`report` of a records file made for a flat spec: one self-contained HTML page."""
-    from ..output import check_writable_file, read_manifest
-    from ..report import build_report
+    from ..outputs.files import check_writable_file, read_manifest
+    from ..outputs.report import build_report
 
     try:
         html_path = html_path or records_path.with_suffix(".report.html")
@@ -361,8 +362,8 @@ def report(records_path: Path, spec_path: Path, reference_path: Path | None, man
 
 def suggesting(spec_path: Path, changes: dict) -> Suggesting:
     """What `suggest-constraints` scores for a flat spec: its one level, the spec's prior settings."""
-    from ..copula import PHRASINGS
-    from ..targets import load_targets
+    from ..declarations.targets import load_targets
+    from ..prior.copula import PHRASINGS
 
     spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
     parse_rules(spec)
@@ -377,6 +378,6 @@ def constraints_yaml(found: dict, limit: int, model: str) -> str:
 
 
 def spec_format() -> str:
-    from ..spec_format import spec_reference
+    from ..declarations.spec_format import spec_reference
 
     return spec_reference()

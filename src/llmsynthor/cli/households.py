@@ -18,14 +18,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..households.constraints import check_constraints
-from ..households.controls import describe_cells, load_controls
-from ..households.evaluation import evaluate_households
-from ..households.output import check_output_folder, linked_paths, read_linked, write_outputs
-from ..households.report import build_household_report
-from ..households.spec import HouseholdSpec, load_household_spec, parse_household_spec
-from ..records import describe_outside
-from ..spec import apply_changes
+from ..core.records import describe_outside
+from ..declarations.spec import apply_changes
+from ..shapes.households.constraints import check_constraints
+from ..shapes.households.controls import describe_cells, load_controls
+from ..shapes.households.evaluation import evaluate_households
+from ..shapes.households.output import check_output_folder, linked_paths, read_linked, write_outputs
+from ..shapes.households.report import build_household_report
+from ..shapes.households.spec import HouseholdSpec, load_household_spec, parse_household_spec
 from .common import backend_fault, err, out, say_threads, stopped, warn_slow
 from .options import RunOptions, Suggesting
 
@@ -64,9 +64,9 @@ def progress_bars():
 def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) -> None:
     """Run a household spec end to end and print what came out (errors propagate to the caller)."""
     from ..api import make_backend
-    from ..households.synthesizer import HouseholdSynthesizer, require_model
     from ..llm.cache import default_path
-    from ..output import check_writable_file
+    from ..outputs.files import check_writable_file
+    from ..shapes.households.synthesizer import HouseholdSynthesizer, require_model
 
     require_model(spec)
     started = time.perf_counter()
@@ -166,7 +166,7 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
     """``evaluate``: the folder a run wrote, on both levels' targets, the rules and (with a reference
     folder alike) the held-out tables; every figure as JSON with ``json_path``. Values outside the
     spec's domains are scored as error and listed (``strict``: an error)."""
-    from ..output import check_writable_file, write_json
+    from ..outputs.files import check_writable_file, write_json
 
     if json_path:
         check_writable_file(json_path, "--json")  # before the evaluation's work
@@ -204,7 +204,7 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
 def report_folder(folder: Path, spec_path: Path, reference: Path | None = None, manifest_path: Path | None = None,
                   html_path: Path | None = None, strict: bool = False) -> None:
     """``report``: the HTML report of the folder a run wrote (with its manifest.json when there)."""
-    from ..output import check_writable_file, read_manifest
+    from ..outputs.files import check_writable_file, read_manifest
 
     linked_paths(folder)  # the folder is there, before the report path (whose folder would be made) is checked
     html_path = html_path or folder / "report.html"
@@ -223,8 +223,8 @@ def suggestion_levels(spec: HouseholdSpec):
     each level's region tables, the level's own variables, the constraints it declares already, and
     which pairs its suggestions may name (a person constraint names a person variable; two household
     variables are the household level's business)."""
-    from ..households.constraints import parsed
-    from ..households.controls import level_targets
+    from ..shapes.households.constraints import parsed
+    from ..shapes.households.controls import level_targets
 
     controls = load_controls(spec)  # rules and constraints parsed with the tables
     levels = {level: level_targets(spec, controls, level) for level in ("households", "persons")}
@@ -237,7 +237,7 @@ def suggestion_levels(spec: HouseholdSpec):
 
 def constraints_yaml(found: dict, limit: int, model: str) -> str:
     """A household spec's ``constraints:`` block from each level's
-    :class:`~llmsynthor.suggest.Suggestions`: one list per level, each item with its evidence."""
+    :class:`~llmsynthor.prior.suggest.Suggestions`: one list per level, each item with its evidence."""
     first = next(iter(found.values()))
     lines = [*first.header(model), "constraints:"]
     for level, suggestions in found.items():
@@ -256,7 +256,7 @@ _NOT_FOR_HOUSEHOLDS = {"n_records": "set n_households in the spec", "manifest_pa
 
 def run(spec_path: Path, o: RunOptions) -> None:
     """`run` for a household spec: linked households and persons in the folder --out (default: the spec's name)."""
-    from ..errors import Problem, SpecError
+    from ..core.errors import Problem, SpecError
     from .options import FLAGS
 
     try:
@@ -301,6 +301,6 @@ def suggesting(spec_path: Path, changes: dict) -> Suggesting:
 
 
 def spec_format() -> str:
-    from ..households.spec_format import household_spec_reference
+    from ..shapes.households.spec_format import household_spec_reference
 
     return household_spec_reference()

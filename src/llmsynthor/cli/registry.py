@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from ..kinds import kind_of
-from ..spec import read_yaml
+from ..declarations.kinds import kind_of
+from ..declarations.spec import read_yaml
 from . import flat, households
 from .options import RunOptions, Suggesting
 

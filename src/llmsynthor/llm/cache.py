@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from ..errors import LLMSynthorError
+from ..core.errors import LLMSynthorError
 from .base import Choice, Completion, LLMBackend, identity, score_options
 
 CACHE_VERSION = 1

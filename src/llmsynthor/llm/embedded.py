@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import BackendError, Unsupported
+from ..core.errors import BackendError, Unsupported
 from .base import Choice, Completion
 from .llama_batch import PrefixBatchScorer, common_prefix
 from .models import REFERENCE_PACE, ModelFile, resolve

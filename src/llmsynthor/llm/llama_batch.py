@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BackendError, Unsupported
+from ..core.errors import BackendError, Unsupported
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@
 The tables are joined by independence, as IPF would join them: the baseline a model has to beat,
 or what to run where no model is at hand. It answers nothing: a step that needs the model's words
 (proposals, household compositions) is refused before any work
-(:func:`llmsynthor.synthesizer.Synthesizer` names the reason); the pairwise prior sees a backend
+(:func:`llmsynthor.shapes.flat.synthesizer.Synthesizer` names the reason); the pairwise prior sees a backend
 that cannot score options and says so in a note, the manifest and the output.
 """
 
 from __future__ import annotations
 
-from ..errors import BackendError
+from ..core.errors import BackendError
 from .base import Completion
 
 NAME = "no model (llm.backend: none)"

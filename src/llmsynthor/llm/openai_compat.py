@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import BackendError, Unsupported
-from ..urls import url_problem
+from ..core.errors import BackendError, Unsupported
+from ..core.urls import url_problem
 from .base import Choice, Completion
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}

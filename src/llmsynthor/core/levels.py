@@ -1,0 +1,149 @@
+"""Levels of linked records, as data: what every record shape is made of.
+
+A record shape is a chain of **levels** — ``records``; ``households`` → ``persons``; later
+``households`` → ``persons`` → ``trips`` — each a :class:`Level` naming its parent and the column of
+its rows that points at the parent's row. **Candidates** are groups of linked records
+(:class:`Linked`): one row per candidate at the top level, and at every lower level rows that name
+their parent's row. A target table counts the rows of one level (``table.level``) in its cells,
+seeing their ancestors' variables too (a person table may cross a person's age with its household's
+size).
+
+From these, written once for every shape:
+
+* :func:`incidence` — [candidate, cell]: what ONE copy of each candidate adds to every cell of the
+  tables (1 in its cell of a top-level table, the number of its rows at a lower level in each cell of
+  a table of that level), the input of list balancing, integerizing and the constraint check;
+* :func:`level_counts` — a table's counts from weighted candidates (evaluation).
+
+Knows frames and tables, not LLMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .errors import Problem, SpecError
+from .statistics import encode
+from .tables import Axis, table_offsets
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a record shape: ``name`` is the plural noun the tables and messages use
+    ("persons"); ``parent`` the level its rows belong to (None at the top); ``link`` the column of
+    its frame that holds the parent's row number."""
+
+    name: str
+    parent: str | None = None
+    link: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.parent is None) != (self.link is None):
+            raise ValueError(f"level {self.name!r}: a parent needs a link column and a link column a parent")
+
+
+def chain(*levels: Level) -> tuple[Level, ...]:
+    """The levels top first, each lower one's parent the level above it (checked)."""
+    if not levels or levels[0].parent is not None:
+        raise ValueError("the first level is the top level: no parent")
+    for above, below in zip(levels, levels[1:]):
+        if below.parent != above.name:
+            raise ValueError(f"level {below.name!r} must have {above.name!r} as its parent, not {below.parent!r}")
+    return levels
+
+
+@dataclass(frozen=True)
+class LevelTable:
+    """A target table of one level (``level`` is its name): region counts, and per-zone counts when zoned."""
+
+    name: str
+    level: str
+    axes: tuple[Axis, ...]
+    region: np.ndarray  # the table's shape
+    zones: np.ndarray | None  # [zone, *shape], or None for a region table
+    weight: float = 1.0
+    source: str = ""
+
+    @property
+    def variables(self) -> list[str]:
+        return [a.variable for a in self.axes]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+
+@dataclass(frozen=True)
+class Linked:
+    """Candidates as linked frames: ``frames[level.name]`` for each of ``levels`` (top first); a lower
+    level's frame has the level's ``link`` column, the row number of its parent in the parent's frame."""
+
+    levels: tuple[Level, ...]
+    frames: Mapping[str, pd.DataFrame]
+
+    def __post_init__(self) -> None:
+        missing = [lv.name for lv in self.levels if lv.name not in self.frames]
+        missing += [f"{lv.name}.{lv.link}" for lv in self.levels[1:] if lv.name in self.frames and lv.link not in self.frames[lv.name]]
+        if missing:
+            raise SpecError(Problem("candidates", f"missing {', '.join(missing)}; expected a frame per level with its link column"))
+
+    @property
+    def top(self) -> Level:
+        return self.levels[0]
+
+    def __len__(self) -> int:
+        return len(self.frames[self.top.name])
+
+    def level(self, name: str) -> Level:
+        for lv in self.levels:
+            if lv.name == name:
+                return lv
+        raise SpecError(Problem("level", f"{name!r} is not one of {', '.join(lv.name for lv in self.levels)}"))
+
+    def joined(self, name: str) -> pd.DataFrame:
+        """The rows of level ``name``, each with its ancestors' variables (its own win where names repeat)."""
+        lv = self.level(name)
+        own = self.frames[name]
+        if lv.parent is None:
+            return own
+        above = self.joined(lv.parent)
+        own = own.drop(columns=[c for c in above.columns if c in own.columns and c != lv.link])
+        return own.join(above, on=lv.link)
+
+    def owners(self, name: str) -> np.ndarray:
+        """For each row of level ``name``, the candidate (top-level row) it belongs to."""
+        lv = self.level(name)
+        if lv.parent is None:
+            return np.arange(len(self.frames[name]))
+        return self.owners(lv.parent)[self.frames[name][lv.link].to_numpy()]
+
+
+def incidence(tables: Sequence[LevelTable], linked: Linked) -> sparse.csr_matrix:
+    """[candidate, cell of the tables in order]: what one copy of each candidate adds to every cell."""
+    offsets = table_offsets(tables)
+    rows, cols = [], []
+    seen: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
+    for table, start in zip(tables, offsets):
+        if table.level not in seen:
+            seen[table.level] = (linked.joined(table.level), linked.owners(table.level))
+        frame, owner = seen[table.level]
+        flat = encode(frame, table)
+        keep = flat >= 0
+        rows.append(owner[keep])
+        cols.append(flat[keep] + start)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    return sparse.coo_matrix((np.ones(len(r)), (r, c)), shape=(len(linked), int(offsets[-1]))).tocsr()
+
+
+def level_counts(table: LevelTable, linked: Linked, weights: np.ndarray | None = None) -> np.ndarray:
+    """Counts of ``table.level``'s rows on the table's cells, each candidate weighted by ``weights`` (1 each)."""
+    w = np.ones(len(linked)) if weights is None else np.asarray(weights, dtype=float)
+    flat, mass = encode(linked.joined(table.level), table), w[linked.owners(table.level)]
+    keep = flat >= 0
+    shape = tuple(a.size for a in table.axes)
+    return np.bincount(flat[keep], weights=mass[keep], minlength=int(np.prod(shape))).reshape(shape)

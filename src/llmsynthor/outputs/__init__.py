@@ -1,0 +1,1 @@
+"""Writing what a run made: files, manifests, the HTML report's sections."""

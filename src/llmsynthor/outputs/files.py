@@ -1,0 +1,148 @@
+"""Writing what a run made: records (CSV or Parquet, by extension) and JSON files, output paths checked
+before any work, and the model facts every manifest carries."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.errors import LLMSynthorError, Problem, SpecError, os_reason
+from ..core.records import check_suffix
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before a run, not after it, when records could not be written to ``path`` (.csv or .parquet)."""
+    check_suffix(path, "records")
+
+
+class _PathCheck:
+    """Problems with one path the run will write: ``what 'path': message[; hint]``."""
+
+    def __init__(self, what: str, path: Path, hint: str = ""):
+        self.what, self.path, self.hint = what, Path(path), hint
+
+    def fail(self, message: str) -> SpecError:
+        return SpecError(Problem(f"{self.what} '{self.path}'", message + (f" ({self.hint})" if self.hint else "")))
+
+    def folder(self, folder: Path) -> None:
+        """Create ``folder`` if needed, then create and delete a probe file in it: the one sure test."""
+        if folder.exists() and not folder.is_dir():
+            raise self.fail(f"{folder} is a file, not a folder; expected a folder to write in")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.fail(f"cannot create the folder {folder} ({os_reason(exc)})") from None
+        probe = folder / f".{self.path.name}.llmsynthor-probe-{os.getpid()}"
+        try:
+            with open(probe, "x", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise self.fail(f"cannot write in {folder} ({os_reason(exc)}); expected a writable folder") from None
+        probe.unlink(missing_ok=True)
+
+
+def check_writable_file(path: Path, what: str, hint: str = "") -> None:
+    """Fail with one line naming ``path`` unless a file can be written there: not an existing folder, its
+    folder created if needed and writable (tried with a probe file, removed again), an existing file writable."""
+    check = _PathCheck(what, path, hint)
+    if check.path.is_dir():
+        raise check.fail("is an existing folder; expected a file name")
+    check.folder(check.path.parent)
+    if check.path.exists() and not os.access(check.path, os.W_OK):
+        raise check.fail("exists and is not writable; expected a file that can be replaced")
+
+
+def check_writable_folder(folder: Path, what: str, hint: str = "") -> None:
+    """Fail with one line naming ``folder`` unless files can be written in it (folders created for the
+    test are removed again, so nothing is left behind)."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        _PathCheck(what, folder, hint).folder(folder)
+    finally:
+        for p in missing:  # innermost first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+
+
+def check_run_paths(records: Path, manifest: Path, checkpoint_dir: Path, cache: Path | None) -> None:
+    """Every path a run writes (records, manifest, checkpoint folder, response cache), checked before the
+    model is loaded and before any LLM call; one SpecError naming the first path that cannot be written."""
+    check_output_path(records)
+    seen: dict[str, str] = {}
+    for what, p in {"records path": records, "manifest path": manifest, "checkpoint folder": checkpoint_dir}.items():
+        key = os.path.abspath(p)
+        if key in seen:
+            raise SpecError(Problem(f"{what} '{p}'", f"is also the {seen[key]}; expected distinct paths"))
+        seen[key] = what
+    check_writable_file(records, "records path")
+    check_writable_file(manifest, "manifest path")
+    check_writable_folder(checkpoint_dir, "checkpoint folder")
+    if cache is not None:
+        check_writable_file(cache, "response cache", "set LLMSYNTHOR_CACHE to a writable folder, or pass --no-cache")
+
+
+def write_records(records: pd.DataFrame, path: Path) -> Path:
+    check_output_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".csv":
+            records.to_csv(path, index=False)
+        else:
+            records.to_parquet(path, index=False)
+    except OSError as exc:
+        raise LLMSynthorError(f"could not write the records to {path}: {os_reason(exc)}") from exc
+    return path
+
+
+def backend_facts(settings, backend) -> dict:
+    """The manifest's model, response-cache and transport blocks (``settings``: the spec's llm)."""
+    model_file = getattr(backend, "model_file", None)
+    return {
+        "model": {"backend": backend.name, "sha256": model_file.sha256 if model_file else None,
+                  "load_seconds": getattr(backend, "load_seconds", None),
+                  "llama_cpp_extra_buffers_off": getattr(backend, "avoided_amx", None),  # AMX kernels avoided (llm.embedded)
+                  **_threads(backend),
+                  "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k},
+        "cache": {"hits": backend.hits, "misses": backend.misses, "path": str(backend.path)} if hasattr(backend, "hits") else None,
+        "transport": {"retries": getattr(backend, "transport_retries", 0),
+                      "structured_output_fallbacks": getattr(backend, "structured_fallbacks", 0)},
+    }
+
+
+def _threads(backend) -> dict:
+    """llama.cpp's threads and why, and the steps that ran far slower than the model's pace (embedded only)."""
+    threads, pace = getattr(backend, "threads", None), getattr(backend, "pace", None)
+    if threads is None:
+        return {}
+    return {"threads": threads.count, "threads_reason": threads.reason,
+            "slow_steps": pace.slow_steps if pace else 0, "slowest_step_ratio": round(pace.worst, 1) if pace and pace.worst else None}
+
+
+def read_manifest(path: Path, lists: tuple[str, ...] = ()) -> dict:
+    """A run manifest written by ``llmsynthor run`` (SpecError naming the file when it cannot be read or
+    is other JSON): a mapping with 'llm', and each of ``lists`` a list where present."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpecError(Problem(str(path), f"cannot read the run manifest ({exc}); expected the JSON written by `llmsynthor run`")) from exc
+    if not isinstance(data, dict) or "llm" not in data or any(not isinstance(data.get(k, []), list) for k in lists):
+        needed = " and ".join(repr(k) for k in ("llm", *lists))
+        raise SpecError(Problem(str(path), f"is JSON but not a run manifest (no {needed}); expected the manifest "
+                                           "written by `llmsynthor run`"))
+    return data
+
+
+def write_json(data: dict, path: Path, what: str = "the manifest") -> Path:
+    """``data`` as indented JSON (numpy numbers as floats); a file-system failure is one LLMSynthorError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise LLMSynthorError(f"could not write {what} to {path}: {os_reason(exc)}") from exc
+    return path

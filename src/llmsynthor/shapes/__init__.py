@@ -1,0 +1,1 @@
+"""Record shapes on the shared core: flat records, households with their persons."""
