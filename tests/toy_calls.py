@@ -22,16 +22,17 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmsynthor.core.errors import Problem, SpecError
-from llmsynthor.core.levels import Level, LevelTable, Linked, chain, incidence, level_counts
+from llmsynthor.core.levels import Level, LevelTable, Linked, chain, incidence, level_counts, repeat_candidates
 from llmsynthor.core.metrics import tvd
 from llmsynthor.core.rules import parse_rule
 from llmsynthor.core.schema import CategoricalVariable, Schema
+from llmsynthor.core.tables import name_cell
 from llmsynthor.declarations.spec import TableSpec, read_yaml
 from llmsynthor.declarations.targets import TableContext, read_table
 from llmsynthor.fitting.balance import list_balance
 from llmsynthor.fitting.constraints import contradiction_problems, contradictions
 from llmsynthor.fitting.integerize import integerize
-from llmsynthor.outputs.files import write_json, write_linked
+from llmsynthor.outputs.files import level_paths, write_json, write_linked
 
 KIND = "calls"
 PERSONS, CALLS = LEVELS = chain(Level("persons", id="person_id"), Level("calls", parent="persons", link="person", id="call_id"))
@@ -102,8 +103,8 @@ def broken(spec: CallsSpec, linked: Linked) -> dict[str, np.ndarray]:
     return out
 
 
-def synthesize(spec: CallsSpec) -> tuple[Linked, dict[str, float]]:
-    """The linked records and each table's TVD."""
+def synthesize(spec: CallsSpec) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """The linked records (a frame per level) and each table's TVD."""
     tables = read_targets(spec)
     pool = candidates(spec, np.random.default_rng(spec.seed))
     matrix = incidence(tables, pool)
@@ -111,18 +112,12 @@ def synthesize(spec: CallsSpec) -> tuple[Linked, dict[str, float]]:
     masks = broken(spec, pool)
     found = contradictions(matrix, wanted, masks)
     if found:
-        raise SpecError(contradiction_problems(found, lambda j: _cell(tables, j), spec.source, "person"))
+        raise SpecError(contradiction_problems(found, lambda j: name_cell(tables, j), spec.source, "person"))
     allowed = ~np.logical_or.reduce(list(masks.values())) if masks else np.ones(len(pool), dtype=bool)
     weights = list_balance(matrix, wanted, allowed * (spec.persons / allowed.sum())).weights
     counts = integerize(matrix, wanted, weights, spec.persons, units="persons").counts
-    records = pool.repeat(counts)
-    return records, {t.name: tvd(level_counts(t, records).ravel(), t.region.ravel()) for t in tables}
-
-
-def _cell(tables, j):
-    from llmsynthor.core.tables import name_cell
-
-    return name_cell(tables, j)
+    records = repeat_candidates(pool, np.repeat(np.arange(len(pool)), counts))
+    return records, {t.name: tvd(level_counts(t, pool, counts).ravel(), t.region.ravel()) for t in tables}
 
 
 # the commands (cli.registry.ShapeCommands)
@@ -131,8 +126,8 @@ def run(spec_path: Path, o) -> None:
     spec = load(spec_path)
     records, fit = synthesize(spec)
     folder = o.out_path or Path(spec.name)
-    write_linked(records, folder, ".csv")
-    write_json({"kind": KIND, "persons": len(records), "tvd": fit}, folder / "manifest.json")
+    write_linked(records, level_paths(folder, LEVELS))
+    write_json({"kind": KIND, **{level: len(frame) for level, frame in records.items()}, "tvd": fit}, folder / "manifest.json")
 
 
 def check(spec_path: Path, debug: bool) -> None:

@@ -37,4 +37,4 @@ SHAPES: dict[str, ShapeCommands] = {flat.KIND: flat, households.KIND: households
 
 def shape_of(spec_path: Path) -> ShapeCommands:
     """The commands of the record shape SPEC declares (``kind:``) or implies (its sections)."""
-    return SHAPES[kind_of(read_yaml(spec_path), str(spec_path))]
+    return SHAPES[kind_of(read_yaml(spec_path), str(spec_path), tuple(SHAPES))]

@@ -29,22 +29,27 @@ from scipy import sparse
 
 from .errors import Problem, SpecError
 from .statistics import encode
-from .tables import Axis, table_offsets
+from .tables import Axis, OnAxes, TargetTable, table_offsets
 
 
 @dataclass(frozen=True)
 class Level:
-    """One level of a record shape: ``name`` is the plural noun the tables and messages use
-    ("persons"); ``parent`` the level its rows belong to (None at the top); ``link`` the column of
-    its frame that holds the parent's row number."""
+    """One level of a record shape: ``name`` is the plural noun the tables, files and messages use
+    ("persons"); ``id`` the column numbering its rows in the output ("person_id"); ``parent`` the
+    level its rows belong to (None at the top); ``link`` the column of its candidates' frame that
+    holds the parent's row number."""
 
     name: str
+    id: str
     parent: str | None = None
     link: str | None = None
 
     def __post_init__(self) -> None:
         if (self.parent is None) != (self.link is None):
             raise ValueError(f"level {self.name!r}: a parent needs a link column and a link column a parent")
+
+
+RECORDS = Level("records", id="record_id")  # the one level of flat records
 
 
 def chain(*levels: Level) -> tuple[Level, ...]:
@@ -58,7 +63,7 @@ def chain(*levels: Level) -> tuple[Level, ...]:
 
 
 @dataclass(frozen=True)
-class LevelTable:
+class LevelTable(OnAxes):
     """A target table of one level (``level`` is its name): region counts, and per-zone counts when zoned."""
 
     name: str
@@ -68,14 +73,6 @@ class LevelTable:
     zones: np.ndarray | None  # [zone, *shape], or None for a region table
     weight: float = 1.0
     source: str = ""
-
-    @property
-    def variables(self) -> list[str]:
-        return [a.variable for a in self.axes]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.axes)
 
 
 @dataclass(frozen=True)
@@ -123,15 +120,17 @@ class Linked:
         return self.owners(lv.parent)[self.frames[name][lv.link].to_numpy()]
 
 
-def incidence(tables: Sequence[LevelTable], linked: Linked) -> sparse.csr_matrix:
-    """[candidate, cell of the tables in order]: what one copy of each candidate adds to every cell."""
+def incidence(tables: Sequence[LevelTable | TargetTable], linked: Linked) -> sparse.csr_matrix:
+    """[candidate, cell of the tables in order]: what one copy of each candidate adds to every cell
+    (a table without a ``level``, as flat records' are, counts the top level)."""
     offsets = table_offsets(tables)
     rows, cols = [], []
     seen: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     for table, start in zip(tables, offsets):
-        if table.level not in seen:
-            seen[table.level] = (linked.joined(table.level), linked.owners(table.level))
-        frame, owner = seen[table.level]
+        level = getattr(table, "level", linked.top.name)  # a flat table counts the top level
+        if level not in seen:
+            seen[level] = (linked.joined(level), linked.owners(level))
+        frame, owner = seen[level]
         flat = encode(frame, table)
         keep = flat >= 0
         rows.append(owner[keep])
@@ -147,3 +146,34 @@ def level_counts(table: LevelTable, linked: Linked, weights: np.ndarray | None =
     keep = flat >= 0
     shape = tuple(a.size for a in table.axes)
     return np.bincount(flat[keep], weights=mass[keep], minlength=int(np.prod(shape))).reshape(shape)
+
+
+def repeat_candidates(linked: Linked, picks: np.ndarray) -> dict[str, pd.DataFrame]:
+    """The output of chosen candidates: ``picks`` are top-level rows (a candidate repeated once per
+    copy). Every level's rows are numbered from 1 in order (its ``id``) and carry their ancestors' ids
+    first (persons: ``household_id, person_id``); a lower level's rows follow their parent's copy in
+    the order of the candidates' frame, and the link column is left out."""
+    picks = np.asarray(picks, dtype=np.int64)
+    top = linked.top
+    frame = linked.frames[top.name].iloc[picks].reset_index(drop=True)
+    frame.insert(0, top.id, np.arange(1, len(picks) + 1))
+    out = {top.name: frame}
+    rows, ids = picks, {top.id: frame[top.id].to_numpy()}  # the parent's copies: their rows in its frame, their ancestors' ids
+    for level in linked.levels[1:]:
+        candidates = linked.frames[level.name]
+        order = np.argsort(candidates[level.link].to_numpy(), kind="stable")
+        ordered = candidates.iloc[order]
+        sizes = np.bincount(ordered[level.link].to_numpy(), minlength=len(linked.frames[level.parent]))
+        starts = np.cumsum(sizes) - sizes
+        times = sizes[rows]
+        within = np.arange(int(times.sum())) - np.repeat(np.cumsum(times) - times, times)
+        chosen = np.repeat(starts[rows], times) + within
+        frame = ordered.iloc[chosen].drop(columns=[level.link]).reset_index(drop=True)
+        ids = {name: np.repeat(values, times) for name, values in ids.items()}
+        for k, (name, values) in enumerate(ids.items()):
+            frame.insert(k, name, values)
+        frame.insert(len(ids), level.id, np.arange(1, len(frame) + 1))
+        ids[level.id] = frame[level.id].to_numpy()
+        out[level.name] = frame
+        rows = order[chosen]
+    return out

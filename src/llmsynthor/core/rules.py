@@ -60,6 +60,11 @@ class Rule:
     condition: tuple[Clause, ...]
     consequence: tuple[Clause, ...]
 
+    @property
+    def variables(self) -> list[str]:
+        """The variables the rule names, in order, each once."""
+        return list(dict.fromkeys(c.variable for c in (*self.condition, *self.consequence)))
+
     def meets(self, records: pd.DataFrame) -> np.ndarray:
         """Boolean mask of records that meet the condition (the rule's population)."""
         return np.logical_and.reduce([c.holds(records) for c in self.condition]).reshape(len(records))

@@ -43,7 +43,7 @@ class Axis:
         return self.edges is not None
 
 
-class _OnAxes:
+class OnAxes:
     """Variables and shape of anything laid out on ``axes`` (count tables, sum/mean targets)."""
 
     axes: tuple[Axis, ...]
@@ -58,7 +58,7 @@ class _OnAxes:
 
 
 @dataclass(frozen=True)
-class TargetTable(_OnAxes):
+class TargetTable(OnAxes):
     """A target table rescaled to the run's size ``n``; ``counts`` has one axis per variable."""
 
     name: str
@@ -83,7 +83,7 @@ class TargetTable(_OnAxes):
 
 
 @dataclass(frozen=True)
-class NumericTarget(_OnAxes):
+class NumericTarget(OnAxes):
     """The sum or mean of a numeric variable per group (the cells of ``axes``; no axes: overall).
     ``values`` has the groups' shape, NaN where a group has no target; sums are rescaled to ``n``."""
 

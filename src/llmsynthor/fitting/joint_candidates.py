@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ..core.errors import SpecError
+from ..core.levels import RECORDS, Linked
+from ..core.levels import incidence as level_incidence
 from ..core.rules import Rule, allowed
 from ..core.schema import CategoricalVariable, IntegerVariable
 from ..core.statistics import encode, encode_axis
@@ -178,14 +179,7 @@ def check_constraints(targets: Targets, constraints: list[Rule], shapes: dict[st
     records, _, _ = independent_pool(targets, shapes, size, np.random.default_rng(seed), targets.finest_axes())
     tables = list(targets)
     offsets = table_offsets(tables)
-    rows, columns = [], []
-    for table, offset in zip(tables, offsets):
-        c = encode(records, table)
-        inside = np.flatnonzero(c >= 0)
-        rows.append(inside)
-        columns.append(offset + c[inside])
-    incidence = sp.csr_array((np.ones(sum(r.size for r in rows)), (np.concatenate(rows), np.concatenate(columns))),
-                             shape=(len(records), int(offsets[-1])))
+    incidence = level_incidence(tables, Linked((RECORDS,), {RECORDS.name: records}))
     wanted = np.concatenate([t.counts.ravel() for t in tables])
     found = contradictions(incidence, wanted, {rule.text: rule.violations(records) for rule in constraints})
     if found:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ..core.errors import LLMSynthorError, Problem, SpecError, os_reason
+from ..core.levels import Level
 from ..core.records import check_suffix
 
 
@@ -98,6 +100,37 @@ def write_records(records: pd.DataFrame, path: Path) -> Path:
     except OSError as exc:
         raise LLMSynthorError(f"could not write the records to {path}: {os_reason(exc)}") from exc
     return path
+
+
+FORMATS = ("csv", "parquet")  # of linked tables, one file per level
+
+
+def level_paths(folder: Path, levels: Sequence[Level], fmt: str = "csv") -> dict[str, Path]:
+    """Where each level's file goes in a run's folder: ``<level>.<fmt>`` (households.csv, persons.csv)."""
+    return {level.name: Path(folder) / f"{level.name}.{fmt}" for level in levels}
+
+
+def find_level_paths(folder: Path, levels: Sequence[Level], what: str, shape: str) -> dict[str, Path]:
+    """The level files of a run's folder, in the format found there; SpecError naming the folder when
+    it, or its top level's file, is missing (``shape``: whose folder, "household")."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        state = "is a file, not a folder" if folder.exists() else "is not there"
+        files = " and ".join(f"{level.name}.csv" for level in levels)
+        raise SpecError(Problem(str(folder), f"the {what} folder {state}; expected the folder `llmsynthor run` wrote "
+                                             f"for a {shape} spec, with {files} (or .parquet)"))
+    top = levels[0].name
+    found = [fmt for fmt in FORMATS if (folder / f"{top}.{fmt}").is_file()]
+    if not found:
+        raise SpecError(Problem(str(folder), f"no {top}.csv or {top}.parquet in the {what} folder; expected the "
+                                             f"linked tables `llmsynthor run` writes for a {shape} spec"))
+    return level_paths(folder, levels, found[0])
+
+
+def write_linked(frames: Mapping[str, pd.DataFrame], paths: Mapping[str, Path]) -> None:
+    """Every level's frame to its file (:func:`level_paths`)."""
+    for level, frame in frames.items():
+        write_records(frame, paths[level])
 
 
 def backend_facts(settings, backend) -> dict:

@@ -30,7 +30,8 @@ from ...fitting.integerize import round_to_total
 from .spec import UNREAD_TABLE_FIELDS, HouseholdSpec
 
 HOUSEHOLD = "household"  # the column of a persons frame that names its household (a candidate's row)
-HOUSEHOLDS, PERSONS = LEVELS = chain(Level("households"), Level("persons", parent="households", link=HOUSEHOLD))
+HOUSEHOLDS, PERSONS = LEVELS = chain(Level("households", id="household_id"),
+                                        Level("persons", id="person_id", parent="households", link=HOUSEHOLD))
 TOTAL_AGREEMENT = 0.005  # two tables of one level agree on a total within this share
 
 

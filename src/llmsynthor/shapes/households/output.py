@@ -20,34 +20,23 @@ from ...core.errors import LLMSynthorError, Problem, SpecError, os_reason
 from ...core.records import describe_outside, load_records
 from ...core.schema import Schema
 from ...core.version import __version__
-from ...outputs.files import backend_facts, check_writable_file, write_json, write_records
-from .controls import HouseholdTargets, load_controls
+from ...outputs.files import backend_facts, check_writable_file, find_level_paths, level_paths, write_json, write_linked
+from .controls import HOUSEHOLDS, LEVELS, PERSONS, HouseholdTargets, load_controls
 from .evaluation import ID, MEMBER, HouseholdEvaluation, zone_column
 from .report import build_household_report
 from .spec import HouseholdSpec
 from .synthesizer import HouseholdResult
 
-FORMATS = ("csv", "parquet")
-
 
 def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
-    return {"households": folder / f"households.{fmt}", "persons": folder / f"persons.{fmt}", "manifest": folder / "manifest.json",
-            "report": folder / "report.html"}
+    return {**level_paths(folder, LEVELS, fmt), "manifest": folder / "manifest.json", "report": folder / "report.html"}
 
 
 def linked_paths(folder: Path, what: str = "output") -> dict[str, Path]:
     """The paths of a run folder's linked tables, in the format found there (SpecError when the folder
     or its households file is missing)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        state = "is a file, not a folder" if folder.exists() else "is not there"
-        raise SpecError(Problem(str(folder), f"the {what} folder {state}; expected the folder `llmsynthor run` wrote "
-                                             "for a household spec, with households.csv and persons.csv (or .parquet)"))
-    found = [fmt for fmt in FORMATS if (folder / f"households.{fmt}").is_file()]
-    if not found:
-        raise SpecError(Problem(str(folder), f"no households.csv or households.parquet in the {what} folder; expected the "
-                                             "linked tables `llmsynthor run` writes for a household spec"))
-    return output_paths(folder, found[0])
+    found = find_level_paths(folder, LEVELS, what, "household")
+    return output_paths(Path(folder), found[HOUSEHOLDS.name].suffix[1:])
 
 
 def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output", strict: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -91,8 +80,7 @@ def write_outputs(spec: HouseholdSpec, result: HouseholdResult, evaluation: Hous
                   fmt: str = "csv", wall_seconds: float | None = None, *, targets: HouseholdTargets | None = None) -> dict[str, Path]:
     """The linked tables, the manifest and the HTML report (``targets``: the run's controls, read from the spec when omitted)."""
     paths = output_paths(folder, fmt)
-    write_records(result.households, paths["households"])
-    write_records(result.persons, paths["persons"])
+    write_linked({HOUSEHOLDS.name: result.households, PERSONS.name: result.persons}, paths)
     run = household_manifest(spec, result, evaluation, backend, paths, wall_seconds)
     write_json(run, paths["manifest"])
     page = build_household_report(spec, targets if targets is not None else load_controls(spec), evaluation, run,

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import sparse
 
 from ...core.errors import Problem, SpecError
+from ...core.levels import repeat_candidates
 from ...core.metrics import tvd
 from ...fitting.balance import BalanceResult, ZoneBalance, apportion, balance_zones, list_balance, unreachable
 from ...fitting.integerize import round_to_total
@@ -55,11 +56,14 @@ from .compose import (
 from .constraints import check_constraints, enforce
 from .controls import (
     HOUSEHOLD,
+    HOUSEHOLDS,
+    PERSONS,
     HouseholdTargets,
     LevelTable,
     control_cells,
     describe_cells,
     incidence,
+    linked,
     load_controls,
 )
 from .spec import HouseholdSpec
@@ -423,20 +427,12 @@ def link(spec: HouseholdSpec, pool: Candidates, zones: list[tuple[str, np.ndarra
         picks.append(chosen)
         zone_of.append(np.full(len(chosen), zone, dtype=object))
     pick = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
-    households = pool.households.iloc[pick].drop(columns=[COMPOSITION]).reset_index(drop=True)
-    households.insert(0, "household_id", np.arange(1, len(pick) + 1))
+    people = pool.persons.sort_values([HOUSEHOLD, MEMBER], kind="stable")
+    frames = repeat_candidates(linked(pool.households.drop(columns=[COMPOSITION]), people), pick)
+    households, persons = frames[HOUSEHOLDS.name], frames[PERSONS.name]
     if zoned:
         households.insert(1, "zone", np.concatenate(zone_of))
-    people = pool.persons.sort_values([HOUSEHOLD, MEMBER], kind="stable")
-    sizes = np.bincount(people[HOUSEHOLD].to_numpy(), minlength=len(pool.households))
-    starts = np.cumsum(sizes) - sizes
-    times = sizes[pick]
-    rows = np.repeat(starts[pick], times) + np.arange(int(times.sum())) - np.repeat(np.cumsum(times) - times, times)
-    owner = np.repeat(np.arange(1, len(pick) + 1), times)
-    persons = people.iloc[rows].drop(columns=[HOUSEHOLD]).reset_index(drop=True)
-    persons.insert(0, "household_id", owner)
-    persons.insert(1, "person_id", np.arange(1, len(persons) + 1))
-    persons = persons[["household_id", "person_id", MEMBER, *spec.person.variables]]
+    persons = persons[[HOUSEHOLDS.id, PERSONS.id, MEMBER, *spec.person.variables]]
     return households, persons
 
 
