@@ -55,8 +55,9 @@ from llmsynthor.core.metrics import jsd, tvd  # noqa: E402
 from llmsynthor.core.rules import parse_rule  # noqa: E402
 from llmsynthor.core.statistics import count, encode_axis  # noqa: E402
 from llmsynthor.core.tables import TargetTable  # noqa: E402
+from llmsynthor.evaluation.cells import cell_counts, table_metrics  # noqa: E402
 from llmsynthor.evaluation.datasets import ecommerce_sample  # noqa: E402
-from llmsynthor.evaluation.scoring import _axis_for, cell_counts, table_metrics  # noqa: E402
+from llmsynthor.evaluation.scoring import _axis_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ["ecommerce", "adult", "adult11", "semcog"]

@@ -144,3 +144,17 @@ def test_each_rule_finds_what_breaks_it(monkeypatch, check, graph):
     monkeypatch.setattr(__import__(__name__), "GRAPH", graph)
     with pytest.raises(AssertionError):
         globals()[check]()
+
+
+def test_every_record_shape_declares_its_kind_and_levels_and_is_registered():
+    import importlib
+
+    from llmsynthor.cli.registry import SHAPES
+    from llmsynthor.core.levels import Level, chain
+
+    shapes = sorted(p.name for p in (PACKAGE / "shapes").iterdir() if (p / "__init__.py").is_file())
+    assert shapes == ["flat", "households"]
+    for name in shapes:
+        shape = importlib.import_module(f"llmsynthor.shapes.{name}")
+        assert all(isinstance(level, Level) for level in shape.LEVELS) and chain(*shape.LEVELS) == tuple(shape.LEVELS)
+        assert SHAPES[shape.KIND].KIND == shape.KIND, f"shapes/{name} has no commands in cli.registry.SHAPES"

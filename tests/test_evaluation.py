@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from llmsynthor import SpecError, load_spec, load_targets
 from llmsynthor.cli import app
 from llmsynthor.core.rules import parse_rule
+from llmsynthor.evaluation.cells import hellinger, srmse
 from llmsynthor.evaluation.datasets import ecommerce_sample
-from llmsynthor.evaluation.scoring import evaluate, hellinger, srmse
+from llmsynthor.evaluation.scoring import evaluate
 
 
 @pytest.fixture(scope="module")

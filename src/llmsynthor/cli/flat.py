@@ -21,11 +21,10 @@ from rich.table import Table
 from ..core.errors import LLMSynthorError, Problem, SpecError
 from ..core.rules import parse_rules
 from ..declarations.spec import load_spec, with_overrides
+from ..shapes.flat import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.flat import checkpoint
 from .common import EXIT_BACKEND, backend_fault, err, fail, os_error, out, say_threads, stopped, warn_slow
 from .options import FLAGS, OVERRIDES, RunOptions, Suggesting
-
-KIND = "records"
 
 
 def run(spec_path: Path, o: RunOptions) -> None:

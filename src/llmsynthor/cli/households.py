@@ -20,8 +20,9 @@ from rich.table import Table
 
 from ..core.records import describe_outside
 from ..declarations.spec import apply_changes
+from ..shapes.households import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.households.constraints import check_constraints
-from ..shapes.households.controls import describe_cells, load_controls
+from ..shapes.households.controls import HOUSEHOLDS, LEVELS, PERSONS, describe_cells, load_controls
 from ..shapes.households.evaluation import evaluate_households
 from ..shapes.households.output import check_output_folder, linked_paths, read_linked, write_outputs
 from ..shapes.households.report import build_household_report
@@ -29,7 +30,6 @@ from ..shapes.households.spec import HouseholdSpec, load_household_spec, parse_h
 from .common import backend_fault, err, out, say_threads, stopped, warn_slow
 from .options import RunOptions, Suggesting
 
-KIND = "households"
 SHOWN_RULES = 10  # rules printed by evaluate, the most broken first
 
 
@@ -106,7 +106,7 @@ def realism_headline(evaluation, causes: str) -> str:
     summary = evaluation.summary()
     if summary["rejection_rate"] is not None:
         return f"household rejection rate {summary['rejection_rate']:.1%} ({causes})"
-    n, failed = evaluation.counts["households"], evaluation.structure_households
+    n, failed = evaluation.counts[HOUSEHOLDS.name], evaluation.structure_households
     return (f"realism {summary['realism']} · structure checks failed by {failed:,} of {n:,} households"
             + (f" ({failed / n:.1%})" if n else ""))
 
@@ -171,15 +171,15 @@ def evaluate_folder(folder: Path, spec_path: Path, reference: Path | None = None
     if json_path:
         check_writable_file(json_path, "--json")  # before the evaluation's work
     spec, targets, _, _, result = _evaluated(folder, spec_path, reference, strict)
-    out.print(_on_targets(result, targets, f"on the targets ({result.counts['households']:,} households, "
-                                           f"{result.counts['persons']:,} persons)"))
+    out.print(_on_targets(result, targets, f"on the targets ({result.counts[HOUSEHOLDS.name]:,} households, "
+                                           f"{result.counts[PERSONS.name]:,} persons)"))
     summary = result.summary()
     out.print(escape(summary["over_tolerance"]), soft_wrap=True)  # the region's tables, and the zones of per-zone tables
     if result.zone_households is not None and result.zone_households["zones_off"]:
         z = result.zone_households
         out.print(f"households per zone: {z['zones_off']} zones off their total (at most {z['max_abs_difference']}), "
                   f"{z['households_in_unknown_zones']} households in a zone no table names")
-    schemas = {"households": spec.household_schema, "persons": spec.person_schema}
+    schemas = {HOUSEHOLDS.name: spec.household_schema, PERSONS.name: spec.person_schema}
     for level, variables in result.outside_domain.items():
         for name, info in variables.items():  # scored as error: the household fails a structure check
             out.print(escape(f"{level}: {describe_outside(name, info, schemas[level])} — {info['count']:,} "
@@ -227,11 +227,11 @@ def suggestion_levels(spec: HouseholdSpec):
     from ..shapes.households.controls import level_targets
 
     controls = load_controls(spec)  # rules and constraints parsed with the tables
-    levels = {level: level_targets(spec, controls, level) for level in ("households", "persons")}
-    own = {"households": spec.household_schema.names, "persons": spec.person_schema.names}
-    known = dict(zip(("households", "persons"), parsed(spec)))
+    levels = {level.name: level_targets(spec, controls, level.name) for level in LEVELS}
+    own = {HOUSEHOLDS.name: spec.household_schema.names, PERSONS.name: spec.person_schema.names}
+    known = dict(zip((level.name for level in LEVELS), parsed(spec)))
     person = set(spec.person.variables)
-    keep = {"households": None, "persons": lambda c, a: c in person or a in person}
+    keep = {HOUSEHOLDS.name: None, PERSONS.name: lambda c, a: c in person or a in person}
     return levels, own, known, keep
 
 

@@ -34,58 +34,18 @@ ones left out); sum and mean targets count a missing value of the summed variabl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
 from scipy.stats import wasserstein_distance
 
 from ..core.errors import Problem, SpecError
-from ..core.metrics import jsd, tvd
 from ..core.records import inside_domain, outside_domain
 from ..core.rules import Rule, realism_state
 from ..core.schema import CategoricalVariable, Schema
-from ..core.statistics import encode, numeric_errors
+from ..core.statistics import numeric_errors
 from ..core.tables import Axis, Targets, TargetTable, interval_label
-
-
-def hellinger(synthetic: np.ndarray, target: np.ndarray) -> float:
-    p, q = (np.asarray(x, dtype=float).ravel() / max(np.sum(x), 1e-300) for x in (synthetic, target))
-    return float(np.sqrt(0.5 * np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)))
-
-
-def srmse(synthetic: np.ndarray, target: np.ndarray) -> float:
-    p, q = (np.asarray(x, dtype=float).ravel() / max(np.sum(x), 1e-300) for x in (synthetic, target))
-    return float(np.sqrt(np.mean((p - q) ** 2)) / np.mean(q)) if np.mean(q) > 0 else 0.0
-
-
-def table_metrics(synthetic: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    return {"tvd": tvd(synthetic, target), "jsd": jsd(synthetic, target),
-            "hellinger": hellinger(synthetic, target), "srmse": srmse(synthetic, target)}
-
-
-OUTSIDE_LABEL = "outside the domain"
-
-
-def cell_counts(records: pd.DataFrame, table: TargetTable, inside: dict[str, np.ndarray] | None = None,
-                _cache: dict | None = None) -> tuple[np.ndarray, int]:
-    """Counts of ``records`` over the cells of ``table`` (its shape) and the number of records that
-    fall in no cell: a value of one of the table's variables outside the domain (``inside``, from
-    :func:`records.inside_domain`) or outside every bin."""
-    flat = encode(records, table, _cache)
-    ok = flat >= 0
-    if inside is not None:
-        for variable in table.variables:
-            ok &= inside[variable]
-    size = int(np.prod(table.shape))
-    counts = np.bincount(flat[ok], minlength=size).reshape(table.shape).astype(float)
-    return counts, int(len(records) - ok.sum())
-
-
-def _with_outside(counts: np.ndarray, outside: int, other_outside: int = 0) -> np.ndarray:
-    """Flat counts plus the "outside the domain" cell, when either side has records in it."""
-    flat = np.asarray(counts, dtype=float).ravel()
-    return np.append(flat, float(outside)) if outside or other_outside else flat
+from .cells import cell_counts, combinations_held_out, score_counts
 
 
 @dataclass
@@ -241,7 +201,7 @@ def evaluate(records: pd.DataFrame, targets: Targets, *, reference: pd.DataFrame
     on_targets, outside_cells, cache = {}, {}, {}
     for t in targets:
         counts, outside = cell_counts(records, t, inside, cache)
-        on_targets[t.name] = table_metrics(_with_outside(counts, outside), _with_outside(t.counts, 0, outside))
+        on_targets[t.name] = score_counts(counts, outside, t.counts)
         if outside:
             outside_cells[t.name] = outside
     result = Evaluation(on_targets=on_targets, numeric_targets=numeric_errors(_numeric_filled(records, targets), targets),
@@ -265,15 +225,11 @@ def evaluate(records: pd.DataFrame, targets: Targets, *, reference: pd.DataFrame
     target_sets = {frozenset(t.variables) for t in targets}
     axes = {n: _axis_for(n, schema, targets, reference) for n in schema.names}
     cache, reference_cache = {}, {}
-    for k in range(2, max_way + 1):
-        for combo in combinations(schema.names, k):
-            if frozenset(combo) in target_sets:
-                continue
-            table = TargetTable(" × ".join(combo), tuple(axes[n] for n in combo), np.zeros(1))
-            counts, outside = cell_counts(records, table, inside, cache)
-            reference_counts, reference_outside = cell_counts(reference, table, reference_inside, reference_cache)
-            result.held_out[table.name] = table_metrics(_with_outside(counts, outside, reference_outside),
-                                                        _with_outside(reference_counts, reference_outside, outside))
+    for combo in combinations_held_out(schema.names, target_sets.__contains__, max_way):
+        table = TargetTable(" × ".join(combo), tuple(axes[n] for n in combo), np.zeros(1))
+        counts, outside = cell_counts(records, table, inside, cache)
+        reference_counts, reference_outside = cell_counts(reference, table, reference_inside, reference_cache)
+        result.held_out[table.name] = score_counts(counts, outside, reference_counts, reference_outside)
     for n in schema.names:
         if not isinstance(schema[n], CategoricalVariable):
             x, y = _finite(records[n]), _finite(reference[n])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 from ..core.errors import LLMSynthorError, Problem, SpecError, os_reason
 from ..core.levels import Level
 from ..core.records import check_suffix
+from ..core.version import __version__
 
 
 def check_output_path(path: Path) -> None:
@@ -131,6 +133,17 @@ def write_linked(frames: Mapping[str, pd.DataFrame], paths: Mapping[str, Path]) 
     """Every level's frame to its file (:func:`level_paths`)."""
     for level, frame in frames.items():
         write_records(frame, paths[level])
+
+
+def manifest_head(spec) -> dict:
+    """What every manifest opens with: the version that wrote it, its status and the spec (name, file, digest)."""
+    return {"llmsynthor_version": __version__, "status": "completed",
+            "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()}}
+
+
+def platform_facts() -> dict:
+    """What every manifest closes with: the Python and the machine."""
+    return {"platform": {"python": platform.python_version(), "machine": platform.machine()}}
 
 
 def backend_facts(settings, backend) -> dict:

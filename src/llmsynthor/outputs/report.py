@@ -15,60 +15,24 @@ from itertools import product
 import numpy as np
 import pandas as pd
 
-from ..core.records import describe_outside, inside_domain
+from ..core.records import inside_domain
 from ..core.schema import CategoricalVariable
 from ..core.tables import Targets
-from ..evaluation.scoring import OUTSIDE_LABEL, Evaluation, cell_counts
-
-_SYNTHETIC, _TARGET, _REFERENCE = "#1f77b4", "#ff7f0e", "#2ca02c"
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
-h1{font-size:1.6rem}h2{font-size:1.25rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{padding:.2rem .6rem;border-bottom:1px solid #eee;text-align:right}
-td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.9rem}.plot{margin:.5rem 0 1.5rem}
-"""
+from ..evaluation.cells import OUTSIDE_LABEL, cell_counts
+from ..evaluation.scoring import Evaluation
+from .html import REFERENCE, SYNTHETIC, TARGET, Figures, fmt, html_table, outside_table, page
 
 
-def _table(header: list[str], rows: list[list[object]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float | np.floating):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
-    return str(value)
-
-
-class _Figures:
-    """Collects plotly figures as <div>s; numbered so every div id is unique on the page."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, fig) -> str:
-        import plotly.io as pio
-
-        self.count += 1
-        fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 60}, legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
-        div = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"plot-{self.count}",
-                          config={"displaylogo": False, "responsive": True})
-        return f'<div class="plot">{div}</div>'
-
-
-def _target_section(records: pd.DataFrame, targets: Targets, evaluation: Evaluation, figure: _Figures) -> str:
+def _target_section(records: pd.DataFrame, targets: Targets, evaluation: Evaluation, figure: Figures) -> str:
     import plotly.graph_objects as go
 
-    parts = [_table(["target table", "TVD", "JSD", "Hellinger", "SRMSE"],
+    parts = [html_table(["target table", "TVD", "JSD", "Hellinger", "SRMSE"],
                     [[name, m["tvd"], m["jsd"], m["hellinger"], m["srmse"]] for name, m in evaluation.on_targets.items()])]
     if evaluation.numeric_targets:
-        parts.append(_table(["sum / mean target", "largest relative error", "mean relative error"],
+        parts.append(html_table(["sum / mean target", "largest relative error", "mean relative error"],
                             [[name, e["max_relative_error"], e["mean_relative_error"]] for name, e in evaluation.numeric_targets.items()]))
     if evaluation.outside_domain:
-        parts.append(_outside_table(evaluation.outside_domain, len(records), targets, "records"))
+        parts.append(outside_table(evaluation.outside_domain, len(records), targets.schema, "records"))
     inside = inside_domain(records, targets.schema)
     for table in targets:
         counts, outside = cell_counts(records, table, inside)
@@ -77,8 +41,8 @@ def _target_section(records: pd.DataFrame, targets: Targets, evaluation: Evaluat
         if outside:  # records with a value outside the domain: an extra cell whose target is 0
             synthetic, target, labels = np.append(synthetic, outside), np.append(target, 0.0), [*labels, OUTSIDE_LABEL]
         fig = go.Figure([
-            go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=_TARGET),
-            go.Bar(name="synthetic", x=labels, y=synthetic / max(synthetic.sum(), 1), marker_color=_SYNTHETIC),
+            go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=TARGET),
+            go.Bar(name="synthetic", x=labels, y=synthetic / max(synthetic.sum(), 1), marker_color=SYNTHETIC),
         ])
         m = evaluation.on_targets[table.name]
         fig.update_layout(title=f"{table.name} — TVD {m['tvd']:.4f}, JSD {m['jsd']:.4f}", barmode="group",
@@ -87,16 +51,7 @@ def _target_section(records: pd.DataFrame, targets: Targets, evaluation: Evaluat
     return "<h2>On the targets</h2>" + "".join(parts)
 
 
-def _outside_table(outside: dict[str, dict], n: int, targets: Targets, side: str) -> str:
-    """Values outside the domain per variable (scored as error in the tables)."""
-    rows = [[name, info["count"], f"{info['share']:.2%}", info["missing"], describe_outside(name, info, targets.schema)]
-            for name, info in outside.items()]
-    return (f"<p class='note'>{html.escape(side)}: values outside the spec's domains, of {n:,} records. A record with one falls "
-            f"in an extra cell “{OUTSIDE_LABEL}” of every table over that variable, whose target is 0, so it counts as error.</p>"
-            + _table([f"variable ({side})", "values outside", "share", "missing", "what"], rows))
-
-
-def _run_section(manifest: dict, figure: _Figures) -> str:
+def _run_section(manifest: dict, figure: Figures) -> str:
     import plotly.graph_objects as go
 
     iterations = manifest.get("iterations") or []
@@ -105,9 +60,9 @@ def _run_section(manifest: dict, figure: _Figures) -> str:
         x = [it["iteration"] for it in iterations]
         planned = [it.get("predicted_worst_tvd") for it in iterations]
         drawn = [it["worst_tvd"] if it.get("records") else None for it in iterations]
-        fig = go.Figure([go.Scatter(x=x, y=planned, mode="lines+markers", name="best plan from the proposal pool", line={"color": _TARGET})])
+        fig = go.Figure([go.Scatter(x=x, y=planned, mode="lines+markers", name="best plan from the proposal pool", line={"color": TARGET})])
         if any(d is not None for d in drawn):
-            fig.add_trace(go.Scatter(x=x, y=drawn, mode="lines+markers", name="drawn records", line={"color": _SYNTHETIC}))
+            fig.add_trace(go.Scatter(x=x, y=drawn, mode="lines+markers", name="drawn records", line={"color": SYNTHETIC}))
         if manifest.get("tolerance_tvd"):
             fig.add_hline(y=manifest["tolerance_tvd"], line_dash="dot", annotation_text="tolerance")
         fig.update_layout(title="Convergence: worst table TVD per iteration", xaxis_title="iteration",
@@ -124,15 +79,15 @@ def _run_section(manifest: dict, figure: _Figures) -> str:
             ["invalid responses", llm.get("invalid_responses")], ["accepted proposals", llm.get("accepted_proposals")],
             ["records per LLM call", manifest.get("records_per_llm_call")],
             ["wall seconds", t.get("wall_seconds")], ["LLM seconds", t.get("llm_seconds")], ["non-LLM share", t.get("non_llm_share")]]
-    parts.append(_table(["run", ""], rows))
+    parts.append(html_table(["run", ""], rows))
     corrections = {**(llm.get("rejected_proposals_by_reason") or {}), **(llm.get("corrections_by_reason") or {})}
     if corrections:
-        parts.append(_table(["proposal corrections and rejections", "count"], [[k, v] for k, v in corrections.items()]))
+        parts.append(html_table(["proposal corrections and rejections", "count"], [[k, v] for k, v in corrections.items()]))
     parts.append(_prior_section(manifest, figure))
     calibration = manifest.get("calibration")
     if calibration:
         pool = calibration.get("joint_pool") or {}
-        parts.append(_table(["calibration over records", ""], [
+        parts.append(html_table(["calibration over records", ""], [
             ["candidate records", calibration.get("candidates")], ["kept", calibration.get("kept")],
             ["kept from the loop's draw", calibration.get("from_loop")], ["spread", calibration.get("spread")],
             ["kept from the LLM's proposals (records: joint/both)", calibration.get("from_proposals")],
@@ -146,7 +101,7 @@ def _run_section(manifest: dict, figure: _Figures) -> str:
     return "<h2>The run</h2>" + "".join(parts)
 
 
-def _prior_section(manifest: dict, figure: _Figures) -> str:
+def _prior_section(manifest: dict, figure: Figures) -> str:
     """The prior's strength and how it was chosen: error on the crossed tables per strength."""
     import plotly.graph_objects as go
 
@@ -158,7 +113,7 @@ def _prior_section(manifest: dict, figure: _Figures) -> str:
     errors = check.get("error_bits_by_strength") or {}
     if errors:
         x = [float(k) for k in errors]
-        fig = go.Figure(go.Scatter(x=x, y=list(errors.values()), mode="lines+markers", line={"color": _SYNTHETIC},
+        fig = go.Figure(go.Scatter(x=x, y=list(errors.values()), mode="lines+markers", line={"color": SYNTHETIC},
                                    name="error on the crossed tables"))
         fig.add_vline(x=check["strength"], line_dash="dot", annotation_text="chosen")
         fig.update_layout(title="The model's lifts checked on the tables that cross variables: KL (bits) per strength "
@@ -169,34 +124,34 @@ def _prior_section(manifest: dict, figure: _Figures) -> str:
     rows = [["pairs checked", ", ".join(check.get("pairs_checked") or []) or "none"],
             ["error, independence (bits)", check.get("error_independent")], ["error at the chosen strength", check.get("error_chosen")],
             ["log-lift correlation with the tables", check.get("log_lift_correlation")],
-            ["model zeros checked / confirmed share", f"{check.get('zero_cells_checked')} / {_fmt(check.get('zero_precision'))}"],
+            ["model zeros checked / confirmed share", f"{check.get('zero_cells_checked')} / {fmt(check.get('zero_precision'))}"],
             ["hard zeros applied", check.get("hard_zeros")], ["constraints (enforced)", "; ".join(constraints) or "none"],
             ["plan calls skipped (nothing to decide)", (manifest.get("llm") or {}).get("skipped_plan_calls")]]
-    return "<h2>The prior</h2>" + "".join(parts) + _table(["prior", ""], rows)
+    return "<h2>The prior</h2>" + "".join(parts) + html_table(["prior", ""], rows)
 
 
-def _heldout_section(records: pd.DataFrame, reference: pd.DataFrame, targets: Targets, evaluation: Evaluation, figure: _Figures) -> str:
+def _heldout_section(records: pd.DataFrame, reference: pd.DataFrame, targets: Targets, evaluation: Evaluation, figure: Figures) -> str:
     import plotly.graph_objects as go
 
     held = sorted(evaluation.held_out.items(), key=lambda kv: -kv[1]["jsd"])
     parts = [f'<p class="note">{len(held)} tables that were not targets, binned like the targets; '
-             f"C2ST |accuracy − 0.5| = {_fmt(evaluation.c2st)} (0 = indistinguishable); median distance to the closest "
-             f"reference record {_fmt(evaluation.dcr_median)} (reference to itself {_fmt(evaluation.dcr_reference_median)}).</p>"]
+             f"C2ST |accuracy − 0.5| = {fmt(evaluation.c2st)} (0 = indistinguishable); median distance to the closest "
+             f"reference record {fmt(evaluation.dcr_median)} (reference to itself {fmt(evaluation.dcr_reference_median)}).</p>"]
     if held:
-        fig = go.Figure(go.Bar(x=[k for k, _ in held], y=[v["jsd"] for _, v in held], marker_color=_SYNTHETIC, name="JSD"))
+        fig = go.Figure(go.Bar(x=[k for k, _ in held], y=[v["jsd"] for _, v in held], marker_color=SYNTHETIC, name="JSD"))
         fig.update_layout(title="Held-out tables: JS distance to the reference (worst first)", yaxis_title="JSD", height=420)
         parts.append(figure(fig))
     schema = targets.schema
     for name in schema.names:
         if isinstance(schema[name], CategoricalVariable):
             continue
-        fig = go.Figure([go.Histogram(x=reference[name], name="reference", histnorm="probability", opacity=.6, marker_color=_REFERENCE, nbinsx=40),
-                         go.Histogram(x=records[name], name="synthetic", histnorm="probability", opacity=.6, marker_color=_SYNTHETIC, nbinsx=40)])
+        fig = go.Figure([go.Histogram(x=reference[name], name="reference", histnorm="probability", opacity=.6, marker_color=REFERENCE, nbinsx=40),
+                         go.Histogram(x=records[name], name="synthetic", histnorm="probability", opacity=.6, marker_color=SYNTHETIC, nbinsx=40)])
         fig.update_layout(title=f"{name}: Wasserstein {evaluation.wasserstein.get(name, float('nan')):.3g}", barmode="overlay",
                           yaxis_title="share of records", height=340)
         parts.append(figure(fig))
     if evaluation.reference_outside_domain:
-        parts.insert(1, _outside_table(evaluation.reference_outside_domain, len(reference), targets, "reference"))
+        parts.insert(1, outside_table(evaluation.reference_outside_domain, len(reference), targets.schema, "reference"))
     return "<h2>Off the targets (against the reference)</h2>" + "".join(parts)
 
 
@@ -208,7 +163,7 @@ def _rule_cells(rates: dict, side: str) -> list[object]:
             f"{rates[side]:.2%} of {rates[f'{side}_records']:,}"]
 
 
-def _rules_section(evaluation: Evaluation, figure: _Figures) -> str:
+def _rules_section(evaluation: Evaluation, figure: Figures) -> str:
     import plotly.graph_objects as go
 
     names = list(evaluation.rules)
@@ -216,15 +171,15 @@ def _rules_section(evaluation: Evaluation, figure: _Figures) -> str:
     def among(n, side):
         return evaluation.rules[n].get(f"{side}_among_condition")
 
-    fig = go.Figure([go.Bar(name="synthetic", x=names, y=[among(n, "synthetic") for n in names], marker_color=_SYNTHETIC)])
+    fig = go.Figure([go.Bar(name="synthetic", x=names, y=[among(n, "synthetic") for n in names], marker_color=SYNTHETIC)])
     if any(r["reference"] is not None for r in evaluation.rules.values()):
-        fig.add_trace(go.Bar(name="reference", x=names, y=[among(n, "reference") for n in names], marker_color=_REFERENCE))
+        fig.add_trace(go.Bar(name="reference", x=names, y=[among(n, "reference") for n in names], marker_color=REFERENCE))
     fig.update_layout(title="Realism rules: share of the records meeting each rule's condition that violate it",
                       barmode="group", yaxis_tickformat=".1%", height=360)
     return ("<h2>Realism rules</h2><p class='note'>Rules from the spec; never shown to the generator. A record violates a rule "
             "when it meets the condition and not the consequence; each rate is given among the records that meet the "
             "condition (the rule's own population) and among all records, with its denominator.</p>" + figure(fig)
-            + _table(["rule", "synthetic: violating, of the records meeting the condition", "synthetic: of all records",
+            + html_table(["rule", "synthetic: violating, of the records meeting the condition", "synthetic: of all records",
                       "reference: of the records meeting the condition", "reference: of all records"],
                      [[n, *_rule_cells(r, "synthetic"), *_rule_cells(r, "reference")] for n, r in evaluation.rules.items()]))
 
@@ -232,15 +187,13 @@ def _rules_section(evaluation: Evaluation, figure: _Figures) -> str:
 def build_report(records: pd.DataFrame, targets: Targets, evaluation: Evaluation, *, manifest: dict | None = None,
                  reference: pd.DataFrame | None = None, title: str = "llmsynthor report") -> str:
     """The report as one HTML string (plotly.js embedded; about 5 MB)."""
-    from plotly.offline import get_plotlyjs
-
-    figure = _Figures()
+    figure = Figures()
     summary = evaluation.summary()
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{len(records)} records · {len(targets)} target tables · distinct records '
         f"{evaluation.distinct_share:.1%} ({evaluation.duplicates} duplicates)</p>",
-        _table(["summary", ""], [[k, v] for k, v in summary.items()]),
+        html_table(["summary", ""], [[k, v] for k, v in summary.items()]),
         _target_section(records, targets, evaluation, figure),
     ]
     if manifest:
@@ -252,7 +205,4 @@ def build_report(records: pd.DataFrame, targets: Targets, evaluation: Evaluation
     else:  # said, not left out: a reader must not take the missing section for rules all met
         sections.append(f"<h2>Realism rules</h2><p class='note'>Realism {html.escape(summary['realism'])}: the spec's "
                         "<code>rules:</code> list is empty, so no record was checked against one.</p>")
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-            f"<script>{get_plotlyjs()}</script></head><body data-plots='{figure.count}'>"
-            + "".join(sections) + "</body></html>")
+    return page(title, sections, figure)

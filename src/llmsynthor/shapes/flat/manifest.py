@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict
 from pathlib import Path
 
 from ...core.rules import NOT_SCORED
-from ...core.version import __version__
 from ...declarations.spec import Spec
-from ...outputs.files import backend_facts
+from ...outputs.files import backend_facts, manifest_head, platform_facts
 from .result import SynthesisResult
 
 
@@ -20,9 +18,7 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
     llm_seconds = usage.seconds
     n_records = len(result.records)
     return {
-        "llmsynthor_version": __version__,
-        "status": "completed",
-        "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()},
+        **manifest_head(spec),
         "targets_sha256": result.targets,  # each target by content (its shares), wherever its cells came from
         "seed": spec.seed,
         "n_records": n_records,
@@ -54,5 +50,5 @@ def manifest(spec: Spec, result: SynthesisResult, *, backend, records_path: Path
         "iterations": [asdict(h) for h in result.history],
         "proposals": result.proposals,
         "notes": result.notes,
-        "platform": {"python": platform.python_version(), "machine": platform.machine()},
+        **platform_facts(),
     }

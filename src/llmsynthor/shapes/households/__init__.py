@@ -6,3 +6,8 @@ households or persons, for the region or per zone. The LLM proposes household co
 the region; each zone's households are then chosen from that pool by list balancing, in parallel
 (locally or on Ray), with no LLM call per zone.
 """
+
+from .controls import LEVELS
+
+KIND = "households"
+__all__ = ["KIND", "LEVELS"]

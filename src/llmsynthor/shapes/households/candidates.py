@@ -23,7 +23,7 @@ import pandas as pd
 
 from ...core.rules import holds, parse_condition
 from ...core.schema import CategoricalVariable, IntegerVariable
-from .controls import HOUSEHOLD, HouseholdTargets
+from .controls import HOUSEHOLD, HOUSEHOLDS, PERSONS, HouseholdTargets
 from .spec import HouseholdSpec
 
 MEMBER = "member"  # a person's place in its household, 0 = the reference person
@@ -123,7 +123,7 @@ def reference_marker(spec: HouseholdSpec) -> tuple[str, str] | None:
 
 
 def _margin_draw(spec: HouseholdSpec, targets: HouseholdTargets, name: str, size: int, rng: np.random.Generator,
-                 level: str = "households", leave_out: str | None = None) -> np.ndarray | None:
+                 level: str = HOUSEHOLDS.name, leave_out: str | None = None) -> np.ndarray | None:
     """``size`` values of a variable drawn from the region margin of the finest table of ``level`` that
     has it (numeric: a bin by its share, then uniformly inside; a categorical's ``leave_out`` label
     never); None if no table has it."""
@@ -139,7 +139,7 @@ def _margin_draw(spec: HouseholdSpec, targets: HouseholdTargets, name: str, size
     if margin.sum() <= 0:
         return None
     bins = rng.choice(axis.size, size=size, p=margin / margin.sum())
-    var = spec.household_schema.variables[name] if level == "households" else spec.person.variables[name]
+    var = spec.household_schema.variables[name] if level == HOUSEHOLDS.name else spec.person.variables[name]
     if not axis.is_numeric:
         return np.asarray(axis.labels, dtype=object)[bins]
     lo, hi = axis.edges[bins], axis.edges[bins + 1]
@@ -254,7 +254,7 @@ def independent(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates
     if count == 0 or (base is not None and len(base) == 0) or marker is None:  # without a marker, member 0 would not be sure to be the reference
         return empty(spec)
     households = pd.DataFrame(index=np.arange(count))
-    level = [t for t in targets if t.level == "households"]
+    level = [t for t in targets if t.level == HOUSEHOLDS.name]
     for name in _draw_from_tables(level, households, list(spec.household.variables), spec.household.variables, rng,
                                   halving=spec.household.size):
         households[name] = (base.households[name].to_numpy()[rng.integers(len(base), size=count)] if base is not None
@@ -264,13 +264,13 @@ def independent(spec: HouseholdSpec, targets: HouseholdTargets, base: Candidates
     owner = np.repeat(np.arange(count), sizes)
     member = np.arange(len(owner)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     joined = households.drop(columns=[COMPOSITION]).iloc[owner].reset_index(drop=True)
-    persons = [t for t in targets if t.level == "persons"]
+    persons = [t for t in targets if t.level == PERSONS.name]
     for name in _draw_from_tables(persons, joined, list(spec.person.variables), spec.person.variables, rng):
         joined[name] = (base.persons[name].to_numpy()[rng.integers(len(base.persons), size=len(owner))] if base is not None
                         else _uniform(spec.person.variables[name], len(owner), rng))
     name, value = marker
     others = (member > 0) & (joined[name].to_numpy() == value)
-    redrawn = _margin_draw(spec, targets, name, int(others.sum()), rng, "persons", leave_out=value)
+    redrawn = _margin_draw(spec, targets, name, int(others.sum()), rng, PERSONS.name, leave_out=value)
     if redrawn is None:
         pool = base.persons[name].to_numpy() if base is not None else np.asarray(spec.person.variables[name].values, dtype=object)
         pool = pool[pool != value]

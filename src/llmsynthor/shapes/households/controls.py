@@ -71,10 +71,10 @@ def level_targets(spec: HouseholdSpec, targets: HouseholdTargets, level: Literal
     """The region tables of one level as the flat targets of its records (households over the household
     variables and derived counts; persons over theirs and their household's): what the pairwise prior
     and its constraint suggestions work on for that level."""
-    schema = spec.household_schema if level == "households" else spec.joined_schema
+    schema = spec.household_schema if level == HOUSEHOLDS.name else spec.joined_schema
     tables = tuple(TargetTable(t.name, t.axes, t.region.astype(float), source=t.source)
                    for t in targets.tables if t.level == level)
-    n = targets.households if level == "households" else int(round(targets.persons))
+    n = targets.households if level == HOUSEHOLDS.name else int(round(targets.persons))
     return Targets(n=n, tables=tables, schema=schema)
 
 
@@ -117,7 +117,7 @@ def check_references(spec: HouseholdSpec) -> None:
                 problems.append(Problem(at, f"'{name}' is not read in a household spec (every table is met within "
                                             "synthesis.tolerance_tvd); leave it out"))
         person_vars = [v for v in table.variables if v in spec.person.variables]
-        if table.count == "households" and person_vars:
+        if table.count == HOUSEHOLDS.name and person_vars:
             problems.append(Problem(at, f"count: households, but {person_vars[0]!r} is a person variable; count persons, "
                                         "or count households by a derived variable"))
     if problems:
@@ -208,8 +208,8 @@ def _is_share(table: LevelTable) -> bool:
 
 
 def _totals(spec: HouseholdSpec, tables: list[LevelTable], zones: tuple[str, ...]) -> HouseholdTargets:
-    households, zone_households = _agreeing_total(tables, "households", zones)
-    persons, zone_persons = _agreeing_total(tables, "persons", zones)
+    households, zone_households = _agreeing_total(tables, HOUSEHOLDS.name, zones)
+    persons, zone_persons = _agreeing_total(tables, PERSONS.name, zones)
     if households is None:
         if spec.n_households is None:
             raise SpecError(Problem(f"{spec.source}: field 'targets'", "no table counts households; expected at least one "
@@ -223,7 +223,7 @@ def _totals(spec: HouseholdSpec, tables: list[LevelTable], zones: tuple[str, ...
     total = int(round(households * scale))
     scaled = []
     for t in tables:
-        k = (total if t.level == "households" else persons * scale) / float(t.region.sum()) if _is_share(t) else scale
+        k = (total if t.level == HOUSEHOLDS.name else persons * scale) / float(t.region.sum()) if _is_share(t) else scale
         scaled.append(LevelTable(t.name, t.level, t.axes, t.region * k, None if t.zones is None else t.zones * k, t.weight, t.source))
     if zone_households is not None:
         zone_households = round_to_total(zone_households * scale, total)
@@ -233,8 +233,8 @@ def _totals(spec: HouseholdSpec, tables: list[LevelTable], zones: tuple[str, ...
 def _check_sizes(spec: HouseholdSpec, tables: list[LevelTable], zones, zone_households, zone_persons) -> None:
     """Persons must fit the households' sizes: between Σ households × smallest size of their bin and Σ × largest."""
     size = spec.household.size
-    by_size = next((t for t in tables if t.level == "households" and t.variables == [size] and not _is_share(t)), None)
-    persons = [t for t in tables if t.level == "persons" and not _is_share(t)]
+    by_size = next((t for t in tables if t.level == HOUSEHOLDS.name and t.variables == [size] and not _is_share(t)), None)
+    persons = [t for t in tables if t.level == PERSONS.name and not _is_share(t)]
     if by_size is None or not persons:
         return
     axis = by_size.axes[0]

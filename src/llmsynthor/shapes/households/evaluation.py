@@ -48,7 +48,6 @@ Knows frames and tables, not LLMs.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -58,14 +57,13 @@ from ...core.levels import LevelTable
 from ...core.records import inside_domain, outside_domain
 from ...core.rules import holds, parse_condition, parse_rule, realism_state
 from ...core.schema import CategoricalVariable, IntegerVariable, Schema
-from ...core.statistics import encode
 from ...core.tables import Axis, interval_label
-from ...evaluation.scoring import table_metrics
+from ...evaluation.cells import cell_index, combinations_held_out, region_counts, score_counts, zone_scores
 from .constraints import broken as breaches
-from .controls import HOUSEHOLD, HouseholdTargets, joined
+from .controls import HOUSEHOLD, HOUSEHOLDS, PERSONS, HouseholdTargets, joined
 from .spec import HouseholdSpec
 
-ID = "household_id"
+ID = HOUSEHOLDS.id
 MEMBER = "member"
 QUANTILE_BINS = 5  # held-out bins of a numeric variable no target bins
 DISTINCT_BINS = 6  # an integer variable with at most this many distinct true values gets one bin per value
@@ -123,12 +121,12 @@ def link(spec: HouseholdSpec, targets: HouseholdTargets | None, households: pd.D
     """Attach persons to households, recompute the derived counts and run the structure checks."""
     h_schema = Schema(entity=spec.household.entity, variables=dict(spec.household.variables))
     p_schema = spec.person_schema
-    _missing_columns(households, [ID, *h_schema.names], "households")
-    _missing_columns(persons, [ID, *p_schema.names], "persons")
+    _missing_columns(households, [ID, *h_schema.names], HOUSEHOLDS.name)
+    _missing_columns(persons, [ID, *p_schema.names], PERSONS.name)
     zoned = targets is not None and bool(targets.zones)
     column = zone_column(spec, households) if zoned else None
     if column is not None and column not in households.columns:
-        raise SpecError(Problem("households", f"missing the zone column {column!r}; the targets are given per zone"))
+        raise SpecError(Problem(HOUSEHOLDS.name, f"missing the zone column {column!r}; the targets are given per zone"))
 
     hh = _coerced(households, h_schema).reset_index(drop=True)
     ids = hh[ID].to_numpy()
@@ -172,7 +170,7 @@ def link(spec: HouseholdSpec, targets: HouseholdTargets | None, households: pd.D
     household_ok = np.logical_and.reduce([*inside_h.values(), np.ones(n, dtype=bool)])
     members_ok = np.bincount(owner, weights=~person_ok, minlength=n) == 0
     problems["outside_domain"] = ~household_ok | ~members_ok
-    outside = {"households": outside_domain(hh, h_schema, inside_h), "persons": outside_domain(people, p_schema, inside_p)}
+    outside = {HOUSEHOLDS.name: outside_domain(hh, h_schema, inside_h), PERSONS.name: outside_domain(people, p_schema, inside_p)}
 
     zone = None
     if column is not None:
@@ -194,7 +192,7 @@ def link(spec: HouseholdSpec, targets: HouseholdTargets | None, households: pd.D
 
 
 def _level_frame(linked: Linked, level: str) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray | None]:
-    if level == "households":
+    if level == HOUSEHOLDS.name:
         return linked.households, linked.inside_households, linked.zone
     zone = None if linked.zone is None else linked.zone[linked.persons[HOUSEHOLD].to_numpy()]
     return linked.people, linked.inside_people, zone
@@ -203,45 +201,16 @@ def _level_frame(linked: Linked, level: str) -> tuple[pd.DataFrame, dict[str, np
 def _cells(linked: Linked, table: LevelTable, caches: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """Every record's flat cell in ``table`` (-1: outside the domain or every bin), and its zone."""
     frame, inside, zone = _level_frame(linked, table.level)
-    flat = encode(frame, table, caches.setdefault(table.level, {}))
-    ok = np.logical_and.reduce([flat >= 0, *(inside[v] for v in table.variables)])
-    return np.where(ok, flat, -1), zone
-
-
-def _region_counts(flat: np.ndarray, size: int) -> tuple[np.ndarray, int]:
-    ok = flat >= 0
-    return np.bincount(flat[ok], minlength=size).astype(float), int((~ok).sum())
-
-
-def _with_outside(counts: np.ndarray, outside: float, other_outside: float = 0) -> np.ndarray:
-    """Flat counts plus the "outside the domain" cell, when either side has records in it."""
-    flat = np.asarray(counts, dtype=float).ravel()
-    return np.append(flat, float(outside)) if outside or other_outside else flat
-
-
-def _metrics(synthetic: np.ndarray, outside: float, target: np.ndarray, target_outside: float = 0) -> dict[str, float]:
-    return table_metrics(_with_outside(synthetic, outside, target_outside), _with_outside(target, target_outside, outside))
+    return cell_index(frame, table, inside, caches.setdefault(table.level, {})), zone
 
 
 def _on_target(linked: Linked, table: LevelTable, targets: HouseholdTargets, caches: dict, tolerance: float) -> dict:
     size = int(np.prod(table.shape))
     flat, zone = _cells(linked, table, caches)
-    counts, outside = _region_counts(flat, size)
-    figures: dict = {"level": table.level, **_metrics(counts, outside, table.region), "outside": outside}
+    counts, outside = region_counts(flat, size)
+    figures: dict = {"level": table.level, **score_counts(counts, outside, table.region), "outside": outside}
     if table.zones is not None and zone is not None:
-        zones = len(targets.zones)
-        known = zone >= 0
-        key = np.where(flat >= 0, zone * size + flat, -1)[known]
-        per_zone = np.bincount(key[key >= 0], minlength=zones * size).reshape(zones, size).astype(float)
-        out_zone = np.bincount(zone[known & (flat < 0)], minlength=zones)
-        wanted = table.zones.reshape(zones, size)
-        scored = [_metrics(per_zone[z], out_zone[z], wanted[z]) for z in range(zones)]
-        tvds, jsds = np.array([s["tvd"] for s in scored]), np.array([s["jsd"] for s in scored])
-        worst = int(np.argmax(tvds))
-        figures.update({"zones_tvd_mean": float(tvds.mean()), "zones_tvd_max": float(tvds.max()),
-                        "zones_jsd_mean": float(jsds.mean()), "zones_jsd_max": float(jsds.max()),
-                        "worst_zone": targets.zones[worst], "zones_over_tolerance": int((tvds > tolerance).sum()),
-                        "zones_tvd": [float(t) for t in tvds]})
+        figures.update(zone_scores(flat, zone, size, table.zones, targets.zones, tolerance))
     return figures
 
 
@@ -299,13 +268,10 @@ def held_out_tables(spec: HouseholdSpec, targets: HouseholdTargets, truth: Linke
                                     if schema[name].is_numeric else np.zeros(0))
     covered = [frozenset(t.variables) for t in targets]
     tables = []
-    for k in range(2, max_way + 1):
-        for combo in combinations(names, k):
-            if any(frozenset(combo) <= c for c in covered):
-                continue
-            level = "households" if all(v in household_level for v in combo) else "persons"
-            shape = tuple(axes[v].size for v in combo)
-            tables.append(LevelTable(" × ".join(combo), level, tuple(axes[v] for v in combo), np.zeros(shape), None))
+    for combo in combinations_held_out(names, lambda c: any(c <= t for t in covered), max_way):
+        level = HOUSEHOLDS.name if all(v in household_level for v in combo) else PERSONS.name
+        shape = tuple(axes[v].size for v in combo)
+        tables.append(LevelTable(" × ".join(combo), level, tuple(axes[v] for v in combo), np.zeros(shape), None))
     return tables
 
 
@@ -317,11 +283,11 @@ def prepare_held_out(spec: HouseholdSpec, targets: HouseholdTargets, truth: tupl
     tables, outside = [], []
     for table in held_out_tables(spec, targets, linked, max_way):
         flat, _ = _cells(linked, table, caches)
-        counts, out = _region_counts(flat, int(np.prod(table.shape)))
+        counts, out = region_counts(flat, int(np.prod(table.shape)))
         tables.append(LevelTable(table.name, table.level, table.axes, counts.reshape(table.shape), None))
         outside.append(out)
     realism = _realism(spec, linked)
-    figures = {"households": len(linked.households), "persons": len(linked.persons),
+    figures = {HOUSEHOLDS.name: len(linked.households), PERSONS.name: len(linked.persons),
                "rejection_rate": realism["rejection"]["rate"], "structure": _structure(linked),
                "rules": realism["rules"]}
     return HeldOut(tuple(tables), tuple(outside), figures)
@@ -342,11 +308,11 @@ def _realism(spec: HouseholdSpec, linked: Linked) -> dict:
     rules, by_household, by_person = {}, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     for text in spec.rules.households:
         rule = parse_rule(text, spec.household_schema)
-        rules[text] = {"level": "households", **rule.rates(linked.households)}
+        rules[text] = {"level": HOUSEHOLDS.name, **rule.rates(linked.households)}
         by_household |= rule.violations(linked.households)
     for text in spec.rules.persons:
         rule = parse_rule(text, spec.joined_schema)
-        rules[text] = {"level": "persons", **rule.rates(linked.people)}
+        rules[text] = {"level": PERSONS.name, **rule.rates(linked.people)}
         broken = rule.violations(linked.people)
         by_person[owner[broken]] = True
     structural = np.logical_or.reduce([*linked.problems.values(), np.zeros(n, dtype=bool)])
@@ -394,7 +360,7 @@ class HouseholdEvaluation:
         two = [f["jsd"] for f in self.held_out.values() if f["way"] == 2]
         three = [f["jsd"] for f in self.held_out.values() if f["way"] == 3]
         return {
-            "households": self.counts["households"], "persons": self.counts["persons"],
+            HOUSEHOLDS.name: self.counts[HOUSEHOLDS.name], PERSONS.name: self.counts[PERSONS.name],
             "target_tvd_mean": mean(f["tvd"] for f in self.on_targets.values()),
             "target_tvd_max": max((f["tvd"] for f in self.on_targets.values()), default=None),
             "target_jsd_mean": mean(f["jsd"] for f in self.on_targets.values()),
@@ -478,7 +444,7 @@ def evaluate_households(spec: HouseholdSpec, targets: HouseholdTargets, househol
     over = [name for name, f in on_targets.items() if f["tvd"] > tolerance]
     realism = _realism(spec, linked)
     column = zone_column(spec, linked.households) if linked.zone is not None else None
-    counts = {"households": n, "persons": len(linked.persons),
+    counts = {HOUSEHOLDS.name: n, PERSONS.name: len(linked.persons),
               "zones": int(linked.households[column].nunique()) if column else 0,
               "persons_per_household": len(linked.persons) / n if n else 0.0,
               "target_households": targets.households, "target_persons": float(targets.persons)}
@@ -497,9 +463,9 @@ def evaluate_households(spec: HouseholdSpec, targets: HouseholdTargets, househol
     cache: dict = {}
     for table, truth_outside in zip(held_out.tables, held_out.outside):
         flat, _ = _cells(linked, table, cache)
-        synthetic, out = _region_counts(flat, int(np.prod(table.shape)))
+        synthetic, out = region_counts(flat, int(np.prod(table.shape)))
         result.held_out[table.name] = {"level": table.level, "way": len(table.axes),
-                                       **_metrics(synthetic, out, table.region, truth_outside)}
+                                       **score_counts(synthetic, out, table.region, truth_outside)}
     result.truth = held_out.truth
     for text, figures in result.rules.items():
         theirs = held_out.truth["rules"].get(text)

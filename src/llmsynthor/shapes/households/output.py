@@ -10,7 +10,6 @@ the evaluation of both levels against the targets;
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,16 @@ import pandas as pd
 from ...core.errors import LLMSynthorError, Problem, SpecError, os_reason
 from ...core.records import describe_outside, load_records
 from ...core.schema import Schema
-from ...core.version import __version__
-from ...outputs.files import backend_facts, check_writable_file, find_level_paths, level_paths, write_json, write_linked
+from ...outputs.files import (
+    backend_facts,
+    check_writable_file,
+    find_level_paths,
+    level_paths,
+    manifest_head,
+    platform_facts,
+    write_json,
+    write_linked,
+)
 from .controls import HOUSEHOLDS, LEVELS, PERSONS, HouseholdTargets, load_controls
 from .evaluation import ID, MEMBER, HouseholdEvaluation, zone_column
 from .report import build_household_report
@@ -45,12 +52,12 @@ def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output", strict:
     column of a zoned spec) — SpecError naming the file. With ``strict``, a value outside the spec's
     domains is an error too (otherwise the evaluation scores it as error)."""
     paths = linked_paths(folder, what)
-    schemas = {"households": Schema(entity=spec.household.entity, variables=dict(spec.household.variables)),
-               "persons": spec.person_schema}
+    schemas = {HOUSEHOLDS.name: Schema(entity=spec.household.entity, variables=dict(spec.household.variables)),
+               PERSONS.name: spec.person_schema}
     frames, problems = {}, []
     for level, schema in schemas.items():
         records = load_records(paths[level], schema, f"{what} {level}")
-        zone = zone_column(spec, records.frame) if level == "households" else None  # the spec's name, else 'zone'
+        zone = zone_column(spec, records.frame) if level == HOUSEHOLDS.name else None  # the spec's name, else 'zone'
         missing = [c for c in (ID, zone) if c is not None and c not in records.frame.columns]
         if missing:
             problems.append(Problem(str(paths[level]), f"missing column(s) {', '.join(map(repr, missing))}; expected "
@@ -62,10 +69,10 @@ def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output", strict:
         frames[level] = records.frame
     if problems:
         raise SpecError(problems)
-    persons = frames["persons"]
+    persons = frames[PERSONS.name]
     if MEMBER in persons.columns:  # read as text from a CSV: numbered again as numbers, for the order
         persons[MEMBER] = pd.to_numeric(persons[MEMBER], errors="coerce")
-    return frames["households"], persons
+    return frames[HOUSEHOLDS.name], persons
 
 
 def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
@@ -99,12 +106,10 @@ def household_manifest(spec: HouseholdSpec, result: HouseholdResult, evaluation:
     households = len(result.households)
     zones = result.zones
     return {
-        "llmsynthor_version": __version__,
-        "status": "completed",
-        "spec": {"name": spec.name, "source": spec.source, "sha256": spec.digest()},
+        **manifest_head(spec),
         "seed": spec.seed,
-        "households": households,
-        "persons": len(result.persons),
+        HOUSEHOLDS.name: households,
+        PERSONS.name: len(result.persons),
         "paths": {k: str(v) for k, v in paths.items()},
         **backend_facts(spec.llm, backend),
         "llm": usage.as_dict(),
@@ -128,5 +133,5 @@ def household_manifest(spec: HouseholdSpec, result: HouseholdResult, evaluation:
                  "llm_seconds": round(usage.seconds, 3),
                  **({"wall_seconds": round(wall_seconds, 3)} if wall_seconds is not None else {})},
         "notes": result.notes,
-        "platform": {"python": platform.python_version(), "machine": platform.machine()},
+        **platform_facts(),
     }

@@ -5,9 +5,9 @@ target tables, households tables and persons tables apart (region figures, per-z
 target-vs-synthetic bars at region level, per-zone TVD as a bar per zone); the structure checks by
 reason, the household rejection rate and its causes (without rules: that realism is not scored), the
 realism rules (with the truth's rates beside when given); the held-out tables against the truth; and
-the run, from the manifest (with every control cell no candidate reaches, named). The helpers
-(tables, number format, numbered plotly figures, style, colours) are the flat report's
-(:mod:`llmsynthor.outputs.report`); plotly.js is embedded once, so the page works offline.
+the run, from the manifest (with every control cell no candidate reaches, named). The page's
+pieces (tables, number format, numbered plotly figures, style, colours) are every shape's
+(:mod:`llmsynthor.outputs.html`); plotly.js is embedded once, so the page works offline.
 
 Every text from the spec or the data (table names, labels, rule texts, zones) is escaped, in the page
 and in the plots (plotly reads ``&lt;`` and ``&amp;`` as the characters, and tags as markup).
@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import html
 from itertools import product
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
 from ...core.levels import LevelTable
 from ...core.rules import NOT_SCORED
-from ...evaluation.scoring import OUTSIDE_LABEL
-from ...outputs.report import _REFERENCE, _STYLE, _SYNTHETIC, _TARGET, _Figures, _outside_table, _table
-from .controls import HouseholdTargets, cell_parts
-from .evaluation import HouseholdEvaluation, _cells, _region_counts, link
+from ...evaluation.cells import OUTSIDE_LABEL, region_counts
+from ...outputs.html import REFERENCE, SYNTHETIC, TARGET, Figures, html_table, outside_table, page
+from .controls import HOUSEHOLDS, LEVELS, PERSONS, HouseholdTargets, cell_parts
+from .evaluation import HouseholdEvaluation, _cells, link
 from .spec import HouseholdSpec
 
-LEVELS = ("households", "persons")
 WORST_HELD_OUT = 30  # held-out tables in the figure (all of them in the table)
 CHECKS = {  # structure reason -> what it means (evaluation's module docstring)
     "empty": "a household with no persons",
@@ -67,21 +65,21 @@ def _synthetic_counts(spec: HouseholdSpec, targets: HouseholdTargets, households
     out = {}
     for table in targets:
         flat, _ = _cells(linked, table, caches)
-        out[table.name] = _region_counts(flat, int(np.prod(table.shape)))
+        out[table.name] = region_counts(flat, int(np.prod(table.shape)))
     return out
 
 
-def _bars(table: LevelTable, figures: dict, synthetic: np.ndarray, outside: int, figure: _Figures) -> str:
+def _bars(table: LevelTable, figures: dict, synthetic: np.ndarray, outside: int, figure: Figures) -> str:
     import plotly.graph_objects as go
 
     target, labels = table.region.ravel().astype(float), _cell_labels(table)
     if outside:  # records outside the domain or the bins: an extra cell whose target is 0
         synthetic, target, labels = np.append(synthetic, outside), np.append(target, 0.0), [*labels, OUTSIDE_LABEL]
     labels = [_plot_text(label) for label in labels]
-    unit = "households" if table.level == "households" else "persons"
+    unit = HOUSEHOLDS.name if table.level == HOUSEHOLDS.name else PERSONS.name
     fig = go.Figure([
-        go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=_TARGET),
-        go.Bar(name="synthetic", x=labels, y=synthetic / max(synthetic.sum(), 1), marker_color=_SYNTHETIC),
+        go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=TARGET),
+        go.Bar(name="synthetic", x=labels, y=synthetic / max(synthetic.sum(), 1), marker_color=SYNTHETIC),
     ])
     fig.update_layout(title=f"{_plot_text(table.name)} (region) — TVD {figures['tvd']:.4f}, JSD {figures['jsd']:.4f}",
                       barmode="group", xaxis_type="category", yaxis_title=f"share of {unit}",
@@ -89,10 +87,10 @@ def _bars(table: LevelTable, figures: dict, synthetic: np.ndarray, outside: int,
     return figure(fig)
 
 
-def _zone_bars(table: LevelTable, figures: dict, targets: HouseholdTargets, tolerance: float, figure: _Figures) -> str:
+def _zone_bars(table: LevelTable, figures: dict, targets: HouseholdTargets, tolerance: float, figure: Figures) -> str:
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Bar(x=[_plot_text(z) for z in targets.zones], y=figures["zones_tvd"], marker_color=_SYNTHETIC,
+    fig = go.Figure(go.Bar(x=[_plot_text(z) for z in targets.zones], y=figures["zones_tvd"], marker_color=SYNTHETIC,
                            name="TVD in the zone"))
     fig.add_hline(y=tolerance, line_dash="dot", annotation_text="tolerance")
     fig.update_layout(title=f"{_plot_text(table.name)}: TVD per zone — mean {figures['zones_tvd_mean']:.4f}, max "
@@ -102,7 +100,7 @@ def _zone_bars(table: LevelTable, figures: dict, targets: HouseholdTargets, tole
 
 
 def _level_section(level: str, targets: HouseholdTargets, evaluation: HouseholdEvaluation,
-                   synthetic: dict[str, tuple[np.ndarray, int]] | None, figure: _Figures) -> str:
+                   synthetic: dict[str, tuple[np.ndarray, int]] | None, figure: Figures) -> str:
     tables = [t for t in targets if t.level == level]
     head = f'<section id="targets-{level}"><h2>On the targets: {level} tables</h2>'
     if not tables:
@@ -116,11 +114,11 @@ def _level_section(level: str, targets: HouseholdTargets, evaluation: HouseholdE
         rows.append([t.name, " × ".join(t.variables), "per zone" if t.zones is not None else "region",
                      m["tvd"], m["jsd"], m["hellinger"], m["srmse"], m.get("outside", 0),
                      "yes" if t.name not in evaluation.targets_over_tolerance else "no"])
-    parts.append(_table([f"{level} table", "variables", "given", "TVD", "JSD", "Hellinger", "SRMSE",
+    parts.append(html_table([f"{level} table", "variables", "given", "TVD", "JSD", "Hellinger", "SRMSE",
                          "outside the cells", "met"], rows))
     zoned = [t for t in tables if "zones_tvd_mean" in evaluation.on_targets[t.name]]
     if zoned:
-        parts.append(_table([f"{level} table, over the zones", "TVD mean", "TVD max", "JSD mean", "JSD max", "worst zone",
+        parts.append(html_table([f"{level} table, over the zones", "TVD mean", "TVD max", "JSD mean", "JSD max", "worst zone",
                              "zones over tolerance"],
                             [[t.name, *(evaluation.on_targets[t.name][k] for k in ("zones_tvd_mean", "zones_tvd_max",
                                                                                    "zones_jsd_mean", "zones_jsd_max",
@@ -144,12 +142,12 @@ def _rate(among, condition, overall, records, unit: str) -> list[str]:
             f"{overall:.2%} of {records:,}"]
 
 
-def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure: _Figures) -> str:
+def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure: Figures) -> str:
     import plotly.graph_objects as go
 
     head = '<section id="realism"><h2>Structure checks and realism rules</h2>'
     truth = evaluation.truth
-    n = evaluation.counts["households"]
+    n = evaluation.counts[HOUSEHOLDS.name]
     rows = []
     for reason, count in evaluation.structure.items():
         orphans = reason == "orphan_persons"
@@ -160,10 +158,10 @@ def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure:
         rows.append(row)
     parts = [_note("Built-in checks of every household, not spec rules, counted by reason (a household may fail "
                    f"several): {evaluation.structure_households:,} of {n:,} households fail at least one."),
-             _table(["structure check", "what", "households", "share", *(["truth"] if truth is not None else [])], rows)]
+             html_table(["structure check", "what", "households", "share", *(["truth"] if truth is not None else [])], rows)]
     if evaluation.zone_households is not None:
         z = evaluation.zone_households
-        parts.append(_table(["households per zone against the zone totals", ""],
+        parts.append(html_table(["households per zone against the zone totals", ""],
                             [["zones whose count differs", z["zones_off"]], ["largest difference", z["max_abs_difference"]],
                              ["households in unknown zones", z["households_in_unknown_zones"]]]))
     r = evaluation.rejection
@@ -182,21 +180,20 @@ def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure:
             rejection.append(["the truth, rejected (any cause)", f"{truth['rejection_rate']:.2%}", None])
         parts.append(_note("The household rejection rate: the share of households that break a household rule, fail a "
                            "structure check, or have a member breaking a person rule (the causes overlap)."))
-        parts.append(_table(["household rejection", "share of households", "households"], rejection))
+        parts.append(html_table(["household rejection", "share of households", "households"], rejection))
     if evaluation.outside_domain:
-        schema = SimpleNamespace(schema=spec.joined_schema)  # what the flat report's table reads of its targets
         for level, found in evaluation.outside_domain.items():
             if found:
-                count = evaluation.counts["households" if level == "households" else "persons"]
-                parts.append(_outside_table(found, int(count), schema, level))
+                count = evaluation.counts[HOUSEHOLDS.name if level == HOUSEHOLDS.name else PERSONS.name]
+                parts.append(outside_table(found, int(count), spec.joined_schema, level))
     if not evaluation.rules:
         return head + "".join(parts) + "</section>"  # the note above says realism is not scored
     keys, rows = [], []
-    numbered = {"households": 0, "persons": 0}
+    numbered = {level.name: 0 for level in LEVELS}
     for text, f in evaluation.rules.items():
         level = f["level"]
         numbered[level] += 1
-        key = f"{'H' if level == 'households' else 'P'}{numbered[level]}"
+        key = f"{'H' if level == HOUSEHOLDS.name else 'P'}{numbered[level]}"
         keys.append(key)
         row = [key, text, level, *_rate(f.get("among_condition"), f.get("condition"), f.get("overall"), f.get("records"), level)]
         if truth is not None:
@@ -204,10 +201,10 @@ def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure:
                          f.get("truth_records"), level)
         rows.append(row)
     rules = list(evaluation.rules.values())
-    fig = go.Figure([go.Bar(name="synthetic", x=keys, y=[f.get("among_condition") for f in rules], marker_color=_SYNTHETIC,
+    fig = go.Figure([go.Bar(name="synthetic", x=keys, y=[f.get("among_condition") for f in rules], marker_color=SYNTHETIC,
                             hovertext=[_plot_text(t) for t in evaluation.rules])])
     if any(f.get("truth_records") is not None for f in rules):
-        fig.add_trace(go.Bar(name="truth", x=keys, y=[f.get("truth_among_condition") for f in rules], marker_color=_REFERENCE,
+        fig.add_trace(go.Bar(name="truth", x=keys, y=[f.get("truth_among_condition") for f in rules], marker_color=REFERENCE,
                              hovertext=[_plot_text(t) for t in evaluation.rules]))
     fig.update_layout(title="Realism rules: share of those meeting each rule's condition that violate it", barmode="group",
                       xaxis_type="category", yaxis_tickformat=".1%", height=360)
@@ -220,11 +217,11 @@ def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure:
     header = ["#", "rule", "level", "violating, of those meeting the condition", "of all"]
     if truth is not None:
         header += ["truth: of those meeting the condition", "truth: of all"]
-    parts.append(_table(header, rows))
+    parts.append(html_table(header, rows))
     return head + "".join(parts) + "</section>"
 
 
-def _held_out_section(evaluation: HouseholdEvaluation, figure: _Figures) -> str:
+def _held_out_section(evaluation: HouseholdEvaluation, figure: Figures) -> str:
     import plotly.graph_objects as go
 
     head = '<section id="held-out"><h2>Off the targets (against the truth)</h2>'
@@ -232,7 +229,8 @@ def _held_out_section(evaluation: HouseholdEvaluation, figure: _Figures) -> str:
         return head + _note("No truth was given: no held-out tables (the real households and persons, passed to the "
                             "evaluation as the truth, add every 2- and 3-way table no target covers).") + "</section>"
     held = sorted(evaluation.held_out.items(), key=lambda kv: -kv[1]["jsd"])
-    groups = sorted({(f["level"], f["way"]) for _, f in held}, key=lambda g: (LEVELS.index(g[0]) if g[0] in LEVELS else 2, g[1]))
+    names = [level.name for level in LEVELS]
+    groups = sorted({(f["level"], f["way"]) for _, f in held}, key=lambda g: (names.index(g[0]) if g[0] in names else 2, g[1]))
     summary = []
     for level, way in groups:
         jsd = [f["jsd"] for _, f in held if f["level"] == level and f["way"] == way]
@@ -241,10 +239,10 @@ def _held_out_section(evaluation: HouseholdEvaluation, figure: _Figures) -> str:
     parts = [_note(f"{len(held)} tables over the household variables, derived counts and person variables that no target "
                    "table covers, compared with the truth on the same bins (households counted when every variable is at "
                    "household level, persons with their household otherwise)."),
-             _table(["level", "way", "tables", "JSD mean", "JSD max", "TVD mean"], summary)]
+             html_table(["level", "way", "tables", "JSD mean", "JSD max", "TVD mean"], summary)]
     worst = held[:WORST_HELD_OUT]
     fig = go.Figure()
-    for level, colour in zip(LEVELS, (_TARGET, _SYNTHETIC)):
+    for level, colour in zip(names, (TARGET, SYNTHETIC)):
         mine = [(k, f) for k, f in worst if f["level"] == level]
         if mine:
             fig.add_trace(go.Bar(name=level, x=[_plot_text(k) for k, _ in mine], y=[f["jsd"] for _, f in mine], marker_color=colour))
@@ -253,7 +251,7 @@ def _held_out_section(evaluation: HouseholdEvaluation, figure: _Figures) -> str:
                       height=440)
     parts.append(figure(fig))
     parts.append("<details><summary>every held-out table, worst first</summary>"
-                 + _table(["held-out table", "level", "way", "TVD", "JSD", "Hellinger", "SRMSE"],
+                 + html_table(["held-out table", "level", "way", "TVD", "JSD", "Hellinger", "SRMSE"],
                           [[k, f["level"], f["way"], f["tvd"], f["jsd"], f["hellinger"], f["srmse"]] for k, f in held])
                  + "</details>")
     return head + "".join(parts) + "</section>"
@@ -262,7 +260,7 @@ def _held_out_section(evaluation: HouseholdEvaluation, figure: _Figures) -> str:
 def _by_reason(counts: dict | None, header: str) -> str:
     if not counts:
         return ""
-    return _table([header, "count"], sorted(([k, v] for k, v in counts.items()), key=lambda kv: -kv[1]))
+    return html_table([header, "count"], sorted(([k, v] for k, v in counts.items()), key=lambda kv: -kv[1]))
 
 
 def _run_section(manifest: dict) -> str:
@@ -281,8 +279,8 @@ def _run_section(manifest: dict) -> str:
             ["response cache hits / misses", f"{cache.get('hits')} / {cache.get('misses')}" if cache else None],
             ["transport retries", transport.get("retries")],
             ["structured output fallbacks", transport.get("structured_output_fallbacks")]]
-    parts = [_table(["run", ""], rows)]
-    parts.append(_table(["compositions", ""], [
+    parts = [html_table(["run", ""], rows)]
+    parts.append(html_table(["compositions", ""], [
         ["requested", comp.get("requested")], ["accepted", comp.get("accepted")],
         ["rejected", sum((comp.get("rejected_by_reason") or {}).values())],
         ["variants drawn from each", comp.get("variants_each")], ["filler households", comp.get("filler_households")],
@@ -292,34 +290,34 @@ def _run_section(manifest: dict) -> str:
     sources = manifest.get("households_by_source") or {}
     if sources:
         total = sum(sources.values())
-        parts.append(_table(["output households by source", "households", "share"],
+        parts.append(html_table(["output households by source", "households", "share"],
                             [[k, v, f"{v / total:.1%}" if total else None] for k, v in sources.items()]))
     constraints = manifest.get("constraints") or {}
     if constraints:
         left, drawn = constraints.get("left_out") or {}, constraints.get("candidates") or {}
-        parts.append(_table(["constraints (enforced)", "candidates left out"],
+        parts.append(html_table(["constraints (enforced)", "candidates left out"],
                             [[t, constraints.get("by_constraint", {}).get(t, 0)]
-                             for t in [*constraints.get("households", []), *constraints.get("persons", [])]]
+                             for t in [*constraints.get(HOUSEHOLDS.name, []), *constraints.get(PERSONS.name, [])]]
                             + [[f"all {k} candidates", f"{left.get(k, 0):,} of {drawn[k]:,}"] for k in drawn if drawn[k]]))
     region = manifest.get("region_balance") or {}
     if region:
-        parts.append(_table(["region balance (list balancing)", ""], [
+        parts.append(html_table(["region balance (list balancing)", ""], [
             ["converged", region.get("converged")], ["iterations", region.get("iterations")],
             ["largest relative error", region.get("max_relative_error")],
             ["control cells no candidate reaches", region.get("unreachable_controls")]]))
         cells = region.get("unreachable_cells") or []
         if cells:
-            parts.append(_table(["control cell no candidate reaches (it stays short)", "table", "target", "given"],
+            parts.append(html_table(["control cell no candidate reaches (it stays short)", "table", "target", "given"],
                                 [[pairs, c["table"], target, where] for c in cells for pairs, target, where in [cell_parts(c)]]))
     zones = manifest.get("zones") or {}
     if zones:
         by = zones.get("integerized_by") or {}
-        parts.append(_table(["zones", ""], [
+        parts.append(html_table(["zones", ""], [
             ["zones balanced", zones.get("count")], ["executor / workers", f"{zones.get('executor')} / {zones.get('workers')}"],
             ["integerized by floor / MILP / rounding", " / ".join(str(by.get(m, 0)) for m in ("floor", "milp", "rounding"))],
             ["largest absolute error after integerizing", zones.get("max_abs_error")]]))
     if t:
-        parts.append(_table(["time", "seconds"], [[k, v] for k, v in t.items()]))
+        parts.append(html_table(["time", "seconds"], [[k, v] for k, v in t.items()]))
     notes = manifest.get("notes") or []
     if notes:
         parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>")
@@ -333,26 +331,21 @@ def build_household_report(spec: HouseholdSpec, targets: HouseholdTargets, evalu
 
     ``households`` and ``persons`` (the linked output) add the target-vs-synthetic bars: the evaluation
     keeps figures, not the cell counts, which are counted again from them as the evaluation counts."""
-    from plotly.offline import get_plotlyjs
-
-    figure = _Figures()
+    figure = Figures()
     synthetic = None if households is None or persons is None else _synthetic_counts(spec, targets, households, persons)
     c = evaluation.counts
-    levels = {level: sum(t.level == level for t in targets) for level in LEVELS}
+    levels = {level.name: sum(t.level == level.name for t in targets) for level in LEVELS}
     sections = [
         f"<h1>{html.escape(title)}</h1>",
-        _note(f"{c['households']:,} households · {c['persons']:,} persons ({c['persons_per_household']:.2f} per household) · "
-              f"{c['zones']} zones · {len(targets.tables)} target tables ({levels['households']} of households, "
-              f"{levels['persons']} of persons) · targets: {c['target_households']:,} households, "
+        _note(f"{c[HOUSEHOLDS.name]:,} households · {c[PERSONS.name]:,} persons ({c['persons_per_household']:.2f} per household) · "
+              f"{c['zones']} zones · {len(targets.tables)} target tables ({levels[HOUSEHOLDS.name]} of households, "
+              f"{levels[PERSONS.name]} of persons) · targets: {c['target_households']:,} households, "
               f"{c['target_persons']:,.0f} persons"),
-        _table(["summary", ""], [[k, v] for k, v in evaluation.summary().items()]),
-        *(_level_section(level, targets, evaluation, synthetic, figure) for level in LEVELS),
+        html_table(["summary", ""], [[k, v] for k, v in evaluation.summary().items()]),
+        *(_level_section(level.name, targets, evaluation, synthetic, figure) for level in LEVELS),
         _rules_section(spec, evaluation, figure),
         _held_out_section(evaluation, figure),
     ]
     if manifest:
         sections.append(_run_section(manifest))
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-            f"<script>{get_plotlyjs()}</script></head><body data-plots='{figure.count}'>"
-            + "".join(sections) + "</body></html>")
+    return page(title, sections, figure)

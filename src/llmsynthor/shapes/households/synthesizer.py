@@ -98,7 +98,7 @@ def _size_shares(spec: HouseholdSpec, targets: HouseholdTargets) -> dict[int, fl
     """Share of households of every size, from the finest household table with the size (a bin's
     share spread over its sizes, halving with each step up); 1–4 alike when no table has it."""
     size = spec.household.size
-    tables = [t for t in targets if t.level == "households" and size in t.variables]
+    tables = [t for t in targets if t.level == HOUSEHOLDS.name and size in t.variables]
     if not tables:
         return {s: 0.25 for s in range(int(spec.size_variable.min), int(spec.size_variable.min) + 4)}
     table = max(tables, key=lambda t: t.axes[t.variables.index(size)].size)
@@ -396,7 +396,7 @@ class HouseholdSynthesizer:
         seconds = {**self.seconds_, "zones": self.clock() - started}
         chosen = np.sum([done[z].counts for z in order], axis=0)
         sources = {name: int(chosen[pool.source == name].sum()) for name in SOURCES}
-        constraints = {"households": list(self.spec.constraints.households), "persons": list(self.spec.constraints.persons),
+        constraints = {HOUSEHOLDS.name: list(self.spec.constraints.households), PERSONS.name: list(self.spec.constraints.persons),
                        **self.constrained_} if self.spec.constraints.households or self.spec.constraints.persons else {}
         return HouseholdResult(households, persons, self.usage_, len(self.compositions_), self.requests_, self.region_,
                                done, seconds, list(self.notes_), sources, constraints, list(self.unreachable_))
