@@ -13,7 +13,9 @@ From these, written once for every shape:
 * :func:`incidence` — [candidate, cell]: what ONE copy of each candidate adds to every cell of the
   tables (1 in its cell of a top-level table, the number of its rows at a lower level in each cell of
   a table of that level), the input of list balancing, integerizing and the constraint check;
-* :func:`level_counts` — a table's counts from weighted candidates (evaluation).
+* :func:`level_counts` — a table's counts from weighted candidates (evaluation);
+* :func:`repeat_candidates` — the output of chosen candidates: a frame per level, every row
+  numbered and carrying its ancestors' ids (``household_id, person_id``), as the linked files hold them.
 
 Knows frames and tables, not LLMs.
 """

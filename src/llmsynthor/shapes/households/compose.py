@@ -229,6 +229,21 @@ def _meets(clauses: tuple[Clause, ...], values: dict[str, Value]) -> bool:
     return True
 
 
+def _values(raw: dict, variables: dict, what: str, reason: str, report: ParseReport) -> tuple[dict[str, Value], str | None]:
+    """Every one of ``variables`` read from ``raw`` (one household's or member's answer), or what was
+    wrong with the first that is missing or invalid (counted in ``report`` as ``{reason}{name}: …``)."""
+    values = {}
+    for name, var in variables.items():
+        if name not in raw:
+            report.rejected[f"{reason}{name}: missing"] += 1
+            return {}, f"{what} value {name!r} missing"
+        value = _value(raw[name], var, name, report)
+        if value is None:
+            return {}, f"{what} value {name!r} invalid: {raw[name]!r}"
+        values[name] = value
+    return values, None
+
+
 def parse_composition(text: str, spec: HouseholdSpec, kind: Kind, request: int = 0) -> tuple[Composition | None, str | None, ParseReport]:
     """Validate one answer: (composition, None, report), or (None, what was wrong, report)."""
     report = ParseReport()
@@ -249,19 +264,11 @@ def parse_composition(text: str, spec: HouseholdSpec, kind: Kind, request: int =
         return None, "expected an object with the members", report
     household: dict[str, Value] = {spec.household.size: (float(kind.size), float(kind.size))}
     fixed = dict(kind.household)
-    for name, var in spec.household.variables.items():
-        if name == spec.household.size:
-            continue
-        if name in fixed:
-            household[name] = fixed[name]
-            continue
-        if name not in raw:
-            report.rejected[f"{name}: missing"] += 1
-            return None, f"household value {name!r} missing", report
-        value = _value(raw[name], var, name, report)
-        if value is None:
-            return None, f"household value {name!r} invalid: {raw[name]!r}", report
-        household[name] = value
+    others = [name for name in spec.household.variables if name != spec.household.size]
+    values, error = _values(raw, {name: spec.household.variables[name] for name in others if name not in fixed}, "household", "", report)
+    if error:
+        return None, error, report
+    household.update({name: fixed[name] if name in fixed else values[name] for name in others})  # in the spec's order
     if len(raw["members"]) != kind.size:
         report.rejected["member count is not the size"] += 1
         return None, f"{len(raw['members'])} members listed for a household of {kind.size}", report
@@ -270,15 +277,9 @@ def parse_composition(text: str, spec: HouseholdSpec, kind: Kind, request: int =
         if not isinstance(m, dict):
             report.rejected["member is not an object"] += 1
             return None, "a member is not an object", report
-        values = {}
-        for name, var in spec.person.variables.items():
-            if name not in m:
-                report.rejected[f"member {name}: missing"] += 1
-                return None, f"member value {name!r} missing", report
-            value = _value(m[name], var, name, report)
-            if value is None:
-                return None, f"member value {name!r} invalid: {m[name]!r}", report
-            values[name] = value
+        values, error = _values(m, spec.person.variables, "member", "member ", report)
+        if error:
+            return None, error, report
         members.append(values)
     reference = parse_condition(spec.person.reference, spec.person_schema)
     refs = [i for i, m in enumerate(members) if _meets(reference, m)]
