@@ -6,6 +6,11 @@ Definitions, stated once: both tables are normalized to proportions over all the
 * JSD = Jensen–Shannon *distance* with log base 2 (the square root of the divergence; in [0, 1]),
   from :func:`scipy.special.rel_entr` (clipped at zero, so identical tables give exactly 0
   rather than the NaN that rounding can produce). The paper's "JSD" figures are distances too.
+
+For flows (origin–destination tables), as transport models are judged:
+
+* CPC, the common part of commuters = 2 Σ min(T, S) / (Σ T + Σ S), on counts (1: the same flows);
+* cosine similarity of the two tables as vectors of counts.
 """
 
 from __future__ import annotations
@@ -31,3 +36,17 @@ def jsd(synthetic: np.ndarray, target: np.ndarray) -> float:
     m = (p + q) / 2
     divergence = (rel_entr(p, m).sum() + rel_entr(q, m).sum()) / (2 * np.log(2))
     return float(np.sqrt(max(divergence, 0.0)))
+
+
+def cpc(synthetic: np.ndarray, target: np.ndarray) -> float:
+    """Common part of commuters between two tables of counts (1 when they are equal, 0 when disjoint)."""
+    s, t = np.asarray(synthetic, dtype=float).ravel(), np.asarray(target, dtype=float).ravel()
+    total = s.sum() + t.sum()
+    return float(2 * np.minimum(s, t).sum() / total) if total > 0 else 1.0
+
+
+def cosine(synthetic: np.ndarray, target: np.ndarray) -> float:
+    """Cosine similarity of two tables of counts as vectors (1 when proportional)."""
+    s, t = np.asarray(synthetic, dtype=float).ravel(), np.asarray(target, dtype=float).ravel()
+    norms = np.linalg.norm(s) * np.linalg.norm(t)
+    return float(s @ t / norms) if norms > 0 else float(np.array_equal(s, t))

@@ -1,0 +1,343 @@
+"""The MTC travel survey in the activitysim wheel as trips: the truth, its chains checked, the tables
+an agency would publish, and the baselines a trips shape must beat — measured before it is built.
+
+Data: ``activitysim/examples/example_estimation/data_full/`` from the ``activitysim==1.6.0`` wheel on
+PyPI (fetched with ``pip download --no-deps`` into llmsynthor's dataset cache, sha256 checked, read
+as a zip; never installed, never committed): ``survey_data/survey_{households,persons,tours,trips}.csv``
+(2,000 households, 5,269 persons, 6,982 tours, 17,606 trips; a model-generated example, not real
+diaries), ``land_use.csv`` (1,454 TAZ: district, area type, households, jobs) and the zones'
+geometry ``prototype_mtc/output/summarize/taz1454.geojson`` (centroids for distances).
+
+Coding (documented here, used by every method alike):
+
+* ``period`` of the departure hour (5–23): EA ≤ 5, AM 6–9, MD 10–14, PM 15–18, EV ≥ 19;
+* ``purpose`` (8): home; work (``work``, ``Work`` — back to work from a work-based subtour —,
+  ``atwork``); school (``school``, ``univ``); escort; shopping; maintenance (``othmaint``); eat out
+  (``eatout``); discretionary (``social``, ``othdiscr``);
+* ``mode`` (6): drive alone; shared ride; walk; bike; transit (walk or drive to any transit);
+  taxi/TNC;
+* trip length: great-circle distance between the zones' centroids (an intrazonal trip: half the
+  side of a square of the zone's area), in bands < 1, 1–3, 3–5, 5–10, 10–20, 20+ km.
+
+Targets, as an agency publishes them: trips by origin district × destination district × period
+(34 × 34 × 5), by origin TAZ and by destination TAZ, by departure hour × purpose, by mode ×
+purpose. Held out: district OD × mode, purpose × destination district × period, mode × trip-length
+band, trip length (1-km bins) and departure hour by purpose; OD fit at TAZ level as CPC (common
+part of commuters, 2·Σmin / (ΣT + ΣS)) and cosine similarity.
+
+Methods, trips only (none of them writes persons or chains):
+
+* **floor** — half of the survey's persons with their trips, counted twice;
+* **independent** — every variable from its own margin;
+* **gravity + Furness** — a doubly constrained gravity model at TAZ level (origins and destinations
+  the targets' TAZ totals, deterrence exp(−β·km) with β the one whose district OD is closest to the
+  target's), then period | district pair, departure hour and purpose | period, mode | purpose from
+  the target tables;
+* **IPF** — the tables' own joint: the target tables are a decomposable model (cliques {origin
+  district, destination district, period}, {period, hour, purpose}, {purpose, mode}, {district,
+  TAZ} at each end), whose IPF fixpoint is the product of their conditionals, drawn exactly.
+
+``python bench/mtc_trips.py`` prints the chain check of the survey and the table of methods.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from semcog_households import WHEEL, wheel_path  # noqa: E402  (the same activitysim wheel)
+
+from llmsynthor.core.metrics import cosine, cpc, jsd, tvd  # noqa: E402
+
+BASE = "activitysim/examples/example_estimation/data_full/"
+GEOMETRY = "activitysim/examples/prototype_mtc/output/summarize/taz1454.geojson"
+PERIODS = ("EA", "AM", "MD", "PM", "EV")
+PERIOD_STARTS = (0, 6, 10, 15, 19)  # the first departure hour of each period
+PURPOSES = {"Home": "home", "work": "work", "Work": "work", "atwork": "work", "school": "school", "univ": "school",
+            "escort": "escort", "shopping": "shopping", "othmaint": "maintenance", "eatout": "eat out",
+            "social": "discretionary", "othdiscr": "discretionary"}
+LENGTH_BANDS = (0, 1, 3, 5, 10, 20, np.inf)
+LENGTH_LABELS = ("<1 km", "1-3 km", "3-5 km", "5-10 km", "10-20 km", "20+ km")
+
+
+def mode_of(code: str) -> str:
+    if code.startswith("DRIVEALONE"):
+        return "drive alone"
+    if code.startswith("SHARED"):
+        return "shared ride"
+    if code in ("TAXI",) or code.startswith("TNC"):
+        return "taxi/TNC"
+    if code in ("WALK", "BIKE"):
+        return code.lower()
+    if code.startswith(("WALK_", "DRIVE_")):
+        return "transit"
+    raise ValueError(f"unknown trip mode {code!r}")
+
+
+@dataclass
+class Survey:
+    households: pd.DataFrame
+    persons: pd.DataFrame
+    tours: pd.DataFrame
+    trips: pd.DataFrame  # coded: origin, destination (TAZ), o_district, d_district, depart, period, purpose, mode, km
+    zones: pd.DataFrame  # land use with centroid lon/lat, indexed by TAZ
+
+
+def _csv(archive: zipfile.ZipFile, name: str) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(archive.read(BASE + name)))
+
+
+def _centroids(archive: zipfile.ZipFile) -> pd.DataFrame:
+    """Each TAZ's centroid (area-weighted over its polygons' outer rings, lon/lat) and area in km²."""
+    rows = []
+    for feature in json.loads(archive.read(GEOMETRY))["features"]:
+        polygons = feature["geometry"]["coordinates"]
+        polygons = [polygons] if feature["geometry"]["type"] == "Polygon" else polygons
+        total, cx, cy = 0.0, 0.0, 0.0
+        lat0 = np.radians(np.asarray(polygons[0][0])[:, 1].mean())
+        for rings in polygons:
+            x, y = np.asarray(rings[0])[:, 0], np.asarray(rings[0])[:, 1]
+            cross = x[:-1] * y[1:] - x[1:] * y[:-1]
+            area = cross.sum() / 2
+            total += area
+            cx += ((x[:-1] + x[1:]) * cross).sum() / 6
+            cy += ((y[:-1] + y[1:]) * cross).sum() / 6
+        km2 = abs(total) * (111.32 ** 2) * np.cos(lat0)
+        rows.append((int(feature["properties"]["TAZ1454"]), cx / total, cy / total, km2))
+    return pd.DataFrame(rows, columns=["zone", "lon", "lat", "km2"]).set_index("zone")
+
+
+def distance_km(zones: pd.DataFrame, origin: np.ndarray, destination: np.ndarray) -> np.ndarray:
+    """Great-circle distance between the zones' centroids; within a zone half the side of a square of its area."""
+    lon1, lat1 = np.radians(zones.loc[origin, "lon"].to_numpy()), np.radians(zones.loc[origin, "lat"].to_numpy())
+    lon2, lat2 = np.radians(zones.loc[destination, "lon"].to_numpy()), np.radians(zones.loc[destination, "lat"].to_numpy())
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    km = 2 * 6371.0 * np.arcsin(np.sqrt(a))
+    return np.where(origin == destination, 0.5 * np.sqrt(zones.loc[origin, "km2"].to_numpy()), km)
+
+
+def code_trips(trips: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:
+    """The coded trip variables every method is scored on (the module's docstring)."""
+    out = pd.DataFrame({"origin": trips["origin"].to_numpy(), "destination": trips["destination"].to_numpy(),
+                        "depart": trips["depart"].astype(int).to_numpy()})
+    out["o_district"] = zones.loc[out["origin"], "DISTRICT"].to_numpy()
+    out["d_district"] = zones.loc[out["destination"], "DISTRICT"].to_numpy()
+    out["period"] = np.asarray(PERIODS)[np.searchsorted(PERIOD_STARTS, out["depart"], side="right") - 1]
+    if "purpose" in trips:
+        out["purpose"] = trips["purpose"].map(PURPOSES).to_numpy()
+        out["mode"] = trips["trip_mode"].map(mode_of).to_numpy()
+    out["km"] = distance_km(zones, out["origin"].to_numpy(), out["destination"].to_numpy())
+    return out
+
+
+def read_survey(path: Path) -> Survey:
+    with zipfile.ZipFile(path) as archive:
+        zones = _csv(archive, "land_use.csv").set_index("zone_id").join(_centroids(archive))
+        households, persons = _csv(archive, "survey_data/survey_households.csv"), _csv(archive, "survey_data/survey_persons.csv")
+        tours, trips = _csv(archive, "survey_data/survey_tours.csv"), _csv(archive, "survey_data/survey_trips.csv")
+    coded = code_trips(trips, zones)
+    coded.insert(0, "person_id", trips["person_id"].to_numpy())
+    coded.insert(1, "tour_id", trips["tour_id"].to_numpy())
+    coded.insert(2, "trip_id", trips["trip_id"].to_numpy())
+    coded["tour_mode"] = trips["tour_id"].map(tours.set_index("tour_id")["tour_mode"]).to_numpy()
+    return Survey(households, persons, tours, coded, zones)
+
+
+def check_chains(survey: Survey) -> dict[str, int]:
+    """How many of the survey's days and tours break what a chain must satisfy (persons' trips in
+    departure order; departures are whole hours, so ties go by the tour's start hour, then the trip
+    id — ordered by trip id alone, 794 trips would seem to jump): a trip not starting where the previous one ended, a day not
+    starting or not ending at home, a tour whose departure hours go backwards, a drive-alone tour
+    with a leg on foot, by bike or transit."""
+    home = survey.persons.set_index("person_id")["household_id"].map(survey.households.set_index("household_id")["home_zone_id"])
+    trips = survey.trips.assign(start=survey.trips["tour_id"].map(survey.tours.set_index("tour_id")["start"]).to_numpy())
+    trips = trips.sort_values(["person_id", "depart", "start", "trip_id"], kind="stable")
+    same = trips["person_id"].to_numpy()[1:] == trips["person_id"].to_numpy()[:-1]
+    jumps = same & (trips["origin"].to_numpy()[1:] != trips["destination"].to_numpy()[:-1])
+    first, last = trips.groupby("person_id").head(1), trips.groupby("person_id").tail(1)
+    by_id = survey.trips.sort_values(["tour_id", "trip_id"])
+    backwards = by_id.groupby("tour_id")["depart"].apply(lambda d: bool((np.diff(d.to_numpy()) < 0).any()))
+    drive_alone = by_id["tour_mode"].str.startswith("DRIVEALONE")
+    mixed = by_id[drive_alone & by_id["mode"].isin(["walk", "bike", "transit"])]["tour_id"].nunique()
+    return {"persons with trips": int(trips["person_id"].nunique()), "trips": len(trips),
+            "trip not starting where the previous ended": int(jumps.sum()),
+            "persons with such a jump": int(pd.unique(trips["person_id"].to_numpy()[1:][jumps]).size),
+            "days not starting at home": int((first["origin"].to_numpy() != home.loc[first["person_id"]].to_numpy()).sum()),
+            "days not ending at home": int((last["destination"].to_numpy() != home.loc[last["person_id"]].to_numpy()).sum()),
+            "tours": int(by_id["tour_id"].nunique()), "tours whose departure hours go backwards": int(backwards.sum()),
+            "drive-alone tours with a walk, bike or transit leg": int(mixed)}
+
+
+# -- tables ------------------------------------------------------------------------------------------
+
+TARGETS = {"OD district × period": ["o_district", "d_district", "period"], "origin TAZ": ["origin"],
+           "destination TAZ": ["destination"], "hour × purpose": ["depart", "purpose"], "mode × purpose": ["mode", "purpose"]}
+HELD_OUT = {"OD district × mode": ["o_district", "d_district", "mode"],
+            "purpose × destination district × period": ["purpose", "d_district", "period"],
+            "mode × length band": ["mode", "band"]}
+
+
+def counts(frame: pd.DataFrame, columns: list[str], weights: np.ndarray | None = None) -> pd.Series:
+    """Weighted counts of the combinations present (sparse: only the cells with records)."""
+    w = np.ones(len(frame)) if weights is None else weights
+    return pd.Series(w, index=pd.MultiIndex.from_frame(frame[columns]) if len(columns) > 1 else frame[columns[0]]).groupby(level=list(range(len(columns)))).sum()
+
+
+def compare(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    both = a.index.union(b.index)
+    return a.reindex(both, fill_value=0).to_numpy(dtype=float), b.reindex(both, fill_value=0).to_numpy(dtype=float)
+
+
+def with_band(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(band=pd.cut(frame["km"], LENGTH_BANDS, labels=LENGTH_LABELS, right=False).astype(str),
+                        km_bin=np.minimum(np.floor(frame["km"]), 50).astype(int))
+
+
+def score(truth: pd.DataFrame, synthetic: pd.DataFrame, weights: np.ndarray | None = None) -> dict[str, float]:
+    """TVD on the targets (mean, max), held-out JS distance (mean), trip-length and departure-time JSD, CPC and cosine at TAZ level."""
+    truth, synthetic = with_band(truth), with_band(synthetic)
+    on = [tvd(*compare(counts(synthetic, c, weights), counts(truth, c))) for c in TARGETS.values()]
+    held = [jsd(*compare(counts(synthetic, c, weights), counts(truth, c))) for c in HELD_OUT.values()]
+    od = compare(counts(synthetic, ["origin", "destination"], weights), counts(truth, ["origin", "destination"]))
+    return {"target TVD mean": float(np.mean(on)), "target TVD max": float(np.max(on)), "held-out JSD mean": float(np.mean(held)),
+            "trip length JSD": jsd(*compare(counts(synthetic, ["km_bin"], weights), counts(truth, ["km_bin"]))),
+            "departure hour × purpose JSD": jsd(*compare(counts(synthetic, ["depart", "purpose"], weights), counts(truth, ["depart", "purpose"]))),
+            "TAZ OD CPC": cpc(*od), "TAZ OD cosine": cosine(*od)}
+
+
+# -- methods -----------------------------------------------------------------------------------------
+
+def _draw(table: pd.Series, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``n`` draws of the index of a table of counts."""
+    pick = rng.choice(len(table), size=n, p=table.to_numpy() / table.sum())
+    return table.index[pick].to_frame(index=False) if isinstance(table.index, pd.MultiIndex) else pd.DataFrame({table.index.name: table.index[pick]})
+
+
+def _conditional(given: pd.DataFrame, table: pd.Series, by: list[str], rng: np.random.Generator) -> pd.DataFrame:
+    """For each row of ``given``, the remaining variables of ``table`` drawn given its ``by`` columns
+    (from their margin where the table has no record with those ``by`` values)."""
+    frame = table.rename("w").reset_index()
+    rest = [c for c in frame.columns if c not in by and c != "w"]
+    margin = frame.groupby(rest, as_index=False)["w"].sum()
+    out = pd.DataFrame(index=given.index, columns=rest)
+    for key, rows in given.groupby(by if len(by) > 1 else by[0]).groups.items():
+        key = key if isinstance(key, tuple) else (key,)
+        options = frame[np.logical_and.reduce([frame[c] == k for c, k in zip(by, key)])]
+        options = options if len(options) else margin
+        pick = rng.choice(len(options), size=len(rows), p=options["w"].to_numpy() / options["w"].sum())
+        out.loc[rows, rest] = options[rest].to_numpy()[pick]
+    return out
+
+
+def _times_purposes_modes(trips: pd.DataFrame, truth: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Departure hour and purpose given the period, mode given the purpose, from the target tables."""
+    hour_purpose = counts(truth, ["depart", "purpose"]).rename("w").reset_index()
+    hour_purpose["period"] = np.asarray(PERIODS)[np.searchsorted(PERIOD_STARTS, hour_purpose["depart"], side="right") - 1]
+    trips = trips.join(_conditional(trips, hour_purpose.set_index(["period", "depart", "purpose"])["w"], ["period"], rng))
+    trips["depart"] = trips["depart"].astype(int)
+    return trips.join(_conditional(trips, counts(truth, ["purpose", "mode"]), ["purpose"], rng))
+
+
+def ipf(truth: pd.DataFrame, zones: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The tables' own joint (a decomposable model, so IPF's fixpoint), drawn: district OD and period,
+    then each end's TAZ given its district, then hour, purpose and mode."""
+    trips = _draw(counts(truth, ["o_district", "d_district", "period"]), len(truth), rng)
+    origin = counts(truth, ["origin"]).rename("w").reset_index().assign(o_district=lambda f: zones.loc[f["origin"], "DISTRICT"].to_numpy())
+    destination = counts(truth, ["destination"]).rename("w").reset_index().assign(d_district=lambda f: zones.loc[f["destination"], "DISTRICT"].to_numpy())
+    trips = trips.join(_conditional(trips, origin.set_index(["o_district", "origin"])["w"], ["o_district"], rng))
+    trips = trips.join(_conditional(trips, destination.set_index(["d_district", "destination"])["w"], ["d_district"], rng))
+    return _finish(_times_purposes_modes(trips, truth, rng), zones)
+
+
+def furness(production: np.ndarray, attraction: np.ndarray, deterrence: np.ndarray, iterations: int = 100,
+            tolerance: float = 1e-6) -> np.ndarray:
+    """Doubly constrained balancing of ``deterrence`` to row sums ``production`` and column sums
+    ``attraction`` (equal totals), until the rows are within ``tolerance`` of theirs."""
+    t = deterrence.copy()
+    for _ in range(iterations):
+        t *= (production / np.maximum(t.sum(axis=1), 1e-300))[:, None]
+        t *= attraction / np.maximum(t.sum(axis=0), 1e-300)
+        if np.abs(t.sum(axis=1) - production).max() <= tolerance * production.max():
+            break
+    return t
+
+
+def gravity(truth: pd.DataFrame, zones: pd.DataFrame, rng: np.random.Generator, betas=np.geomspace(0.02, 1.0, 13)) -> pd.DataFrame:
+    """A doubly constrained gravity model at TAZ level, β chosen on the district OD target; then the
+    period given the district pair, hour and purpose given the period, mode given the purpose."""
+    ids = zones.index.to_numpy()
+    production = counts(truth, ["origin"]).reindex(ids, fill_value=0).to_numpy(dtype=float)
+    attraction = counts(truth, ["destination"]).reindex(ids, fill_value=0).to_numpy(dtype=float)
+    o, d = np.meshgrid(ids, ids, indexing="ij")
+    km = distance_km(zones, o.ravel(), d.ravel()).reshape(o.shape)
+    district = zones["DISTRICT"].to_numpy()
+    target = counts(truth, ["o_district", "d_district"])
+    best = None
+    for beta in betas:
+        flows = furness(production, attraction, np.exp(-beta * km))
+        by_district = pd.Series(flows.ravel(), index=pd.MultiIndex.from_arrays([np.repeat(district, len(ids)), np.tile(district, len(ids))])).groupby(level=[0, 1]).sum()
+        error = tvd(*compare(by_district, target))
+        if best is None or error < best[0]:
+            best = (error, beta, flows)
+    flows = best[2].ravel()
+    pick = rng.choice(flows.size, size=len(truth), p=flows / flows.sum())
+    trips = pd.DataFrame({"origin": o.ravel()[pick], "destination": d.ravel()[pick]})
+    trips["o_district"], trips["d_district"] = zones.loc[trips["origin"], "DISTRICT"].to_numpy(), zones.loc[trips["destination"], "DISTRICT"].to_numpy()
+    trips = trips.join(_conditional(trips, counts(truth, ["o_district", "d_district", "period"]), ["o_district", "d_district"], rng))
+    out = _finish(_times_purposes_modes(trips, truth, rng), zones)
+    out.attrs["beta"] = float(best[1])
+    return out
+
+
+def independent(truth: pd.DataFrame, zones: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    trips = pd.DataFrame({c: _draw(counts(truth, [c]), len(truth), rng)[c] for c in ("origin", "destination", "depart", "purpose", "mode")})
+    trips["o_district"], trips["d_district"] = zones.loc[trips["origin"], "DISTRICT"].to_numpy(), zones.loc[trips["destination"], "DISTRICT"].to_numpy()
+    trips["period"] = np.asarray(PERIODS)[np.searchsorted(PERIOD_STARTS, trips["depart"], side="right") - 1]
+    return _finish(trips, zones)
+
+
+def _finish(trips: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:
+    trips = trips.reset_index(drop=True)
+    for column in ("origin", "destination", "o_district", "d_district", "depart"):
+        trips[column] = trips[column].astype(int)
+    trips["km"] = distance_km(zones, trips["origin"].to_numpy(), trips["destination"].to_numpy())
+    return trips
+
+
+def floor(survey: Survey, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    persons = survey.trips["person_id"].unique()
+    half = rng.permutation(persons)[: len(persons) // 2]
+    sample = survey.trips[survey.trips["person_id"].isin(half)].reset_index(drop=True)
+    return sample, np.full(len(sample), len(survey.trips) / len(sample))
+
+
+def main() -> None:
+    survey = read_survey(wheel_path())
+    print(f"{WHEEL}: {len(survey.households):,} households, {len(survey.persons):,} persons, {len(survey.tours):,} tours, "
+          f"{len(survey.trips):,} trips over {survey.trips[['origin', 'destination']].stack().nunique():,} of {len(survey.zones):,} TAZ")
+    for what, n in check_chains(survey).items():
+        print(f"  {what}: {n:,}")
+    truth = survey.trips
+    rows = {}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        sample, weights = floor(survey, rng)
+        made = {"floor (half the survey's persons, ×2)": (sample, weights), "independent": (independent(truth, survey.zones, rng), None),
+                "gravity + Furness": (gravity(truth, survey.zones, rng), None), "IPF (the tables' joint)": (ipf(truth, survey.zones, rng), None)}
+        for name, (frame, w) in made.items():
+            rows.setdefault(name, []).append(score(truth, frame, w))
+    table = pd.DataFrame({name: pd.DataFrame(scores).median() for name, scores in rows.items()}).T
+    print("medians of 3 seeds; JSD = Jensen-Shannon distance, base 2")
+    print(table.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
