@@ -82,7 +82,7 @@ def make_spec(tmp_path: Path, example_spec_path: Path, base_url: str) -> Path:
     data["llm"] = {"backend": "openai", "base_url": base_url, "model": "gemma3-270m", "transport_retries": 2, "timeout": 60}
     # the LLM loop: the server answers plans; no pairwise prior (this server's answers carry no token
     # probabilities here, and the prior through a server has its own tests below)
-    data["synthesis"] = {"max_iterations": 4, "records": "both", "pairwise_prior": False}
+    data["synthesis"] = {"max_iterations": 2, "records": "both", "pairwise_prior": False}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -124,7 +124,7 @@ def test_a_killed_server_stops_the_run_and_resume_finishes_it(server, tmp_path, 
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     assert state.exists(), "no checkpoint was written"
-    server.kill()  # in the middle of the run: at least one iteration is saved, more are to come
+    server.kill()  # in the middle of the run: the first iteration is saved, the second is to come
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 3, stderr  # the backend failed: its own exit status
     assert "could not be reached" in stderr and "--resume" in stderr and "Traceback" not in stderr
