@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from semcog_households import WHEEL, wheel_path  # noqa: E402  (the same activitysim wheel)
 
 from llmsynthor.core.metrics import cosine, cpc, jsd, tvd  # noqa: E402
+from llmsynthor.evaluation.chains import check_days  # noqa: E402
 
 BASE = "activitysim/examples/example_estimation/data_full/"
 GEOMETRY = "activitysim/examples/prototype_mtc/output/summarize/taz1454.geojson"
@@ -152,28 +153,22 @@ def read_survey(path: Path) -> Survey:
 
 
 def check_chains(survey: Survey) -> dict[str, int]:
-    """How many of the survey's days and tours break what a chain must satisfy (persons' trips in
+    """The survey's days checked as chains (:func:`llmsynthor.evaluation.chains.check_days`): trips in
     departure order; departures are whole hours, so ties go by the tour's start hour, then the trip
-    id — ordered by trip id alone, 794 trips would seem to jump): a trip not starting where the previous one ended, a day not
-    starting or not ending at home, a tour whose departure hours go backwards, a drive-alone tour
-    with a leg on foot, by bike or transit."""
+    id (ordered by trip id alone, 794 trips would seem to jump)."""
     home = survey.persons.set_index("person_id")["household_id"].map(survey.households.set_index("household_id")["home_zone_id"])
     trips = survey.trips.assign(start=survey.trips["tour_id"].map(survey.tours.set_index("tour_id")["start"]).to_numpy())
-    trips = trips.sort_values(["person_id", "depart", "start", "trip_id"], kind="stable")
-    same = trips["person_id"].to_numpy()[1:] == trips["person_id"].to_numpy()[:-1]
-    jumps = same & (trips["origin"].to_numpy()[1:] != trips["destination"].to_numpy()[:-1])
-    first, last = trips.groupby("person_id").head(1), trips.groupby("person_id").tail(1)
-    by_id = survey.trips.sort_values(["tour_id", "trip_id"])
-    backwards = by_id.groupby("tour_id")["depart"].apply(lambda d: bool((np.diff(d.to_numpy()) < 0).any()))
-    drive_alone = by_id["tour_mode"].str.startswith("DRIVEALONE")
-    mixed = by_id[drive_alone & by_id["mode"].isin(["walk", "bike", "transit"])]["tour_id"].nunique()
-    return {"persons with trips": int(trips["person_id"].nunique()), "trips": len(trips),
-            "trip not starting where the previous ended": int(jumps.sum()),
-            "persons with such a jump": int(pd.unique(trips["person_id"].to_numpy()[1:][jumps]).size),
-            "days not starting at home": int((first["origin"].to_numpy() != home.loc[first["person_id"]].to_numpy()).sum()),
-            "days not ending at home": int((last["destination"].to_numpy() != home.loc[last["person_id"]].to_numpy()).sum()),
-            "tours": int(by_id["tour_id"].nunique()), "tours whose departure hours go backwards": int(backwards.sum()),
-            "drive-alone tours with a walk, bike or transit leg": int(mixed)}
+    check = check_days(trips, order=["start", "trip_id"], home=home, tour="tour_id", mode="mode", tour_mode="tour_mode",
+                       car_modes=("DRIVEALONEFREE", "DRIVEALONEPAY"), other_modes=("walk", "bike", "transit"))
+    return {"persons with trips": len(check.persons), "trips": check.trips,
+            "trips not starting where the previous ended": check.jumping_trips,
+            **{f"persons: {CHAIN_REASONS[r]}": n for r, n in check.counts.items()},
+            "persons whose day is a valid chain": int(check.valid.sum())}
+
+
+CHAIN_REASONS = {"jump": "a trip not starting where the previous ended", "not_from_home": "day not starting at home",
+                 "not_to_home": "day not ending at home", "backwards": "a tour whose departures go backwards",
+                 "car_left_behind": "a drive-alone tour with a walk, bike or transit leg"}
 
 
 # -- tables ------------------------------------------------------------------------------------------
