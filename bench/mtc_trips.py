@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from semcog_households import WHEEL, wheel_path  # noqa: E402  (the same activitysim wheel)
 
 from llmsynthor.core.metrics import cosine, cpc, jsd, tvd  # noqa: E402
+from llmsynthor.declarations.zones import Zones  # noqa: E402
 from llmsynthor.evaluation.chains import check_days  # noqa: E402
 
 BASE = "activitysim/examples/example_estimation/data_full/"
@@ -116,13 +117,23 @@ def _centroids(archive: zipfile.ZipFile) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["zone", "lon", "lat", "km2"]).set_index("zone")
 
 
+AREA_TYPES = {0: "regional core", 1: "central business district", 2: "urban business", 3: "urban", 4: "suburban", 5: "rural"}
+
+
+def zone_table(zones: pd.DataFrame) -> Zones:
+    """The land use as a zone table (:class:`llmsynthor.declarations.zones.Zones`), area types in words."""
+    return Zones(zones.index.astype(str).to_numpy(), district=zones["DISTRICT"].to_numpy(),
+                 area_type=zones["area_type"].map(AREA_TYPES).to_numpy(dtype=object), households=zones["TOTHH"].to_numpy(dtype=float),
+                 jobs=zones["TOTEMP"].to_numpy(dtype=float), lon=zones["lon"].to_numpy(), lat=zones["lat"].to_numpy(),
+                 km2=zones["km2"].to_numpy())
+
+
 def distance_km(zones: pd.DataFrame, origin: np.ndarray, destination: np.ndarray) -> np.ndarray:
-    """Great-circle distance between the zones' centroids; within a zone half the side of a square of its area."""
-    lon1, lat1 = np.radians(zones.loc[origin, "lon"].to_numpy()), np.radians(zones.loc[origin, "lat"].to_numpy())
-    lon2, lat2 = np.radians(zones.loc[destination, "lon"].to_numpy()), np.radians(zones.loc[destination, "lat"].to_numpy())
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    km = 2 * 6371.0 * np.arcsin(np.sqrt(a))
-    return np.where(origin == destination, 0.5 * np.sqrt(zones.loc[origin, "km2"].to_numpy()), km)
+    """Kilometres between TAZ ``origin[i]`` and ``destination[i]`` (:meth:`Zones.km`)."""
+    table = zones.attrs.get("table") or zone_table(zones)
+    zones.attrs["table"] = table
+    rows = zones.index.get_indexer
+    return table.km(rows(np.asarray(origin)), rows(np.asarray(destination)))
 
 
 def code_trips(trips: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,159 @@
+"""A zone table: what the model can be told about a zone, and how far apart zones are — never zones².
+
+Trips go between zones the model cannot know by number ("zone 1,217") but can know by kind ("a
+downtown office district", "a residential suburb"). A zone table (``zones:`` in a spec; one row a
+zone) gives each zone's id as the target tables write it and, where known, its district, area
+type, households, jobs and centroid (longitude and latitude, degrees). :func:`read_zones` checks
+it before any work and names the file, column, row and value of every problem.
+
+Distances are great-circle kilometres between centroids (within a zone: half the side of a square of
+the zone's area where an area is given, else 0), computed for the pairs asked for
+(:meth:`Zones.km`) or as a sparse graph of each zone's nearest neighbours
+(:meth:`Zones.nearest`) — no dense zones × zones array is ever made, so a table of thousands of zones
+stays small. Knows frames and files, not LLMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import sparse
+from scipy.spatial import cKDTree
+
+from ..core.errors import Problem, SpecError, os_reason
+
+EARTH_KM = 6371.0
+OPTIONAL = ("district", "area_type", "households", "jobs", "lon", "lat", "km2")
+NUMERIC = ("households", "jobs", "lon", "lat", "km2")
+
+
+class ZoneTableSpec(BaseModel):
+    """Where the zone table is and which of its columns say what (only ``file`` and ``id`` are required)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    file: Path = Field(description="a CSV, relative to the spec's folder: one row a zone")
+    id: str = Field(default="zone", description="the column of zone ids, as the target tables write them")
+    district: str | None = Field(default=None, description="the column of districts (groups of zones)")
+    area_type: str | None = Field(default=None, description="the column of area types, as words: 'downtown', 'suburban', …")
+    households: str | None = Field(default=None, description="the column of households per zone")
+    jobs: str | None = Field(default=None, description="the column of jobs per zone")
+    lon: str | None = Field(default=None, description="the column of centroid longitudes (degrees)")
+    lat: str | None = Field(default=None, description="the column of centroid latitudes (degrees)")
+    km2: str | None = Field(default=None, description="the column of zone areas (km²), for trips within a zone")
+
+
+@dataclass(frozen=True)
+class Zones:
+    """Zones in the order of their table; ``index`` maps an id to its row. Optional facts are None
+    when the table does not give them."""
+
+    ids: np.ndarray  # str
+    district: np.ndarray | None = None
+    area_type: np.ndarray | None = None
+    households: np.ndarray | None = None
+    jobs: np.ndarray | None = None
+    lon: np.ndarray | None = None
+    lat: np.ndarray | None = None
+    km2: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def index(self) -> pd.Index:
+        return pd.Index(self.ids)
+
+    def rows(self, ids) -> np.ndarray:
+        """The rows of zone ``ids``; SpecError naming the first id the table does not have."""
+        found = self.index.get_indexer(pd.Index(np.asarray(ids).astype(str)))
+        if (found < 0).any():
+            missing = pd.unique(np.asarray(ids).astype(str)[found < 0])
+            raise SpecError(Problem("zones", f"{len(missing)} zone id(s) not in the zone table, e.g. {str(missing[0])!r}; "
+                                             "expected every zone a table names to be a row of the zone table"))
+        return found
+
+    def km(self, origin: np.ndarray, destination: np.ndarray) -> np.ndarray:
+        """Kilometres between zone rows ``origin[i]`` and ``destination[i]`` (great circle between
+        centroids; within a zone half the side of a square of its area, else 0)."""
+        if self.lon is None or self.lat is None:
+            raise SpecError(Problem("zones", "no centroids: distances need the zone table's 'lon' and 'lat' columns"))
+        origin, destination = np.asarray(origin), np.asarray(destination)
+        lon1, lat1, lon2, lat2 = (np.radians(a) for a in (self.lon[origin], self.lat[origin], self.lon[destination], self.lat[destination]))
+        a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+        km = 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+        within = 0.5 * np.sqrt(self.km2[origin]) if self.km2 is not None else np.zeros(len(origin))
+        return np.where(origin == destination, within, km)
+
+    def nearest(self, k: int) -> sparse.csr_array:
+        """[zone, zone]: the distance (km) from each zone to its ``k`` nearest (itself included),
+        sparse — k entries a row however many zones there are."""
+        if self.lon is None or self.lat is None:
+            raise SpecError(Problem("zones", "no centroids: distances need the zone table's 'lon' and 'lat' columns"))
+        k = min(k, len(self))
+        lat0 = np.radians(np.mean(self.lat))
+        points = np.column_stack([np.radians(self.lon) * np.cos(lat0), np.radians(self.lat)]) * EARTH_KM  # near-equal-area plane
+        _, neighbours = cKDTree(points).query(points, k=k)
+        neighbours = neighbours.reshape(len(self), k)
+        rows = np.repeat(np.arange(len(self)), k)
+        km = self.km(rows, neighbours.ravel())
+        return sparse.csr_array((np.maximum(km, 1e-9), (rows, neighbours.ravel())), shape=(len(self), len(self)))
+
+    def describe(self, row: int) -> str:
+        """A zone as the model can know it: its area type, district, jobs and households — never its id."""
+        kind = f"a {self.area_type[row]} zone" if self.area_type is not None else "a zone"
+        where = f" in district {self.district[row]}" if self.district is not None else ""
+        facts = [f"{int(v[row]):,} {what}" for v, what in ((self.jobs, "jobs"), (self.households, "households")) if v is not None]
+        return kind + where + (f" with {' and '.join(facts)}" if facts else "")
+
+
+def read_zones(spec: ZoneTableSpec, base_dir: Path, source: str) -> Zones:
+    """The zone table of ``spec`` (relative to ``base_dir``), checked: one SpecError naming every problem."""
+    path = spec.file if spec.file.is_absolute() else base_dir / spec.file
+    where = f"{source}: zones ({path})"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise SpecError(Problem(where, "file not found; expected a CSV with one row a zone")) from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise SpecError(Problem(where, f"cannot be read as CSV ({os_reason(exc) if isinstance(exc, OSError) else exc})")) from None
+    columns = {"id": spec.id, **{name: getattr(spec, name) for name in OPTIONAL if getattr(spec, name) is not None}}
+    missing = [f"{c!r} ({what})" for what, c in columns.items() if c not in frame.columns]
+    if missing:
+        raise SpecError(Problem(where, f"missing column(s) {', '.join(missing)}; the file has {', '.join(map(repr, frame.columns))}"))
+    if frame.empty:
+        raise SpecError(Problem(where, "no zones; expected one row a zone"))
+    problems = []
+    ids = frame[spec.id].str.strip()
+    if (ids == "").any():
+        problems.append(Problem(where, f"row {int(np.flatnonzero(ids == '')[0]) + 2}: an empty zone id in column {spec.id!r}"))
+    repeated = ids[ids.duplicated() & (ids != "")]
+    if len(repeated):
+        problems.append(Problem(where, f"zone id {repeated.iloc[0]!r} is given {int((ids == repeated.iloc[0]).sum())} times "
+                                       f"({len(pd.unique(repeated))} id(s) repeated); expected each zone once"))
+    facts: dict[str, np.ndarray] = {}
+    for name, column in columns.items():
+        if name == "id":
+            continue
+        text = frame[column].str.strip()
+        if name not in NUMERIC:
+            facts[name] = text.to_numpy(dtype=object)
+            continue
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values) | ((values < 0) if name in ("households", "jobs", "km2") else False))
+        bounds = {"lon": 180, "lat": 90}.get(name)
+        if bounds is not None:
+            bad = np.union1d(bad, np.flatnonzero(np.abs(values) > bounds))
+        if bad.size:
+            expected = f"a number within ±{bounds}" if bounds else "a number ≥ 0"
+            problems.append(Problem(where, f"column {column!r} ({name}), row {int(bad[0]) + 2}: {text.iloc[bad[0]]!r}; "
+                                           f"expected {expected} ({bad.size} such row(s))"))
+        facts[name] = values
+    if (("lon" in facts) != ("lat" in facts)):
+        problems.append(Problem(where, "a centroid needs both 'lon' and 'lat'; only one is given"))
+    if problems:
+        raise SpecError(problems)
+    return Zones(ids.to_numpy(dtype=str), **facts)
