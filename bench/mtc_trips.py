@@ -42,6 +42,7 @@ Methods, trips only (none of them writes persons or chains):
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import sys
@@ -57,7 +58,8 @@ from semcog_households import WHEEL, wheel_path  # noqa: E402  (the same activit
 
 from llmsynthor.core.metrics import cosine, cpc, jsd, tvd  # noqa: E402
 from llmsynthor.declarations.zones import Zones  # noqa: E402
-from llmsynthor.evaluation.chains import check_days  # noqa: E402
+from llmsynthor.evaluation.chains import ChainCheck, check_days  # noqa: E402
+from llmsynthor.outputs.matsim import write_plans  # noqa: E402
 
 BASE = "activitysim/examples/example_estimation/data_full/"
 GEOMETRY = "activitysim/examples/prototype_mtc/output/summarize/taz1454.geojson"
@@ -163,14 +165,20 @@ def read_survey(path: Path) -> Survey:
     return Survey(households, persons, tours, coded, zones)
 
 
-def check_chains(survey: Survey) -> dict[str, int]:
-    """The survey's days checked as chains (:func:`llmsynthor.evaluation.chains.check_days`): trips in
-    departure order; departures are whole hours, so ties go by the tour's start hour, then the trip
-    id (ordered by trip id alone, 794 trips would seem to jump)."""
+def checked_days(survey: Survey) -> tuple[pd.DataFrame, ChainCheck]:
+    """The survey's trips (with their tour's start hour) and their days checked as chains
+    (:func:`llmsynthor.evaluation.chains.check_days`): trips in departure order; departures are whole
+    hours, so ties go by the tour's start hour, then the trip id (ordered by trip id alone, 794 trips
+    would seem to jump)."""
     home = survey.persons.set_index("person_id")["household_id"].map(survey.households.set_index("household_id")["home_zone_id"])
     trips = survey.trips.assign(start=survey.trips["tour_id"].map(survey.tours.set_index("tour_id")["start"]).to_numpy())
-    check = check_days(trips, order=["start", "trip_id"], home=home, tour="tour_id", mode="mode", tour_mode="tour_mode",
-                       car_modes=("DRIVEALONEFREE", "DRIVEALONEPAY"), other_modes=("walk", "bike", "transit"))
+    return trips, check_days(trips, order=["start", "trip_id"], home=home, tour="tour_id", mode="mode", tour_mode="tour_mode",
+                             car_modes=("DRIVEALONEFREE", "DRIVEALONEPAY"), other_modes=("walk", "bike", "transit"))
+
+
+def check_chains(survey: Survey) -> dict[str, int]:
+    """What :func:`checked_days` finds, counted."""
+    _, check = checked_days(survey)
     return {"persons with trips": len(check.persons), "trips": check.trips,
             "trips not starting where the previous ended": check.jumping_trips,
             **{f"persons: {CHAIN_REASONS[r]}": n for r, n in check.counts.items()},
@@ -325,7 +333,23 @@ def floor(survey: Survey, rng: np.random.Generator) -> tuple[pd.DataFrame, np.nd
     return sample, np.full(len(sample), len(survey.trips) / len(sample))
 
 
+MATSIM_MODES = {"drive alone": "car", "shared ride": "ride", "transit": "pt", "taxi/TNC": "taxi"}
+
+
+def write_survey_plans(survey: Survey, path: Path) -> int:
+    """The survey's days that are valid chains (:func:`checked_days`) as MATSim plans
+    (:func:`llmsynthor.outputs.matsim.write_plans`); how many persons."""
+    trips, check = checked_days(survey)
+    valid = trips[trips["person_id"].isin(check.persons[check.valid])]
+    valid = valid.assign(origin=valid["origin"].astype(str), destination=valid["destination"].astype(str))
+    write_plans(path, valid, zone_table(survey.zones), order=("start", "trip_id"), modes=MATSIM_MODES)
+    return int(check.valid.sum())
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--matsim", type=Path, help="also write the survey's valid days as MATSim plans to this file")
+    args = parser.parse_args()
     survey = read_survey(wheel_path())
     print(f"{WHEEL}: {len(survey.households):,} households, {len(survey.persons):,} persons, {len(survey.tours):,} tours, "
           f"{len(survey.trips):,} trips over {survey.trips[['origin', 'destination']].stack().nunique():,} of {len(survey.zones):,} TAZ")
@@ -343,6 +367,8 @@ def main() -> None:
     table = pd.DataFrame({name: pd.DataFrame(scores).median() for name, scores in rows.items()}).T
     print("medians of 3 seeds; JSD = Jensen-Shannon distance, base 2")
     print(table.round(4).to_string())
+    if args.matsim:
+        print(f"MATSim plans of {write_survey_plans(survey, args.matsim):,} persons' days → {args.matsim}")
 
 
 if __name__ == "__main__":

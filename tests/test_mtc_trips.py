@@ -69,3 +69,13 @@ def test_the_tables_joint_keeps_every_trip_inside_its_districts_and_periods(surv
 def test_counts_are_sparse_and_weighted():
     frame = pd.DataFrame({"a": [1, 1, 2], "b": ["x", "y", "x"]})
     assert mtc_trips.counts(frame, ["a", "b"], np.array([1.0, 2.0, 3.0])).to_dict() == {(1, "x"): 1.0, (1, "y"): 2.0, (2, "x"): 3.0}
+
+
+def test_the_survey_s_valid_days_are_written_as_matsim_plans_and_read_back(survey, tmp_path):
+    from llmsynthor.outputs.matsim import read_plans
+
+    assert mtc_trips.write_survey_plans(survey, tmp_path / "plans.xml") == EXPECTED_CHAINS["persons whose day is a valid chain"]
+    back = read_plans(tmp_path / "plans.xml")
+    assert back["person_id"].nunique() == 4477 and set(back["mode"]) == {"car", "ride", "walk", "bike", "pt", "taxi"}
+    trips = survey.trips[survey.trips["person_id"].astype(str).isin(back["person_id"])]
+    assert len(back) == len(trips) and (back["depart"] // 3600).value_counts().sort_index().tolist() == trips["depart"].value_counts().sort_index().tolist()
