@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from ..core.errors import Problem, SpecError
 from .incidence import as_incidence, importance_of, vector
-from .integerize import MAX_BINARIES, IntegerResult, _integerize
+from .integerize import MAX_BINARIES, IntegerResult, integerize_checked
 
 __all__ = ["BalanceResult", "ZoneBalance", "EXECUTORS", "list_balance", "apportion", "balance_zones", "unreachable"]
 
@@ -191,7 +191,7 @@ class _Shared:
 
 def _balance_zone(shared: _Shared, zone: str, targets: np.ndarray, initial: np.ndarray, total: int) -> ZoneBalance:
     balance = _list_balance(shared.matrix, targets, initial, shared.importance, shared.max_iterations, shared.tolerance)
-    integer = _integerize(shared.matrix, targets, balance.weights, total, shared.importance, shared.node_limit, shared.mip_rel_gap,
+    integer = integerize_checked(shared.matrix, targets, balance.weights, total, shared.importance, shared.node_limit, shared.mip_rel_gap,
                           shared.max_binaries, shared.time_limit, f"{shared.unit}s")
     return ZoneBalance(zone, integer.counts, balance, integer)
 

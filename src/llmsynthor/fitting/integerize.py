@@ -94,12 +94,14 @@ def integerize(incidence, targets, weights, total: int, importance=None, *, node
     """
     matrix = as_incidence(incidence)
     candidates, controls = matrix.shape
-    return _integerize(matrix, vector("targets", targets, controls, allow_nan=True), vector("weights", weights, candidates),
+    return integerize_checked(matrix, vector("targets", targets, controls, allow_nan=True), vector("weights", weights, candidates),
                        total, importance_of(importance, controls), node_limit, mip_rel_gap, max_binaries, time_limit, units)
 
 
-def _integerize(matrix: sp.csr_array, targets: np.ndarray, weights: np.ndarray, total: int, importance: np.ndarray,
-                node_limit: int, mip_rel_gap: float, max_binaries: int, time_limit: float | None, units: str = "copies") -> IntegerResult:
+def integerize_checked(matrix: sp.csr_array, targets: np.ndarray, weights: np.ndarray, total: int, importance: np.ndarray,
+                       node_limit: int, mip_rel_gap: float, max_binaries: int, time_limit: float | None,
+                       units: str = "copies") -> IntegerResult:
+    """:func:`integerize` on inputs already checked (:mod:`.incidence`): the zones' workers call it once a zone."""
     if int(total) != total or total < 0:
         raise ValueError(f"total must be a whole number ≥ 0, got {total}")
     total = int(total)
