@@ -1,6 +1,6 @@
 """Benchmark: llmsynthor beside the methods people use today, run in the same process, one command.
 
-    python bench/bench_methods.py [--cases ecommerce adult adult11 semcog] [--no-llm]
+    python bench/bench_methods.py [--cases ecommerce adult adult11 semcog trips] [--no-llm]
                                   [--frontier | --no-frontier] [--ablation] [--c2st]
 
 Cases (default: all four)
@@ -13,6 +13,10 @@ Cases (default: all four)
     never tuned on.
   * semcog — the SEMCOG population of the activitysim==1.6.0 wheel (semcog.py): 35,769 persons of
     every age, 8 census variables, 8 marginals + age × sex, age × employment, sex × employment, n = 5,000.
+  * trips — the MTC survey's 17,606 trips of the activitysim==1.6.0 wheel as flat records (mtc_trips.py):
+    person type, departure period, purpose, mode, length band, destination area type (no zone ids);
+    6 marginals + departure × purpose and mode × purpose, as an agency publishes them; n = 5,000; never
+    tuned on. Run only when named (--cases trips).
   Every case is scored against all its true records ("vs truth").
 Rows (baselines.py), all scored on the same held-out tables of their case:
   real sample of size n (the floor), independent marginals, IPF + sampling (ipfn on the full joint
@@ -60,7 +64,7 @@ from llmsynthor.evaluation.datasets import ecommerce_sample  # noqa: E402
 from llmsynthor.evaluation.scoring import _axis_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ["ecommerce", "adult", "adult11", "semcog"]
+CASES = ["ecommerce", "adult", "adult11", "semcog", "trips"]
 FRONTIER = (0.0, 0.25, 0.5, 1.0)
 LIFT_RANGE = (0.02, 50.0)  # the model's lifts are clipped to this; the oracle's too
 IPFN_MAX_CELLS = 2_000_000
@@ -145,10 +149,19 @@ def semcog_case(folder: Path, n: int = 5000) -> Case:
     return _census_case("semcog", semcog, semcog.read_semcog(semcog.wheel_path()), folder, n, 2015, 15, 100)
 
 
+def trips_case(folder: Path, n: int = 5000) -> Case:
+    import mtc_trips
+
+    data = mtc_trips.flat_trips(mtc_trips.read_survey(mtc_trips.wheel_path()))
+    floor, micro = _split(data, n, 2026)
+    return Case("trips", mtc_trips.write_case(folder, data, n), truth=data, floor=floor, micro=micro, source=data,
+                direct_calls=3, direct_per_call=15)
+
+
 def make_case(name: str, folder: Path) -> Case:
     if name == "ecommerce":
         return ecommerce_case()
-    return {"adult": adult_case, "adult11": adult11_case, "semcog": semcog_case}[name](folder / name)
+    return {"adult": adult_case, "adult11": adult11_case, "semcog": semcog_case, "trips": trips_case}[name](folder / name)
 
 
 # ablations: all final calibration off (the paper's flat bins, add-only, no calibration over records);
@@ -478,7 +491,8 @@ def print_paper_table(case: Case) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES, help="cases to run (default: all four)")
+    parser.add_argument("--cases", nargs="+", default=CASES[:4], choices=CASES,
+                        help="cases to run (default: the first four; trips — flat trips of the MTC survey — when named)")
     parser.add_argument("--no-llm", action="store_true",
                         help="rows without an LLM only (the floor, independent marginals, IPF, SDV, the oracle); "
                         "the LLM rows are listed as skipped")

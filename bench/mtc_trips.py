@@ -346,6 +346,51 @@ def write_survey_plans(survey: Survey, path: Path) -> int:
     return int(check.valid.sum())
 
 
+# -- the flat trips case of bench_methods.py: what the model knows about trips, zones left out ------------
+
+PERSON_TYPES = {1: "full-time worker", 2: "part-time worker", 3: "university student", 4: "non-worker", 5: "retired",
+                6: "student aged 16+", 7: "student aged 6-15", 8: "child under 6"}
+PERIOD_WORDS = {"EA": "before 6 am", "AM": "6-10 am", "MD": "10 am-3 pm", "PM": "3-7 pm", "EV": "after 7 pm"}
+LENGTH_WORDS = dict(zip(LENGTH_LABELS, ("under 1 km", "1-3 km", "3-5 km", "5-10 km", "10-20 km", "over 20 km")))
+FLAT_VARIABLES = {
+    "person_type": {"type": "categorical", "values": list(PERSON_TYPES.values()), "description": "who makes the trip"},
+    "departure": {"type": "categorical", "values": list(PERIOD_WORDS.values()), "description": "when the trip leaves"},
+    "purpose": {"type": "categorical", "values": ["home", "work", "school", "escort", "shopping", "maintenance", "eat out",
+                                                   "discretionary"], "description": "the activity at the trip's destination"},
+    "mode": {"type": "categorical", "values": ["drive alone", "shared ride", "walk", "bike", "transit", "taxi/TNC"],
+             "description": "how the trip is made"},
+    "length": {"type": "categorical", "values": list(LENGTH_WORDS.values()), "description": "the trip's straight-line length"},
+    "destination_area": {"type": "categorical", "values": list(AREA_TYPES.values()), "description": "the kind of area the trip goes to"},
+}
+FLAT_JOINTS = {"departure_purpose": ["departure", "purpose"], "mode_purpose": ["mode", "purpose"]}  # as an agency publishes them
+FLAT_RULES = [  # scored only; each holds for at least 99.8 % of the survey's trips meeting its condition
+    "person_type in [child under 6, student aged 6-15] -> mode != drive alone",
+    "mode == walk -> length in [under 1 km, 1-3 km, 3-5 km]",
+    "mode == bike -> length != over 20 km",
+    "purpose == school -> person_type != retired",
+    "purpose == work -> person_type not in [child under 6, student aged 6-15]",
+]
+
+
+def flat_trips(survey: Survey) -> pd.DataFrame:
+    """The survey's trips as flat records of the case's variables (no zone ids: the model cannot know them)."""
+    t = with_band(survey.trips)
+    return pd.DataFrame({
+        "person_type": t["person_id"].map(survey.persons.set_index("person_id")["ptype"]).map(PERSON_TYPES).to_numpy(),
+        "departure": t["period"].map(PERIOD_WORDS).to_numpy(), "purpose": t["purpose"].to_numpy(), "mode": t["mode"].to_numpy(),
+        "length": t["band"].map(LENGTH_WORDS).to_numpy(),
+        "destination_area": survey.zones.loc[t["destination"], "area_type"].map(AREA_TYPES).to_numpy()})
+
+
+def write_case(folder: Path, data: pd.DataFrame, n: int, *, seed: int = 7) -> Path:
+    """A flat spec of trips for bench_methods.py: every variable's margin and the agency's two joints."""
+    from casefiles import write_spec
+
+    return write_spec(folder, data, name="mtc_trips", entity="trip", population="weekday trips of residents of the San "
+                      "Francisco Bay Area", variables=FLAT_VARIABLES, edges={}, joints=FLAT_JOINTS, rules=FLAT_RULES,
+                      constraints=[], n=n, seed=seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--matsim", type=Path, help="also write the survey's valid days as MATSim plans to this file")
