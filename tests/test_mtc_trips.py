@@ -79,3 +79,17 @@ def test_the_survey_s_valid_days_are_written_as_matsim_plans_and_read_back(surve
     assert back["person_id"].nunique() == 4477 and set(back["mode"]) == {"car", "ride", "walk", "bike", "pt", "taxi"}
     trips = survey.trips[survey.trips["person_id"].astype(str).isin(back["person_id"])]
     assert len(back) == len(trips) and (back["depart"] // 3600).value_counts().sort_index().tolist() == trips["depart"].value_counts().sort_index().tolist()
+
+
+def test_the_flat_trips_case_is_a_valid_spec_and_its_rules_hold_on_the_survey(survey, tmp_path):
+    from llmsynthor import load_spec, load_targets
+    from llmsynthor.core.rules import parse_rule
+
+    data = mtc_trips.flat_trips(survey)
+    assert len(data) == 17606 and data.notna().all().all() and list(data.columns) == list(mtc_trips.FLAT_VARIABLES)
+    spec = load_spec(mtc_trips.write_case(tmp_path, data, 5000))
+    targets = load_targets(spec)
+    assert len(list(targets)) == 8 and targets.n == 5000
+    for text in mtc_trips.FLAT_RULES:
+        rates = parse_rule(text, spec.record_schema).rates(data)
+        assert rates["among_condition"] <= 0.002, text  # each rule holds for at least 99.8 % of the trips it concerns
