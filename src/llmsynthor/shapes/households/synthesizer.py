@@ -13,7 +13,7 @@
    tables only, drawn until every control is in reach — at small prior weights), leaving out every
    candidate that breaks one of the spec's ``constraints`` (:mod:`.constraints`, checked against
    the tables before any LLM call);
-4. balances the pool to the region's tables (list balancing, :mod:`.balance`): the region weights;
+4. balances the pool to the region's tables (list balancing, :mod:`llmsynthor.fitting.balance`): the region weights;
    while a table misses its tolerance there, more independent candidates and balancing anew.
 
 :meth:`HouseholdSynthesizer.sample` shares the region-only tables out among the zones
