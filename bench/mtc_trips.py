@@ -132,10 +132,8 @@ def zone_table(zones: pd.DataFrame) -> Zones:
 
 def distance_km(zones: pd.DataFrame, origin: np.ndarray, destination: np.ndarray) -> np.ndarray:
     """Kilometres between TAZ ``origin[i]`` and ``destination[i]`` (:meth:`Zones.km`)."""
-    table = zones.attrs.get("table") or zone_table(zones)
-    zones.attrs["table"] = table
-    rows = zones.index.get_indexer
-    return table.km(rows(np.asarray(origin)), rows(np.asarray(destination)))
+    table = zone_table(zones)
+    return table.km(table.rows(origin), table.rows(destination))  # an id the land use lacks is named, not guessed
 
 
 def code_trips(trips: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:

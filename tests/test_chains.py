@@ -46,3 +46,11 @@ def test_without_homes_or_tours_only_continuity_is_checked():
 def test_a_missing_column_is_named():
     with pytest.raises(SpecError, match="'depart'"):
         check_days(TRIPS.drop(columns=["depart"]))
+
+
+def test_tour_ids_repeated_across_persons_are_never_compared_across_them_and_no_trips_is_no_day():
+    per_person = pd.DataFrame({"person_id": [1, 1, 2, 2], "tour_id": [1, 1, 1, 1], "trip_id": [1, 2, 1, 2],
+                               "origin": [10, 20, 10, 30], "destination": [20, 10, 30, 10], "depart": [8, 9, 7, 12]})
+    assert check_days(per_person, order=["trip_id"], tour="tour_id").counts["backwards"] == 0
+    empty = check_days(TRIPS.iloc[:0], home=HOME, tour="tour_id")
+    assert empty.trips == 0 and len(empty.persons) == 0 and empty.counts["jump"] == 0

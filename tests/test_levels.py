@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmsynthor.core.errors import SpecError
 from llmsynthor.core.levels import Level, LevelTable, Linked, chain, incidence, level_counts, repeat_candidates
 from llmsynthor.core.tables import Axis, name_cell
 from llmsynthor.fitting.constraints import contradiction_problems, contradictions
@@ -35,7 +34,7 @@ def test_a_chain_is_checked_top_first():
 
 
 def test_linked_frames_name_what_is_missing():
-    with pytest.raises(SpecError, match=r"trips, persons.household"):
+    with pytest.raises(ValueError, match=r"trips, persons.household"):
         Linked(chain(HOUSEHOLDS, PERSONS, TRIPS), {"households": pd.DataFrame({"x": [1]}), "persons": pd.DataFrame({"age": ["a"]})})
 
 
@@ -81,3 +80,10 @@ def test_a_cell_every_candidate_there_breaks_is_a_contradiction_naming_the_const
     problems = contradiction_problems(found, lambda j: name_cell(tables, j), "spec.yaml", "record")
     assert "table 't' has 5 in the cell x = a, but every record there breaks one of 'r1', 'r2'" in str(problems[0])
     assert "table 't' has 3 in the cell x = b, but every record there breaks 'r2'" in str(problems[1])
+
+
+def test_a_parent_frame_with_any_index_is_joined_by_row_number_and_no_table_gives_an_empty_incidence():
+    linked = three_levels()
+    shuffled = Linked(linked.levels, {**linked.frames, "households": linked.frames["households"].set_axis([7, 3])})
+    assert shuffled.joined("persons")["size"].tolist() == ["2", "2", "1"]
+    assert incidence([], linked).shape == (2, 0)

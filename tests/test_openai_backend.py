@@ -167,8 +167,7 @@ def letter_answers(body):
 def test_the_prior_is_read_from_the_servers_top_logprobs_options_asked_by_letter(tmp_path):
     from llmsynthor import load_targets
     from llmsynthor.declarations.spec import parse_spec
-    from llmsynthor.prior.copula import score_prior
-    from llmsynthor.shapes.flat.steps import by_letter
+    from llmsynthor.prior.copula import by_letter, score_prior
 
     spec = parse_spec(LETTER_SPEC)
     server = ScriptedServer(fallback=letter_answers)

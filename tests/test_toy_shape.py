@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -62,8 +63,9 @@ def test_the_toy_shape_runs_through_the_command_line_and_meets_its_tables(tmp_pa
     assert not ((joined["age"] == "child") & (joined["purpose"] == "business")).any()  # the constraint holds
     by_purpose = calls["purpose"].value_counts()
     assert abs(by_purpose.sum() - 300) <= 6 and abs(by_purpose["family"] - 150) <= 6  # list balanced, then whole persons
-    manifest = (tmp_path / "out" / "manifest.json").read_text()
-    assert '"persons_by_age": 0.0' in manifest
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["tvd"] == {"persons_by_age": 0.0, "calls_by_purpose": 0.0, "calls_by_age_purpose": 0.0}  # met exactly
+    assert manifest["persons"] == 200 and manifest["calls"] == len(calls) == 300
 
 
 def test_a_constraint_the_tables_contradict_is_named_before_any_work(tmp_path, calls_shape):

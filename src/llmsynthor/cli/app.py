@@ -174,9 +174,8 @@ def suggest_constraints(
     Example: `llmsynthor suggest-constraints examples/ecommerce/spec.yaml --yaml > suggested.yaml`
     """
     from ..llm.base import can_score_options
-    from ..prior.copula import asking_order, pairs_to_score, prior_levels
+    from ..prior.copula import asking_order, by_letter, pairs_to_score, prior_levels
     from ..prior.suggest import Suggestions, score_and_suggest
-    from ..shapes.flat.steps import by_letter
 
     changes = {"llm.backend": llm, "llm.base_url": base_url, "llm.model": model}
     try:

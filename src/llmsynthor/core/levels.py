@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .errors import Problem, SpecError
 from .statistics import encode
 from .tables import Axis, OnAxes, TargetTable, table_offsets
 
@@ -89,7 +88,7 @@ class Linked:
         missing = [lv.name for lv in self.levels if lv.name not in self.frames]
         missing += [f"{lv.name}.{lv.link}" for lv in self.levels[1:] if lv.name in self.frames and lv.link not in self.frames[lv.name]]
         if missing:
-            raise SpecError(Problem("candidates", f"missing {', '.join(missing)}; expected a frame per level with its link column"))
+            raise ValueError(f"candidates: missing {', '.join(missing)}; expected a frame per level with its link column")
 
     @property
     def top(self) -> Level:
@@ -102,15 +101,18 @@ class Linked:
         for lv in self.levels:
             if lv.name == name:
                 return lv
-        raise SpecError(Problem("level", f"{name!r} is not one of {', '.join(lv.name for lv in self.levels)}"))
+        raise ValueError(f"level {name!r} is not one of {', '.join(lv.name for lv in self.levels)}")
 
     def joined(self, name: str) -> pd.DataFrame:
-        """The rows of level ``name``, each with its ancestors' variables (its own win where names repeat)."""
+        """The rows of level ``name``, each with its ancestors' variables (an ancestor's value wins
+        where a name repeats: a person table reads the household's size, not a copy of it)."""
         lv = self.level(name)
         own = self.frames[name]
         if lv.parent is None:
             return own
         above = self.joined(lv.parent)
+        if not above.index.equals(pd.RangeIndex(len(above))):  # the link is a row number, not an index label
+            above = above.reset_index(drop=True)
         own = own.drop(columns=[c for c in above.columns if c in own.columns and c != lv.link])
         return own.join(above, on=lv.link)
 
@@ -126,6 +128,8 @@ def incidence(tables: Sequence[LevelTable | TargetTable], linked: Linked) -> spa
     """[candidate, cell of the tables in order]: what one copy of each candidate adds to every cell
     (a table without a ``level``, as flat records' are, counts the top level)."""
     offsets = table_offsets(tables)
+    if not tables:
+        return sparse.csr_matrix((len(linked), 0))
     rows, cols = [], []
     seen: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     for table, start in zip(tables, offsets):

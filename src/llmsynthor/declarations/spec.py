@@ -25,7 +25,7 @@ MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any integer >= 0; scikit-lear
 SPEC_FORMAT_HINT = "`llmsynthor spec-format` lists every field"
 
 
-class _Frozen(BaseModel):
+class FrozenModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -37,7 +37,7 @@ def check_size(spec: Spec, n_records: int) -> None:
         raise SpecError(Problem(f"{spec.source}: field '{field}'", problem))
 
 
-class TableSpec(_Frozen):
+class TableSpec(FrozenModel):
     """One target: a table of counts (a marginal or a joint table), or a numeric target — the sum or
     mean of a numeric variable, overall or per group (``sum_of`` / ``mean_of``).
 
@@ -96,7 +96,7 @@ class TableSpec(_Frozen):
         return "×".join(self.variables)
 
 
-class LLMSettings(_Frozen):
+class LLMSettings(FrozenModel):
     """Which model proposes records and how it decodes."""
 
     backend: Literal["embedded", "openai", "none"] = Field(
@@ -149,7 +149,7 @@ class LLMSettings(_Frozen):
         return self
 
 
-class SynthesisSettings(_Frozen):
+class SynthesisSettings(FrozenModel):
     """Settings of the discrepancy-guided proposal loop."""
 
     max_iterations: int = Field(default=25, ge=1, description="iterations of the loop at most (one or more LLM calls each)")
@@ -247,7 +247,7 @@ class SynthesisSettings(_Frozen):
     max_dependency_groups: int = Field(default=3, ge=0, description="at most this many inferred dependency groups")
 
 
-class Spec(_Frozen):
+class Spec(FrozenModel):
     """A complete run: what to synthesize and how."""
 
     kind: Literal["records"] = Field(default="records", description="the record shape: records (flat records of one "
@@ -297,12 +297,12 @@ class Spec(_Frozen):
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _location(source: str, loc: tuple) -> str:
+def field_location(source: str, loc: tuple) -> str:
     path = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"categorical", "integer", "float"}))
     return f"{source}: field '{path}'" if path else source
 
 
-def _problem_text(err: dict) -> str:
+def problem_text(err: dict) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"unknown field (check the spelling; {SPEC_FORMAT_HINT})"
@@ -327,7 +327,7 @@ def parse_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path("."
     try:
         spec = Spec.model_validate({**data, "base_dir": base_dir, "source": source})
     except ValidationError as exc:
-        problems = [Problem(_location(source, e["loc"]), _problem_text(e)) for e in exc.errors()]
+        problems = [Problem(field_location(source, e["loc"]), problem_text(e)) for e in exc.errors()]
         raise SpecError(problems) from None
     if spec.n_records is not None:
         check_size(spec, spec.n_records)

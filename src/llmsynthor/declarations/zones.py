@@ -1,10 +1,11 @@
 """A zone table: what the model can be told about a zone, and how far apart zones are — never zones².
 
 Trips go between zones the model cannot know by number ("zone 1,217") but can know by kind ("a
-downtown office district", "a residential suburb"). A zone table (``zones:`` in a spec; one row a
-zone) gives each zone's id as the target tables write it and, where known, its district, area
-type, households, jobs and centroid (longitude and latitude, degrees). :func:`read_zones` checks
-it before any work and names the file, column, row and value of every problem.
+downtown office district", "a residential suburb"). A zone table (one row a zone) gives each zone's
+id as the target tables write it and, where known, its district, area type, households, jobs and
+centroid (longitude and latitude, degrees) — the ``zones:`` section of the trips shape to come;
+today the trips bench and the tests read it. :func:`read_zones` checks it before any work and names
+the file, column, row and value of every problem.
 
 Distances are great-circle kilometres between centroids (within a zone: half the side of a square of
 the zone's area where an area is given, else 0), computed for the pairs asked for

@@ -54,13 +54,17 @@ def check_days(trips: pd.DataFrame, *, person: str = "person_id", origin: str = 
                depart: str = "depart", order: Sequence[str] = (), home: pd.Series | None = None, tour: str | None = None,
                mode: str | None = None, tour_mode: str | None = None, car_modes: Sequence[str] = (),
                other_modes: Sequence[str] = ()) -> ChainCheck:
-    """Check every person's day (module docstring). ``home`` maps person ids to their home zone;
-    ``tour`` names the trips' tour column, ``mode`` their mode, ``tour_mode`` the tour's main mode."""
+    """Check every person's day (module docstring). ``home`` maps person ids (each once) to their home
+    zone — a person it does not name has no home to start or end at, and fails both home checks;
+    ``tour`` names the trips' tour column (tour ids may repeat across persons), ``mode`` their mode,
+    ``tour_mode`` the tour's main mode."""
     wanted = [person, origin, destination, depart, *order, *(c for c in (tour, mode, tour_mode) if c is not None)]
     missing = [c for c in wanted if c not in trips.columns]
     if missing:
         raise SpecError(Problem("trips", f"missing column(s) {', '.join(map(repr, missing))}; expected "
                                          f"{', '.join(map(repr, wanted))}"))
+    if trips.empty:
+        return ChainCheck(np.zeros(0, dtype=trips[person].dtype), {r: np.zeros(0, dtype=bool) for r in REASONS}, 0, 0)
     day = trips.sort_values([person, depart, *order], kind="stable")
     who = day[person].to_numpy()
     persons, index = np.unique(who, return_inverse=True)
@@ -74,8 +78,9 @@ def check_days(trips: pd.DataFrame, *, person: str = "person_id", origin: str = 
         broken["not_from_home"][index[first]] = day[origin].to_numpy()[first] != at_home[index[first]]
         broken["not_to_home"][index[last]] = day[destination].to_numpy()[last] != at_home[index[last]]
     if tour is not None:
-        legs = trips.sort_values([tour, *order], kind="stable")  # a tour's legs in their own order
-        same_tour = legs[tour].to_numpy()[1:] == legs[tour].to_numpy()[:-1]
+        legs = trips.sort_values([person, tour, *order], kind="stable")  # a tour's legs in their own order
+        persons_of = legs[person].to_numpy()
+        same_tour = (legs[tour].to_numpy()[1:] == legs[tour].to_numpy()[:-1]) & (persons_of[1:] == persons_of[:-1])
         back = same_tour & (np.diff(legs[depart].to_numpy()) < 0)
         owner = np.searchsorted(persons, legs[person].to_numpy())
         broken["backwards"][owner[1:][back]] = True

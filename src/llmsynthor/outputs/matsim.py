@@ -2,12 +2,14 @@
 activities with end times and coordinates, legs with modes — what agent-based simulation reads.
 
 A day is a chain (:mod:`llmsynthor.evaluation.chains`): the plan starts with the activity at the
-first trip's origin (``home`` unless told otherwise), ending when that trip departs; every trip is a
+first trip's origin, of type ``first_activity`` (``home``; whether the day does start at home is
+:func:`~llmsynthor.evaluation.chains.check_days`' to say), ending when that trip departs; every trip is a
 leg (its mode, its departure) followed by the activity at its destination (the trip's purpose),
 ending when the next trip departs; the last activity has no end. Coordinates are the zones'
 centroids (longitude, latitude; MATSim reads them as given, so a run on a network wants them in
 its projection); the zone id is kept as the activity's ``zone`` attribute, so the plans read back
-into the same trips (:func:`read_plans`). Departures are seconds after midnight in the file.
+into the same trips (:func:`read_plans`). Times are written ``HH:MM:SS`` after midnight;
+:func:`read_plans` gives them back as seconds.
 
 Written with the standard library's XML writer (every text escaped); ``tests/test_matsim.py`` reads
 the file back with MATSim's own Python reader (``matsim-tools``) as well as with :func:`read_plans`.
@@ -44,6 +46,9 @@ def write_plans(path: Path, trips: pd.DataFrame, zones: Zones, *, person: str = 
     a chain (a trip not starting where the previous ended) is refused, naming how many and one of them."""
     if unit not in UNITS:
         raise SpecError(Problem("unit", f"{unit!r}; expected one of {', '.join(UNITS)}"))
+    missing = [c for c in (mode, purpose) if c not in trips.columns]
+    if missing:
+        raise SpecError(Problem("trips", f"missing column(s) {', '.join(map(repr, missing))}; expected each trip's mode and purpose"))
     check = check_days(trips, person=person, origin=origin, destination=destination, depart=depart, order=order)
     if check.broken["jump"].any():
         bad = check.persons[check.broken["jump"]]
@@ -55,7 +60,7 @@ def write_plans(path: Path, trips: pd.DataFrame, zones: Zones, *, person: str = 
     if x is None or y is None:
         raise SpecError(Problem("zones", "no centroids: MATSim activities need the zone table's 'lon' and 'lat' columns"))
     seconds = day[depart].to_numpy(dtype=float) * UNITS[unit]
-    labels = [modes.get(m, m) for m in day[mode]] if modes else day[mode].astype(str).tolist()
+    labels = [str(modes.get(m, m)) for m in day[mode]] if modes else day[mode].astype(str).tolist()
     who, kinds = day[person].to_numpy(), day[purpose].astype(str).to_numpy()
     root = ET.Element("population")
     starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])

@@ -27,7 +27,8 @@ import numpy as np
 from ..core.errors import Unsupported
 from ..core.schema import Schema
 from ..core.tables import Axis, Targets, TargetTable
-from ..llm.base import score_options
+from ..declarations.spec import SynthesisSettings
+from ..llm.base import continues_answers, score_options
 from .prompts import LETTERS, option_messages
 from .tempering import check_prior, true_lift
 
@@ -149,6 +150,13 @@ def asking_order(pairs: list[tuple[str, str]], levels: dict[str, Levels]) -> lis
 
 
 PHRASINGS = ("plain", "shares")  # how a pair is asked: the options alone, or with their target shares
+
+
+def by_letter(settings: SynthesisSettings | None, llm) -> bool:
+    """Whether the prior's options are asked for by letter (``prior_answers``; auto — and without
+    settings, as for a household spec — where ``llm`` cannot continue an answer begun for it)."""
+    answers = settings.prior_answers if settings is not None else "auto"
+    return answers == "letters" or (answers == "auto" and not continues_answers(llm))
 
 
 def score_prior(targets: Targets, scorer, schema: Schema, on_call=None, check: bool = True,

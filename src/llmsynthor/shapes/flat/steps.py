@@ -14,10 +14,10 @@ import numpy as np
 from ...core.errors import Unsupported
 from ...core.tables import Targets
 from ...declarations.spec import SynthesisSettings
-from ...llm.base import can_score_options, continues_answers
+from ...llm.base import can_score_options
 from ...llm.none import without_model
 from ...prior import prompts
-from ...prior.copula import PHRASINGS, PairwisePrior, score_prior
+from ...prior.copula import PHRASINGS, PairwisePrior, by_letter, score_prior
 from ...prior.focus import Focus, plan_focus
 from ...prior.proposals import ParseReport, Proposal, parse_plan, pin, plan_schema
 from ...prior.requesting import Answer, LLMUsage, Requester
@@ -52,13 +52,6 @@ def infer_dependencies(requester: Requester, targets: Targets, given: list[list[
     answer = requester.ask(messages, prompts.dependency_schema(schema, settings.max_dependency_groups), 120, parse, 0, 0)
     answer.charge(usage)
     return answer.value or []
-
-
-def by_letter(settings: SynthesisSettings | None, llm) -> bool:
-    """Whether the prior's options are asked for by letter (``prior_answers``; auto — and without
-    settings, as for a household spec — where ``llm`` cannot continue an answer begun for it)."""
-    answers = settings.prior_answers if settings is not None else "auto"
-    return answers == "letters" or (answers == "auto" and not continues_answers(llm))
 
 
 def pairwise_prior(requester: Requester, targets: Targets, settings: SynthesisSettings, usage: LLMUsage,

@@ -198,7 +198,7 @@ def _level_frame(linked: Linked, level: str) -> tuple[pd.DataFrame, dict[str, np
     return linked.people, linked.inside_people, zone
 
 
-def _cells(linked: Linked, table: LevelTable, caches: dict) -> tuple[np.ndarray, np.ndarray | None]:
+def level_cells(linked: Linked, table: LevelTable, caches: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """Every record's flat cell in ``table`` (-1: outside the domain or every bin), and its zone."""
     frame, inside, zone = _level_frame(linked, table.level)
     return cell_index(frame, table, inside, caches.setdefault(table.level, {})), zone
@@ -206,7 +206,7 @@ def _cells(linked: Linked, table: LevelTable, caches: dict) -> tuple[np.ndarray,
 
 def _on_target(linked: Linked, table: LevelTable, targets: HouseholdTargets, caches: dict, tolerance: float) -> dict:
     size = int(np.prod(table.shape))
-    flat, zone = _cells(linked, table, caches)
+    flat, zone = level_cells(linked, table, caches)
     counts, outside = region_counts(flat, size)
     figures: dict = {"level": table.level, **score_counts(counts, outside, table.region), "outside": outside}
     if table.zones is not None and zone is not None:
@@ -282,7 +282,7 @@ def prepare_held_out(spec: HouseholdSpec, targets: HouseholdTargets, truth: tupl
     caches: dict = {}
     tables, outside = [], []
     for table in held_out_tables(spec, targets, linked, max_way):
-        flat, _ = _cells(linked, table, caches)
+        flat, _ = level_cells(linked, table, caches)
         counts, out = region_counts(flat, int(np.prod(table.shape)))
         tables.append(LevelTable(table.name, table.level, table.axes, counts.reshape(table.shape), None))
         outside.append(out)
@@ -462,7 +462,7 @@ def evaluate_households(spec: HouseholdSpec, targets: HouseholdTargets, househol
         return result
     cache: dict = {}
     for table, truth_outside in zip(held_out.tables, held_out.outside):
-        flat, _ = _cells(linked, table, cache)
+        flat, _ = level_cells(linked, table, cache)
         synthetic, out = region_counts(flat, int(np.prod(table.shape)))
         result.held_out[table.name] = {"level": table.level, "way": len(table.axes),
                                        **score_counts(synthetic, out, table.region, truth_outside)}

@@ -26,7 +26,7 @@ from ...core.rules import NOT_SCORED
 from ...evaluation.cells import OUTSIDE_LABEL, region_counts
 from ...outputs.html import REFERENCE, SYNTHETIC, TARGET, Figures, html_table, outside_table, page
 from .controls import HOUSEHOLDS, LEVELS, PERSONS, HouseholdTargets, cell_parts
-from .evaluation import HouseholdEvaluation, _cells, link
+from .evaluation import HouseholdEvaluation, level_cells, link
 from .spec import HouseholdSpec
 
 WORST_HELD_OUT = 30  # held-out tables in the figure (all of them in the table)
@@ -64,7 +64,7 @@ def _synthetic_counts(spec: HouseholdSpec, targets: HouseholdTargets, households
     caches: dict = {}
     out = {}
     for table in targets:
-        flat, _ = _cells(linked, table, caches)
+        flat, _ = level_cells(linked, table, caches)
         out[table.name] = region_counts(flat, int(np.prod(table.shape)))
     return out
 
@@ -76,7 +76,7 @@ def _bars(table: LevelTable, figures: dict, synthetic: np.ndarray, outside: int,
     if outside:  # records outside the domain or the bins: an extra cell whose target is 0
         synthetic, target, labels = np.append(synthetic, outside), np.append(target, 0.0), [*labels, OUTSIDE_LABEL]
     labels = [_plot_text(label) for label in labels]
-    unit = HOUSEHOLDS.name if table.level == HOUSEHOLDS.name else PERSONS.name
+    unit = table.level
     fig = go.Figure([
         go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=TARGET),
         go.Bar(name="synthetic", x=labels, y=synthetic / max(synthetic.sum(), 1), marker_color=SYNTHETIC),
@@ -184,7 +184,7 @@ def _rules_section(spec: HouseholdSpec, evaluation: HouseholdEvaluation, figure:
     if evaluation.outside_domain:
         for level, found in evaluation.outside_domain.items():
             if found:
-                count = evaluation.counts[HOUSEHOLDS.name if level == HOUSEHOLDS.name else PERSONS.name]
+                count = evaluation.counts[level]
                 parts.append(outside_table(found, int(count), spec.joined_schema, level))
     if not evaluation.rules:
         return head + "".join(parts) + "</section>"  # the note above says realism is not scored

@@ -38,10 +38,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ...core.errors import Problem, SpecError
 from ...core.schema import IntegerVariable, Schema, Variable, check_label
-from ...declarations.spec import MAX_SEED, LLMSettings, TableSpec, _Frozen, _location, _problem_text, read_yaml
+from ...declarations.spec import MAX_SEED, FrozenModel, LLMSettings, TableSpec, field_location, problem_text, read_yaml
 
 
-class HouseholdLevel(_Frozen):
+class HouseholdLevel(FrozenModel):
     """The outer entity: its variables and the one that counts its members."""
 
     entity: str = Field(default="household", description="what one outer record is, for the prompts")
@@ -49,7 +49,7 @@ class HouseholdLevel(_Frozen):
     variables: dict[str, Variable] = Field(min_length=1, description="name -> variable, as in a flat spec")
 
 
-class PersonLevel(_Frozen):
+class PersonLevel(FrozenModel):
     """The inner entity: its variables and which member is the reference person."""
 
     entity: str = Field(default="person", description="what one member is, for the prompts")
@@ -69,7 +69,7 @@ class HouseholdTable(TableSpec):
         default=None, description="what the table counts (default: persons when it names a person variable, else households)")
 
 
-class HouseholdRules(_Frozen):
+class HouseholdRules(FrozenModel):
     """Realism rules scored by evaluation only, never shown to the generator."""
 
     households: list[str] = Field(default_factory=list, description="over household and derived variables, "
@@ -82,7 +82,7 @@ class HouseholdConstraints(HouseholdRules):
     """Hard rules the generator enforces: no household written breaks one (same language as rules)."""
 
 
-class HouseholdSynthesis(_Frozen):
+class HouseholdSynthesis(FrozenModel):
     """How compositions are gathered and zones balanced."""
 
     compositions: int = Field(default=48, ge=1, le=5000, description="households the LLM proposes for the whole region "
@@ -114,7 +114,7 @@ class HouseholdSynthesis(_Frozen):
     tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="a table is met when its TVD is at most this")
 
 
-class HouseholdSpec(_Frozen):
+class HouseholdSpec(FrozenModel):
     """A complete household run."""
 
     kind: Literal["households"] = Field(default="households", description="the record shape: households (with their "
@@ -212,7 +212,7 @@ def parse_household_spec(data: Any, *, source: str = "<inline>", base_dir: Path 
     try:
         spec = HouseholdSpec.model_validate({**data, "base_dir": base_dir, "source": source})
     except ValidationError as exc:
-        raise SpecError([Problem(_location(source, e["loc"]), _problem_text(e)) for e in exc.errors()]) from None
+        raise SpecError([Problem(field_location(source, e["loc"]), problem_text(e)) for e in exc.errors()]) from None
     return spec
 
 
