@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from llmsynthor.core.errors import Problem, SpecError
 from llmsynthor.core.levels import Level, LevelTable, Linked, chain, incidence, level_counts, repeat_candidates
@@ -27,7 +27,7 @@ from llmsynthor.core.metrics import tvd
 from llmsynthor.core.rules import parse_rule
 from llmsynthor.core.schema import CategoricalVariable, Schema
 from llmsynthor.core.tables import name_cell
-from llmsynthor.declarations.spec import TableSpec, read_yaml
+from llmsynthor.declarations.spec import SpecFile, TableSpec, read_yaml
 from llmsynthor.declarations.targets import TableContext, read_table
 from llmsynthor.fitting.balance import list_balance
 from llmsynthor.fitting.constraints import contradiction_problems, contradictions
@@ -39,10 +39,9 @@ PERSONS, CALLS = LEVELS = chain(Level("persons", id="person_id"), Level("calls",
 CANDIDATES = 400
 
 
-class CallsSpec(BaseModel):
+class CallsSpec(SpecFile):
     """``kind: calls``: persons (``person`` variables), each with 0 to ``max_calls`` calls (``call`` variables)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["calls"]
     name: str = "calls"
     seed: int = 0
@@ -52,8 +51,6 @@ class CallsSpec(BaseModel):
     call: dict[str, CategoricalVariable]
     targets: list[TableSpec]
     constraints: list[str] = []
-    source: str = "<inline>"
-    base_dir: Path = Path(".")
 
     @property
     def schema(self) -> Schema:
@@ -64,11 +61,7 @@ class CallsSpec(BaseModel):
 
 
 def load(path: Path) -> CallsSpec:
-    data = read_yaml(path)
-    try:
-        return CallsSpec.model_validate({**data, "source": str(path), "base_dir": path.parent})
-    except ValidationError as exc:
-        raise SpecError([Problem(f"{path}: field '{'.'.join(map(str, e['loc']))}'", e["msg"]) for e in exc.errors()]) from None
+    return CallsSpec.validated(read_yaml(path), str(path), path.parent)
 
 
 def read_targets(spec: CallsSpec) -> tuple[LevelTable, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import pandas as pd
 import yaml
@@ -247,7 +247,29 @@ class SynthesisSettings(FrozenModel):
     max_dependency_groups: int = Field(default=3, ge=0, description="at most this many inferred dependency groups")
 
 
-class Spec(FrozenModel):
+class SpecFile(FrozenModel):
+    """What every record shape's spec model is besides its sections: where it was read from (set by
+    its reader, left out of its content), the digest of its content for the manifest, and one
+    SpecError naming every problem of a mapping that does not validate."""
+
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    source: str = Field(default="<inline>", exclude=True)
+
+    def digest(self) -> str:
+        """sha256 of the spec's content (not of its location), for the manifest."""
+        payload = self.model_dump_json(exclude={"base_dir", "source", "kind"})  # kind: implied by the content
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    @classmethod
+    def validated(cls, data: dict, source: str, base_dir: Path) -> Self:
+        """``data`` (a loaded YAML mapping) as this model, read from ``source`` in ``base_dir``."""
+        try:
+            return cls.model_validate({**data, "base_dir": base_dir, "source": source})
+        except ValidationError as exc:
+            raise SpecError([Problem(field_location(source, e["loc"]), problem_text(e)) for e in exc.errors()]) from None
+
+
+class Spec(SpecFile):
     """A complete run: what to synthesize and how."""
 
     kind: Literal["records"] = Field(default="records", description="the record shape: records (flat records of one "
@@ -275,9 +297,6 @@ class Spec(FrozenModel):
     )
     llm: LLMSettings = Field(default=LLMSettings(), description="which model proposes records (see 'llm')")
     synthesis: SynthesisSettings = Field(default=SynthesisSettings(), description="the loop's settings (see 'synthesis')")
-    # set by load_spec, not by the user
-    base_dir: Path = Field(default=Path("."), exclude=True)
-    source: str = Field(default="<inline>", exclude=True)
 
     @field_validator("variables")
     @classmethod
@@ -290,12 +309,6 @@ class Spec(FrozenModel):
     @property
     def record_schema(self) -> Schema:
         return Schema(entity=self.entity, population=self.population, variables=self.variables)
-
-    def digest(self) -> str:
-        """sha256 of the spec's content (not of its location), for the manifest."""
-        payload = self.model_dump_json(exclude={"base_dir", "source", "kind"})  # kind: implied by the content
-        return hashlib.sha256(payload.encode()).hexdigest()
-
 
 def field_location(source: str, loc: tuple) -> str:
     path = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in {"categorical", "integer", "float"}))
@@ -324,11 +337,7 @@ def parse_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path("."
     if kind_of(data, source) != "records":
         raise SpecError(Problem(source, "a household spec (it has 'household' and 'person' sections); expected a flat spec "
                                 "here — read it with llmsynthor.shapes.households.spec.load_household_spec (the CLI does by itself)"))
-    try:
-        spec = Spec.model_validate({**data, "base_dir": base_dir, "source": source})
-    except ValidationError as exc:
-        problems = [Problem(field_location(source, e["loc"]), problem_text(e)) for e in exc.errors()]
-        raise SpecError(problems) from None
+    spec = Spec.validated(data, source, base_dir)
     if spec.n_records is not None:
         check_size(spec, spec.n_records)
     return spec

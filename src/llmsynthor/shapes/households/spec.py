@@ -30,15 +30,14 @@ Knows the declarations only; reading the target files is :mod:`llmsynthor.shapes
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...core.errors import Problem, SpecError
 from ...core.schema import IntegerVariable, Schema, Variable, check_label
-from ...declarations.spec import MAX_SEED, FrozenModel, LLMSettings, TableSpec, field_location, problem_text, read_yaml
+from ...declarations.spec import MAX_SEED, FrozenModel, LLMSettings, SpecFile, TableSpec, read_yaml
 
 
 class HouseholdLevel(FrozenModel):
@@ -114,7 +113,7 @@ class HouseholdSynthesis(FrozenModel):
     tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="a table is met when its TVD is at most this")
 
 
-class HouseholdSpec(FrozenModel):
+class HouseholdSpec(SpecFile):
     """A complete household run."""
 
     kind: Literal["households"] = Field(default="households", description="the record shape: households (with their "
@@ -141,8 +140,6 @@ class HouseholdSpec(FrozenModel):
         "rules; not shown to the model")
     llm: LLMSettings = Field(default=LLMSettings(), description="which model proposes compositions")
     synthesis: HouseholdSynthesis = Field(default=HouseholdSynthesis(), description="compositions and zones")
-    base_dir: Path = Field(default=Path("."), exclude=True)
-    source: str = Field(default="<inline>", exclude=True)
 
     @field_validator("derived")
     @classmethod
@@ -200,20 +197,12 @@ class HouseholdSpec(FrozenModel):
             return table.count
         return "persons" if any(v in self.person.variables for v in table.variables) else "households"
 
-    def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json(exclude={"base_dir", "source", "kind"}).encode()).hexdigest()
-
-
 def parse_household_spec(data: Any, *, source: str = "<inline>", base_dir: Path = Path(".")) -> HouseholdSpec:
     """Validate an already-loaded mapping as a household spec; one SpecError listing every problem."""
     if not isinstance(data, dict):
         raise SpecError(Problem(source, f"expected a YAML mapping with 'household', 'person' and 'targets', got "
                                         f"{type(data).__name__}"))
-    try:
-        spec = HouseholdSpec.model_validate({**data, "base_dir": base_dir, "source": source})
-    except ValidationError as exc:
-        raise SpecError([Problem(field_location(source, e["loc"]), problem_text(e)) for e in exc.errors()]) from None
-    return spec
+    return HouseholdSpec.validated(data, source, base_dir)
 
 
 def load_household_spec(path: str | Path) -> HouseholdSpec:
