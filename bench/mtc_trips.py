@@ -389,11 +389,83 @@ def write_case(folder: Path, data: pd.DataFrame, n: int, *, seed: int = 7) -> Pa
                       constraints=[], n=n, seed=seed)
 
 
+# -- the trips example: what an agency publishes, from the survey ---------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "trips"
+PERIOD_BINS = ("[0,6)", "[6,10)", "[10,15)", "[15,19)", "[19,23]")
+HOUR_BINS = tuple(f"[{h},{h + 1})" for h in range(23)) + ("[23,23]",)
+TRIP_BINS = ((0, 2, "[0,2)"), (2, 3, "[2,3)"), (3, 4, "[3,4)"), (4, 5, "[4,5)"), (5, 6, "[5,6)"), (6, 7, "[6,7)"), (7, 9, "[7,9)"),
+             (9, 21, "[9,20]"))
+
+
+def _bin_of(values: np.ndarray, edges: list[tuple[int, int, str]]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for low, high, label in edges:
+        out[(values >= low) & (values < high)] = label
+    return out
+
+
+def _full(frame: pd.DataFrame, columns: list[str], values: dict[str, tuple]) -> pd.DataFrame:
+    """Counts of ``frame`` over ``columns``; the columns in ``values`` get every listed label (0 where none)."""
+    table = frame.groupby(columns).size().rename("count")
+    if values:
+        levels = [values.get(c, table.index.get_level_values(c).unique() if len(columns) > 1 else table.index.unique()) for c in columns]
+        table = table.reindex(pd.MultiIndex.from_product(levels, names=columns) if len(columns) > 1 else pd.Index(levels[0], name=columns[0]),
+                              fill_value=0)
+    return table.reset_index()
+
+
+def write_example(folder: Path = EXAMPLE, survey: Survey | None = None) -> Path:
+    """zones.csv, persons.csv and targets/*.csv of the trips example in ``folder`` (spec.yaml is written by hand and
+    names them): the land use as a zone table, the survey's persons (home zone, person type) and the tables an agency
+    publishes of the survey's trips — never the trips themselves."""
+    survey = survey or read_survey(wheel_path())
+    z = survey.zones
+    zones = pd.DataFrame({"zone": z.index, "district": z["DISTRICT"].map(lambda d: f"D{d:02d}"), "area_type": z["area_type"].map(AREA_TYPES),
+                          "households": z["TOTHH"], "jobs": z["TOTEMP"], "retail_jobs": z["RETEMPN"],
+                          "service_jobs": z["FPSEMPN"] + z["HEREMPN"] + z["OTHEMPN"],
+                          "school_places": z["AGE0519"] + z["HSENROLL"] + z["COLLFTE"] + z["COLLPTE"],
+                          "lon": z["lon"].round(6), "lat": z["lat"].round(6), "km2": z["km2"].round(4)})
+    (folder / "targets").mkdir(parents=True, exist_ok=True)
+    zones.to_csv(folder / "zones.csv", index=False)
+    home = survey.households.set_index("household_id")["home_zone_id"]
+    trips_of = survey.trips.groupby("person_id").size()
+    persons = pd.DataFrame({"person_id": survey.persons["person_id"], "household_id": survey.persons["household_id"],
+                            "home_zone": survey.persons["household_id"].map(home), "person_type": survey.persons["ptype"].map(PERSON_TYPES)})
+    persons.to_csv(folder / "persons.csv", index=False)
+    district = dict(zip(zones["zone"], zones["district"]))
+    t = survey.trips
+    trips = pd.DataFrame({"origin_district": t["origin"].map(district), "destination_district": t["destination"].map(district),
+                          "origin": t["origin"], "destination": t["destination"], "purpose": t["purpose"], "mode": t["mode"],
+                          "period": _bin_of(t["depart"].to_numpy(), [(a, b, lab) for (a, b), lab in zip(
+                              zip((0, 6, 10, 15, 19), (6, 10, 15, 19, 24)), PERIOD_BINS)]),
+                          "hour": _bin_of(t["depart"].to_numpy(), [(h, h + 1, lab) for h, lab in enumerate(HOUR_BINS)])})
+    written = {
+        "od_district_period": _full(trips, ["origin_district", "destination_district", "period"], {"period": PERIOD_BINS}),
+        "origin_zone": _full(trips, ["origin"], {}), "destination_zone": _full(trips, ["destination"], {}),
+        "hour_purpose": _full(trips, ["hour", "purpose"], {"hour": HOUR_BINS}),
+        "mode_purpose": _full(trips, ["mode", "purpose"], {}),
+    }
+    written["od_district_period"] = written["od_district_period"][written["od_district_period"]["count"] > 0]  # sparse: cells left out are 0
+    written["od_district_period"] = written["od_district_period"].rename(columns={"period": "depart"})
+    written["hour_purpose"] = written["hour_purpose"].rename(columns={"hour": "depart"})
+    per_person = persons.assign(trips=_bin_of(persons["person_id"].map(trips_of).fillna(0).to_numpy(), list(TRIP_BINS)))
+    written["trips_per_person"] = _full(per_person, ["person_type", "trips"], {"trips": tuple(lab for _, _, lab in TRIP_BINS)})
+    for name, frame in written.items():
+        frame.to_csv(folder / "targets" / f"{name}.csv", index=False)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--matsim", type=Path, help="also write the survey's valid days as MATSim plans to this file")
+    parser.add_argument("--example", type=Path, nargs="?", const=EXAMPLE, help="write the trips example's data files "
+                        "(zones, persons, targets) to this folder (default examples/trips) and stop")
     args = parser.parse_args()
     survey = read_survey(wheel_path())
+    if args.example:
+        print(f"wrote the trips example's data files to {write_example(args.example, survey)}")
+        return
     print(f"{WHEEL}: {len(survey.households):,} households, {len(survey.persons):,} persons, {len(survey.tours):,} tours, "
           f"{len(survey.trips):,} trips over {survey.trips[['origin', 'destination']].stack().nunique():,} of {len(survey.zones):,} TAZ")
     for what, n in check_chains(survey).items():

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from ..declarations.kinds import kind_of
 from ..declarations.spec import read_yaml
-from . import flat, households
+from . import flat, households, trips
 from .options import RunOptions, Suggesting
 
 
@@ -32,7 +32,7 @@ class ShapeCommands(Protocol):
     def spec_format(self) -> str: ...
 
 
-SHAPES: dict[str, ShapeCommands] = {flat.KIND: flat, households.KIND: households}  # type: ignore[dict-item]
+SHAPES: dict[str, ShapeCommands] = {flat.KIND: flat, households.KIND: households, trips.KIND: trips}  # type: ignore[dict-item]
 
 
 def shape_of(spec_path: Path) -> ShapeCommands:

@@ -45,6 +45,9 @@ class ZoneTableSpec(BaseModel):
     lon: str | None = Field(default=None, description="the column of centroid longitudes (degrees)")
     lat: str | None = Field(default=None, description="the column of centroid latitudes (degrees)")
     km2: str | None = Field(default=None, description="the column of zone areas (km²), for trips within a zone")
+    attractions: dict[str, str] = Field(default_factory=dict, description="activity -> the column of what draws it to a zone "
+                                        "(work: jobs, shopping: retail jobs, school: school places); an activity not named is "
+                                        "drawn by households and jobs together")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Zones:
     lon: np.ndarray | None = None
     lat: np.ndarray | None = None
     km2: np.ndarray | None = None
+    attractions: dict[str, np.ndarray] | None = None  # activity -> what draws it to each zone (≥ 0)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -122,7 +126,8 @@ def read_zones(spec: ZoneTableSpec, base_dir: Path, source: str) -> Zones:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise SpecError(Problem(where, f"cannot be read as CSV ({os_reason(exc) if isinstance(exc, OSError) else exc})")) from None
     columns = {"id": spec.id, **{name: getattr(spec, name) for name in OPTIONAL if getattr(spec, name) is not None}}
-    missing = [f"{c!r} ({what})" for what, c in columns.items() if c not in frame.columns]
+    attracting = {f"attractions.{activity}": column for activity, column in spec.attractions.items()}
+    missing = [f"{c!r} ({what})" for what, c in {**columns, **attracting}.items() if c not in frame.columns]
     if missing:
         raise SpecError(Problem(where, f"missing column(s) {', '.join(missing)}; the file has {', '.join(map(repr, frame.columns))}"))
     if frame.empty:
@@ -136,15 +141,15 @@ def read_zones(spec: ZoneTableSpec, base_dir: Path, source: str) -> Zones:
         problems.append(Problem(where, f"zone id {repeated.iloc[0]!r} is given {int((ids == repeated.iloc[0]).sum())} times "
                                        f"({len(pd.unique(repeated))} id(s) repeated); expected each zone once"))
     facts: dict[str, np.ndarray] = {}
-    for name, column in columns.items():
+    for name, column in {**columns, **attracting}.items():
         if name == "id":
             continue
         text = frame[column].str.strip()
-        if name not in NUMERIC:
+        if name not in NUMERIC and name not in attracting:
             facts[name] = text.to_numpy(dtype=object)
             continue
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(values) | ((values < 0) if name in ("households", "jobs", "km2") else False))
+        bad = np.flatnonzero(~np.isfinite(values) | ((values < 0) if name not in ("lon", "lat") else False))
         bounds = {"lon": 180, "lat": 90}.get(name)
         if bounds is not None:
             bad = np.union1d(bad, np.flatnonzero(np.abs(values) > bounds))
@@ -157,4 +162,5 @@ def read_zones(spec: ZoneTableSpec, base_dir: Path, source: str) -> Zones:
         problems.append(Problem(where, "a centroid needs both 'lon' and 'lat'; only one is given"))
     if problems:
         raise SpecError(problems)
-    return Zones(ids.to_numpy(dtype=str), **facts)
+    drawn = {name.split(".", 1)[1]: facts.pop(name) for name in attracting}
+    return Zones(ids.to_numpy(dtype=str), **facts, attractions=drawn or None)

@@ -1,0 +1,141 @@
+"""The commands for a trips spec: ``run`` (every file checked first, then the model's checked lifts,
+candidate days, balancing and one day per person; linked persons and trips, MATSim plans, manifest)
+and ``check``. ``evaluate`` and ``report`` of a trips folder are not offered yet: they say so, and
+``bench/mtc_trips.py`` scores a run against the survey meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..core.errors import Problem, SpecError
+from ..declarations.spec import apply_changes
+from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
+from ..shapes.trips.inputs import read_inputs
+from ..shapes.trips.spec import TripsSpec, load
+from .common import backend_fault, err, out, say_threads, stopped, warn_slow
+from .households import progress_bars
+from .options import FLAGS, RunOptions, Suggesting
+
+_NOT_FOR_TRIPS = {"n_records": "the persons file says who travels", "manifest_path": "the manifest is manifest.json in the --out folder",
+                  "checkpoint_dir": "a trips run keeps the model's answers in the response cache, not a checkpoint",
+                  "resume": "a trips run keeps the model's answers in the response cache: run the same command again",
+                  "max_iterations": "a trips run has no loop of iterations"}
+
+
+def overridden(spec: TripsSpec, changes: dict) -> TripsSpec:
+    """The spec with command-line overrides (None = keep), validated again."""
+    data = apply_changes(spec.model_dump(exclude={"base_dir", "source"}), changes)
+    return TripsSpec.validated(data, spec.source, spec.base_dir)
+
+
+def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
+    """Run a trips spec end to end and print what came out (errors propagate to the caller)."""
+    from ..api import make_backend
+    from ..llm.cache import default_path
+    from ..outputs.files import check_writable_file
+    from ..shapes.trips.output import check_output_folder, write_outputs
+    from ..shapes.trips.synthesizer import TripSynthesizer
+
+    started = time.perf_counter()
+    inputs = read_inputs(spec)
+    use_cache = not no_cache and spec.llm.cache
+    if spec.llm.backend == "embedded":
+        from ..llm.models import check_cache_folder
+
+        check_cache_folder()
+    check_output_folder(folder, fmt)
+    if use_cache:
+        check_writable_file(default_path(), "the response cache", "run with --no-cache to go without it")
+    err.print(f"{len(inputs.persons):,} persons, {inputs.trips:,.0f} trips in the tables, {len(inputs.zones):,} zones, "
+              f"{len(inputs.tables)} tables · " + ("no model (llm.backend: none)" if spec.llm.backend == "none" else
+                                                   f"connecting to {spec.llm.base_url} …" if spec.llm.backend == "openai"
+                                                   else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …"))
+    backend = make_backend(spec.llm, cache=use_cache, on_slow=warn_slow)
+    say_threads(backend)
+    with progress_bars() as progress:
+        result = TripSynthesizer(spec, backend, inputs=inputs, progress=progress).run()
+    paths = write_outputs(spec, inputs, result, backend, folder, fmt, time.perf_counter() - started)
+    table = Table(title=f"{len(result.persons):,} persons, {len(result.trips):,} trips → {folder}", show_edge=False)
+    table.add_column("target table")
+    table.add_column("TVD", justify="right")
+    for name, value in result.fit.items():
+        table.add_row(escape(name), f"{value:.4f}")
+    out.print(table)
+    check = result.prior.check
+    prior = (f"the model's lifts at strength {check.strength:g} ({escape(check.reason)})" if check is not None
+             else escape("; ".join(result.prior.notes)))
+    out.print(f"prior: {prior}", soft_wrap=True)
+    chains = result.chains
+    out.print(f"chains: {int(chains.valid.sum()):,} of {len(chains.persons):,} days valid · {result.usage.option_scorings} option "
+              f"scorings ({result.usage.seconds:.1f}s) · wall {time.perf_counter() - started:.1f}s · manifest {paths['manifest']}",
+              soft_wrap=True)
+
+
+# ---- the record shape's commands (llmsynthor.cli.registry)
+
+def run(spec_path: Path, o: RunOptions) -> None:
+    """`run` for a trips spec: linked persons and trips in the folder --out (default: the spec's name)."""
+    try:
+        refused = [Problem(FLAGS[name], f"not for a trips spec ({why})") for name, why in _NOT_FOR_TRIPS.items()
+                   if getattr(o, name) not in (None, False)]
+        if refused:
+            raise SpecError(refused)
+        spec = overridden(load(spec_path), o.changes(("seed", "llm", "base_url", "model", "concurrency", "threads")))
+        folder = o.out_path or Path(spec.name)
+        fmt = "parquet" if folder.suffix.lower() == ".parquet" else "csv"
+        run_trips(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, o.no_cache)
+    except KeyboardInterrupt as exc:
+        how, code = stopped(exc)
+        typer.echo(f"llmsynthor: {how}: nothing was written (the model's answers so far are in the response cache, so "
+                   "running the same command again replays them)", err=True)
+        raise typer.Exit(code) from None
+    except Exception as exc:
+        if backend_fault(exc) and not o.no_cache:
+            exc.args = (f"{exc}\nNothing was written; the model's answers so far are in the response cache: fix the cause "
+                        "and run the same command again (they are replayed).",)
+        raise
+
+
+def check(spec_path: Path, debug: bool) -> None:
+    """Read and check every file of a trips spec, and say what it holds."""
+    spec = load(spec_path)
+    inputs = read_inputs(spec)
+    table = Table(title=f"{spec.source}: {len(inputs.persons):,} persons, {inputs.trips:,.0f} trips, {len(inputs.zones):,} zones",
+                  show_edge=False)
+    for column in ("table", "counts", "cells", "total"):
+        table.add_column(column)
+    for t in inputs.tables:
+        table.add_row(escape(t.name), t.level, f"{t.region.size:,}", f"{t.region.sum():,.0f}")
+    out.print(table)
+    out.print("ok: every file read and checked against the others")
+
+
+def _not_yet(what: str):
+    def refuse(*_args, **_kwargs):
+        raise SpecError(Problem(f"kind: {KIND}", f"`llmsynthor {what}` of a trips folder is not offered yet; "
+                                                 "python bench/mtc_trips.py scores a run against the MTC survey"))
+    return refuse
+
+
+evaluate = _not_yet("evaluate")
+report = _not_yet("report")
+suggesting = _not_yet("suggest-constraints")
+
+
+def constraints_yaml(found: dict, limit: int, model: str) -> str:
+    raise SpecError(Problem(f"kind: {KIND}", "a trips spec takes no constraints yet"))
+
+
+def spec_format() -> str:
+    from ..shapes.trips import spec as module
+
+    return module.__doc__ or ""
+
+
+__all__ = ["KIND", "Suggesting", "check", "constraints_yaml", "evaluate", "report", "run", "spec_format", "suggesting"]

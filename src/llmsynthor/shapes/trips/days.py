@@ -1,0 +1,248 @@
+"""Candidate days: for every person, days of trips that are valid chains by construction.
+
+A day is built, vectorized over every candidate at once, as a sequence of tours from home:
+
+1. **how many trips** — drawn from the person's row of a trips-per-person table (uniform within the
+   table's bin; a day has 0 trips or at least 2, since it starts and ends at home);
+2. **tours** — the trips split into tours of at least two (home → stops → home);
+3. **purposes** — every stop's activity from the tables' purposes (``home`` left out) times the
+   prior's factor for the person; a tour's last trip goes home;
+4. **departure hours** — each trip's hour from the tables' hour-by-purpose shares, truncated to be no
+   earlier than the previous trip's (a day's departures never go backwards);
+5. **destinations** — each stop among the zones nearest the previous one, drawn by what attracts the
+   activity (the zone table's ``attractions``; else households and jobs) times exp(−β·km), β drawn
+   per day from a grid so that the tables choose how far people go; the last trip of a tour goes home;
+6. **a mode per tour** — from the tables' mode-by-purpose shares for the tour's first activity times
+   the prior's factors for the tour's longest leg and for the person: the whole tour takes it, so a
+   car driven from home comes back home.
+
+Each trip starts where the previous one ended, each day starts and ends at home: the candidates
+need no repair, and :func:`llmsynthor.evaluation.chains.check_days` finds nothing to say of them.
+Knows tables and zones, not LLMs: the prior's factors come in as arrays (:class:`Factors`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ...core.levels import LevelTable, Linked
+from ...declarations.zones import Zones
+from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
+from .spec import TRIPS_PER_PERSON, TripsSpec
+
+BETAS = (0.0, 0.03, 0.06, 0.12, 0.25, 0.5, 1.0)  # distance decay per km, one per candidate day (0: anywhere in the region)
+NEIGHBOURS = 300  # destinations are drawn among this many zones nearest the trip's origin
+LENGTH_BANDS = (0.0, 1.0, 3.0, 5.0, 10.0, 20.0, np.inf)
+LENGTH_WORDS = ("under 1 km", "1-3 km", "3-5 km", "5-10 km", "10-20 km", "over 20 km")
+
+
+@dataclass(frozen=True)
+class Factors:
+    """What the prior multiplies the tables' shares by (1 everywhere: the tables alone).
+
+    ``purpose`` is [person, purpose], ``mode_by_person`` [person, mode], ``mode_by_length``
+    [length band, mode] (bands :data:`LENGTH_BANDS`)."""
+
+    purpose: np.ndarray
+    mode_by_person: np.ndarray
+    mode_by_length: np.ndarray
+
+    @classmethod
+    def none(cls, persons: int, purposes: int, modes: int) -> Factors:
+        return cls(np.ones((persons, purposes)), np.ones((persons, modes)), np.ones((len(LENGTH_WORDS), modes)))
+
+
+def length_band(km: np.ndarray) -> np.ndarray:
+    return np.searchsorted(LENGTH_BANDS, km, side="right") - 1
+
+
+# -- what the tables say ---------------------------------------------------------------------------------
+
+def shares_over(tables: list[LevelTable], variables: tuple[str, ...], labels: tuple[list, ...]) -> np.ndarray | None:
+    """The counts of the first table crossing ``variables`` (in that order), summed over its others;
+    None if no table does. Numeric axes are spread over ``labels`` (integers) uniformly within bins."""
+    for table in tables:
+        if not all(v in table.variables for v in variables):
+            continue
+        margin = table.region.sum(axis=tuple(i for i, v in enumerate(table.variables) if v not in variables))
+        kept = [v for v in table.variables if v in variables]
+        margin = np.transpose(margin, [kept.index(v) for v in variables])
+        for k, v in enumerate(variables):
+            axis = table.axes[table.variables.index(v)]
+            if axis.edges is not None:  # integer bins -> one column per integer
+                values = np.asarray(labels[k])
+                which = np.searchsorted(axis.edges, values, side="right") - 1
+                width = np.diff(axis.edges)[np.clip(which, 0, axis.size - 1)]
+                ok = (which >= 0) & (which < axis.size)
+                spread = np.take(margin, np.clip(which, 0, axis.size - 1), axis=k) / np.expand_dims(width, [i for i in range(margin.ndim) if i != k])
+                margin = np.where(np.expand_dims(ok, [i for i in range(margin.ndim) if i != k]), spread, 0.0)
+            else:
+                margin = np.take(margin, [axis.labels.index(x) for x in labels[k]], axis=k)
+        return margin.astype(float)
+    return None
+
+
+def _rows(p: np.ndarray) -> np.ndarray:
+    """Rows normalized to sum to 1 (a row of zeros becomes uniform)."""
+    total = p.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1), 1.0 / p.shape[-1])
+
+
+def _draw(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Row i's category for uniform u[i] (``cumulative`` rows end at 1)."""
+    return np.minimum((cumulative < u[:, None]).sum(axis=1), cumulative.shape[1] - 1)
+
+
+# -- the days ----------------------------------------------------------------------------------------------
+
+def _trip_counts(spec: TripsSpec, inputs: TripInputs, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Trips in each candidate's day, from a persons' table over ``trips`` (uniform over 0 and 2…max without one)."""
+    most = spec.trips.max_trips
+    feasible = np.r_[0, np.arange(2, most + 1)]
+    persons = inputs.persons
+    for table in inputs.of_level(PERSONS.name):
+        if TRIPS_PER_PERSON not in table.variables:
+            continue
+        k = table.variables.index(TRIPS_PER_PERSON)
+        others = [v for v in table.variables if v != TRIPS_PER_PERSON]
+        moved = np.moveaxis(table.region, k, -1)
+        index = tuple(pd.Index(table.axes[table.variables.index(v)].labels).get_indexer(persons[v]) for v in others)
+        rows = moved[index] if others else np.tile(moved, (len(persons), 1))
+        edges = table.axes[k].edges
+        per_bin = [feasible[(feasible >= a) & (feasible < b)] for a, b in zip(edges[:-1], edges[1:])]
+        usable = np.array([len(v) > 0 for v in per_bin])
+        rows = _rows(rows * usable)
+        picked = _draw(np.cumsum(rows, axis=1)[who], rng.random(len(who)))
+        u = rng.random(len(who))
+        return np.array([per_bin[b][int(x * len(per_bin[b]))] for b, x in zip(picked, u)], dtype=np.int64)
+    return rng.choice(feasible[feasible <= 8], size=len(who))
+
+
+def _tours(n: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For days of ``n`` trips: per trip its day, its tour within the day, and whether it goes home."""
+    tours = np.where(n >= 2, [rng.integers(max(1, -(-m // 5)), m // 2 + 1) if m >= 2 else 0 for m in n], 0)
+    extra = n - 2 * tours
+    sizes = []
+    for t, e in zip(tours, extra):
+        if t:
+            sizes.append(2 + rng.multinomial(e, np.full(t, 1 / t)))
+    sizes = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+    tour_day = np.repeat(np.arange(len(n)), tours)
+    tour_in_day = np.arange(len(tour_day)) - np.repeat(np.cumsum(tours) - tours, tours)
+    day = np.repeat(tour_day, sizes)
+    tour = np.repeat(tour_in_day, sizes)
+    position = np.arange(len(day)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    home_bound = position == np.repeat(sizes, sizes) - 1
+    return day, tour, home_bound
+
+
+def _attraction(zones: Zones, purposes: list[str], destinations: np.ndarray | None) -> np.ndarray:
+    """[purpose, zone]: what draws each activity to a zone (the zone table's attractions; else households + jobs, else the
+    trips the tables send there, else 1)."""
+    fallback = np.zeros(len(zones))
+    for v in (zones.households, zones.jobs):
+        if v is not None:
+            fallback = fallback + v
+    if not fallback.any():
+        fallback = destinations if destinations is not None else np.ones(len(zones))
+    given = zones.attractions or {}
+    out = np.stack([np.asarray(given.get(p, fallback), dtype=float) for p in purposes])
+    return out + 1e-3 * out.sum(axis=1, keepdims=True) / len(zones)  # every zone reachable, if barely
+
+
+def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: np.random.Generator, per_person: int) -> Linked:
+    """``per_person`` days for every person, in person order (a person's days are contiguous)."""
+    s, zones = spec.trips, inputs.zones
+    purposes, modes = s.purposes, s.modes
+    home_purpose = purposes.index(s.home)
+    hours = list(range(24))
+    trip_tables = inputs.of_level(TRIPS.name)
+    persons = len(inputs.persons)
+    who = np.repeat(np.arange(persons), per_person)
+    n = _trip_counts(spec, inputs, who, rng)
+    day, tour, home_bound = _tours(n, rng)
+    first_in_day = np.r_[True, day[1:] != day[:-1]] if len(day) else np.zeros(0, bool)
+    person = who[day]
+
+    # purposes: the tables' shares of activities away from home, times the prior's factor for the person
+    base = shares_over(trip_tables, ("purpose",), (purposes,))
+    base = np.ones(len(purposes)) if base is None else base
+    base = base.copy()
+    base[home_purpose] = 0.0
+    by_person = np.cumsum(_rows(base[None, :] * factors.purpose), axis=1)
+    purpose = np.where(home_bound, home_purpose, _draw(by_person[person], rng.random(len(day))))
+
+    # hours: P(hour | purpose), each no earlier than the previous trip's
+    hour_purpose = shares_over(trip_tables, ("depart", "purpose"), (hours, purposes))
+    allowed = np.zeros(24)
+    allowed[s.first_hour:s.last_hour + 1] = 1
+    by_purpose = _rows((hour_purpose.T if hour_purpose is not None else np.ones((len(purposes), 24))) * allowed)
+    cumulative = np.cumsum(by_purpose, axis=1)
+    depart = np.zeros(len(day), dtype=np.int64)
+    position = np.arange(len(day)) - np.repeat(np.flatnonzero(first_in_day), np.diff(np.r_[np.flatnonzero(first_in_day), len(day)]))
+    for k in range(int(position.max()) + 1 if len(day) else 0):
+        at = np.flatnonzero(position == k)
+        earliest = np.full(len(at), s.first_hour) if k == 0 else depart[at - 1]
+        rows = cumulative[purpose[at]]
+        floor = np.where(earliest > 0, rows[np.arange(len(at)), np.maximum(earliest - 1, 0)], 0.0)
+        floor = np.where(earliest > 0, floor, 0.0)
+        u = floor + rng.random(len(at)) * (1 - floor)
+        drawn = _draw(rows, u)
+        depart[at] = np.clip(np.maximum(drawn, earliest), s.first_hour, s.last_hour)
+
+    # destinations: near the previous stop, drawn by attraction × exp(-β km); home at a tour's end
+    destination_table = shares_over(trip_tables, ("destination",), (zones.ids.tolist(),))
+    attraction = _attraction(zones, purposes, destination_table)
+    region = np.cumsum(_rows(attraction), axis=1)
+    near = zones.nearest(NEIGHBOURS)
+    k_near = near.indptr[1] - near.indptr[0]
+    neighbours = near.indices.reshape(len(zones), k_near)
+    km_near = near.data.reshape(len(zones), k_near)
+    beta = np.asarray(BETAS)[rng.integers(0, len(BETAS), len(n))]
+    home = inputs.persons["home_row"].to_numpy()[person]
+    origin = np.zeros(len(day), dtype=np.int64)
+    destination = np.zeros(len(day), dtype=np.int64)
+    for k in range(int(position.max()) + 1 if len(day) else 0):
+        at = np.flatnonzero(position == k)
+        origin[at] = home[at] if k == 0 else destination[at - 1]
+        going = at[~home_bound[at]]
+        destination[at[home_bound[at]]] = home[at[home_bound[at]]]
+        anywhere = going[beta[day[going]] == 0]
+        for p in np.unique(purpose[anywhere]):
+            these = anywhere[purpose[anywhere] == p]
+            destination[these] = np.minimum(np.searchsorted(region[p], rng.random(len(these))), len(zones) - 1)
+        going = going[beta[day[going]] > 0]
+        for chunk in np.array_split(going, max(1, len(going) // 50_000)):
+            if not len(chunk):
+                continue
+            nb = neighbours[origin[chunk]]
+            w = attraction[purpose[chunk][:, None], nb] * np.exp(-beta[day[chunk]][:, None] * km_near[origin[chunk]])
+            destination[chunk] = nb[np.arange(len(chunk)), _draw(np.cumsum(_rows(w), axis=1), rng.random(len(chunk)))]
+    km = zones.km(origin, destination)
+
+    # a mode per tour: P(mode | its first activity) × the prior's factors for its longest leg and the person
+    tour_key = np.r_[True, (day[1:] != day[:-1]) | (tour[1:] != tour[:-1])] if len(day) else np.zeros(0, bool)
+    tour_id = np.cumsum(tour_key) - 1
+    starts = np.flatnonzero(tour_key)
+    longest = np.maximum.reduceat(km, starts) if len(starts) else np.zeros(0)
+    mode_purpose = shares_over(trip_tables, ("purpose", "mode"), (purposes, modes))
+    mode_purpose = np.ones((len(purposes), len(modes))) if mode_purpose is None else mode_purpose
+    weights = (_rows(mode_purpose)[purpose[starts]] * factors.mode_by_length[length_band(longest)]
+               * factors.mode_by_person[person[starts]])
+    tour_mode = _draw(np.cumsum(_rows(weights), axis=1), rng.random(len(starts)))
+    mode = tour_mode[tour_id]
+
+    district = zones.district.astype(str) if zones.district is not None else None
+    days = pd.DataFrame({"who": who, TRIPS_PER_PERSON: n, "beta": beta})
+    for name in inputs.persons.columns:
+        if name in spec.persons.variables:
+            days[name] = inputs.persons[name].to_numpy()[who]
+    trips = pd.DataFrame({TRIPS.link: day, "tour": tour, "origin": zones.ids[origin], "destination": zones.ids[destination],
+                          "depart": depart, "purpose": np.asarray(purposes, dtype=object)[purpose],
+                          "mode": np.asarray(modes, dtype=object)[mode], "km": km})
+    if district is not None:
+        trips["origin_district"], trips["destination_district"] = district[origin], district[destination]
+    return Linked(LEVELS, {PERSONS.name: days, TRIPS.name: trips})

@@ -1,0 +1,148 @@
+"""A trips spec's files read and checked together, before any model loads: the zone table, the
+persons, every target table as a table of its level, and whether they agree with one another.
+
+Every problem is named with its file, column, row and value (one :class:`SpecError` listing all
+that can be found at once): a person whose home zone the zone table lacks, a table naming a zone
+or district the zone table lacks (the one table reader's message), tables of persons that do not
+count the persons given, tables of trips that disagree on how many trips there are, or a trip total
+the trips-per-person tables cannot give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...core.errors import Problem, SpecError, os_reason
+from ...core.levels import Level, LevelTable, chain
+from ...core.schema import Schema
+from ...declarations.targets import TableContext, read_table
+from ...declarations.zones import Zones, read_zones
+from .spec import TRIPS_PER_PERSON, TripsSpec
+
+PERSONS, TRIPS = LEVELS = chain(Level("persons", id="person_id"), Level("trips", parent="persons", link="day", id="trip_id"))
+AGREE = 0.01  # tables of one level must agree on its total within 1 %
+
+
+@dataclass(frozen=True)
+class TripInputs:
+    """What a trips run starts from: zones, persons (``home`` is each person's zone row), the tables."""
+
+    zones: Zones
+    persons: pd.DataFrame  # the persons file's columns as strings, plus 'home_row'
+    schema: Schema
+    tables: tuple[LevelTable, ...]
+    trips: float  # how many trips the tables of trips count
+
+    def of_level(self, level: str) -> list[LevelTable]:
+        return [t for t in self.tables if t.level == level]
+
+
+def read_persons(spec: TripsSpec, zones: Zones) -> pd.DataFrame:
+    """The persons file, checked: the id, home and variable columns present, ids unique, every
+    home zone in the zone table and every variable's value declared."""
+    p = spec.persons
+    path = p.file if p.file.is_absolute() else spec.base_dir / p.file
+    where = f"{spec.source}: persons ({path})"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise SpecError(Problem(where, "file not found; expected a CSV with one row a person")) from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise SpecError(Problem(where, f"cannot be read as CSV ({os_reason(exc) if isinstance(exc, OSError) else exc})")) from None
+    wanted = {"id": p.id, "home": p.home, **({"household": p.household} if p.household else {}), **{v: v for v in p.variables}}
+    missing = [f"{column!r} ({what})" for what, column in wanted.items() if column not in frame.columns]
+    if missing:
+        raise SpecError(Problem(where, f"missing column(s) {', '.join(missing)}; the file has {', '.join(map(repr, frame.columns))}"))
+    if frame.empty:
+        raise SpecError(Problem(where, "no persons; expected one row a person"))
+    frame = frame.apply(lambda column: column.str.strip())
+    problems = []
+    repeated = frame[p.id][frame[p.id].duplicated()]
+    if len(repeated):
+        problems.append(Problem(where, f"person id {repeated.iloc[0]!r} is given more than once ({repeated.nunique()} id(s) "
+                                       "repeated); expected each person once"))
+    home = zones.index.get_indexer(pd.Index(frame[p.home]))
+    if (home < 0).any():
+        bad = np.flatnonzero(home < 0)
+        problems.append(Problem(where, f"column {p.home!r} (home), row {bad[0] + 2}: zone {frame[p.home].iloc[bad[0]]!r} is not in "
+                                       f"the zone table ({bad.size} such row(s)); expected a zone id of {spec.zones.file}"))
+    for name, var in p.variables.items():
+        unknown = ~frame[name].isin(var.values)
+        if unknown.any():
+            row = int(np.flatnonzero(unknown)[0])
+            problems.append(Problem(where, f"column {name!r}, row {row + 2}: {frame[name].iloc[row]!r}; expected one of "
+                                           f"{var.values} ({int(unknown.sum())} such row(s))"))
+    if problems:
+        raise SpecError(problems)
+    return frame.assign(home_row=home)
+
+
+def _districts(zones: Zones) -> list[str] | None:
+    return None if zones.district is None else sorted(pd.unique(zones.district.astype(str)).tolist())
+
+
+def read_inputs(spec: TripsSpec) -> TripInputs:
+    """Zones, persons and tables of ``spec``, each checked, then checked against one another."""
+    zones = read_zones(spec.zones, spec.base_dir, spec.source)
+    persons = read_persons(spec, zones)
+    schema = spec.schema_with(zones.ids.tolist(), _districts(zones))
+    context = TableContext(schema.variables, spec.source, spec.base_dir)
+    problems: list[Problem] = []
+    read = []
+    for i, table in enumerate(spec.targets):
+        try:
+            axes, dense, kind, where = read_table(table, i, context)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        if any(v.startswith(("origin_district", "destination_district")) for v in table.variables) and zones.district is None:
+            problems.append(Problem(where, "names districts, but the zone table gives none; add 'district' to zones:"))
+        level = TRIPS.name if spec.counts_trips(table) else PERSONS.name
+        read.append((table, axes, dense, kind, where, level))
+    if problems:
+        raise SpecError(problems)
+    tables, trips = _scaled(read, len(persons), problems)
+    if problems:
+        raise SpecError(problems)
+    return TripInputs(zones, persons, schema, tables, trips)
+
+
+def _scaled(read: list, persons: int, problems: list[Problem]) -> tuple[tuple[LevelTable, ...], float]:
+    """The tables as counts: persons' tables must count the persons given; trips' tables must agree on
+    the number of trips, which the persons' trips-per-person tables must be able to give; a table of
+    shares takes its level's total."""
+    counted = {PERSONS.name: float(persons)}
+    trip_totals = [(float(dense.sum()), where) for _, _, dense, kind, where, level in read if level == TRIPS.name and kind == "count"]
+    for _, _, dense, kind, where, level in read:
+        if level == PERSONS.name and kind == "count" and abs(dense.sum() - persons) > AGREE * persons:
+            problems.append(Problem(where, f"counts {dense.sum():,.0f} persons; the persons file has {persons:,}. Expected the "
+                                           "tables of persons to count the persons whose days are synthesized"))
+    if trip_totals:
+        first, first_where = trip_totals[0]
+        for total, where in trip_totals[1:]:
+            if abs(total - first) > AGREE * first:
+                problems.append(Problem(where, f"counts {total:,.0f} trips; {first_where} counts {first:,.0f}. Expected every "
+                                               "table of trips to count the same trips (within 1 %)"))
+        counted[TRIPS.name] = first
+    elif any(level == TRIPS.name for *_, level in read):
+        problems.append(Problem(read[0][4], "every table of trips gives shares; expected at least one to give counts (how many trips)"))
+    for table, axes, dense, kind, where, level in read:
+        if level == PERSONS.name and TRIPS_PER_PERSON in table.variables and TRIPS.name in counted:
+            axis = axes[table.variables.index(TRIPS_PER_PERSON)]
+            margin = dense.sum(axis=tuple(i for i in range(dense.ndim) if i != table.variables.index(TRIPS_PER_PERSON)))
+            scale = persons / max(dense.sum(), 1e-12)
+            low = float(margin @ axis.edges[:-1]) * scale
+            high = float(margin @ (axis.edges[1:] - 1)) * scale  # integer bins [a,b) hold a … b-1
+            if not low - AGREE * low <= counted[TRIPS.name] <= high + AGREE * high:
+                problems.append(Problem(where, f"its persons make {low:,.0f} to {high:,.0f} trips; the tables of trips count "
+                                               f"{counted[TRIPS.name]:,.0f}. Expected trips per person to agree with the trips counted"))
+    out = []
+    for table, axes, dense, kind, where, level in read:
+        total = counted.get(level, float(dense.sum()))
+        values = dense * (total / max(dense.sum(), 1e-12))
+        out.append(LevelTable(table.label, level, axes, values, None, table.weight, where))
+    return tuple(out), counted.get(TRIPS.name, 0.0)

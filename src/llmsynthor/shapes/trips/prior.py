@@ -1,0 +1,117 @@
+"""What the model adds to persons' days, and how far it is trusted: pairwise lifts over things it can
+know (who travels, the activity, the mode, the trip's length in words — never zone ids), checked
+against the pairs the tables cross and applied at the strength that reproduces those best.
+
+The variables the model is asked about are the persons' declared variables, ``purpose``, ``mode``
+and ``length`` (the straight-line length in bands: "under 1 km" … "over 20 km"). Their one-way shares
+come from the persons file, the tables of trips and — for lengths, which no table gives — the
+candidate days drawn from the tables alone. :func:`llmsynthor.prior.copula.score_prior` asks every
+pair no table crosses (person type × activity, mode × length, …) by token probabilities, and the
+pairs a table crosses (activity × mode, when a table gives it) to check them;
+:func:`llmsynthor.prior.tempering.check_prior` picks the strength. The lifts become the factors the
+candidate days are drawn with (:class:`~llmsynthor.shapes.trips.days.Factors`): the activities a
+person's stops take, the mode of a tour given its longest leg and the person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...core.schema import CategoricalVariable, Schema
+from ...core.tables import Axis, TargetTable, Targets
+from ...llm.base import can_score_options
+from ...llm.none import without_model
+from ...prior.copula import PHRASINGS, PairwisePrior, by_letter, score_prior
+from ...prior.tempering import PriorCheck, check_prior
+from .days import LENGTH_WORDS, Factors, shares_over, length_band
+from .inputs import TRIPS, TripInputs
+from .spec import TripsSpec
+
+LENGTH, DEPARTURE = "length", "departure"
+PERIODS = ((0, 6, "before 6 am"), (6, 10, "6-10 am"), (10, 15, "10 am-3 pm"), (15, 19, "3-7 pm"), (19, 24, "after 7 pm"))
+
+
+@dataclass
+class TripPrior:
+    """The factors the days are drawn with, and what was asked and checked to get them."""
+
+    factors: Factors
+    check: PriorCheck | None = None
+    scored: PairwisePrior | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        out = {"notes": self.notes}
+        if self.check is not None:
+            out["check"] = self.check.as_dict()
+        if self.scored is not None:
+            out["pairs_asked"] = [f"{c} × {a}" for c, a in self.scored.lifts]
+            out["pairs_checked"] = [f"{c} × {a}" for c, a in self.scored.checked]
+        return out
+
+
+def word_targets(spec: TripsSpec, inputs: TripInputs, lengths_km: np.ndarray) -> Targets:
+    """The one-way shares (and the activity × mode table, when given) over the variables the model is asked about."""
+    s = spec.trips
+    variables = {name: var for name, var in spec.persons.variables.items()}
+    variables["purpose"] = CategoricalVariable(values=s.purposes, description="the activity at the trip's destination")
+    variables["mode"] = CategoricalVariable(values=s.modes, description="how the trip is made")
+    variables[LENGTH] = CategoricalVariable(values=list(LENGTH_WORDS), description="the trip's straight-line length")
+    by_hour = shares_over(inputs.of_level(TRIPS.name), ("depart", "purpose"), (list(range(24)), s.purposes))
+    if by_hour is not None:  # a second pair to check the model on: when activities begin
+        variables[DEPARTURE] = CategoricalVariable(values=[w for *_, w in PERIODS], description="when the trip leaves")
+    schema = Schema(entity="trip", population=spec.population, variables=variables)
+    tables = []
+    for name, var in spec.persons.variables.items():
+        counts = inputs.persons[name].value_counts().reindex(var.values, fill_value=0).to_numpy(dtype=float)
+        tables.append(TargetTable(name, (Axis(name, tuple(var.values)),), counts))
+    trip_tables = inputs.of_level(TRIPS.name)
+    crossed = shares_over(trip_tables, ("purpose", "mode"), (s.purposes, s.modes))
+    if crossed is not None:
+        tables.append(TargetTable("purpose × mode", (Axis("purpose", tuple(s.purposes)), Axis("mode", tuple(s.modes))), crossed))
+    else:
+        for name, values in (("purpose", s.purposes), ("mode", s.modes)):
+            shares = shares_over(trip_tables, (name,), (values,))
+            tables.append(TargetTable(name, (Axis(name, tuple(values)),), shares if shares is not None else np.ones(len(values))))
+    if by_hour is not None:
+        periods = np.stack([by_hour[a:b].sum(axis=0) for a, b, _ in PERIODS])
+        tables.append(TargetTable("departure × purpose", (Axis(DEPARTURE, tuple(w for *_, w in PERIODS)),
+                                                          Axis("purpose", tuple(s.purposes))), periods))
+    bands = np.bincount(length_band(lengths_km), minlength=len(LENGTH_WORDS)).astype(float)
+    tables.append(TargetTable(LENGTH, (Axis(LENGTH, LENGTH_WORDS),), bands + 1e-9))
+    return Targets(n=int(round(inputs.trips)) or 1, tables=tuple(tables), schema=schema)
+
+
+def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray, on_call=None) -> TripPrior:
+    """The model's lifts, checked and tempered, as factors; the tables alone (factors of 1) with a
+    note where the backend cannot score options."""
+    s = spec.trips
+    none = Factors.none(len(inputs.persons), len(s.purposes), len(s.modes))
+    if without_model(llm):
+        return TripPrior(none, notes=["run without a model (llm.backend: none): the days are drawn from the tables alone"])
+    if not can_score_options(llm):
+        return TripPrior(none, notes=[f"{llm.name} gives no token probabilities: the days are drawn from the tables alone"])
+    targets = word_targets(spec, inputs, lengths_km)
+    scored = score_prior(targets, llm, targets.schema, on_call=on_call, check=True, phrasings=PHRASINGS, letters=by_letter(None, llm))
+    axes = {name: lv.axis for name, lv in scored.levels.items()}
+    check = check_prior(scored.checked, targets, axes)
+    tempered = scored.tempered(check.strength)
+    return TripPrior(factors(spec, inputs, tempered), check, scored)
+
+
+def factors(spec: TripsSpec, inputs: TripInputs, prior: PairwisePrior) -> Factors:
+    """Each person's factors over activities and modes (the product over its variables' lifts) and
+    the modes' factors by length band; 1 where a pair was not scored."""
+    s = spec.trips
+    persons = len(inputs.persons)
+    purpose, mode_person = np.ones((persons, len(s.purposes))), np.ones((persons, len(s.modes)))
+    for name, var in spec.persons.variables.items():
+        rows = np.asarray([var.values.index(v) for v in inputs.persons[name]])
+        for target, out in (("purpose", purpose), ("mode", mode_person)):
+            lift = prior.lift(name, target)
+            if lift is not None:
+                out *= lift[rows]
+    by_length = prior.lift(LENGTH, "mode")
+    return Factors(purpose, mode_person, np.ones((len(LENGTH_WORDS), len(s.modes))) if by_length is None else by_length)

@@ -1,0 +1,123 @@
+"""The trips spec (YAML): given persons, each with a day of trips between the zones of a zone table.
+
+A trips spec declares the zones (what the model may be told about them, and where they are), the
+persons whose days are synthesized (a file: one row a person, with its home zone — a survey's
+persons, a census sample, or the ``persons.csv`` a household run wrote), the values of the trips'
+purposes and modes, and the tables an agency publishes::
+
+    kind: trips
+    name: trips
+    zones: {file: zones.csv, id: zone, district: district, area_type: area_type, lon: lon, lat: lat,
+            attractions: {work: jobs, shopping: retail_jobs}}
+    persons:
+      file: persons.csv
+      id: person_id
+      home: home_zone                  # the zone every day starts and ends in
+      variables: {person_type: {type: categorical, values: [full-time worker, …]}}
+    trips:
+      purposes: [home, work, school, shopping, …]   # the activity at the trip's destination
+      home: home                       # the purpose of a trip back home
+      modes: [drive alone, shared ride, walk, bike, transit]
+    targets:
+      - {name: OD by period, variables: [origin_district, destination_district, depart], file: …}
+      - {name: trips per person, variables: [person_type, trips], file: …}
+
+The variables a table may name: ``origin`` and ``destination`` (zone ids), ``origin_district`` and
+``destination_district`` (when the zone table gives districts), ``depart`` (the departure hour,
+binned as the table bins it: ``[6,10)`` is the morning peak, ``[8,9)`` one hour), ``purpose`` and
+``mode`` — a table naming one of them counts trips — and the persons' variables with ``trips`` (trips
+in the person's day, binned) — a table of those alone counts persons.
+
+Knows the declarations only; reading the files is :mod:`llmsynthor.shapes.trips.inputs`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ...core.schema import CategoricalVariable, IntegerVariable, Schema, Variable
+from ...declarations.spec import MAX_SEED, FrozenModel, LLMSettings, SpecFile, TableSpec, read_yaml
+from ...declarations.zones import ZoneTableSpec
+
+TRIP_VARIABLES = ("origin", "destination", "origin_district", "destination_district", "depart", "purpose", "mode")
+TRIPS_PER_PERSON = "trips"
+
+
+class PersonsFile(FrozenModel):
+    """The persons whose days are synthesized: a CSV, one row a person."""
+
+    file: Path = Field(description="a CSV, relative to the spec's folder: one row a person")
+    id: str = Field(default="person_id", description="the column of person ids (kept in the output)")
+    household: str | None = Field(default=None, description="the column of household ids, if any (kept in the output)")
+    home: str = Field(description="the column of home zones: every day starts and ends there")
+    variables: dict[str, CategoricalVariable] = Field(default_factory=dict, description="person variables the tables and "
+                                                      "the model may use, e.g. person_type; each a column of the file")
+
+
+class TripSettings(FrozenModel):
+    """The values of the trips' own variables, and the shape of a day."""
+
+    purposes: list[str] = Field(min_length=2, description="the activities at trips' destinations, 'home' among them")
+    home: str = Field(default="home", description="the purpose of a trip back home")
+    modes: list[str] = Field(min_length=1, description="how trips are made, e.g. drive alone, transit, walk")
+    car_modes: list[str] = Field(default_factory=list, description="modes whose vehicle must come back home with the "
+                                 "traveller (the whole tour takes them)")
+    first_hour: int = Field(default=0, ge=0, le=23, description="the earliest departure hour")
+    last_hour: int = Field(default=23, ge=0, le=23, description="the latest departure hour")
+    max_trips: int = Field(default=12, ge=2, le=40, description="the most trips in one person's day")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TripSettings:
+        if self.home not in self.purposes:
+            raise ValueError(f"home {self.home!r} is not one of the purposes {self.purposes}; expected the purpose of a trip back home")
+        unknown = [m for m in self.car_modes if m not in self.modes]
+        if unknown:
+            raise ValueError(f"car_modes {unknown} are not among the modes {self.modes}")
+        if self.first_hour > self.last_hour:
+            raise ValueError(f"first_hour {self.first_hour} is after last_hour {self.last_hour}")
+        return self
+
+
+class TripsSpec(SpecFile):
+    """``kind: trips``: the given persons' days of trips between zones, meeting the target tables."""
+
+    kind: Literal["trips"]
+    name: str = Field(default="trips", description="the run's name; the default output folder")
+    population: str | None = Field(default=None, description="who travels, for the prompts: 'weekday trips of residents "
+                                   "of the San Francisco Bay Area'")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="same spec + seed + model gives the same trips")
+    zones: ZoneTableSpec = Field(description="the zone table: ids as the tables write them, districts, area types, centroids")
+    persons: PersonsFile
+    trips: TripSettings
+    targets: list[TableSpec] = Field(min_length=1, description="tables of trips or of persons (see the module's docstring)")
+    candidates: int = Field(default=24, ge=2, le=500, description="candidate days drawn per person; the tables choose among them")
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+
+    def schema_with(self, zone_ids: list[str], districts: list[str] | None) -> Schema:
+        """Every variable a table may name, with the zone table's ids and districts as values."""
+        s = self.trips
+        variables: dict[str, Variable] = {
+            "origin": CategoricalVariable(values=zone_ids, description="the zone the trip leaves from"),
+            "destination": CategoricalVariable(values=zone_ids, description="the zone the trip goes to"),
+            "depart": IntegerVariable(min=0, max=23, description="the hour the trip leaves (0-23)"),
+            "purpose": CategoricalVariable(values=s.purposes, description="the activity at the trip's destination"),
+            "mode": CategoricalVariable(values=s.modes, description="how the trip is made"),
+            TRIPS_PER_PERSON: IntegerVariable(min=0, max=s.max_trips, description="trips in the person's day"),
+            **self.persons.variables,
+        }
+        if districts is not None:
+            variables["origin_district"] = CategoricalVariable(values=districts, description="the district the trip leaves from")
+            variables["destination_district"] = CategoricalVariable(values=districts, description="the district the trip goes to")
+        return Schema(entity="trip", population=self.population, variables=variables)
+
+    def counts_trips(self, table: TableSpec) -> bool:
+        """Whether ``table`` counts trips (it names a trip variable) rather than persons."""
+        return any(v in TRIP_VARIABLES for v in table.variables)
+
+
+def load(path: Path) -> TripsSpec:
+    """The trips spec at ``path``, validated (one SpecError naming every problem)."""
+    return TripsSpec.validated(read_yaml(path), str(path), path.parent)

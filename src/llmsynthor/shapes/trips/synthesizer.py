@@ -1,0 +1,141 @@
+"""Persons' days of trips meeting the tables: the model's checked lifts, candidate days valid by
+construction, list balancing, and one day chosen for every person.
+
+1. **pilot** — a few days per person from the tables alone, for the trips' lengths the model's
+   length bands are weighed against (no table gives them);
+2. **prior** — the model's lifts over what it can know, checked and tempered
+   (:mod:`llmsynthor.shapes.trips.prior`): questions asked once for the region, however many
+   persons there are;
+3. **candidates** — ``spec.candidates`` days per person (:mod:`llmsynthor.shapes.trips.days`);
+4. **balancing** — weights over every person's days meeting the tables of trips and of persons,
+   each person's weights summing to one (:func:`llmsynthor.fitting.balance.list_balance`);
+5. **choice** — one day per person, drawn by those weights and exchanged while that lowers the
+   tables' error (:func:`llmsynthor.fitting.choice.choose_one`).
+
+The LLM is reached only through the scorer protocol (by way of ``prior.copula``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ...core.levels import incidence, level_counts, repeat_candidates
+from ...core.metrics import tvd
+from ...evaluation.chains import ChainCheck, check_days
+from ...fitting.balance import BalanceResult, list_balance
+from ...fitting.choice import UnitChoice, choose_one
+from ...prior.requesting import LLMUsage
+from .days import Factors, candidate_days
+from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
+from .prior import TripPrior, trip_prior
+from .spec import TRIPS_PER_PERSON, TripsSpec
+
+PILOT = 4  # days per person drawn from the tables alone, for the lengths the model's bands are weighed against
+BALANCE_SWEEPS = 200
+
+
+@dataclass
+class TripResult:
+    """Linked output frames and how they came about."""
+
+    persons: pd.DataFrame
+    trips: pd.DataFrame
+    fit: dict[str, float]  # table -> TVD
+    prior: TripPrior
+    balance: BalanceResult
+    choice: UnitChoice
+    chains: ChainCheck
+    usage: LLMUsage
+    candidates: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class TripSynthesizer:
+    """``TripSynthesizer(spec, llm).run()``: the given persons' days (``llm`` scores options, or is
+    the no-model backend: the tables alone)."""
+
+    def __init__(self, spec: TripsSpec, llm, *, inputs: TripInputs | None = None,
+                 progress: Callable[[str, int, int], None] | None = None):
+        self.spec, self.llm = spec, llm
+        self.inputs = inputs if inputs is not None else read_inputs(spec)
+        self.progress = progress or (lambda stage, done, total: None)
+
+    def run(self) -> TripResult:
+        spec, inputs = self.spec, self.inputs
+        rng = np.random.default_rng(spec.seed)
+        seconds, usage = {}, LLMUsage()
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            seconds[stage] = round(now - clock, 3)
+            clock = now
+
+        self.progress("prior", 0, 1)
+        alone = Factors.none(len(inputs.persons), len(spec.trips.purposes), len(spec.trips.modes))
+        pilot = candidate_days(spec, inputs, alone, np.random.default_rng([spec.seed, 1]), PILOT)
+        lap("pilot days")
+        prior = trip_prior(spec, inputs, self.llm, pilot.frames[TRIPS.name]["km"].to_numpy(), on_call=usage.add_scoring)
+        lap("prior (LLM)")
+        self.progress("prior", 1, 1)
+        self.progress("candidate days", 0, 1)
+        pool = candidate_days(spec, inputs, prior.factors, rng, spec.candidates)
+        lap("candidate days")
+        self.progress("candidate days", 1, 1)
+        tables = inputs.tables
+        matrix = incidence(tables, pool)
+        wanted = np.concatenate([t.region.ravel() for t in tables])
+        who = pool.frames[PERSONS.name]["who"].to_numpy()
+        persons = len(inputs.persons)
+        own = sp.csr_matrix((np.ones(len(who)), (np.arange(len(who)), who)), shape=(len(who), persons))
+        self.progress("balancing", 0, 1)
+        balance = list_balance(sp.hstack([matrix, own]).tocsr(), np.r_[wanted, np.ones(persons)],
+                               np.full(len(who), 1.0 / spec.candidates), max_iterations=BALANCE_SWEEPS)
+        lap("balancing")
+        self.progress("balancing", 1, 1)
+        scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables])
+        starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
+        choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng)
+        lap("choice")
+        counts = np.bincount(choice.picks, minlength=len(pool))
+        fit = {t.name: round(tvd(level_counts(t, pool, counts).ravel(), t.region.ravel()), 6) for t in tables}
+        out_persons, out_trips = self._output(repeat_candidates(pool, choice.picks))
+        chains = check_days(out_trips, order=["tour_id", "trip_id"], home=out_persons.set_index("person_id")["home_zone"],
+                            tour="tour_id", mode="trip_mode", car_modes=tuple(spec.trips.car_modes))
+        lap("output")
+        return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds)
+
+    def _output(self, frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The chosen days as the field writes them: persons with their given ids, home zone and trips
+        that day; trips in ActivitySim's columns (trip_id, person_id, household_id, tour_id, origin,
+        destination, depart, trip_mode, purpose) plus districts and km."""
+        spec, given = self.spec, self.inputs.persons
+        days, trips = frames[PERSONS.name], frames[TRIPS.name]
+        row = days["who"].to_numpy()
+        persons = pd.DataFrame({"person_id": given[spec.persons.id].to_numpy()[row]})
+        if spec.persons.household:
+            persons["household_id"] = given[spec.persons.household].to_numpy()[row]
+        persons["home_zone"] = given[spec.persons.home].to_numpy()[row]
+        for name in spec.persons.variables:
+            persons[name] = days[name].to_numpy()
+        persons[TRIPS_PER_PERSON] = days[TRIPS_PER_PERSON].to_numpy()
+        index = trips[PERSONS.id].to_numpy() - 1  # repeat_candidates numbers the days 1… in pick order
+        out = pd.DataFrame({"trip_id": trips[TRIPS.id].to_numpy(), "person_id": persons["person_id"].to_numpy()[index]})
+        if "household_id" in persons:
+            out["household_id"] = persons["household_id"].to_numpy()[index]
+        tour_key = pd.MultiIndex.from_arrays([index, trips["tour"].to_numpy()])
+        out["tour_id"] = pd.factorize(tour_key)[0] + 1
+        for column, name in (("origin", "origin"), ("destination", "destination"), ("depart", "depart"), ("mode", "trip_mode"),
+                             ("purpose", "purpose"), ("origin_district", "origin_district"),
+                             ("destination_district", "destination_district"), ("km", "km")):
+            if column in trips:
+                out[name] = trips[column].to_numpy()
+        out["km"] = out["km"].round(3)
+        return persons, out
