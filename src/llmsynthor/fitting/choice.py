@@ -34,15 +34,17 @@ class UnitChoice:
     moves: int
 
 
-def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.random.Generator, *, passes: int = 30) -> UnitChoice:
+def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.random.Generator, *, passes: int = 30,
+               start: np.ndarray | None = None) -> UnitChoice:
     """A candidate for each unit g among rows ``starts[g]`` … ``starts[g+1]−1`` of ``incidence``
     ([candidate, cell]); ``starts`` has one more entry than there are units and ends at the number of
     candidates. ``weights`` (≥ 0) drive the first draw within a unit (uniform where they are all 0);
-    ``scale`` weighs each cell's absolute error; a cell whose target is NaN is not counted."""
+    ``scale`` weighs each cell's absolute error; a cell whose target is NaN is not counted. ``start``
+    (a candidate per unit, each within its unit) replaces the draw: the passes go on from there."""
     matrix = as_incidence(incidence)
     candidates, cells = matrix.shape
     starts = np.asarray(starts, dtype=np.int64)
-    if starts.ndim != 1 or starts[0] != 0 or starts[-1] != candidates or np.any(np.diff(starts) < 1):
+    if starts.ndim != 1 or starts.size < 2 or starts[0] != 0 or starts[-1] != candidates or np.any(np.diff(starts) < 1):
         raise ValueError("starts must rise from 0 to the number of candidates, each unit with at least one candidate")
     t = vector("targets", targets, cells, allow_nan=True)
     w = vector("weights", weights, candidates)
@@ -58,6 +60,11 @@ def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.r
     below = np.cumsum(p) - np.repeat(np.cumsum(p)[starts[:-1]] - p[starts[:-1]], sizes)  # cumulative within the unit
     u = rng.random(units)
     picks = starts[:-1] + np.minimum(_first_at_least(below, u, starts), sizes - 1)
+    if start is not None:
+        start = np.asarray(start, dtype=np.int64)
+        if start.shape != (units,) or np.any(start < starts[:-1]) or np.any(start >= starts[1:]):
+            raise ValueError("start must give one candidate per unit, each within its unit's rows")
+        picks = start.copy()
     csr = sp.csr_array(matrix)
     indptr, indices, data = csr.indptr, csr.indices, csr.data
     achieved = np.asarray(csr[picks].sum(axis=0)).ravel()

@@ -55,6 +55,65 @@ class Factors:
         return cls(np.ones((persons, purposes)), np.ones((persons, modes)), np.ones((len(LENGTH_WORDS), modes)))
 
 
+@dataclass(frozen=True)
+class Guide:
+    """Where the tables want more than the candidates give: per table, target / achieved over its cells
+    (smoothed, clipped to [1/8, 8]; 1 = as drawn). A draw multiplies its options by the ratios of every
+    table whose variables are all known at that step — the destination by the OD-by-period table's
+    ratios given the origin and the hour, the hour by the hour-by-purpose table's — so that the next
+    candidates cover what the last fit missed (the tables' discrepancies guide the proposals)."""
+
+    ratios: dict[str, np.ndarray]
+
+    @classmethod
+    def from_fit(cls, tables: list[LevelTable], achieved: list[np.ndarray], power: float = 1.0) -> Guide:
+        return cls({t.name: np.clip(((t.region + 1.0) / (a.reshape(t.region.shape) + 1.0)) ** power, 1 / 8, 8)
+                    for t, a in zip(tables, achieved)})
+
+    def factor(self, coder: Coder, raw: dict[str, np.ndarray]) -> np.ndarray | float:
+        """The product of the ratios of every table whose variables ``raw`` gives (raw codes, broadcastable)."""
+        out: np.ndarray | float = 1.0
+        for table in coder.tables:
+            if table.name in self.ratios and all(v in raw for v in table.variables):
+                index = tuple(coder.axis_index(table, v, raw[v]) for v in table.variables)
+                out = out * self.ratios[table.name][index]
+        return out
+
+
+class Coder:
+    """Maps the raw codes of trips' values (zone rows for origin, destination and their districts; the
+    hour; the purpose's and mode's positions in the spec; a person variable's value position; trips in
+    the day) to each table's axis positions."""
+
+    def __init__(self, spec: TripsSpec, zones: Zones, tables: list[LevelTable]):
+        self.tables = tables
+        district = zones.district.astype(str) if zones.district is not None else None
+        self._maps: dict[tuple[str, str], np.ndarray] = {}
+        for table in tables:
+            for axis in table.axes:
+                v = axis.variable
+                if axis.edges is not None:
+                    top = 24 if v == "depart" else spec.trips.max_trips + 1
+                    raw_labels = np.arange(top)
+                    mapped = np.clip(np.searchsorted(axis.edges, raw_labels, side="right") - 1, 0, axis.size - 1)
+                else:
+                    labels = pd.Index(axis.labels)
+                    if v in ("origin", "destination"):
+                        mapped = labels.get_indexer(zones.ids)
+                    elif v in ("origin_district", "destination_district"):
+                        mapped = labels.get_indexer(district)
+                    elif v == "purpose":
+                        mapped = labels.get_indexer(spec.trips.purposes)
+                    elif v == "mode":
+                        mapped = labels.get_indexer(spec.trips.modes)
+                    else:
+                        mapped = labels.get_indexer(spec.persons.variables[v].values)
+                self._maps[(table.name, v)] = np.asarray(mapped)
+
+    def axis_index(self, table: LevelTable, variable: str, raw: np.ndarray) -> np.ndarray:
+        return self._maps[(table.name, variable)][raw]
+
+
 def length_band(km: np.ndarray) -> np.ndarray:
     return np.searchsorted(LENGTH_BANDS, km, side="right") - 1
 
@@ -98,7 +157,7 @@ def _draw(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 # -- the days ----------------------------------------------------------------------------------------------
 
-def _trip_counts(spec: TripsSpec, inputs: TripInputs, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _trip_counts(spec: TripsSpec, inputs: TripInputs, who: np.ndarray, rng: np.random.Generator, guide: Guide | None) -> np.ndarray:
     """Trips in each candidate's day, from a persons' table over ``trips`` (uniform over 0 and 2…max without one)."""
     most = spec.trips.max_trips
     feasible = np.r_[0, np.arange(2, most + 1)]
@@ -111,13 +170,18 @@ def _trip_counts(spec: TripsSpec, inputs: TripInputs, who: np.ndarray, rng: np.r
         moved = np.moveaxis(table.region, k, -1)
         index = tuple(pd.Index(table.axes[table.variables.index(v)].labels).get_indexer(persons[v]) for v in others)
         rows = moved[index] if others else np.tile(moved, (len(persons), 1))
+        if guide is not None and table.name in guide.ratios:
+            rows = rows * np.moveaxis(guide.ratios[table.name], k, -1)[index] if others else rows * np.moveaxis(guide.ratios[table.name], k, -1)
         edges = table.axes[k].edges
         per_bin = [feasible[(feasible >= a) & (feasible < b)] for a, b in zip(edges[:-1], edges[1:])]
         usable = np.array([len(v) > 0 for v in per_bin])
         rows = _rows(rows * usable)
         picked = _draw(np.cumsum(rows, axis=1)[who], rng.random(len(who)))
         u = rng.random(len(who))
-        return np.array([per_bin[b][int(x * len(per_bin[b]))] for b, x in zip(picked, u)], dtype=np.int64)
+        sizes = np.array([len(v) for v in per_bin])
+        flat = np.concatenate([v for v in per_bin if len(v)])
+        offsets = np.cumsum(sizes) - sizes
+        return flat[offsets[picked] + np.minimum((u * sizes[picked]).astype(np.int64), sizes[picked] - 1)].astype(np.int64)
     return rng.choice(feasible[feasible <= 8], size=len(who))
 
 
@@ -153,77 +217,84 @@ def _attraction(zones: Zones, purposes: list[str], destinations: np.ndarray | No
     return out + 1e-3 * out.sum(axis=1, keepdims=True) / len(zones)  # every zone reachable, if barely
 
 
-def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: np.random.Generator, per_person: int) -> Linked:
-    """``per_person`` days for every person, in person order (a person's days are contiguous)."""
+def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: np.random.Generator, per_person: int,
+                   guide: Guide | None = None, persons: np.ndarray | None = None) -> Linked:
+    """``per_person`` days for every person (or for the rows ``persons`` of the persons file), in
+    person order (a person's days are contiguous); ``guide`` steers the draws towards what the tables
+    still want."""
     s, zones = spec.trips, inputs.zones
     purposes, modes = s.purposes, s.modes
     home_purpose = purposes.index(s.home)
     hours = list(range(24))
     trip_tables = inputs.of_level(TRIPS.name)
-    persons = len(inputs.persons)
-    who = np.repeat(np.arange(persons), per_person)
-    n = _trip_counts(spec, inputs, who, rng)
+    coder = Coder(spec, zones, trip_tables)
+    chosen = np.arange(len(inputs.persons)) if persons is None else np.asarray(persons)
+    who = np.repeat(chosen, per_person)
+    n = _trip_counts(spec, inputs, who, rng, guide)
     day, tour, home_bound = _tours(n, rng)
     first_in_day = np.r_[True, day[1:] != day[:-1]] if len(day) else np.zeros(0, bool)
     person = who[day]
+    position = np.arange(len(day)) - np.repeat(np.flatnonzero(first_in_day), np.diff(np.r_[np.flatnonzero(first_in_day), len(day)]))
+    steps = int(position.max()) + 1 if len(day) else 0
 
     # purposes: the tables' shares of activities away from home, times the prior's factor for the person
     base = shares_over(trip_tables, ("purpose",), (purposes,))
-    base = np.ones(len(purposes)) if base is None else base
-    base = base.copy()
+    base = np.ones(len(purposes)) if base is None else base.copy()
     base[home_purpose] = 0.0
     by_person = np.cumsum(_rows(base[None, :] * factors.purpose), axis=1)
     purpose = np.where(home_bound, home_purpose, _draw(by_person[person], rng.random(len(day))))
 
-    # hours: P(hour | purpose), each no earlier than the previous trip's
+    # hours: P(hour | purpose) (times the guide's ratios), each no earlier than the previous trip's
     hour_purpose = shares_over(trip_tables, ("depart", "purpose"), (hours, purposes))
     allowed = np.zeros(24)
     allowed[s.first_hour:s.last_hour + 1] = 1
     by_purpose = _rows((hour_purpose.T if hour_purpose is not None else np.ones((len(purposes), 24))) * allowed)
-    cumulative = np.cumsum(by_purpose, axis=1)
     depart = np.zeros(len(day), dtype=np.int64)
-    position = np.arange(len(day)) - np.repeat(np.flatnonzero(first_in_day), np.diff(np.r_[np.flatnonzero(first_in_day), len(day)]))
-    for k in range(int(position.max()) + 1 if len(day) else 0):
+    all_hours = np.arange(24)[None, :]
+    for k in range(steps):
         at = np.flatnonzero(position == k)
         earliest = np.full(len(at), s.first_hour) if k == 0 else depart[at - 1]
-        rows = cumulative[purpose[at]]
-        floor = np.where(earliest > 0, rows[np.arange(len(at)), np.maximum(earliest - 1, 0)], 0.0)
-        floor = np.where(earliest > 0, floor, 0.0)
-        u = floor + rng.random(len(at)) * (1 - floor)
-        drawn = _draw(rows, u)
+        rows = by_purpose[purpose[at]]
+        if guide is not None:
+            rows = rows * guide.factor(coder, {"depart": all_hours, "purpose": purpose[at][:, None]})
+        rows = _rows(rows * (all_hours >= earliest[:, None]))
+        drawn = _draw(np.cumsum(rows, axis=1), rng.random(len(at)))
         depart[at] = np.clip(np.maximum(drawn, earliest), s.first_hour, s.last_hour)
 
-    # destinations: near the previous stop, drawn by attraction × exp(-β km); home at a tour's end
+    # destinations: near the previous stop, drawn by attraction × exp(-β km) (times the guide's ratios); home at a tour's end
     destination_table = shares_over(trip_tables, ("destination",), (zones.ids.tolist(),))
     attraction = _attraction(zones, purposes, destination_table)
-    region = np.cumsum(_rows(attraction), axis=1)
     near = zones.nearest(NEIGHBOURS)
     k_near = near.indptr[1] - near.indptr[0]
     neighbours = near.indices.reshape(len(zones), k_near)
     km_near = near.data.reshape(len(zones), k_near)
+    everywhere = np.arange(len(zones))[None, :]
     beta = np.asarray(BETAS)[rng.integers(0, len(BETAS), len(n))]
     home = inputs.persons["home_row"].to_numpy()[person]
     origin = np.zeros(len(day), dtype=np.int64)
     destination = np.zeros(len(day), dtype=np.int64)
-    for k in range(int(position.max()) + 1 if len(day) else 0):
+    for k in range(steps):
         at = np.flatnonzero(position == k)
         origin[at] = home[at] if k == 0 else destination[at - 1]
-        going = at[~home_bound[at]]
         destination[at[home_bound[at]]] = home[at[home_bound[at]]]
-        anywhere = going[beta[day[going]] == 0]
-        for p in np.unique(purpose[anywhere]):
-            these = anywhere[purpose[anywhere] == p]
-            destination[these] = np.minimum(np.searchsorted(region[p], rng.random(len(these))), len(zones) - 1)
-        going = going[beta[day[going]] > 0]
-        for chunk in np.array_split(going, max(1, len(going) // 50_000)):
-            if not len(chunk):
-                continue
-            nb = neighbours[origin[chunk]]
-            w = attraction[purpose[chunk][:, None], nb] * np.exp(-beta[day[chunk]][:, None] * km_near[origin[chunk]])
-            destination[chunk] = nb[np.arange(len(chunk)), _draw(np.cumsum(_rows(w), axis=1), rng.random(len(chunk)))]
+        going = at[~home_bound[at]]
+        anywhere = beta[day[going]] == 0
+        for part, far in ((going[anywhere], True), (going[~anywhere], False)):
+            for chunk in np.array_split(part, max(1, len(part) * (len(zones) if far else k_near) // 20_000_000)):
+                if not len(chunk):
+                    continue
+                nb = np.broadcast_to(everywhere, (len(chunk), len(zones))) if far else neighbours[origin[chunk]]
+                w = attraction[purpose[chunk][:, None], nb]
+                if not far:
+                    w = w * np.exp(-beta[day[chunk]][:, None] * km_near[origin[chunk]])
+                if guide is not None:
+                    o = origin[chunk][:, None]
+                    w = w * guide.factor(coder, {"origin": o, "origin_district": o, "destination": nb, "destination_district": nb,
+                                                 "depart": depart[chunk][:, None], "purpose": purpose[chunk][:, None]})
+                destination[chunk] = nb[np.arange(len(chunk)), _draw(np.cumsum(_rows(w), axis=1), rng.random(len(chunk)))]
     km = zones.km(origin, destination)
 
-    # a mode per tour: P(mode | its first activity) × the prior's factors for its longest leg and the person
+    # a mode per tour: P(mode | its first activity) × the prior's factors for its longest leg and the person (× the guide's)
     tour_key = np.r_[True, (day[1:] != day[:-1]) | (tour[1:] != tour[:-1])] if len(day) else np.zeros(0, bool)
     tour_id = np.cumsum(tour_key) - 1
     starts = np.flatnonzero(tour_key)
@@ -232,17 +303,54 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     mode_purpose = np.ones((len(purposes), len(modes))) if mode_purpose is None else mode_purpose
     weights = (_rows(mode_purpose)[purpose[starts]] * factors.mode_by_length[length_band(longest)]
                * factors.mode_by_person[person[starts]])
+    if guide is not None and len(starts):
+        first = starts[:, None]
+        weights = weights * guide.factor(coder, {"mode": np.arange(len(modes))[None, :], "purpose": purpose[first],
+                                                 "depart": depart[first], "origin": origin[first], "origin_district": origin[first],
+                                                 "destination": destination[first], "destination_district": destination[first]})
     tour_mode = _draw(np.cumsum(_rows(weights), axis=1), rng.random(len(starts)))
     mode = tour_mode[tour_id]
 
     district = zones.district.astype(str) if zones.district is not None else None
     days = pd.DataFrame({"who": who, TRIPS_PER_PERSON: n, "beta": beta})
-    for name in inputs.persons.columns:
-        if name in spec.persons.variables:
-            days[name] = inputs.persons[name].to_numpy()[who]
+    for name in spec.persons.variables:
+        days[name] = inputs.persons[name].to_numpy()[who]
     trips = pd.DataFrame({TRIPS.link: day, "tour": tour, "origin": zones.ids[origin], "destination": zones.ids[destination],
                           "depart": depart, "purpose": np.asarray(purposes, dtype=object)[purpose],
                           "mode": np.asarray(modes, dtype=object)[mode], "km": km})
     if district is not None:
         trips["origin_district"], trips["destination_district"] = district[origin], district[destination]
     return Linked(LEVELS, {PERSONS.name: days, TRIPS.name: trips})
+
+
+def take_days(pool: Linked, rows: np.ndarray) -> Linked:
+    """The candidate days ``rows`` (ascending) of ``pool``, their trips relinked."""
+    rows = np.asarray(rows, dtype=np.int64)
+    days, trips = pool.frames[PERSONS.name], pool.frames[TRIPS.name]
+    new = np.full(len(days), -1, dtype=np.int64)
+    new[rows] = np.arange(len(rows))
+    link = new[trips[TRIPS.link].to_numpy()]
+    kept = trips[link >= 0].assign(**{TRIPS.link: link[link >= 0]})
+    return Linked(LEVELS, {PERSONS.name: days.iloc[rows].reset_index(drop=True), TRIPS.name: kept.reset_index(drop=True)})
+
+
+def merge_days(a: Linked, b: Linked) -> tuple[Linked, np.ndarray]:
+    """The days of both pools in person order (a's before b's for each person), trips relinked; and
+    where each of a's days went."""
+    days = pd.concat([a.frames[PERSONS.name], b.frames[PERSONS.name]], ignore_index=True)
+    trips_b = b.frames[TRIPS.name].assign(**{TRIPS.link: b.frames[TRIPS.name][TRIPS.link].to_numpy() + len(a.frames[PERSONS.name])})
+    both = Linked(LEVELS, {PERSONS.name: days, TRIPS.name: pd.concat([a.frames[TRIPS.name], trips_b], ignore_index=True)})
+    order = np.argsort(days["who"].to_numpy(), kind="stable")
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.arange(len(order))
+    return _reorder(both, order), where[:len(a)]
+
+
+def _reorder(pool: Linked, order: np.ndarray) -> Linked:
+    """The days of ``pool`` in ``order`` (a permutation), trips relinked and kept in day order."""
+    days, trips = pool.frames[PERSONS.name], pool.frames[TRIPS.name]
+    new = np.empty(len(order), dtype=np.int64)
+    new[order] = np.arange(len(order))
+    link = new[trips[TRIPS.link].to_numpy()]
+    trips = trips.assign(**{TRIPS.link: link}).iloc[np.argsort(link, kind="stable")].reset_index(drop=True)
+    return Linked(LEVELS, {PERSONS.name: days.iloc[order].reset_index(drop=True), TRIPS.name: trips})

@@ -94,21 +94,50 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     problems: list[Problem] = []
     read = []
     for i, table in enumerate(spec.targets):
+        named = [v for v in table.variables if v in ("origin_district", "destination_district")]
+        if named and zones.district is None:
+            problems.append(Problem(f"{spec.source}: targets[{i}] ({table.label})", f"names {', '.join(named)}, but the zone table "
+                                    "gives no districts; add the column of districts to zones: (district: <column>)"))
+            continue
         try:
             axes, dense, kind, where = read_table(table, i, context)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
-        if any(v.startswith(("origin_district", "destination_district")) for v in table.variables) and zones.district is None:
-            problems.append(Problem(where, "names districts, but the zone table gives none; add 'district' to zones:"))
         level = TRIPS.name if spec.counts_trips(table) else PERSONS.name
         read.append((table, axes, dense, kind, where, level))
     if problems:
         raise SpecError(problems)
+    _match_persons(read, persons, problems)
     tables, trips = _scaled(read, len(persons), problems)
     if problems:
         raise SpecError(problems)
     return TripInputs(zones, persons, schema, tables, trips)
+
+
+def _match_persons(read: list, persons: pd.DataFrame, problems: list[Problem]) -> None:
+    """A table of persons over their declared variables must count the persons file's own mix (the
+    persons are given: another mix could not be met)."""
+    for table, axes, dense, kind, where, level in read:
+        if level != PERSONS.name:
+            continue
+        own = [i for i, v in enumerate(table.variables) if v != TRIPS_PER_PERSON]
+        if not own:
+            continue
+        margin = dense.sum(axis=tuple(i for i in range(dense.ndim) if i not in own))
+        margin = margin / max(margin.sum(), 1e-12) * len(persons)
+        names = [table.variables[i] for i in own]
+        given = persons.groupby(names).size()
+        labels = [axes[i].labels for i in own]
+        have = given.reindex(pd.MultiIndex.from_product(labels, names=names) if len(names) > 1 else pd.Index(labels[0], name=names[0]),
+                             fill_value=0).to_numpy(dtype=float).reshape(margin.shape)
+        gap = np.abs(margin - have)
+        if gap.sum() / 2 > AGREE * len(persons):
+            worst = np.unravel_index(int(np.argmax(gap)), gap.shape)
+            cell = ", ".join(f"{n} = {lab[k]}" for n, lab, k in zip(names, labels, worst))
+            problems.append(Problem(where, f"counts {margin[worst]:,.0f} persons with {cell}; the persons file has {have[worst]:,.0f} "
+                                           f"({gap.sum() / 2:,.0f} persons placed otherwise in all). Expected the persons' own "
+                                           "mix: their days are synthesized, not who they are"))
 
 
 def _scaled(read: list, persons: int, problems: list[Problem]) -> tuple[tuple[LevelTable, ...], float]:

@@ -31,13 +31,15 @@ from ...evaluation.chains import ChainCheck, check_days
 from ...fitting.balance import BalanceResult, list_balance
 from ...fitting.choice import UnitChoice, choose_one
 from ...prior.requesting import LLMUsage
-from .days import Factors, candidate_days
+from .days import Factors, Guide, candidate_days, merge_days, take_days
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .prior import TripPrior, trip_prior
 from .spec import TRIPS_PER_PERSON, TripsSpec
 
 PILOT = 4  # days per person drawn from the tables alone, for the lengths the model's bands are weighed against
 BALANCE_SWEEPS = 200
+ROUNDS = 3  # rounds of candidates guided by what the last fit missed, after the first
+KEEP = 1e-3  # a person's days kept into the next round: those with at least this share of its weight, and the chosen one
 
 
 @dataclass
@@ -54,6 +56,7 @@ class TripResult:
     usage: LLMUsage
     candidates: int
     seconds: dict[str, float] = field(default_factory=dict)
+    rounds: list[dict] = field(default_factory=list)
 
 
 class TripSynthesizer:
@@ -85,32 +88,51 @@ class TripSynthesizer:
         prior = trip_prior(spec, inputs, self.llm, pilot.frames[TRIPS.name]["km"].to_numpy(), on_call=usage.add_scoring)
         lap("prior (LLM)")
         self.progress("prior", 1, 1)
-        self.progress("candidate days", 0, 1)
-        pool = candidate_days(spec, inputs, prior.factors, rng, spec.candidates)
-        lap("candidate days")
-        self.progress("candidate days", 1, 1)
         tables = inputs.tables
-        matrix = incidence(tables, pool)
         wanted = np.concatenate([t.region.ravel() for t in tables])
-        who = pool.frames[PERSONS.name]["who"].to_numpy()
-        persons = len(inputs.persons)
-        own = sp.csr_matrix((np.ones(len(who)), (np.arange(len(who)), who)), shape=(len(who), persons))
-        self.progress("balancing", 0, 1)
-        balance = list_balance(sp.hstack([matrix, own]).tocsr(), np.r_[wanted, np.ones(persons)],
-                               np.full(len(who), 1.0 / spec.candidates), max_iterations=BALANCE_SWEEPS)
-        lap("balancing")
-        self.progress("balancing", 1, 1)
         scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables])
-        starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
-        choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng)
-        lap("choice")
+        offsets = np.cumsum([0] + [t.region.size for t in tables])
+        persons = len(inputs.persons)
+        best = pool = start = None
+        rounds = []
+        for r in range(ROUNDS + 1):
+            self.progress("candidate days", r, ROUNDS + 1)
+            if pool is None:
+                pool = candidate_days(spec, inputs, prior.factors, rng, spec.candidates)
+            else:
+                achieved = [balance.achieved[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+                guide = Guide.from_fit(list(tables), achieved)
+                fresh = candidate_days(spec, inputs, prior.factors, rng, max(2, spec.candidates // 2), guide=guide)
+                kept = _kept(balance.weights, choice.picks, who)
+                pool, moved = merge_days(take_days(pool, kept), fresh)
+                start = moved[np.searchsorted(kept, choice.picks)]
+            lap(f"candidate days {r}")
+            matrix = incidence(tables, pool)
+            who = pool.frames[PERSONS.name]["who"].to_numpy()
+            own = sp.csr_matrix((np.ones(len(who)), (np.arange(len(who)), who)), shape=(len(who), persons))
+            initial = 1.0 / np.bincount(who, minlength=persons)[who]
+            balance = list_balance(sp.hstack([matrix, own]).tocsr(), np.r_[wanted, np.ones(persons)], initial,
+                                   max_iterations=BALANCE_SWEEPS)
+            lap(f"balancing {r}")
+            starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
+            choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng, start=start)
+            lap(f"choice {r}")
+            rounds.append({"candidate_days": len(pool), "error_fractional": round(float(scale @ np.abs(balance.achieved[:len(wanted)] - wanted)), 6),
+                           "error_drawn": round(choice.drawn_error, 6), "error_chosen": round(choice.error, 6)})
+            if best is None or choice.error < best[2].error:
+                best = (pool, balance, choice)
+        self.progress("candidate days", ROUNDS + 1, ROUNDS + 1)
+        pool, balance, choice = best
         counts = np.bincount(choice.picks, minlength=len(pool))
         fit = {t.name: round(tvd(level_counts(t, pool, counts).ravel(), t.region.ravel()), 6) for t in tables}
         out_persons, out_trips = self._output(repeat_candidates(pool, choice.picks))
-        chains = check_days(out_trips, order=["tour_id", "trip_id"], home=out_persons.set_index("person_id")["home_zone"],
-                            tour="tour_id", mode="trip_mode", car_modes=tuple(spec.trips.car_modes))
+        first_mode = out_trips.groupby("tour_id")["trip_mode"].transform("first")  # the mode the tour leaves home by
+        others = tuple(m for m in spec.trips.modes if m not in spec.trips.car_modes)
+        chains = check_days(out_trips.assign(tour_mode=first_mode), order=["tour_id", "trip_id"],
+                            home=out_persons.set_index("person_id")["home_zone"], tour="tour_id", mode="trip_mode",
+                            tour_mode="tour_mode", car_modes=tuple(spec.trips.car_modes), other_modes=others)
         lap("output")
-        return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds)
+        return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds)
 
     def _output(self, frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The chosen days as the field writes them: persons with their given ids, home zone and trips
@@ -139,3 +161,12 @@ class TripSynthesizer:
                 out[name] = trips[column].to_numpy()
         out["km"] = out["km"].round(3)
         return persons, out
+
+
+def _kept(weights: np.ndarray, picks: np.ndarray, who: np.ndarray) -> np.ndarray:
+    """The days worth keeping into the next round: each person's chosen day and those with at least
+    :data:`KEEP` of the person's weight (ascending rows)."""
+    total = np.bincount(who, weights=weights)
+    keep = weights >= KEEP * total[who]
+    keep[picks] = True
+    return np.flatnonzero(keep)

@@ -1,0 +1,182 @@
+"""One candidate for each unit (fitting.choice.choose_one): a pick within every unit's rows, a draw by the
+weights, passes of exchanges that never end above the draw's error and reach an exact solution where
+single moves can, seeded runs identical, bad ``starts`` refused, NaN targets not counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from llmsynthor.fitting.choice import choose_one
+
+
+def error_of(incidence, picks, targets, scale) -> float:
+    """Σ scale |achieved − target| over the cells whose target is not NaN, computed here from the picks."""
+    achieved = np.asarray(sp.csr_array(incidence)[picks].sum(axis=0)).ravel()
+    counted = ~np.isnan(targets)
+    return float(np.sum(np.asarray(scale)[counted] * np.abs(achieved[counted] - targets[counted])))
+
+
+def random_problem(seed: int, units: int = 40, cells: int = 12):
+    """Units of 1 to 6 candidates, each candidate a few random cells with counts 1-2; targets near a random pick."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, units)
+    starts = np.r_[0, np.cumsum(sizes)]
+    dense = (rng.random((starts[-1], cells)) < 0.25) * rng.integers(1, 3, (starts[-1], cells))
+    hidden = starts[:-1] + (rng.random(units) * sizes).astype(int)
+    targets = dense[hidden].sum(axis=0) + rng.integers(-2, 3, cells)
+    return sp.csr_array(dense.astype(float)), starts, np.maximum(targets, 0).astype(float), rng.random(starts[-1])
+
+
+def categories_problem(seed: int, units: int = 60):
+    """Every unit may take any (a, b) of 3 × 4 values; the targets are the margins of a hidden assignment, so single
+    moves always reach them: a unit of an over-filled value can move to an under-filled one."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((12, 7))
+    for k in range(12):
+        rows[k, k // 4] = rows[k, 3 + k % 4] = 1
+    incidence = sp.csr_array(np.tile(rows, (units, 1)))
+    starts = np.arange(units + 1) * 12
+    hidden = rng.integers(0, 12, units)
+    targets = rows[hidden].sum(axis=0)
+    return incidence, starts, targets
+
+
+def test_one_candidate_is_picked_within_every_units_rows():
+    incidence, starts, targets, weights = random_problem(1)
+    for passes in (0, 30):
+        choice = choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(5), passes=passes)
+        assert choice.picks.shape == (len(starts) - 1,)
+        assert np.all(choice.picks >= starts[:-1]) and np.all(choice.picks < starts[1:])
+        achieved = np.asarray(incidence[choice.picks].sum(axis=0)).ravel()
+        assert np.allclose(choice.achieved, achieved)  # what it says it achieved is what the picks add up to
+        assert choice.error == pytest.approx(error_of(incidence, choice.picks, targets, np.ones(len(targets))))
+
+
+def test_the_draw_follows_the_weights_within_each_unit():
+    units = 50
+    incidence = sp.csr_array(np.tile(np.eye(3), (units, 1)))
+    starts = np.arange(units + 1) * 3
+    weights = np.tile([0.0, 1.0, 0.0], units)  # the middle candidate only
+    choice = choose_one(incidence, starts, np.zeros(3), weights, 1.0, np.random.default_rng(0), passes=0)
+    assert (choice.picks - starts[:-1]).tolist() == [1] * units
+    assert choice.error == choice.drawn_error == units  # nothing moved: every unit adds 1 to a cell whose target is 0
+    uniform = choose_one(incidence, starts, np.zeros(3), np.zeros(3 * units), 1.0, np.random.default_rng(0), passes=0)
+    assert set((uniform.picks - starts[:-1]).tolist()) == {0, 1, 2}  # all-zero weights: uniform within the unit
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_exact_solution_among_the_candidates_is_reached(seed):
+    incidence, starts, targets = categories_problem(seed)
+    choice = choose_one(incidence, starts, targets, np.ones(incidence.shape[0]), 1.0, np.random.default_rng(seed))
+    assert choice.drawn_error > 0  # the uniform draw misses the margins …
+    assert choice.error == pytest.approx(0, abs=1e-9) and np.allclose(choice.achieved, targets)  # … the passes meet them
+    assert choice.moves > 0
+
+
+def test_units_with_their_own_cells_each_take_the_candidate_meeting_them():
+    """Unit g's candidates count in cells of g alone: each must end on the one candidate its targets name."""
+    rng = np.random.default_rng(3)
+    units, k = 30, 5
+    incidence = sp.csr_array(np.kron(np.eye(units), np.eye(k)).T)  # [unit·k + j, unit·k + j] = 1
+    wanted = rng.integers(0, k, units)
+    targets = np.zeros(units * k)
+    targets[np.arange(units) * k + wanted] = 1
+    choice = choose_one(incidence, np.arange(units + 1) * k, targets, np.ones(units * k), 1.0, np.random.default_rng(0))
+    assert (choice.picks - np.arange(units) * k).tolist() == wanted.tolist()
+    assert choice.error == 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_error_after_the_passes_is_never_above_the_drawn_error(seed):
+    incidence, starts, targets, weights = random_problem(seed)
+    scale = np.random.default_rng(seed + 100).random(len(targets)) + 0.1
+    choice = choose_one(incidence, starts, targets, weights, scale, np.random.default_rng(seed))
+    drawn = choose_one(incidence, starts, targets, weights, scale, np.random.default_rng(seed), passes=0)
+    assert choice.drawn_error == pytest.approx(drawn.error)  # the same draw
+    assert drawn.error == pytest.approx(error_of(incidence, drawn.picks, targets, scale))
+    assert choice.error == pytest.approx(error_of(incidence, choice.picks, targets, scale))
+    assert choice.error <= choice.drawn_error + 1e-9
+    assert choice.error < choice.drawn_error or choice.moves == 0
+
+
+def test_passes_improve_on_most_random_draws():
+    """Not only 'never worse': on random problems the exchanges lower the error."""
+    improved = 0
+    for seed in range(10):
+        incidence, starts, targets, weights = random_problem(seed)
+        choice = choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(seed))
+        improved += choice.error < choice.drawn_error - 1e-9
+    assert improved >= 8
+
+
+def test_seeded_runs_are_identical_and_other_seeds_differ():
+    incidence, starts, targets, weights = random_problem(7, units=80)
+    runs = [choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(11)) for _ in range(2)]
+    assert runs[0].picks.tolist() == runs[1].picks.tolist()
+    assert (runs[0].error, runs[0].drawn_error, runs[0].passes, runs[0].moves) == (runs[1].error, runs[1].drawn_error,
+                                                                                  runs[1].passes, runs[1].moves)
+    other = choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(12), passes=0)
+    first = choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(11), passes=0)
+    assert other.picks.tolist() != first.picks.tolist()
+
+
+def test_a_dense_array_and_a_sparse_matrix_give_the_same_choice():
+    incidence, starts, targets, weights = random_problem(4)
+    a = choose_one(incidence.toarray(), starts, targets, weights, 1.0, np.random.default_rng(2))
+    b = choose_one(sp.csr_matrix(incidence), starts, targets, weights, 1.0, np.random.default_rng(2))
+    assert a.picks.tolist() == b.picks.tolist() and a.error == b.error
+
+
+@pytest.mark.parametrize("starts", [
+    [1, 2, 4],  # does not start at 0
+    [0, 2, 3],  # does not end at the 4 candidates
+    [0, 2, 5],  # ends beyond them
+    [0, 2, 2, 4],  # a unit without candidates
+    [0, 3, 2, 4],  # goes back
+    [[0, 2, 4]],  # not one dimension
+])
+def test_bad_starts_are_refused(starts):
+    with pytest.raises(ValueError, match="starts must rise from 0 to the number of candidates"):
+        choose_one(np.eye(4), np.asarray(starts), np.ones(4), np.ones(4), 1.0, np.random.default_rng(0))
+
+
+def test_empty_starts_are_refused_as_bad_starts():
+    with pytest.raises(ValueError, match="starts must rise from 0"):
+        choose_one(np.eye(4), np.zeros(0, dtype=np.int64), np.ones(4), np.ones(4), 1.0, np.random.default_rng(0))
+
+
+def test_nan_targets_are_not_counted():
+    """Cell 0 has no target: the 10 units fill cell 1's 3 exactly, the other 7 go to cell 0, and the error is 0."""
+    units = 10
+    incidence = sp.csr_array(np.tile(np.eye(2), (units, 1)))
+    starts = np.arange(units + 1) * 2
+    targets = np.array([np.nan, 3.0])
+    scale = np.array([1000.0, 1.0])  # were the NaN cell counted, its weight would dominate
+    choice = choose_one(incidence, starts, targets, np.ones(2 * units), scale, np.random.default_rng(1))
+    assert choice.error == 0 and choice.achieved.tolist() == [7.0, 3.0]
+    counted = choose_one(incidence, starts, np.array([0.0, 3.0]), np.ones(2 * units), scale, np.random.default_rng(1))
+    assert counted.achieved.tolist() == [0.0, 10.0]  # a target of 0 there is counted: every unit leaves cell 0
+    assert counted.error == 7.0
+
+
+def test_nan_targets_leave_the_draw_and_the_error_of_the_other_cells():
+    incidence, starts, targets, weights = random_problem(9)
+    with_nan = targets.copy()
+    with_nan[[0, 5]] = np.nan
+    choice = choose_one(incidence, starts, with_nan, weights, 1.0, np.random.default_rng(3))
+    assert np.isfinite(choice.error) and np.isfinite(choice.drawn_error)
+    assert choice.error == pytest.approx(error_of(incidence, choice.picks, with_nan, np.ones(len(targets))))
+    assert np.all(np.isfinite(choice.achieved))
+
+
+def test_bad_targets_weights_and_incidence_are_refused():
+    rng = np.random.default_rng(0)
+    starts = np.array([0, 2, 4])
+    with pytest.raises(ValueError, match="targets must have 4 entries"):
+        choose_one(np.eye(4), starts, np.ones(3), np.ones(4), 1.0, rng)
+    with pytest.raises(ValueError, match="weights must be finite and ≥ 0"):
+        choose_one(np.eye(4), starts, np.ones(4), -np.ones(4), 1.0, rng)
+    with pytest.raises(ValueError, match="incidence must be finite and ≥ 0"):
+        choose_one(-np.eye(4), starts, np.ones(4), np.ones(4), 1.0, rng)

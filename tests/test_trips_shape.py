@@ -1,0 +1,124 @@
+"""The trips shape end to end without a model (``llm.backend: none``), through the command line: the small
+case of test_trips_inputs gives linked persons and trips (ActivitySim's columns), MATSim plans and a
+manifest; every given person once, every day a valid chain, the same seed the same trips."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pandas as pd
+import pytest
+from test_trips_inputs import HOMES, PERSON_IDS, TYPES, spec_dict, write_case
+from typer.testing import CliRunner
+
+from llmsynthor.cli import app
+from llmsynthor.evaluation.chains import REASONS, check_days
+
+runner = CliRunner()
+ACTIVITYSIM = ["trip_id", "person_id", "household_id", "tour_id", "origin", "destination", "depart", "trip_mode", "purpose"]
+
+
+def run(tmp_path, name: str = "out", spec: dict | None = None):
+    path = write_case(tmp_path / "case", spec=spec)
+    folder = tmp_path / name
+    result = runner.invoke(app, ["run", str(path), "--out", str(folder), "--llm", "none", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    return folder, result
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("trips")
+    folder, result = run(tmp_path)
+    read = dict(dtype={"person_id": str, "household_id": str, "home_zone": str, "origin": str, "destination": str})
+    return folder, result, pd.read_csv(folder / "persons.csv", **read), pd.read_csv(folder / "trips.csv", **read)
+
+
+def test_the_run_writes_persons_trips_plans_and_a_manifest(done):
+    folder, result, _, _ = done
+    for name in ("persons.csv", "trips.csv", "plans.xml", "manifest.json"):
+        assert (folder / name).is_file(), name
+    out = " ".join(result.output.split())
+    assert "no model (llm.backend: none)" in out and "Traceback" not in result.output
+
+
+def test_every_given_person_appears_once_with_their_household_home_and_type(done):
+    _, _, persons, trips = done
+    assert sorted(persons["person_id"]) == sorted(PERSON_IDS) and persons["person_id"].is_unique
+    given = pd.DataFrame({"person_id": PERSON_IDS, "household_id": [str(50 + i // 2) for i in range(20)],
+                          "home_zone": [str(h) for h in HOMES], "person_type": TYPES}).set_index("person_id")
+    mine = persons.set_index("person_id").loc[given.index]
+    assert mine["household_id"].tolist() == given["household_id"].tolist()
+    assert mine["home_zone"].tolist() == given["home_zone"].tolist()
+    assert mine["person_type"].tolist() == given["person_type"].tolist()
+    made = trips.groupby("person_id").size().reindex(given.index, fill_value=0)
+    assert mine["trips"].tolist() == made.tolist()  # the persons' trip counts are their rows of trips.csv
+    assert set(trips["person_id"]) <= set(PERSON_IDS)
+    assert ((mine["trips"] == 0) | (mine["trips"] >= 2)).all() and mine["trips"].max() <= 8  # max_trips
+
+
+def test_trips_have_activitysims_columns_and_declared_values(done):
+    _, _, persons, trips = done
+    assert list(trips.columns[:len(ACTIVITYSIM)]) == ACTIVITYSIM
+    assert len(trips) > 0 and trips["trip_id"].is_unique
+    assert set(trips["origin"]) | set(trips["destination"]) <= {"1", "2", "3", "4", "5", "6"}
+    assert trips["depart"].between(0, 23).all()
+    assert set(trips["trip_mode"]) <= {"drive alone", "walk", "transit"}
+    assert set(trips["purpose"]) <= {"home", "work", "school", "shopping"}
+    households = persons.set_index("person_id")["household_id"]
+    assert (trips["household_id"] == households.reindex(trips["person_id"]).to_numpy()).all()
+    assert (trips.groupby("tour_id")["person_id"].nunique() == 1).all()  # a tour is one person's
+    assert (trips.groupby("tour_id")["trip_mode"].nunique() == 1).all()  # the whole tour takes its mode
+    district = {"1": "D1", "2": "D1", "3": "D1", "4": "D2", "5": "D2", "6": "D2"}
+    assert (trips["origin_district"] == trips["origin"].map(district)).all()
+
+
+def test_no_day_is_a_broken_chain(done):
+    _, _, persons, trips = done
+    home = persons.set_index("person_id")["home_zone"]
+    first_mode = trips.groupby("tour_id")["trip_mode"].transform("first")
+    check = check_days(trips.assign(tour_mode=first_mode), order=["tour_id", "trip_id"], home=home, tour="tour_id",
+                       mode="trip_mode", tour_mode="tour_mode", car_modes=["drive alone"], other_modes=["walk", "transit"])
+    assert check.counts == {reason: 0 for reason in REASONS}
+    assert check.valid.all() and len(check.persons) == int((persons["trips"] > 0).sum())
+    # and the check sees a broken day: the last trip of someone's day sent elsewhere
+    last = trips.sort_values(["person_id", "depart", "tour_id", "trip_id"]).groupby("person_id").tail(1).index[0]
+    moved = trips.copy()
+    moved.loc[last, "destination"] = "6" if moved.loc[last, "destination"] != "6" else "1"
+    assert check_days(moved, order=["tour_id", "trip_id"], home=home, tour="tour_id").counts["not_to_home"] == 1
+
+
+def test_the_manifest_says_what_was_made(done):
+    folder, _, persons, trips = done
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["kind"] == "trips" and manifest["persons"] == 20 and manifest["trips"] == len(trips)
+    assert manifest["zones"] == 6 and manifest["candidate_days_per_person"] == 8
+    assert set(manifest["fit_tvd"]) == {"OD by period", "origin", "mode x purpose", "trips per person"}
+    assert all(0 <= v <= 1 for v in manifest["fit_tvd"].values())
+    assert manifest["chains"]["broken"] == {reason: 0 for reason in REASONS}
+    assert manifest["chains"]["persons_with_trips"] == int((persons["trips"] > 0).sum())
+    assert manifest["choice"]["error_chosen"] <= manifest["choice"]["error_drawn"]
+    assert manifest["llm"]["option_scorings"] == 0
+
+
+def test_the_plans_are_the_trips_as_matsim_legs(done):
+    folder, _, persons, trips = done
+    root = ET.parse(folder / "plans.xml").getroot()
+    people = root.findall("person")
+    assert sorted(p.get("id") for p in people) == sorted(persons.loc[persons["trips"] > 0, "person_id"])
+    legs = {p.get("id"): len(p.findall("plan/leg")) for p in people}
+    assert legs == trips.groupby("person_id").size().to_dict()
+    first = {p.get("id"): p.find("plan/activity") for p in people}
+    assert all(a.get("type") == "home" for a in first.values())
+
+
+def test_the_same_seed_gives_the_same_trips_and_another_seed_others(tmp_path, done):
+    folder, _, _, _ = done
+    again, _ = run(tmp_path, "again")
+    assert (again / "trips.csv").read_text() == (folder / "trips.csv").read_text()
+    assert (again / "persons.csv").read_text() == (folder / "persons.csv").read_text()
+    spec = spec_dict()
+    spec["seed"] = 4
+    other, _ = run(tmp_path / "other", spec=spec)
+    assert (other / "trips.csv").read_text() != (folder / "trips.csv").read_text()
