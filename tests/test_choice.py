@@ -59,20 +59,37 @@ def test_the_draw_follows_the_weights_within_each_unit():
     incidence = sp.csr_array(np.tile(np.eye(3), (units, 1)))
     starts = np.arange(units + 1) * 3
     weights = np.tile([0.0, 1.0, 0.0], units)  # the middle candidate only
-    choice = choose_one(incidence, starts, np.zeros(3), weights, 1.0, np.random.default_rng(0), passes=0)
+    choice = choose_one(incidence, starts, np.zeros(3), weights, 1.0, np.random.default_rng(0), passes=0, first="drawn")
     assert (choice.picks - starts[:-1]).tolist() == [1] * units
-    assert choice.error == choice.drawn_error == units  # nothing moved: every unit adds 1 to a cell whose target is 0
-    uniform = choose_one(incidence, starts, np.zeros(3), np.zeros(3 * units), 1.0, np.random.default_rng(0), passes=0)
+    assert choice.error == choice.first_error == units  # nothing moved: every unit adds 1 to a cell whose target is 0
+    uniform = choose_one(incidence, starts, np.zeros(3), np.zeros(3 * units), 1.0, np.random.default_rng(0), passes=0, first="drawn")
     assert set((uniform.picks - starts[:-1]).tolist()) == {0, 1, 2}  # all-zero weights: uniform within the unit
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_an_exact_solution_among_the_candidates_is_reached(seed):
     incidence, starts, targets = categories_problem(seed)
-    choice = choose_one(incidence, starts, targets, np.ones(incidence.shape[0]), 1.0, np.random.default_rng(seed))
-    assert choice.drawn_error > 0  # the uniform draw misses the margins …
+    choice = choose_one(incidence, starts, targets, np.ones(incidence.shape[0]), 1.0, np.random.default_rng(seed), first="drawn")
+    assert choice.first_error > 0  # the uniform draw misses the margins …
     assert choice.error == pytest.approx(0, abs=1e-9) and np.allclose(choice.achieved, targets)  # … the passes meet them
     assert choice.moves > 0
+    rounded = choose_one(incidence, starts, targets, np.ones(incidence.shape[0]), 1.0, np.random.default_rng(seed), passes=0)
+    assert rounded.error == pytest.approx(0, abs=1e-9)  # rounding one unit at a time meets them before any pass
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_rounding_unit_by_unit_starts_closer_than_a_draw(seed):
+    incidence, starts, targets, weights = random_problem(seed)
+    rng = np.random.default_rng
+    rounded = choose_one(incidence, starts, targets, weights, 1.0, rng(seed), passes=0)
+    drawn = choose_one(incidence, starts, targets, weights, 1.0, rng(seed), passes=0, first="drawn")
+    assert rounded.error < drawn.error
+
+
+def test_an_unknown_first_assignment_is_refused():
+    incidence, starts, targets, weights = random_problem(0)
+    with pytest.raises(ValueError, match="first must be"):
+        choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(0), first="best")
 
 
 def test_units_with_their_own_cells_each_take_the_candidate_meeting_them():
@@ -89,16 +106,16 @@ def test_units_with_their_own_cells_each_take_the_candidate_meeting_them():
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_the_error_after_the_passes_is_never_above_the_drawn_error(seed):
+def test_the_error_after_the_passes_is_never_above_the_first_error(seed):
     incidence, starts, targets, weights = random_problem(seed)
     scale = np.random.default_rng(seed + 100).random(len(targets)) + 0.1
     choice = choose_one(incidence, starts, targets, weights, scale, np.random.default_rng(seed))
     drawn = choose_one(incidence, starts, targets, weights, scale, np.random.default_rng(seed), passes=0)
-    assert choice.drawn_error == pytest.approx(drawn.error)  # the same draw
+    assert choice.first_error == pytest.approx(drawn.error)  # the same first assignment
     assert drawn.error == pytest.approx(error_of(incidence, drawn.picks, targets, scale))
     assert choice.error == pytest.approx(error_of(incidence, choice.picks, targets, scale))
-    assert choice.error <= choice.drawn_error + 1e-9
-    assert choice.error < choice.drawn_error or choice.moves == 0
+    assert choice.error <= choice.first_error + 1e-9
+    assert choice.error < choice.first_error or choice.moves == 0
 
 
 def test_passes_improve_on_most_random_draws():
@@ -107,7 +124,7 @@ def test_passes_improve_on_most_random_draws():
     for seed in range(10):
         incidence, starts, targets, weights = random_problem(seed)
         choice = choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(seed))
-        improved += choice.error < choice.drawn_error - 1e-9
+        improved += choice.error < choice.first_error - 1e-9
     assert improved >= 8
 
 
@@ -115,7 +132,7 @@ def test_seeded_runs_are_identical_and_other_seeds_differ():
     incidence, starts, targets, weights = random_problem(7, units=80)
     runs = [choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(11)) for _ in range(2)]
     assert runs[0].picks.tolist() == runs[1].picks.tolist()
-    assert (runs[0].error, runs[0].drawn_error, runs[0].passes, runs[0].moves) == (runs[1].error, runs[1].drawn_error,
+    assert (runs[0].error, runs[0].first_error, runs[0].passes, runs[0].moves) == (runs[1].error, runs[1].first_error,
                                                                                   runs[1].passes, runs[1].moves)
     other = choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(12), passes=0)
     first = choose_one(incidence, starts, targets, weights, 1.0, np.random.default_rng(11), passes=0)
@@ -166,7 +183,7 @@ def test_nan_targets_leave_the_draw_and_the_error_of_the_other_cells():
     with_nan = targets.copy()
     with_nan[[0, 5]] = np.nan
     choice = choose_one(incidence, starts, with_nan, weights, 1.0, np.random.default_rng(3))
-    assert np.isfinite(choice.error) and np.isfinite(choice.drawn_error)
+    assert np.isfinite(choice.error) and np.isfinite(choice.first_error)
     assert choice.error == pytest.approx(error_of(incidence, choice.picks, with_nan, np.ones(len(targets))))
     assert np.all(np.isfinite(choice.achieved))
 

@@ -98,7 +98,7 @@ def test_the_manifest_says_what_was_made(done):
     assert all(0 <= v <= 1 for v in manifest["fit_tvd"].values())
     assert manifest["chains"]["broken"] == {reason: 0 for reason in REASONS}
     assert manifest["chains"]["persons_with_trips"] == int((persons["trips"] > 0).sum())
-    assert manifest["choice"]["error_chosen"] <= manifest["choice"]["error_drawn"]
+    assert manifest["choice"]["error_chosen"] <= manifest["choice"]["error_rounded"]
     assert manifest["llm"]["option_scorings"] == 0
 
 

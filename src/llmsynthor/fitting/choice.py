@@ -1,6 +1,6 @@
 """One candidate for each given unit (a person's day among its candidate days), chosen so that the
-chosen candidates together meet the tables: a seeded draw by the balanced weights, then passes of
-exchanges that lower the tables' error.
+chosen candidates together meet the tables: the fractional solution (balanced weights) rounded one
+unit at a time, then passes of exchanges that lower the tables' error.
 
 Where the units are given (persons whose days are synthesized) the integer problem is not "how many
 copies of each candidate" but "which candidate for each unit"; a region-wide MILP over it is slow
@@ -8,13 +8,15 @@ copies of each candidate" but "which candidate for each unit"; a region-wide MIL
 each pass visits the units in a seeded order and moves a unit to the candidate of its own that most
 lowers the weighted L1 error Σ_j s_j |achieved_j − t_j| (``s_j`` = a table's weight over its total,
 so the error is a weighted sum of the tables' TVDs), keeping its candidate on a tie. Passes stop
-when one changes nothing or after ``passes``. Every step lowers the error, so it never ends worse
-than the draw it starts from. Knows sparse matrices, not records.
+when one changes nothing or after ``passes``. Every exchange lowers the error (or, every other pass,
+keeps it, to leave a plateau), so it never ends worse than the assignment it starts from. Knows
+sparse matrices, not records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,28 +26,37 @@ from .incidence import as_incidence, vector
 
 @dataclass(frozen=True)
 class UnitChoice:
-    """``picks[g]`` is unit g's candidate; the error Σ s_j |achieved_j − t_j| after the draw and at the end."""
+    """``picks[g]`` is unit g's candidate; the error Σ s_j |achieved_j − t_j| after the first assignment and at the end."""
 
     picks: np.ndarray
     achieved: np.ndarray
-    drawn_error: float
+    first_error: float
     error: float
     passes: int
     moves: int
 
 
 def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.random.Generator, *, passes: int = 30,
-               start: np.ndarray | None = None) -> UnitChoice:
+               first: Literal["rounded", "drawn"] = "rounded", start: np.ndarray | None = None) -> UnitChoice:
     """A candidate for each unit g among rows ``starts[g]`` … ``starts[g+1]−1`` of ``incidence``
     ([candidate, cell]); ``starts`` has one more entry than there are units and ends at the number of
-    candidates. ``weights`` (≥ 0) drive the first draw within a unit (uniform where they are all 0);
-    ``scale`` weighs each cell's absolute error; a cell whose target is NaN is not counted. ``start``
-    (a candidate per unit, each within its unit) replaces the draw: the passes go on from there."""
+    candidates. ``weights`` (≥ 0; uniform within a unit where they are all 0) are each unit's shares
+    over its candidates; ``scale`` weighs each cell's absolute error; a cell whose target is NaN is not
+    counted.
+
+    The first assignment is ``rounded`` (default): the units, in a seeded order, each take the
+    candidate that best meets the targets given the units already assigned and the weighted average
+    of those still to come — rounding the fractional solution one unit at a time, so that what one
+    unit's rounding misses, the next ones make up — or ``drawn``: each unit's candidate drawn by its
+    weights. ``start`` (a candidate per unit, each within its unit) replaces it. The passes then go on
+    from there."""
     matrix = as_incidence(incidence)
     candidates, cells = matrix.shape
     starts = np.asarray(starts, dtype=np.int64)
     if starts.ndim != 1 or starts.size < 2 or starts[0] != 0 or starts[-1] != candidates or np.any(np.diff(starts) < 1):
         raise ValueError("starts must rise from 0 to the number of candidates, each unit with at least one candidate")
+    if first not in ("rounded", "drawn"):
+        raise ValueError(f"first must be 'rounded' or 'drawn', not {first!r}")
     t = vector("targets", targets, cells, allow_nan=True)
     w = vector("weights", weights, candidates)
     s = np.where(np.isnan(t), 0.0, vector("scale", scale, cells))
@@ -53,23 +64,44 @@ def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.r
     units = len(starts) - 1
     sizes = np.diff(starts)
     unit_of = np.repeat(np.arange(units), sizes)
-
-    # the draw: within each unit, by its weights
     total = np.bincount(unit_of, weights=w, minlength=units)
     p = np.where(total[unit_of] > 0, w / np.where(total[unit_of] > 0, total[unit_of], 1), 1.0 / sizes[unit_of])
-    below = np.cumsum(p) - np.repeat(np.cumsum(p)[starts[:-1]] - p[starts[:-1]], sizes)  # cumulative within the unit
-    u = rng.random(units)
-    picks = starts[:-1] + np.minimum(_first_at_least(below, u, starts), sizes - 1)
-    if start is not None:
-        start = np.asarray(start, dtype=np.int64)
-        if start.shape != (units,) or np.any(start < starts[:-1]) or np.any(start >= starts[1:]):
-            raise ValueError("start must give one candidate per unit, each within its unit's rows")
-        picks = start.copy()
     csr = sp.csr_array(matrix)
     indptr, indices, data = csr.indptr, csr.indices, csr.data
-    achieved = np.asarray(csr[picks].sum(axis=0)).ravel()
-    residual = achieved - t
-    drawn = float(s @ np.abs(residual))
+
+    def costs(a: int, b: int, residual: np.ndarray) -> np.ndarray:
+        """For each candidate a … b−1: the change of the error were it added to ``residual``."""
+        lo, hi = indptr[a], indptr[b]
+        idx, val = indices[lo:hi], data[lo:hi]
+        r = residual[idx]
+        gain = s[idx] * (np.abs(r + val) - np.abs(r))
+        cost = np.zeros(b - a)
+        nonempty = indptr[a + 1:b + 1] > indptr[a:b]
+        if gain.size:
+            cost[nonempty] = np.add.reduceat(gain, indptr[a:b][nonempty] - lo)
+        return cost
+
+    if start is not None:
+        picks = np.asarray(start, dtype=np.int64).copy()
+        if picks.shape != (units,) or np.any(picks < starts[:-1]) or np.any(picks >= starts[1:]):
+            raise ValueError("start must give one candidate per unit, each within its unit's rows")
+        residual = np.asarray(csr[picks].sum(axis=0)).ravel() - t
+    elif first == "drawn":
+        below = np.cumsum(p) - np.repeat(np.cumsum(p)[starts[:-1]] - p[starts[:-1]], sizes)  # cumulative within the unit
+        picks = starts[:-1] + np.minimum(_first_at_least(below, rng.random(units), starts), sizes - 1)
+        residual = np.asarray(csr[picks].sum(axis=0)).ravel() - t
+    else:
+        picks = np.zeros(units, dtype=np.int64)
+        residual = csr.T @ p - t  # every unit at its weighted average
+        for g in rng.permutation(units):
+            a, b = starts[g], starts[g + 1]
+            lo, hi = indptr[a], indptr[b]
+            np.subtract.at(residual, indices[lo:hi], data[lo:hi] * np.repeat(p[a:b], np.diff(indptr[a:b + 1])))
+            c = a + int(np.argmin(costs(a, b, residual)))
+            picks[g] = c
+            residual[indices[indptr[c]:indptr[c + 1]]] += data[indptr[c]:indptr[c + 1]]
+        residual = np.asarray(csr[picks].sum(axis=0)).ravel() - t  # exact again, free of rounding drift
+    error_first = float(s @ np.abs(residual))
     moves = done = 0
     for done in range(1, passes + 1):
         sideways = done % 2 == 0  # every other pass may also move sideways (same error), to leave a plateau
@@ -81,15 +113,7 @@ def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.r
             c = picks[g]
             own = slice(indptr[c], indptr[c + 1])
             residual[indices[own]] -= data[own]
-            lo, hi = indptr[a], indptr[b]
-            idx, val = indices[lo:hi], data[lo:hi]
-            r = residual[idx]
-            gain = s[idx] * (np.abs(r + val) - np.abs(r))
-            row_starts = indptr[a:b] - lo
-            cost = np.zeros(b - a)
-            nonempty = indptr[a + 1:b + 1] > indptr[a:b]
-            if gain.size:
-                cost[nonempty] = np.add.reduceat(gain, row_starts[nonempty])
+            cost = costs(a, b, residual)
             best = int(np.argmin(cost))
             if cost[best] < cost[c - a] - 1e-12 or (sideways and best != c - a and cost[best] <= cost[c - a] + 1e-12):
                 c = a + best
@@ -100,7 +124,7 @@ def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.r
         moves += moved
         if not moved and not sideways:
             break
-    return UnitChoice(picks, residual + t, drawn, float(s @ np.abs(residual)), done, moves)
+    return UnitChoice(picks, residual + t, error_first, float(s @ np.abs(residual)), done, moves)
 
 
 def _first_at_least(cumulative: np.ndarray, u: np.ndarray, starts: np.ndarray) -> np.ndarray:

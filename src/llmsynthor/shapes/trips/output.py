@@ -62,7 +62,7 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
                           "mode per tour); nothing was repaired or left out"},
         "balancing": {"sweeps": result.balance.iterations, "converged": bool(result.balance.converged),
                       "max_relative_error": round(result.balance.max_error, 6)},
-        "choice": {"error_drawn": round(result.choice.drawn_error, 6), "error_chosen": round(result.choice.error, 6),
+        "choice": {"error_rounded": round(result.choice.first_error, 6), "error_chosen": round(result.choice.error, 6),
                    "passes": result.choice.passes, "exchanges": result.choice.moves,
                    "error_is": "the sum over the tables of their weight times their L1 error over their total (2 × TVD)"},
         "prior": result.prior.as_dict(),

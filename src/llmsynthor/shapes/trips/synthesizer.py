@@ -9,8 +9,13 @@ construction, list balancing, and one day chosen for every person.
 3. **candidates** — ``spec.candidates`` days per person (:mod:`llmsynthor.shapes.trips.days`);
 4. **balancing** — weights over every person's days meeting the tables of trips and of persons,
    each person's weights summing to one (:func:`llmsynthor.fitting.balance.list_balance`);
-5. **choice** — one day per person, drawn by those weights and exchanged while that lowers the
-   tables' error (:func:`llmsynthor.fitting.choice.choose_one`).
+5. **choice** — one day per person: the weights rounded one person at a time, then exchanged while
+   that lowers the tables' error (:func:`llmsynthor.fitting.choice.choose_one`);
+6. **guided rounds** — :data:`ROUNDS` times, half as many new days per person drawn towards what
+   the tables still want (:class:`~llmsynthor.shapes.trips.days.Guide`), added to the days that
+   carry weight, balanced and chosen again; the round with the least error is kept;
+7. **polish** — stops moved to nearby zones and trips to other hours of their slot where that
+   lowers the error (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
 
 The LLM is reached only through the scorer protocol (by way of ``prior.copula``).
 """
@@ -25,19 +30,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ...core.levels import incidence, level_counts, repeat_candidates
+from ...core.levels import incidence, repeat_candidates
 from ...core.metrics import tvd
+from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck, check_days
 from ...fitting.balance import BalanceResult, list_balance
 from ...fitting.choice import UnitChoice, choose_one
 from ...prior.requesting import LLMUsage
-from .days import Factors, Guide, candidate_days, merge_days, take_days
+from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
+from .polish import Polished, polish_stops
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .prior import TripPrior, trip_prior
 from .spec import TRIPS_PER_PERSON, TripsSpec
 
 PILOT = 4  # days per person drawn from the tables alone, for the lengths the model's bands are weighed against
-BALANCE_SWEEPS = 200
+BALANCE_SWEEPS = 100  # each round's balancing guides the next; 200 sweeps measured no better after the rounds
 ROUNDS = 3  # rounds of candidates guided by what the last fit missed, after the first
 KEEP = 1e-3  # a person's days kept into the next round: those with at least this share of its weight, and the chosen one
 
@@ -57,6 +64,7 @@ class TripResult:
     candidates: int
     seconds: dict[str, float] = field(default_factory=dict)
     rounds: list[dict] = field(default_factory=list)
+    polish: Polished | None = None
 
 
 class TripSynthesizer:
@@ -93,7 +101,7 @@ class TripSynthesizer:
         scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables])
         offsets = np.cumsum([0] + [t.region.size for t in tables])
         persons = len(inputs.persons)
-        best = pool = start = None
+        best = pool = None
         rounds = []
         for r in range(ROUNDS + 1):
             self.progress("candidate days", r, ROUNDS + 1)
@@ -104,8 +112,7 @@ class TripSynthesizer:
                 guide = Guide.from_fit(list(tables), achieved)
                 fresh = candidate_days(spec, inputs, prior.factors, rng, max(2, spec.candidates // 2), guide=guide)
                 kept = _kept(balance.weights, choice.picks, who)
-                pool, moved = merge_days(take_days(pool, kept), fresh)
-                start = moved[np.searchsorted(kept, choice.picks)]
+                pool, _ = merge_days(take_days(pool, kept), fresh)
             lap(f"candidate days {r}")
             matrix = incidence(tables, pool)
             who = pool.frames[PERSONS.name]["who"].to_numpy()
@@ -115,24 +122,44 @@ class TripSynthesizer:
                                    max_iterations=BALANCE_SWEEPS)
             lap(f"balancing {r}")
             starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
-            choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng, start=start)
+            choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng)
             lap(f"choice {r}")
             rounds.append({"candidate_days": len(pool), "error_fractional": round(float(scale @ np.abs(balance.achieved[:len(wanted)] - wanted)), 6),
-                           "error_drawn": round(choice.drawn_error, 6), "error_chosen": round(choice.error, 6)})
+                           "error_rounded": round(choice.first_error, 6), "error_chosen": round(choice.error, 6)})
             if best is None or choice.error < best[2].error:
                 best = (pool, balance, choice)
         self.progress("candidate days", ROUNDS + 1, ROUNDS + 1)
         pool, balance, choice = best
-        counts = np.bincount(choice.picks, minlength=len(pool))
-        fit = {t.name: round(tvd(level_counts(t, pool, counts).ravel(), t.region.ravel()), 6) for t in tables}
-        out_persons, out_trips = self._output(repeat_candidates(pool, choice.picks))
+        frames = repeat_candidates(pool, choice.picks)
+        polished = self._polish(frames[TRIPS.name], rng)
+        lap("polish")
+        fit = {t.name: round(tvd(cell_counts(frames[t.level], t)[0].ravel(), t.region.ravel()), 6) for t in tables}
+        out_persons, out_trips = self._output(frames)
         first_mode = out_trips.groupby("tour_id")["trip_mode"].transform("first")  # the mode the tour leaves home by
         others = tuple(m for m in spec.trips.modes if m not in spec.trips.car_modes)
         chains = check_days(out_trips.assign(tour_mode=first_mode), order=["tour_id", "trip_id"],
                             home=out_persons.set_index("person_id")["home_zone"], tour="tour_id", mode="trip_mode",
                             tour_mode="tour_mode", car_modes=tuple(spec.trips.car_modes), other_modes=others)
         lap("output")
-        return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds)
+        return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished)
+
+    def _polish(self, trips: pd.DataFrame, rng: np.random.Generator) -> Polished:
+        """Stops moved to nearby zones where that lowers the tables' error (:mod:`~llmsynthor.shapes.trips.polish`);
+        ``trips`` (the chosen days' trips, in day order) is updated in place."""
+        spec, zones = self.spec, self.inputs.zones
+        s = spec.trips
+        coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
+        purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
+        polished = polish_stops(zones, coder, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
+                                trips["depart"].to_numpy(), purpose, pd.Index(s.modes).get_indexer(trips["mode"]),
+                                purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(), (s.first_hour, s.last_hour), rng)
+        trips["depart"] = polished.depart
+        trips["origin"], trips["destination"] = zones.ids[polished.origin], zones.ids[polished.destination]
+        trips["km"] = zones.km(polished.origin, polished.destination)
+        if zones.district is not None:
+            district = zones.district.astype(str)
+            trips["origin_district"], trips["destination_district"] = district[polished.origin], district[polished.destination]
+        return polished
 
     def _output(self, frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The chosen days as the field writes them: persons with their given ids, home zone and trips
