@@ -456,13 +456,77 @@ def write_example(folder: Path = EXAMPLE, survey: Survey | None = None) -> Path:
     return folder
 
 
+def synthesized(seed: int, backend: str = "none"):
+    """The trips shape on the example (``examples/trips/spec.yaml``, built from this survey) with seed ``seed``:
+    its trips coded as the methods' are, and the run's result (fit, prior, chains, timings)."""
+    from llmsynthor.api import make_backend
+    from llmsynthor.shapes.trips.spec import load
+    from llmsynthor.shapes.trips.synthesizer import TripSynthesizer
+
+    spec = load(EXAMPLE / "spec.yaml")
+    spec = spec.model_copy(update={"seed": seed, "llm": spec.llm.model_copy(update={"backend": backend})})
+    result = TripSynthesizer(spec, make_backend(spec.llm)).run()
+    t = result.trips
+    coded = pd.DataFrame({"person_id": t["person_id"], "origin": t["origin"].astype(int), "destination": t["destination"].astype(int),
+                          "depart": t["depart"].astype(int), "o_district": t["origin_district"].str[1:].astype(int),
+                          "d_district": t["destination_district"].str[1:].astype(int), "purpose": t["purpose"], "mode": t["trip_mode"],
+                          "km": t["km"].astype(float)})
+    coded["period"] = np.asarray(PERIODS)[np.searchsorted(PERIOD_STARTS, coded["depart"], side="right") - 1]
+    return coded, result
+
+
+def model_knowledge(seed: int = 0) -> pd.DataFrame:
+    """What the embedded model's lifts say of the survey's own trips, pair by pair — the pairs it was
+    asked (the tables do not cross them, so the run cannot check them) and those it was checked on.
+    The same questions as the run with ``seed`` (answers from the response cache after a run)."""
+    from llmsynthor.api import make_backend
+    from llmsynthor.prior.tempering import GRID, log_lift_correlation, pair_error
+    from llmsynthor.shapes.trips.days import Factors, candidate_days
+    from llmsynthor.shapes.trips.inputs import TRIPS, read_inputs
+    from llmsynthor.shapes.trips.prior import trip_prior
+    from llmsynthor.shapes.trips.spec import load
+    from llmsynthor.shapes.trips.synthesizer import PILOT
+
+    survey = read_survey(wheel_path())
+    words = flat_trips(survey)
+    spec = load(EXAMPLE / "spec.yaml").model_copy(update={"seed": seed})
+    inputs = read_inputs(spec)
+    alone = Factors.none(len(inputs.persons), len(spec.trips.purposes), len(spec.trips.modes))
+    pilot = candidate_days(spec, inputs, alone, np.random.default_rng([seed, 1]), PILOT)
+    prior = trip_prior(spec, inputs, make_backend(spec.llm), pilot.frames[TRIPS.name]["km"].to_numpy())
+    scored = prior.scored
+    rows = []
+    for checked, pairs in ((False, scored.lifts), (True, scored.checked)):
+        for (c, a), lift in pairs.items():
+            labels = [list(scored.levels[v].axis.labels) for v in (c, a)]
+            joint = pd.crosstab(words[c], words[a]).reindex(index=labels[0], columns=labels[1], fill_value=0).to_numpy(dtype=float)
+            errors = {g: pair_error(lift, joint, g) for g in GRID}
+            rows.append({"pair": f"{c} × {a}", "checked by the tables": checked,
+                         "log-lift correlation with the survey": log_lift_correlation([(lift, joint)]),
+                         "error at 0 (bits)": errors[0.0], "error at 1": errors[1.0],
+                         "best strength on the survey": min(errors, key=errors.get)})
+    out = pd.DataFrame(rows)
+    out.attrs["strength chosen"] = prior.check.strength if prior.check else None
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--matsim", type=Path, help="also write the survey's valid days as MATSim plans to this file")
+    parser.add_argument("--llmsynthor", choices=("none", "embedded"), action="append", default=[],
+                        help="also run the trips shape on examples/trips with this backend (none: the tables alone; embedded: "
+                             "the default model's checked lifts); may be given twice")
+    parser.add_argument("--knowledge", action="store_true", help="print what the embedded model's lifts say of the survey's "
+                        "trips, pair by pair, beside the strength the run chose, and stop")
     parser.add_argument("--example", type=Path, nargs="?", const=EXAMPLE, help="write the trips example's data files "
                         "(zones, persons, targets) to this folder (default examples/trips) and stop")
     args = parser.parse_args()
     survey = read_survey(wheel_path())
+    if args.knowledge:
+        table = model_knowledge()
+        print(f"strength the run chose (checked pairs only): {table.attrs['strength chosen']}")
+        print(table.round(3).to_string(index=False))
+        return
     if args.example:
         print(f"wrote the trips example's data files to {write_example(args.example, survey)}")
         return
@@ -477,6 +541,14 @@ def main() -> None:
         sample, weights = floor(survey, rng)
         made = {"floor (half the survey's persons, ×2)": (sample, weights), "independent": (independent(truth, survey.zones, rng), None),
                 "gravity + Furness": (gravity(truth, survey.zones, rng), None), "IPF (the tables' joint)": (ipf(truth, survey.zones, rng), None)}
+        for backend in args.llmsynthor:
+            coded, result = synthesized(seed, backend)
+            check = result.prior.check
+            label = "llmsynthor trips, tables alone" if backend == "none" else "llmsynthor trips, embedded model"
+            made[label] = (coded, None)
+            print(f"  seed {seed} {label}: {len(coded):,} trips, chains valid {int(result.chains.valid.sum()):,}/{len(result.chains.persons):,}, "
+                  f"fit {result.fit}, prior strength {check.strength if check else 'none'}, "
+                  f"{result.usage.option_scorings} scorings ({result.usage.seconds:.0f}s), non-LLM {sum(result.seconds.values()) - result.usage.seconds:.0f}s")
         for name, (frame, w) in made.items():
             rows.setdefault(name, []).append(score(truth, frame, w))
     table = pd.DataFrame({name: pd.DataFrame(scores).median() for name, scores in rows.items()}).T

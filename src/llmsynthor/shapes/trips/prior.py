@@ -15,7 +15,7 @@ person's stops take, the mode of a tour given its longest leg and the person.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray,
     targets = word_targets(spec, inputs, lengths_km)
     scored = score_prior(targets, llm, targets.schema, on_call=on_call, check=True, phrasings=PHRASINGS, letters=by_letter(None, llm))
     axes = {name: lv.axis for name, lv in scored.levels.items()}
-    check = check_prior(scored.checked, targets, axes)
+    check = replace(check_prior(scored.checked, targets, axes), phrasing=scored.phrasing, phrasing_errors=dict(scored.phrasing_errors))
     tempered = scored.tempered(check.strength)
     return TripPrior(factors(spec, inputs, tempered), check, scored)
 

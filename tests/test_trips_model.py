@@ -1,0 +1,71 @@
+"""The trips shape through the real default model (Qwen2.5-Coder-1.5B): ``llmsynthor run`` on the small
+trips case of tests/test_trips_inputs.py, the model asked by token probabilities about what it can
+know (person type, activity, mode, length), checked on the pair a table crosses, its strength
+chosen; and the factors a checked prior becomes, with a test double."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from llmsynthor.core.tables import Axis
+from llmsynthor.prior.copula import Levels, PairwisePrior
+from llmsynthor.prior.tempering import GRID
+from llmsynthor.shapes.trips.days import LENGTH_WORDS
+from llmsynthor.shapes.trips.inputs import read_inputs
+from llmsynthor.shapes.trips.prior import LENGTH, factors
+from llmsynthor.shapes.trips.spec import load
+from test_trips_inputs import spec_dict, write_case
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_day_of_trips_through_the_default_model(tmp_path):
+    spec = spec_dict()
+    spec["llm"] = {"backend": "embedded"}
+    path = write_case(tmp_path / "case", spec=spec)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "llmsynthor.cli", "run", str(path), "--out", str(out), "--no-cache"],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    prior = manifest["prior"]
+    asked = [set(pair.split(" × ")) for pair in prior["pairs_asked"]]
+    assert {"person_type", "purpose"} in asked and {"mode", "length"} in asked  # who does what; modes by length
+    assert prior["pairs_checked"] == ["mode × purpose"]  # the one pair a table crosses on the model's levels
+    assert prior["check"]["strength"] in GRID
+    assert set(prior["check"]["error_bits_by_strength"]) == {f"{g:g}" for g in GRID}
+    assert manifest["llm"]["option_scorings"] >= 10 and manifest["llm"]["seconds"] > 0
+    assert manifest["model"]["sha256"]  # the embedded model file, checked
+    assert manifest["chains"]["valid"] == manifest["chains"]["persons_with_trips"]
+    assert sum(manifest["chains"]["broken"].values()) == 0
+    trips = pd.read_csv(out / "trips.csv")
+    assert len(trips) == manifest["trips"] > 0
+
+
+def test_a_checked_prior_becomes_factors_per_person_and_per_length(tmp_path):
+    """factors(): a person's activity and mode factors are the lifts of its variables' values; the
+    modes' factors by length band are the length × mode lifts (a test double of the scored prior)."""
+    spec = load(write_case(tmp_path / "case"))
+    inputs = read_inputs(spec)
+    types, purposes, modes = ["worker", "student", "other"], spec.trips.purposes, spec.trips.modes
+    levels = {"person_type": Levels("person_type", Axis("person_type", tuple(types))),
+              "purpose": Levels("purpose", Axis("purpose", tuple(purposes))),
+              "mode": Levels("mode", Axis("mode", tuple(modes))),
+              LENGTH: Levels(LENGTH, Axis(LENGTH, LENGTH_WORDS))}
+    by_purpose = np.arange(1, 13, dtype=float).reshape(3, 4)
+    by_length = np.linspace(0.5, 2, 18).reshape(6, 3)
+    prior = PairwisePrior(levels, {("person_type", "purpose"): by_purpose, ("mode", LENGTH): by_length.T})
+    made = factors(spec, inputs, prior)
+    rows = [types.index(t) for t in inputs.persons["person_type"]]
+    assert np.array_equal(made.purpose, by_purpose[rows])
+    assert np.array_equal(made.mode_by_person, np.ones((len(rows), 3)))  # person × mode not scored: 1
+    assert np.array_equal(made.mode_by_length, by_length)  # looked up in either direction
+    tempered = factors(spec, inputs, prior.tempered(0.0))
+    assert np.array_equal(tempered.purpose, np.ones_like(made.purpose))  # strength 0: the tables alone
