@@ -500,6 +500,7 @@ def model_knowledge(seed: int = 0) -> pd.DataFrame:
         for (c, a), lift in pairs.items():
             labels = [list(scored.levels[v].axis.labels) for v in (c, a)]
             joint = pd.crosstab(words[c], words[a]).reindex(index=labels[0], columns=labels[1], fill_value=0).to_numpy(dtype=float)
+            joint = joint / joint.sum()
             errors = {g: pair_error(lift, joint, g) for g in GRID}
             rows.append({"pair": f"{c} × {a}", "checked by the tables": checked,
                          "log-lift correlation with the survey": log_lift_correlation([(lift, joint)]),

@@ -41,6 +41,7 @@ class TripPrior:
     check: PriorCheck | None = None
     scored: PairwisePrior | None = None
     notes: list[str] = field(default_factory=list)
+    strengths: dict[str, float] = field(default_factory=dict)  # asked pair -> the strength its lifts were applied at
 
     def as_dict(self) -> dict:
         out = {"notes": self.notes}
@@ -49,6 +50,7 @@ class TripPrior:
         if self.scored is not None:
             out["pairs_asked"] = [f"{c} × {a}" for c, a in self.scored.lifts]
             out["pairs_checked"] = [f"{c} × {a}" for c, a in self.scored.checked]
+            out["strength_by_pair"] = self.strengths
         return out
 
 
@@ -97,8 +99,16 @@ def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray,
     scored = score_prior(targets, llm, targets.schema, on_call=on_call, check=True, phrasings=PHRASINGS, letters=by_letter(None, llm))
     axes = {name: lv.axis for name, lv in scored.levels.items()}
     check = replace(check_prior(scored.checked, targets, axes), phrasing=scored.phrasing, phrasing_errors=dict(scored.phrasing_errors))
-    tempered = scored.tempered(check.strength)
-    return TripPrior(factors(spec, inputs, tempered), check, scored)
+    strengths = {pair: _strength_for(pair, scored, targets, axes, check.strength) for pair in scored.lifts}
+    tempered = PairwisePrior(scored.levels, {pair: lift ** strengths[pair] for pair, lift in scored.lifts.items()})
+    return TripPrior(factors(spec, inputs, tempered), check, scored, strengths={f"{c} × {a}": g for (c, a), g in strengths.items()})
+
+
+def _strength_for(pair: tuple[str, str], scored: PairwisePrior, targets: Targets, axes: dict, overall: float) -> float:
+    """The strength for one asked pair: chosen on the checked pairs that share a variable with it (how
+    well the model knows modes, say, checked where a table shows modes), else on all of them."""
+    sharing = {p: lift for p, lift in scored.checked.items() if set(p) & set(pair)}
+    return check_prior(sharing, targets, axes).strength if sharing else overall
 
 
 def factors(spec: TripsSpec, inputs: TripInputs, prior: PairwisePrior) -> Factors:
