@@ -4,11 +4,13 @@ A day is built, vectorized over every candidate at once, as a sequence of tours 
 
 1. **how many trips** — drawn from the person's row of a trips-per-person table (uniform within the
    table's bin; a day has 0 trips or at least 2, since it starts and ends at home);
-2. **tours** — the trips split into tours of at least two (home → stops → home);
+2. **tours** — the trips split into tours of at least two (home → stops → home), as many on average
+   as the tables' share of trips going home says;
 3. **purposes** — every stop's activity from the tables' purposes (``home`` left out) times the
    prior's factor for the person; a tour's last trip goes home;
-4. **departure hours** — each trip's hour from the tables' hour-by-purpose shares, truncated to be no
-   earlier than the previous trip's (a day's departures never go backwards);
+4. **departure hours** — each trip's hour from the tables' hour-by-purpose shares, then the day's
+   hours sorted into its trips' order (a day's departures never go backwards, and long days do not
+   pile up at the last hour as draws truncated at the previous departure would);
 5. **destinations** — each stop among the zones nearest the previous one, drawn by what attracts the
    activity (the zone table's ``attractions``; else households and jobs) times exp(−β·km), β drawn
    per day from a grid so that the tables choose how far people go; the last trip of a tour goes home;
@@ -185,9 +187,17 @@ def _trip_counts(spec: TripsSpec, inputs: TripInputs, who: np.ndarray, rng: np.r
     return rng.choice(feasible[feasible <= 8], size=len(who))
 
 
-def _tours(n: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For days of ``n`` trips: per trip its day, its tour within the day, and whether it goes home."""
-    tours = np.where(n >= 2, [rng.integers(max(1, -(-m // 5)), m // 2 + 1) if m >= 2 else 0 for m in n], 0)
+def _tours(n: np.ndarray, home_share: float | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For days of ``n`` trips: per trip its day, its tour within the day, and whether it goes home.
+    A day of n trips has n·``home_share`` tours on average (every tour ends with one trip home, so the
+    tables' share of trips going home is the tours per trip), rounded at random, at least one and at
+    most n/2; without that share, uniform between n/5 and n/2."""
+    if home_share is None:
+        low = np.maximum(1, -(-n // 5))
+        tours = low + np.floor(rng.random(len(n)) * (n // 2 - low + 1)).astype(np.int64)
+    else:
+        tours = np.floor(n * home_share + rng.random(len(n))).astype(np.int64)
+    tours = np.where(n >= 2, np.clip(tours, 1, np.maximum(n // 2, 1)), 0)
     extra = n - 2 * tours
     sizes = []
     for t, e in zip(tours, extra):
@@ -231,7 +241,9 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     chosen = np.arange(len(inputs.persons)) if persons is None else np.asarray(persons)
     who = np.repeat(chosen, per_person)
     n = _trip_counts(spec, inputs, who, rng, guide)
-    day, tour, home_bound = _tours(n, rng)
+    purpose_shares = shares_over(trip_tables, ("purpose",), (purposes,))
+    home_share = None if purpose_shares is None or purpose_shares.sum() <= 0 else float(purpose_shares[home_purpose] / purpose_shares.sum())
+    day, tour, home_bound = _tours(n, home_share, rng)
     first_in_day = np.r_[True, day[1:] != day[:-1]] if len(day) else np.zeros(0, bool)
     person = who[day]
     position = np.arange(len(day)) - np.repeat(np.flatnonzero(first_in_day), np.diff(np.r_[np.flatnonzero(first_in_day), len(day)]))
@@ -244,22 +256,19 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     by_person = np.cumsum(_rows(base[None, :] * factors.purpose), axis=1)
     purpose = np.where(home_bound, home_purpose, _draw(by_person[person], rng.random(len(day))))
 
-    # hours: P(hour | purpose) (times the guide's ratios), each no earlier than the previous trip's
+    # hours: each trip's from P(hour | purpose) (times the guide's ratios), then the day's hours sorted into its trips' order
     hour_purpose = shares_over(trip_tables, ("depart", "purpose"), (hours, purposes))
     allowed = np.zeros(24)
     allowed[s.first_hour:s.last_hour + 1] = 1
     by_purpose = _rows((hour_purpose.T if hour_purpose is not None else np.ones((len(purposes), 24))) * allowed)
-    depart = np.zeros(len(day), dtype=np.int64)
+    drawn = np.zeros(len(day), dtype=np.int64)
     all_hours = np.arange(24)[None, :]
-    for k in range(steps):
-        at = np.flatnonzero(position == k)
-        earliest = np.full(len(at), s.first_hour) if k == 0 else depart[at - 1]
-        rows = by_purpose[purpose[at]]
+    for chunk in np.array_split(np.arange(len(day)), max(1, len(day) // 200_000)):
+        rows = by_purpose[purpose[chunk]]
         if guide is not None:
-            rows = rows * guide.factor(coder, {"depart": all_hours, "purpose": purpose[at][:, None]})
-        rows = _rows(rows * (all_hours >= earliest[:, None]))
-        drawn = _draw(np.cumsum(rows, axis=1), rng.random(len(at)))
-        depart[at] = np.clip(np.maximum(drawn, earliest), s.first_hour, s.last_hour)
+            rows = _rows(rows * guide.factor(coder, {"depart": all_hours, "purpose": purpose[chunk][:, None]}))
+        drawn[chunk] = _draw(np.cumsum(rows, axis=1), rng.random(len(chunk)))
+    depart = drawn[np.lexsort((drawn, day))]  # days are contiguous and in order: each day's hours ascending
 
     # destinations: near the previous stop, drawn by attraction × exp(-β km) (times the guide's ratios); home at a tour's end
     destination_table = shares_over(trip_tables, ("destination",), (zones.ids.tolist(),))
