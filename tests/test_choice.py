@@ -110,12 +110,11 @@ def test_the_error_after_the_passes_is_never_above_the_first_error(seed):
     incidence, starts, targets, weights = random_problem(seed)
     scale = np.random.default_rng(seed + 100).random(len(targets)) + 0.1
     choice = choose_one(incidence, starts, targets, weights, scale, np.random.default_rng(seed))
-    drawn = choose_one(incidence, starts, targets, weights, scale, np.random.default_rng(seed), passes=0)
-    assert choice.first_error == pytest.approx(drawn.error)  # the same first assignment
-    assert drawn.error == pytest.approx(error_of(incidence, drawn.picks, targets, scale))
+    rounded = choose_one(incidence, starts, targets, weights, scale, np.random.default_rng(seed), passes=0)
+    assert choice.first_error == pytest.approx(rounded.error)  # the same first assignment
+    assert rounded.error == pytest.approx(error_of(incidence, rounded.picks, targets, scale))
     assert choice.error == pytest.approx(error_of(incidence, choice.picks, targets, scale))
-    assert choice.error <= choice.first_error + 1e-9
-    assert choice.error < choice.first_error or choice.moves == 0
+    assert choice.error <= choice.first_error + 1e-9  # sideways passes may move units at equal error, never up
 
 
 def test_passes_improve_on_most_random_draws():

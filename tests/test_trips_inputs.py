@@ -300,3 +300,46 @@ def test_a_table_of_persons_with_another_mix_than_the_persons_file_is_refused(tm
     message = text(refused(tmp_path, tables={"trips_per_person.csv": mixed}))
     assert "trips_per_person.csv" in message and "6 persons with person_type = worker; the persons file has 8" in message
     assert "2 persons placed otherwise" in message
+
+
+def test_a_zone_table_without_centroids_is_refused_before_any_work(tmp_path):
+    spec = spec_dict()
+    del spec["zones"]["lon"], spec["zones"]["lat"]
+    message = text(refused(tmp_path, spec=spec))
+    assert "zones.csv" in message and "no centroids" in message and "'lon' and 'lat'" in message
+
+
+def test_a_table_of_trips_crossed_with_a_person_variable_is_refused(tmp_path):
+    spec = spec_dict()
+    spec["targets"].append({"name": "type x mode", "variables": ["person_type", "mode"], "file": "targets/origin.csv"})
+    message = text(refused(tmp_path, spec=spec))
+    assert "type x mode" in message and "crosses trips with person_type" in message
+
+
+def test_tables_of_persons_alone_are_refused(tmp_path):
+    spec = spec_dict()
+    spec["targets"] = [t for t in spec["targets"] if t["name"] == "trips per person"]
+    assert "no table of trips" in text(refused(tmp_path, spec=spec))
+
+
+def test_trips_counted_outside_the_spec_hours_are_refused(tmp_path):
+    spec = spec_dict()
+    spec["trips"]["first_hour"] = 12  # the OD table counts trips in [0,12)
+    message = text(refused(tmp_path, spec=spec))
+    assert "od_period.csv" in message and "outside first_hour 12" in message and "[0,12)" in message
+
+
+@pytest.mark.parametrize("name", ["mode", "trips", "who", "person_id"])
+def test_a_person_variable_named_like_the_trips_own_is_refused(tmp_path, name):
+    spec = spec_dict()
+    spec["persons"]["variables"] = {name: spec["persons"]["variables"]["person_type"]}
+    assert f"persons.variables ['{name}']" in text(refused(tmp_path, spec=spec))
+
+
+def test_attractions_and_matsim_modes_must_name_declared_values(tmp_path):
+    spec = spec_dict()
+    spec["zones"]["attractions"] = {"shoping": "jobs"}
+    assert "zones.attractions names ['shoping']" in text(refused(tmp_path, spec=spec))
+    spec = spec_dict()
+    spec["trips"]["matsim_modes"] = {"car": "car"}
+    assert "matsim_modes ['car'] are not among the modes" in text(refused(tmp_path / "again", spec=spec))

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from test_trips_inputs import spec_dict, write_case
 
 from llmsynthor.core.tables import Axis
 from llmsynthor.prior.copula import Levels, PairwisePrior
@@ -21,7 +21,6 @@ from llmsynthor.shapes.trips.days import LENGTH_WORDS
 from llmsynthor.shapes.trips.inputs import read_inputs
 from llmsynthor.shapes.trips.prior import LENGTH, factors
 from llmsynthor.shapes.trips.spec import load
-from test_trips_inputs import spec_dict, write_case
 
 
 @pytest.mark.slow

@@ -93,13 +93,18 @@ def test_the_manifest_says_what_was_made(done):
     folder, _, persons, trips = done
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["kind"] == "trips" and manifest["persons"] == 20 and manifest["trips"] == len(trips)
-    assert manifest["zones"] == 6 and manifest["candidate_days_per_person"] == 8
+    assert manifest["zones"] == 6 and manifest["candidate_days_per_person_first_round"] == 8
     assert set(manifest["fit_tvd"]) == {"OD by period", "origin", "mode x purpose", "trips per person"}
     assert all(0 <= v <= 1 for v in manifest["fit_tvd"].values())
     assert manifest["chains"]["broken"] == {reason: 0 for reason in REASONS}
     assert manifest["chains"]["persons_with_trips"] == int((persons["trips"] > 0).sum())
     assert manifest["choice"]["error_chosen"] <= manifest["choice"]["error_rounded"]
     assert manifest["llm"]["option_scorings"] == 0
+    rounds = manifest["rounds"]
+    assert len(rounds) == 4 and manifest["choice"]["error_chosen"] == min(r["error_chosen"] for r in rounds)
+    assert rounds[manifest["best_round"]]["error_chosen"] == manifest["choice"]["error_chosen"]
+    polish = manifest["polish"]
+    assert polish["error_after"] <= polish["error_before"] <= manifest["choice"]["error_chosen"] + 1e-6
 
 
 def test_the_plans_are_the_trips_as_matsim_legs(done):

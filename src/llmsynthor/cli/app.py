@@ -86,9 +86,10 @@ def check(
 @app.command("spec-format")
 def spec_format(
     households: bool = typer.Option(False, "--households", help="The household spec format (households with their persons, zones)."),
+    trips: bool = typer.Option(False, "--trips", help="The trips spec format (given persons' days of trips between zones)."),
 ) -> None:
     """Print the spec format: every field with its type, default, limits and meaning, and how to write target files."""
-    typer.echo(SHAPES["households" if households else "records"].spec_format())
+    typer.echo(SHAPES["households" if households else "trips" if trips else "records"].spec_format())
 
 
 _RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet; for a household spec, the folder `run` wrote (households and persons).")

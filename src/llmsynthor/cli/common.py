@@ -9,11 +9,14 @@ stderr; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+import time
 import traceback
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.errors import BackendError, LLMSynthorError, ModelFileError, SpecError, os_reason
 
@@ -87,3 +90,25 @@ def guarded(command, debug: bool, *args) -> None:
         command(*args)
     except (SpecError, LLMSynthorError, OSError) as exc:
         fail_with_code(exc, debug)
+
+
+@contextmanager
+def progress_bars():
+    """Yield a ``progress(stage, done, total)`` callback: rich bars on a terminal, plain lines otherwise."""
+    if not err.is_terminal:
+        started = time.monotonic()
+
+        def line(stage: str, done: int, total: int) -> None:
+            typer.echo(f"{stage}: {done}/{total} · {time.monotonic() - started:.1f}s", err=True)
+
+        yield line
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bars:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        yield update

@@ -9,13 +9,11 @@ step otherwise. Errors propagate (SpecError for bad input); the CLI reports them
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..core.records import describe_outside
@@ -27,7 +25,7 @@ from ..shapes.households.evaluation import evaluate_households
 from ..shapes.households.output import check_output_folder, linked_paths, read_linked, write_outputs
 from ..shapes.households.report import build_household_report
 from ..shapes.households.spec import HouseholdSpec, load_household_spec, parse_household_spec
-from .common import backend_fault, err, out, say_threads, stopped, warn_slow
+from .common import backend_fault, err, out, progress_bars, say_threads, stopped, warn_slow
 from .options import RunOptions, Suggesting
 
 SHOWN_RULES = 10  # rules printed by evaluate, the most broken first
@@ -37,28 +35,6 @@ def overridden(spec: HouseholdSpec, changes: dict) -> HouseholdSpec:
     """The spec with command-line overrides (``{"seed": 3, "llm.model": ...}``; None = keep), validated again."""
     data = apply_changes(spec.model_dump(exclude={"base_dir", "source"}), changes)
     return parse_household_spec(data, source=spec.source, base_dir=spec.base_dir)
-
-
-@contextmanager
-def progress_bars():
-    """Yield a ``progress(stage, done, total)`` callback: rich bars on a terminal, plain lines otherwise."""
-    if not err.is_terminal:
-        started = time.monotonic()
-
-        def line(stage: str, done: int, total: int) -> None:
-            typer.echo(f"{stage}: {done}/{total} · {time.monotonic() - started:.1f}s", err=True)
-
-        yield line
-        return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bars:
-        tasks: dict[str, int] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], completed=done, total=total)
-
-        yield update
 
 
 def run_households(spec: HouseholdSpec, folder: Path, fmt: str, no_cache: bool) -> None:

@@ -18,8 +18,7 @@ from ..declarations.spec import apply_changes
 from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.trips.inputs import read_inputs
 from ..shapes.trips.spec import TripsSpec, load
-from .common import backend_fault, err, out, say_threads, stopped, warn_slow
-from .households import progress_bars
+from .common import backend_fault, err, out, progress_bars, say_threads, stopped, warn_slow
 from .options import FLAGS, RunOptions, Suggesting
 
 _NOT_FOR_TRIPS = {"n_records": "the persons file says who travels", "manifest_path": "the manifest is manifest.json in the --out folder",
@@ -116,16 +115,16 @@ def check(spec_path: Path, debug: bool) -> None:
     out.print("ok: every file read and checked against the others")
 
 
-def _not_yet(what: str):
+def _not_yet(what: str, meanwhile: str):
     def refuse(*_args, **_kwargs):
-        raise SpecError(Problem(f"kind: {KIND}", f"`llmsynthor {what}` of a trips folder is not offered yet; "
-                                                 "python bench/mtc_trips.py scores a run against the MTC survey"))
+        raise SpecError(Problem(f"kind: {KIND}", f"`llmsynthor {what}` is not offered for a trips spec yet; {meanwhile}"))
     return refuse
 
 
-evaluate = _not_yet("evaluate")
-report = _not_yet("report")
-suggesting = _not_yet("suggest-constraints")
+evaluate = _not_yet("evaluate", "the run's manifest.json has each table's TVD, and python bench/mtc_trips.py scores the "
+                                "example against the MTC survey")
+report = _not_yet("report", "the run's manifest.json has each table's TVD and the chains checked")
+suggesting = _not_yet("suggest-constraints", "a trips spec takes no constraints yet")
 
 
 def constraints_yaml(found: dict, limit: int, model: str) -> str:
@@ -133,9 +132,20 @@ def constraints_yaml(found: dict, limit: int, model: str) -> str:
 
 
 def spec_format() -> str:
+    """The trips spec's reference: the module's example, then every field of every section with its description."""
+    from ..declarations.zones import ZoneTableSpec
     from ..shapes.trips import spec as module
 
-    return module.__doc__ or ""
+    lines = [(module.__doc__ or "").split("Knows the declarations only")[0].rstrip(), "", "Every field:"]
+    sections = {"": module.TripsSpec, "zones.": ZoneTableSpec, "persons.": module.PersonsFile, "trips.": module.TripSettings}
+    for prefix, model in sections.items():
+        for name, field in model.model_fields.items():
+            if name in ("base_dir", "source", "kind") or field.exclude:
+                continue
+            value = None if field.is_required() else field.get_default(call_default_factory=True)
+            default = "" if field.is_required() or hasattr(value, "model_fields") else f" (default: {value!r})"
+            lines.append(f"  {prefix}{name}: {field.description or ''}{default}")
+    return "\n".join(lines) + "\n"
 
 
 __all__ = ["KIND", "Suggesting", "check", "constraints_yaml", "evaluate", "report", "run", "spec_format", "suggesting"]

@@ -3,8 +3,8 @@
 Trips go between zones the model cannot know by number ("zone 1,217") but can know by kind ("a
 downtown office district", "a residential suburb"). A zone table (one row a zone) gives each zone's
 id as the target tables write it and, where known, its district, area type, households, jobs and
-centroid (longitude and latitude, degrees) — the ``zones:`` section of the trips shape to come;
-today the trips bench and the tests read it. :func:`read_zones` checks it before any work and names
+centroid (longitude and latitude, degrees) — the ``zones:`` section of a trips spec
+(:mod:`llmsynthor.shapes.trips`), with what attracts each activity to a zone. :func:`read_zones` checks it before any work and names
 the file, column, row and value of every problem.
 
 Distances are great-circle kilometres between centroids (within a zone: half the side of a square of

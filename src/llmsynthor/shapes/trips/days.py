@@ -36,6 +36,7 @@ from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
 from .spec import TRIPS_PER_PERSON, TripsSpec
 
 BETAS = (0.0, 0.03, 0.06, 0.12, 0.25, 0.5, 1.0)  # distance decay per km, one per candidate day (0: anywhere in the region)
+DEFAULT_MOST = 8  # trips in a day at most when no table says how many
 NEIGHBOURS = 300  # destinations are drawn among this many zones nearest the trip's origin
 LENGTH_BANDS = (0.0, 1.0, 3.0, 5.0, 10.0, 20.0, np.inf)
 LENGTH_WORDS = ("under 1 km", "1-3 km", "3-5 km", "5-10 km", "10-20 km", "over 20 km")
@@ -68,8 +69,8 @@ class Guide:
     ratios: dict[str, np.ndarray]
 
     @classmethod
-    def from_fit(cls, tables: list[LevelTable], achieved: list[np.ndarray], power: float = 1.0) -> Guide:
-        return cls({t.name: np.clip(((t.region + 1.0) / (a.reshape(t.region.shape) + 1.0)) ** power, 1 / 8, 8)
+    def from_fit(cls, tables: list[LevelTable], achieved: list[np.ndarray]) -> Guide:
+        return cls({t.name: np.clip((t.region + 1.0) / (a.reshape(t.region.shape) + 1.0), 1 / 8, 8)
                     for t, a in zip(tables, achieved)})
 
     def factor(self, coder: Coder, raw: dict[str, np.ndarray]) -> np.ndarray | float:
@@ -160,7 +161,8 @@ def _draw(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
 # -- the days ----------------------------------------------------------------------------------------------
 
 def _trip_counts(spec: TripsSpec, inputs: TripInputs, who: np.ndarray, rng: np.random.Generator, guide: Guide | None) -> np.ndarray:
-    """Trips in each candidate's day, from a persons' table over ``trips`` (uniform over 0 and 2…max without one)."""
+    """Trips in each candidate's day, from a persons' table over ``trips`` (without one: uniform over 0 and
+    2 … :data:`DEFAULT_MOST`, at most ``max_trips``)."""
     most = spec.trips.max_trips
     feasible = np.r_[0, np.arange(2, most + 1)]
     persons = inputs.persons
@@ -177,14 +179,15 @@ def _trip_counts(spec: TripsSpec, inputs: TripInputs, who: np.ndarray, rng: np.r
         edges = table.axes[k].edges
         per_bin = [feasible[(feasible >= a) & (feasible < b)] for a, b in zip(edges[:-1], edges[1:])]
         usable = np.array([len(v) > 0 for v in per_bin])
-        rows = _rows(rows * usable)
+        rows = rows * usable
+        rows = _rows(np.where(rows.sum(axis=1, keepdims=True) > 0, rows, usable))  # only bins no day can give: any that one can
         picked = _draw(np.cumsum(rows, axis=1)[who], rng.random(len(who)))
         u = rng.random(len(who))
         sizes = np.array([len(v) for v in per_bin])
         flat = np.concatenate([v for v in per_bin if len(v)])
         offsets = np.cumsum(sizes) - sizes
         return flat[offsets[picked] + np.minimum((u * sizes[picked]).astype(np.int64), sizes[picked] - 1)].astype(np.int64)
-    return rng.choice(feasible[feasible <= 8], size=len(who))
+    return rng.choice(feasible[feasible <= min(DEFAULT_MOST, most)], size=len(who))
 
 
 def _tours(n: np.ndarray, home_share: float | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,21 +231,19 @@ def _attraction(zones: Zones, purposes: list[str], destinations: np.ndarray | No
 
 
 def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: np.random.Generator, per_person: int,
-                   guide: Guide | None = None, persons: np.ndarray | None = None) -> Linked:
-    """``per_person`` days for every person (or for the rows ``persons`` of the persons file), in
-    person order (a person's days are contiguous); ``guide`` steers the draws towards what the tables
-    still want."""
+                   guide: Guide | None = None) -> Linked:
+    """``per_person`` days for every person, in person order (a person's days are contiguous);
+    ``guide`` steers the draws towards what the tables still want."""
     s, zones = spec.trips, inputs.zones
     purposes, modes = s.purposes, s.modes
     home_purpose = purposes.index(s.home)
     hours = list(range(24))
     trip_tables = inputs.of_level(TRIPS.name)
     coder = Coder(spec, zones, trip_tables)
-    chosen = np.arange(len(inputs.persons)) if persons is None else np.asarray(persons)
-    who = np.repeat(chosen, per_person)
+    who = np.repeat(np.arange(len(inputs.persons)), per_person)
     n = _trip_counts(spec, inputs, who, rng, guide)
-    purpose_shares = shares_over(trip_tables, ("purpose",), (purposes,))
-    home_share = None if purpose_shares is None or purpose_shares.sum() <= 0 else float(purpose_shares[home_purpose] / purpose_shares.sum())
+    base = shares_over(trip_tables, ("purpose",), (purposes,))
+    home_share = None if base is None or base.sum() <= 0 else float(base[home_purpose] / base.sum())
     day, tour, home_bound = _tours(n, home_share, rng)
     first_in_day = np.r_[True, day[1:] != day[:-1]] if len(day) else np.zeros(0, bool)
     person = who[day]
@@ -250,7 +251,6 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     steps = int(position.max()) + 1 if len(day) else 0
 
     # purposes: the tables' shares of activities away from home, times the prior's factor for the person
-    base = shares_over(trip_tables, ("purpose",), (purposes,))
     base = np.ones(len(purposes)) if base is None else base.copy()
     base[home_purpose] = 0.0
     by_person = np.cumsum(_rows(base[None, :] * factors.purpose), axis=1)
@@ -260,13 +260,14 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     hour_purpose = shares_over(trip_tables, ("depart", "purpose"), (hours, purposes))
     allowed = np.zeros(24)
     allowed[s.first_hour:s.last_hour + 1] = 1
-    by_purpose = _rows((hour_purpose.T if hour_purpose is not None else np.ones((len(purposes), 24))) * allowed)
+    by_purpose = (hour_purpose.T if hour_purpose is not None else np.ones((len(purposes), 24))) * allowed
+    by_purpose = _rows(np.where(by_purpose.sum(axis=1, keepdims=True) > 0, by_purpose, allowed))  # no share in the window: any hour of it
     drawn = np.zeros(len(day), dtype=np.int64)
     all_hours = np.arange(24)[None, :]
     for chunk in np.array_split(np.arange(len(day)), max(1, len(day) // 200_000)):
         rows = by_purpose[purpose[chunk]]
         if guide is not None:
-            rows = _rows(rows * guide.factor(coder, {"depart": all_hours, "purpose": purpose[chunk][:, None]}))
+            rows = _rows(rows * guide.factor(coder, {"depart": all_hours, "purpose": purpose[chunk][:, None]}) * allowed)
         drawn[chunk] = _draw(np.cumsum(rows, axis=1), rng.random(len(chunk)))
     depart = drawn[np.lexsort((drawn, day))]  # days are contiguous and in order: each day's hours ascending
 
@@ -343,16 +344,12 @@ def take_days(pool: Linked, rows: np.ndarray) -> Linked:
     return Linked(LEVELS, {PERSONS.name: days.iloc[rows].reset_index(drop=True), TRIPS.name: kept.reset_index(drop=True)})
 
 
-def merge_days(a: Linked, b: Linked) -> tuple[Linked, np.ndarray]:
-    """The days of both pools in person order (a's before b's for each person), trips relinked; and
-    where each of a's days went."""
+def merge_days(a: Linked, b: Linked) -> Linked:
+    """The days of both pools in person order (a's before b's for each person), trips relinked."""
     days = pd.concat([a.frames[PERSONS.name], b.frames[PERSONS.name]], ignore_index=True)
     trips_b = b.frames[TRIPS.name].assign(**{TRIPS.link: b.frames[TRIPS.name][TRIPS.link].to_numpy() + len(a.frames[PERSONS.name])})
     both = Linked(LEVELS, {PERSONS.name: days, TRIPS.name: pd.concat([a.frames[TRIPS.name], trips_b], ignore_index=True)})
-    order = np.argsort(days["who"].to_numpy(), kind="stable")
-    where = np.empty(len(order), dtype=np.int64)
-    where[order] = np.arange(len(order))
-    return _reorder(both, order), where[:len(a)]
+    return _reorder(both, np.argsort(days["who"].to_numpy(), kind="stable"))
 
 
 def _reorder(pool: Linked, order: np.ndarray) -> Linked:

@@ -11,7 +11,6 @@ the trips-per-person tables cannot give.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,6 +87,9 @@ def _districts(zones: Zones) -> list[str] | None:
 def read_inputs(spec: TripsSpec) -> TripInputs:
     """Zones, persons and tables of ``spec``, each checked, then checked against one another."""
     zones = read_zones(spec.zones, spec.base_dir, spec.source)
+    if zones.lon is None or zones.lat is None:
+        raise SpecError(Problem(f"{spec.source}: zones ({spec.zones.file})", "no centroids: a trips run needs the zones' "
+                                "'lon' and 'lat' columns (degrees) for distances and the MATSim plans; name them in zones:"))
     persons = read_persons(spec, zones)
     schema = spec.schema_with(zones.ids.tolist(), _districts(zones))
     context = TableContext(schema.variables, spec.source, spec.base_dir)
@@ -99,13 +101,24 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
             problems.append(Problem(f"{spec.source}: targets[{i}] ({table.label})", f"names {', '.join(named)}, but the zone table "
                                     "gives no districts; add the column of districts to zones: (district: <column>)"))
             continue
+        own = [v for v in table.variables if v in spec.persons.variables or v == TRIPS_PER_PERSON]
+        if spec.counts_trips(table) and own:
+            problems.append(Problem(f"{spec.source}: targets[{i}] ({table.label})", f"crosses trips with {', '.join(own)}; a table "
+                                    "of trips may name origin, destination, their districts, depart, purpose and mode, a table of "
+                                    "persons their variables and trips — not both (not supported yet)"))
+            continue
         try:
             axes, dense, kind, where = read_table(table, i, context)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
         level = TRIPS.name if spec.counts_trips(table) else PERSONS.name
+        if "depart" in table.variables:
+            _check_hours(spec, table, axes, dense, where, problems)
         read.append((table, axes, dense, kind, where, level))
+    if not any(level == TRIPS.name for *_, level in read) and not problems:
+        problems.append(Problem(f"{spec.source}: field 'targets'", "no table of trips; expected at least one (origin, destination, "
+                                "their districts, depart, purpose or mode): tables of persons alone do not say where anyone goes"))
     if problems:
         raise SpecError(problems)
     _match_persons(read, persons, problems)
@@ -115,10 +128,22 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     return TripInputs(zones, persons, schema, tables, trips)
 
 
+def _check_hours(spec: TripsSpec, table, axes, dense, where: str, problems: list[Problem]) -> None:
+    """Trips counted in hours outside first_hour … last_hour could never be met."""
+    k = table.variables.index("depart")
+    edges = axes[k].edges
+    outside = (edges[1:] - 1 < spec.trips.first_hour) | (edges[:-1] > spec.trips.last_hour)  # integer bins [a,b) hold a … b-1
+    counted = dense.sum(axis=tuple(i for i in range(dense.ndim) if i != k))
+    if (counted[outside] > 0).any():
+        bin_ = axes[k].labels[int(np.flatnonzero(outside & (counted > 0))[0])]
+        problems.append(Problem(where, f"counts {counted[outside].sum():,.0f} trips departing outside first_hour {spec.trips.first_hour} … "
+                                       f"last_hour {spec.trips.last_hour} (e.g. in {bin_}); expected trips within the spec's hours"))
+
+
 def _match_persons(read: list, persons: pd.DataFrame, problems: list[Problem]) -> None:
     """A table of persons over their declared variables must count the persons file's own mix (the
     persons are given: another mix could not be met)."""
-    for table, axes, dense, kind, where, level in read:
+    for table, axes, dense, _kind, where, level in read:
         if level != PERSONS.name:
             continue
         own = [i for i, v in enumerate(table.variables) if v != TRIPS_PER_PERSON]
@@ -157,9 +182,10 @@ def _scaled(read: list, persons: int, problems: list[Problem]) -> tuple[tuple[Le
                 problems.append(Problem(where, f"counts {total:,.0f} trips; {first_where} counts {first:,.0f}. Expected every "
                                                "table of trips to count the same trips (within 1 %)"))
         counted[TRIPS.name] = first
-    elif any(level == TRIPS.name for *_, level in read):
-        problems.append(Problem(read[0][4], "every table of trips gives shares; expected at least one to give counts (how many trips)"))
-    for table, axes, dense, kind, where, level in read:
+    else:
+        first = next(where for *_, where, level in read if level == TRIPS.name)
+        problems.append(Problem(first, "every table of trips gives shares; expected at least one to give counts (how many trips)"))
+    for table, axes, dense, _kind, where, level in read:
         if level == PERSONS.name and TRIPS_PER_PERSON in table.variables and TRIPS.name in counted:
             axis = axes[table.variables.index(TRIPS_PER_PERSON)]
             margin = dense.sum(axis=tuple(i for i in range(dense.ndim) if i != table.variables.index(TRIPS_PER_PERSON)))
@@ -170,7 +196,7 @@ def _scaled(read: list, persons: int, problems: list[Problem]) -> tuple[tuple[Le
                 problems.append(Problem(where, f"its persons make {low:,.0f} to {high:,.0f} trips; the tables of trips count "
                                                f"{counted[TRIPS.name]:,.0f}. Expected trips per person to agree with the trips counted"))
     out = []
-    for table, axes, dense, kind, where, level in read:
+    for table, axes, dense, _kind, where, level in read:
         total = counted.get(level, float(dense.sum()))
         values = dense * (total / max(dense.sum(), 1e-12))
         out.append(LevelTable(table.label, level, axes, values, None, table.weight, where))

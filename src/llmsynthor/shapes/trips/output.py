@@ -6,15 +6,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...outputs.files import (FORMATS, backend_facts, check_writable_file, level_paths, manifest_head, platform_facts,
-                              write_json, write_linked)
+from ...outputs.files import (
+    FORMATS,
+    backend_facts,
+    check_writable_file,
+    level_paths,
+    manifest_head,
+    platform_facts,
+    write_json,
+    write_linked,
+)
 from ...outputs.matsim import write_plans
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
-from .synthesizer import TripResult
 from .spec import TripsSpec
-
-MATSIM_MODES = {"drive alone": "car", "shared ride": "ride", "transit": "pt", "taxi/TNC": "taxi", "walk": "walk", "bike": "bike"}
-
+from .synthesizer import TripResult
 
 def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
     return {**level_paths(folder, LEVELS, fmt), "plans": Path(folder) / "plans.xml", "manifest": Path(folder) / "manifest.json"}
@@ -32,14 +37,11 @@ def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
 
 def write_outputs(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, folder: Path, fmt: str = "csv",
                   wall_seconds: float | None = None) -> dict[str, Path]:
-    """The linked tables, the MATSim plans (where the zone table gives centroids) and the manifest."""
+    """The linked tables, the MATSim plans and the manifest."""
     paths = output_paths(folder, fmt)
     write_linked({PERSONS.name: result.persons, TRIPS.name: result.trips}, paths)
-    if inputs.zones.lon is not None:
-        write_plans(paths["plans"], result.trips, inputs.zones, mode="trip_mode", order=("tour_id", "trip_id"),
-                    first_activity=spec.trips.home, modes=MATSIM_MODES)
-    else:
-        paths.pop("plans")
+    write_plans(paths["plans"], result.trips, inputs.zones, mode="trip_mode", order=("tour_id", "trip_id"),
+                first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
     write_json(manifest(spec, inputs, result, backend, paths, wall_seconds), paths["manifest"])
     return paths
 
@@ -54,17 +56,23 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "seed": spec.seed,
         "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
         "persons": len(result.persons), "trips": len(result.trips), "zones": len(inputs.zones),
-        "candidate_days": result.candidates, "candidate_days_per_person": spec.candidates,
+        "candidate_days": result.candidates, "candidate_days_per_person_first_round": spec.candidates,
         "fit_tvd": result.fit,
+        "fit_is": "each table's TVD over the written trips and persons (after the polish)",
         "chains": {"persons_with_trips": int(len(chains.persons)), "valid": int(chains.valid.sum()), "broken": chains.counts,
                    "repaired": 0, "left_out": 0,
                    "how": "every candidate day is a chain by construction (tours from home, departures never going back, one "
                           "mode per tour); nothing was repaired or left out"},
         "balancing": {"sweeps": result.balance.iterations, "converged": bool(result.balance.converged),
                       "max_relative_error": round(result.balance.max_error, 6)},
+        "rounds": result.rounds,
+        "best_round": int(min(range(len(result.rounds)), key=lambda r: result.rounds[r]["error_chosen"])) if result.rounds else None,
         "choice": {"error_rounded": round(result.choice.first_error, 6), "error_chosen": round(result.choice.error, 6),
                    "passes": result.choice.passes, "exchanges": result.choice.moves,
                    "error_is": "the sum over the tables of their weight times their L1 error over their total (2 × TVD)"},
+        "polish": None if result.polish is None else {
+            "error_before": round(result.polish.error_before, 6), "error_after": round(result.polish.error_after, 6),
+            "moves": result.polish.moves, "passes": result.polish.passes},
         "prior": result.prior.as_dict(),
         "llm": {"option_scorings": u.option_scorings, "seconds": round(u.seconds, 3), "cache_hits": u.cache_hits},
         "seconds": {**result.seconds, "wall": None if wall_seconds is None else round(wall_seconds, 3)},

@@ -4,10 +4,11 @@ After one day is chosen for every person, the tables of trips are missed by what
 fix: a day is a coarse unit (several trips at once). Here the stops of the chosen days (the trips not
 going home) are visited in a seeded order, and each may move to one of the zones nearest it — its
 own trip and the next one (which leaves from it) change together, so the day stays a chain: it still
-starts and ends at home, departures and modes are kept. A move is taken only when it lowers the
-weighted L1 error over the tables of trips (each table's L1 over its total, as the choice counts
-it), and only within reach: neither leg may grow beyond 1.5 times the longer of the two legs before
-plus 1 km, so a walk stays a walk's length. Passes stop when one moves nothing.
+starts and ends at home, and modes are kept. Each trip may also move to another hour between its
+day's previous and next departures. A move is taken only when it lowers the weighted L1 error over
+the tables of trips (each table's L1 over its total, as the choice counts it), and a stop only
+within reach: neither leg may grow beyond 1.5 times the longer of the two legs as chosen (before any
+move) plus 1 km, so a walk stays a walk's length. Passes stop when one moves nothing.
 
 Works on arrays of zone rows, hours and value positions (:class:`~llmsynthor.shapes.trips.days.Coder`
 maps them to the tables' cells); knows nothing of models.
@@ -75,15 +76,18 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     k = near.indptr[1] - near.indptr[0]
     neighbours = near.indices.reshape(len(zones), k)
     stops = np.flatnonzero(~home_bound)
+    chosen_km = zones.km(origin, destination)
+    reach = np.zeros(len(origin))
+    reach[stops] = 1.5 * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + 1.0  # fixed once: moves cannot creep
     moves = done = 0
-    for done in range(1, passes + 1):
+    while done < passes:
+        done += 1
         moved = 0
         for i in rng.permutation(stops):
             j = i + 1  # the trip leaving the stop (a stop is never a day's last trip)
             old = np.r_[cells[i], cells[j]]
             np.subtract.at(residual, old, 1.0)
             options = neighbours[destination[i]]
-            reach = 1.5 * max(zones.km(origin[i:i + 1], destination[i:i + 1])[0], zones.km(destination[j - 1:j], destination[j:j + 1])[0]) + 1.0
             first = _cells(coder, tables, offsets, raw(np.full(k, origin[i]), options, np.full(k, i)))
             second = _cells(coder, tables, offsets, raw(options, np.full(k, destination[j]), np.full(k, j)))
             both = np.concatenate([first, second], axis=1)  # [option, 2 × tables]
@@ -92,7 +96,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
                 repeat[:, c] = (both[:, :c] == both[:, c:c + 1]).sum(axis=1)
             r = residual[both] + repeat
             cost = (scale[both] * (np.abs(r + 1) - np.abs(r))).sum(axis=1)
-            far = (zones.km(np.full(k, origin[i]), options) > reach) | (zones.km(options, np.full(k, destination[j])) > reach)
+            far = (zones.km(np.full(k, origin[i]), options) > reach[i]) | (zones.km(options, np.full(k, destination[j])) > reach[i])
             cost[far] = np.inf
             here = int(np.flatnonzero(options == destination[i])[0]) if (options == destination[i]).any() else None
             best = int(np.argmin(cost))
@@ -106,6 +110,8 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             high = depart[i + 1] if same_after[i] else hours[1]
             if low == high:
                 continue
+            if not low <= depart[i] <= high:
+                raise AssertionError(f"trip {i} departs at {depart[i]}, outside its slot {low}-{high}")
             np.subtract.at(residual, cells[i], 1.0)
             options = np.arange(low, high + 1)
             n = len(options)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ...core.schema import CategoricalVariable, Schema
-from ...core.tables import Axis, TargetTable, Targets
+from ...core.tables import Axis, Targets, TargetTable
 from ...llm.base import can_score_options
 from ...llm.none import without_model
 from ...prior.copula import PHRASINGS, PairwisePrior, by_letter, score_prior
 from ...prior.tempering import PriorCheck, check_prior
-from .days import LENGTH_WORDS, Factors, shares_over, length_band
+from .days import LENGTH_WORDS, Factors, length_band, shares_over
 from .inputs import TRIPS, TripInputs
 from .spec import TripsSpec
 
@@ -42,6 +42,7 @@ class TripPrior:
     scored: PairwisePrior | None = None
     notes: list[str] = field(default_factory=list)
     strengths: dict[str, float] = field(default_factory=dict)  # asked pair -> the strength its lifts were applied at
+    used: list[str] = field(default_factory=list)  # the asked pairs the days are drawn with (the others are asked, not applied)
 
     def as_dict(self) -> dict:
         out = {"notes": self.notes}
@@ -51,6 +52,7 @@ class TripPrior:
             out["pairs_asked"] = [f"{c} × {a}" for c, a in self.scored.lifts]
             out["pairs_checked"] = [f"{c} × {a}" for c, a in self.scored.checked]
             out["strength_by_pair"] = self.strengths
+            out["pairs_used"] = self.used
         return out
 
 
@@ -101,7 +103,9 @@ def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray,
     check = replace(check_prior(scored.checked, targets, axes), phrasing=scored.phrasing, phrasing_errors=dict(scored.phrasing_errors))
     strengths = {pair: _strength_for(pair, scored, targets, axes, check.strength) for pair in scored.lifts}
     tempered = PairwisePrior(scored.levels, {pair: lift ** strengths[pair] for pair, lift in scored.lifts.items()})
-    return TripPrior(factors(spec, inputs, tempered), check, scored, strengths={f"{c} × {a}": g for (c, a), g in strengths.items()})
+    applied = [{v, target} for v in spec.persons.variables for target in ("purpose", "mode")] + [{LENGTH, "mode"}]
+    return TripPrior(factors(spec, inputs, tempered), check, scored, strengths={f"{c} × {a}": g for (c, a), g in strengths.items()},
+                     used=[f"{c} × {a}" for c, a in scored.lifts if {c, a} in applied])
 
 
 def _strength_for(pair: tuple[str, str], scored: PairwisePrior, targets: Targets, axes: dict, overall: float) -> float:

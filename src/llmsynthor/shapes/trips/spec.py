@@ -44,6 +44,8 @@ from ...declarations.zones import ZoneTableSpec
 
 TRIP_VARIABLES = ("origin", "destination", "origin_district", "destination_district", "depart", "purpose", "mode")
 TRIPS_PER_PERSON = "trips"
+RESERVED = (*TRIP_VARIABLES, TRIPS_PER_PERSON, "length", "departure", "who", "beta", "home_row", "tour", "day", "km",
+            "person_id", "household_id", "trip_id", "tour_id", "trip_mode", "home_zone")  # names the shape uses itself
 
 
 class PersonsFile(FrozenModel):
@@ -64,18 +66,21 @@ class TripSettings(FrozenModel):
     home: str = Field(default="home", description="the purpose of a trip back home")
     modes: list[str] = Field(min_length=1, description="how trips are made, e.g. drive alone, transit, walk")
     car_modes: list[str] = Field(default_factory=list, description="modes whose vehicle must come back home with the "
-                                 "traveller (the whole tour takes them)")
+                                 "traveller: every tour keeps one mode, so these are what the chain check holds tours to")
     first_hour: int = Field(default=0, ge=0, le=23, description="the earliest departure hour")
     last_hour: int = Field(default=23, ge=0, le=23, description="the latest departure hour")
     max_trips: int = Field(default=12, ge=2, le=40, description="the most trips in one person's day")
+    matsim_modes: dict[str, str] = Field(default_factory=dict, description="mode -> MATSim's mode in plans.xml (car, pt, "
+                                         "walk, bike, ride, …); a mode not named is written as it is")
 
     @model_validator(mode="after")
     def _consistent(self) -> TripSettings:
         if self.home not in self.purposes:
             raise ValueError(f"home {self.home!r} is not one of the purposes {self.purposes}; expected the purpose of a trip back home")
-        unknown = [m for m in self.car_modes if m not in self.modes]
-        if unknown:
-            raise ValueError(f"car_modes {unknown} are not among the modes {self.modes}")
+        for field_, named in (("car_modes", self.car_modes), ("matsim_modes", list(self.matsim_modes))):
+            unknown = [m for m in named if m not in self.modes]
+            if unknown:
+                raise ValueError(f"{field_} {unknown} are not among the modes {self.modes}")
         if self.first_hour > self.last_hour:
             raise ValueError(f"first_hour {self.first_hour} is after last_hour {self.last_hour}")
         return self
@@ -89,12 +94,24 @@ class TripsSpec(SpecFile):
     population: str | None = Field(default=None, description="who travels, for the prompts: 'weekday trips of residents "
                                    "of the San Francisco Bay Area'")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="same spec + seed + model gives the same trips")
-    zones: ZoneTableSpec = Field(description="the zone table: ids as the tables write them, districts, area types, centroids")
-    persons: PersonsFile
-    trips: TripSettings
-    targets: list[TableSpec] = Field(min_length=1, description="tables of trips or of persons (see the module's docstring)")
+    zones: ZoneTableSpec = Field(description="the zone table: ids as the tables write them, districts, area types, centroids "
+                                 "(lon and lat are required for trips; zones.* below)")
+    persons: PersonsFile = Field(description="the persons whose days are synthesized (persons.* below)")
+    trips: TripSettings = Field(description="the trips' purposes and modes, and the shape of a day (trips.* below)")
+    targets: list[TableSpec] = Field(min_length=1, description="tables of trips or of persons (see above: the variables a table may name)")
     candidates: int = Field(default=24, ge=2, le=500, description="candidate days drawn per person; the tables choose among them")
-    llm: LLMSettings = Field(default_factory=LLMSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="the model: as in a flat spec (llmsynthor spec-format, 'llm')")
+
+    @model_validator(mode="after")
+    def _names(self) -> TripsSpec:
+        taken = [name for name in self.persons.variables if name in RESERVED]
+        if taken:
+            raise ValueError(f"persons.variables {taken}: these names are the trips' own (or the output's); rename them")
+        unknown = [a for a in self.zones.attractions if a not in self.trips.purposes or a == self.trips.home]
+        if unknown:
+            raise ValueError(f"zones.attractions names {unknown}; expected activities among trips.purposes other than "
+                             f"{self.trips.home!r}: {[p for p in self.trips.purposes if p != self.trips.home]}")
+        return self
 
     def schema_with(self, zone_ids: list[str], districts: list[str] | None) -> Schema:
         """Every variable a table may name, with the zone table's ids and districts as values."""

@@ -23,8 +23,8 @@ The LLM is reached only through the scorer protocol (by way of ``prior.copula``)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -38,8 +38,8 @@ from ...fitting.balance import BalanceResult, list_balance
 from ...fitting.choice import UnitChoice, choose_one
 from ...prior.requesting import LLMUsage
 from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
-from .polish import Polished, polish_stops
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
+from .polish import Polished, polish_stops
 from .prior import TripPrior, trip_prior
 from .spec import TRIPS_PER_PERSON, TripsSpec
 
@@ -101,7 +101,7 @@ class TripSynthesizer:
         scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables])
         offsets = np.cumsum([0] + [t.region.size for t in tables])
         persons = len(inputs.persons)
-        best = pool = None
+        best = pool = balance = choice = who = None
         rounds = []
         for r in range(ROUNDS + 1):
             self.progress("candidate days", r, ROUNDS + 1)
@@ -112,7 +112,7 @@ class TripSynthesizer:
                 guide = Guide.from_fit(list(tables), achieved)
                 fresh = candidate_days(spec, inputs, prior.factors, rng, max(2, spec.candidates // 2), guide=guide)
                 kept = _kept(balance.weights, choice.picks, who)
-                pool, _ = merge_days(take_days(pool, kept), fresh)
+                pool = merge_days(take_days(pool, kept), fresh)
             lap(f"candidate days {r}")
             matrix = incidence(tables, pool)
             who = pool.frames[PERSONS.name]["who"].to_numpy()
@@ -143,12 +143,15 @@ class TripSynthesizer:
         lap("output")
         return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished)
 
-    def _polish(self, trips: pd.DataFrame, rng: np.random.Generator) -> Polished:
-        """Stops moved to nearby zones where that lowers the tables' error (:mod:`~llmsynthor.shapes.trips.polish`);
-        ``trips`` (the chosen days' trips, in day order) is updated in place."""
+    def _polish(self, trips: pd.DataFrame, rng: np.random.Generator) -> Polished | None:
+        """Stops moved to nearby zones, and trips to other hours between their day's neighbours, where that
+        lowers the tables' error (:mod:`~llmsynthor.shapes.trips.polish`); ``trips`` (the chosen days' trips,
+        in day order) is updated in place. None when no table counts trips."""
         spec, zones = self.spec, self.inputs.zones
         s = spec.trips
         coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
+        if not coder.tables:
+            return None
         purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
         polished = polish_stops(zones, coder, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
                                 trips["depart"].to_numpy(), purpose, pd.Index(s.modes).get_indexer(trips["mode"]),
