@@ -127,3 +127,35 @@ def test_the_same_seed_gives_the_same_trips_and_another_seed_others(tmp_path, do
     spec["seed"] = 4
     other, _ = run(tmp_path / "other", spec=spec)
     assert (other / "trips.csv").read_text() != (folder / "trips.csv").read_text()
+
+
+def test_evaluate_scores_a_folder_on_the_targets_and_against_a_reference(done, tmp_path):
+    folder, _, _, _ = done
+    manifest = json.loads((folder / "manifest.json").read_text())
+    spec = spec_dict()
+    spec["seed"] = 11
+    reference, _ = run(tmp_path, "reference", spec)  # another seed stands in for real persons and trips
+    path = tmp_path / "case" / "spec.yaml"
+    result = runner.invoke(app, ["evaluate", str(folder), "--spec", str(path), "--reference", str(reference),
+                                 "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "e.json").read_text())
+    for name, tvd in manifest["fit_tvd"].items():  # the same TVDs as the run measured on what it wrote
+        assert figures["targets"][name]["tvd"] == pytest.approx(tvd, abs=1e-6)
+    assert figures["chains"]["valid"] == figures["chains"]["persons_with_trips"] > 0
+    held = figures["reference"]["held_out_jsd"]
+    assert "purpose × length" in held and "purpose × mode" not in held  # a target crosses mode × purpose
+    assert 0 < figures["reference"]["zone_od_cpc"] <= 1 and 0 <= figures["reference"]["trip_length_jsd"] <= 1
+    assert "chains:" in result.output and "held-out JS distance" in result.output
+
+
+def test_evaluate_names_a_missing_column(done, tmp_path):
+    folder, _, persons, trips = done
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    persons.to_csv(broken / "persons.csv", index=False)
+    trips.drop(columns=["trip_mode"]).to_csv(broken / "trips.csv", index=False)
+    path = write_case(tmp_path / "case")
+    result = runner.invoke(app, ["evaluate", str(broken), "--spec", str(path)])
+    assert result.exit_code == 2
+    assert "trips.csv" in result.output and "'trip_mode'" in result.output and "Traceback" not in result.output

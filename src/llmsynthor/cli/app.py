@@ -92,7 +92,7 @@ def spec_format(
     typer.echo(SHAPES["households" if households else "trips" if trips else "records"].spec_format())
 
 
-_RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet; for a household spec, the folder `run` wrote (households and persons).")
+_RECORDS = typer.Argument(..., metavar="RECORDS", help="Synthetic records, .csv or .parquet; for a household or trips spec, the folder `run` wrote (households and persons; persons and trips).")
 _SPEC_OF_RECORDS = typer.Option(..., "--spec", help="The spec the records were made for (schema, targets, rules).")
 _STRICT = typer.Option(False, "--strict", help="Fail (exit 2) if any value lies outside the spec's domains, instead of scoring it as error.")
 
@@ -101,7 +101,7 @@ _STRICT = typer.Option(False, "--strict", help="Fail (exit 2) if any value lies 
 def evaluate(
     records_path: Path = _RECORDS,
     spec_path: Path = _SPEC_OF_RECORDS,
-    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet): enables held-out tables, Wasserstein, C2ST and privacy. For a household spec, a folder of real households and persons like the one run writes: held-out tables of both levels and the truth's own rule rates."),
+    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset (.csv/.parquet): enables held-out tables, Wasserstein, C2ST and privacy. For a household spec, a folder of real households and persons like the one run writes: held-out tables of both levels and the truth's own rule rates. For a trips spec, a folder of real persons and trips: held-out pairs, trip lengths, hours, zone flows (CPC)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write every figure as JSON here."),
     strict: bool = _STRICT,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),

@@ -1,7 +1,7 @@
 """The commands for a trips spec: ``run`` (every file checked first, then the model's checked lifts,
 candidate days, balancing and one day per person; linked persons and trips, MATSim plans, manifest)
-and ``check``. ``evaluate`` and ``report`` of a trips folder are not offered yet: they say so, and
-``bench/mtc_trips.py`` scores a run against the survey meanwhile.
+``check`` and ``evaluate`` (the targets and chains of a folder ``run`` wrote; held-out figures against
+a reference folder). ``report`` of a trips folder is not offered yet: it says so.
 """
 
 from __future__ import annotations
@@ -121,8 +121,36 @@ def _not_yet(what: str, meanwhile: str):
     return refuse
 
 
-evaluate = _not_yet("evaluate", "the run's manifest.json has each table's TVD, and python bench/mtc_trips.py scores the "
-                                "example against the MTC survey")
+def evaluate(folder: Path, spec_path: Path, reference: Path | None, json_path: Path | None, strict: bool, debug: bool) -> None:
+    """`evaluate` of a trips folder: every target table, the chains, trip lengths; with --reference (a folder of real
+    persons.csv and trips.csv in the same columns) held-out pairs, trip length and hour JSD, zone-level CPC and cosine."""
+    from ..outputs.files import write_json
+    from ..shapes.trips.evaluation import evaluate_trips, read_folder
+
+    spec = load(spec_path)
+    inputs = read_inputs(spec)
+    persons, trips = read_folder(folder, "output")
+    truth = read_folder(reference, "reference") if reference is not None else None
+    result = evaluate_trips(spec, inputs, persons, trips, truth)
+    table = Table(title=f"{folder}: {result['persons']:,} persons, {result['trips']:,} trips", show_edge=False)
+    for column in ("target table", "counts", "TVD", "JS distance", "outside its cells"):
+        table.add_column(column, justify="left" if column in ("target table", "counts") else "right")
+    for name, figures in result["targets"].items():
+        table.add_row(escape(name), figures["counts"], f"{figures['tvd']:.4f}", f"{figures['jsd']:.4f}", f"{figures['outside_the_cells']:,}")
+    out.print(table)
+    chains = result["chains"]
+    broken = ", ".join(f"{reason} {n}" for reason, n in chains["broken"].items() if n) or "none broken"
+    out.print(f"chains: {chains['valid']:,} of {chains['persons_with_trips']:,} days valid ({broken})")
+    if "reference" in result:
+        r = result["reference"]
+        out.print(f"against {reference}: held-out JS distance mean {r['held_out_jsd_mean']:.4f} over {len(r['held_out_jsd'])} pairs · "
+                  f"trip length {r['trip_length_jsd']:.4f} · departure hour {r['departure_hour_jsd']:.4f} · zone OD CPC "
+                  f"{r['zone_od_cpc']:.3f}, cosine {r['zone_od_cosine']:.3f}", soft_wrap=True)
+    if json_path is not None:
+        write_json(result, json_path, "the evaluation")
+        out.print(f"every figure → {json_path}")
+
+
 report = _not_yet("report", "the run's manifest.json has each table's TVD and the chains checked")
 suggesting = _not_yet("suggest-constraints", "a trips spec takes no constraints yet")
 

@@ -21,6 +21,7 @@ from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
 from .spec import TripsSpec
 from .synthesizer import TripResult
 
+
 def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
     return {**level_paths(folder, LEVELS, fmt), "plans": Path(folder) / "plans.xml", "manifest": Path(folder) / "manifest.json"}
 

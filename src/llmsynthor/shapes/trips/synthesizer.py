@@ -33,11 +33,12 @@ import scipy.sparse as sp
 from ...core.levels import incidence, repeat_candidates
 from ...core.metrics import tvd
 from ...evaluation.cells import cell_counts
-from ...evaluation.chains import ChainCheck, check_days
+from ...evaluation.chains import ChainCheck
 from ...fitting.balance import BalanceResult, list_balance
 from ...fitting.choice import UnitChoice, choose_one
 from ...prior.requesting import LLMUsage
 from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
+from .evaluation import chains_of
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .polish import Polished, polish_stops
 from .prior import TripPrior, trip_prior
@@ -135,11 +136,7 @@ class TripSynthesizer:
         lap("polish")
         fit = {t.name: round(tvd(cell_counts(frames[t.level], t)[0].ravel(), t.region.ravel()), 6) for t in tables}
         out_persons, out_trips = self._output(frames)
-        first_mode = out_trips.groupby("tour_id")["trip_mode"].transform("first")  # the mode the tour leaves home by
-        others = tuple(m for m in spec.trips.modes if m not in spec.trips.car_modes)
-        chains = check_days(out_trips.assign(tour_mode=first_mode), order=["tour_id", "trip_id"],
-                            home=out_persons.set_index("person_id")["home_zone"], tour="tour_id", mode="trip_mode",
-                            tour_mode="tour_mode", car_modes=tuple(spec.trips.car_modes), other_modes=others)
+        chains = chains_of(spec, out_persons, out_trips)
         lap("output")
         return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished)
 
