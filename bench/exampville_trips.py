@@ -83,7 +83,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from casefiles import wheel  # noqa: E402
-from mtc_trips import _conditional, _draw, _full, compare, counts, furness, with_band  # noqa: E402
+from mtc_trips import _conditional, _draw, _full, compare, counts, gravity_trips, with_band  # noqa: E402
 
 from llmsynthor.core.metrics import cosine, cpc, jsd, tvd  # noqa: E402
 from llmsynthor.declarations.zones import EARTH_KM, Zones  # noqa: E402
@@ -391,28 +391,14 @@ def gravity(case: Exampville, persons_truth: pd.DataFrame, rng: np.random.Genera
     given the district pair (the OD × purpose table) and mode given the purpose."""
     truth, zones = case.trips, case.zones
     ids = zones.index.to_numpy()
-    production = counts(truth, ["origin"]).reindex(ids, fill_value=0).to_numpy(dtype=float)
-    attraction = counts(truth, ["destination"]).reindex(ids, fill_value=0).to_numpy(dtype=float)
     o, d = np.meshgrid(ids, ids, indexing="ij")
     km = distance_km(case.table, o.ravel(), d.ravel()).reshape(o.shape)
-    district = zones["district"].to_numpy()
-    target = counts(truth, ["o_district", "d_district"])
-    best = None
-    for beta in betas:
-        flows = furness(production, attraction, np.exp(-beta * km))
-        by_district = pd.Series(flows.ravel(), index=pd.MultiIndex.from_arrays([np.repeat(district, len(ids)), np.tile(district, len(ids))])
-                                ).groupby(level=[0, 1]).sum()
-        error = tvd(*compare(by_district, target))
-        if best is None or error < best[0]:
-            best = (error, beta, flows)
-    flows = best[2].ravel()
-    pick = rng.choice(flows.size, size=len(truth), p=flows / flows.sum())
-    trips = pd.DataFrame({"origin": o.ravel()[pick], "destination": d.ravel()[pick]})
+    trips, beta = gravity_trips(truth, ids, km, zones["district"].to_numpy(), betas, rng)
     trips["o_district"], trips["d_district"] = zones.loc[trips["origin"], "district"].to_numpy(), zones.loc[trips["destination"], "district"].to_numpy()
     trips = trips.join(_conditional(trips, counts(truth, ["o_district", "d_district", "purpose"]), ["o_district", "d_district"], rng))
     trips = trips.join(_conditional(trips, counts(truth, ["purpose", "mode"]), ["purpose"], rng))
     out = _finish(trips, case, persons_truth, rng)
-    out.attrs["beta"] = float(best[1])
+    out.attrs["beta"] = beta
     return out
 
 

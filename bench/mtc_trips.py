@@ -282,30 +282,37 @@ def furness(production: np.ndarray, attraction: np.ndarray, deterrence: np.ndarr
     return t
 
 
-def gravity(truth: pd.DataFrame, zones: pd.DataFrame, rng: np.random.Generator, betas=np.geomspace(0.02, 1.0, 13)) -> pd.DataFrame:
-    """A doubly constrained gravity model at TAZ level, β chosen on the district OD target; then the
-    period given the district pair, hour and purpose given the period, mode given the purpose."""
-    ids = zones.index.to_numpy()
+def gravity_trips(truth: pd.DataFrame, ids: np.ndarray, km: np.ndarray, district: np.ndarray, betas, rng: np.random.Generator
+                  ) -> tuple[pd.DataFrame, float]:
+    """Origin and destination zones of ``len(truth)`` trips from a doubly constrained gravity model at zone
+    level (origins and destinations the truth's zone totals, deterrence exp(−β·km) over ``km`` [zone, zone]),
+    β the one of ``betas`` whose district OD is closest to the truth's; and that β."""
     production = counts(truth, ["origin"]).reindex(ids, fill_value=0).to_numpy(dtype=float)
     attraction = counts(truth, ["destination"]).reindex(ids, fill_value=0).to_numpy(dtype=float)
-    o, d = np.meshgrid(ids, ids, indexing="ij")
-    km = distance_km(zones, o.ravel(), d.ravel()).reshape(o.shape)
-    district = zones["DISTRICT"].to_numpy()
     target = counts(truth, ["o_district", "d_district"])
+    pairs = pd.MultiIndex.from_arrays([np.repeat(district, len(ids)), np.tile(district, len(ids))])
     best = None
     for beta in betas:
         flows = furness(production, attraction, np.exp(-beta * km))
-        by_district = pd.Series(flows.ravel(), index=pd.MultiIndex.from_arrays([np.repeat(district, len(ids)), np.tile(district, len(ids))])).groupby(level=[0, 1]).sum()
-        error = tvd(*compare(by_district, target))
+        error = tvd(*compare(pd.Series(flows.ravel(), index=pairs).groupby(level=[0, 1]).sum(), target))
         if best is None or error < best[0]:
             best = (error, beta, flows)
     flows = best[2].ravel()
     pick = rng.choice(flows.size, size=len(truth), p=flows / flows.sum())
-    trips = pd.DataFrame({"origin": o.ravel()[pick], "destination": d.ravel()[pick]})
+    return pd.DataFrame({"origin": np.repeat(ids, len(ids))[pick], "destination": np.tile(ids, len(ids))[pick]}), float(best[1])
+
+
+def gravity(truth: pd.DataFrame, zones: pd.DataFrame, rng: np.random.Generator, betas=np.geomspace(0.02, 1.0, 13)) -> pd.DataFrame:
+    """A doubly constrained gravity model at TAZ level (:func:`gravity_trips`); then the period given the
+    district pair, hour and purpose given the period, mode given the purpose."""
+    ids = zones.index.to_numpy()
+    o, d = np.meshgrid(ids, ids, indexing="ij")
+    km = distance_km(zones, o.ravel(), d.ravel()).reshape(o.shape)
+    trips, beta = gravity_trips(truth, ids, km, zones["DISTRICT"].to_numpy(), betas, rng)
     trips["o_district"], trips["d_district"] = zones.loc[trips["origin"], "DISTRICT"].to_numpy(), zones.loc[trips["destination"], "DISTRICT"].to_numpy()
     trips = trips.join(_conditional(trips, counts(truth, ["o_district", "d_district", "period"]), ["o_district", "d_district"], rng))
     out = _finish(_times_purposes_modes(trips, truth, rng), zones)
-    out.attrs["beta"] = float(best[1])
+    out.attrs["beta"] = beta
     return out
 
 
@@ -481,19 +488,16 @@ def model_knowledge(seed: int = 0) -> pd.DataFrame:
     The same questions as the run with ``seed`` (answers from the response cache after a run)."""
     from llmsynthor.api import make_backend
     from llmsynthor.prior.tempering import GRID, log_lift_correlation, pair_error
-    from llmsynthor.shapes.trips.days import Factors, candidate_days
-    from llmsynthor.shapes.trips.inputs import TRIPS, read_inputs
+    from llmsynthor.shapes.trips.inputs import read_inputs
     from llmsynthor.shapes.trips.prior import trip_prior
     from llmsynthor.shapes.trips.spec import load
-    from llmsynthor.shapes.trips.synthesizer import PILOT
+    from llmsynthor.shapes.trips.synthesizer import pilot_lengths
 
     survey = read_survey(wheel_path())
     words = flat_trips(survey)
     spec = load(EXAMPLE / "spec.yaml").model_copy(update={"seed": seed})
     inputs = read_inputs(spec)
-    alone = Factors.none(len(inputs.persons), len(spec.trips.purposes), len(spec.trips.modes))
-    pilot = candidate_days(spec, inputs, alone, np.random.default_rng([seed, 1]), PILOT)
-    prior = trip_prior(spec, inputs, make_backend(spec.llm), pilot.frames[TRIPS.name]["km"].to_numpy())
+    prior = trip_prior(spec, inputs, make_backend(spec.llm), pilot_lengths(spec, inputs))
     scored = prior.scored
     rows = []
     for checked, pairs in ((False, scored.lifts), (True, scored.checked)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import typer
@@ -112,3 +113,35 @@ def progress_bars():
             bars.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+def run_into_folder(spec_path, o, *, shape: str, not_for: dict[str, str], load: Callable, run_body: Callable,
+                    answers: str) -> None:
+    """``run`` of a shape that writes a folder of linked tables (households, trips): options the shape does not
+    take refused (``not_for``: option -> why), the spec loaded (``load``) with the options' overrides, the folder
+    (``--out``, default the spec's name; ``.parquet`` for Parquet files) handed to ``run_body(spec, folder, fmt,
+    no_cache)``; Ctrl-C / SIGTERM and backend faults say that ``answers`` are kept in the response cache."""
+    from pathlib import Path
+
+    from ..core.errors import Problem
+    from .options import FLAGS
+
+    try:
+        refused = [Problem(FLAGS[name], f"not for a {shape} spec ({why})") for name, why in not_for.items()
+                   if getattr(o, name) not in (None, False)]
+        if refused:
+            raise SpecError(refused)
+        spec = load(spec_path, o.changes(("seed", "llm", "base_url", "model", "concurrency", "threads")))
+        folder = o.out_path or Path(spec.name)
+        fmt = "parquet" if folder.suffix.lower() == ".parquet" else "csv"
+        run_body(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, o.no_cache)
+    except KeyboardInterrupt as exc:
+        how, code = stopped(exc)
+        typer.echo(f"llmsynthor: {how}: nothing was written ({answers} are in the response cache, so running the same "
+                   "command again replays them)", err=True)
+        raise typer.Exit(code) from None
+    except Exception as exc:
+        if backend_fault(exc) and not o.no_cache:
+            exc.args = (f"{exc}\nNothing was written; {answers} are in the response cache: fix the cause and run the same "
+                        "command again (they are replayed).",)
+        raise

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,7 +24,7 @@ from ..shapes.households.evaluation import evaluate_households
 from ..shapes.households.output import check_output_folder, linked_paths, read_linked, write_outputs
 from ..shapes.households.report import build_household_report
 from ..shapes.households.spec import HouseholdSpec, load_household_spec, parse_household_spec
-from .common import backend_fault, err, out, progress_bars, say_threads, stopped, warn_slow
+from .common import err, out, progress_bars, run_into_folder, say_threads, warn_slow
 from .options import RunOptions, Suggesting
 
 SHOWN_RULES = 10  # rules printed by evaluate, the most broken first
@@ -232,28 +231,9 @@ _NOT_FOR_HOUSEHOLDS = {"n_records": "set n_households in the spec", "manifest_pa
 
 def run(spec_path: Path, o: RunOptions) -> None:
     """`run` for a household spec: linked households and persons in the folder --out (default: the spec's name)."""
-    from ..core.errors import Problem, SpecError
-    from .options import FLAGS
-
-    try:
-        refused = [Problem(FLAGS[name], f"not for a household spec ({why})") for name, why in _NOT_FOR_HOUSEHOLDS.items()
-                   if getattr(o, name) not in (None, False)]
-        if refused:
-            raise SpecError(refused)
-        spec = overridden(load_household_spec(spec_path), o.changes(("seed", "llm", "base_url", "model", "concurrency", "threads")))
-        folder = o.out_path or Path(spec.name)
-        fmt = "parquet" if folder.suffix.lower() == ".parquet" else "csv"
-        run_households(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, o.no_cache)
-    except KeyboardInterrupt as exc:
-        how, code = stopped(exc)
-        typer.echo(f"llmsynthor: {how}: nothing was written (compositions answered so far are in the response cache, so "
-                   "running the same command again replays them)", err=True)
-        raise typer.Exit(code) from None
-    except Exception as exc:
-        if backend_fault(exc) and not o.no_cache:
-            exc.args = (f"{exc}\nNothing was written; the compositions answered so far are in the response cache: fix the cause "
-                        "and run the same command again (they are replayed).",)
-        raise
+    run_into_folder(spec_path, o, shape="household", not_for=_NOT_FOR_HOUSEHOLDS, run_body=run_households,
+                    load=lambda path, changes: overridden(load_household_spec(path), changes),
+                    answers="the compositions answered so far")
 
 
 def check(spec_path: Path, debug: bool) -> None:

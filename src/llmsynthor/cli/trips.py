@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,8 +17,8 @@ from ..declarations.spec import apply_changes
 from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.trips.inputs import read_inputs
 from ..shapes.trips.spec import TripsSpec, load
-from .common import backend_fault, err, out, progress_bars, say_threads, stopped, warn_slow
-from .options import FLAGS, RunOptions, Suggesting
+from .common import err, out, progress_bars, run_into_folder, say_threads, warn_slow
+from .options import RunOptions, Suggesting
 
 _NOT_FOR_TRIPS = {"n_records": "the persons file says who travels", "manifest_path": "the manifest is manifest.json in the --out folder",
                   "checkpoint_dir": "a trips run keeps the model's answers in the response cache, not a checkpoint",
@@ -80,25 +79,8 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
 
 def run(spec_path: Path, o: RunOptions) -> None:
     """`run` for a trips spec: linked persons and trips in the folder --out (default: the spec's name)."""
-    try:
-        refused = [Problem(FLAGS[name], f"not for a trips spec ({why})") for name, why in _NOT_FOR_TRIPS.items()
-                   if getattr(o, name) not in (None, False)]
-        if refused:
-            raise SpecError(refused)
-        spec = overridden(load(spec_path), o.changes(("seed", "llm", "base_url", "model", "concurrency", "threads")))
-        folder = o.out_path or Path(spec.name)
-        fmt = "parquet" if folder.suffix.lower() == ".parquet" else "csv"
-        run_trips(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, o.no_cache)
-    except KeyboardInterrupt as exc:
-        how, code = stopped(exc)
-        typer.echo(f"llmsynthor: {how}: nothing was written (the model's answers so far are in the response cache, so "
-                   "running the same command again replays them)", err=True)
-        raise typer.Exit(code) from None
-    except Exception as exc:
-        if backend_fault(exc) and not o.no_cache:
-            exc.args = (f"{exc}\nNothing was written; the model's answers so far are in the response cache: fix the cause "
-                        "and run the same command again (they are replayed).",)
-        raise
+    run_into_folder(spec_path, o, shape="trips", not_for=_NOT_FOR_TRIPS, run_body=run_trips,
+                    load=lambda path, changes: overridden(load(path), changes), answers="the model's answers so far")
 
 
 def check(spec_path: Path, debug: bool) -> None:

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from ..core.errors import Problem, SpecError, os_reason
+from ..core.errors import Problem, SpecError
+from .rows import read_rows
 
 EARTH_KM = 6371.0
 OPTIONAL = ("district", "area_type", "households", "jobs", "lon", "lat", "km2")
@@ -119,19 +120,9 @@ def read_zones(spec: ZoneTableSpec, base_dir: Path, source: str) -> Zones:
     """The zone table of ``spec`` (relative to ``base_dir``), checked: one SpecError naming every problem."""
     path = spec.file if spec.file.is_absolute() else base_dir / spec.file
     where = f"{source}: zones ({path})"
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise SpecError(Problem(where, "file not found; expected a CSV with one row a zone")) from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SpecError(Problem(where, f"cannot be read as CSV ({os_reason(exc) if isinstance(exc, OSError) else exc})")) from None
     columns = {"id": spec.id, **{name: getattr(spec, name) for name in OPTIONAL if getattr(spec, name) is not None}}
     attracting = {f"attractions.{activity}": column for activity, column in spec.attractions.items()}
-    missing = [f"{c!r} ({what})" for what, c in {**columns, **attracting}.items() if c not in frame.columns]
-    if missing:
-        raise SpecError(Problem(where, f"missing column(s) {', '.join(missing)}; the file has {', '.join(map(repr, frame.columns))}"))
-    if frame.empty:
-        raise SpecError(Problem(where, "no zones; expected one row a zone"))
+    frame = read_rows(path, where, "zone", {**columns, **attracting})
     problems = []
     ids = frame[spec.id].str.strip()
     if (ids == "").any():

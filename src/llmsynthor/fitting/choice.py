@@ -36,6 +36,15 @@ class UnitChoice:
     moves: int
 
 
+def cell_targets(tables) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of ``tables`` (each with ``region`` counts and a ``weight``) as :func:`choose_one` takes
+    them: the targets, and each cell's scale, the table's weight over its total (so that the error is the
+    weighted sum of the tables' L1 over their totals, 2 × TVD)."""
+    targets = np.concatenate([t.region.ravel() for t in tables]) if tables else np.zeros(0)
+    scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables]) if tables else np.zeros(0)
+    return targets, scale
+
+
 def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.random.Generator, *, passes: int = 30,
                first: Literal["rounded", "drawn"] = "rounded", start: np.ndarray | None = None) -> UnitChoice:
     """A candidate for each unit g among rows ``starts[g]`` … ``starts[g+1]−1`` of ``incidence``

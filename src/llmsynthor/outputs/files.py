@@ -112,6 +112,19 @@ def level_paths(folder: Path, levels: Sequence[Level], fmt: str = "csv") -> dict
     return {level.name: Path(folder) / f"{level.name}.{fmt}" for level in levels}
 
 
+def run_folder_paths(folder: Path, levels: Sequence[Level], fmt: str = "csv", **files: str) -> dict[str, Path]:
+    """Every file a run writes into its folder: the levels' (:func:`level_paths`) and the named ones
+    (``manifest="manifest.json"``)."""
+    return {**level_paths(folder, levels, fmt), **{what: Path(folder) / name for what, name in files.items()}}
+
+
+def check_writable_files(paths: Mapping[str, Path]) -> dict[str, Path]:
+    """Every one of ``paths`` (what -> path) checked writable (:func:`check_writable_file`), before any work."""
+    for what, path in paths.items():
+        check_writable_file(path, f"the {what} file")
+    return dict(paths)
+
+
 def find_level_paths(folder: Path, levels: Sequence[Level], what: str, shape: str) -> dict[str, Path]:
     """The level files of a run's folder, in the format found there; SpecError naming the folder when
     it, or its top level's file, is missing (``shape``: whose folder, "household")."""

@@ -20,11 +20,11 @@ from ...core.records import describe_outside, load_records
 from ...core.schema import Schema
 from ...outputs.files import (
     backend_facts,
-    check_writable_file,
+    check_writable_files,
     find_level_paths,
-    level_paths,
     manifest_head,
     platform_facts,
+    run_folder_paths,
     write_json,
     write_linked,
 )
@@ -36,7 +36,7 @@ from .synthesizer import HouseholdResult
 
 
 def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
-    return {**level_paths(folder, LEVELS, fmt), "manifest": folder / "manifest.json", "report": folder / "report.html"}
+    return run_folder_paths(folder, LEVELS, fmt, manifest="manifest.json", report="report.html")
 
 
 def linked_paths(folder: Path, what: str = "output") -> dict[str, Path]:
@@ -77,10 +77,7 @@ def read_linked(folder: Path, spec: HouseholdSpec, what: str = "output", strict:
 
 def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
     """Every file the run writes, checked writable before the model loads."""
-    paths = output_paths(folder, fmt)
-    for what, path in paths.items():
-        check_writable_file(path, f"the {what} file")
-    return paths
+    return check_writable_files(output_paths(folder, fmt))
 
 
 def write_outputs(spec: HouseholdSpec, result: HouseholdResult, evaluation: HouseholdEvaluation, backend, folder: Path,

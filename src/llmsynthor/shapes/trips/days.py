@@ -334,14 +334,17 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
 
 
 def take_days(pool: Linked, rows: np.ndarray) -> Linked:
-    """The candidate days ``rows`` (ascending) of ``pool``, their trips relinked."""
+    """The candidate days ``rows`` of ``pool`` in that order (a subset, a permutation or both), their
+    trips relinked and kept in day order."""
     rows = np.asarray(rows, dtype=np.int64)
     days, trips = pool.frames[PERSONS.name], pool.frames[TRIPS.name]
     new = np.full(len(days), -1, dtype=np.int64)
     new[rows] = np.arange(len(rows))
     link = new[trips[TRIPS.link].to_numpy()]
-    kept = trips[link >= 0].assign(**{TRIPS.link: link[link >= 0]})
-    return Linked(LEVELS, {PERSONS.name: days.iloc[rows].reset_index(drop=True), TRIPS.name: kept.reset_index(drop=True)})
+    keep = np.flatnonzero(link >= 0)
+    order = keep[np.argsort(link[keep], kind="stable")]
+    kept = trips.iloc[order].assign(**{TRIPS.link: link[order]}).reset_index(drop=True)
+    return Linked(LEVELS, {PERSONS.name: days.iloc[rows].reset_index(drop=True), TRIPS.name: kept})
 
 
 def merge_days(a: Linked, b: Linked) -> Linked:
@@ -349,14 +352,4 @@ def merge_days(a: Linked, b: Linked) -> Linked:
     days = pd.concat([a.frames[PERSONS.name], b.frames[PERSONS.name]], ignore_index=True)
     trips_b = b.frames[TRIPS.name].assign(**{TRIPS.link: b.frames[TRIPS.name][TRIPS.link].to_numpy() + len(a.frames[PERSONS.name])})
     both = Linked(LEVELS, {PERSONS.name: days, TRIPS.name: pd.concat([a.frames[TRIPS.name], trips_b], ignore_index=True)})
-    return _reorder(both, np.argsort(days["who"].to_numpy(), kind="stable"))
-
-
-def _reorder(pool: Linked, order: np.ndarray) -> Linked:
-    """The days of ``pool`` in ``order`` (a permutation), trips relinked and kept in day order."""
-    days, trips = pool.frames[PERSONS.name], pool.frames[TRIPS.name]
-    new = np.empty(len(order), dtype=np.int64)
-    new[order] = np.arange(len(order))
-    link = new[trips[TRIPS.link].to_numpy()]
-    trips = trips.assign(**{TRIPS.link: link}).iloc[np.argsort(link, kind="stable")].reset_index(drop=True)
-    return Linked(LEVELS, {PERSONS.name: days.iloc[order].reset_index(drop=True), TRIPS.name: trips})
+    return take_days(both, np.argsort(days["who"].to_numpy(), kind="stable"))

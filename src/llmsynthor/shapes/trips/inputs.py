@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ...core.errors import Problem, SpecError, os_reason
+from ...core.errors import Problem, SpecError
 from ...core.levels import Level, LevelTable, chain
 from ...core.schema import Schema
+from ...declarations.rows import read_rows
 from ...declarations.targets import TableContext, read_table
 from ...declarations.zones import Zones, read_zones
 from .spec import TRIPS_PER_PERSON, TripsSpec
@@ -46,19 +47,8 @@ def read_persons(spec: TripsSpec, zones: Zones) -> pd.DataFrame:
     p = spec.persons
     path = p.file if p.file.is_absolute() else spec.base_dir / p.file
     where = f"{spec.source}: persons ({path})"
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise SpecError(Problem(where, "file not found; expected a CSV with one row a person")) from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SpecError(Problem(where, f"cannot be read as CSV ({os_reason(exc) if isinstance(exc, OSError) else exc})")) from None
     wanted = {"id": p.id, "home": p.home, **({"household": p.household} if p.household else {}), **{v: v for v in p.variables}}
-    missing = [f"{column!r} ({what})" for what, column in wanted.items() if column not in frame.columns]
-    if missing:
-        raise SpecError(Problem(where, f"missing column(s) {', '.join(missing)}; the file has {', '.join(map(repr, frame.columns))}"))
-    if frame.empty:
-        raise SpecError(Problem(where, "no persons; expected one row a person"))
-    frame = frame.apply(lambda column: column.str.strip())
+    frame = read_rows(path, where, "person", wanted).apply(lambda column: column.str.strip())
     problems = []
     repeated = frame[p.id][frame[p.id].duplicated()]
     if len(repeated):

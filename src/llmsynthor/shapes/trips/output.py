@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...outputs.files import (
-    FORMATS,
     backend_facts,
-    check_writable_file,
-    level_paths,
+    check_writable_files,
     manifest_head,
     platform_facts,
+    run_folder_paths,
     write_json,
     write_linked,
 )
@@ -23,17 +22,12 @@ from .synthesizer import TripResult
 
 
 def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
-    return {**level_paths(folder, LEVELS, fmt), "plans": Path(folder) / "plans.xml", "manifest": Path(folder) / "manifest.json"}
+    return run_folder_paths(folder, LEVELS, fmt, plans="plans.xml", manifest="manifest.json")
 
 
 def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
     """Every file the run writes, checked writable before the model loads."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r}; expected one of {FORMATS}")
-    paths = output_paths(folder, fmt)
-    for what, path in paths.items():
-        check_writable_file(path, f"the {what} file")
-    return paths
+    return check_writable_files(output_paths(folder, fmt))
 
 
 def write_outputs(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, folder: Path, fmt: str = "csv",

@@ -22,6 +22,7 @@ import numpy as np
 
 from ...core.levels import LevelTable
 from ...declarations.zones import Zones
+from ...fitting.choice import cell_targets
 from .days import Coder
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
@@ -59,8 +60,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     tables = coder.tables
     sizes = np.array([t.region.size for t in tables])
     offsets = np.r_[0, np.cumsum(sizes)[:-1]]
-    target = np.concatenate([t.region.ravel() for t in tables])
-    scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables])
+    target, scale = cell_targets(tables)
     origin, destination, depart = origin.copy(), destination.copy(), depart.copy()
     same_before = np.r_[False, day[1:] == day[:-1]]
     same_after = np.r_[day[1:] == day[:-1], False]

@@ -35,7 +35,7 @@ from ...core.metrics import tvd
 from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck
 from ...fitting.balance import BalanceResult, list_balance
-from ...fitting.choice import UnitChoice, choose_one
+from ...fitting.choice import UnitChoice, cell_targets, choose_one
 from ...prior.requesting import LLMUsage
 from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
 from .evaluation import chains_of
@@ -91,15 +91,13 @@ class TripSynthesizer:
             clock = now
 
         self.progress("prior", 0, 1)
-        alone = Factors.none(len(inputs.persons), len(spec.trips.purposes), len(spec.trips.modes))
-        pilot = candidate_days(spec, inputs, alone, np.random.default_rng([spec.seed, 1]), PILOT)
+        lengths = pilot_lengths(spec, inputs)
         lap("pilot days")
-        prior = trip_prior(spec, inputs, self.llm, pilot.frames[TRIPS.name]["km"].to_numpy(), on_call=usage.add_scoring)
+        prior = trip_prior(spec, inputs, self.llm, lengths, on_call=usage.add_scoring)
         lap("prior (LLM)")
         self.progress("prior", 1, 1)
         tables = inputs.tables
-        wanted = np.concatenate([t.region.ravel() for t in tables])
-        scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables])
+        wanted, scale = cell_targets(tables)
         offsets = np.cumsum([0] + [t.region.size for t in tables])
         persons = len(inputs.persons)
         best = pool = balance = choice = who = None
@@ -188,6 +186,13 @@ class TripSynthesizer:
                 out[name] = trips[column].to_numpy()
         out["km"] = out["km"].round(3)
         return persons, out
+
+
+def pilot_lengths(spec: TripsSpec, inputs: TripInputs) -> np.ndarray:
+    """The lengths (km) of :data:`PILOT` days per person drawn from the tables alone (seeded apart from
+    the run): what the model's length bands are weighed against, since no table gives lengths."""
+    alone = Factors.none(len(inputs.persons), len(spec.trips.purposes), len(spec.trips.modes))
+    return candidate_days(spec, inputs, alone, np.random.default_rng([spec.seed, 1]), PILOT).frames[TRIPS.name]["km"].to_numpy()
 
 
 def _kept(weights: np.ndarray, picks: np.ndarray, who: np.ndarray) -> np.ndarray:
