@@ -48,6 +48,37 @@ def test_a_day_of_trips_through_the_default_model(tmp_path):
     assert len(trips) == manifest["trips"] > 0
 
 
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_scenario_read_by_the_default_model_adds_its_visits_and_moves_nothing_else(tmp_path):
+    """The evening event at one zone, in words: the model picks activity, mode and share among the spec's
+    values; the trips arriving there in the stated hours rise by the stated number (within 10 %); every
+    other trip is the baseline's, so every table the visits do not touch holds as in the baseline."""
+    spec = spec_dict()
+    spec["llm"] = {"backend": "embedded"}
+    spec["trips"] |= {"first_hour": 5, "last_hour": 23}
+    path = write_case(tmp_path / "case", spec=spec)
+    out = tmp_path / "out"
+    text = "a concert in zone 5 from 19:00 to 22:00 draws 8 visitors, most of them by transit"
+    proc = subprocess.run([sys.executable, "-m", "llmsynthor.cli", "run", str(path), "--out", str(out), "--no-cache",
+                           "--scenario", text], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "scenarios" / "scenario" / "manifest.json").read_text())
+    event = manifest["event"]
+    assert (event["zone"], event["start"], event["end"], event["visitors"]) == ("5", 19, 22, 8)  # as the text states them
+    assert event["mode"] == "transit"  # the model's reading, by token probabilities
+    assert set(manifest["model_probabilities"]) == {"purpose", "mode", "share"}
+    assert manifest["model_probabilities"]["mode"]["transit"] > 0.5 and manifest["llm"]["option_scorings"] == 3
+    rise = manifest["arrivals_in_zone_in_hours"]
+    assert abs(rise["rise"] - 8) <= 0.1 * 8
+    assert manifest["background_is_the_baseline"]
+    baseline = json.loads((out / "manifest.json").read_text())["fit_tvd"]
+    trips = pd.read_csv(out / "scenarios" / "scenario" / "trips.csv", dtype={"origin": str, "destination": str})
+    assert trips["visit"].sum() == 2 * rise["rise"]
+    assert {name: f["baseline"] for name, f in manifest["fit_tvd"].items()} == pytest.approx(baseline, abs=1e-6)
+    assert manifest["chains"]["valid"] == manifest["chains"]["persons_with_trips"]
+
+
 def test_a_checked_prior_becomes_factors_per_person_and_per_length(tmp_path):
     """factors(): a person's activity and mode factors are the lifts of its variables' values; the
     modes' factors by length band are the length × mode lifts (a test double of the scored prior)."""

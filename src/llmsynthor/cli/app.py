@@ -50,6 +50,7 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run whose checkpoint is in --checkpoint."),
     checkpoint_dir: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint folder, saved after every iteration. Default: the records path with .checkpoint."),
+    scenario: str | None = typer.Option(None, "--scenario", help="Trips specs: a what-if in words, run beside the baseline (same seed) into OUT/scenarios/scenario, e.g. \"a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit\": name the zone as 'zone ID', the hours and the number of visitors; the model reads the activity and modes. The spec's own `scenarios:` run too."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Synthesize records for SPEC and write them with a run manifest.
@@ -67,7 +68,7 @@ def run(
     and the wall time split into LLM and non-LLM time.
     """
     o = RunOptions(out_path, manifest_path, checkpoint_dir, seed, n_records, llm, base_url, model, concurrency, threads,
-                   max_iterations, no_cache, resume, debug)
+                   max_iterations, no_cache, resume, debug, scenario)
     guarded(lambda: shape_of(spec_path).run(spec_path, o), debug)
 
 

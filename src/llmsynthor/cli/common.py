@@ -120,7 +120,8 @@ def run_into_folder(spec_path, o, *, shape: str, not_for: dict[str, str], load: 
     """``run`` of a shape that writes a folder of linked tables (households, trips): options the shape does not
     take refused (``not_for``: option -> why), the spec loaded (``load``) with the options' overrides, the folder
     (``--out``, default the spec's name; ``.parquet`` for Parquet files) handed to ``run_body(spec, folder, fmt,
-    no_cache)``; Ctrl-C / SIGTERM and backend faults say that ``answers`` are kept in the response cache."""
+    no_cache)``; Ctrl-C / SIGTERM and backend faults say that ``answers`` are kept in the response cache, and
+    what was written when ``run_body`` set it on the exception (``exc.written``, e.g. "the baseline in out/")."""
     from pathlib import Path
 
     from ..core.errors import Problem
@@ -137,11 +138,15 @@ def run_into_folder(spec_path, o, *, shape: str, not_for: dict[str, str], load: 
         run_body(spec, folder.with_suffix("") if fmt == "parquet" else folder, fmt, o.no_cache)
     except KeyboardInterrupt as exc:
         how, code = stopped(exc)
-        typer.echo(f"llmsynthor: {how}: nothing was written ({answers} are in the response cache, so running the same "
-                   "command again replays them)", err=True)
+        written = getattr(exc, "written", None)  # what run_body had written when it stopped (None: nothing)
+        typer.echo(f"llmsynthor: {how}: {written or 'nothing'} was written ({answers} are in the response cache, so running "
+                   "the same command again replays them)", err=True)
         raise typer.Exit(code) from None
     except Exception as exc:
+        written = getattr(exc, "written", None)
         if backend_fault(exc) and not o.no_cache:
-            exc.args = (f"{exc}\nNothing was written; {answers} are in the response cache: fix the cause and run the same "
-                        "command again (they are replayed).",)
+            exc.args = (f"{exc}\n{(written or 'nothing').capitalize()} was written; {answers} are in the response cache: fix "
+                        "the cause and run the same command again (they are replayed).",)
+        elif written:
+            exc.args = (f"{exc}\n{written.capitalize()} was written.",)
         raise

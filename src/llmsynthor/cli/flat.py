@@ -39,6 +39,8 @@ def run(spec_path: Path, o: RunOptions) -> None:
     given = {"--manifest": manifest_path, "--checkpoint": checkpoint_dir}  # as the user wrote them, for the resume hint
     spec = synth = None  # for the Ctrl-C message, whenever it comes
     try:
+        if o.scenario is not None:
+            raise SpecError(Problem("--scenario", "not for a flat spec (what-if scenarios are for trips specs)"))
         spec = with_overrides(load_spec(spec_path), changes, _OVERRIDE_OPTIONS)
         parse_rules(spec)  # a broken realism rule is bad input, before any work (constraints: below)
         out_path = out_path or Path(f"{spec.name}.csv")

@@ -226,7 +226,8 @@ def constraints_yaml(found: dict, limit: int, model: str) -> str:
 _NOT_FOR_HOUSEHOLDS = {"n_records": "set n_households in the spec", "manifest_path": "the manifest is manifest.json in the --out folder",
                        "checkpoint_dir": "a household run keeps its compositions in the response cache, not a checkpoint",
                        "resume": "a household run keeps its compositions in the response cache: run the same command again",
-                       "max_iterations": "a household run has no loop of iterations (synthesis.compositions sets the model's work)"}
+                       "max_iterations": "a household run has no loop of iterations (synthesis.compositions sets the model's work)",
+                       "scenario": "what-if scenarios are for trips specs"}
 
 
 def run(spec_path: Path, o: RunOptions) -> None:

@@ -11,7 +11,8 @@ OVERRIDES = {"seed": "seed", "n_records": "n_records", "llm": "llm.backend", "ba
              "concurrency": "llm.concurrency", "threads": "llm.n_threads", "max_iterations": "synthesis.max_iterations"}
 FLAGS = {"out_path": "--out", "manifest_path": "--manifest", "checkpoint_dir": "--checkpoint", "seed": "--seed", "n_records": "--n",
          "llm": "--llm", "base_url": "--base-url", "model": "--model", "concurrency": "--concurrency", "threads": "--threads",
-         "max_iterations": "--max-iterations", "no_cache": "--no-cache", "resume": "--resume"}
+         "max_iterations": "--max-iterations", "no_cache": "--no-cache", "resume": "--resume",
+         "scenario": "--scenario"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class RunOptions:
     no_cache: bool = False
     resume: bool = False
     debug: bool = False
+    scenario: str | None = None  # a what-if in words (trips specs)
 
     def changes(self, fields_: tuple[str, ...] = tuple(OVERRIDES)) -> dict[str, Any]:
         """The spec fields the options override (``{"seed": 3, "llm.model": None, ...}``; None = keep)."""

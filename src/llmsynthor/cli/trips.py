@@ -1,7 +1,8 @@
 """The commands for a trips spec: ``run`` (every file checked first, then the model's checked lifts,
-candidate days, balancing and one day per person; linked persons and trips, MATSim plans, manifest)
-``check`` and ``evaluate`` (the targets and chains of a folder ``run`` wrote; held-out figures against
-a reference folder). ``report`` of a trips folder is not offered yet: it says so.
+candidate days, balancing and one day per person; linked persons and trips, MATSim plans, manifest;
+then every scenario beside the baseline), ``check``, ``evaluate`` (the targets and chains of a folder
+``run`` wrote; held-out figures against a reference folder) and ``report`` (one offline page, scenarios
+beside the baseline).
 """
 
 from __future__ import annotations
@@ -32,22 +33,33 @@ def overridden(spec: TripsSpec, changes: dict) -> TripsSpec:
     return TripsSpec.validated(data, spec.source, spec.base_dir)
 
 
+def with_scenario(spec: TripsSpec, text: str | None) -> TripsSpec:
+    """The spec with ``--scenario TEXT`` added as the scenario named ``scenario`` (None: as it is)."""
+    if text is None:
+        return spec
+    data = spec.model_dump(exclude={"base_dir", "source"})
+    data["scenarios"] = [*data["scenarios"], {"name": "scenario", "text": text}]
+    return TripsSpec.validated(data, spec.source, spec.base_dir)
+
+
 def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
-    """Run a trips spec end to end and print what came out (errors propagate to the caller)."""
+    """Run a trips spec end to end, then its scenarios, and print what came out (errors propagate to the caller)."""
     from ..api import make_backend
     from ..llm.cache import default_path
     from ..outputs.files import check_writable_file
     from ..shapes.trips.output import check_output_folder, write_outputs
+    from ..shapes.trips.scenario import check_scenarios
     from ..shapes.trips.synthesizer import TripSynthesizer
 
     started = time.perf_counter()
     inputs = read_inputs(spec)
+    said = check_scenarios(spec, inputs.zones, model=spec.llm.backend != "none")
     use_cache = not no_cache and spec.llm.cache
     if spec.llm.backend == "embedded":
         from ..llm.models import check_cache_folder
 
         check_cache_folder()
-    check_output_folder(folder, fmt)
+    check_output_folder(folder, fmt, tuple(sc.name for sc in spec.scenarios))
     if use_cache:
         check_writable_file(default_path(), "the response cache", "run with --no-cache to go without it")
     err.print(f"{len(inputs.persons):,} persons, {inputs.trips:,.0f} trips in the tables, {len(inputs.zones):,} zones, "
@@ -73,6 +85,43 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
     out.print(f"chains: {int(chains.valid.sum()):,} of {len(chains.persons):,} days valid · {result.usage.option_scorings} option "
               f"scorings ({result.usage.seconds:.1f}s) · wall {time.perf_counter() - started:.1f}s · manifest {paths['manifest']}",
               soft_wrap=True)
+    for i, scenario in enumerate(spec.scenarios):
+        try:
+            run_scenario(spec, inputs, result, backend, scenario, said[scenario.name], i, folder, fmt)
+        except (Exception, KeyboardInterrupt) as exc:  # the baseline and the scenarios before are on disk: say so
+            done = ", ".join(sc.name for sc in spec.scenarios[:i])
+            exc.written = f"the baseline in {folder}" + (f" and the scenario(s) {done}" if done else "")
+            raise
+
+
+def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, index: int, folder: Path, fmt: str) -> None:
+    """One scenario beside the written baseline: its event read (the model, checked) or given, shown and written
+    before it is applied, then the visits added and the scenario's folder written."""
+    import numpy as np
+
+    from ..prior.requesting import LLMUsage
+    from ..shapes.trips.output import scenario_paths, write_event, write_scenario
+    from ..shapes.trips.scenario import add_visits, ask_event
+
+    usage, asked = LLMUsage(), {}
+    if scenario.event is not None:
+        event, how = scenario.event, "given in the spec"
+    else:
+        err.print(f"scenario {escape(scenario.name)}: the model reads {escape(repr(scenario.text))} …", soft_wrap=True)
+        event, asked = ask_event(scenario, said, spec, backend, usage.add_scoring)
+        how = "zone, hours and visitors as the text states them; activity, mode and share chosen by the model"
+    paths = scenario_paths(folder, scenario.name, fmt)
+    write_event(paths["manifest"], spec, scenario, event, how, asked)
+    out.print(f"scenario {escape(scenario.name)} ({how}): {event.visitors:,} visitors to zone {escape(event.zone)} for "
+              f"{escape(event.purpose)}, there in hour {event.start}, back in hour {event.end}, {event.share} by "
+              f"{escape(event.mode)}", soft_wrap=True)
+    visits = add_visits(event, spec, inputs.zones, baseline.persons, baseline.trips, np.random.default_rng([spec.seed, 2, index]))
+    if visits.placed < visits.asked:
+        err.print(f"[yellow]scenario {escape(scenario.name)}: only {visits.placed:,} of the {visits.asked:,} visitors could go: "
+                  f"{visits.eligible:,} persons' days are over before {event.start}:00[/yellow]", soft_wrap=True)
+    write_scenario(spec, inputs, scenario, event, how, asked, visits, baseline, folder, fmt, usage)
+    out.print(f"  → {paths['manifest'].parent}: {visits.placed:,} visitors placed, {2 * visits.placed:,} trips added "
+              f"(flows that moved: {paths['flows']})", soft_wrap=True)
 
 
 # ---- the record shape's commands (llmsynthor.cli.registry)
@@ -80,7 +129,8 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
 def run(spec_path: Path, o: RunOptions) -> None:
     """`run` for a trips spec: linked persons and trips in the folder --out (default: the spec's name)."""
     run_into_folder(spec_path, o, shape="trips", not_for=_NOT_FOR_TRIPS, run_body=run_trips,
-                    load=lambda path, changes: overridden(load(path), changes), answers="the model's answers so far")
+                    load=lambda path, changes: with_scenario(overridden(load(path), changes), o.scenario),
+                    answers="the model's answers so far")
 
 
 def check(spec_path: Path, debug: bool) -> None:
@@ -133,7 +183,35 @@ def evaluate(folder: Path, spec_path: Path, reference: Path | None, json_path: P
         out.print(f"every figure → {json_path}")
 
 
-report = _not_yet("report", "the run's manifest.json has each table's TVD and the chains checked")
+def report(folder: Path, spec_path: Path, reference: Path | None, manifest_path: Path | None, html_path: Path | None,
+           strict: bool, debug: bool) -> None:
+    """`report` of a trips folder: one offline page — the targets, lengths and hours, flows by period on a map of the
+    zones, and every scenario beside the baseline (OUT/scenarios/*); with --reference, the held-out figures too."""
+    from ..outputs.files import check_writable_file, read_manifest
+    from ..shapes.trips.evaluation import evaluate_trips, read_folder
+    from ..shapes.trips.report import build_trips_report
+
+    spec = load(spec_path)
+    inputs = read_inputs(spec)
+    persons, trips = read_folder(folder, "output")
+    html_path = html_path or folder / "report.html"
+    check_writable_file(html_path, "report path")
+    manifest_path = manifest_path or (folder / "manifest.json" if (folder / "manifest.json").is_file() else None)
+    manifest = read_manifest(manifest_path) if manifest_path is not None else None
+    truth = read_folder(reference, "reference") if reference is not None else None
+    scenarios = []
+    for path in sorted((folder / "scenarios").glob("*/manifest.json")):
+        try:
+            facts = read_manifest(path)
+        except SpecError as exc:  # a scenario stopped between its event and its files: its manifest says so
+            err.print(f"[yellow]{escape(str(exc))}; the scenario is left out of the report (run it again)[/yellow]", soft_wrap=True)
+            continue
+        scenarios.append((facts, read_folder(path.parent, f"scenario {path.parent.name}")[1]))
+    result = evaluate_trips(spec, inputs, persons, trips, truth)
+    page = build_trips_report(spec, inputs, result, persons, trips, manifest, scenarios, truth)
+    html_path.write_text(page, encoding="utf-8")
+    out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained"
+              + (f"; {len(scenarios)} scenario(s) beside the baseline" if scenarios else "") + ")")
 suggesting = _not_yet("suggest-constraints", "a trips spec takes no constraints yet")
 
 

@@ -64,7 +64,7 @@ def read_folder(folder: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return persons, trips
 
 
-def _coded(inputs: TripInputs, trips: pd.DataFrame) -> pd.DataFrame:
+def coded_trips(inputs: TripInputs, trips: pd.DataFrame) -> pd.DataFrame:
     """The trips with the variables the tables name: mode, districts, length (km and band)."""
     zones = inputs.zones
     index = zones.index
@@ -84,7 +84,7 @@ def _coded(inputs: TripInputs, trips: pd.DataFrame) -> pd.DataFrame:
 def evaluate_trips(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trips: pd.DataFrame,
                    reference: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict:
     """Every figure as a dict (the JSON of ``llmsynthor evaluate --json``)."""
-    coded = _coded(inputs, trips)
+    coded = coded_trips(inputs, trips)
     joined = persons.assign(trips=persons["person_id"].map(trips.groupby("person_id").size()).fillna(0).astype(int)) \
         if "trips" not in persons else persons.assign(trips=pd.to_numeric(persons["trips"], errors="coerce").fillna(0).astype(int))
     targets = {}
@@ -99,7 +99,7 @@ def evaluate_trips(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, t
            "trip_length_km": {q: float(np.nanquantile(coded["km"], p)) for q, p in (("p10", .1), ("median", .5), ("p90", .9))}
            if len(coded) else {}}
     if reference is not None:
-        out["reference"] = _against(inputs, coded, _coded(inputs, reference[1]))
+        out["reference"] = _against(inputs, coded, coded_trips(inputs, reference[1]))
     return out
 
 

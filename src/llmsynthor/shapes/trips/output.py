@@ -25,9 +25,18 @@ def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
     return run_folder_paths(folder, LEVELS, fmt, plans="plans.xml", manifest="manifest.json")
 
 
-def check_output_folder(folder: Path, fmt: str = "csv") -> dict[str, Path]:
-    """Every file the run writes, checked writable before the model loads."""
-    return check_writable_files(output_paths(folder, fmt))
+def scenario_paths(folder: Path, name: str, fmt: str = "csv") -> dict[str, Path]:
+    """A scenario's files: ``scenarios/NAME/`` under the run's folder, with the flows that moved."""
+    return run_folder_paths(Path(folder) / "scenarios" / name, LEVELS, fmt, plans="plans.xml", flows="flows.csv",
+                            manifest="manifest.json")
+
+
+def check_output_folder(folder: Path, fmt: str = "csv", scenarios: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Every file the run writes (the baseline's and each scenario's), checked writable before the model loads."""
+    paths = output_paths(folder, fmt)
+    for name in scenarios:
+        paths |= {f"scenario {name} {what}": path for what, path in scenario_paths(folder, name, fmt).items()}
+    return check_writable_files(paths)
 
 
 def write_outputs(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, folder: Path, fmt: str = "csv",
@@ -39,6 +48,51 @@ def write_outputs(spec: TripsSpec, inputs: TripInputs, result: TripResult, backe
                 first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
     write_json(manifest(spec, inputs, result, backend, paths, wall_seconds), paths["manifest"])
     return paths
+
+
+def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: str, asked: dict, visits, baseline: TripResult,
+                   folder: Path, fmt: str, usage) -> dict[str, Path]:
+    """A scenario's persons, trips (``visit`` marks the added ones), MATSim plans, the flows that moved
+    (:func:`~llmsynthor.shapes.trips.scenario.flow_changes`) and its manifest: the event, what was placed,
+    the trips into the event's zone in its hours before and after, every table beside the baseline's."""
+    from .evaluation import evaluate_trips
+    from .scenario import flow_changes, into_zone
+
+    paths = scenario_paths(folder, scenario.name, fmt)
+    write_linked({PERSONS.name: visits.persons, TRIPS.name: visits.trips}, paths)
+    write_plans(paths["plans"], visits.trips, inputs.zones, mode="trip_mode", order=("tour_id", "trip_id"),
+                first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
+    flows = flow_changes(baseline.trips, visits.trips)
+    flows.to_csv(paths["flows"], index=False)
+    background = visits.trips[~visits.trips["visit"]].drop(columns="visit").reset_index(drop=True)
+    before, after = (evaluate_trips(spec, inputs, p, t)
+                     for p, t in ((baseline.persons, baseline.trips), (visits.persons, visits.trips.drop(columns="visit"))))
+    rise = into_zone(visits.trips, event, spec.trips.home) - into_zone(baseline.trips, event, spec.trips.home)
+    write_json({
+        **manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
+        "event": event.model_dump(), "event_from": how, "model_probabilities": asked,
+        "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
+        "visitors": {"asked": visits.asked, "placed": visits.placed, "eligible": visits.eligible, "modes": visits.modes,
+                     "who": "persons whose day is over before the event starts (or who make no trips), weighed so that their "
+                            "distances from home follow the baseline's trips of the event's activity"},
+        "arrivals_in_zone_in_hours": {"baseline": into_zone(baseline.trips, event, spec.trips.home), "scenario": into_zone(visits.trips, event, spec.trips.home),
+                               "rise": rise, "rise_over_asked": round(rise / event.visitors, 4)},
+        "trips": {"baseline": len(baseline.trips), "scenario": len(visits.trips), "added": int(visits.trips["visit"].sum())},
+        "background_is_the_baseline": bool(background.equals(baseline.trips.reset_index(drop=True))),
+        "flows_moved": {"cells": len(flows), "trips": int(flows["change"].abs().sum())},
+        "fit_tvd": {name: {"baseline": round(before["targets"][name]["tvd"], 6), "scenario": round(after["targets"][name]["tvd"], 6)}
+                    for name in before["targets"]},
+        "fit_is": "each target table's TVD: the baseline's against the targets, and the scenario's (visits added) against the same targets",
+        "chains": after["chains"],
+        "llm": {"option_scorings": usage.option_scorings, "seconds": round(usage.seconds, 3)},
+    }, paths["manifest"])
+    return paths
+
+
+def write_event(path: Path, spec: TripsSpec, scenario, event, how: str, asked: dict) -> None:
+    """The event as read, written before it is applied (the scenario's manifest, replaced once its files are written)."""
+    write_json({**manifest_head(spec), "status": "event read, not yet applied", "kind": "trips scenario", "scenario": scenario.name,
+                "text": scenario.text, "event": event.model_dump(), "event_from": how, "model_probabilities": asked}, path)
 
 
 def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, paths: dict[str, Path],

@@ -72,17 +72,69 @@ class TripSettings(FrozenModel):
     max_trips: int = Field(default=12, ge=2, le=40, description="the most trips in one person's day")
     matsim_modes: dict[str, str] = Field(default_factory=dict, description="mode -> MATSim's mode in plans.xml (car, pt, "
                                          "walk, bike, ride, …); a mode not named is written as it is")
+    words: dict[str, str] = Field(default_factory=dict, description="purpose or mode -> the words the model is asked in, for a "
+                                  "name it may not know: {discretionary: leisure, maintenance: errands}; scenarios' questions "
+                                  "offer these words and map the answer back")
 
     @model_validator(mode="after")
     def _consistent(self) -> TripSettings:
         if self.home not in self.purposes:
             raise ValueError(f"home {self.home!r} is not one of the purposes {self.purposes}; expected the purpose of a trip back home")
+        unknown = [w for w in self.words if w not in self.purposes and w not in self.modes]
+        if unknown:
+            raise ValueError(f"words names {unknown}; expected purposes {self.purposes} or modes {self.modes}")
         for field_, named in (("car_modes", self.car_modes), ("matsim_modes", list(self.matsim_modes))):
             unknown = [m for m in named if m not in self.modes]
             if unknown:
                 raise ValueError(f"{field_} {unknown} are not among the modes {self.modes}")
         if self.first_hour > self.last_hour:
             raise ValueError(f"first_hour {self.first_hour} is after last_hour {self.last_hour}")
+        return self
+
+
+SHARES = {"all": 1.0, "most": 0.75, "half": 0.5, "some": 0.25, "few": 0.1}  # the words an event's mode share is told in
+
+
+class Event(FrozenModel):
+    """What a scenario adds: visitors to one zone for an activity between two hours — the structured
+    change the model reads from a scenario's sentence, or the spec gives."""
+
+    zone: str = Field(description="the zone of the event (an id of the zone table)")
+    start: int = Field(ge=0, le=23, description="the hour the event starts: the visitors' trips there depart in it")
+    end: int = Field(ge=0, le=23, description="the hour it ends: the trips back home depart in it")
+    visitors: int = Field(ge=1, description="how many of the persons go (each makes a trip there and one back home)")
+    purpose: str = Field(description="the activity at the event, one of trips.purposes other than home")
+    mode: str = Field(description="the visitors' main mode, one of trips.modes")
+    share: Literal["all", "most", "half", "some", "few"] = Field(
+        default="all", description=f"how many visitors take the main mode: {', '.join(f'{w} {v:g}' for w, v in SHARES.items())}; "
+                                   "the others travel as the baseline's trips of that purpose and length do")
+
+    def problems(self, trips: TripSettings) -> list[str]:
+        """What in the event contradicts the spec's trips (the zone is checked against the zone table elsewhere)."""
+        found = []
+        if self.purpose not in trips.purposes or self.purpose == trips.home:
+            found.append(f"purpose {self.purpose!r} is not an activity of trips.purposes (other than {trips.home!r})")
+        if self.mode not in trips.modes:
+            found.append(f"mode {self.mode!r} is not one of trips.modes {trips.modes}")
+        if not trips.first_hour <= self.start <= self.end <= trips.last_hour:
+            found.append(f"hours {self.start}–{self.end}: expected trips.first_hour {trips.first_hour} ≤ start ≤ end ≤ "
+                         f"trips.last_hour {trips.last_hour} (trips back depart in the end hour)")
+        return found
+
+
+class Scenario(FrozenModel):
+    """A what-if: a sentence the model turns into an :class:`Event`, or the event itself."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the scenario's folder under the run's: scenarios/NAME")
+    text: str | None = Field(default=None, min_length=10, description="the event in words, naming its zone as 'zone ID', its hours "
+                             "and its visitors: 'a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit'")
+    event: Event | None = Field(default=None, description="the change itself (the model is not asked): zone, start, end, visitors, "
+                                "purpose, mode, share")
+
+    @model_validator(mode="after")
+    def _one(self) -> Scenario:
+        if (self.text is None) == (self.event is None):
+            raise ValueError(f"scenario {self.name!r}: give either text (the model reads it) or event (the change itself)")
         return self
 
 
@@ -101,6 +153,8 @@ class TripsSpec(SpecFile):
     targets: list[TableSpec] = Field(min_length=1, description="tables of trips or of persons (see above: the variables a table may name)")
     candidates: int = Field(default=24, ge=2, le=500, description="candidate days drawn per person; the tables choose among them")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="the model: as in a flat spec (llmsynthor spec-format, 'llm')")
+    scenarios: list[Scenario] = Field(default_factory=list, description="what-ifs run beside the baseline, each an event's "
+                                      "visits added to the baseline's days (scenarios.* below); `run --scenario TEXT` adds one")
 
     @model_validator(mode="after")
     def _names(self) -> TripsSpec:
@@ -111,6 +165,13 @@ class TripsSpec(SpecFile):
         if unknown:
             raise ValueError(f"zones.attractions names {unknown}; expected activities among trips.purposes other than "
                              f"{self.trips.home!r}: {[p for p in self.trips.purposes if p != self.trips.home]}")
+        names = [sc.name for sc in self.scenarios]
+        if len(set(names)) < len(names):
+            raise ValueError(f"scenarios: names {sorted({n for n in names if names.count(n) > 1})} are given twice; each names a folder")
+        event_problems = [f"scenario {sc.name!r}: {p}" for sc in self.scenarios if sc.event is not None
+                          for p in sc.event.problems(self.trips)]
+        if event_problems:
+            raise ValueError("; ".join(event_problems))
         return self
 
     def schema_with(self, zone_ids: list[str], districts: list[str] | None) -> Schema:

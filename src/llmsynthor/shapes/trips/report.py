@@ -1,0 +1,250 @@
+"""The HTML report of a trips folder: one self-contained page (plotly.js embedded, no network).
+
+Sections: what was made (persons, trips, chains, the model's part from the manifest); every target
+table, target beside synthetic; trip lengths and departure hours (beside a reference, when given);
+flows between districts by period on a map of the zones' centroids; and for every scenario the run
+wrote (``scenarios/NAME``), its event, the arrivals it added against what it asked, each table
+beside the baseline's, and where trips arriving for an activity changed, by period, on the map.
+"""
+
+from __future__ import annotations
+
+import html
+from itertools import product
+
+import numpy as np
+import pandas as pd
+
+from ...evaluation.cells import cell_counts
+from ...outputs.html import REFERENCE, SYNTHETIC, TARGET, Figures, fmt, html_table, page
+from .evaluation import coded_trips
+from .inputs import TRIPS, TripInputs
+from .spec import TripsSpec
+
+DEFAULT_PERIODS = ((0, 6, "night and early"), (6, 10, "morning peak"), (10, 15, "midday"), (15, 19, "afternoon peak"),
+                   (19, 24, "evening"))
+TOP_FLOWS = 120  # district pairs drawn per period (the largest)
+BAR_CELLS = 60  # a table of at most this many cells is drawn as bars, a larger one as a scatter of its cells
+WIDTHS = (1, 2.5, 5, 9)  # line widths of the flow quartiles
+
+
+def periods(inputs: TripInputs) -> list[tuple[int, int, str]]:
+    """The departure periods of the first trips table binning ``depart`` coarser than hours, else the defaults."""
+    for table in inputs.tables:
+        for axis in table.axes:
+            if axis.variable == "depart" and axis.is_numeric and 1 < axis.size < 12:
+                edges = axis.edges.astype(int)
+                return [(int(a), int(b) + (1 if i == axis.size - 1 else 0), label)
+                        for i, (a, b, label) in enumerate(zip(edges[:-1], edges[1:], axis.labels))]
+    return list(DEFAULT_PERIODS)
+
+
+def _in(depart: pd.Series, period: tuple[int, int, str]) -> np.ndarray:
+    hours = pd.to_numeric(depart).to_numpy()
+    return (hours >= period[0]) & (hours < period[1])
+
+
+def _places(inputs: TripInputs) -> tuple[pd.DataFrame, str]:
+    """Where flows are drawn between: districts (their zones' mean centroid) when the zone table has them, else zones."""
+    zones = inputs.zones
+    frame = pd.DataFrame({"zone": zones.ids.astype(str), "lon": zones.lon, "lat": zones.lat})
+    if zones.district is None:
+        return frame.set_index("zone"), "zone"
+    frame["district"] = zones.district.astype(str)
+    return frame.groupby("district")[["lon", "lat"]].mean(), "district"
+
+
+def _map_layout(fig, title: str, zones) -> None:
+    fig.update_layout(title=title, height=640, showlegend=False, xaxis={"visible": False},
+                      yaxis={"visible": False, "scaleanchor": "x", "scaleratio": 1 / np.cos(np.radians(np.mean(zones.lat)))})
+
+
+def _period_buttons(fig, groups: list[list[int]], labels: list[str], always: list[int]) -> None:
+    """Buttons showing one period's traces (plus ``always``), the first period shown."""
+    n = len(fig.data)
+    buttons = []
+    for label, shown in zip(labels, groups):
+        visible = [i in shown or i in always for i in range(n)]
+        buttons.append({"label": label, "method": "update", "args": [{"visible": visible}]})
+    for i, trace in enumerate(fig.data):
+        trace.visible = i in groups[0] or i in always
+    fig.update_layout(updatemenus=[{"type": "buttons", "direction": "right", "x": 0, "y": 1.08, "xanchor": "left", "buttons": buttons}])
+
+
+def flows_figure(inputs: TripInputs, trips: pd.DataFrame, title: str):
+    """Desire lines of the largest flows between districts (or zones), one set per period, line width by quartile."""
+    import plotly.graph_objects as go
+
+    places, level = _places(inputs)
+    key = (f"origin_{level}", f"destination_{level}") if level == "district" else ("origin", "destination")
+    fig = go.Figure([go.Scatter(x=inputs.zones.lon, y=inputs.zones.lat, mode="markers", hoverinfo="skip",
+                                marker={"size": 3, "color": "#ccc"})])
+    fig.add_trace(go.Scatter(x=places["lon"], y=places["lat"], mode="markers+text", text=list(places.index), textposition="top center",
+                             marker={"size": 6, "color": "#444"}, textfont={"size": 9}, hoverinfo="text"))
+    groups, labels = [], []
+    for period in periods(inputs):
+        shown = trips[_in(trips["depart"], period)]
+        flows = shown.groupby(list(key)).size().sort_values(ascending=False)
+        flows = flows[[o != d for o, d in flows.index]].head(TOP_FLOWS)
+        group = []
+        if len(flows):
+            cuts = np.quantile(flows.to_numpy(), [0.25, 0.5, 0.75])
+            quartile = np.searchsorted(cuts, flows.to_numpy(), side="right")
+            for q, width in enumerate(WIDTHS):
+                chosen = flows[quartile == q]
+                if not len(chosen):
+                    continue
+                xs, ys, text = [], [], []
+                for (o, d), n in chosen.items():
+                    xs += [places.at[o, "lon"], places.at[d, "lon"], None]
+                    ys += [places.at[o, "lat"], places.at[d, "lat"], None]
+                    text += [f"{o} → {d}: {n:,} trips"] * 3
+                group.append(len(fig.data))
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"width": width, "color": SYNTHETIC}, opacity=0.55,
+                                         text=text, hoverinfo="text"))
+        groups.append(group)
+        labels.append(f"{period[2]} ({len(shown):,})")
+    _period_buttons(fig, groups, labels, always=[0, 1])
+    _map_layout(fig, title, inputs.zones)
+    return fig
+
+
+def change_figure(inputs: TripInputs, baseline: pd.DataFrame, scenario: pd.DataFrame, home: str, title: str):
+    """Per period, zones where trips arriving for an activity changed: marker area by the change, colour by its sign."""
+    import plotly.graph_objects as go
+
+    zones = inputs.zones
+    fig = go.Figure([go.Scatter(x=zones.lon, y=zones.lat, mode="markers", hoverinfo="skip", marker={"size": 3, "color": "#ccc"})])
+    groups, labels = [], []
+    rows = zones.index
+    for period in periods(inputs):
+        counts = []
+        for trips in (baseline, scenario):
+            chosen = trips[_in(trips["depart"], period) & (trips["purpose"] != home)]
+            counts.append(chosen["destination"].astype(str).value_counts())
+        change = counts[1].sub(counts[0], fill_value=0)
+        change = change[change != 0]
+        group = []
+        if len(change):
+            at = rows.get_indexer(change.index)
+            size = 8 + 30 * np.sqrt(np.abs(change.to_numpy()) / np.abs(change.to_numpy()).max())
+            group.append(len(fig.data))
+            fig.add_trace(go.Scatter(x=zones.lon[at], y=zones.lat[at], mode="markers",
+                                     marker={"size": size, "color": np.where(change.to_numpy() > 0, "#d62728", "#1f77b4"), "opacity": 0.7},
+                                     text=[f"zone {z}: {c:+,.0f} arrivals" for z, c in change.items()], hoverinfo="text"))
+        groups.append(group)
+        labels.append(f"{period[2]} ({change.abs().sum():+,.0f})" if len(change) else f"{period[2]} (0)")
+    _period_buttons(fig, groups, labels, always=[0])
+    _map_layout(fig, title, zones)
+    return fig
+
+
+def _target_section(inputs: TripInputs, persons: pd.DataFrame, coded: pd.DataFrame, result: dict, figure: Figures) -> str:
+    import plotly.graph_objects as go
+
+    parts = ["<h2>Target tables</h2>",
+             html_table(["target table", "counts", "cells", "TVD", "JS distance", "outside its cells"],
+                        [[name, f["counts"], t.region.size, f["tvd"], f["jsd"], f["outside_the_cells"]]
+                         for (name, f), t in zip(result["targets"].items(), inputs.tables)])]
+    for table in inputs.tables:
+        frame = coded if table.level == TRIPS.name else persons
+        counts = cell_counts(frame, table)[0].ravel()
+        target = table.region.ravel()
+        f = result["targets"][table.name]
+        if table.region.size <= BAR_CELLS:
+            labels = [" · ".join(cell) for cell in product(*(a.labels for a in table.axes))]
+            fig = go.Figure([go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=TARGET),
+                             go.Bar(name="synthetic", x=labels, y=counts / max(counts.sum(), 1), marker_color=SYNTHETIC)])
+            fig.update_layout(barmode="group", yaxis_title="share", height=380)
+        else:
+            fig = go.Figure([go.Scattergl(x=target, y=counts, mode="markers", marker={"size": 4, "color": SYNTHETIC, "opacity": 0.5},
+                                          name="cells"),
+                             go.Scatter(x=[0, target.max()], y=[0, target.max()], mode="lines", line={"color": TARGET}, name="equal")])
+            fig.update_layout(xaxis_title="target count", yaxis_title="synthetic count", height=420)
+        fig.update_layout(title=f"{table.name} — TVD {f['tvd']:.4f} over {table.region.size:,} cells")
+        parts.append(figure(fig))
+    return "".join(parts)
+
+
+def _distributions(coded: pd.DataFrame, truth: pd.DataFrame | None, figure: Figures) -> str:
+    import plotly.graph_objects as go
+
+    parts = []
+    for column, bins, title in (("km", np.r_[np.arange(0, 51, 1.0), np.inf], "trip length (km)"),
+                                ("depart", np.arange(0, 25), "departure hour")):
+        fig = go.Figure()
+        for name, frame, colour in (("synthetic", coded, SYNTHETIC), ("reference", truth, REFERENCE)):
+            if frame is None or not len(frame):
+                continue
+            values = pd.to_numeric(frame[column]).to_numpy(float)
+            counts = np.histogram(values[~np.isnan(values)], bins=bins)[0]
+            fig.add_trace(go.Bar(name=name, x=bins[:-1], y=counts / max(counts.sum(), 1), marker_color=colour))
+        fig.update_layout(title=title, barmode="group", yaxis_title="share of trips", height=340)
+        parts.append(figure(fig))
+    return "<h2>Trip lengths and departure hours</h2>" + "".join(parts)
+
+
+def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFrame, manifest: dict, trips: pd.DataFrame,
+                      figure: Figures) -> str:
+    import plotly.graph_objects as go
+
+    event = manifest["event"]
+    rise = manifest["arrivals_in_zone_in_hours"]
+    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
+    if manifest.get("text"):
+        parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest['event_from'])}.</p>")
+    parts.append(html_table(["zone", "activity", "there (hour)", "back (hour)", "visitors asked", "placed", "main mode", "share", "modes"],
+                            [[event["zone"], event["purpose"], event["start"], event["end"], event["visitors"],
+                              manifest["visitors"]["placed"], event["mode"], event["share"],
+                              ", ".join(f"{m} {n}" for m, n in manifest["visitors"]["modes"].items())]]))
+    parts.append(f"<p class='note'>Trips arriving in zone {html.escape(str(event['zone']))} for an activity, departing in hours "
+                 f"{event['start']}–{event['end']}: {rise['baseline']:,} in the baseline, {rise['scenario']:,} with the scenario "
+                 f"(+{rise['rise']:,}, {rise['rise_over_asked']:.1%} of the visitors asked). Every other trip is the baseline's "
+                 f"(checked: {'yes' if manifest['background_is_the_baseline'] else 'NO'}).</p>")
+    parts.append(html_table(["target table", "TVD baseline", "TVD scenario"],
+                            [[name, f["baseline"], f["scenario"]] for name, f in manifest["fit_tvd"].items()]))
+    hours = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
+    fig = go.Figure()
+    for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
+        into = frame[(frame["destination"].astype(str) == str(event["zone"])) & (frame["purpose"] != spec.trips.home)]
+        counts = pd.to_numeric(into["depart"]).value_counts().reindex(hours, fill_value=0)
+        fig.add_trace(go.Bar(name=name, x=hours, y=counts.to_numpy(), marker_color=colour))
+    fig.update_layout(title=f"trips arriving in zone {event['zone']} for an activity, by departure hour", barmode="group",
+                      xaxis_title="hour", yaxis_title="trips", height=340)
+    parts.append(figure(fig))
+    parts.append(figure(change_figure(inputs, baseline, trips, spec.trips.home,
+                                      "where arrivals for an activity changed, scenario − baseline (red: more)")))
+    return "".join(parts)
+
+
+def build_trips_report(spec: TripsSpec, inputs: TripInputs, result: dict, persons: pd.DataFrame, trips: pd.DataFrame,
+                       manifest: dict | None, scenarios: list[tuple[dict, pd.DataFrame]],
+                       reference: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
+    """The whole page (see the module's text); ``result`` is :func:`~.evaluation.evaluate_trips`'s."""
+    figure = Figures()
+    coded = coded_trips(inputs, trips)
+    joined = persons.assign(trips=pd.to_numeric(persons["trips"], errors="coerce").fillna(0).astype(int)) if "trips" in persons \
+        else persons.assign(trips=persons["person_id"].map(trips.groupby("person_id").size()).fillna(0).astype(int))
+    chains = result["chains"]
+    summary = [["persons", f"{result['persons']:,}"], ["trips", f"{result['trips']:,}"], ["zones", f"{len(inputs.zones):,}"],
+               ["days that are valid chains", f"{chains['valid']:,} of {chains['persons_with_trips']:,}"]]
+    if manifest is not None:
+        prior = manifest.get("prior", {})
+        check = prior.get("check") or {}
+        model = manifest.get("model") or {}
+        summary += [["model", model.get("name") or model.get("backend") or "–"],
+                    ["option scorings (LLM seconds)", f"{manifest['llm']['option_scorings']} ({manifest['llm']['seconds']:.1f} s)"],
+                    ["prior strength", fmt(check.get("strength"))], ["wall seconds", fmt(manifest["seconds"].get("wall"))]]
+    if reference is not None:
+        r = result["reference"]
+        summary += [["held-out JS distance (mean)", fmt(r["held_out_jsd_mean"])], ["trip length JSD", fmt(r["trip_length_jsd"])],
+                    ["departure hour JSD", fmt(r["departure_hour_jsd"])], ["zone OD CPC", fmt(r["zone_od_cpc"])]]
+    sections = [f"<h1>llmsynthor trips report: {html.escape(spec.name)}</h1>", html_table(["", ""], summary),
+                _target_section(inputs, joined, coded, result, figure),
+                _distributions(coded, coded_trips(inputs, reference[1]) if reference is not None else None, figure),
+                "<h2>Flows by period</h2><p class='note'>The largest flows between districts (zones without districts) "
+                "departing in each period; line width by quartile. Grey dots: zone centroids.</p>",
+                figure(flows_figure(inputs, trips, "flows between districts"))]
+    for scenario_manifest, scenario_trips in scenarios:
+        sections.append(_scenario_section(spec, inputs, trips, scenario_manifest, scenario_trips, figure))
+    return page(f"llmsynthor trips report: {spec.name}", sections, figure)

@@ -1,0 +1,320 @@
+"""What-if scenarios: an event's visits added to the baseline's days, and what moved.
+
+A scenario is a sentence ("a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by
+transit") or the :class:`~llmsynthor.shapes.trips.spec.Event` itself. A sentence becomes an event in
+two steps, the model never writing a number:
+
+1. **what the text states** (:func:`read_text`, before any model work): the zone it names must be a
+   row of the zone table, its first and last clock time real hours within the spec's, and it must
+   give a number of visitors — else a SpecError naming the scenario and what is wrong;
+2. **what needs reading** (:func:`ask_event`): the activity, the main mode and the share taking it
+   (all, most, half, some, few), each chosen by the model among the spec's own values (in
+   ``trips.words`` where given) by token probabilities — and the number of visitors among the
+   text's numbers when it gives several. The event is validated against the spec, shown, and written
+   with every question's probabilities before it is applied.
+
+Applying an event (:func:`add_visits`) changes nobody else: visitors are chosen among the persons
+whose day is over before the event starts (or who make no trips), weighed so that their distances
+from home follow the baseline's trips of the event's activity; each gets a tour home → zone departing
+in the event's first hour and zone → home in its last hour, by the main mode at its share (exactly,
+as near as whole visitors go), else by the modes of the baseline's trips of that activity and
+length. Every other trip is the baseline's, record for record (same seed): what moved is exactly the
+visits (:func:`flow_changes`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ...core.errors import LLMSynthorError, Problem, SpecError
+from ...declarations.zones import Zones
+from .spec import SHARES, TRIPS_PER_PERSON, Event, Scenario, TripsSpec
+
+_ZONE = re.compile(r"\bzones?\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]{3})*)", re.IGNORECASE)
+_TIME = re.compile(r"\b(\d{1,2})(?::(\d{2})|\s*([ap])\.?\s*m\b\.?|\s*h\b)|\b(midnight|noon)\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
+LENGTH_BANDS = 8  # the baseline's trips of the event's activity in this many quantile bands of length
+MAX_TOKENS = 120
+SEED_STEP = 1_000_000  # the requests' place in the run (decoding seeds): apart from every step of the synthesis
+EVENT_SCHEMA_FIELDS = ("zone", "start", "end", "visitors", "purpose", "mode", "share")
+
+
+@dataclass(frozen=True)
+class Said:
+    """What a scenario's text says itself: the zone it names, its clock hours in order, the other numbers."""
+
+    zone: str
+    hours: tuple[int, ...]
+    numbers: tuple[int, ...]
+
+
+def _plain(number: str) -> str:
+    return number.replace(",", "")
+
+
+def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
+    """The zone, hours and numbers of a scenario's text, checked against the zone table and the spec's
+    hours (SpecError naming the scenario, before any model work)."""
+    text, where, s = scenario.text or "", f"scenarios: {scenario.name}", spec.trips
+    problems, taken = [], []
+    named = []
+    for m in _ZONE.finditer(text):
+        zone = m.group(1)
+        named.append(_plain(zone) if re.fullmatch(r"\d{1,3}(?:,\d{3})+", zone) else zone)
+        taken.append(m.span(1))
+    known = set(zones.ids.astype(str))
+    unknown = sorted({z for z in named if z not in known})
+    if unknown:
+        problems.append(Problem(where, f"names zone {', '.join(map(repr, unknown))}, not in the zone table ({len(zones):,} zones, "
+                                       f"e.g. {str(zones.ids[0])!r}); expected the id of a row of the zone table"))
+    elif not named:
+        problems.append(Problem(where, "names no zone; say where as 'zone ID' (an id of the zone table): the model cannot know "
+                                       "where a place is"))
+    elif len(set(named)) > 1:
+        problems.append(Problem(where, f"names zones {sorted(set(named))}; one event in one zone per scenario"))
+    hours, bad_time = [], False
+    for m in _TIME.finditer(text):
+        taken.append(m.span())
+        if m.group(4):
+            hour = 24 if m.group(4).lower() == "midnight" else 12
+        else:
+            hour, minutes = int(m.group(1)), int(m.group(2) or 0)
+            if m.group(3):
+                if not 1 <= hour <= 12:
+                    problems.append(Problem(where, f"{m.group(0)!r} is not a time"))
+                    bad_time = True
+                    continue
+                hour = hour % 12 + (12 if m.group(3).lower() == "p" else 0)
+            if hour > 24 or minutes > 59:
+                problems.append(Problem(where, f"{m.group(0)!r} is not a time of day (expected 0:00 … 24:00)"))
+                bad_time = True
+                continue
+        if not s.first_hour <= hour <= s.last_hour:
+            problems.append(Problem(where, f"{m.group(0).strip()!r} is outside the day's hours: trips depart from trips.first_hour "
+                                           f"{s.first_hour}:00 to trips.last_hour {s.last_hour}:59, and the trips back depart in "
+                                           "the event's last hour"))
+            bad_time = True
+            continue
+        hours.append(hour)
+    if len(hours) < 2 and not bad_time:
+        problems.append(Problem(where, f"gives {'one time' if hours else 'no time'}; say from when to when, e.g. 'from 20:00 to "
+                                       "23:00' (the trips there depart in the first hour, the trips back in the last)"))
+    numbers = [int(_plain(m.group(0))) for m in _NUMBER.finditer(text)
+               if not any(a <= m.start() < b for a, b in taken)]
+    if not numbers:
+        problems.append(Problem(where, "gives no number of visitors; say how many, e.g. '500 visitors'"))
+    if problems:
+        raise SpecError(problems)
+    return Said(named[0], tuple(hours), tuple(numbers))
+
+
+def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Said | None]:
+    """Every scenario checked before any work: a given event's zone in the zone table, a text's zone,
+    times and numbers (:func:`read_text`), and a text only where a model can read it."""
+    problems, said = [], {}
+    for scenario in spec.scenarios:
+        where = f"scenarios: {scenario.name}"
+        if scenario.event is not None:
+            if scenario.event.zone not in set(zones.ids.astype(str)):
+                problems.append(Problem(where, f"event zone {scenario.event.zone!r} is not in the zone table; expected the id of a row"))
+            said[scenario.name] = None
+            continue
+        try:
+            said[scenario.name] = read_text(scenario, spec, zones)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+        if not model:
+            problems.append(Problem(where, "is a sentence, and this run has no model to read it (llm.backend: none); give the "
+                                           "change itself as `event: {zone, start, end, visitors, purpose, mode, share}`"))
+    if problems:
+        raise SpecError(problems)
+    return said
+
+
+QUESTIONS = {  # field -> the question; each answer is one of the spec's own values, scored by token probabilities
+    "purpose": "What do the visitors go there for? The activity at the event's zone",
+    "mode": "How do most of the visitors travel there?",
+    "share": "How many of the visitors travel by {mode}?",
+    "visitors": "How many visitors does the event draw?",
+}
+
+
+def event_question(text: str, spec: TripsSpec, field: str, options: list[str], letters: bool, **given: str):
+    """(messages, answer prefix, options) asking which of ``options`` the text means for ``field`` — scored
+    from token probabilities, never sampled; by letter for servers that cannot continue an answer."""
+    from ...prior.prompts import LETTERS
+
+    question = QUESTIONS[field].format(**given)
+    labels = [f"{LETTERS[j]}) {o}" if letters else o for j, o in enumerate(options)]
+    who = f" The persons are {spec.population}." if spec.population else ""
+    messages = [
+        {"role": "system", "content": "You read the description of an event for a travel model that synthesizes persons' days "
+                                      "of trips." + who},
+        {"role": "user", "content": f"Event: {text}\n\n{'Answer with the letter only' if letters else 'Answer as JSON'}: "
+                                    f"{question} One of: {'; '.join(labels)}."},
+    ]
+    if letters:
+        return messages, "", list(LETTERS[:len(options)])
+    return messages, f'{{"{field}": "', options
+
+
+def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None) -> tuple[Event, dict]:
+    """The event a scenario's text describes: the zone, hours and visitors it states (:func:`read_text`;
+    the model picks the visitors only among the text's numbers when it gives several), the activity,
+    the main mode and its share chosen by the model among the spec's values by token probabilities.
+    Returns the event and each question's probabilities (for the manifest)."""
+    from ...llm.base import can_score_options, continues_answers, score_options
+    from ...prior.prompts import LETTERS
+
+    if not can_score_options(llm):
+        raise LLMSynthorError(f"scenario {scenario.name!r}: the backend {llm.name} gives no token probabilities to read the "
+                              "scenario with; give the change itself in the spec (scenarios: - {name: …, event: {…}})")
+    s, text, letters = spec.trips, scenario.text or "", not continues_answers(llm)
+    if letters and max(len(s.purposes) - 1, len(s.modes), len(said.numbers)) > len(LETTERS):
+        raise LLMSynthorError(f"scenario {scenario.name!r}: more than {len(LETTERS)} options to ask this server for by letter")
+
+    def pick(field: str, options: list[str], **given: str) -> str:
+        shown = [s.words.get(o, o) for o in options]  # the words the model is asked in, mapped back by position
+        choice = score_options(llm, [event_question(text, spec, field, shown, letters, **given)])[0]
+        if on_call is not None:
+            on_call(choice)
+        asked[field] = {o: round(float(p), 4) for o, p in zip(options, choice.probabilities)}
+        return options[int(np.argmax(choice.probabilities))]
+
+    asked: dict[str, dict[str, float]] = {}
+    purpose = pick("purpose", [p for p in s.purposes if p != s.home])
+    mode = pick("mode", list(s.modes))
+    share = pick("share", list(SHARES), mode=s.words.get(mode, mode))
+    numbers = list(dict.fromkeys(said.numbers))
+    visitors = numbers[0] if len(numbers) == 1 else int(pick("visitors", [str(n) for n in numbers]))
+    end = said.hours[-1]
+    event = Event(zone=said.zone, start=said.hours[0], end=end, visitors=visitors, purpose=purpose, mode=mode, share=share)
+    wrong = event.problems(s)
+    if wrong:
+        raise SpecError(Problem(f"scenarios: {scenario.name}", "; ".join(wrong)))
+    return event, asked
+
+
+@dataclass
+class Visits:
+    """The scenario's persons and trips (the baseline's, plus the visits) and what was placed."""
+
+    persons: pd.DataFrame
+    trips: pd.DataFrame  # with a column ``visit``: True for the trips the event added
+    asked: int
+    placed: int
+    eligible: int
+    modes: dict[str, int]
+
+
+def add_visits(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFrame, trips: pd.DataFrame,
+               rng: np.random.Generator) -> Visits:
+    """The baseline's days with the event's visits added (see the module's text); ``persons`` and
+    ``trips`` are what the baseline wrote (ActivitySim's columns), left unchanged."""
+    s = spec.trips
+    ids = persons["person_id"].to_numpy()
+    at = pd.Index(ids).get_indexer(trips["person_id"])
+    last = np.full(len(persons), -1)
+    np.maximum.at(last, at, trips["depart"].to_numpy().astype(int))
+    count = np.bincount(at, minlength=len(persons))
+    eligible = (last < event.start) & (count + 2 <= s.max_trips)
+    place = zones.rows([event.zone])[0]
+    home = zones.rows(persons["home_zone"].to_numpy())
+    km = zones.km(home, np.full(len(home), place))
+    same = trips[(trips["purpose"] == event.purpose)]
+    if len(same) == 0:
+        same = trips[trips["purpose"] != s.home]
+    edges = np.unique(np.quantile(same["km"].to_numpy(float), np.linspace(0, 1, LENGTH_BANDS + 1))) if len(same) else np.array([0.0])
+    band = np.clip(np.searchsorted(edges, km, side="right") - 1, 0, max(len(edges) - 2, 0))
+    trip_band = np.clip(np.searchsorted(edges, same["km"].to_numpy(float), side="right") - 1, 0, max(len(edges) - 2, 0))
+    bands = max(len(edges) - 1, 1)
+    share = np.bincount(trip_band, minlength=bands) / max(len(same), 1)
+    people = np.bincount(band[eligible], minlength=bands)
+    weight = np.where(eligible, share[band] / np.maximum(people[band], 1), 0.0)
+    if weight.sum() == 0:
+        weight = eligible.astype(float)
+    candidates = int((weight > 0).sum())
+    k = min(event.visitors, candidates)
+    chosen = np.sort(rng.choice(len(persons), size=k, replace=False, p=weight / weight.sum())) if k else np.array([], int)
+    main = np.zeros(k, bool)
+    main[rng.permutation(k)[:round(SHARES[event.share] * k)]] = True  # the share exactly, as near as whole visitors go
+    modes = np.full(k, event.mode, dtype=object)
+    others = same[same["trip_mode"] != event.mode]
+    if (~main).any():
+        if len(others) == 0:
+            others = trips[trips["trip_mode"] != event.mode]
+        pool_band = np.clip(np.searchsorted(edges, others["km"].to_numpy(float), side="right") - 1, 0, bands - 1)
+        pool_modes = others["trip_mode"].to_numpy()
+        for b in np.unique(band[chosen[~main]]):
+            who = np.flatnonzero(~main & (band[chosen] == b))
+            pool = pool_modes[pool_band == b] if (pool_band == b).any() else pool_modes
+            modes[who] = rng.choice(pool, size=len(who)) if len(pool) else event.mode
+    added = _visit_trips(event, spec, zones, persons, trips, chosen, modes, place)
+    before = trips.assign(visit=False)
+    order = np.r_[at, pd.Index(ids).get_indexer(added["person_id"])]
+    out = pd.concat([before, added], ignore_index=True)
+    out = out.iloc[np.lexsort((np.arange(len(out)), order))].reset_index(drop=True)
+    people_out = persons.copy()
+    if TRIPS_PER_PERSON in people_out:
+        made = people_out[TRIPS_PER_PERSON].to_numpy().astype(int)
+        made[chosen] += 2
+        people_out[TRIPS_PER_PERSON] = made
+    counts = pd.Series(modes).value_counts()
+    return Visits(people_out, out, event.visitors, k, int(eligible.sum()), {str(m): int(n) for m, n in counts.items()})
+
+
+def _visit_trips(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFrame, trips: pd.DataFrame,
+                 chosen: np.ndarray, modes: np.ndarray, place: int) -> pd.DataFrame:
+    """Two trips per visitor: home → the event's zone in its first hour, back home in its last."""
+    k = len(chosen)
+    home = persons["home_zone"].to_numpy()[chosen].astype(str)
+    zone = np.full(k, event.zone, dtype=object)
+    first_trip = int(pd.to_numeric(trips["trip_id"]).max()) + 1 if len(trips) else 1
+    first_tour = int(pd.to_numeric(trips["tour_id"]).max()) + 1 if len(trips) else 1
+    frame = {
+        "trip_id": np.r_[first_trip + 2 * np.arange(k), first_trip + 2 * np.arange(k) + 1],
+        "person_id": np.r_[persons["person_id"].to_numpy()[chosen], persons["person_id"].to_numpy()[chosen]],
+    }
+    if "household_id" in trips:
+        frame["household_id"] = np.r_[persons["household_id"].to_numpy()[chosen], persons["household_id"].to_numpy()[chosen]]
+    frame |= {
+        "tour_id": np.r_[first_tour + np.arange(k), first_tour + np.arange(k)],
+        "origin": np.r_[home, zone], "destination": np.r_[zone, home],
+        "depart": np.r_[np.full(k, event.start), np.full(k, event.end)],
+        "trip_mode": np.r_[modes, modes],
+        "purpose": np.r_[np.full(k, event.purpose, dtype=object), np.full(k, spec.trips.home, dtype=object)],
+    }
+    home_rows = zones.rows(home) if k else np.array([], int)
+    if "origin_district" in trips and zones.district is not None:
+        district = zones.district.astype(str)
+        frame["origin_district"] = np.r_[district[home_rows], np.full(k, district[place], dtype=object)]
+        frame["destination_district"] = np.r_[np.full(k, district[place], dtype=object), district[home_rows]]
+    if "km" in trips:
+        km = zones.km(home_rows, np.full(k, place)).round(3) if k else np.array([])
+        frame["km"] = np.r_[km, km]
+    added = pd.DataFrame(frame)
+    added = added.iloc[np.argsort(np.r_[2 * np.arange(k), 2 * np.arange(k) + 1], kind="stable")].reset_index(drop=True)
+    return added.assign(visit=True)
+
+
+def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame) -> pd.DataFrame:
+    """Every zone-to-zone flow and departure hour whose trips differ: origin, destination, depart, baseline,
+    scenario, change — the largest changes first (sparse: only cells that moved)."""
+    keys = ["origin", "destination", "depart"]
+    before = baseline.groupby(keys).size().rename("baseline")
+    after = scenario.groupby(keys).size().rename("scenario")
+    both = pd.concat([before, after], axis=1).fillna(0).astype(int)
+    both["change"] = both["scenario"] - both["baseline"]
+    moved = both[both["change"] != 0].reset_index()
+    return moved.iloc[np.lexsort((moved["depart"].to_numpy(), -moved["change"].abs().to_numpy()))].reset_index(drop=True)
+
+
+def into_zone(trips: pd.DataFrame, event: Event, home: str) -> int:
+    """Trips into the event's zone for an activity (not back home) departing in its hours."""
+    depart = pd.to_numeric(trips["depart"])
+    return int(((trips["destination"].astype(str) == event.zone) & (trips["purpose"] != home)
+                & (depart >= event.start) & (depart <= event.end)).sum())
