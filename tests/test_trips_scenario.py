@@ -181,7 +181,7 @@ def test_a_run_writes_the_scenario_beside_the_baseline_and_the_report_shows_both
     made = runner.invoke(app, ["report", str(folder), "--spec", str(path), "--out", str(html)])
     assert made.exit_code == 0, made.output
     page = html.read_text()
-    assert "Scenario fair" in page and "flows between districts" in page and "where arrivals for an activity changed" in page
+    assert "Scenario fair" in page and "flows between districts" in page and "what the scenario changed" in page
     assert "<script src=" not in page  # plotly.js embedded: the page opens offline
 
 

@@ -45,7 +45,9 @@ class Figures:
         import plotly.io as pio
 
         self.count += 1
-        fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 60}, legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
+        fig.update_layout(template="plotly_white", legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
+        if fig.layout.margin.t is None:  # a figure that set its own margins (room for buttons) keeps them
+            fig.update_layout(margin={"l": 60, "r": 20, "t": 50, "b": 60})
         div = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"plot-{self.count}",
                           config={"displaylogo": False, "responsive": True})
         return f'<div class="plot">{div}</div>'

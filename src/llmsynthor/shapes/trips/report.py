@@ -55,7 +55,8 @@ def _places(inputs: TripInputs) -> tuple[pd.DataFrame, str]:
 
 
 def _map_layout(fig, title: str, zones) -> None:
-    fig.update_layout(title=title, height=640, showlegend=False, xaxis={"visible": False},
+    fig.update_layout(title={"text": title, "y": 0.98, "yanchor": "top"}, height=680, showlegend=False, margin={"l": 20, "r": 20, "t": 100, "b": 20},
+                      xaxis={"visible": False},
                       yaxis={"visible": False, "scaleanchor": "x", "scaleratio": 1 / np.cos(np.radians(np.mean(zones.lat)))})
 
 
@@ -68,41 +69,62 @@ def _period_buttons(fig, groups: list[list[int]], labels: list[str], always: lis
         buttons.append({"label": label, "method": "update", "args": [{"visible": visible}]})
     for i, trace in enumerate(fig.data):
         trace.visible = i in groups[0] or i in always
-    fig.update_layout(updatemenus=[{"type": "buttons", "direction": "right", "x": 0, "y": 1.08, "xanchor": "left", "buttons": buttons}])
+    fig.update_layout(updatemenus=[{"type": "buttons", "direction": "right", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+                                    "buttons": buttons}])
+
+
+def _lines(fig, places: pd.DataFrame, flows: pd.Series, colour: str, what: str) -> list[int]:
+    """Desire lines of ``flows`` ((from, to) -> trips; the largest :data:`TOP_FLOWS`, none within a place) added
+    to ``fig``, line width by quartile; the indices of the traces added."""
+    import plotly.graph_objects as go
+
+    flows = flows[[o != d for o, d in flows.index]]
+    flows = flows.iloc[np.argsort(-np.abs(flows.to_numpy()), kind="stable")].head(TOP_FLOWS)
+    added = []
+    if not len(flows):
+        return added
+    size = np.abs(flows.to_numpy())
+    quartile = np.searchsorted(np.quantile(size, [0.25, 0.5, 0.75]), size, side="right")
+    for q, width in enumerate(WIDTHS):
+        chosen = flows[quartile == q]
+        if not len(chosen):
+            continue
+        xs, ys, text = [], [], []
+        for (o, d), n in chosen.items():
+            xs += [places.at[o, "lon"], places.at[d, "lon"], None]
+            ys += [places.at[o, "lat"], places.at[d, "lat"], None]
+            text += [f"{o} → {d}: {n:+,} {what}" if what == "change" else f"{o} → {d}: {n:,} {what}"] * 3
+        added.append(len(fig.data))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"width": width, "color": colour}, opacity=0.55,
+                                 text=text, hoverinfo="text"))
+    return added
+
+
+def _od(trips: pd.DataFrame, level: str) -> pd.Series:
+    key = [f"origin_{level}", f"destination_{level}"] if level == "district" else ["origin", "destination"]
+    return trips.assign(**{k: trips[k].astype(str) for k in key}).groupby(key).size()
+
+
+def _base_map(inputs: TripInputs, places: pd.DataFrame | None = None):
+    """Zone centroids as grey dots (and ``places`` labelled), the traces every period shows."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=inputs.zones.lon, y=inputs.zones.lat, mode="markers", hoverinfo="skip",
+                                marker={"size": 3, "color": "#ccc"})])
+    if places is not None:
+        fig.add_trace(go.Scatter(x=places["lon"], y=places["lat"], mode="markers+text", text=list(places.index),
+                                 textposition="top center", marker={"size": 6, "color": "#444"}, textfont={"size": 9}, hoverinfo="text"))
+    return fig
 
 
 def flows_figure(inputs: TripInputs, trips: pd.DataFrame, title: str):
     """Desire lines of the largest flows between districts (or zones), one set per period, line width by quartile."""
-    import plotly.graph_objects as go
-
     places, level = _places(inputs)
-    key = (f"origin_{level}", f"destination_{level}") if level == "district" else ("origin", "destination")
-    fig = go.Figure([go.Scatter(x=inputs.zones.lon, y=inputs.zones.lat, mode="markers", hoverinfo="skip",
-                                marker={"size": 3, "color": "#ccc"})])
-    fig.add_trace(go.Scatter(x=places["lon"], y=places["lat"], mode="markers+text", text=list(places.index), textposition="top center",
-                             marker={"size": 6, "color": "#444"}, textfont={"size": 9}, hoverinfo="text"))
+    fig = _base_map(inputs, places)
     groups, labels = [], []
     for period in periods(inputs):
         shown = trips[_in(trips["depart"], period)]
-        flows = shown.groupby(list(key)).size().sort_values(ascending=False)
-        flows = flows[[o != d for o, d in flows.index]].head(TOP_FLOWS)
-        group = []
-        if len(flows):
-            cuts = np.quantile(flows.to_numpy(), [0.25, 0.5, 0.75])
-            quartile = np.searchsorted(cuts, flows.to_numpy(), side="right")
-            for q, width in enumerate(WIDTHS):
-                chosen = flows[quartile == q]
-                if not len(chosen):
-                    continue
-                xs, ys, text = [], [], []
-                for (o, d), n in chosen.items():
-                    xs += [places.at[o, "lon"], places.at[d, "lon"], None]
-                    ys += [places.at[o, "lat"], places.at[d, "lat"], None]
-                    text += [f"{o} → {d}: {n:,} trips"] * 3
-                group.append(len(fig.data))
-                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"width": width, "color": SYNTHETIC}, opacity=0.55,
-                                         text=text, hoverinfo="text"))
-        groups.append(group)
+        groups.append(_lines(fig, places, _od(shown, level), SYNTHETIC, "trips"))
         labels.append(f"{period[2]} ({len(shown):,})")
     _period_buttons(fig, groups, labels, always=[0, 1])
     _map_layout(fig, title, inputs.zones)
@@ -110,31 +132,33 @@ def flows_figure(inputs: TripInputs, trips: pd.DataFrame, title: str):
 
 
 def change_figure(inputs: TripInputs, baseline: pd.DataFrame, scenario: pd.DataFrame, home: str, title: str):
-    """Per period, zones where trips arriving for an activity changed: marker area by the change, colour by its sign."""
+    """Per period, the flows between districts that changed (red: more trips, blue: fewer) and the zones where
+    trips arriving for an activity changed (marker area by the change)."""
     import plotly.graph_objects as go
 
     zones = inputs.zones
-    fig = go.Figure([go.Scatter(x=zones.lon, y=zones.lat, mode="markers", hoverinfo="skip", marker={"size": 3, "color": "#ccc"})])
+    places, level = _places(inputs)
+    fig = _base_map(inputs, places)
     groups, labels = [], []
     rows = zones.index
     for period in periods(inputs):
-        counts = []
-        for trips in (baseline, scenario):
-            chosen = trips[_in(trips["depart"], period) & (trips["purpose"] != home)]
-            counts.append(chosen["destination"].astype(str).value_counts())
-        change = counts[1].sub(counts[0], fill_value=0)
+        before, after = (t[_in(t["depart"], period)] for t in (baseline, scenario))
+        od = _od(after, level).sub(_od(before, level), fill_value=0).astype(int)
+        od = od[od != 0]
+        group = _lines(fig, places, od[od > 0], "#d62728", "change") + _lines(fig, places, od[od < 0], "#1f77b4", "change")
+        arrivals = [t[t["purpose"] != home]["destination"].astype(str).value_counts() for t in (before, after)]
+        change = arrivals[1].sub(arrivals[0], fill_value=0)
         change = change[change != 0]
-        group = []
         if len(change):
             at = rows.get_indexer(change.index)
             size = 8 + 30 * np.sqrt(np.abs(change.to_numpy()) / np.abs(change.to_numpy()).max())
             group.append(len(fig.data))
             fig.add_trace(go.Scatter(x=zones.lon[at], y=zones.lat[at], mode="markers",
                                      marker={"size": size, "color": np.where(change.to_numpy() > 0, "#d62728", "#1f77b4"), "opacity": 0.7},
-                                     text=[f"zone {z}: {c:+,.0f} arrivals" for z, c in change.items()], hoverinfo="text"))
+                                     text=[f"zone {z}: {c:+,.0f} arrivals for an activity" for z, c in change.items()], hoverinfo="text"))
         groups.append(group)
-        labels.append(f"{period[2]} ({change.abs().sum():+,.0f})" if len(change) else f"{period[2]} (0)")
-    _period_buttons(fig, groups, labels, always=[0])
+        labels.append(f"{period[2]} ({int(od.abs().sum()):,} trips moved)")
+    _period_buttons(fig, groups, labels, always=[0, 1])
     _map_layout(fig, title, zones)
     return fig
 
@@ -213,7 +237,7 @@ def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFram
                       xaxis_title="hour", yaxis_title="trips", height=340)
     parts.append(figure(fig))
     parts.append(figure(change_figure(inputs, baseline, trips, spec.trips.home,
-                                      "where arrivals for an activity changed, scenario − baseline (red: more)")))
+                                      "what the scenario changed: flows between districts and arrivals for an activity (red: more, blue: fewer)")))
     return "".join(parts)
 
 
