@@ -387,6 +387,25 @@ def flat_trips(survey: Survey) -> pd.DataFrame:
         "destination_area": survey.zones.loc[t["destination"], "area_type"].map(AREA_TYPES).to_numpy()})
 
 
+def cars_mode_jsd(survey: Survey, trips: pd.DataFrame | None, weights: np.ndarray | None = None) -> float:
+    """JS distance of cars × mode between ``trips`` (with person ids; None: the product of the survey's own
+    cars and mode shares, what independence gives) and the survey's trips."""
+    cars = cars_of(survey)
+    truth = counts(survey.trips.assign(cars=survey.trips["person_id"].map(cars).to_numpy()), ["cars", "mode"])
+    if trips is None:
+        margins = truth.groupby(level=0).sum(), truth.groupby(level=1).sum()
+        made = pd.Series(np.outer(*margins).ravel(), index=pd.MultiIndex.from_product([m.index for m in margins]))
+    else:
+        made = counts(trips.assign(cars=pd.to_numeric(trips["person_id"]).map(cars).to_numpy()), ["cars", "mode"], weights)
+    return jsd(*compare(made, truth))
+
+
+def cars_of(survey: Survey) -> pd.Series:
+    """person_id -> the cars of the person's household, as the example's households.csv words them."""
+    cars = survey.households.set_index("household_id")["auto_ownership"].map(lambda n: "3+" if n >= 3 else str(n))
+    return survey.persons.set_index("person_id")["household_id"].map(cars)
+
+
 def write_case(folder: Path, data: pd.DataFrame, n: int, *, seed: int = 7) -> Path:
     """A flat spec of trips for bench_methods.py: every variable's margin and the agency's two joints."""
     from casefiles import write_spec
@@ -422,8 +441,11 @@ def _full(frame: pd.DataFrame, columns: list[str], values: dict[str, tuple]) -> 
     return table.reset_index()
 
 
+INCOME_BANDS = ["under $30k", "$30k-60k", "$60k-100k", "$100k and more"]  # the example's household income bands
+
+
 def write_example(folder: Path = EXAMPLE, survey: Survey | None = None) -> Path:
-    """zones.csv, persons.csv and targets/*.csv of the trips example in ``folder`` (spec.yaml is written by hand and
+    """zones.csv, households.csv (cars, income), persons.csv and targets/*.csv of the trips example in ``folder`` (spec.yaml is written by hand and
     names them): the land use as a zone table, the survey's persons (home zone, person type) and the tables an agency
     publishes of the survey's trips — never the trips themselves."""
     survey = survey or read_survey(wheel_path())
@@ -440,6 +462,13 @@ def write_example(folder: Path = EXAMPLE, survey: Survey | None = None) -> Path:
     persons = pd.DataFrame({"person_id": survey.persons["person_id"], "household_id": survey.persons["household_id"],
                             "home_zone": survey.persons["household_id"].map(home), "person_type": survey.persons["ptype"].map(PERSON_TYPES)})
     persons.to_csv(folder / "persons.csv", index=False)
+    h = survey.households
+    households = pd.DataFrame({"household_id": h["household_id"], "home_zone": h["home_zone_id"], "persons": h["hhsize"],
+                               "cars": h["household_id"].map(survey.households.set_index("household_id")["auto_ownership"])
+                               .map(lambda n: "3+" if n >= 3 else str(n)),
+                               "income": pd.cut(h["income"], [-np.inf, 30_000, 60_000, 100_000, np.inf], right=False,
+                                                labels=INCOME_BANDS).astype(str)})
+    households.to_csv(folder / "households.csv", index=False)
     district = dict(zip(zones["zone"], zones["district"]))
     t = survey.trips
     trips = pd.DataFrame({"origin_district": t["origin"].map(district), "destination_district": t["destination"].map(district),
@@ -494,7 +523,7 @@ def model_knowledge(seed: int = 0) -> pd.DataFrame:
     from llmsynthor.shapes.trips.synthesizer import pilot_lengths
 
     survey = read_survey(wheel_path())
-    words = flat_trips(survey)
+    words = flat_trips(survey).assign(cars=survey.trips["person_id"].map(cars_of(survey)).to_numpy())
     spec = load(EXAMPLE / "spec.yaml").model_copy(update={"seed": seed})
     inputs = read_inputs(spec)
     prior = trip_prior(spec, inputs, make_backend(spec.llm), pilot_lengths(spec, inputs))
@@ -524,7 +553,7 @@ def main() -> None:
     parser.add_argument("--knowledge", action="store_true", help="print what the embedded model's lifts say of the survey's "
                         "trips, pair by pair, beside the strength the run chose, and stop")
     parser.add_argument("--example", type=Path, nargs="?", const=EXAMPLE, help="write the trips example's data files "
-                        "(zones, persons, targets) to this folder (default examples/trips) and stop")
+                        "(zones, households, persons, targets) to this folder (default examples/trips) and stop")
     args = parser.parse_args()
     survey = read_survey(wheel_path())
     if args.knowledge:
@@ -540,7 +569,7 @@ def main() -> None:
     for what, n in check_chains(survey).items():
         print(f"  {what}: {n:,}")
     truth = survey.trips
-    rows = {}
+    rows, by_cars = {}, {}
     for seed in range(3):
         rng = np.random.default_rng(seed)
         sample, weights = floor(survey, rng)
@@ -556,9 +585,14 @@ def main() -> None:
                   f"{result.usage.option_scorings} scorings ({result.usage.seconds:.0f}s), non-LLM {sum(result.seconds.values()) - result.usage.seconds:.0f}s")
         for name, (frame, w) in made.items():
             rows.setdefault(name, []).append(score(truth, frame, w))
+            if "person_id" in frame:
+                by_cars.setdefault(name, []).append(cars_mode_jsd(survey, frame, w))
+        by_cars.setdefault("independence (cars' and modes' shares)", []).append(cars_mode_jsd(survey, None))
     table = pd.DataFrame({name: pd.DataFrame(scores).median() for name, scores in rows.items()}).T
     print("medians of 3 seeds; JSD = Jensen-Shannon distance, base 2")
     print(table.round(4).to_string())
+    print("cars × mode, a pair no table crosses (the persons' households' cars; methods without persons have no cars):")
+    print(pd.Series({name: float(np.median(v)) for name, v in by_cars.items()}, name="JSD, median of 3 seeds").round(4).to_string())
     if args.matsim:
         print(f"MATSim plans of {write_survey_plans(survey, args.matsim):,} persons' days → {args.matsim}")
 

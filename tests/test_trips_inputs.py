@@ -5,9 +5,11 @@ is written to tmp_path; each bad case changes one thing in it."""
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -258,6 +260,50 @@ def test_read_persons_is_refused_before_any_table_is_read(tmp_path):
         read_persons(spec, read_zones(spec.zones, spec.base_dir, spec.source))
     with pytest.raises(SpecError, match="zone '99'"):
         read_inputs(spec)
+
+
+HOUSEHOLDS_CSV = "household_id,cars,income\n" + "".join(f"{50 + i},{['0', '1', '2'][i % 3]},{1000 * i}\n" for i in range(10))
+CARS = {"type": "categorical", "values": ["0", "1", "2"], "description": "cars in the household"}
+
+
+def with_households(tmp_path: Path, households: str = HOUSEHOLDS_CSV, **changes) -> Path:
+    """The small case with the persons' households (cars) given, and a table of persons by cars."""
+    spec = spec_dict()
+    spec["households"] = {"file": "households.csv", "id": "household_id", "variables": {"cars": CARS}}
+    spec["targets"].append({"name": "persons by cars", "variables": ["cars"], "file": "targets/cars.csv"})
+    spec.update(changes)
+    cars = pd.read_csv(io.StringIO(HOUSEHOLDS_CSV), dtype=str).set_index("household_id")["cars"]
+    mix = pd.Series([cars[str(50 + i // 2)] for i in range(20)]).value_counts()
+    path = write_case(tmp_path / "case", spec=spec, tables={"cars.csv": "cars,count\n" + "".join(f"{c},{n}\n" for c, n in mix.items())})
+    (path.parent / "households.csv").write_text(households)
+    return path
+
+
+def test_households_give_each_member_their_variables(tmp_path):
+    inputs = read_inputs(load(with_households(tmp_path)))
+    persons = inputs.persons.set_index("person_id")
+    assert persons.loc["100", "cars"] == "0" and persons.loc["102", "cars"] == "1" and persons.loc["119", "cars"] == "0"
+    assert len(inputs.households) == 10 and "persons by cars" in [t.name for t in inputs.tables]
+
+
+def test_every_problem_of_the_households_file_is_named(tmp_path):
+    broken = HOUSEHOLDS_CSV.replace("\n53,", "\n52,").replace("\n55,2,", "\n55,7,")
+    path = with_households(tmp_path, households=broken)
+    with pytest.raises(SpecError) as error:
+        read_inputs(load(path))
+    message = text(error.value)
+    assert "household id '52' is given more than once" in message and "column 'cars', row 7: '7'" in message
+    path = with_households(tmp_path, households=HOUSEHOLDS_CSV.replace("\n59,", "\n69,"))
+    with pytest.raises(SpecError) as error:
+        read_inputs(load(path))
+    assert "household '59' is not in the households file" in text(error.value)
+
+
+def test_households_need_the_persons_household_column(tmp_path):
+    spec = spec_dict()
+    spec["persons"] = {k: v for k, v in spec["persons"].items() if k != "household"}
+    with pytest.raises(SpecError, match="households is given but persons.household is not"):
+        load(with_households(tmp_path, persons=spec["persons"]))
 
 
 # ---- the command line

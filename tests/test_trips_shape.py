@@ -149,6 +149,24 @@ def test_evaluate_scores_a_folder_on_the_targets_and_against_a_reference(done, t
     assert "chains:" in result.output and "held-out JS distance" in result.output
 
 
+def test_households_are_written_linked_above_persons_and_trips(tmp_path):
+    from test_trips_inputs import with_households
+
+    folder = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(with_households(tmp_path)), "--out", str(folder), "--llm", "none", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    read = dict(dtype=str, keep_default_na=False)
+    households = pd.read_csv(folder / "households.csv", **read)
+    persons, trips = pd.read_csv(folder / "persons.csv", **read), pd.read_csv(folder / "trips.csv", **read)
+    assert list(households.columns) == ["household_id", "cars", "income"] and households["household_id"].is_unique
+    assert set(persons["household_id"]) == set(households["household_id"]) and len(households) == 10
+    cars = households.set_index("household_id")["cars"]
+    assert (persons["cars"] == cars.reindex(persons["household_id"]).to_numpy()).all()  # each member carries its household's
+    assert set(trips["household_id"]) <= set(households["household_id"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["households"] == 10 and manifest["fit_tvd"]["persons by cars"] == 0
+
+
 def test_evaluate_names_a_missing_column(done, tmp_path):
     folder, _, persons, trips = done
     broken = tmp_path / "broken"

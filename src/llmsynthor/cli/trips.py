@@ -59,7 +59,7 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
         from ..llm.models import check_cache_folder
 
         check_cache_folder()
-    check_output_folder(folder, fmt, tuple(sc.name for sc in spec.scenarios))
+    check_output_folder(folder, fmt, tuple(sc.name for sc in spec.scenarios), households=inputs.households is not None)
     if use_cache:
         check_writable_file(default_path(), "the response cache", "run with --no-cache to go without it")
     err.print(f"{len(inputs.persons):,} persons, {inputs.trips:,.0f} trips in the tables, {len(inputs.zones):,} zones, "
@@ -225,7 +225,9 @@ def spec_format() -> str:
     from ..shapes.trips import spec as module
 
     lines = [(module.__doc__ or "").split("Knows the declarations only")[0].rstrip(), "", "Every field:"]
-    sections = {"": module.TripsSpec, "zones.": ZoneTableSpec, "persons.": module.PersonsFile, "trips.": module.TripSettings}
+    sections = {"": module.TripsSpec, "zones.": ZoneTableSpec, "persons.": module.PersonsFile,
+                "households.": module.HouseholdsFile, "trips.": module.TripSettings, "scenarios[].": module.Scenario,
+                "scenarios[].event.": module.Event}
     for prefix, model in sections.items():
         for name, field in model.model_fields.items():
             if name in ("base_dir", "source", "kind") or field.exclude:

@@ -110,7 +110,7 @@ class Coder:
                     elif v == "mode":
                         mapped = labels.get_indexer(spec.trips.modes)
                     else:
-                        mapped = labels.get_indexer(spec.persons.variables[v].values)
+                        mapped = labels.get_indexer(spec.traveller_variables[v].values)
                 self._maps[(table.name, v)] = np.asarray(mapped)
 
     def axis_index(self, table: LevelTable, variable: str, raw: np.ndarray) -> np.ndarray:
@@ -323,7 +323,7 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
 
     district = zones.district.astype(str) if zones.district is not None else None
     days = pd.DataFrame({"who": who, TRIPS_PER_PERSON: n, "beta": beta})
-    for name in spec.persons.variables:
+    for name in spec.traveller_variables:
         days[name] = inputs.persons[name].to_numpy()[who]
     trips = pd.DataFrame({TRIPS.link: day, "tour": tour, "origin": zones.ids[origin], "destination": zones.ids[destination],
                           "depart": depart, "purpose": np.asarray(purposes, dtype=object)[purpose],

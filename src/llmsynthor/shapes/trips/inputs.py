@@ -36,14 +36,16 @@ class TripInputs:
     schema: Schema
     tables: tuple[LevelTable, ...]
     trips: float  # how many trips the tables of trips count
+    households: pd.DataFrame | None = None  # the households file as read (strings), when the spec gives one
 
     def of_level(self, level: str) -> list[LevelTable]:
         return [t for t in self.tables if t.level == level]
 
 
-def read_persons(spec: TripsSpec, zones: Zones) -> pd.DataFrame:
+def read_persons(spec: TripsSpec, zones: Zones, households: pd.DataFrame | None = None) -> pd.DataFrame:
     """The persons file, checked: the id, home and variable columns present, ids unique, every
-    home zone in the zone table and every variable's value declared."""
+    home zone in the zone table and every variable's value declared; with ``households``
+    (:func:`read_households`) every person's household among them and its variables joined."""
     p = spec.persons
     path = p.file if p.file.is_absolute() else spec.base_dir / p.file
     where = f"{spec.source}: persons ({path})"
@@ -59,15 +61,55 @@ def read_persons(spec: TripsSpec, zones: Zones) -> pd.DataFrame:
         bad = np.flatnonzero(home < 0)
         problems.append(Problem(where, f"column {p.home!r} (home), row {bad[0] + 2}: zone {frame[p.home].iloc[bad[0]]!r} is not in "
                                        f"the zone table ({bad.size} such row(s)); expected a zone id of {spec.zones.file}"))
-    for name, var in p.variables.items():
+    _check_values(frame, p.variables, where, problems)
+    if households is not None and not problems:
+        frame = _join_households(spec, households, frame, where, problems)
+    if problems:
+        raise SpecError(problems)
+    return frame.assign(home_row=home)
+
+
+def _check_values(frame: pd.DataFrame, variables: dict, where: str, problems: list[Problem]) -> None:
+    for name, var in variables.items():
         unknown = ~frame[name].isin(var.values)
         if unknown.any():
             row = int(np.flatnonzero(unknown)[0])
             problems.append(Problem(where, f"column {name!r}, row {row + 2}: {frame[name].iloc[row]!r}; expected one of "
                                            f"{var.values} ({int(unknown.sum())} such row(s))"))
+
+
+def read_households(spec: TripsSpec) -> pd.DataFrame:
+    """The households file, checked: the id and variable columns present, ids unique, every variable's value declared."""
+    h = spec.households
+    path = h.file if h.file.is_absolute() else spec.base_dir / h.file
+    where = f"{spec.source}: households ({path})"
+    frame = read_rows(path, where, "household", {"id": h.id, **{v: v for v in h.variables}}).apply(lambda column: column.str.strip())
+    problems: list[Problem] = []
+    repeated = frame[h.id][frame[h.id].duplicated()]
+    if len(repeated):
+        problems.append(Problem(where, f"household id {repeated.iloc[0]!r} is given more than once ({repeated.nunique()} id(s) "
+                                       "repeated); expected each household once"))
+    _check_values(frame, h.variables, where, problems)
     if problems:
         raise SpecError(problems)
-    return frame.assign(home_row=home)
+    return frame
+
+
+def _join_households(spec: TripsSpec, households: pd.DataFrame, persons: pd.DataFrame, where: str,
+                     problems: list[Problem]) -> pd.DataFrame:
+    """The persons with their household's variables; every person's household must be in the households file."""
+    households = households.set_index(spec.households.id)
+    column = spec.persons.household
+    found = households.index.get_indexer(pd.Index(persons[column]))
+    if (found < 0).any():
+        bad = np.flatnonzero(found < 0)
+        problems.append(Problem(where, f"column {column!r} (household), row {bad[0] + 2}: household {persons[column].iloc[bad[0]]!r} "
+                                       f"is not in the households file {spec.households.file} ({bad.size} such row(s)); expected "
+                                       "every person's household to be a row of it"))
+        return persons
+    for name in spec.households.variables:
+        persons[name] = households[name].to_numpy()[found]
+    return persons
 
 
 def _districts(zones: Zones) -> list[str] | None:
@@ -80,7 +122,8 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     if zones.lon is None or zones.lat is None:
         raise SpecError(Problem(f"{spec.source}: zones ({spec.zones.file})", "no centroids: a trips run needs the zones' "
                                 "'lon' and 'lat' columns (degrees) for distances and the MATSim plans; name them in zones:"))
-    persons = read_persons(spec, zones)
+    households = read_households(spec) if spec.households is not None else None
+    persons = read_persons(spec, zones, households)
     schema = spec.schema_with(zones.ids.tolist(), _districts(zones))
     context = TableContext(schema.variables, spec.source, spec.base_dir)
     problems: list[Problem] = []
@@ -91,7 +134,7 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
             problems.append(Problem(f"{spec.source}: targets[{i}] ({table.label})", f"names {', '.join(named)}, but the zone table "
                                     "gives no districts; add the column of districts to zones: (district: <column>)"))
             continue
-        own = [v for v in table.variables if v in spec.persons.variables or v == TRIPS_PER_PERSON]
+        own = [v for v in table.variables if v in spec.traveller_variables or v == TRIPS_PER_PERSON]
         if spec.counts_trips(table) and own:
             problems.append(Problem(f"{spec.source}: targets[{i}] ({table.label})", f"crosses trips with {', '.join(own)}; a table "
                                     "of trips may name origin, destination, their districts, depart, purpose and mode, a table of "
@@ -115,7 +158,7 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     tables, trips = _scaled(read, len(persons), problems)
     if problems:
         raise SpecError(problems)
-    return TripInputs(zones, persons, schema, tables, trips)
+    return TripInputs(zones, persons, schema, tables, trips, households)
 
 
 def _check_hours(spec: TripsSpec, table, axes, dense, where: str, problems: list[Problem]) -> None:

@@ -1,10 +1,12 @@
-"""What a trips run writes: ``persons`` and ``trips`` (CSV or Parquet; trips in ActivitySim's
-columns), a MATSim population (``plans.xml``) and ``manifest.json`` — every path checked
-writable before the model loads."""
+"""What a trips run writes: ``households`` (when the spec gives them), ``persons`` and ``trips`` (CSV
+or Parquet; trips in ActivitySim's columns), a MATSim population (``plans.xml``) and ``manifest.json``
+— every path checked writable before the model loads — and each scenario's folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pandas as pd
 
 from ...outputs.files import (
     backend_facts,
@@ -14,6 +16,7 @@ from ...outputs.files import (
     run_folder_paths,
     write_json,
     write_linked,
+    write_records,
 )
 from ...outputs.matsim import write_plans
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
@@ -21,8 +24,16 @@ from .spec import TripsSpec
 from .synthesizer import TripResult
 
 
-def output_paths(folder: Path, fmt: str = "csv") -> dict[str, Path]:
-    return run_folder_paths(folder, LEVELS, fmt, plans="plans.xml", manifest="manifest.json")
+def output_paths(folder: Path, fmt: str = "csv", households: bool = False) -> dict[str, Path]:
+    paths = run_folder_paths(folder, LEVELS, fmt, plans="plans.xml", manifest="manifest.json")
+    return {"households": Path(folder) / f"households.{fmt}", **paths} if households else paths
+
+
+def households_out(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame) -> pd.DataFrame:
+    """The given households that have a person in the run, as the file gives them, the id column named household_id."""
+    frame = inputs.households
+    kept = frame[frame[spec.households.id].isin(set(persons["household_id"]))]
+    return kept.rename(columns={spec.households.id: "household_id"}).reset_index(drop=True)
 
 
 def scenario_paths(folder: Path, name: str, fmt: str = "csv") -> dict[str, Path]:
@@ -31,9 +42,9 @@ def scenario_paths(folder: Path, name: str, fmt: str = "csv") -> dict[str, Path]
                             manifest="manifest.json")
 
 
-def check_output_folder(folder: Path, fmt: str = "csv", scenarios: tuple[str, ...] = ()) -> dict[str, Path]:
+def check_output_folder(folder: Path, fmt: str = "csv", scenarios: tuple[str, ...] = (), households: bool = False) -> dict[str, Path]:
     """Every file the run writes (the baseline's and each scenario's), checked writable before the model loads."""
-    paths = output_paths(folder, fmt)
+    paths = output_paths(folder, fmt, households)
     for name in scenarios:
         paths |= {f"scenario {name} {what}": path for what, path in scenario_paths(folder, name, fmt).items()}
     return check_writable_files(paths)
@@ -41,8 +52,10 @@ def check_output_folder(folder: Path, fmt: str = "csv", scenarios: tuple[str, ..
 
 def write_outputs(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, folder: Path, fmt: str = "csv",
                   wall_seconds: float | None = None) -> dict[str, Path]:
-    """The linked tables, the MATSim plans and the manifest."""
-    paths = output_paths(folder, fmt)
+    """The linked tables (households when given, persons, trips), the MATSim plans and the manifest."""
+    paths = output_paths(folder, fmt, inputs.households is not None)
+    if inputs.households is not None:
+        write_records(households_out(spec, inputs, result.persons), paths["households"])
     write_linked({PERSONS.name: result.persons, TRIPS.name: result.trips}, paths)
     write_plans(paths["plans"], result.trips, inputs.zones, mode="trip_mode", order=("tour_id", "trip_id"),
                 first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
@@ -104,6 +117,7 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "kind": "trips",
         "seed": spec.seed,
         "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
+        "households": None if inputs.households is None else int(result.persons["household_id"].nunique()),
         "persons": len(result.persons), "trips": len(result.trips), "zones": len(inputs.zones),
         "candidate_days": result.candidates, "candidate_days_per_person_first_round": spec.candidates,
         "fit_tvd": result.fit,

@@ -59,7 +59,7 @@ class TripPrior:
 def word_targets(spec: TripsSpec, inputs: TripInputs, lengths_km: np.ndarray) -> Targets:
     """The one-way shares (and the activity × mode table, when given) over the variables the model is asked about."""
     s = spec.trips
-    variables = {name: var for name, var in spec.persons.variables.items()}
+    variables = {name: var for name, var in spec.traveller_variables.items()}
     variables["purpose"] = CategoricalVariable(values=s.purposes, description="the activity at the trip's destination")
     variables["mode"] = CategoricalVariable(values=s.modes, description="how the trip is made")
     variables[LENGTH] = CategoricalVariable(values=list(LENGTH_WORDS), description="the trip's straight-line length")
@@ -68,7 +68,7 @@ def word_targets(spec: TripsSpec, inputs: TripInputs, lengths_km: np.ndarray) ->
         variables[DEPARTURE] = CategoricalVariable(values=[w for *_, w in PERIODS], description="when the trip leaves")
     schema = Schema(entity="trip", population=spec.population, variables=variables)
     tables = []
-    for name, var in spec.persons.variables.items():
+    for name, var in spec.traveller_variables.items():
         counts = inputs.persons[name].value_counts().reindex(var.values, fill_value=0).to_numpy(dtype=float)
         tables.append(TargetTable(name, (Axis(name, tuple(var.values)),), counts))
     trip_tables = inputs.of_level(TRIPS.name)
@@ -103,7 +103,7 @@ def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray,
     check = replace(check_prior(scored.checked, targets, axes), phrasing=scored.phrasing, phrasing_errors=dict(scored.phrasing_errors))
     strengths = {pair: _strength_for(pair, scored, targets, axes, check.strength) for pair in scored.lifts}
     tempered = PairwisePrior(scored.levels, {pair: lift ** strengths[pair] for pair, lift in scored.lifts.items()})
-    applied = [{v, target} for v in spec.persons.variables for target in ("purpose", "mode")] + [{LENGTH, "mode"}]
+    applied = [{v, target} for v in spec.traveller_variables for target in ("purpose", "mode")] + [{LENGTH, "mode"}]
     return TripPrior(factors(spec, inputs, tempered), check, scored, strengths={f"{c} × {a}": g for (c, a), g in strengths.items()},
                      used=[f"{c} × {a}" for c, a in scored.lifts if {c, a} in applied])
 
@@ -121,7 +121,7 @@ def factors(spec: TripsSpec, inputs: TripInputs, prior: PairwisePrior) -> Factor
     s = spec.trips
     persons = len(inputs.persons)
     purpose, mode_person = np.ones((persons, len(s.purposes))), np.ones((persons, len(s.modes)))
-    for name, var in spec.persons.variables.items():
+    for name, var in spec.traveller_variables.items():
         rows = np.asarray([var.values.index(v) for v in inputs.persons[name]])
         for target, out in (("purpose", purpose), ("mode", mode_person)):
             lift = prior.lift(name, target)

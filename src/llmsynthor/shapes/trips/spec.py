@@ -13,7 +13,9 @@ purposes and modes, and the tables an agency publishes::
       file: persons.csv
       id: person_id
       home: home_zone                  # the zone every day starts and ends in
+      household: household_id          # optional: with households:, their variables join each member's
       variables: {person_type: {type: categorical, values: [full-time worker, …]}}
+    households: {file: households.csv, id: household_id, variables: {cars: {type: categorical, values: ["0", "1", "2", "3+"]}}}
     trips:
       purposes: [home, work, school, shopping, …]   # the activity at the trip's destination
       home: home                       # the purpose of a trip back home
@@ -21,6 +23,8 @@ purposes and modes, and the tables an agency publishes::
     targets:
       - {name: OD by period, variables: [origin_district, destination_district, depart], file: …}
       - {name: trips per person, variables: [person_type, trips], file: …}
+    scenarios:                         # what-ifs beside the baseline: an event's visits added
+      - {name: concert, text: "a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit"}
 
 The variables a table may name: ``origin`` and ``destination`` (zone ids), ``origin_district`` and
 ``destination_district`` (when the zone table gives districts), ``depart`` (the departure hour,
@@ -57,6 +61,16 @@ class PersonsFile(FrozenModel):
     home: str = Field(description="the column of home zones: every day starts and ends there")
     variables: dict[str, CategoricalVariable] = Field(default_factory=dict, description="person variables the tables and "
                                                       "the model may use, e.g. person_type; each a column of the file")
+
+
+class HouseholdsFile(FrozenModel):
+    """The households the persons belong to: a CSV, one row a household (a survey's households, or the
+    ``households.csv`` a household run wrote); written back linked as ``households.csv``."""
+
+    file: Path = Field(description="a CSV, relative to the spec's folder: one row a household")
+    id: str = Field(default="household_id", description="the column of household ids, as persons.household gives them")
+    variables: dict[str, CategoricalVariable] = Field(default_factory=dict, description="household variables each member "
+                                                      "carries, for the tables and the model (e.g. cars); each a column of the file")
 
 
 class TripSettings(FrozenModel):
@@ -149,6 +163,8 @@ class TripsSpec(SpecFile):
     zones: ZoneTableSpec = Field(description="the zone table: ids as the tables write them, districts, area types, centroids "
                                  "(lon and lat are required for trips; zones.* below)")
     persons: PersonsFile = Field(description="the persons whose days are synthesized (persons.* below)")
+    households: HouseholdsFile | None = Field(default=None, description="the persons' households, if given (households.* "
+                                              "below): their variables join each member's, and households.csv is written")
     trips: TripSettings = Field(description="the trips' purposes and modes, and the shape of a day (trips.* below)")
     targets: list[TableSpec] = Field(min_length=1, description="tables of trips or of persons (see above: the variables a table may name)")
     candidates: int = Field(default=24, ge=2, le=500, description="candidate days drawn per person; the tables choose among them")
@@ -158,9 +174,17 @@ class TripsSpec(SpecFile):
 
     @model_validator(mode="after")
     def _names(self) -> TripsSpec:
-        taken = [name for name in self.persons.variables if name in RESERVED]
-        if taken:
-            raise ValueError(f"persons.variables {taken}: these names are the trips' own (or the output's); rename them")
+        for field_, variables in (("persons.variables", self.persons.variables),
+                                  ("households.variables", self.households.variables if self.households else {})):
+            taken = [name for name in variables if name in RESERVED]
+            if taken:
+                raise ValueError(f"{field_} {taken}: these names are the trips' own (or the output's); rename them")
+        if self.households is not None:
+            if self.persons.household is None:
+                raise ValueError("households is given but persons.household is not; name the persons file's column of household ids")
+            both = sorted(set(self.households.variables) & set(self.persons.variables))
+            if both:
+                raise ValueError(f"{both} are both persons.variables and households.variables; name each once")
         unknown = [a for a in self.zones.attractions if a not in self.trips.purposes or a == self.trips.home]
         if unknown:
             raise ValueError(f"zones.attractions names {unknown}; expected activities among trips.purposes other than "
@@ -174,6 +198,11 @@ class TripsSpec(SpecFile):
             raise ValueError("; ".join(event_problems))
         return self
 
+    @property
+    def traveller_variables(self) -> dict[str, CategoricalVariable]:
+        """The variables every person carries: its household's (when households are given), then its own."""
+        return {**(self.households.variables if self.households is not None else {}), **self.persons.variables}
+
     def schema_with(self, zone_ids: list[str], districts: list[str] | None) -> Schema:
         """Every variable a table may name, with the zone table's ids and districts as values."""
         s = self.trips
@@ -184,7 +213,7 @@ class TripsSpec(SpecFile):
             "purpose": CategoricalVariable(values=s.purposes, description="the activity at the trip's destination"),
             "mode": CategoricalVariable(values=s.modes, description="how the trip is made"),
             TRIPS_PER_PERSON: IntegerVariable(min=0, max=s.max_trips, description="trips in the person's day"),
-            **self.persons.variables,
+            **self.traveller_variables,
         }
         if districts is not None:
             variables["origin_district"] = CategoricalVariable(values=districts, description="the district the trip leaves from")

@@ -170,7 +170,7 @@ class TripSynthesizer:
         if spec.persons.household:
             persons["household_id"] = given[spec.persons.household].to_numpy()[row]
         persons["home_zone"] = given[spec.persons.home].to_numpy()[row]
-        for name in spec.persons.variables:
+        for name in spec.traveller_variables:  # the household's variables each member carries, then the person's
             persons[name] = days[name].to_numpy()
         persons[TRIPS_PER_PERSON] = days[TRIPS_PER_PERSON].to_numpy()
         index = trips[PERSONS.id].to_numpy() - 1  # repeat_candidates numbers the days 1… in pick order
