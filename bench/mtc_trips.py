@@ -400,10 +400,13 @@ def cars_mode_jsd(survey: Survey, trips: pd.DataFrame | None, weights: np.ndarra
     return jsd(*compare(made, truth))
 
 
-def cars_of(survey: Survey) -> pd.Series:
-    """person_id -> the cars of the person's household, as the example's households.csv words them."""
-    cars = survey.households.set_index("household_id")["auto_ownership"].map(lambda n: "3+" if n >= 3 else str(n))
-    return survey.persons.set_index("person_id")["household_id"].map(cars)
+CARS = ("no car", "one car", "two cars", "three or more cars")  # the example's words for a household's cars
+
+
+def cars_of(survey: Survey, by: str = "person_id") -> pd.Series:
+    """person_id (or household_id) -> the cars of the person's household, as the example's households.csv words them."""
+    cars = survey.households.set_index("household_id")["auto_ownership"].map(lambda n: CARS[min(n, 3)])
+    return cars if by == "household_id" else survey.persons.set_index("person_id")["household_id"].map(cars)
 
 
 def write_case(folder: Path, data: pd.DataFrame, n: int, *, seed: int = 7) -> Path:
@@ -464,8 +467,7 @@ def write_example(folder: Path = EXAMPLE, survey: Survey | None = None) -> Path:
     persons.to_csv(folder / "persons.csv", index=False)
     h = survey.households
     households = pd.DataFrame({"household_id": h["household_id"], "home_zone": h["home_zone_id"], "persons": h["hhsize"],
-                               "cars": h["household_id"].map(survey.households.set_index("household_id")["auto_ownership"])
-                               .map(lambda n: "3+" if n >= 3 else str(n)),
+                               "cars": h["household_id"].map(cars_of(survey, by="household_id")),
                                "income": pd.cut(h["income"], [-np.inf, 30_000, 60_000, 100_000, np.inf], right=False,
                                                 labels=INCOME_BANDS).astype(str)})
     households.to_csv(folder / "households.csv", index=False)

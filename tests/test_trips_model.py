@@ -99,3 +99,24 @@ def test_a_checked_prior_becomes_factors_per_person_and_per_length(tmp_path):
     assert np.array_equal(made.mode_by_length, by_length)  # looked up in either direction
     tempered = factors(spec, inputs, prior.tempered(0.0))
     assert np.array_equal(tempered.purpose, np.ones_like(made.purpose))  # strength 0: the tables alone
+
+
+def test_a_household_variable_no_table_names_is_asked_but_never_applied(tmp_path):
+    """Nothing checks what the model says of a variable no table names (a household's cars with no table of
+    cars): its pairs get strength 0, and the manifest's notes say why; named by a table, it is not held back."""
+    from fakes import KnowingFakeLLM
+    from test_trips_inputs import with_households
+
+    from llmsynthor.shapes.trips.prior import trip_prior
+    from llmsynthor.shapes.trips.synthesizer import pilot_lengths
+
+    spec = load(with_households(tmp_path / "untabled"))
+    spec = spec.model_copy(update={"targets": [t for t in spec.targets if t.name != "persons by cars"]})
+    inputs = read_inputs(spec)
+    made = trip_prior(spec, inputs, KnowingFakeLLM({}), pilot_lengths(spec, inputs))
+    with_cars = {pair: g for pair, g in made.strengths.items() if "cars" in pair.split(" × ")}
+    assert with_cars and set(with_cars.values()) == {0.0}
+    assert any(note.startswith("cars: no table names it") for note in made.notes)
+    tabled = load(with_households(tmp_path / "tabled"))
+    inputs = read_inputs(tabled)
+    assert not any("no table names" in note for note in trip_prior(tabled, inputs, KnowingFakeLLM({}), pilot_lengths(tabled, inputs)).notes)

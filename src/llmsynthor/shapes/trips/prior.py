@@ -101,16 +101,22 @@ def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray,
     scored = score_prior(targets, llm, targets.schema, on_call=on_call, check=True, phrasings=PHRASINGS, letters=by_letter(None, llm))
     axes = {name: lv.axis for name, lv in scored.levels.items()}
     check = replace(check_prior(scored.checked, targets, axes), phrasing=scored.phrasing, phrasing_errors=dict(scored.phrasing_errors))
-    strengths = {pair: _strength_for(pair, scored, targets, axes, check.strength) for pair in scored.lifts}
+    untabled = [name for name in spec.traveller_variables if not any(name in t.variables for t in inputs.tables)]
+    strengths = {pair: 0.0 if set(pair) & set(untabled) else _strength_for(pair, scored, targets, axes, check.strength)
+                 for pair in scored.lifts}
     tempered = PairwisePrior(scored.levels, {pair: lift ** strengths[pair] for pair, lift in scored.lifts.items()})
     applied = [{v, target} for v in spec.traveller_variables for target in ("purpose", "mode")] + [{LENGTH, "mode"}]
-    return TripPrior(factors(spec, inputs, tempered), check, scored, strengths={f"{c} × {a}": g for (c, a), g in strengths.items()},
+    notes = [f"{', '.join(untabled)}: no table names it, so nothing checks what the model says of it; its pairs are asked and "
+             "not applied (strength 0)"] if untabled else []
+    return TripPrior(factors(spec, inputs, tempered), check, scored, notes=notes,
+                     strengths={f"{c} × {a}": g for (c, a), g in strengths.items()},
                      used=[f"{c} × {a}" for c, a in scored.lifts if {c, a} in applied])
 
 
 def _strength_for(pair: tuple[str, str], scored: PairwisePrior, targets: Targets, axes: dict, overall: float) -> float:
     """The strength for one asked pair: chosen on the checked pairs that share a variable with it (how
-    well the model knows modes, say, checked where a table shows modes), else on all of them."""
+    well the model knows modes, say, checked where a table shows modes), else on all of them. (A pair
+    with a person or household variable no table names is not applied at all: :func:`trip_prior`.)"""
     sharing = {p: lift for p, lift in scored.checked.items() if set(p) & set(pair)}
     return check_prior(sharing, targets, axes).strength if sharing else overall
 
