@@ -196,3 +196,13 @@ def test_bad_targets_weights_and_incidence_are_refused():
         choose_one(np.eye(4), starts, np.ones(4), -np.ones(4), 1.0, rng)
     with pytest.raises(ValueError, match="incidence must be finite and ≥ 0"):
         choose_one(-np.eye(4), starts, np.ones(4), np.ones(4), 1.0, rng)
+
+
+def test_reweighed_emphasis_favours_the_worst_met_tables_within_bounds():
+    from llmsynthor.fitting.choice import ENOUGH, reweighed
+
+    out = reweighed(np.ones(3), np.array([0.02, 0.005, 0.0]))
+    assert out[0] > out[1] == out[2]  # under ENOUGH, a table met is not pushed further down than one just met
+    assert np.isclose(np.exp(np.mean(np.log(out))), 1.0)
+    extreme = reweighed(np.ones(2), np.array([1.0, ENOUGH]))
+    assert extreme[0] / extreme[1] <= 4.0 + 1e-9  # each factor within ½ … 2

@@ -45,6 +45,7 @@ def flat(text: str) -> str:
     ("a fair in zone 5 from 18:00 to 21:00 draws 6 visitors", ("5", (18, 21), (6,))),
     ("a game at zone 4 from 7 pm until 10pm with 1,200 fans", ("4", (19, 22), (1200,))),
     ("Zone 6 hosts a market, 8am to noon; 40 people, 10 of them by bike", ("6", (8, 12), (40, 10))),
+    ("from 7:30 pm to 10:30 pm the zone of zone 3 draws 12 fans in 2 zones", ("3", (19, 22), (12, 2))),
 ])
 def test_the_text_states_the_zone_hours_and_numbers(tmp_path, text, said):
     _, spec = small(tmp_path)
@@ -58,8 +59,13 @@ def test_the_text_states_the_zone_hours_and_numbers(tmp_path, text, said):
     ("a fair in zone 5 and zone 6 from 18:00 to 21:00, 6 visitors", "names zones ['5', '6']; one event in one zone"),
     ("a fair in zone 5 from 18:00 to 25:00 draws 6 visitors", "'25:00' is not a time of day"),
     ("a fair in zone 5 from 2:00 to 4:00 draws 6 visitors", "'2:00' is outside the day's hours"),
-    ("a fair in zone 5 at 18:00 draws 6 visitors", "gives one time; say from when to when"),
+    ("a fair in zone 5 at 18:00 draws 6 visitors", "gives 1 time; say from when to when"),
+    ("a fair in zone 5 from 18:00 to 21:00, a break at 19:00, 6 visitors", "gives 3 times; say from when to when"),
+    ("a fair in zone 5 from 21:00 to 18:00 draws 6 visitors", "ends at 18:00, before it starts at 21:00"),
     ("a fair in zone 5 from 18:00 to 21:00 draws many", "gives no number of visitors"),
+    ("a fair in zone 5 from 18:00 to 21:00 draws 0 visitors", "gives no number of visitors"),
+    ("a fair in zone 5 from 18:00 to 21:00 draws 6.5 visitors", "'6.5' is not a whole number of visitors"),
+    ("a fair in zone 5 from 18:00 to 21:00 draws 1.5k visitors", "'1.5k' is not a whole number of visitors"),
 ])
 def test_a_text_naming_an_unknown_zone_or_time_is_refused_before_any_work(tmp_path, text, says):
     _, spec = small(tmp_path)
@@ -226,3 +232,15 @@ def test_a_scenario_failing_after_the_baseline_says_the_baseline_is_written(tmp_
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert f"the visits could not be added The baseline in {folder} was written." in flat(result.output)
     assert (folder / "trips.csv").is_file()
+
+
+def test_the_report_leaves_out_a_scenario_of_another_baseline(tmp_path):
+    path, _ = small(tmp_path, scenarios=[{"name": "fair", "event": FAIR}])
+    folder = tmp_path / "out"
+    assert runner.invoke(app, ["run", str(path), "--out", str(folder), "--llm", "none", "--no-cache"]).exit_code == 0
+    plain, _ = small(tmp_path / "again")
+    assert runner.invoke(app, ["run", str(plain), "--out", str(folder), "--llm", "none", "--no-cache", "--seed", "9"]).exit_code == 0
+    made = runner.invoke(app, ["report", str(folder), "--spec", str(plain), "--out", str(tmp_path / "r.html")])
+    assert made.exit_code == 0, made.output
+    assert "left out of the report: it was added to another run's baseline" in flat(made.output)
+    assert "Scenario fair" not in (tmp_path / "r.html").read_text()

@@ -7,6 +7,7 @@ beside the baseline).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def with_scenario(spec: TripsSpec, text: str | None) -> TripsSpec:
     """The spec with ``--scenario TEXT`` added as the scenario named ``scenario`` (None: as it is)."""
     if text is None:
         return spec
+    if any(sc.name == "scenario" for sc in spec.scenarios):
+        raise SpecError(Problem("--scenario", "the spec already has a scenario named 'scenario', the name --scenario's goes "
+                                              "by; rename the spec's"))
     data = spec.model_dump(exclude={"base_dir", "source"})
     data["scenarios"] = [*data["scenarios"], {"name": "scenario", "text": text}]
     return TripsSpec.validated(data, spec.source, spec.base_dir)
@@ -48,7 +52,7 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
     from ..llm.cache import default_path
     from ..outputs.files import check_writable_file
     from ..shapes.trips.output import check_output_folder, write_outputs
-    from ..shapes.trips.scenario import check_scenarios
+    from ..shapes.trips.scenario import check_reader, check_scenarios
     from ..shapes.trips.synthesizer import TripSynthesizer
 
     started = time.perf_counter()
@@ -67,6 +71,9 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
                                                    f"connecting to {spec.llm.base_url} …" if spec.llm.backend == "openai"
                                                    else f"loading model {spec.llm.model or 'qwen2.5-coder-1.5b'} …"))
     backend = make_backend(spec.llm, cache=use_cache, on_slow=warn_slow)
+    for scenario in spec.scenarios:
+        if scenario.text is not None:
+            check_reader(scenario, backend)  # before the baseline's work, not after
     say_threads(backend)
     with progress_bars() as progress:
         result = TripSynthesizer(spec, backend, inputs=inputs, progress=progress).run()
@@ -118,7 +125,8 @@ def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, ind
     visits = add_visits(event, spec, inputs.zones, baseline.persons, baseline.trips, np.random.default_rng([spec.seed, 2, index]))
     if visits.placed < visits.asked:
         err.print(f"[yellow]scenario {escape(scenario.name)}: only {visits.placed:,} of the {visits.asked:,} visitors could go: "
-                  f"{visits.eligible:,} persons' days are over before {event.start}:00[/yellow]", soft_wrap=True)
+                  f"{visits.eligible:,} persons are free (their day over before {event.start}:00, room for two more trips "
+                  f"within trips.max_trips)[/yellow]", soft_wrap=True)
     write_scenario(spec, inputs, scenario, event, how, asked, visits, baseline, folder, fmt, usage)
     out.print(f"  → {paths['manifest'].parent}: {visits.placed:,} visitors placed, {2 * visits.placed:,} trips added "
               f"(flows that moved: {paths['flows']})", soft_wrap=True)
@@ -189,6 +197,7 @@ def report(folder: Path, spec_path: Path, reference: Path | None, manifest_path:
     zones, and every scenario beside the baseline (OUT/scenarios/*); with --reference, the held-out figures too."""
     from ..outputs.files import check_writable_file, read_manifest
     from ..shapes.trips.evaluation import evaluate_trips, read_folder
+    from ..shapes.trips.output import baseline_key
     from ..shapes.trips.report import build_trips_report
 
     spec = load(spec_path)
@@ -200,11 +209,17 @@ def report(folder: Path, spec_path: Path, reference: Path | None, manifest_path:
     manifest = read_manifest(manifest_path) if manifest_path is not None else None
     truth = read_folder(reference, "reference") if reference is not None else None
     scenarios = []
+    ours = baseline_key(spec, trips) if manifest is None else {"spec_sha256": manifest["spec"]["sha256"], "seed": manifest["seed"],
+                                                               "trips": len(trips)}
     for path in sorted((folder / "scenarios").glob("*/manifest.json")):
         try:
-            facts = read_manifest(path)
-        except SpecError as exc:  # a scenario stopped between its event and its files: its manifest says so
-            err.print(f"[yellow]{escape(str(exc))}; the scenario is left out of the report (run it again)[/yellow]", soft_wrap=True)
+            facts = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            facts = {"status": f"unreadable manifest ({exc})"}
+        why = (f"its manifest says {facts.get('status')!r}, not 'completed'" if facts.get("status") != "completed"
+               else "it was added to another run's baseline (spec, seed or trips differ)" if facts.get("baseline") != ours else None)
+        if why:
+            err.print(f"[yellow]{escape(str(path.parent))}: left out of the report: {why}; run it again[/yellow]", soft_wrap=True)
             continue
         scenarios.append((facts, read_folder(path.parent, f"scenario {path.parent.name}")[1]))
     result = evaluate_trips(spec, inputs, persons, trips, truth)
@@ -212,6 +227,8 @@ def report(folder: Path, spec_path: Path, reference: Path | None, manifest_path:
     html_path.write_text(page, encoding="utf-8")
     out.print(f"report → {html_path} ({len(page) / 1e6:.1f} MB, self-contained"
               + (f"; {len(scenarios)} scenario(s) beside the baseline" if scenarios else "") + ")")
+
+
 suggesting = _not_yet("suggest-constraints", "a trips spec takes no constraints yet")
 
 

@@ -45,6 +45,18 @@ def cell_targets(tables) -> tuple[np.ndarray, np.ndarray]:
     return targets, scale
 
 
+ENOUGH = 0.005  # a table met within this TVD counts as met: it loses no more emphasis to the others
+
+
+def reweighed(emphasis: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """Emphasis for the next fit of several tables, towards every table within tolerance rather than the least
+    total error: each table's ``emphasis`` times the square root of its ``fit`` (TVD; under :data:`ENOUGH`
+    counted as ENOUGH) over the tables' mean, each factor within ½ … 2, normalized to a geometric mean of 1."""
+    fit = np.maximum(np.asarray(fit, dtype=float), ENOUGH)
+    out = emphasis * np.clip(np.sqrt(fit / fit.mean()), 0.5, 2.0)
+    return out / np.exp(np.mean(np.log(out)))
+
+
 def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.random.Generator, *, passes: int = 30,
                first: Literal["rounded", "drawn"] = "rounded", start: np.ndarray | None = None) -> UnitChoice:
     """A candidate for each unit g among rows ``starts[g]`` … ``starts[g+1]−1`` of ``incidence``

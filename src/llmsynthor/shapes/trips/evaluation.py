@@ -81,12 +81,18 @@ def coded_trips(inputs: TripInputs, trips: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def with_trip_counts(persons: pd.DataFrame, trips: pd.DataFrame) -> pd.DataFrame:
+    """The persons with ``trips`` as numbers: their own column, or counted from the trips."""
+    if "trips" in persons:
+        return persons.assign(trips=pd.to_numeric(persons["trips"], errors="coerce").fillna(0).astype(int))
+    return persons.assign(trips=persons["person_id"].map(trips.groupby("person_id").size()).fillna(0).astype(int))
+
+
 def evaluate_trips(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trips: pd.DataFrame,
                    reference: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict:
     """Every figure as a dict (the JSON of ``llmsynthor evaluate --json``)."""
     coded = coded_trips(inputs, trips)
-    joined = persons.assign(trips=persons["person_id"].map(trips.groupby("person_id").size()).fillna(0).astype(int)) \
-        if "trips" not in persons else persons.assign(trips=pd.to_numeric(persons["trips"], errors="coerce").fillna(0).astype(int))
+    joined = with_trip_counts(persons, trips)
     targets = {}
     for table in inputs.tables:
         frame = coded if table.level == TRIPS.name else joined

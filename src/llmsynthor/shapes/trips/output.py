@@ -83,6 +83,7 @@ def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: st
     rise = into_zone(visits.trips, event, spec.trips.home) - into_zone(baseline.trips, event, spec.trips.home)
     write_json({
         **manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
+        "baseline": baseline_key(spec, baseline.trips),
         "event": event.model_dump(), "event_from": how, "model_probabilities": asked,
         "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
         "visitors": {"asked": visits.asked, "placed": visits.placed, "eligible": visits.eligible, "modes": visits.modes,
@@ -100,6 +101,11 @@ def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: st
         "llm": {"option_scorings": usage.option_scorings, "seconds": round(usage.seconds, 3)},
     }, paths["manifest"])
     return paths
+
+
+def baseline_key(spec: TripsSpec, trips: pd.DataFrame) -> dict:
+    """What ties a scenario to the baseline it was added to: the spec's digest, the seed and the trips written."""
+    return {"spec_sha256": spec.digest(), "seed": spec.seed, "trips": len(trips)}
 
 
 def write_event(path: Path, spec: TripsSpec, scenario, event, how: str, asked: dict) -> None:
@@ -129,12 +135,16 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "balancing": {"sweeps": result.balance.iterations, "converged": bool(result.balance.converged),
                       "max_relative_error": round(result.balance.max_error, 6)},
         "rounds": result.rounds,
-        "best_round": int(min(range(len(result.rounds)), key=lambda r: result.rounds[r]["error_chosen"])) if result.rounds else None,
+        "best_round": result.best_round,
+        "best_is": "the round whose worst-met table is met best (tvd_max); each round weighs the tables by its emphasis, which "
+                   "grows for the tables the round before met worst",
         "choice": {"error_rounded": round(result.choice.first_error, 6), "error_chosen": round(result.choice.error, 6),
                    "passes": result.choice.passes, "exchanges": result.choice.moves,
-                   "error_is": "the sum over the tables of their weight times their L1 error over their total (2 × TVD)"},
+                   "error_is": "the sum over the tables of their weight times the kept round's emphasis times their L1 error over "
+                               "their total (2 × TVD); each round's errors are in its own emphasis"},
         "polish": None if result.polish is None else {
             "error_before": round(result.polish.error_before, 6), "error_after": round(result.polish.error_after, 6),
+            "worst_table_tvd_before": round(result.polish.worst_before, 6), "worst_table_tvd_after": round(result.polish.worst_after, 6),
             "moves": result.polish.moves, "passes": result.polish.passes},
         "prior": result.prior.as_dict(),
         "llm": {"option_scorings": u.option_scorings, "seconds": round(u.seconds, 3), "cache_hits": u.cache_hits},

@@ -6,9 +6,12 @@ going home) are visited in a seeded order, and each may move to one of the zones
 own trip and the next one (which leaves from it) change together, so the day stays a chain: it still
 starts and ends at home, and modes are kept. Each trip may also move to another hour between its
 day's previous and next departures. A move is taken only when it lowers the weighted L1 error over
-the tables of trips (each table's L1 over its total, as the choice counts it), and a stop only
+the tables of trips (each table's L1 over its total times its weight, as the choice counts it), and a stop only
 within reach: neither leg may grow beyond 1.5 times the longer of the two legs as chosen (before any
-move) plus 1 km, so a walk stays a walk's length. Passes stop when one moves nothing.
+move) plus 1 km, so a walk stays a walk's length. A stage ends when a pass moves nothing; in each
+of the :data:`STAGES` stages after the first, the tables still worst met weigh more
+(:func:`~llmsynthor.fitting.choice.reweighed`) and moves are judged by those weights; the state kept
+is the one whose worst-met table is met best (the aim is every table within tolerance).
 
 Works on arrays of zone rows, hours and value positions (:class:`~llmsynthor.shapes.trips.days.Coder`
 maps them to the tables' cells); knows nothing of models.
@@ -22,11 +25,12 @@ import numpy as np
 
 from ...core.levels import LevelTable
 from ...declarations.zones import Zones
-from ...fitting.choice import cell_targets
+from ...fitting.choice import cell_targets, reweighed
 from .days import Coder
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
-PASSES = 8
+PASSES = 8  # passes per stage on average: the stages share PASSES × STAGES
+STAGES = 3  # after the first, each stage weighs every table by how badly it is still met (towards every table within tolerance)
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,12 @@ class Polished:
     destination: np.ndarray  # zone rows, one per trip
     origin: np.ndarray
     depart: np.ndarray
-    error_before: float
+    error_before: float  # in the tables' weights as given (their emphasis included)
     error_after: float
     moves: int
     passes: int
+    worst_before: float = 0.0  # the worst-met table's TVD before the moves, and in the state kept
+    worst_after: float = 0.0
 
 
 def _cells(coder: Coder, tables: list[LevelTable], offsets: np.ndarray, raw: dict[str, np.ndarray]) -> np.ndarray:
@@ -71,6 +77,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
 
     cells = _cells(coder, tables, offsets, raw(origin, destination, np.arange(len(origin))))
     residual = np.bincount(cells.ravel(), minlength=len(target)).astype(float) - target
+    given_scale = scale.copy()  # the error is reported in the tables' weights as given, whatever the stages did
     before = float(scale @ np.abs(residual))
     near = zones.nearest(min(NEAREST, len(zones)))
     k = near.indptr[1] - near.indptr[0]
@@ -80,7 +87,17 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     reach = np.zeros(len(origin))
     reach[stops] = 1.5 * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + 1.0  # fixed once: moves cannot creep
     moves = done = 0
-    while done < passes:
+    table_of = np.repeat(np.arange(len(tables)), sizes)
+    totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
+
+    def fit() -> np.ndarray:  # each table's TVD now
+        return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / totals / 2
+
+    worst_before = float(fit().max())
+    kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), residual.copy())
+    emphasis = np.ones(len(tables))
+    stage, quiet = 0, 0
+    while done < passes * STAGES:
         done += 1
         moved = 0
         for i in rng.permutation(stops):
@@ -129,6 +146,15 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
                 moved += 1
             np.add.at(residual, cells[i], 1.0)
         moves += moved
-        if not moved:
-            break
-    return Polished(destination, origin, depart, before, float(scale @ np.abs(residual)), moves, done)
+        quiet = quiet + 1 if not moved else 0
+        if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
+            now = fit()
+            if now.max() < kept[0]:
+                kept = (float(now.max()), destination.copy(), origin.copy(), depart.copy(), residual.copy())
+            if stage + 1 == STAGES:
+                break
+            stage, quiet = stage + 1, 0  # the tables still worst met count more in the next stage
+            emphasis = reweighed(emphasis, now)
+            scale = given_scale * emphasis[table_of]
+    worst_after, destination, origin, depart, residual = kept
+    return Polished(destination, origin, depart, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after)

@@ -106,11 +106,11 @@ def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray,
                  for pair in scored.lifts}
     tempered = PairwisePrior(scored.levels, {pair: lift ** strengths[pair] for pair, lift in scored.lifts.items()})
     applied = [{v, target} for v in spec.traveller_variables for target in ("purpose", "mode")] + [{LENGTH, "mode"}]
-    notes = [f"{', '.join(untabled)}: no table names it, so nothing checks what the model says of it; its pairs are asked and "
-             "not applied (strength 0)"] if untabled else []
+    notes = [f"{', '.join(untabled)}: no table names {'it' if len(untabled) == 1 else 'them'}, so nothing checks what the model "
+             "says of it; its pairs are asked and not applied (strength 0)"] if untabled else []
     return TripPrior(factors(spec, inputs, tempered), check, scored, notes=notes,
                      strengths={f"{c} × {a}": g for (c, a), g in strengths.items()},
-                     used=[f"{c} × {a}" for c, a in scored.lifts if {c, a} in applied])
+                     used=[f"{c} × {a}" for c, a in scored.lifts if {c, a} in applied and strengths[(c, a)] > 0])
 
 
 def _strength_for(pair: tuple[str, str], scored: PairwisePrior, targets: Targets, axes: dict, overall: float) -> float:

@@ -17,26 +17,26 @@ import pandas as pd
 
 from ...evaluation.cells import cell_counts
 from ...outputs.html import REFERENCE, SYNTHETIC, TARGET, Figures, fmt, html_table, page
-from .evaluation import coded_trips
+from .evaluation import coded_trips, with_trip_counts
 from .inputs import TRIPS, TripInputs
+from .prior import PERIODS
+from .scenario import arrivals
 from .spec import TripsSpec
 
-DEFAULT_PERIODS = ((0, 6, "night and early"), (6, 10, "morning peak"), (10, 15, "midday"), (15, 19, "afternoon peak"),
-                   (19, 24, "evening"))
 TOP_FLOWS = 120  # district pairs drawn per period (the largest)
 BAR_CELLS = 60  # a table of at most this many cells is drawn as bars, a larger one as a scatter of its cells
 WIDTHS = (1, 2.5, 5, 9)  # line widths of the flow quartiles
 
 
 def periods(inputs: TripInputs) -> list[tuple[int, int, str]]:
-    """The departure periods of the first trips table binning ``depart`` coarser than hours, else the defaults."""
+    """The departure periods of the first trips table binning ``depart`` coarser than hours, else those the model is asked in."""
     for table in inputs.tables:
         for axis in table.axes:
             if axis.variable == "depart" and axis.is_numeric and 1 < axis.size < 12:
                 edges = axis.edges.astype(int)
                 return [(int(a), int(b) + (1 if i == axis.size - 1 else 0), label)
                         for i, (a, b, label) in enumerate(zip(edges[:-1], edges[1:], axis.labels))]
-    return list(DEFAULT_PERIODS)
+    return list(PERIODS)
 
 
 def _in(depart: pd.Series, period: tuple[int, int, str]) -> np.ndarray:
@@ -117,7 +117,7 @@ def _base_map(inputs: TripInputs, places: pd.DataFrame | None = None):
     return fig
 
 
-def flows_figure(inputs: TripInputs, trips: pd.DataFrame, title: str):
+def flows_figure(inputs: TripInputs, trips: pd.DataFrame):
     """Desire lines of the largest flows between districts (or zones), one set per period, line width by quartile."""
     places, level = _places(inputs)
     fig = _base_map(inputs, places)
@@ -127,7 +127,7 @@ def flows_figure(inputs: TripInputs, trips: pd.DataFrame, title: str):
         groups.append(_lines(fig, places, _od(shown, level), SYNTHETIC, "trips"))
         labels.append(f"{period[2]} ({len(shown):,})")
     _period_buttons(fig, groups, labels, always=[0, 1])
-    _map_layout(fig, title, inputs.zones)
+    _map_layout(fig, f"flows between {level}s", inputs.zones)
     return fig
 
 
@@ -230,14 +230,14 @@ def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFram
     hours = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
     fig = go.Figure()
     for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
-        into = frame[(frame["destination"].astype(str) == str(event["zone"])) & (frame["purpose"] != spec.trips.home)]
+        into = frame[arrivals(frame, event["zone"], spec.trips.home)]
         counts = pd.to_numeric(into["depart"]).value_counts().reindex(hours, fill_value=0)
         fig.add_trace(go.Bar(name=name, x=hours, y=counts.to_numpy(), marker_color=colour))
     fig.update_layout(title=f"trips arriving in zone {event['zone']} for an activity, by departure hour", barmode="group",
                       xaxis_title="hour", yaxis_title="trips", height=340)
     parts.append(figure(fig))
     parts.append(figure(change_figure(inputs, baseline, trips, spec.trips.home,
-                                      "what the scenario changed: flows between districts and arrivals for an activity (red: more, blue: fewer)")))
+                                      "what the scenario changed: flows and arrivals for an activity (red: more, blue: fewer)")))
     return "".join(parts)
 
 
@@ -247,8 +247,7 @@ def build_trips_report(spec: TripsSpec, inputs: TripInputs, result: dict, person
     """The whole page (see the module's text); ``result`` is :func:`~.evaluation.evaluate_trips`'s."""
     figure = Figures()
     coded = coded_trips(inputs, trips)
-    joined = persons.assign(trips=pd.to_numeric(persons["trips"], errors="coerce").fillna(0).astype(int)) if "trips" in persons \
-        else persons.assign(trips=persons["person_id"].map(trips.groupby("person_id").size()).fillna(0).astype(int))
+    joined = with_trip_counts(persons, trips)
     chains = result["chains"]
     summary = [["persons", f"{result['persons']:,}"], ["trips", f"{result['trips']:,}"], ["zones", f"{len(inputs.zones):,}"],
                ["days that are valid chains", f"{chains['valid']:,} of {chains['persons_with_trips']:,}"]]
@@ -268,7 +267,7 @@ def build_trips_report(spec: TripsSpec, inputs: TripInputs, result: dict, person
                 _distributions(coded, coded_trips(inputs, reference[1]) if reference is not None else None, figure),
                 "<h2>Flows by period</h2><p class='note'>The largest flows between districts (zones without districts) "
                 "departing in each period; line width by quartile. Grey dots: zone centroids.</p>",
-                figure(flows_figure(inputs, trips, "flows between districts"))]
+                figure(flows_figure(inputs, trips))]
     for scenario_manifest, scenario_trips in scenarios:
         sections.append(_scenario_section(spec, inputs, trips, scenario_manifest, scenario_trips, figure))
     return page(f"llmsynthor trips report: {spec.name}", sections, figure)

@@ -29,18 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from ...core.errors import LLMSynthorError, Problem, SpecError
 from ...declarations.zones import Zones
 from .spec import SHARES, TRIPS_PER_PERSON, Event, Scenario, TripsSpec
 
-_ZONE = re.compile(r"\bzones?\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]{3})*)", re.IGNORECASE)
-_TIME = re.compile(r"\b(\d{1,2})(?::(\d{2})|\s*([ap])\.?\s*m\b\.?|\s*h\b)|\b(midnight|noon)\b", re.IGNORECASE)
-_NUMBER = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
+_ZONE = re.compile(r"\bzones?\b\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]+)*)", re.IGNORECASE)
+_TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(?:([ap])\.?\s*m\b\.?)?|\b(midnight|noon)\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:\s*[kKmM]\b)?")
 LENGTH_BANDS = 8  # the baseline's trips of the event's activity in this many quantile bands of length
-MAX_TOKENS = 120
-SEED_STEP = 1_000_000  # the requests' place in the run (decoding seeds): apart from every step of the synthesis
-EVENT_SCHEMA_FIELDS = ("zone", "start", "end", "visitors", "purpose", "mode", "share")
 
 
 @dataclass(frozen=True)
@@ -56,17 +54,29 @@ def _plain(number: str) -> str:
     return number.replace(",", "")
 
 
+def _whole(token: str) -> int | None:
+    """A count as people write it ("500", "1,200"), or None: decimals, "1.5k" and the like are not a count."""
+    plain = token.strip()
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+|\d+", plain):
+        return int(plain.replace(",", ""))
+    return None
+
+
 def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
     """The zone, hours and numbers of a scenario's text, checked against the zone table and the spec's
-    hours (SpecError naming the scenario, before any model work)."""
+    hours (SpecError naming the scenario, before any model work): one zone of the zone table ('zone
+    ID'), a start and an end time (24-hour '20:00', '8 pm', 'noon', 'midnight') within the day, the
+    end not before the start, and a whole number of visitors of at least 1."""
     text, where, s = scenario.text or "", f"scenarios: {scenario.name}", spec.trips
     problems, taken = [], []
+    known = set(zones.ids.astype(str))
     named = []
     for m in _ZONE.finditer(text):
         zone = m.group(1)
-        named.append(_plain(zone) if re.fullmatch(r"\d{1,3}(?:,\d{3})+", zone) else zone)
-        taken.append(m.span(1))
-    known = set(zones.ids.astype(str))
+        zone = str(_whole(zone)) if _whole(zone) is not None else zone
+        if zone in known or any(ch.isdigit() for ch in zone):  # "zone 1210", "zone Z7"; not "the zone of …"
+            named.append(zone)
+            taken.append(m.span(1))
     unknown = sorted({z for z in named if z not in known})
     if unknown:
         problems.append(Problem(where, f"names zone {', '.join(map(repr, unknown))}, not in the zone table ({len(zones):,} zones, "
@@ -78,21 +88,26 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
         problems.append(Problem(where, f"names zones {sorted(set(named))}; one event in one zone per scenario"))
     hours, bad_time = [], False
     for m in _TIME.finditer(text):
-        taken.append(m.span())
+        if any(a <= m.start() < b for a, b in taken):
+            continue
         if m.group(4):
-            hour = 24 if m.group(4).lower() == "midnight" else 12
+            word = m.group(4).lower()
+            hour = 12 if word == "noon" else (0 if not hours else 24)  # midnight: the day's start, or its end
+        elif m.group(2) is None and m.group(3) is None:
+            continue  # a bare number: a count, not a time
         else:
             hour, minutes = int(m.group(1)), int(m.group(2) or 0)
             if m.group(3):
                 if not 1 <= hour <= 12:
-                    problems.append(Problem(where, f"{m.group(0)!r} is not a time"))
+                    problems.append(Problem(where, f"{m.group(0).strip()!r} is not a time"))
                     bad_time = True
                     continue
                 hour = hour % 12 + (12 if m.group(3).lower() == "p" else 0)
             if hour > 24 or minutes > 59:
-                problems.append(Problem(where, f"{m.group(0)!r} is not a time of day (expected 0:00 … 24:00)"))
+                problems.append(Problem(where, f"{m.group(0).strip()!r} is not a time of day (expected 0:00 … 24:00)"))
                 bad_time = True
                 continue
+        taken.append(m.span())
         if not s.first_hour <= hour <= s.last_hour:
             problems.append(Problem(where, f"{m.group(0).strip()!r} is outside the day's hours: trips depart from trips.first_hour "
                                            f"{s.first_hour}:00 to trips.last_hour {s.last_hour}:59, and the trips back depart in "
@@ -100,12 +115,23 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
             bad_time = True
             continue
         hours.append(hour)
-    if len(hours) < 2 and not bad_time:
-        problems.append(Problem(where, f"gives {'one time' if hours else 'no time'}; say from when to when, e.g. 'from 20:00 to "
-                                       "23:00' (the trips there depart in the first hour, the trips back in the last)"))
-    numbers = [int(_plain(m.group(0))) for m in _NUMBER.finditer(text)
-               if not any(a <= m.start() < b for a, b in taken)]
-    if not numbers:
+    if not bad_time:
+        if len(hours) != 2:
+            problems.append(Problem(where, f"gives {len(hours) or 'no'} time{'s' if len(hours) != 1 else ''}; say from when to "
+                                           "when, e.g. 'from 20:00 to 23:00' (the trips there depart in the first hour, the "
+                                           "trips back in the last)"))
+        elif hours[1] < hours[0]:
+            problems.append(Problem(where, f"ends at {hours[1]}:00, before it starts at {hours[0]}:00; an event within one day"))
+    numbers = []
+    for m in _NUMBER.finditer(text):
+        if any(a <= m.start() < b for a, b in taken):
+            continue
+        count = _whole(m.group(0))
+        if count is None:
+            problems.append(Problem(where, f"{m.group(0).strip()!r} is not a whole number of visitors; write it out, e.g. '1,500'"))
+        elif count >= 1:
+            numbers.append(count)
+    if not numbers and not any("whole number" in p.message for p in problems):
         problems.append(Problem(where, "gives no number of visitors; say how many, e.g. '500 visitors'"))
     if problems:
         raise SpecError(problems)
@@ -162,19 +188,26 @@ def event_question(text: str, spec: TripsSpec, field: str, options: list[str], l
     return messages, f'{{"{field}": "', options
 
 
+def check_reader(scenario: Scenario, llm) -> None:
+    """LLMSynthorError unless ``llm`` gives token probabilities to read ``scenario``'s text with (checked before any work)."""
+    from ...llm.base import can_score_options
+
+    if not can_score_options(llm):
+        raise LLMSynthorError(f"scenario {scenario.name!r}: the backend {llm.name} gives no token probabilities to read the "
+                              "scenario with; give the change itself in the spec (scenarios: - {name: …, event: {…}})")
+
+
 def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None) -> tuple[Event, dict]:
     """The event a scenario's text describes: the zone, hours and visitors it states (:func:`read_text`;
     the model picks the visitors only among the text's numbers when it gives several), the activity,
     the main mode and its share chosen by the model among the spec's values by token probabilities.
     Returns the event and each question's probabilities (for the manifest)."""
-    from ...llm.base import can_score_options, continues_answers, score_options
+    from ...llm.base import continues_answers, score_options
     from ...prior.prompts import LETTERS
 
-    if not can_score_options(llm):
-        raise LLMSynthorError(f"scenario {scenario.name!r}: the backend {llm.name} gives no token probabilities to read the "
-                              "scenario with; give the change itself in the spec (scenarios: - {name: …, event: {…}})")
+    check_reader(scenario, llm)
     s, text, letters = spec.trips, scenario.text or "", not continues_answers(llm)
-    if letters and max(len(s.purposes) - 1, len(s.modes), len(said.numbers)) > len(LETTERS):
+    if letters and max(len(s.purposes) - 1, len(s.modes), len(set(said.numbers))) > len(LETTERS):
         raise LLMSynthorError(f"scenario {scenario.name!r}: more than {len(LETTERS)} options to ask this server for by letter")
 
     def pick(field: str, options: list[str], **given: str) -> str:
@@ -191,8 +224,11 @@ def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None
     share = pick("share", list(SHARES), mode=s.words.get(mode, mode))
     numbers = list(dict.fromkeys(said.numbers))
     visitors = numbers[0] if len(numbers) == 1 else int(pick("visitors", [str(n) for n in numbers]))
-    end = said.hours[-1]
-    event = Event(zone=said.zone, start=said.hours[0], end=end, visitors=visitors, purpose=purpose, mode=mode, share=share)
+    try:
+        event = Event(zone=said.zone, start=said.hours[0], end=said.hours[-1], visitors=visitors, purpose=purpose, mode=mode,
+                      share=share)
+    except ValidationError as exc:  # read_text checked every field; this guards the schema's own limits
+        raise SpecError(Problem(f"scenarios: {scenario.name}", f"the event read is not valid: {exc.errors()[0]['msg']}")) from None
     wrong = event.problems(s)
     if wrong:
         raise SpecError(Problem(f"scenarios: {scenario.name}", "; ".join(wrong)))
@@ -234,9 +270,8 @@ def add_visits(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFram
     bands = max(len(edges) - 1, 1)
     share = np.bincount(trip_band, minlength=bands) / max(len(same), 1)
     people = np.bincount(band[eligible], minlength=bands)
-    weight = np.where(eligible, share[band] / np.maximum(people[band], 1), 0.0)
-    if weight.sum() == 0:
-        weight = eligible.astype(float)
+    # a band no baseline trip of the activity falls in keeps a little weight, so that every free person can be placed
+    weight = np.where(eligible, (share[band] + 1e-6) / np.maximum(people[band], 1), 0.0)
     candidates = int((weight > 0).sum())
     k = min(event.visitors, candidates)
     chosen = np.sort(rng.choice(len(persons), size=k, replace=False, p=weight / weight.sum())) if k else np.array([], int)
@@ -253,8 +288,10 @@ def add_visits(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFram
             who = np.flatnonzero(~main & (band[chosen] == b))
             pool = pool_modes[pool_band == b] if (pool_band == b).any() else pool_modes
             modes[who] = rng.choice(pool, size=len(who)) if len(pool) else event.mode
-    added = _visit_trips(event, spec, zones, persons, trips, chosen, modes, place)
     before = trips.assign(visit=False)
+    if k == 0:
+        return Visits(persons.copy(), before, event.visitors, 0, int(eligible.sum()), {})
+    added = _visit_trips(event, spec, zones, persons, trips, chosen, modes, place)
     order = np.r_[at, pd.Index(ids).get_indexer(added["person_id"])]
     out = pd.concat([before, added], ignore_index=True)
     out = out.iloc[np.lexsort((np.arange(len(out)), order))].reset_index(drop=True)
@@ -313,8 +350,12 @@ def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame) -> pd.DataFrame
     return moved.iloc[np.lexsort((moved["depart"].to_numpy(), -moved["change"].abs().to_numpy()))].reset_index(drop=True)
 
 
+def arrivals(trips: pd.DataFrame, zone: str, home: str) -> pd.Series:
+    """Whether each trip arrives in ``zone`` for an activity (not back home)."""
+    return (trips["destination"].astype(str) == str(zone)) & (trips["purpose"] != home)
+
+
 def into_zone(trips: pd.DataFrame, event: Event, home: str) -> int:
-    """Trips into the event's zone for an activity (not back home) departing in its hours."""
+    """Trips into the event's zone for an activity departing in its hours."""
     depart = pd.to_numeric(trips["depart"])
-    return int(((trips["destination"].astype(str) == event.zone) & (trips["purpose"] != home)
-                & (depart >= event.start) & (depart <= event.end)).sum())
+    return int((arrivals(trips, event.zone, home) & (depart >= event.start) & (depart <= event.end)).sum())

@@ -40,7 +40,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...core.schema import CategoricalVariable, IntegerVariable, Schema, Variable
 from ...declarations.spec import MAX_SEED, FrozenModel, LLMSettings, SpecFile, TableSpec, read_yaml
@@ -114,6 +114,11 @@ class Event(FrozenModel):
     change the model reads from a scenario's sentence, or the spec gives."""
 
     zone: str = Field(description="the zone of the event (an id of the zone table)")
+
+    @field_validator("zone", mode="before")
+    @classmethod
+    def _zone_as_text(cls, value):  # `zone: 1210` in YAML is the zone "1210"
+        return str(value) if isinstance(value, int) else value
     start: int = Field(ge=0, le=23, description="the hour the event starts: the visitors' trips there depart in it")
     end: int = Field(ge=0, le=23, description="the hour it ends: the trips back home depart in it")
     visitors: int = Field(ge=1, description="how many of the persons go (each makes a trip there and one back home)")

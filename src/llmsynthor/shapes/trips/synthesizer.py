@@ -13,9 +13,12 @@ construction, list balancing, and one day chosen for every person.
    that lowers the tables' error (:func:`llmsynthor.fitting.choice.choose_one`);
 6. **guided rounds** — :data:`ROUNDS` times, half as many new days per person drawn towards what
    the tables still want (:class:`~llmsynthor.shapes.trips.days.Guide`), added to the days that
-   carry weight, balanced and chosen again; the round with the least error is kept;
+   carry weight, balanced and chosen again, each table's weight in the choice multiplied by an
+   emphasis that grows for the tables the round before met worst (every table within tolerance is
+   the aim, not the least total error); the round whose worst-met table is met best is kept;
 7. **polish** — stops moved to nearby zones and trips to other hours of their slot where that
-   lowers the error (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
+   lowers the error, in stages that weigh the tables still worst met more
+   (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
 
 The LLM is reached only through the scorer protocol (by way of ``prior.copula``).
 """
@@ -24,18 +27,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ...core.levels import incidence, repeat_candidates
+from ...core.levels import LevelTable, incidence, repeat_candidates
 from ...core.metrics import tvd
 from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck
 from ...fitting.balance import BalanceResult, list_balance
-from ...fitting.choice import UnitChoice, cell_targets, choose_one
+from ...fitting.choice import UnitChoice, cell_targets, choose_one, reweighed
 from ...prior.requesting import LLMUsage
 from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
 from .evaluation import chains_of
@@ -66,6 +69,7 @@ class TripResult:
     seconds: dict[str, float] = field(default_factory=dict)
     rounds: list[dict] = field(default_factory=list)
     polish: Polished | None = None
+    best_round: int | None = None  # the round kept (the one whose worst-met table was met best)
 
 
 class TripSynthesizer:
@@ -97,11 +101,12 @@ class TripSynthesizer:
         lap("prior (LLM)")
         self.progress("prior", 1, 1)
         tables = inputs.tables
-        wanted, scale = cell_targets(tables)
+        wanted, _ = cell_targets(tables)
         offsets = np.cumsum([0] + [t.region.size for t in tables])
         persons = len(inputs.persons)
         best = pool = balance = choice = who = None
         rounds = []
+        emphasis = np.ones(len(tables))  # each table's weight is multiplied by it: the worst-met tables count more next round
         for r in range(ROUNDS + 1):
             self.progress("candidate days", r, ROUNDS + 1)
             if pool is None:
@@ -121,30 +126,35 @@ class TripSynthesizer:
                                    max_iterations=BALANCE_SWEEPS)
             lap(f"balancing {r}")
             starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
+            scale = cell_targets(emphasized(tables, emphasis))[1]
             choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng)
             lap(f"choice {r}")
+            fit = [tvd(choice.achieved[a:b], t.region.ravel()) for t, a, b in zip(tables, offsets[:-1], offsets[1:])]
             rounds.append({"candidate_days": len(pool), "error_fractional": round(float(scale @ np.abs(balance.achieved[:len(wanted)] - wanted)), 6),
-                           "error_rounded": round(choice.first_error, 6), "error_chosen": round(choice.error, 6)})
-            if best is None or choice.error < best[2].error:
-                best = (pool, balance, choice)
+                           "error_rounded": round(choice.first_error, 6), "error_chosen": round(choice.error, 6),
+                           "tvd_max": round(max(fit), 6), "emphasis": [round(float(e), 4) for e in emphasis]})
+            if best is None or max(fit) < best[3]:
+                best = (pool, balance, choice, max(fit), emphasis, r)
+            emphasis = reweighed(emphasis, np.asarray(fit))
         self.progress("candidate days", ROUNDS + 1, ROUNDS + 1)
-        pool, balance, choice = best
+        pool, balance, choice, _, emphasis, kept = best
         frames = repeat_candidates(pool, choice.picks)
-        polished = self._polish(frames[TRIPS.name], rng)
+        polished = self._polish(frames[TRIPS.name], rng, emphasis)
         lap("polish")
         fit = {t.name: round(tvd(cell_counts(frames[t.level], t)[0].ravel(), t.region.ravel()), 6) for t in tables}
         out_persons, out_trips = self._output(frames)
         chains = chains_of(spec, out_persons, out_trips)
         lap("output")
-        return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished)
+        return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished,
+                          best_round=kept)
 
-    def _polish(self, trips: pd.DataFrame, rng: np.random.Generator) -> Polished | None:
+    def _polish(self, trips: pd.DataFrame, rng: np.random.Generator, emphasis: np.ndarray) -> Polished | None:
         """Stops moved to nearby zones, and trips to other hours between their day's neighbours, where that
-        lowers the tables' error (:mod:`~llmsynthor.shapes.trips.polish`); ``trips`` (the chosen days' trips,
-        in day order) is updated in place. None when no table counts trips."""
+        lowers the tables' error, each table weighed with its ``emphasis`` (:mod:`~llmsynthor.shapes.trips.polish`);
+        ``trips`` (the chosen days' trips, in day order) is updated in place. None when no table counts trips."""
         spec, zones = self.spec, self.inputs.zones
         s = spec.trips
-        coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
+        coder = Coder(spec, zones, [t for t in emphasized(self.inputs.tables, emphasis) if t.level == TRIPS.name])
         if not coder.tables:
             return None
         purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
@@ -186,6 +196,11 @@ class TripSynthesizer:
                 out[name] = trips[column].to_numpy()
         out["km"] = out["km"].round(3)
         return persons, out
+
+
+def emphasized(tables, emphasis: np.ndarray) -> list[LevelTable]:
+    """The tables with their weights multiplied by ``emphasis`` (one factor a table)."""
+    return [replace(t, weight=t.weight * float(e)) for t, e in zip(tables, emphasis)]
 
 
 def pilot_lengths(spec: TripsSpec, inputs: TripInputs) -> np.ndarray:
