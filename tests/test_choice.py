@@ -199,10 +199,10 @@ def test_bad_targets_weights_and_incidence_are_refused():
 
 
 def test_reweighed_emphasis_favours_the_worst_met_tables_within_bounds():
-    from llmsynthor.fitting.choice import ENOUGH, reweighed
+    from llmsynthor.fitting.choice import BOUNDS, reweighed
 
-    out = reweighed(np.ones(3), np.array([0.02, 0.005, 0.0]))
-    assert out[0] > out[1] == out[2]  # under ENOUGH, a table met is not pushed further down than one just met
+    out = reweighed(np.ones(3), np.array([0.02, 0.005, 0.005]))
+    assert out[0] > out[1] == out[2] and np.isclose(out[0] / out[1], 2.0)  # the square root of the ratio
     assert np.isclose(np.exp(np.mean(np.log(out))), 1.0)
-    extreme = reweighed(np.ones(2), np.array([1.0, ENOUGH]))
-    assert extreme[0] / extreme[1] <= 4.0 + 1e-9  # each factor within ½ … 2
+    met = reweighed(np.ones(2), np.array([0.05, 0.0]))
+    assert met[0] / met[1] <= BOUNDS[1] / BOUNDS[0] + 1e-9  # a table met exactly keeps some weight

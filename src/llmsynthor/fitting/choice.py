@@ -45,15 +45,16 @@ def cell_targets(tables) -> tuple[np.ndarray, np.ndarray]:
     return targets, scale
 
 
-ENOUGH = 0.005  # a table met within this TVD counts as met: it loses no more emphasis to the others
+FLOOR = 1e-4  # a table's TVD counted at least this: a table met exactly is not driven to no weight at all
+BOUNDS = (0.25, 4.0)  # each fit's factor on a table's emphasis stays within these
 
 
 def reweighed(emphasis: np.ndarray, fit: np.ndarray) -> np.ndarray:
     """Emphasis for the next fit of several tables, towards every table within tolerance rather than the least
-    total error: each table's ``emphasis`` times the square root of its ``fit`` (TVD; under :data:`ENOUGH`
-    counted as ENOUGH) over the tables' mean, each factor within ½ … 2, normalized to a geometric mean of 1."""
-    fit = np.maximum(np.asarray(fit, dtype=float), ENOUGH)
-    out = emphasis * np.clip(np.sqrt(fit / fit.mean()), 0.5, 2.0)
+    total error: each table's ``emphasis`` times the square root of its ``fit`` (TVD, at least :data:`FLOOR`)
+    over the tables' mean, each factor within :data:`BOUNDS`, normalized to a geometric mean of 1."""
+    fit = np.maximum(np.asarray(fit, dtype=float), FLOOR)
+    out = emphasis * np.clip(np.sqrt(fit / fit.mean()), *BOUNDS)
     return out / np.exp(np.mean(np.log(out)))
 
 
