@@ -123,9 +123,9 @@ def evaluate(
 def report(
     records_path: Path = _RECORDS,
     spec_path: Path = _SPEC_OF_RECORDS,
-    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset: adds held-out tables, numeric marginals, C2ST. For a household spec, a folder of real households and persons: held-out tables of both levels."),
-    manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists (a household folder: its manifest.json)."),
-    html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html (a household folder: its report.html, which run wrote, written again)."),
+    reference_path: Path | None = typer.Option(None, "--reference", help="A real micro-dataset: adds held-out tables, numeric marginals, C2ST. For a household spec, a folder of real households and persons: held-out tables of both levels. For a trips spec, a folder of real persons and trips: held-out figures, lengths and hours beside them."),
+    manifest_path: Path | None = typer.Option(None, "--manifest", help="The run's manifest (adds convergence and LLM usage). Default: RECORDS with .manifest.json, if it exists (a household or trips folder: its manifest.json)."),
+    html_path: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page. Default: RECORDS with .report.html (a household or trips folder: its report.html)."),
     strict: bool = _STRICT,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -133,7 +133,9 @@ def report(
 
     It shows target vs synthetic bars for every target table, the convergence of the worst
     discrepancy and the LLM calls, tokens and time (from the manifest), held-out tables and
-    numeric marginals against --reference, and the realism rules.
+    numeric marginals against --reference, and the realism rules. For a trips folder: trip
+    lengths and hours, the flows between districts by period on a map of the zones, and every
+    scenario the run wrote (OUT/scenarios/*) beside the baseline.
 
     Example: `llmsynthor report out/ecommerce.csv --spec examples/ecommerce/spec.yaml --reference examples/ecommerce/reference.csv`
     """
