@@ -56,11 +56,22 @@ def write_outputs(spec: TripsSpec, inputs: TripInputs, result: TripResult, backe
     paths = output_paths(folder, fmt, inputs.households is not None)
     if inputs.households is not None:
         write_records(households_out(spec, inputs, result.persons), paths["households"])
-    write_linked({PERSONS.name: result.persons, TRIPS.name: result.trips}, paths)
-    write_plans(paths["plans"], result.trips, inputs.zones, mode="trip_mode", order=("tour_id", "trip_id"),
-                first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
+    _write_days(spec, inputs, result.persons, result.trips, paths)
     write_json(manifest(spec, inputs, result, backend, paths, wall_seconds), paths["manifest"])
     return paths
+
+
+def _write_days(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trips: pd.DataFrame, paths: dict[str, Path]) -> None:
+    """Persons and trips as linked files, and the trips as a MATSim population."""
+    write_linked({PERSONS.name: persons, TRIPS.name: trips}, paths)
+    write_plans(paths["plans"], trips, inputs.zones, mode="trip_mode", order=("tour_id", "trip_id"),
+                first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
+
+
+def _event_facts(spec: TripsSpec, scenario, event, how: str, asked: dict) -> dict:
+    """What a scenario's manifest opens with: the scenario, its event and where each field came from."""
+    return {**manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
+            "event": event.model_dump(), "event_from": how, "model_probabilities": asked}
 
 
 def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: str, asked: dict, visits, baseline: TripResult,
@@ -72,30 +83,25 @@ def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: st
     from .scenario import flow_changes, into_zone
 
     paths = scenario_paths(folder, scenario.name, fmt)
-    write_linked({PERSONS.name: visits.persons, TRIPS.name: visits.trips}, paths)
-    write_plans(paths["plans"], visits.trips, inputs.zones, mode="trip_mode", order=("tour_id", "trip_id"),
-                first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
+    _write_days(spec, inputs, visits.persons, visits.trips, paths)
     flows = flow_changes(baseline.trips, visits.trips)
     flows.to_csv(paths["flows"], index=False)
     background = visits.trips[~visits.trips["visit"]].drop(columns="visit").reset_index(drop=True)
-    before, after = (evaluate_trips(spec, inputs, p, t)
-                     for p, t in ((baseline.persons, baseline.trips), (visits.persons, visits.trips.drop(columns="visit"))))
-    rise = into_zone(visits.trips, event, spec.trips.home) - into_zone(baseline.trips, event, spec.trips.home)
+    after = evaluate_trips(spec, inputs, visits.persons, visits.trips.drop(columns="visit"))
+    before_n, after_n = (into_zone(t, event, spec.trips.home) for t in (baseline.trips, visits.trips))
     write_json({
-        **manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
+        **_event_facts(spec, scenario, event, how, asked),
         "baseline": baseline_key(spec, baseline.trips),
-        "event": event.model_dump(), "event_from": how, "model_probabilities": asked,
         "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
         "visitors": {"asked": visits.asked, "placed": visits.placed, "eligible": visits.eligible, "modes": visits.modes,
                      "who": "persons whose day is over before the event starts (or who make no trips), weighed so that their "
                             "distances from home follow the baseline's trips of the event's activity"},
-        "arrivals_in_zone_in_hours": {"baseline": into_zone(baseline.trips, event, spec.trips.home), "scenario": into_zone(visits.trips, event, spec.trips.home),
-                               "rise": rise, "rise_over_asked": round(rise / event.visitors, 4)},
+        "arrivals_in_zone_in_hours": {"baseline": before_n, "scenario": after_n, "rise": after_n - before_n,
+                                      "rise_over_asked": round((after_n - before_n) / event.visitors, 4)},
         "trips": {"baseline": len(baseline.trips), "scenario": len(visits.trips), "added": int(visits.trips["visit"].sum())},
         "background_is_the_baseline": bool(background.equals(baseline.trips.reset_index(drop=True))),
         "flows_moved": {"cells": len(flows), "trips": int(flows["change"].abs().sum())},
-        "fit_tvd": {name: {"baseline": round(before["targets"][name]["tvd"], 6), "scenario": round(after["targets"][name]["tvd"], 6)}
-                    for name in before["targets"]},
+        "fit_tvd": {name: {"baseline": tvd, "scenario": round(after["targets"][name]["tvd"], 6)} for name, tvd in baseline.fit.items()},
         "fit_is": "each target table's TVD: the baseline's against the targets, and the scenario's (visits added) against the same targets",
         "chains": after["chains"],
         "llm": {"option_scorings": usage.option_scorings, "seconds": round(usage.seconds, 3)},
@@ -110,8 +116,7 @@ def baseline_key(spec: TripsSpec, trips: pd.DataFrame) -> dict:
 
 def write_event(path: Path, spec: TripsSpec, scenario, event, how: str, asked: dict) -> None:
     """The event as read, written before it is applied (the scenario's manifest, replaced once its files are written)."""
-    write_json({**manifest_head(spec), "status": "event read, not yet applied", "kind": "trips scenario", "scenario": scenario.name,
-                "text": scenario.text, "event": event.model_dump(), "event_from": how, "model_probabilities": asked}, path)
+    write_json({**_event_facts(spec, scenario, event, how, asked), "status": "event read, not yet applied"}, path)
 
 
 def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, paths: dict[str, Path],

@@ -265,10 +265,13 @@ def add_visits(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFram
     if len(same) == 0:
         same = trips[trips["purpose"] != s.home]
     edges = np.unique(np.quantile(same["km"].to_numpy(float), np.linspace(0, 1, LENGTH_BANDS + 1))) if len(same) else np.array([0.0])
-    band = np.clip(np.searchsorted(edges, km, side="right") - 1, 0, max(len(edges) - 2, 0))
-    trip_band = np.clip(np.searchsorted(edges, same["km"].to_numpy(float), side="right") - 1, 0, max(len(edges) - 2, 0))
     bands = max(len(edges) - 1, 1)
-    share = np.bincount(trip_band, minlength=bands) / max(len(same), 1)
+
+    def band_of(km_: np.ndarray) -> np.ndarray:  # the length band of each distance
+        return np.clip(np.searchsorted(edges, km_, side="right") - 1, 0, bands - 1)
+
+    band = band_of(km)
+    share = np.bincount(band_of(same["km"].to_numpy(float)), minlength=bands) / max(len(same), 1)
     people = np.bincount(band[eligible], minlength=bands)
     # a band no baseline trip of the activity falls in keeps a little weight, so that every free person can be placed
     weight = np.where(eligible, (share[band] + 1e-6) / np.maximum(people[band], 1), 0.0)
@@ -282,7 +285,7 @@ def add_visits(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFram
     if (~main).any():
         if len(others) == 0:
             others = trips[trips["trip_mode"] != event.mode]
-        pool_band = np.clip(np.searchsorted(edges, others["km"].to_numpy(float), side="right") - 1, 0, bands - 1)
+        pool_band = band_of(others["km"].to_numpy(float))
         pool_modes = others["trip_mode"].to_numpy()
         for b in np.unique(band[chosen[~main]]):
             who = np.flatnonzero(~main & (band[chosen] == b))
@@ -291,7 +294,7 @@ def add_visits(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFram
     before = trips.assign(visit=False)
     if k == 0:
         return Visits(persons.copy(), before, event.visitors, 0, int(eligible.sum()), {})
-    added = _visit_trips(event, spec, zones, persons, trips, chosen, modes, place)
+    added = _visit_trips(event, spec, zones, persons, trips, chosen, home[chosen], modes, place)
     order = np.r_[at, pd.Index(ids).get_indexer(added["person_id"])]
     out = pd.concat([before, added], ignore_index=True)
     out = out.iloc[np.lexsort((np.arange(len(out)), order))].reset_index(drop=True)
@@ -305,36 +308,27 @@ def add_visits(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFram
 
 
 def _visit_trips(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFrame, trips: pd.DataFrame,
-                 chosen: np.ndarray, modes: np.ndarray, place: int) -> pd.DataFrame:
-    """Two trips per visitor: home → the event's zone in its first hour, back home in its last."""
+                 chosen: np.ndarray, home: np.ndarray, modes: np.ndarray, place: int) -> pd.DataFrame:
+    """Two trips per visitor (``chosen`` rows of ``persons``, ``home`` their zone rows): home → the event's
+    zone in its first hour, back home in its last; ids after the baseline's."""
     k = len(chosen)
-    home = persons["home_zone"].to_numpy()[chosen].astype(str)
-    zone = np.full(k, event.zone, dtype=object)
-    first_trip = int(pd.to_numeric(trips["trip_id"]).max()) + 1 if len(trips) else 1
-    first_tour = int(pd.to_numeric(trips["tour_id"]).max()) + 1 if len(trips) else 1
-    frame = {
-        "trip_id": np.r_[first_trip + 2 * np.arange(k), first_trip + 2 * np.arange(k) + 1],
-        "person_id": np.r_[persons["person_id"].to_numpy()[chosen], persons["person_id"].to_numpy()[chosen]],
-    }
+    tours = int(pd.to_numeric(trips["tour_id"]).max()) + 1 + np.arange(k) if len(trips) else 1 + np.arange(k)
+    there = pd.DataFrame({"person_id": persons["person_id"].to_numpy()[chosen]})
     if "household_id" in trips:
-        frame["household_id"] = np.r_[persons["household_id"].to_numpy()[chosen], persons["household_id"].to_numpy()[chosen]]
-    frame |= {
-        "tour_id": np.r_[first_tour + np.arange(k), first_tour + np.arange(k)],
-        "origin": np.r_[home, zone], "destination": np.r_[zone, home],
-        "depart": np.r_[np.full(k, event.start), np.full(k, event.end)],
-        "trip_mode": np.r_[modes, modes],
-        "purpose": np.r_[np.full(k, event.purpose, dtype=object), np.full(k, spec.trips.home, dtype=object)],
-    }
-    home_rows = zones.rows(home) if k else np.array([], int)
+        there["household_id"] = persons["household_id"].to_numpy()[chosen]
+    there = there.assign(tour_id=tours, origin=zones.ids[home], destination=str(event.zone), depart=event.start,
+                         trip_mode=modes, purpose=event.purpose)
+    back = there.assign(origin=there["destination"], destination=there["origin"], depart=event.end, purpose=spec.trips.home)
     if "origin_district" in trips and zones.district is not None:
         district = zones.district.astype(str)
-        frame["origin_district"] = np.r_[district[home_rows], np.full(k, district[place], dtype=object)]
-        frame["destination_district"] = np.r_[np.full(k, district[place], dtype=object), district[home_rows]]
+        there = there.assign(origin_district=district[home], destination_district=district[place])
+        back = back.assign(origin_district=district[place], destination_district=district[home])
     if "km" in trips:
-        km = zones.km(home_rows, np.full(k, place)).round(3) if k else np.array([])
-        frame["km"] = np.r_[km, km]
-    added = pd.DataFrame(frame)
-    added = added.iloc[np.argsort(np.r_[2 * np.arange(k), 2 * np.arange(k) + 1], kind="stable")].reset_index(drop=True)
+        km = zones.km(home, np.full(k, place)).round(3)
+        there, back = there.assign(km=km), back.assign(km=km)
+    added = pd.concat([there, back]).sort_index(kind="stable").reset_index(drop=True)  # each visitor's two trips together
+    first = int(pd.to_numeric(trips["trip_id"]).max()) + 1 if len(trips) else 1
+    added.insert(0, "trip_id", first + np.arange(2 * k))
     return added.assign(visit=True)
 
 
