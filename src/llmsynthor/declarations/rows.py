@@ -1,5 +1,6 @@
-"""A CSV of one row per entity a spec names (zones, persons): read as strings, its columns checked —
-one SpecError naming the file, the missing columns and the ones it has, before any work."""
+"""A CSV of one row per entity a spec names (zones, persons, households): read as strings (stripped),
+its columns checked — one SpecError naming the file, the missing columns and the ones it has, before
+any work — and its ids checked given once."""
 
 from __future__ import annotations
 
@@ -25,4 +26,13 @@ def read_rows(path: Path, where: str, row: str, columns: Mapping[str, str]) -> p
         raise SpecError(Problem(where, f"missing column(s) {', '.join(missing)}; the file has {', '.join(map(repr, frame.columns))}"))
     if frame.empty:
         raise SpecError(Problem(where, f"no {row}s; expected one row a {row}"))
-    return frame
+    return frame.apply(lambda column: column.str.strip())
+
+
+def repeated_ids(frame: pd.DataFrame, column: str, where: str, row: str) -> list[Problem]:
+    """A problem naming the first id of ``column`` given more than once (none if every id is given once)."""
+    repeated = frame[column][frame[column].duplicated()]
+    if not len(repeated):
+        return []
+    return [Problem(where, f"{row} id {repeated.iloc[0]!r} is given more than once ({repeated.nunique()} id(s) repeated); "
+                           f"expected each {row} once")]

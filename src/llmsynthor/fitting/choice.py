@@ -36,12 +36,15 @@ class UnitChoice:
     moves: int
 
 
-def cell_targets(tables) -> tuple[np.ndarray, np.ndarray]:
+def cell_targets(tables, emphasis=None) -> tuple[np.ndarray, np.ndarray]:
     """The cells of ``tables`` (each with ``region`` counts and a ``weight``) as :func:`choose_one` takes
-    them: the targets, and each cell's scale, the table's weight over its total (so that the error is the
-    weighted sum of the tables' L1 over their totals, 2 × TVD)."""
+    them: the targets, and each cell's scale, the table's weight (times its ``emphasis``, one factor a
+    table, when given) over its total (so that the error is the weighted sum of the tables' L1 over
+    their totals, 2 × TVD)."""
+    factors = np.ones(len(tables)) if emphasis is None else emphasis
     targets = np.concatenate([t.region.ravel() for t in tables]) if tables else np.zeros(0)
-    scale = np.concatenate([np.full(t.region.size, t.weight / max(t.region.sum(), 1e-12)) for t in tables]) if tables else np.zeros(0)
+    scale = np.concatenate([np.full(t.region.size, t.weight * float(e) / max(t.region.sum(), 1e-12))
+                            for t, e in zip(tables, factors)]) if tables else np.zeros(0)
     return targets, scale
 
 

@@ -19,6 +19,7 @@ Pairs that share a target table are skipped: their joint is given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import combinations, permutations
 
@@ -60,10 +61,12 @@ class PairwisePrior:
     phrasing: str = "plain"  # how the pairs were asked (see score_prior)
     phrasing_errors: dict[str, float] = field(default_factory=dict)  # least error on the crossed pairs per phrasing tried
 
-    def tempered(self, strength: float, zeros: bool = False, zero_lift: float = 0.0) -> PairwisePrior:
-        """The prior with every lift raised to ``strength`` (0: independence); with ``zeros``, the cells
-        whose scored lift is at most ``zero_lift`` are ruled out outright (:attr:`zeros`)."""
-        return PairwisePrior(self.levels, {k: v ** strength for k, v in self.lifts.items()}, dict(self.checked),
+    def tempered(self, strength: float | Mapping[tuple[str, str], float], zeros: bool = False, zero_lift: float = 0.0) -> PairwisePrior:
+        """The prior with every lift raised to ``strength`` (0: independence), or each pair's to its own
+        (a mapping pair -> strength); with ``zeros``, the cells whose scored lift is at most ``zero_lift``
+        are ruled out outright (:attr:`zeros`)."""
+        power = strength if isinstance(strength, Mapping) else dict.fromkeys(self.lifts, strength)
+        return PairwisePrior(self.levels, {k: v ** power[k] for k, v in self.lifts.items()}, dict(self.checked),
                              {k: v <= zero_lift for k, v in self.lifts.items()} if zeros else {}, self.phrasing,
                              dict(self.phrasing_errors))
 

@@ -18,7 +18,7 @@ import pandas as pd
 from ...core.errors import Problem, SpecError
 from ...core.levels import Level, LevelTable, chain
 from ...core.schema import Schema
-from ...declarations.rows import read_rows
+from ...declarations.rows import read_rows, repeated_ids
 from ...declarations.targets import TableContext, read_table
 from ...declarations.zones import Zones, read_zones
 from .spec import TRIPS_PER_PERSON, TripsSpec
@@ -50,12 +50,8 @@ def read_persons(spec: TripsSpec, zones: Zones, households: pd.DataFrame | None 
     path = p.file if p.file.is_absolute() else spec.base_dir / p.file
     where = f"{spec.source}: persons ({path})"
     wanted = {"id": p.id, "home": p.home, **({"household": p.household} if p.household else {}), **{v: v for v in p.variables}}
-    frame = read_rows(path, where, "person", wanted).apply(lambda column: column.str.strip())
-    problems = []
-    repeated = frame[p.id][frame[p.id].duplicated()]
-    if len(repeated):
-        problems.append(Problem(where, f"person id {repeated.iloc[0]!r} is given more than once ({repeated.nunique()} id(s) "
-                                       "repeated); expected each person once"))
+    frame = read_rows(path, where, "person", wanted)
+    problems = repeated_ids(frame, p.id, where, "person")
     home = zones.index.get_indexer(pd.Index(frame[p.home]))
     if (home < 0).any():
         bad = np.flatnonzero(home < 0)
@@ -83,12 +79,8 @@ def read_households(spec: TripsSpec) -> pd.DataFrame:
     h = spec.households
     path = h.file if h.file.is_absolute() else spec.base_dir / h.file
     where = f"{spec.source}: households ({path})"
-    frame = read_rows(path, where, "household", {"id": h.id, **{v: v for v in h.variables}}).apply(lambda column: column.str.strip())
-    problems: list[Problem] = []
-    repeated = frame[h.id][frame[h.id].duplicated()]
-    if len(repeated):
-        problems.append(Problem(where, f"household id {repeated.iloc[0]!r} is given more than once ({repeated.nunique()} id(s) "
-                                       "repeated); expected each household once"))
+    frame = read_rows(path, where, "household", {"id": h.id, **{v: v for v in h.variables}})
+    problems = repeated_ids(frame, h.id, where, "household")
     _check_values(frame, h.variables, where, problems)
     if problems:
         raise SpecError(problems)

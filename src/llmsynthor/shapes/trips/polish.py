@@ -59,14 +59,15 @@ def _cells(coder: Coder, tables: list[LevelTable], offsets: np.ndarray, raw: dic
 
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
                  purpose: np.ndarray, mode: np.ndarray, home_bound: np.ndarray, day: np.ndarray, hours: tuple[int, int],
-                 rng: np.random.Generator, passes: int = PASSES) -> Polished:
+                 rng: np.random.Generator, passes: int = PASSES, emphasis: np.ndarray | None = None) -> Polished:
     """Move stops (trips with ``home_bound`` False; the next trip of the same ``day`` follows each) to
     nearby zones, and trips to other hours between their day's previous and next departures (within
-    ``hours``, first and last), while that lowers the error of ``coder.tables`` (every one a table of trips)."""
+    ``hours``, first and last), while that lowers the error of ``coder.tables`` (every one a table of trips),
+    each table weighed with its ``emphasis`` (one factor a table; None: 1)."""
     tables = coder.tables
     sizes = np.array([t.region.size for t in tables])
     offsets = np.r_[0, np.cumsum(sizes)[:-1]]
-    target, scale = cell_targets(tables)
+    target, scale = cell_targets(tables, emphasis)  # each table's weight times its emphasis (the synthesizer's rounds')
     origin, destination, depart = origin.copy(), destination.copy(), depart.copy()
     same_before = np.r_[False, day[1:] == day[:-1]]
     same_after = np.r_[day[1:] == day[:-1], False]
@@ -95,7 +96,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
 
     worst_before = float(fit().max())
     kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), residual.copy())
-    emphasis = np.ones(len(tables))
+    staged = np.ones(len(tables))  # the stages' own emphasis, on top of the weights as given
     stage, quiet = 0, 0
     while done < passes * STAGES:
         done += 1
@@ -154,7 +155,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             if stage + 1 == STAGES:
                 break
             stage, quiet = stage + 1, 0  # the tables still worst met count more in the next stage
-            emphasis = reweighed(emphasis, now)
-            scale = given_scale * emphasis[table_of]
+            staged = reweighed(staged, now)
+            scale = given_scale * staged[table_of]
     worst_after, destination, origin, depart, residual = kept
     return Polished(destination, origin, depart, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after)

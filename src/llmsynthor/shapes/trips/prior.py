@@ -104,7 +104,7 @@ def trip_prior(spec: TripsSpec, inputs: TripInputs, llm, lengths_km: np.ndarray,
     untabled = [name for name in spec.traveller_variables if not any(name in t.variables for t in inputs.tables)]
     strengths = {pair: 0.0 if set(pair) & set(untabled) else _strength_for(pair, scored, targets, axes, check.strength)
                  for pair in scored.lifts}
-    tempered = PairwisePrior(scored.levels, {pair: lift ** strengths[pair] for pair, lift in scored.lifts.items()})
+    tempered = scored.tempered(strengths)
     applied = [{v, target} for v in spec.traveller_variables for target in ("purpose", "mode")] + [{LENGTH, "mode"}]
     notes = [f"{', '.join(untabled)}: no table names {'it' if len(untabled) == 1 else 'them'}, so nothing checks what the model "
              "says of it; its pairs are asked and not applied (strength 0)"] if untabled else []

@@ -50,10 +50,6 @@ class Said:
     numbers: tuple[int, ...]
 
 
-def _plain(number: str) -> str:
-    return number.replace(",", "")
-
-
 def _whole(token: str) -> int | None:
     """A count as people write it ("500", "1,200"), or None: decimals, "1.5k" and the like are not a count."""
     plain = token.strip()
@@ -72,8 +68,8 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
     known = set(zones.ids.astype(str))
     named = []
     for m in _ZONE.finditer(text):
-        zone = m.group(1)
-        zone = str(_whole(zone)) if _whole(zone) is not None else zone
+        count = _whole(m.group(1))
+        zone = m.group(1) if count is None else str(count)  # "zone 1,210" is zone 1210
         if zone in known or any(ch.isdigit() for ch in zone):  # "zone 1210", "zone Z7"; not "the zone of …"
             named.append(zone)
             taken.append(m.span(1))

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ...core.levels import LevelTable, incidence, repeat_candidates
+from ...core.levels import incidence, repeat_candidates
 from ...core.metrics import tvd
 from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck
@@ -102,7 +102,8 @@ class TripSynthesizer:
         self.progress("prior", 1, 1)
         tables = inputs.tables
         wanted, _ = cell_targets(tables)
-        offsets = np.cumsum([0] + [t.region.size for t in tables])
+        sizes = [t.region.size for t in tables]
+        offsets = np.cumsum([0] + sizes)
         persons = len(inputs.persons)
         best = pool = balance = choice = who = None
         rounds = []
@@ -126,7 +127,7 @@ class TripSynthesizer:
                                    max_iterations=BALANCE_SWEEPS)
             lap(f"balancing {r}")
             starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
-            scale = cell_targets(emphasized(tables, emphasis))[1]
+            scale = cell_targets(tables, emphasis)[1]
             choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng)
             lap(f"choice {r}")
             fit = [tvd(choice.achieved[a:b], t.region.ravel()) for t, a, b in zip(tables, offsets[:-1], offsets[1:])]
@@ -154,13 +155,15 @@ class TripSynthesizer:
         ``trips`` (the chosen days' trips, in day order) is updated in place. None when no table counts trips."""
         spec, zones = self.spec, self.inputs.zones
         s = spec.trips
-        coder = Coder(spec, zones, [t for t in emphasized(self.inputs.tables, emphasis) if t.level == TRIPS.name])
+        coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
         if not coder.tables:
             return None
+        emphasis = np.asarray([e for t, e in zip(self.inputs.tables, emphasis) if t.level == TRIPS.name])
         purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
         polished = polish_stops(zones, coder, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
                                 trips["depart"].to_numpy(), purpose, pd.Index(s.modes).get_indexer(trips["mode"]),
-                                purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(), (s.first_hour, s.last_hour), rng)
+                                purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(), (s.first_hour, s.last_hour), rng,
+                                emphasis=emphasis)
         trips["depart"] = polished.depart
         trips["origin"], trips["destination"] = zones.ids[polished.origin], zones.ids[polished.destination]
         trips["km"] = zones.km(polished.origin, polished.destination)
@@ -196,11 +199,6 @@ class TripSynthesizer:
                 out[name] = trips[column].to_numpy()
         out["km"] = out["km"].round(3)
         return persons, out
-
-
-def emphasized(tables, emphasis: np.ndarray) -> list[LevelTable]:
-    """The tables with their weights multiplied by ``emphasis`` (one factor a table)."""
-    return [replace(t, weight=t.weight * float(e)) for t, e in zip(tables, emphasis)]
 
 
 def pilot_lengths(spec: TripsSpec, inputs: TripInputs) -> np.ndarray:
