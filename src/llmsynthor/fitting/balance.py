@@ -17,7 +17,8 @@ zone, in this process, in processes or on Ray, with byte-identical results whate
 and the number of workers: each zone is a pure function of its own inputs (no RNG, no clock, no
 time limit unless asked for; sums are numpy's pairwise sums and scipy.sparse products, whose
 order depends on the data only, never BLAS, whose order may depend on threads and alignment; HiGHS
-is deterministic for given options), and results are keyed by zone, in sorted order.
+is deterministic for given options), and results are keyed by zone, in sorted order. A sweep of list
+balancing is a compiled loop (numba) summing as numpy does (:mod:`.sums`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from ..core.errors import Problem, SpecError
 from .incidence import as_incidence, importance_of, vector
 from .integerize import MAX_BINARIES, IntegerResult, integerize_checked
+from .sums import pairwise_sum
 
 __all__ = ["BalanceResult", "ZoneBalance", "EXECUTORS", "list_balance", "apportion", "balance_zones", "unreachable"]
 
@@ -143,8 +146,9 @@ def _list_balance(matrix: sp.csr_array, targets: np.ndarray, initial: np.ndarray
     sub = matrix[rows][:, steps].tocsc()  # candidates still in play × controls to fit
     sub.sort_indices()
     w = weights[rows].copy()
-    columns = [(sub.indices[sub.indptr[k]:sub.indptr[k + 1]], sub.data[sub.indptr[k]:sub.indptr[k + 1]]) for k in range(steps.size)]
     step_targets, step_alpha = targets[steps], alpha[steps]
+    indptr, indices, data = sub.indptr.astype(np.int64), sub.indices.astype(np.int64), sub.data.astype(np.float64)
+    products = np.empty(len(data))
     scale = np.maximum(step_targets, 1.0)
     total = max(float((step_targets * step_alpha).sum()), 1e-12)
     converged = steps.size == 0
@@ -152,11 +156,7 @@ def _list_balance(matrix: sp.csr_array, targets: np.ndarray, initial: np.ndarray
     best_error, best, history = np.inf, w.copy(), []
     while not converged and iterations < max_iterations and not (len(history) > PATIENCE and history[-1] > (1 - PROGRESS) * history[-1 - PATIENCE]):
         iterations += 1
-        for (index, values), target, a in zip(columns, step_targets, step_alpha):
-            current = float(np.add.reduce(w[index] * values))  # pairwise sum: its order depends on the length only
-            if current > 0:
-                ratio = target / current
-                w[index] *= ratio if a == 1.0 else ratio ** a
+        _sweep(indptr, indices, data, w, step_targets, step_alpha, products)
         gap = np.abs(sub.T @ w - step_targets)
         converged = float((gap / scale).max()) <= tolerance
         error = float((gap * step_alpha).sum() / total)  # the importance-weighted share of the targets missed
@@ -168,6 +168,24 @@ def _list_balance(matrix: sp.csr_array, targets: np.ndarray, initial: np.ndarray
     achieved = matrix.T @ weights
     relative = np.where(controlled, np.abs(achieved - np.nan_to_num(targets)) / np.maximum(np.nan_to_num(targets), 1.0), np.nan)
     return BalanceResult(weights, achieved, relative, unreachable, iterations, converged)
+
+
+@numba.njit(cache=True)
+def _sweep(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, w: np.ndarray, targets: np.ndarray, alpha: np.ndarray,
+           products: np.ndarray) -> None:
+    """One IPU sweep over the controls (columns of a CSC matrix) in order, in place on ``w``; each
+    control's current total summed pairwise, as numpy sums, so that its order depends on the length only."""
+    for k in range(len(targets)):
+        lo, hi = indptr[k], indptr[k + 1]
+        for p in range(lo, hi):
+            products[p] = w[indices[p]] * data[p]
+        current = pairwise_sum(products, lo, hi)
+        if current > 0:
+            ratio = targets[k] / current
+            if alpha[k] != 1.0:
+                ratio = ratio ** alpha[k]
+            for p in range(lo, hi):
+                w[indices[p]] *= ratio
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ each pass visits the units in a seeded order and moves a unit to the candidate o
 lowers the weighted L1 error Σ_j s_j |achieved_j − t_j| (``s_j`` = a table's weight over its total,
 so the error is a weighted sum of the tables' TVDs), keeping its candidate on a tie. Passes stop
 when one changes nothing or after ``passes``. Every exchange lowers the error (or, every other pass,
-keeps it, to leave a plateau), so it never ends worse than the assignment it starts from. Knows
+keeps it, to leave a plateau), so it never ends worse than the assignment it starts from. The
+rounding and the passes are compiled loops (numba) summing as numpy does (:mod:`.sums`). Knows
 sparse matrices, not records.
 """
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from .incidence import as_incidence, vector
+from .sums import segment_sum
 
 
 @dataclass(frozen=True)
@@ -92,20 +95,9 @@ def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.r
     total = np.bincount(unit_of, weights=w, minlength=units)
     p = np.where(total[unit_of] > 0, w / np.where(total[unit_of] > 0, total[unit_of], 1), 1.0 / sizes[unit_of])
     csr = sp.csr_array(matrix)
-    indptr, indices, data = csr.indptr, csr.indices, csr.data
-
-    def costs(a: int, b: int, residual: np.ndarray) -> np.ndarray:
-        """For each candidate a … b−1: the change of the error were it added to ``residual``."""
-        lo, hi = indptr[a], indptr[b]
-        idx, val = indices[lo:hi], data[lo:hi]
-        r = residual[idx]
-        gain = s[idx] * (np.abs(r + val) - np.abs(r))
-        cost = np.zeros(b - a)
-        nonempty = indptr[a + 1:b + 1] > indptr[a:b]
-        if gain.size:
-            cost[nonempty] = np.add.reduceat(gain, indptr[a:b][nonempty] - lo)
-        return cost
-
+    indptr, indices, data = csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data.astype(np.float64)
+    work = np.empty(int(np.diff(indptr).max(initial=0)) * int(sizes.max()))  # the compiled loops' scratch: a unit's gains,
+    cost = np.empty(int(sizes.max()))  # and its candidates' costs
     if start is not None:
         picks = np.asarray(start, dtype=np.int64).copy()
         if picks.shape != (units,) or np.any(picks < starts[:-1]) or np.any(picks >= starts[1:]):
@@ -118,38 +110,68 @@ def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.r
     else:
         picks = np.zeros(units, dtype=np.int64)
         residual = csr.T @ p - t  # every unit at its weighted average
-        for g in rng.permutation(units):
-            a, b = starts[g], starts[g + 1]
-            lo, hi = indptr[a], indptr[b]
-            np.subtract.at(residual, indices[lo:hi], data[lo:hi] * np.repeat(p[a:b], np.diff(indptr[a:b + 1])))
-            c = a + int(np.argmin(costs(a, b, residual)))
-            picks[g] = c
-            residual[indices[indptr[c]:indptr[c + 1]]] += data[indptr[c]:indptr[c + 1]]
+        _round(rng.permutation(units), starts, indptr, indices, data, s, p, residual, picks, work, cost)
         residual = np.asarray(csr[picks].sum(axis=0)).ravel() - t  # exact again, free of rounding drift
     error_first = float(s @ np.abs(residual))
     moves = done = 0
     for done in range(1, passes + 1):
         sideways = done % 2 == 0  # every other pass may also move sideways (same error), to leave a plateau
-        moved = 0
-        for g in rng.permutation(units):
-            a, b = starts[g], starts[g + 1]
-            if b - a < 2:
-                continue
-            c = picks[g]
-            own = slice(indptr[c], indptr[c + 1])
-            residual[indices[own]] -= data[own]
-            cost = costs(a, b, residual)
-            best = int(np.argmin(cost))
-            if cost[best] < cost[c - a] - 1e-12 or (sideways and best != c - a and cost[best] <= cost[c - a] + 1e-12):
-                c = a + best
-                picks[g] = c
-                moved += 1
-            own = slice(indptr[c], indptr[c + 1])
-            residual[indices[own]] += data[own]
+        moved = _exchange(rng.permutation(units), starts, indptr, indices, data, s, residual, picks, work, cost, sideways)
         moves += moved
         if not moved and not sideways:
             break
     return UnitChoice(picks, residual + t, error_first, float(s @ np.abs(residual)), done, moves)
+
+
+@numba.njit(cache=True)
+def _costs(a: int, b: int, indptr, indices, data, s, residual, work, cost) -> None:
+    """``cost[c − a]`` for each candidate c = a … b−1: the change of the error were it added to ``residual``
+    (each candidate's gains summed as ``np.add.reduceat`` sums them)."""
+    lo = indptr[a]
+    for q in range(lo, indptr[b]):
+        r = residual[indices[q]]
+        work[q - lo] = s[indices[q]] * (abs(r + data[q]) - abs(r))
+    for c in range(a, b):
+        cost[c - a] = segment_sum(work, indptr[c] - lo, indptr[c + 1] - lo) if indptr[c + 1] > indptr[c] else 0.0
+
+
+@numba.njit(cache=True)
+def _round(order, starts, indptr, indices, data, s, p, residual, picks, work, cost) -> None:
+    """The first assignment: the units in ``order``, each taking its candidate that best meets the targets
+    given the units already assigned and the weighted average ``p`` of those still to come."""
+    for g in order:
+        a, b = starts[g], starts[g + 1]
+        for c in range(a, b):
+            for q in range(indptr[c], indptr[c + 1]):
+                residual[indices[q]] -= data[q] * p[c]
+        _costs(a, b, indptr, indices, data, s, residual, work, cost)
+        c = a + int(np.argmin(cost[:b - a]))
+        picks[g] = c
+        for q in range(indptr[c], indptr[c + 1]):
+            residual[indices[q]] += data[q]
+
+
+@numba.njit(cache=True)
+def _exchange(order, starts, indptr, indices, data, s, residual, picks, work, cost, sideways: bool) -> int:
+    """One pass: each unit in ``order`` moved to its candidate that most lowers the error (``sideways``: or
+    keeps it); the number of units moved."""
+    moved = 0
+    for g in order:
+        a, b = starts[g], starts[g + 1]
+        if b - a < 2:
+            continue
+        c = picks[g]
+        for q in range(indptr[c], indptr[c + 1]):
+            residual[indices[q]] -= data[q]
+        _costs(a, b, indptr, indices, data, s, residual, work, cost)
+        best = int(np.argmin(cost[:b - a]))
+        if cost[best] < cost[c - a] - 1e-12 or (sideways and best != c - a and cost[best] <= cost[c - a] + 1e-12):
+            c = a + best
+            picks[g] = c
+            moved += 1
+        for q in range(indptr[c], indptr[c + 1]):
+            residual[indices[q]] += data[q]
+    return moved
 
 
 def _first_at_least(cumulative: np.ndarray, u: np.ndarray, starts: np.ndarray) -> np.ndarray:

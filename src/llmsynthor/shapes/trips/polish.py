@@ -14,18 +14,21 @@ of the :data:`STAGES` stages after the first, the tables still worst met weigh m
 is the one whose worst-met table is met best (the aim is every table within tolerance).
 
 Works on arrays of zone rows, hours and value positions (:class:`~llmsynthor.shapes.trips.days.Coder`
-maps them to the tables' cells); knows nothing of models.
+maps them to the tables' cells); its passes are compiled loops (numba) that sum as the numpy code they
+replaced did (:mod:`llmsynthor.fitting.sums`); knows nothing of models.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from ...core.levels import LevelTable
-from ...declarations.zones import Zones
+from ...declarations.zones import EARTH_KM, Zones
 from ...fitting.choice import cell_targets, reweighed
+from ...fitting.sums import pairwise_sum
 from .days import Coder
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
@@ -48,13 +51,41 @@ class Polished:
     worst_after: float = 0.0
 
 
-def _cells(coder: Coder, tables: list[LevelTable], offsets: np.ndarray, raw: dict[str, np.ndarray]) -> np.ndarray:
-    """[..., table]: each trip's flat cell in every table (offset into the concatenated tables)."""
-    out = []
-    for table, start in zip(tables, offsets):
-        index = tuple(coder.axis_index(table, v, raw[v]) for v in table.variables)
-        out.append(np.ravel_multi_index(np.broadcast_arrays(*index), table.region.shape) + start)
-    return np.stack(np.broadcast_arrays(*out), axis=-1)
+@dataclass(frozen=True)
+class _Codes:
+    """A trip's flat cell in table t (offset into the concatenated tables) as a sum of parts:
+    ``offset[t] + origin[t, o] + destination[t, d] + hour[t, h] + purpose[t, p] + mode[t, m]`` — the
+    compiled loops try other zones and hours by swapping one part. (A table of trips crosses no person
+    variable: :mod:`~llmsynthor.shapes.trips.inputs` refuses one.)"""
+
+    offset: np.ndarray  # [table]
+    origin: np.ndarray  # [table, zone row]: origin and origin district
+    destination: np.ndarray  # [table, zone row]
+    hour: np.ndarray  # [table, hour 0–23]
+    purpose: np.ndarray  # [table, purpose position]
+    mode: np.ndarray  # [table, mode position]
+
+    @classmethod
+    def of(cls, coder: Coder, zones: Zones, purposes: int, modes: int) -> _Codes:
+        tables = coder.tables
+        raws = {"origin": len(zones), "origin_district": len(zones), "destination": len(zones), "destination_district": len(zones),
+                "depart": 24, "purpose": purposes, "mode": modes}
+        part = {name: np.zeros((len(tables), n), dtype=np.int64) for name, n in raws.items()}
+        for k, table in enumerate(tables):
+            strides = np.r_[np.cumprod(table.region.shape[::-1])[::-1][1:], 1].astype(np.int64)
+            for variable, stride in zip(table.variables, strides):
+                position = coder.axis_index(table, variable, np.arange(raws[variable]))
+                if (position < 0).any():
+                    raise AssertionError(f"table {table.name!r}: a value of {variable!r} with no cell")
+                part[variable][k] = stride * position
+        offset = np.r_[0, np.cumsum([t.region.size for t in tables])[:-1]].astype(np.int64)
+        return cls(offset, part["origin"] + part["origin_district"], part["destination"] + part["destination_district"],
+                   part["depart"], part["purpose"], part["mode"])
+
+    def cells(self, origin, destination, depart, purpose, mode) -> np.ndarray:
+        """[trip, table]: every trip's cells."""
+        return (self.offset + self.origin[:, origin].T + self.destination[:, destination].T + self.hour[:, depart].T
+                + self.purpose[:, purpose].T + self.mode[:, mode].T)
 
 
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
@@ -66,27 +97,24 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     each table weighed with its ``emphasis`` (one factor a table; None: 1)."""
     tables = coder.tables
     sizes = np.array([t.region.size for t in tables])
-    offsets = np.r_[0, np.cumsum(sizes)[:-1]]
     target, scale = cell_targets(tables, emphasis)  # each table's weight times its emphasis (the synthesizer's rounds')
-    origin, destination, depart = origin.copy(), destination.copy(), depart.copy()
+    origin, destination = origin.astype(np.int64), destination.astype(np.int64)
+    depart, purpose, mode = depart.astype(np.int64), purpose.astype(np.int64), mode.astype(np.int64)
     same_before = np.r_[False, day[1:] == day[:-1]]
     same_after = np.r_[day[1:] == day[:-1], False]
-
-    def raw(o, d, i):
-        return {"origin": o, "origin_district": o, "destination": d, "destination_district": d, "depart": depart[i],
-                "purpose": purpose[i], "mode": mode[i]}
-
-    cells = _cells(coder, tables, offsets, raw(origin, destination, np.arange(len(origin))))
+    codes = _Codes.of(coder, zones, int(purpose.max(initial=0)) + 1, int(mode.max(initial=0)) + 1)
+    cells = codes.cells(origin, destination, depart, purpose, mode)
     residual = np.bincount(cells.ravel(), minlength=len(target)).astype(float) - target
     given_scale = scale.copy()  # the error is reported in the tables' weights as given, whatever the stages did
     before = float(scale @ np.abs(residual))
     near = zones.nearest(min(NEAREST, len(zones)))
     k = near.indptr[1] - near.indptr[0]
-    neighbours = near.indices.reshape(len(zones), k)
+    neighbours = near.indices.reshape(len(zones), k).astype(np.int64)
     stops = np.flatnonzero(~home_bound)
     chosen_km = zones.km(origin, destination)
     reach = np.zeros(len(origin))
     reach[stops] = 1.5 * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + 1.0  # fixed once: moves cannot creep
+    where = _Where.of(zones)
     moves = done = 0
     table_of = np.repeat(np.arange(len(tables)), sizes)
     totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
@@ -100,52 +128,12 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     stage, quiet = 0, 0
     while done < passes * STAGES:
         done += 1
-        moved = 0
-        for i in rng.permutation(stops):
-            j = i + 1  # the trip leaving the stop (a stop is never a day's last trip)
-            old = np.r_[cells[i], cells[j]]
-            np.subtract.at(residual, old, 1.0)
-            options = neighbours[destination[i]]
-            first = _cells(coder, tables, offsets, raw(np.full(k, origin[i]), options, np.full(k, i)))
-            second = _cells(coder, tables, offsets, raw(options, np.full(k, destination[j]), np.full(k, j)))
-            both = np.concatenate([first, second], axis=1)  # [option, 2 × tables]
-            repeat = np.zeros(both.shape, dtype=float)  # how often a cell came earlier in the row (a trip pair in one OD cell)
-            for c in range(1, both.shape[1]):
-                repeat[:, c] = (both[:, :c] == both[:, c:c + 1]).sum(axis=1)
-            r = residual[both] + repeat
-            cost = (scale[both] * (np.abs(r + 1) - np.abs(r))).sum(axis=1)
-            far = (zones.km(np.full(k, origin[i]), options) > reach[i]) | (zones.km(options, np.full(k, destination[j])) > reach[i])
-            cost[far] = np.inf
-            here = int(np.flatnonzero(options == destination[i])[0]) if (options == destination[i]).any() else None
-            best = int(np.argmin(cost))
-            if np.isfinite(cost[best]) and (here is None or cost[best] < cost[here] - 1e-12):
-                destination[i] = origin[j] = options[best]
-                cells[i], cells[j] = first[best], second[best]
-                moved += 1
-            np.add.at(residual, np.r_[cells[i], cells[j]], 1.0)
-        for i in rng.permutation(len(depart)):
-            low = depart[i - 1] if same_before[i] else hours[0]
-            high = depart[i + 1] if same_after[i] else hours[1]
-            if low == high:
-                continue
-            if not low <= depart[i] <= high:
-                raise AssertionError(f"trip {i} departs at {depart[i]}, outside its slot {low}-{high}")
-            np.subtract.at(residual, cells[i], 1.0)
-            options = np.arange(low, high + 1)
-            n = len(options)
-            saved = depart[i]
-            depart[i] = 0  # raw() reads depart[i]: the options are passed instead
-            new = _cells(coder, tables, offsets, {**raw(np.full(n, origin[i]), np.full(n, destination[i]), np.full(n, i)),
-                                                  "depart": options})
-            depart[i] = saved
-            r = residual[new]
-            cost = (scale[new] * (np.abs(r + 1) - np.abs(r))).sum(axis=1)
-            best = int(np.argmin(cost))
-            if cost[best] < cost[saved - low] - 1e-12:
-                depart[i] = options[best]
-                cells[i] = new[best]
-                moved += 1
-            np.add.at(residual, cells[i], 1.0)
+        moved = _move_stops(rng.permutation(stops), codes.offset, codes.origin, codes.destination, codes.hour, codes.purpose,
+                            codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, neighbours, reach,
+                            where.lon, where.lat, where.within)
+        moved += _move_hours(rng.permutation(len(depart)), codes.offset, codes.origin, codes.destination, codes.hour, codes.purpose,
+                             codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, same_before, same_after,
+                             hours[0], hours[1])
         moves += moved
         quiet = quiet + 1 if not moved else 0
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
@@ -159,3 +147,120 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             scale = given_scale * staged[table_of]
     worst_after, destination, origin, depart, residual = kept
     return Polished(destination, origin, depart, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The zones' centroids in radians and their within-zone distances, for :func:`_km` (as :meth:`Zones.km`)."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    within: np.ndarray
+
+    @classmethod
+    def of(cls, zones: Zones) -> _Where:
+        if zones.lon is None or zones.lat is None:
+            zones.km(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))  # its SpecError: no centroids
+        within = 0.5 * np.sqrt(zones.km2) if zones.km2 is not None else np.zeros(len(zones))
+        return cls(np.radians(zones.lon).astype(float), np.radians(zones.lat).astype(float), within.astype(float))
+
+
+@numba.njit(cache=True)
+def _km(o: int, d: int, lon, lat, within) -> float:
+    """Kilometres between zone rows o and d, as :meth:`Zones.km` gives them."""
+    if o == d:
+        return within[o]
+    a = math.sin((lat[d] - lat[o]) / 2) ** 2 + math.cos(lat[o]) * math.cos(lat[d]) * math.sin((lon[d] - lon[o]) / 2) ** 2
+    return 2 * EARTH_KM * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
+
+
+@numba.njit(cache=True)
+def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, residual, scale, origin, destination, depart,
+                purpose, mode, neighbours, reach, lon, lat, within) -> int:
+    """One pass of stop moves (the trips in ``order``, each with the next trip of its day, to the option of
+    their nearest zones that most lowers the weighted error, within reach); the number moved."""
+    tables = cells.shape[1]
+    k = neighbours.shape[1]
+    first = np.empty((k, tables), dtype=np.int64)
+    second = np.empty((k, tables), dtype=np.int64)
+    both = np.empty(2 * tables, dtype=np.int64)
+    gains = np.empty(2 * tables)
+    cost = np.empty(k)
+    moved = 0
+    for i in order:
+        j = i + 1  # the trip leaving the stop (a stop is never a day's last trip)
+        for t in range(tables):
+            residual[cells[i, t]] -= 1.0
+        for t in range(tables):
+            residual[cells[j, t]] -= 1.0
+        here = -1
+        for q in range(k):
+            option = neighbours[destination[i], q]
+            if here < 0 and option == destination[i]:
+                here = q
+            for t in range(tables):
+                first[q, t] = offset[t] + o_part[t, origin[i]] + d_part[t, option] + h_part[t, depart[i]] \
+                    + p_part[t, purpose[i]] + m_part[t, mode[i]]
+                second[q, t] = offset[t] + o_part[t, option] + d_part[t, destination[j]] + h_part[t, depart[j]] \
+                    + p_part[t, purpose[j]] + m_part[t, mode[j]]
+                both[t], both[tables + t] = first[q, t], second[q, t]
+            for c in range(2 * tables):
+                repeat = 0.0  # how often the cell came earlier in the row (a trip pair in one OD cell)
+                for e in range(c):
+                    if both[e] == both[c]:
+                        repeat += 1.0
+                r = residual[both[c]] + repeat
+                gains[c] = scale[both[c]] * (abs(r + 1) - abs(r))
+            cost[q] = pairwise_sum(gains, 0, 2 * tables)
+            if _km(origin[i], option, lon, lat, within) > reach[i] or _km(option, destination[j], lon, lat, within) > reach[i]:
+                cost[q] = np.inf
+        best = int(np.argmin(cost))
+        if np.isfinite(cost[best]) and (here < 0 or cost[best] < cost[here] - 1e-12):
+            option = neighbours[destination[i], best]
+            destination[i] = option
+            origin[j] = option
+            cells[i] = first[best]
+            cells[j] = second[best]
+            moved += 1
+        for t in range(tables):
+            residual[cells[i, t]] += 1.0
+        for t in range(tables):
+            residual[cells[j, t]] += 1.0
+    return moved
+
+
+@numba.njit(cache=True)
+def _move_hours(order, offset, o_part, d_part, h_part, p_part, m_part, cells, residual, scale, origin, destination, depart,
+                purpose, mode, same_before, same_after, first_hour, last_hour) -> int:
+    """One pass of hour moves (the trips in ``order``, each to the hour between its day's previous and next
+    departures that most lowers the weighted error); the number moved."""
+    tables = cells.shape[1]
+    new = np.empty((24, tables), dtype=np.int64)
+    gains = np.empty(tables)
+    cost = np.empty(24)
+    moved = 0
+    for i in order:
+        low = depart[i - 1] if same_before[i] else first_hour
+        high = depart[i + 1] if same_after[i] else last_hour
+        if low == high:
+            continue
+        if not low <= depart[i] <= high:
+            raise AssertionError("a trip departs outside its slot between its day's neighbours")
+        for t in range(tables):
+            residual[cells[i, t]] -= 1.0
+        n = high - low + 1
+        for q in range(n):
+            for t in range(tables):
+                new[q, t] = offset[t] + o_part[t, origin[i]] + d_part[t, destination[i]] + h_part[t, low + q] \
+                    + p_part[t, purpose[i]] + m_part[t, mode[i]]
+                r = residual[new[q, t]]
+                gains[t] = scale[new[q, t]] * (abs(r + 1) - abs(r))
+            cost[q] = pairwise_sum(gains, 0, tables)
+        best = int(np.argmin(cost[:n]))
+        if cost[best] < cost[depart[i] - low] - 1e-12:
+            depart[i] = low + best
+            cells[i] = new[best]
+            moved += 1
+        for t in range(tables):
+            residual[cells[i, t]] += 1.0
+    return moved
