@@ -27,11 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
 from ...core.levels import LevelTable, Linked
 from ...declarations.zones import Zones
+from ...fitting.sums import pairwise_sum
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
 from .spec import TRIPS_PER_PERSON, TripsSpec
 
@@ -39,6 +41,7 @@ BETAS = (0.0, 0.03, 0.06, 0.12, 0.25, 0.5, 1.0)  # distance decay per km, one pe
 DEFAULT_MOST = 8  # trips in a day at most when no table says how many
 NEIGHBOURS = 300  # destinations are drawn among this many zones nearest the trip's origin
 LENGTH_BANDS = (0.0, 1.0, 3.0, 5.0, 10.0, 20.0, np.inf)
+STOP_KNOWN = ("origin", "origin_district", "destination", "destination_district", "depart", "purpose")  # known when a stop is drawn
 LENGTH_WORDS = ("under 1 km", "1-3 km", "3-5 km", "5-10 km", "10-20 km", "over 20 km")
 
 
@@ -72,6 +75,14 @@ class Guide:
     def from_fit(cls, tables: list[LevelTable], achieved: list[np.ndarray]) -> Guide:
         return cls({t.name: np.clip((t.region + 1.0) / (a.reshape(t.region.shape) + 1.0), 1 / 8, 8)
                     for t, a in zip(tables, achieved)})
+
+    def flat(self, coder: Coder, known: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The ratios of ``coder.tables`` concatenated (1 where a table has none), and the tables (in order)
+        whose variables ``known`` all gives: what :meth:`factor` multiplies, for compiled draws."""
+        ratios = np.concatenate([self.ratios[t.name].ravel() if t.name in self.ratios else np.ones(t.region.size)
+                                 for t in coder.tables]) if coder.tables else np.ones(0)
+        used = [k for k, t in enumerate(coder.tables) if t.name in self.ratios and all(v in known for v in t.variables)]
+        return ratios.astype(float), np.asarray(used, dtype=np.int64)
 
     def factor(self, coder: Coder, raw: dict[str, np.ndarray]) -> np.ndarray | float:
         """The product of the ratios of every table whose variables ``raw`` gives (raw codes, broadcastable)."""
@@ -115,6 +126,43 @@ class Coder:
 
     def axis_index(self, table: LevelTable, variable: str, raw: np.ndarray) -> np.ndarray:
         return self._maps[(table.name, variable)][raw]
+
+
+@dataclass(frozen=True)
+class CellParts:
+    """A trip's flat cell in table t of a :class:`Coder` (offset into the concatenated tables) as a sum of
+    parts: ``offset[t] + origin[t, o] + destination[t, d] + hour[t, h] + purpose[t, p] + mode[t, m]`` — so
+    that compiled loops try other zones and hours by swapping one part. Tables of trips cross no person
+    variable (:mod:`~llmsynthor.shapes.trips.inputs` refuses one)."""
+
+    offset: np.ndarray  # [table]
+    origin: np.ndarray  # [table, zone row]: origin and origin district
+    destination: np.ndarray  # [table, zone row]
+    hour: np.ndarray  # [table, hour 0–23]
+    purpose: np.ndarray  # [table, purpose position]
+    mode: np.ndarray  # [table, mode position]
+
+    @classmethod
+    def of(cls, coder: Coder, zones: Zones, purposes: int, modes: int) -> CellParts:
+        tables = coder.tables
+        raws = {"origin": len(zones), "origin_district": len(zones), "destination": len(zones), "destination_district": len(zones),
+                "depart": 24, "purpose": purposes, "mode": modes}
+        part = {name: np.zeros((len(tables), n), dtype=np.int64) for name, n in raws.items()}
+        for k, table in enumerate(tables):
+            strides = np.r_[np.cumprod(table.region.shape[::-1])[::-1][1:], 1].astype(np.int64)
+            for variable, stride in zip(table.variables, strides):
+                position = coder.axis_index(table, variable, np.arange(raws[variable]))
+                if (position < 0).any():
+                    raise AssertionError(f"table {table.name!r}: a value of {variable!r} with no cell")
+                part[variable][k] = stride * position
+        offset = np.r_[0, np.cumsum([t.region.size for t in tables])[:-1]].astype(np.int64)
+        return cls(offset, part["origin"] + part["origin_district"], part["destination"] + part["destination_district"],
+                   part["depart"], part["purpose"], part["mode"])
+
+    def cells(self, origin, destination, depart, purpose, mode) -> np.ndarray:
+        """[trip, table]: every trip's cells."""
+        return (self.offset + self.origin[:, origin].T + self.destination[:, destination].T + self.hour[:, depart].T
+                + self.purpose[:, purpose].T + self.mode[:, mode].T)
 
 
 def length_band(km: np.ndarray) -> np.ndarray:
@@ -201,14 +249,13 @@ def _tours(n: np.ndarray, home_share: float | None, rng: np.random.Generator) ->
     else:
         tours = np.floor(n * home_share + rng.random(len(n))).astype(np.int64)
     tours = np.where(n >= 2, np.clip(tours, 1, np.maximum(n // 2, 1)), 0)
-    extra = n - 2 * tours
-    sizes = []
-    for t, e in zip(tours, extra):
-        if t:
-            sizes.append(2 + rng.multinomial(e, np.full(t, 1 / t)))
-    sizes = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+    extra = n - 2 * tours  # each lands on one of its day's tours, uniformly: the tours' sizes are 2 + multinomial
+    first_tour = np.cumsum(tours) - tours
+    extra_day = np.repeat(np.arange(len(n)), extra)
+    landing = first_tour[extra_day] + np.floor(rng.random(len(extra_day)) * tours[extra_day]).astype(np.int64)
+    sizes = 2 + np.bincount(landing, minlength=int(tours.sum()))
     tour_day = np.repeat(np.arange(len(n)), tours)
-    tour_in_day = np.arange(len(tour_day)) - np.repeat(np.cumsum(tours) - tours, tours)
+    tour_in_day = np.arange(len(tour_day)) - np.repeat(first_tour, tours)
     day = np.repeat(tour_day, sizes)
     tour = np.repeat(tour_in_day, sizes)
     position = np.arange(len(day)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
@@ -276,13 +323,16 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     attraction = _attraction(zones, purposes, destination_table)
     near = zones.nearest(NEIGHBOURS)
     k_near = near.indptr[1] - near.indptr[0]
-    neighbours = near.indices.reshape(len(zones), k_near)
-    km_near = near.data.reshape(len(zones), k_near)
-    everywhere = np.arange(len(zones))[None, :]
-    beta = np.asarray(BETAS)[rng.integers(0, len(BETAS), len(n))]
+    neighbours = near.indices.reshape(len(zones), k_near).astype(np.int64)
+    decay = np.exp(-np.asarray(BETAS)[:, None, None] * near.data.reshape(len(zones), k_near)[None])  # [β, zone, neighbour]
+    beta_index = rng.integers(0, len(BETAS), len(n))
+    beta = np.asarray(BETAS)[beta_index]
     home = inputs.persons["home_row"].to_numpy()[person]
+    parts = CellParts.of(coder, zones, len(purposes), len(modes))
+    ratios, used = guide.flat(coder, STOP_KNOWN) if guide is not None else (np.ones(1), np.zeros(0, dtype=np.int64))
     origin = np.zeros(len(day), dtype=np.int64)
     destination = np.zeros(len(day), dtype=np.int64)
+    purpose, depart = purpose.astype(np.int64), depart.astype(np.int64)
     for k in range(steps):
         at = np.flatnonzero(position == k)
         origin[at] = home[at] if k == 0 else destination[at - 1]
@@ -290,18 +340,8 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
         going = at[~home_bound[at]]
         anywhere = beta[day[going]] == 0
         for part, far in ((going[anywhere], True), (going[~anywhere], False)):
-            for chunk in np.array_split(part, max(1, len(part) * (len(zones) if far else k_near) // 20_000_000)):
-                if not len(chunk):
-                    continue
-                nb = np.broadcast_to(everywhere, (len(chunk), len(zones))) if far else neighbours[origin[chunk]]
-                w = attraction[purpose[chunk][:, None], nb]
-                if not far:
-                    w = w * np.exp(-beta[day[chunk]][:, None] * km_near[origin[chunk]])
-                if guide is not None:
-                    o = origin[chunk][:, None]
-                    w = w * guide.factor(coder, {"origin": o, "origin_district": o, "destination": nb, "destination_district": nb,
-                                                 "depart": depart[chunk][:, None], "purpose": purpose[chunk][:, None]})
-                destination[chunk] = nb[np.arange(len(chunk)), _draw(np.cumsum(_rows(w), axis=1), rng.random(len(chunk)))]
+            _draw_stops(part, rng.random(len(part)), far, origin, purpose, depart, beta_index[day], attraction, neighbours, decay,
+                        parts.offset, parts.origin, parts.destination, parts.hour, parts.purpose, ratios, used, destination)
     km = zones.km(origin, destination)
 
     # a mode per tour: P(mode | its first activity) × the prior's factors for its longest leg and the person (× the guide's)
@@ -331,6 +371,39 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     if district is not None:
         trips["origin_district"], trips["destination_district"] = district[origin], district[destination]
     return Linked(LEVELS, {PERSONS.name: days, TRIPS.name: trips})
+
+
+@numba.njit(cache=True)
+def _draw_stops(trips, u, far: bool, origin, purpose, depart, beta_index, attraction, neighbours, decay, offset, o_part, d_part,
+                h_part, p_part, ratios, used, destination) -> None:
+    """Each of ``trips`` its destination, drawn with ``u``: among every zone (``far``) or the origin's
+    nearest, by what attracts its activity (× exp(−β·km) when near, × the guide's ratios of the ``used``
+    tables), as numpy drew them — each row normalized by its pairwise sum, then the first option whose
+    cumulative share reaches u."""
+    m = attraction.shape[1] if far else neighbours.shape[1]
+    row = np.empty(m)
+    for n in range(len(trips)):
+        i = trips[n]
+        o = origin[i]
+        for q in range(m):
+            z = q if far else neighbours[o, q]
+            w = attraction[purpose[i], z]
+            if not far:
+                w = w * decay[beta_index[i], o, q]
+            if len(used):
+                f = 1.0
+                for t in used:
+                    f = f * ratios[offset[t] + o_part[t, o] + d_part[t, z] + h_part[t, depart[i]] + p_part[t, purpose[i]]]
+                w = w * f
+            row[q] = w
+        total = pairwise_sum(row, 0, m)
+        pick, cumulative = m - 1, 0.0
+        for q in range(m):
+            cumulative += row[q] / total if total > 0 else 1.0 / m
+            if cumulative >= u[n]:
+                pick = q
+                break
+        destination[i] = pick if far else neighbours[o, pick]
 
 
 def take_days(pool: Linked, rows: np.ndarray) -> Linked:

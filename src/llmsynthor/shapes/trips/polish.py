@@ -29,7 +29,7 @@ import numpy as np
 from ...declarations.zones import EARTH_KM, Zones
 from ...fitting.choice import cell_targets, reweighed
 from ...fitting.sums import pairwise_sum
-from .days import Coder
+from .days import CellParts, Coder
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
 PASSES = 8  # passes per stage on average: the stages share PASSES × STAGES
@@ -51,43 +51,6 @@ class Polished:
     worst_after: float = 0.0
 
 
-@dataclass(frozen=True)
-class _Codes:
-    """A trip's flat cell in table t (offset into the concatenated tables) as a sum of parts:
-    ``offset[t] + origin[t, o] + destination[t, d] + hour[t, h] + purpose[t, p] + mode[t, m]`` — the
-    compiled loops try other zones and hours by swapping one part. (A table of trips crosses no person
-    variable: :mod:`~llmsynthor.shapes.trips.inputs` refuses one.)"""
-
-    offset: np.ndarray  # [table]
-    origin: np.ndarray  # [table, zone row]: origin and origin district
-    destination: np.ndarray  # [table, zone row]
-    hour: np.ndarray  # [table, hour 0–23]
-    purpose: np.ndarray  # [table, purpose position]
-    mode: np.ndarray  # [table, mode position]
-
-    @classmethod
-    def of(cls, coder: Coder, zones: Zones, purposes: int, modes: int) -> _Codes:
-        tables = coder.tables
-        raws = {"origin": len(zones), "origin_district": len(zones), "destination": len(zones), "destination_district": len(zones),
-                "depart": 24, "purpose": purposes, "mode": modes}
-        part = {name: np.zeros((len(tables), n), dtype=np.int64) for name, n in raws.items()}
-        for k, table in enumerate(tables):
-            strides = np.r_[np.cumprod(table.region.shape[::-1])[::-1][1:], 1].astype(np.int64)
-            for variable, stride in zip(table.variables, strides):
-                position = coder.axis_index(table, variable, np.arange(raws[variable]))
-                if (position < 0).any():
-                    raise AssertionError(f"table {table.name!r}: a value of {variable!r} with no cell")
-                part[variable][k] = stride * position
-        offset = np.r_[0, np.cumsum([t.region.size for t in tables])[:-1]].astype(np.int64)
-        return cls(offset, part["origin"] + part["origin_district"], part["destination"] + part["destination_district"],
-                   part["depart"], part["purpose"], part["mode"])
-
-    def cells(self, origin, destination, depart, purpose, mode) -> np.ndarray:
-        """[trip, table]: every trip's cells."""
-        return (self.offset + self.origin[:, origin].T + self.destination[:, destination].T + self.hour[:, depart].T
-                + self.purpose[:, purpose].T + self.mode[:, mode].T)
-
-
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
                  purpose: np.ndarray, mode: np.ndarray, home_bound: np.ndarray, day: np.ndarray, hours: tuple[int, int],
                  rng: np.random.Generator, passes: int = PASSES, emphasis: np.ndarray | None = None) -> Polished:
@@ -102,7 +65,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     depart, purpose, mode = depart.astype(np.int64), purpose.astype(np.int64), mode.astype(np.int64)
     same_before = np.r_[False, day[1:] == day[:-1]]
     same_after = np.r_[day[1:] == day[:-1], False]
-    codes = _Codes.of(coder, zones, int(purpose.max(initial=0)) + 1, int(mode.max(initial=0)) + 1)
+    codes = CellParts.of(coder, zones, int(purpose.max(initial=0)) + 1, int(mode.max(initial=0)) + 1)
     cells = codes.cells(origin, destination, depart, purpose, mode)
     residual = np.bincount(cells.ravel(), minlength=len(target)).astype(float) - target
     given_scale = scale.copy()  # the error is reported in the tables' weights as given, whatever the stages did
