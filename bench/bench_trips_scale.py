@@ -1,23 +1,20 @@
-"""The trips shape's building blocks at scale, before the shape: 10⁵ and 10⁶ trips over 2,000 zones.
+"""The trips shape at scale: ``llmsynthor run`` without a model on synthetic regions of 10⁴ … 10⁶ trips over 2,000 zones.
 
-    python bench/bench_trips_scale.py [--trips 100000 1000000]
+    python bench/bench_trips_scale.py [--trips 10000 100000] [--candidates 32]
 
-Synthetic, seeded: 2,000 zones in 40 districts (random centroids over 60 × 60 km, households and
-jobs), persons with 2–6 trips each in home-based chains (home → … → home, departures increasing).
-Each size runs in a fresh subprocess, so peak memory (max RSS) is the size's own. Timed, in seconds:
+Each size is a synthetic region written to a temporary folder, seeded: 2,000 zones in 40 districts
+(random centroids over 60 × 60 km, households and jobs), persons of three types (workers, students,
+others) with their days of trips as truth — home-based tours, stops drawn among the 300 nearest zones
+by jobs × exp(−0.1·km), departures increasing, a mode per tour — and the tables an agency would
+publish of them, as the example has: OD district × period (40 × 40 × 4), origin zone and destination
+zone (2,000 each), hour × purpose, mode × purpose, trips per person by type.
 
-* ``chains`` — :func:`llmsynthor.evaluation.chains.check_days` over every day;
-* ``incidence`` — :func:`llmsynthor.core.levels.incidence` of persons (candidates) on the trip tables
-  a trips spec would give: district OD × period (40 × 40 × 5), origin zone, destination zone (2,000 each);
-* ``balance`` — :func:`llmsynthor.fitting.balance.list_balance` of the persons to those tables (their
-  own counts ×1.1 for district pairs, so the weights must move), 50 sweeps. Integerizing one
-  region-wide problem of this size is left out: at 20,000 trips (about 5,000 persons, 4,000+
-  controls) :func:`~llmsynthor.fitting.integerize.integerize` took 104 s (the LP relaxation 46 s, the
-  MILP 58 s), so a trips shape must integerize per zone or district, as households do;
-* ``nearest`` — :meth:`llmsynthor.declarations.zones.Zones.nearest` with k = 20;
-* ``matsim`` — :func:`llmsynthor.outputs.matsim.write_plans` to a temporary file.
-
-The growth exponent is log(time ratio) / log(size ratio) between the two sizes (1: linear).
+Each size runs ``llmsynthor run SPEC --llm none --no-cache`` in a fresh process: the whole non-LLM
+work (reading, candidates, balancing, choice, polish, chains, writing linked CSVs and MATSim plans;
+the LLM's questions do not grow with the persons, :mod:`llmsynthor.shapes.trips.prior`). Printed per
+size: wall seconds, the stages' seconds from the manifest, peak memory (max RSS of the run), the worst
+and mean table TVD; then the growth exponent between sizes, log(time ratio) / log(size ratio) (1: linear).
+The run is one process; splitting persons over workers is not built (the closing note of issue 25 says why).
 """
 
 from __future__ import annotations
@@ -33,108 +30,150 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-ZONES, DISTRICTS, PERIODS = 2000, 40, ("EA", "AM", "MD", "PM", "EV")
+ZONES, DISTRICTS = 2000, 40
+PERIODS = (0, 10, 15, 19, 24)  # depart bins: [0,10) [10,15) [15,19) [19,24) (days start at 5)
+TYPES = {"worker": (2, 7), "student": (2, 5), "other": (0, 5)}  # trips a day, low and high (exclusive); 1 is moved to 2
+PURPOSES, MODES = ["home", "work", "school", "shopping", "other"], ["drive alone", "shared ride", "walk", "transit"]
+TRIPS_BINS = (0, 2, 3, 4, 5, 21)
 
 
-def zones(rng: np.random.Generator):
-    from llmsynthor.declarations.zones import Zones
-
+def zone_table(rng: np.random.Generator) -> pd.DataFrame:
     lon = -122.4 + rng.uniform(0, 0.68, ZONES)  # about 60 km east–west at this latitude
     lat = 37.5 + rng.uniform(0, 0.54, ZONES)
-    return Zones(np.array([str(z + 1) for z in range(ZONES)]), district=np.sort(rng.integers(1, DISTRICTS + 1, ZONES)),
-                 households=rng.integers(50, 2000, ZONES).astype(float), jobs=rng.integers(0, 5000, ZONES).astype(float),
-                 lon=lon, lat=lat, km2=rng.uniform(0.2, 5, ZONES))
+    district = np.sort(rng.integers(1, DISTRICTS + 1, ZONES))
+    return pd.DataFrame({"zone": np.arange(1, ZONES + 1), "district": [f"D{d:02d}" for d in district],
+                         "households": rng.integers(50, 2000, ZONES), "jobs": rng.integers(0, 5000, ZONES),
+                         "lon": lon.round(6), "lat": lat.round(6), "km2": rng.uniform(0.2, 5, ZONES).round(3)})
 
 
-def days(n_trips: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Persons with 2–6 trips each, home-based chains: home → stops → home, departures increasing."""
-    per = rng.integers(2, 7, size=n_trips // 2)
-    per = per[: np.searchsorted(np.cumsum(per), n_trips) + 1]
-    persons = len(per)
+def truth(zones: pd.DataFrame, n_trips: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Persons and their days (home-based chains) making about ``n_trips`` trips."""
+    from llmsynthor.declarations.zones import Zones
+
+    table = Zones(zones["zone"].astype(str).to_numpy(), lon=zones["lon"].to_numpy(), lat=zones["lat"].to_numpy(),
+                  km2=zones["km2"].to_numpy())
+    near = table.nearest(300)
+    neighbours, km = near.indices.reshape(ZONES, 300), near.data.reshape(ZONES, 300)
+    persons = int(n_trips / 3.2)
+    kind = rng.choice(list(TYPES), persons, p=[0.45, 0.2, 0.35])
+    low, high = np.array([TYPES[k][0] for k in kind]), np.array([TYPES[k][1] for k in kind])
+    per = rng.integers(low, high)
+    per[per == 1] = 2
+    home = rng.choice(ZONES, persons, p=zones["households"].to_numpy() / zones["households"].sum())
     owner = np.repeat(np.arange(persons), per)
-    home = rng.integers(0, ZONES, persons)
-    k = np.arange(len(owner)) - np.repeat(np.cumsum(per) - per, per)  # trip number within the day
+    k = np.arange(len(owner)) - np.repeat(np.cumsum(per) - per, per)
     last = k == np.repeat(per - 1, per)
-    stop = rng.integers(0, ZONES, len(owner))
-    destination = np.where(last, home[owner], stop)
+    back = last | (rng.random(len(owner)) < 0.25) & (k > 0) & (k < np.repeat(per, per) - 2)  # home at the end, sometimes between
+    destination = np.zeros(len(owner), dtype=np.int64)
+    weights = zones["jobs"].to_numpy()[neighbours] * np.exp(-0.1 * km) + 1e-9
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    for step in range(int(per.max(initial=0))):
+        at = np.flatnonzero(k == step)
+        origin = home[owner[at]] if step == 0 else destination[at - 1]
+        pick = np.minimum((cumulative[origin] < rng.random(len(at))[:, None]).sum(axis=1), 299)
+        destination[at] = np.where(back[at], home[owner[at]], neighbours[origin, pick])
     origin = np.where(k == 0, home[owner], np.r_[0, destination[:-1]])
-    depart = 6 + k * 16 // np.repeat(per, per) + rng.integers(0, 2, len(owner))  # hours, increasing within a day
-    period = np.asarray(PERIODS)[np.searchsorted((0, 6, 10, 15, 19), depart, side="right") - 1]
-    return pd.DataFrame({"person": owner, "trip": np.arange(len(owner)), "origin": origin, "destination": destination,
-                         "depart": depart, "period": period, "mode": rng.choice(["car", "pt", "walk"], len(owner)),
-                         "purpose": rng.choice(["work", "shop", "home"], len(owner))}), home
+    depart = np.sort(rng.integers(5, 24, len(owner)) + owner * 100) - owner * 100  # a day's hours ascending
+    purpose = np.where(back, "home", rng.choice(PURPOSES[1:], len(owner), p=[0.35, 0.15, 0.25, 0.25]))
+    tour = np.cumsum(np.r_[True, back[:-1]] | (k == 0)) - 1
+    mode = np.asarray(MODES)[rng.choice(len(MODES), tour.max() + 1, p=[0.5, 0.2, 0.15, 0.15])][tour]
+    ids = zones["zone"].to_numpy()
+    people = pd.DataFrame({"person_id": np.arange(1, persons + 1), "household_id": np.arange(1, persons + 1),
+                           "home_zone": ids[home], "person_type": kind})
+    trips = pd.DataFrame({"person": owner, "origin": ids[origin], "destination": ids[destination], "depart": depart,
+                          "purpose": purpose, "mode": mode, "trips": per[owner]})
+    return people, trips
 
 
-def one_size(n_trips: int) -> dict:
-    from llmsynthor.core.levels import Level, LevelTable, Linked, chain, incidence
-    from llmsynthor.core.tables import Axis
-    from llmsynthor.evaluation.chains import check_days
-    from llmsynthor.fitting.balance import list_balance
-    from llmsynthor.outputs.matsim import write_plans
+def bins(edges) -> list[str]:
+    return [f"[{a},{b})" for a, b in zip(edges[:-1], edges[1:])]
 
+
+def write_case(folder: Path, n_trips: int, candidates: int) -> Path:
     rng = np.random.default_rng(2026)
-    table = zones(rng)
-    trips, home = days(n_trips, rng)
-    out, clock = {"trips": len(trips), "persons": int(trips["person"].nunique())}, time.perf_counter
-    start = clock()
-    check = check_days(trips, person="person", order=["trip"], home=pd.Series(home))
-    out["chains"], out["valid"] = clock() - start, int(check.valid.sum())
+    zones = zone_table(rng)
+    people, trips = truth(zones, n_trips, rng)
+    (folder / "targets").mkdir(parents=True)
+    zones.to_csv(folder / "zones.csv", index=False)
+    people.to_csv(folder / "persons.csv", index=False)
+    district = dict(zip(zones["zone"], zones["district"]))
+    period = pd.cut(trips["depart"], PERIODS, right=False, labels=bins(PERIODS)).astype(str)
+    hour = pd.cut(trips["depart"], range(25), right=False, labels=bins(range(25))).astype(str)
 
-    district = table.district
-    codes = pd.DataFrame({"person": trips["person"], "o_district": district[trips["origin"]].astype(str),
-                          "d_district": district[trips["destination"]].astype(str), "period": trips["period"],
-                          "origin": trips["origin"].astype(str), "destination": trips["destination"].astype(str)})
-    levels = chain(Level("persons", id="person_id"), Level("trips", id="trip_id", parent="persons", link="person"))
-    linked = Linked(levels, {"persons": pd.DataFrame(index=pd.RangeIndex(out["persons"])), "trips": codes})
-    names = tuple(str(d) for d in range(1, DISTRICTS + 1))
-    ids = tuple(table.ids)
-    tables = [LevelTable("od_period", "trips", (Axis("o_district", names), Axis("d_district", names), Axis("period", PERIODS)),
-                         np.zeros((DISTRICTS, DISTRICTS, 5)), None),
-              LevelTable("origins", "trips", (Axis("origin", ids),), np.zeros(ZONES), None),
-              LevelTable("destinations", "trips", (Axis("destination", ids),), np.zeros(ZONES), None)]
-    start = clock()
-    matrix = incidence(tables, linked)
-    out["incidence"] = clock() - start
-    counts = np.asarray(matrix.sum(axis=0)).ravel()
-    wanted = counts.copy()
-    wanted[: DISTRICTS * DISTRICTS * 5] *= 1.1  # the OD table asks for more than the persons have: the weights must move
-    start = clock()
-    list_balance(matrix, wanted, np.ones(out["persons"]), max_iterations=50)
-    out["balance"] = clock() - start
-    start = clock()
-    table.nearest(20)
-    out["nearest"] = clock() - start
-    with tempfile.TemporaryDirectory() as folder:
-        start = clock()
-        plans = trips.assign(origin=trips["origin"].map(lambda z: ids[z]), destination=trips["destination"].map(lambda z: ids[z]))
-        write_plans(Path(folder) / "plans.xml", plans, table, person="person", order=("trip",))
-        out["matsim"] = clock() - start
-        out["matsim_mb"] = (Path(folder) / "plans.xml").stat().st_size / 1e6
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return out
+    def count(frame: pd.DataFrame, name: str, every: list | None = None) -> None:  # every: the cells to list, zeros too
+        counts = frame.value_counts().rename("count")
+        if every is not None:
+            counts = counts.reindex(pd.MultiIndex.from_product(every, names=list(frame.columns)), fill_value=0)
+        counts.reset_index().to_csv(folder / "targets" / name, index=False)
+
+    count(pd.DataFrame({"origin_district": trips["origin"].map(district), "destination_district": trips["destination"].map(district),
+                        "depart": period}), "od.csv")
+    count(trips[["origin"]], "origin.csv")
+    count(trips[["destination"]], "destination.csv")
+    count(pd.DataFrame({"depart": hour, "purpose": trips["purpose"]}), "hour_purpose.csv", [bins(range(25)), PURPOSES])
+    count(trips[["mode", "purpose"]], "mode_purpose.csv")
+    per_person = people["person_id"].map(trips.groupby("person").size().rename(lambda p: p + 1)).fillna(0).astype(int)
+    count(pd.DataFrame({"person_type": people["person_type"],
+                        "trips": pd.cut(per_person, TRIPS_BINS, right=False, labels=bins(TRIPS_BINS)).astype(str)}), "trips_per_person.csv")
+    spec = {"kind": "trips", "name": f"scale-{n_trips}", "seed": 0,
+            "zones": {"file": "zones.csv", "id": "zone", "district": "district", "households": "households", "jobs": "jobs",
+                      "lon": "lon", "lat": "lat", "km2": "km2", "attractions": {"work": "jobs"}},
+            "persons": {"file": "persons.csv", "id": "person_id", "household": "household_id", "home": "home_zone",
+                        "variables": {"person_type": {"type": "categorical", "values": list(TYPES)}}},
+            "trips": {"purposes": PURPOSES, "home": "home", "modes": MODES, "car_modes": ["drive alone"], "first_hour": 5,
+                      "last_hour": 23, "max_trips": 20},
+            "candidates": candidates,
+            "targets": [{"name": "OD district × period", "variables": ["origin_district", "destination_district", "depart"],
+                         "file": "targets/od.csv"},
+                        {"name": "origin zone", "variables": ["origin"], "file": "targets/origin.csv"},
+                        {"name": "destination zone", "variables": ["destination"], "file": "targets/destination.csv"},
+                        {"name": "hour × purpose", "variables": ["depart", "purpose"], "file": "targets/hour_purpose.csv"},
+                        {"name": "mode × purpose", "variables": ["mode", "purpose"], "file": "targets/mode_purpose.csv"},
+                        {"name": "trips per person by type", "variables": ["person_type", "trips"], "file": "targets/trips_per_person.csv"}],
+            "llm": {"backend": "none"}}
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    return folder / "spec.yaml"
+
+
+def one_size(n_trips: int, candidates: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = write_case(Path(tmp) / "case", n_trips, candidates)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        done = subprocess.run([str(Path(sys.executable).with_name("llmsynthor")), "run", str(spec), "--llm", "none", "--no-cache",
+                               "--out", str(Path(tmp) / "out")], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode:
+            raise SystemExit(done.stdout[-2000:] + done.stderr[-2000:])
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        manifest = json.loads((Path(tmp) / "out" / "manifest.json").read_text())
+    seconds = manifest["seconds"]
+    fit = manifest["fit_tvd"]
+    stage = {"candidates": sum(v for k, v in seconds.items() if k.startswith(("candidate days", "pilot"))),
+             "balancing": sum(v for k, v in seconds.items() if k.startswith("balancing")),
+             "choice": sum(v for k, v in seconds.items() if k.startswith("choice")), "polish": seconds.get("polish", 0.0)}
+    return {"trips": manifest["trips"], "persons": manifest["persons"], "wall_s": round(wall, 1), **{k: round(v, 1) for k, v in stage.items()},
+            "peak_mb": round(max(peak, before) / 1024), "worst_tvd": round(max(fit.values()), 4),
+            "mean_tvd": round(float(np.mean(list(fit.values()))), 4)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trips", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, in this process (the subprocess)
+    parser.add_argument("--trips", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--candidates", type=int, default=32, help="candidate days per person in the first round (the example's 32)")
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one_size(args.one)))
-        return
     rows = []
     for n in args.trips:
-        done = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(one_size(n, args.candidates))
+        print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows).set_index("trips")
-    steps = ["chains", "incidence", "balance", "nearest", "matsim"]
-    frame["non-LLM total"] = frame[steps].sum(axis=1)
-    print(frame.round(2).to_string())
-    if len(rows) > 1:
-        ratio = rows[-1]["trips"] / rows[0]["trips"]
-        exponents = {s: np.log(frame[s].iloc[-1] / frame[s].iloc[0]) / np.log(ratio) for s in [*steps, "non-LLM total"]}
-        print("growth exponents:", ", ".join(f"{s} {e:.2f}" for s, e in exponents.items()))
+    print(frame.to_string())
+    for a, b in zip(rows[:-1], rows[1:]):
+        ratio = np.log(b["trips"] / a["trips"])
+        print(f"growth exponent {a['trips']:,} → {b['trips']:,} trips: wall {np.log(b['wall_s'] / a['wall_s']) / ratio:.2f}, "
+              f"memory {np.log(b['peak_mb'] / a['peak_mb']) / ratio:.2f}")
 
 
 if __name__ == "__main__":
