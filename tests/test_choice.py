@@ -206,3 +206,35 @@ def test_reweighed_emphasis_favours_the_worst_met_tables_within_bounds():
     assert np.isclose(np.exp(np.mean(np.log(out))), 1.0)
     met = reweighed(np.ones(2), np.array([0.05, 0.0]))
     assert met[0] / met[1] <= BOUNDS[1] / BOUNDS[0] + 1e-9  # a table met exactly keeps some weight
+
+
+@pytest.mark.parametrize("first", ["rounded", "drawn"])
+def test_units_sharing_a_pool_each_pick_within_it_and_may_pick_the_same_candidate(first):
+    incidence, starts, _ = categories_problem(0, units=1)  # one pool of the 12 (a, b)
+    rng = np.random.default_rng(3)
+    members = np.zeros(60, dtype=np.int64)  # 60 units alike share it; the targets are 60 units' margins
+    hidden = rng.integers(0, 12, 60)
+    rows = incidence.toarray()
+    targets = rows[hidden].sum(axis=0)
+    choice = choose_one(incidence, starts, targets, np.ones(12), 1.0, rng, first=first, members=members)
+    assert choice.picks.shape == (60,) and np.all((choice.picks >= 0) & (choice.picks < 12))
+    assert len(np.unique(choice.picks)) < 60  # 60 units among 12 candidates: some share one
+    assert choice.error == pytest.approx(0.0)  # single moves reach the margins, as for units of their own
+    assert np.allclose(choice.achieved, rows[choice.picks].sum(axis=0))
+
+
+def test_units_sharing_pools_meet_what_units_with_copies_of_the_pools_meet():
+    incidence, starts, targets, weights = random_problem(4, units=20)
+    members = np.repeat(np.arange(20), 3)  # three units alike in each pool
+    shared = choose_one(incidence, starts, 3 * targets, weights, 1.0, np.random.default_rng(1), members=members)
+    assert np.all((shared.picks >= starts[members]) & (shared.picks < starts[members + 1]))
+    copied = sp.vstack([incidence[starts[k]:starts[k + 1]] for k in members]).tocsr()  # the same, each unit its own rows
+    own = np.r_[0, np.cumsum(np.diff(starts)[members])]
+    rows = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in members])
+    alone = choose_one(copied, own, 3 * targets, weights[rows], 1.0, np.random.default_rng(1))
+    assert shared.first_error == pytest.approx(alone.first_error) and shared.error == pytest.approx(alone.error)
+
+
+def test_members_outside_the_pools_are_refused():
+    with pytest.raises(ValueError, match="members must give each unit a pool among the 2"):
+        choose_one(np.eye(4), np.array([0, 2, 4]), np.ones(4), np.ones(4), 1.0, np.random.default_rng(0), members=np.array([0, 2]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_trips_inputs import HOMES, PERSON_IDS, TYPES, spec_dict, write_case
@@ -179,3 +180,21 @@ def test_evaluate_names_a_missing_column(done, tmp_path):
     result = runner.invoke(app, ["evaluate", str(broken), "--spec", str(path)])
     assert result.exit_code == 2
     assert "trips.csv" in result.output and "'trip_mode'" in result.output and "Traceback" not in result.output
+
+
+def test_persons_alike_share_a_pool_of_days_and_persons_apart_do_not(tmp_path):
+    from llmsynthor.shapes.trips.inputs import read_inputs
+    from llmsynthor.shapes.trips.spec import load
+    from llmsynthor.shapes.trips.synthesizer import POOL_FROM, alike_persons
+
+    spec = load(write_case(tmp_path / "case"))
+    inputs = read_inputs(spec)
+    members, first = alike_persons(spec, inputs, pool_from=2)
+    keys = list(zip(HOMES, TYPES))
+    for a in range(20):
+        for b in range(20):
+            assert (members[a] == members[b]) == (keys[a] == keys[b]), (a, b)  # one home zone and type: one pool
+    assert members[first].tolist() == list(range(len(first))) and np.all(np.diff(first) > 0)  # numbered as first met
+    assert max(keys.count(k) for k in keys) < POOL_FROM
+    members, first = alike_persons(spec, inputs)  # fewer alike than POOL_FROM: every person's days are their own
+    assert members.tolist() == list(range(20)) and first.tolist() == list(range(20))

@@ -65,58 +65,66 @@ def reweighed(emphasis: np.ndarray, fit: np.ndarray) -> np.ndarray:
 
 
 def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.random.Generator, *, passes: int = 30,
-               first: Literal["rounded", "drawn"] = "rounded", start: np.ndarray | None = None) -> UnitChoice:
-    """A candidate for each unit g among rows ``starts[g]`` … ``starts[g+1]−1`` of ``incidence``
-    ([candidate, cell]); ``starts`` has one more entry than there are units and ends at the number of
-    candidates. ``weights`` (≥ 0; uniform within a unit where they are all 0) are each unit's shares
-    over its candidates; ``scale`` weighs each cell's absolute error; a cell whose target is NaN is not
-    counted.
+               first: Literal["rounded", "drawn"] = "rounded", start: np.ndarray | None = None,
+               members: np.ndarray | None = None) -> UnitChoice:
+    """A candidate for each unit among the rows of its pool in ``incidence`` ([candidate, cell]): pool k
+    is rows ``starts[k]`` … ``starts[k+1]−1`` (``starts`` has one more entry than there are pools and
+    ends at the number of candidates); ``members`` gives each unit's pool (None: one unit a pool, in
+    order). Units sharing a pool are alike (persons of one home zone and kind): each may take any of
+    its candidates, as often as units pick it. ``weights`` (≥ 0; uniform within a pool where they are
+    all 0) are each pool's shares over its candidates (scaled to its units: only the shares count);
+    ``scale`` weighs each cell's absolute error; a cell whose target is NaN is not counted.
 
     The first assignment is ``rounded`` (default): the units, in a seeded order, each take the
     candidate that best meets the targets given the units already assigned and the weighted average
     of those still to come — rounding the fractional solution one unit at a time, so that what one
     unit's rounding misses, the next ones make up — or ``drawn``: each unit's candidate drawn by its
-    weights. ``start`` (a candidate per unit, each within its unit) replaces it. The passes then go on
-    from there."""
+    pool's weights. ``start`` (a candidate per unit, each within its pool) replaces it. The passes
+    then go on from there."""
     matrix = as_incidence(incidence)
     candidates, cells = matrix.shape
     starts = np.asarray(starts, dtype=np.int64)
     if starts.ndim != 1 or starts.size < 2 or starts[0] != 0 or starts[-1] != candidates or np.any(np.diff(starts) < 1):
-        raise ValueError("starts must rise from 0 to the number of candidates, each unit with at least one candidate")
+        raise ValueError("starts must rise from 0 to the number of candidates, each pool with at least one candidate")
     if first not in ("rounded", "drawn"):
         raise ValueError(f"first must be 'rounded' or 'drawn', not {first!r}")
+    pools = len(starts) - 1
+    members = np.arange(pools) if members is None else np.asarray(members, dtype=np.int64)
+    if members.ndim != 1 or np.any(members < 0) or np.any(members >= pools):
+        raise ValueError(f"members must give each unit a pool among the {pools} that starts delimits")
     t = vector("targets", targets, cells, allow_nan=True)
     w = vector("weights", weights, candidates)
     s = np.where(np.isnan(t), 0.0, vector("scale", scale, cells))
     t = np.nan_to_num(t)
-    units = len(starts) - 1
+    units = len(members)
+    low, high = starts[:-1][members], starts[1:][members]  # each unit's candidates
     sizes = np.diff(starts)
-    unit_of = np.repeat(np.arange(units), sizes)
-    total = np.bincount(unit_of, weights=w, minlength=units)
-    p = np.where(total[unit_of] > 0, w / np.where(total[unit_of] > 0, total[unit_of], 1), 1.0 / sizes[unit_of])
+    pool_of = np.repeat(np.arange(pools), sizes)
+    total = np.bincount(pool_of, weights=w, minlength=pools)
+    p = np.where(total[pool_of] > 0, w / np.where(total[pool_of] > 0, total[pool_of], 1), 1.0 / sizes[pool_of])
     csr = sp.csr_array(matrix)
     indptr, indices, data = csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data.astype(np.float64)
     work = np.empty(int(np.diff(indptr).max(initial=0)) * int(sizes.max()))  # the compiled loops' scratch: a unit's gains,
     cost = np.empty(int(sizes.max()))  # and its candidates' costs
     if start is not None:
         picks = np.asarray(start, dtype=np.int64).copy()
-        if picks.shape != (units,) or np.any(picks < starts[:-1]) or np.any(picks >= starts[1:]):
-            raise ValueError("start must give one candidate per unit, each within its unit's rows")
+        if picks.shape != (units,) or np.any(picks < low) or np.any(picks >= high):
+            raise ValueError("start must give one candidate per unit, each within its pool's rows")
         residual = np.asarray(csr[picks].sum(axis=0)).ravel() - t
     elif first == "drawn":
-        below = np.cumsum(p) - np.repeat(np.cumsum(p)[starts[:-1]] - p[starts[:-1]], sizes)  # cumulative within the unit
-        picks = starts[:-1] + np.minimum(_first_at_least(below, rng.random(units), starts), sizes - 1)
+        below = np.cumsum(p) - np.repeat(np.cumsum(p)[starts[:-1]] - p[starts[:-1]], sizes)  # cumulative within the pool
+        picks = low + np.minimum(_first_at_least(below, rng.random(units), low, high), high - low - 1)
         residual = np.asarray(csr[picks].sum(axis=0)).ravel() - t
     else:
         picks = np.zeros(units, dtype=np.int64)
-        residual = csr.T @ p - t  # every unit at its weighted average
-        _round(rng.permutation(units), starts, indptr, indices, data, s, p, residual, picks, work, cost)
+        residual = csr.T @ (p * np.bincount(members, minlength=pools)[pool_of]) - t  # every unit at its pool's weighted average
+        _round(rng.permutation(units), low, high, indptr, indices, data, s, p, residual, picks, work, cost)
         residual = np.asarray(csr[picks].sum(axis=0)).ravel() - t  # exact again, free of rounding drift
     error_first = float(s @ np.abs(residual))
     moves = done = 0
     for done in range(1, passes + 1):
         sideways = done % 2 == 0  # every other pass may also move sideways (same error), to leave a plateau
-        moved = _exchange(rng.permutation(units), starts, indptr, indices, data, s, residual, picks, work, cost, sideways)
+        moved = _exchange(rng.permutation(units), low, high, indptr, indices, data, s, residual, picks, work, cost, sideways)
         moves += moved
         if not moved and not sideways:
             break
@@ -136,11 +144,11 @@ def _costs(a: int, b: int, indptr, indices, data, s, residual, work, cost) -> No
 
 
 @numba.njit(cache=True)
-def _round(order, starts, indptr, indices, data, s, p, residual, picks, work, cost) -> None:
+def _round(order, low, high, indptr, indices, data, s, p, residual, picks, work, cost) -> None:
     """The first assignment: the units in ``order``, each taking its candidate that best meets the targets
     given the units already assigned and the weighted average ``p`` of those still to come."""
     for g in order:
-        a, b = starts[g], starts[g + 1]
+        a, b = low[g], high[g]
         for c in range(a, b):
             for q in range(indptr[c], indptr[c + 1]):
                 residual[indices[q]] -= data[q] * p[c]
@@ -152,12 +160,12 @@ def _round(order, starts, indptr, indices, data, s, p, residual, picks, work, co
 
 
 @numba.njit(cache=True)
-def _exchange(order, starts, indptr, indices, data, s, residual, picks, work, cost, sideways: bool) -> int:
+def _exchange(order, low, high, indptr, indices, data, s, residual, picks, work, cost, sideways: bool) -> int:
     """One pass: each unit in ``order`` moved to its candidate that most lowers the error (``sideways``: or
     keeps it); the number of units moved."""
     moved = 0
     for g in order:
-        a, b = starts[g], starts[g + 1]
+        a, b = low[g], high[g]
         if b - a < 2:
             continue
         c = picks[g]
@@ -174,10 +182,10 @@ def _exchange(order, starts, indptr, indices, data, s, residual, picks, work, co
     return moved
 
 
-def _first_at_least(cumulative: np.ndarray, u: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Within each unit, the offset of the first candidate whose cumulative share reaches u."""
-    sizes = np.diff(starts)
-    reached = cumulative >= np.repeat(u, sizes) - 1e-12
-    index = np.arange(len(cumulative))
-    first = np.minimum.reduceat(np.where(reached, index, np.iinfo(np.int64).max), starts[:-1])
-    return np.where(first == np.iinfo(np.int64).max, starts[1:] - 1, first) - starts[:-1]
+def _first_at_least(cumulative: np.ndarray, u: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """For each unit, the offset (from ``low``) of the first of its candidates ``low`` … ``high``−1 whose
+    cumulative share (within its pool) reaches u; its last candidate where none does."""
+    out = np.empty(len(u), dtype=np.int64)
+    for g, (a, b, v) in enumerate(zip(low, high, u)):
+        out[g] = min(int(np.searchsorted(cumulative[a:b], v - 1e-12, side="left")), b - a - 1)
+    return out

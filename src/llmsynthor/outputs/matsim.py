@@ -11,7 +11,8 @@ its projection); the zone id is kept as the activity's ``zone`` attribute, so th
 into the same trips (:func:`read_plans`). Times are written ``HH:MM:SS`` after midnight;
 :func:`read_plans` gives them back as seconds.
 
-Written with the standard library's XML writer (every text escaped); ``tests/test_matsim.py`` reads
+Written person by person with the standard library's XML writer (every text escaped; the whole tree is
+never held, so 10⁶ trips write in constant memory); ``tests/test_matsim.py`` reads
 the file back with MATSim's own Python reader (``matsim-tools``) as well as with :func:`read_plans`.
 """
 
@@ -62,18 +63,20 @@ def write_plans(path: Path, trips: pd.DataFrame, zones: Zones, *, person: str = 
     seconds = day[depart].to_numpy(dtype=float) * UNITS[unit]
     labels = [str(modes.get(m, m)) for m in day[mode]] if modes else day[mode].astype(str).tolist()
     who, kinds = day[person].to_numpy(), day[purpose].astype(str).to_numpy()
-    root = ET.Element("population")
     starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
-    for begin, end in zip(starts, np.r_[starts[1:], len(day)]):
-        plan = ET.SubElement(ET.SubElement(root, "person", id=str(who[begin])), "plan", selected="yes")
-        _activity(plan, first_activity, zones.ids[o_rows[begin]], x[o_rows[begin]], y[o_rows[begin]], seconds[begin])
-        for k in range(begin, end):
-            ET.SubElement(plan, "leg", mode=labels[k], dep_time=_clock(seconds[k]))
-            _activity(plan, kinds[k], zones.ids[d_rows[k]], x[d_rows[k]], y[d_rows[k]], seconds[k + 1] if k + 1 < end else None)
-    ET.indent(root)
     path = Path(path)
-    path.write_text('<?xml version="1.0" encoding="utf-8"?>\n' + DOCTYPE + "\n" + ET.tostring(root, encoding="unicode") + "\n",
-                    encoding="utf-8")
+    with path.open("w", encoding="utf-8") as out:  # person by person: the whole tree is never held
+        out.write('<?xml version="1.0" encoding="utf-8"?>\n' + DOCTYPE + "\n" + ("<population>" if len(starts) else "<population />"))
+        for begin, end in zip(starts, np.r_[starts[1:], len(day)]):
+            person = ET.Element("person", id=str(who[begin]))
+            plan = ET.SubElement(person, "plan", selected="yes")
+            _activity(plan, first_activity, zones.ids[o_rows[begin]], x[o_rows[begin]], y[o_rows[begin]], seconds[begin])
+            for k in range(begin, end):
+                ET.SubElement(plan, "leg", mode=labels[k], dep_time=_clock(seconds[k]))
+                _activity(plan, kinds[k], zones.ids[d_rows[k]], x[d_rows[k]], y[d_rows[k]], seconds[k + 1] if k + 1 < end else None)
+            ET.indent(person, level=1)  # as ET.indent of the whole population would indent it
+            out.write("\n  " + ET.tostring(person, encoding="unicode"))
+        out.write("\n</population>\n" if len(starts) else "\n")
     return path
 
 

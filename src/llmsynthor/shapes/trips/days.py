@@ -60,6 +60,10 @@ class Factors:
     def none(cls, persons: int, purposes: int, modes: int) -> Factors:
         return cls(np.ones((persons, purposes)), np.ones((persons, modes)), np.ones((len(LENGTH_WORDS), modes)))
 
+    def of_persons(self, rows: np.ndarray) -> Factors:
+        """The factors of persons ``rows`` only, in that order."""
+        return Factors(self.purpose[rows], self.mode_by_person[rows], self.mode_by_length)
+
 
 @dataclass(frozen=True)
 class Guide:
@@ -277,9 +281,9 @@ def _attraction(zones: Zones, purposes: list[str], destinations: np.ndarray | No
     return out + 1e-3 * out.sum(axis=1, keepdims=True) / len(zones)  # every zone reachable, if barely
 
 
-def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: np.random.Generator, per_person: int,
+def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: np.random.Generator, per_person: int | np.ndarray,
                    guide: Guide | None = None) -> Linked:
-    """``per_person`` days for every person, in person order (a person's days are contiguous);
+    """``per_person`` days (one number, or one per person) for every person, in person order (a person's days are contiguous);
     ``guide`` steers the draws towards what the tables still want."""
     s, zones = spec.trips, inputs.zones
     purposes, modes = s.purposes, s.modes

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,9 @@ from .spec import TRIPS_PER_PERSON, TripsSpec
 PILOT = 4  # days per person drawn from the tables alone, for the lengths the model's bands are weighed against
 BALANCE_SWEEPS = 100  # each round's balancing guides the next; 200 sweeps measured no better after the rounds
 ROUNDS = 3  # rounds of candidates guided by what the last fit missed, after the first
-KEEP = 1e-3  # a person's days kept into the next round: those with at least this share of its weight, and the chosen one
+POOL_FROM = 8  # persons alike share a pool of candidate days from this many on (:func:`alike_persons`)
+SHARED = 2  # a pool of persons alike has the candidate days of this many of them: the work stops growing with persons
+KEEP = 1e-3  # a pool's days kept into the next round: those with at least this share of its weight, and the chosen ones
 
 
 @dataclass
@@ -94,41 +96,45 @@ class TripSynthesizer:
             seconds[stage] = round(now - clock, 3)
             clock = now
 
+        members, alike = alike_persons(spec, inputs)  # many persons alike share one pool of candidate days
+        kinds = replace(inputs, persons=inputs.persons.iloc[alike].reset_index(drop=True))
+        counts = np.bincount(members, minlength=len(alike))
         self.progress("prior", 0, 1)
-        lengths = pilot_lengths(spec, inputs)
+        lengths = pilot_lengths(spec, kinds)
         lap("pilot days")
         prior = trip_prior(spec, inputs, self.llm, lengths, on_call=usage.add_scoring)
+        factors = prior.factors.of_persons(alike)
         lap("prior (LLM)")
         self.progress("prior", 1, 1)
         tables = inputs.tables
         wanted, _ = cell_targets(tables)
         sizes = [t.region.size for t in tables]
         offsets = np.cumsum([0] + sizes)
-        persons = len(inputs.persons)
+        shared = np.minimum(counts, SHARED)  # a pool of k persons alike has min(k, SHARED) persons' candidates
         best = pool = balance = choice = who = None
         rounds = []
         emphasis = np.ones(len(tables))  # each table's weight is multiplied by it: the worst-met tables count more next round
         for r in range(ROUNDS + 1):
             self.progress("candidate days", r, ROUNDS + 1)
             if pool is None:
-                pool = candidate_days(spec, inputs, prior.factors, rng, spec.candidates)
+                pool = candidate_days(spec, kinds, factors, rng, spec.candidates * shared)
             else:
                 achieved = [balance.achieved[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
                 guide = Guide.from_fit(list(tables), achieved)
-                fresh = candidate_days(spec, inputs, prior.factors, rng, max(2, spec.candidates // 2), guide=guide)
+                fresh = candidate_days(spec, kinds, factors, rng, max(2, spec.candidates // 2) * shared, guide=guide)
                 kept = _kept(balance.weights, choice.picks, who)
                 pool = merge_days(take_days(pool, kept), fresh)
             lap(f"candidate days {r}")
             matrix = incidence(tables, pool)
-            who = pool.frames[PERSONS.name]["who"].to_numpy()
-            own = sp.csr_matrix((np.ones(len(who)), (np.arange(len(who)), who)), shape=(len(who), persons))
-            initial = 1.0 / np.bincount(who, minlength=persons)[who]
-            balance = list_balance(sp.hstack([matrix, own]).tocsr(), np.r_[wanted, np.ones(persons)], initial,
+            who = pool.frames[PERSONS.name]["who"].to_numpy()  # the pool: a row of kinds
+            own = sp.csr_matrix((np.ones(len(who)), (np.arange(len(who)), who)), shape=(len(who), len(alike)))
+            initial = counts[who] / np.bincount(who, minlength=len(alike))[who]
+            balance = list_balance(sp.hstack([matrix, own]).tocsr(), np.r_[wanted, counts], initial,
                                    max_iterations=BALANCE_SWEEPS)
             lap(f"balancing {r}")
             starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
             scale = cell_targets(tables, emphasis)[1]
-            choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng)
+            choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng, members=members)
             lap(f"choice {r}")
             fit = [tvd(choice.achieved[a:b], t.region.ravel()) for t, a, b in zip(tables, offsets[:-1], offsets[1:])]
             rounds.append({"candidate_days": len(pool), "error_fractional": round(float(scale @ np.abs(balance.achieved[:len(wanted)] - wanted)), 6),
@@ -140,6 +146,7 @@ class TripSynthesizer:
         self.progress("candidate days", ROUNDS + 1, ROUNDS + 1)
         pool, balance, choice, _, emphasis, kept = best
         frames = repeat_candidates(pool, choice.picks)
+        frames[PERSONS.name]["who"] = np.arange(len(members))  # the picks are the persons' days, in their order
         polished = self._polish(frames[TRIPS.name], rng, emphasis)
         lap("polish")
         fit = {t.name: round(tvd(cell_counts(frames[t.level], t)[0].ravel(), t.region.ravel()), 6) for t in tables}
@@ -208,9 +215,22 @@ def pilot_lengths(spec: TripsSpec, inputs: TripInputs) -> np.ndarray:
     return candidate_days(spec, inputs, alone, np.random.default_rng([spec.seed, 1]), PILOT).frames[TRIPS.name]["km"].to_numpy()
 
 
+def alike_persons(spec: TripsSpec, inputs: TripInputs, pool_from: int = POOL_FROM) -> tuple[np.ndarray, np.ndarray]:
+    """Persons alike — the same home zone and the same value of every variable the tables or the prior
+    know of them — share one pool of candidate days when there are at least ``pool_from`` of them
+    (fewer keep days of their own: on the example, pools of two or three alike met the tables worse);
+    (each person's pool, each pool's first person). Pools are numbered in the order of their first
+    person, so that where every person has days of their own the pools are the persons."""
+    keys = [inputs.persons["home_row"].to_numpy(), *(inputs.persons[v].to_numpy() for v in spec.traveller_variables)]
+    kind, _ = pd.factorize(pd.MultiIndex.from_arrays(keys))
+    own = np.bincount(kind)[kind] < pool_from
+    members, _ = pd.factorize(np.where(own, -1 - np.arange(len(kind)), kind))
+    return members.astype(np.int64), np.unique(members, return_index=True)[1]
+
+
 def _kept(weights: np.ndarray, picks: np.ndarray, who: np.ndarray) -> np.ndarray:
     """The days worth keeping into the next round: each person's chosen day and those with at least
-    :data:`KEEP` of the person's weight (ascending rows)."""
+    :data:`KEEP` of its pool's weight (ascending rows)."""
     total = np.bincount(who, weights=weights)
     keep = weights >= KEEP * total[who]
     keep[picks] = True
