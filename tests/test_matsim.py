@@ -52,3 +52,34 @@ def test_a_zone_without_centroid_or_unknown_is_named(tmp_path):
         write_plans(tmp_path / "p.xml", TRIPS, Zones(ZONES.ids))
     with pytest.raises(SpecError, match="e.g. '7'"):
         write_plans(tmp_path / "p.xml", TRIPS.replace({"939": "7"}), ZONES)
+
+
+def test_the_text_is_what_elementtree_writes_of_the_same_plans_odd_characters_and_all(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    zones = Zones(np.array(['a<1>&"x"', "2\t\n"]), lon=np.array([-122.39, -122.4]), lat=np.array([37.79, 37.8]))
+    trips = pd.DataFrame({"person_id": ['p"1&', 'p"1&', "<p2>"], "origin": ['a<1>&"x"', "2\t\n", "2\t\n"],
+                          "destination": ["2\t\n", 'a<1>&"x"', 'a<1>&"x"'], "depart": [7.25, 17.5, 9],
+                          "mode": ['walk "fast"\r', "car", "a&b"], "purpose": ["work <main>", "home", "shop\t&\nstop"]})
+    text = write_plans(tmp_path / "plans.xml", trips, zones).read_text(encoding="utf-8")
+    root = ET.Element("population")  # the same plans built as a tree, in the order the writer takes the days
+    for who, day in trips.sort_values(["person_id", "depart"], kind="stable").groupby("person_id", sort=False):
+        plan = ET.SubElement(ET.SubElement(root, "person", id=who), "plan", selected="yes")
+        rows = day.to_dict("records")
+        for k, trip in enumerate([None, *rows]):
+            zone = rows[0]["origin"] if trip is None else trip["destination"]
+            row = int(np.flatnonzero(zones.ids == zone)[0])
+            end = rows[k]["depart"] if k < len(rows) else None
+            if trip is not None:
+                ET.SubElement(plan, "leg", mode=trip["mode"], dep_time=_hms(trip["depart"]))
+            act = ET.SubElement(plan, "activity", type="home" if trip is None else trip["purpose"], x=repr(float(zones.lon[row])),
+                                y=repr(float(zones.lat[row])), **({"end_time": _hms(end)} if end is not None else {}))
+            ET.SubElement(ET.SubElement(act, "attributes"), "attribute", name="zone", **{"class": "java.lang.String"}).text = zone
+    ET.indent(root)
+    assert text.split("\n", 2)[2] == ET.tostring(root, encoding="unicode") + "\n"
+    assert read_plans(tmp_path / "plans.xml")["purpose"].tolist() == ["shop\t&\nstop", "work <main>", "home"]  # <p2> first
+
+
+def _hms(hours: float) -> str:
+    seconds = int(round(hours * 3600))
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

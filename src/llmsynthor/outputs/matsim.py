@@ -11,8 +11,8 @@ its projection); the zone id is kept as the activity's ``zone`` attribute, so th
 into the same trips (:func:`read_plans`). Times are written ``HH:MM:SS`` after midnight;
 :func:`read_plans` gives them back as seconds.
 
-Written person by person with the standard library's XML writer (every text escaped; the whole tree is
-never held, so 10⁶ trips write in constant memory); ``tests/test_matsim.py`` reads
+Written person by person as text, escaped as the standard library's XML writer escapes it (the whole
+tree is never held, so 10⁶ trips write in constant memory); ``tests/test_matsim.py`` reads
 the file back with MATSim's own Python reader (``matsim-tools``) as well as with :func:`read_plans`.
 """
 
@@ -64,27 +64,42 @@ def write_plans(path: Path, trips: pd.DataFrame, zones: Zones, *, person: str = 
     labels = [str(modes.get(m, m)) for m in day[mode]] if modes else day[mode].astype(str).tolist()
     who, kinds = day[person].to_numpy(), day[purpose].astype(str).to_numpy()
     starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+    ids = np.asarray([_text(str(z)) for z in zones.ids], dtype=object)
+    places = np.asarray([f'x="{float(a)!r}" y="{float(b)!r}"' for a, b in zip(x, y)], dtype=object)
+    labels = [_attribute(m) for m in labels]
+    kinds = [_attribute(k) for k in kinds]
+    clock = [_clock(t) for t in seconds]
+    first = _attribute(first_activity)
     path = Path(path)
-    with path.open("w", encoding="utf-8") as out:  # person by person: the whole tree is never held
+    with path.open("w", encoding="utf-8") as out:  # person by person, as text: the whole tree is never held
         out.write('<?xml version="1.0" encoding="utf-8"?>\n' + DOCTYPE + "\n" + ("<population>" if len(starts) else "<population />"))
         for begin, end in zip(starts, np.r_[starts[1:], len(day)]):
-            person = ET.Element("person", id=str(who[begin]))
-            plan = ET.SubElement(person, "plan", selected="yes")
-            _activity(plan, first_activity, zones.ids[o_rows[begin]], x[o_rows[begin]], y[o_rows[begin]], seconds[begin])
+            lines = [f'\n  <person id="{_attribute(str(who[begin]))}">\n    <plan selected="yes">',
+                     _activity(first, ids[o_rows[begin]], places[o_rows[begin]], clock[begin])]
             for k in range(begin, end):
-                ET.SubElement(plan, "leg", mode=labels[k], dep_time=_clock(seconds[k]))
-                _activity(plan, kinds[k], zones.ids[d_rows[k]], x[d_rows[k]], y[d_rows[k]], seconds[k + 1] if k + 1 < end else None)
-            ET.indent(person, level=1)  # as ET.indent of the whole population would indent it
-            out.write("\n  " + ET.tostring(person, encoding="unicode"))
+                lines.append(f'      <leg mode="{labels[k]}" dep_time="{clock[k]}" />')
+                lines.append(_activity(kinds[k], ids[d_rows[k]], places[d_rows[k]], clock[k + 1] if k + 1 < end else None))
+            lines.append("    </plan>\n  </person>")
+            out.write("\n".join(lines))
         out.write("\n</population>\n" if len(starts) else "\n")
     return path
 
 
-def _activity(plan: ET.Element, kind: str, zone: str, x: float, y: float, end: float | None) -> None:
-    act = ET.SubElement(plan, "activity", type=kind, x=repr(float(x)), y=repr(float(y)),
-                        **({"end_time": _clock(end)} if end is not None else {}))
-    attribute = ET.SubElement(ET.SubElement(act, "attributes"), "attribute", name="zone", **{"class": "java.lang.String"})
-    attribute.text = str(zone)
+def _activity(kind: str, zone: str, place: str, end: str | None) -> str:
+    """An activity as ElementTree, indented, would write it (``kind``, ``zone`` already escaped)."""
+    ending = f' end_time="{end}"' if end is not None else ""
+    return (f'      <activity type="{kind}" {place}{ending}>\n        <attributes>\n'
+            f'          <attribute name="zone" class="java.lang.String">{zone}</attribute>\n        </attributes>\n      </activity>')
+
+
+def _text(value: str) -> str:
+    """Text escaped as ElementTree escapes it."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _attribute(value: str) -> str:
+    """An attribute's value escaped as ElementTree escapes it."""
+    return (_text(value).replace('"', "&quot;").replace("\r", "&#13;").replace("\n", "&#10;").replace("\t", "&#09;"))
 
 
 def read_plans(path: Path) -> pd.DataFrame:

@@ -10,7 +10,8 @@ construction, list balancing, and one day chosen for every person.
 4. **balancing** — weights over every person's days meeting the tables of trips and of persons,
    each person's weights summing to one (:func:`llmsynthor.fitting.balance.list_balance`);
 5. **choice** — one day per person: the weights rounded one person at a time, then exchanged while
-   that lowers the tables' error (:func:`llmsynthor.fitting.choice.choose_one`);
+   that lowers the tables' error (:func:`llmsynthor.fitting.choice.choose_one`), :data:`ROUND_PASSES`
+   passes in each round and to convergence in the round kept;
 6. **guided rounds** — :data:`ROUNDS` times, half as many new days per person drawn towards what
    the tables still want (:class:`~llmsynthor.shapes.trips.days.Guide`), added to the days that
    carry weight, balanced and chosen again, each table's weight in the choice multiplied by an
@@ -48,6 +49,7 @@ from .prior import TripPrior, trip_prior
 from .spec import TRIPS_PER_PERSON, TripsSpec
 
 PILOT = 4  # days per person drawn from the tables alone, for the lengths the model's bands are weighed against
+ROUND_PASSES = 4  # the choice's exchange passes in each round; the kept round's choice then goes on to convergence
 BALANCE_SWEEPS = 100  # each round's balancing guides the next; 200 sweeps measured no better after the rounds
 ROUNDS = 3  # rounds of candidates guided by what the last fit missed, after the first
 POOL_FROM = 8  # persons alike share a pool of candidate days from this many on (:func:`alike_persons`)
@@ -134,17 +136,20 @@ class TripSynthesizer:
             lap(f"balancing {r}")
             starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
             scale = cell_targets(tables, emphasis)[1]
-            choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng, members=members)
+            choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng, members=members, passes=ROUND_PASSES)
             lap(f"choice {r}")
             fit = [tvd(choice.achieved[a:b], t.region.ravel()) for t, a, b in zip(tables, offsets[:-1], offsets[1:])]
             rounds.append({"candidate_days": len(pool), "error_fractional": round(float(scale @ np.abs(balance.achieved[:len(wanted)] - wanted)), 6),
                            "error_rounded": round(choice.first_error, 6), "error_chosen": round(choice.error, 6),
                            "tvd_max": round(max(fit), 6), "emphasis": [round(float(e), 4) for e in emphasis]})
             if best is None or max(fit) < best[3]:
-                best = (pool, balance, choice, max(fit), emphasis, r)
+                best = (pool, balance, choice, max(fit), emphasis, r, matrix, starts, scale)
             emphasis = reweighed(emphasis, np.asarray(fit))
         self.progress("candidate days", ROUNDS + 1, ROUNDS + 1)
-        pool, balance, choice, _, emphasis, kept = best
+        pool, balance, choice, _, emphasis, kept, matrix, starts, scale = best
+        more = choose_one(matrix, starts, wanted, balance.weights, scale, rng, members=members, start=choice.picks)
+        choice = replace(more, first_error=choice.first_error, passes=choice.passes + more.passes, moves=choice.moves + more.moves)
+        lap("choice, the kept round's passes")
         frames = repeat_candidates(pool, choice.picks)
         frames[PERSONS.name]["who"] = np.arange(len(members))  # the picks are the persons' days, in their order
         polished = self._polish(frames[TRIPS.name], rng, emphasis)
