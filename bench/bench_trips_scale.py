@@ -9,7 +9,8 @@ by jobs × exp(−0.1·km), departures increasing, a mode per tour — and the t
 publish of them, as the example has: OD district × period (40 × 40 × 4), origin zone and destination
 zone (2,000 each), hour × purpose, mode × purpose, trips per person by type.
 
-Each size runs ``llmsynthor run SPEC --llm none --no-cache`` in a fresh process: the whole non-LLM
+Each size runs ``llmsynthor run SPEC --llm none --no-cache`` in a fresh process (started from one of
+its own, whose children's max RSS is the run's peak memory): the whole non-LLM
 work (reading, candidates, balancing, choice, polish, chains, writing linked CSVs and MATSim plans;
 the LLM's questions do not grow with the persons, :mod:`llmsynthor.shapes.trips.prior`). Printed per
 size: wall seconds, the stages' seconds from the manifest, peak memory (max RSS of the run), the worst
@@ -138,9 +139,17 @@ def write_case(folder: Path, n_trips: int, candidates: int) -> Path:
 
 
 def one_size(n_trips: int, candidates: int) -> dict:
+    """One size, run from a process of its own (so that the peak memory of its run is its own)."""
+    done = subprocess.run([sys.executable, __file__, "--one", str(n_trips), "--candidates", str(candidates)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(done.stdout[-2000:] + done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_size(n_trips: int, candidates: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec = write_case(Path(tmp) / "case", n_trips, candidates)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
         done = subprocess.run([str(Path(sys.executable).with_name("llmsynthor")), "run", str(spec), "--llm", "none", "--no-cache",
                                "--out", str(Path(tmp) / "out")], capture_output=True, text=True)
@@ -155,7 +164,7 @@ def one_size(n_trips: int, candidates: int) -> dict:
              "balancing": sum(v for k, v in seconds.items() if k.startswith("balancing")),
              "choice": sum(v for k, v in seconds.items() if k.startswith("choice")), "polish": seconds.get("polish", 0.0)}
     return {"trips": manifest["trips"], "persons": manifest["persons"], "wall_s": round(wall, 1), **{k: round(v, 1) for k, v in stage.items()},
-            "peak_mb": round(max(peak, before) / 1024), "worst_tvd": round(max(fit.values()), 4),
+            "peak_mb": round(peak / 1024), "worst_tvd": round(max(fit.values()), 4),
             "mean_tvd": round(float(np.mean(list(fit.values()))), 4)}
 
 
@@ -163,7 +172,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trips", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--candidates", type=int, default=32, help="candidate days per person in the first round (the example's 32)")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, run from this process (one_size's subprocess)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_size(args.one, args.candidates)))
+        return
     rows = []
     for n in args.trips:
         rows.append(one_size(n, args.candidates))
