@@ -182,19 +182,21 @@ def test_evaluate_names_a_missing_column(done, tmp_path):
     assert "trips.csv" in result.output and "'trip_mode'" in result.output and "Traceback" not in result.output
 
 
-def test_persons_alike_share_a_pool_of_days_and_persons_apart_do_not(tmp_path):
+def test_persons_alike_share_a_pool_of_days_only_beyond_the_budget(tmp_path):
     from llmsynthor.shapes.trips.inputs import read_inputs
     from llmsynthor.shapes.trips.spec import load
-    from llmsynthor.shapes.trips.synthesizer import POOL_FROM, alike_persons
+    from llmsynthor.shapes.trips.synthesizer import alike_persons
 
-    spec = load(write_case(tmp_path / "case"))
+    spec = load(write_case(tmp_path / "case"))  # 20 persons, 8 candidate days each
     inputs = read_inputs(spec)
-    members, first = alike_persons(spec, inputs, pool_from=2)
+    members, first, shared = alike_persons(spec, inputs)  # 160 days fit: every person's days are their own
+    assert members.tolist() == first.tolist() == list(range(20)) and shared.tolist() == [1] * 20
     keys = list(zip(HOMES, TYPES))
+    members, first, shared = alike_persons(spec, inputs, budget=8)  # even one day each is over: s = 1
     for a in range(20):
         for b in range(20):
             assert (members[a] == members[b]) == (keys[a] == keys[b]), (a, b)  # one home zone and type: one pool
     assert members[first].tolist() == list(range(len(first))) and np.all(np.diff(first) > 0)  # numbered as first met
-    assert max(keys.count(k) for k in keys) < POOL_FROM
-    members, first = alike_persons(spec, inputs)  # fewer alike than POOL_FROM: every person's days are their own
-    assert members.tolist() == list(range(20)) and first.tolist() == list(range(20))
+    assert shared.tolist() == [1] * len(first)
+    sizes = pd.Series(keys).value_counts()
+    assert sizes.max() == 2 and len(first) == len(sizes)
