@@ -5,6 +5,11 @@ the numpy code they replace did, so that compiling a loop changes its speed, nev
 ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), then the rest one by one; more than that, the
 two halves (the first a multiple of 8 long) apart, then added. :func:`pairwise_sum` does the same;
 ``np.add.reduceat`` takes each segment's first number and adds the rest summed so (:func:`segment_sum`).
+
+The compiled functions are cached next to their modules (``__pycache__/*.nbi``, ``*.nbc``). Numba's
+cache does not follow calls across files: a caller's cached code keeps the version of these functions
+it was compiled with. After changing this module, delete the cached code of its callers
+(``find src -name '*.nb[ic]' -delete``); an installed package's files all change together.
 """
 
 from __future__ import annotations

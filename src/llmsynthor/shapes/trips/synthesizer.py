@@ -52,7 +52,7 @@ PILOT = 4  # days per person drawn from the tables alone, for the lengths the mo
 ROUND_PASSES = 4  # the choice's exchange passes in each round; the kept round's choice then goes on to convergence
 BALANCE_SWEEPS = 100  # each round's balancing guides the next; 200 sweeps measured no better after the rounds
 ROUNDS = 3  # rounds of candidates guided by what the last fit missed, after the first
-BUDGET = 1_000_000  # candidate days in the first round at most, where persons alike can share them (:func:`alike_persons`)
+BUDGET = 500_000  # candidate days in the first round at most, where persons alike can share them (:func:`alike_persons`)
 KEEP = 1e-3  # a pool's days kept into the next round: those with at least this share of its weight, and the chosen ones
 
 
