@@ -70,7 +70,7 @@ def choose_one(incidence, starts: np.ndarray, targets, weights, scale, rng: np.r
     """A candidate for each unit among the rows of its pool in ``incidence`` ([candidate, cell]): pool k
     is rows ``starts[k]`` … ``starts[k+1]−1`` (``starts`` has one more entry than there are pools and
     ends at the number of candidates); ``members`` gives each unit's pool (None: one unit a pool, in
-    order). Units sharing a pool are alike (persons of one home zone and kind): each may take any of
+    order). Units sharing a pool are alike (e.g. persons of one home zone and kind): each may take any of
     its candidates, as often as units pick it. ``weights`` (≥ 0; uniform within a pool where they are
     all 0) are each pool's shares over its candidates (scaled to its units: only the shares count);
     ``scale`` weighs each cell's absolute error; a cell whose target is NaN is not counted.

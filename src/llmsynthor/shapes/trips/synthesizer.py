@@ -6,7 +6,8 @@ construction, list balancing, and one day chosen for every person.
 2. **prior** — the model's lifts over what it can know, checked and tempered
    (:mod:`llmsynthor.shapes.trips.prior`): questions asked once for the region, however many
    persons there are;
-3. **candidates** — ``spec.candidates`` days per person (:mod:`llmsynthor.shapes.trips.days`);
+3. **candidates** — ``spec.candidates`` days per person (:mod:`llmsynthor.shapes.trips.days`); in a
+   region too large for that (:data:`BUDGET`), persons alike share a pool (:func:`alike_persons`);
 4. **balancing** — weights over every person's days meeting the tables of trips and of persons,
    each person's weights summing to one (:func:`llmsynthor.fitting.balance.list_balance`);
 5. **choice** — one day per person: the weights rounded one person at a time, then exchanged while
