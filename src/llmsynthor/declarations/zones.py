@@ -16,9 +16,11 @@ stays small. Knows frames and files, not LLMs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,14 +87,18 @@ class Zones:
     def km(self, origin: np.ndarray, destination: np.ndarray) -> np.ndarray:
         """Kilometres between zone rows ``origin[i]`` and ``destination[i]`` (great circle between
         centroids; within a zone half the side of a square of its area, else 0)."""
+        origin, destination = np.asarray(origin, dtype=np.int64), np.asarray(destination, dtype=np.int64)
+        out = np.empty(np.broadcast_shapes(origin.shape, destination.shape))
+        _legs_km(*np.broadcast_arrays(origin, destination), *self.places(), out)
+        return out
+
+    def places(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The centroids' longitudes and latitudes in radians and the distance within each zone (half the
+        side of a square of its area, else 0): what :func:`leg_km` takes."""
         if self.lon is None or self.lat is None:
             raise SpecError(Problem("zones", "no centroids: distances need the zone table's 'lon' and 'lat' columns"))
-        origin, destination = np.asarray(origin), np.asarray(destination)
-        lon1, lat1, lon2, lat2 = (np.radians(a) for a in (self.lon[origin], self.lat[origin], self.lon[destination], self.lat[destination]))
-        a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-        km = 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-        within = 0.5 * np.sqrt(self.km2[origin]) if self.km2 is not None else np.zeros(len(origin))
-        return np.where(origin == destination, within, km)
+        within = 0.5 * np.sqrt(self.km2) if self.km2 is not None else np.zeros(len(self))
+        return np.radians(self.lon).astype(float), np.radians(self.lat).astype(float), np.asarray(within, dtype=float)
 
     def nearest(self, k: int) -> sparse.csr_array:
         """[zone, zone]: the distance (km) from each zone to its ``k`` nearest (itself included),
@@ -114,6 +120,24 @@ class Zones:
         where = f" in district {self.district[row]}" if self.district is not None else ""
         facts = [f"{int(v[row]):,} {what}" for v, what in ((self.jobs, "jobs"), (self.households, "households")) if v is not None]
         return kind + where + (f" with {' and '.join(facts)}" if facts else "")
+
+
+@numba.njit(cache=True)
+def leg_km(o: int, d: int, lon: np.ndarray, lat: np.ndarray, within: np.ndarray) -> float:
+    """Kilometres from zone row o to d, given :meth:`Zones.places` (great circle between centroids): the
+    one formula, for :meth:`Zones.km` and for compiled loops (after changing it, delete its callers'
+    cached code: :mod:`llmsynthor.fitting.sums` says why)."""
+    if o == d:
+        return within[o]
+    a = math.sin((lat[d] - lat[o]) / 2) ** 2 + math.cos(lat[o]) * math.cos(lat[d]) * math.sin((lon[d] - lon[o]) / 2) ** 2
+    return 2 * EARTH_KM * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
+
+
+@numba.njit(cache=True)
+def _legs_km(origin, destination, lon, lat, within, out) -> None:
+    flat_o, flat_d, flat_out = origin.ravel(), destination.ravel(), out.reshape(-1)
+    for i in range(flat_out.size):
+        flat_out[i] = leg_km(flat_o[i], flat_d[i], lon, lat, within)
 
 
 def read_zones(spec: ZoneTableSpec, base_dir: Path, source: str) -> Zones:

@@ -20,13 +20,12 @@ replaced did (:mod:`llmsynthor.fitting.sums`); knows nothing of models.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from ...declarations.zones import EARTH_KM, Zones
+from ...declarations.zones import Zones, leg_km
 from ...fitting.choice import cell_targets, reweighed
 from ...fitting.sums import pairwise_sum
 from .days import CellParts, Coder
@@ -77,7 +76,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     chosen_km = zones.km(origin, destination)
     reach = np.zeros(len(origin))
     reach[stops] = 1.5 * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + 1.0  # fixed once: moves cannot creep
-    where = _Where.of(zones)
+    lon, lat, within = zones.places()
     moves = done = 0
     table_of = np.repeat(np.arange(len(tables)), sizes)
     totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
@@ -93,7 +92,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
         done += 1
         moved = _move_stops(rng.permutation(stops), codes.offset, codes.origin, codes.destination, codes.hour, codes.purpose,
                             codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, neighbours, reach,
-                            where.lon, where.lat, where.within)
+                            lon, lat, within)
         moved += _move_hours(rng.permutation(len(depart)), codes.offset, codes.origin, codes.destination, codes.hour, codes.purpose,
                              codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, same_before, same_after,
                              hours[0], hours[1])
@@ -110,31 +109,6 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             scale = given_scale * staged[table_of]
     worst_after, destination, origin, depart, residual = kept
     return Polished(destination, origin, depart, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after)
-
-
-@dataclass(frozen=True)
-class _Where:
-    """The zones' centroids in radians and their within-zone distances, for :func:`_km` (as :meth:`Zones.km`)."""
-
-    lon: np.ndarray
-    lat: np.ndarray
-    within: np.ndarray
-
-    @classmethod
-    def of(cls, zones: Zones) -> _Where:
-        if zones.lon is None or zones.lat is None:
-            zones.km(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))  # its SpecError: no centroids
-        within = 0.5 * np.sqrt(zones.km2) if zones.km2 is not None else np.zeros(len(zones))
-        return cls(np.radians(zones.lon).astype(float), np.radians(zones.lat).astype(float), within.astype(float))
-
-
-@numba.njit(cache=True)
-def _km(o: int, d: int, lon, lat, within) -> float:
-    """Kilometres between zone rows o and d, as :meth:`Zones.km` gives them."""
-    if o == d:
-        return within[o]
-    a = math.sin((lat[d] - lat[o]) / 2) ** 2 + math.cos(lat[o]) * math.cos(lat[d]) * math.sin((lon[d] - lon[o]) / 2) ** 2
-    return 2 * EARTH_KM * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
 
 
 @numba.njit(cache=True)
@@ -175,7 +149,7 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
                 r = residual[both[c]] + repeat
                 gains[c] = scale[both[c]] * (abs(r + 1) - abs(r))
             cost[q] = pairwise_sum(gains, 0, 2 * tables)
-            if _km(origin[i], option, lon, lat, within) > reach[i] or _km(option, destination[j], lon, lat, within) > reach[i]:
+            if leg_km(origin[i], option, lon, lat, within) > reach[i] or leg_km(option, destination[j], lon, lat, within) > reach[i]:
                 cost[q] = np.inf
         best = int(np.argmin(cost))
         if np.isfinite(cost[best]) and (here < 0 or cost[best] < cost[here] - 1e-12):
