@@ -200,3 +200,18 @@ def test_persons_alike_share_a_pool_of_days_only_beyond_the_budget(tmp_path):
     assert shared.tolist() == [1] * len(first)
     sizes = pd.Series(keys).value_counts()
     assert sizes.max() == 2 and len(first) == len(sizes)
+
+
+def test_the_work_stops_once_every_table_is_within_its_tolerance(tmp_path, done):
+    spec = spec_dict()
+    spec["tolerance_tvd"] = 1.0  # every table is met by the first round's choice
+    spec["targets"][0]["tolerance_tvd"] = 0.99  # a table's own tolerance comes first
+    folder, result = run(tmp_path, spec=spec)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["met_early"] is True and len(manifest["rounds"]) == 1 and manifest["best_round"] == 0
+    assert manifest["polish"] is None and "polish" not in manifest["seconds"]
+    assert manifest["tolerance_tvd"] == {"OD by period": 0.99, "origin": 1.0, "mode x purpose": 1.0, "trips per person": 1.0}
+    assert "every table within tolerance after round 0's choice" in result.output
+    given = json.loads((done[0] / "manifest.json").read_text())  # the default .01 is not met by 20 persons: every round, the polish
+    assert given["met_early"] is False and len(given["rounds"]) == 4 and given["polish"] is not None
+    assert set(given["tolerance_tvd"].values()) == {0.01} and any(v > 0.01 for v in given["fit_tvd"].values())

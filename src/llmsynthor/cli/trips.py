@@ -81,9 +81,12 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
     table = Table(title=f"{len(result.persons):,} persons, {len(result.trips):,} trips → {folder}", show_edge=False)
     table.add_column("target table")
     table.add_column("TVD", justify="right")
-    for name, value in result.fit.items():
-        table.add_row(escape(name), f"{value:.4f}")
+    table.add_column("tolerance", justify="right")
+    for (name, value), tolerance in zip(result.fit.items(), inputs.tolerance):
+        table.add_row(escape(name), f"{value:.4f}", f"{tolerance:g}" + ("" if value <= tolerance else " [yellow]over[/yellow]"))
     out.print(table)
+    if result.met_early:
+        out.print(f"every table within tolerance after round {result.best_round}'s choice: no further rounds, passes or polish")
     check = result.prior.check
     prior = (f"the model's lifts at strength {check.strength:g} ({escape(check.reason)})" if check is not None
              else escape("; ".join(result.prior.notes)))

@@ -37,6 +37,7 @@ class TripInputs:
     tables: tuple[LevelTable, ...]
     trips: float  # how many trips the tables of trips count
     households: pd.DataFrame | None = None  # the households file as read (strings), when the spec gives one
+    tolerance: tuple[float, ...] = ()  # each table's TVD tolerance, in the tables' order (empty: none given, nothing is met early)
 
     def of_level(self, level: str) -> list[LevelTable]:
         return [t for t in self.tables if t.level == level]
@@ -150,7 +151,8 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     tables, trips = _scaled(read, len(persons), problems)
     if problems:
         raise SpecError(problems)
-    return TripInputs(zones, persons, schema, tables, trips, households)
+    tolerance = tuple(float(table.tolerance_tvd or spec.tolerance_tvd) for table, *_ in read)
+    return TripInputs(zones, persons, schema, tables, trips, households, tolerance)
 
 
 def _check_hours(spec: TripsSpec, table, axes, dense, where: str, problems: list[Problem]) -> None:

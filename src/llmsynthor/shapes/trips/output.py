@@ -139,6 +139,10 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
                           "mode per tour); nothing was repaired or left out"},
         "balancing": {"sweeps": result.balance.iterations, "converged": bool(result.balance.converged),
                       "max_relative_error": round(result.balance.max_error, 6)},
+        "tolerance_tvd": dict(zip((t.name for t in inputs.tables), inputs.tolerance)),
+        "met_early": result.met_early,
+        "met_early_is": "every table was within its tolerance after the kept round's choice: the rounds after it, the choice's "
+                        "further passes and the polish were not run",
         "rounds": result.rounds,
         "best_round": result.best_round,
         "best_is": "the round whose worst-met table is met best (tvd_max); each round weighs the tables by its emphasis, which "

@@ -173,6 +173,9 @@ class TripsSpec(SpecFile):
     trips: TripSettings = Field(description="the trips' purposes and modes, and the shape of a day (trips.* below)")
     targets: list[TableSpec] = Field(min_length=1, description="tables of trips or of persons (see above: the variables a table may name)")
     candidates: int = Field(default=24, ge=2, le=500, description="candidate days drawn per person; the tables choose among them")
+    tolerance_tvd: float = Field(default=0.01, gt=0, le=1, description="met when every table's TVD is at most this (a table's own "
+                                 "targets[].tolerance_tvd first): the work towards the tables stops once it holds; lower it for a "
+                                 "closer fit in more time")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="the model: as in a flat spec (llmsynthor spec-format, 'llm')")
     scenarios: list[Scenario] = Field(default_factory=list, description="what-ifs run beside the baseline, each an event's "
                                       "visits added to the baseline's days (scenarios.* below); `run --scenario TEXT` adds one")

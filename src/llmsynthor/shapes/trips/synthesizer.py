@@ -22,6 +22,11 @@ construction, list balancing, and one day chosen for every person.
    lowers the error, in stages that weigh the tables still worst met more
    (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
 
+The work towards the tables stops as soon as every table is within its tolerance
+(``tolerance_tvd``, :attr:`TripInputs.tolerance`): a round whose choice meets them all is kept
+without further rounds, further passes of its choice or the polish (a large region's tables are
+met after the first round, where the rest would cost minutes and move the fit by thousandths).
+
 The LLM is reached only through the scorer protocol (by way of ``prior.copula``).
 """
 
@@ -74,6 +79,7 @@ class TripResult:
     rounds: list[dict] = field(default_factory=list)
     polish: Polished | None = None
     best_round: int | None = None  # the round kept (the one whose worst-met table was met best)
+    met_early: bool = False  # every table was within tolerance after the kept round's choice: the work after it was not done
 
 
 class TripSynthesizer:
@@ -114,6 +120,7 @@ class TripSynthesizer:
         offsets = np.cumsum([0] + sizes)
         best = pool = balance = choice = who = None
         rounds = []
+        tolerance = np.asarray(inputs.tolerance) if inputs.tolerance else None
         emphasis = np.ones(len(tables))  # each table's weight is multiplied by it: the worst-met tables count more next round
         for r in range(ROUNDS + 1):
             self.progress("candidate days", r, ROUNDS + 1)
@@ -143,22 +150,27 @@ class TripSynthesizer:
                            "tvd_max": round(max(fit), 6), "emphasis": [round(float(e), 4) for e in emphasis]})
             if best is None or max(fit) < best[3]:
                 best = (pool, balance, choice, max(fit), emphasis, r, matrix, starts, scale)
+            met = tolerance is not None and bool(np.all(np.asarray(fit) <= tolerance))
+            if met:
+                break
             emphasis = reweighed(emphasis, np.asarray(fit))
         self.progress("candidate days", ROUNDS + 1, ROUNDS + 1)
         pool, balance, choice, _, emphasis, kept, matrix, starts, scale = best
-        more = choose_one(matrix, starts, wanted, balance.weights, scale, rng, members=members, start=choice.picks)
-        choice = replace(more, first_error=choice.first_error, passes=choice.passes + more.passes, moves=choice.moves + more.moves)
-        lap("choice, the kept round's passes")
+        if not met:
+            more = choose_one(matrix, starts, wanted, balance.weights, scale, rng, members=members, start=choice.picks)
+            choice = replace(more, first_error=choice.first_error, passes=choice.passes + more.passes, moves=choice.moves + more.moves)
+            lap("choice, the kept round's passes")
         frames = repeat_candidates(pool, choice.picks)
         frames[PERSONS.name]["who"] = np.arange(len(members))  # the picks are the persons' days, in their order
-        polished = self._polish(frames[TRIPS.name], rng, emphasis)
-        lap("polish")
+        polished = None if met else self._polish(frames[TRIPS.name], rng, emphasis)
+        if not met:
+            lap("polish")
         fit = {t.name: round(tvd(cell_counts(frames[t.level], t)[0].ravel(), t.region.ravel()), 6) for t in tables}
         out_persons, out_trips = self._output(frames)
         chains = chains_of(spec, out_persons, out_trips)
         lap("output")
         return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished,
-                          best_round=kept)
+                          best_round=kept, met_early=met)
 
     def _polish(self, trips: pd.DataFrame, rng: np.random.Generator, emphasis: np.ndarray) -> Polished | None:
         """Stops moved to nearby zones, and trips to other hours between their day's neighbours, where that
