@@ -9,6 +9,7 @@ import pytest
 
 from llmsynthor.core.errors import SpecError
 from llmsynthor.declarations.zones import Zones
+from llmsynthor.outputs import matsim
 from llmsynthor.outputs.matsim import read_plans, write_plans
 
 ZONES = Zones(np.array(["1", "2", "939"]), lon=np.array([-122.39, -122.40, -122.24]), lat=np.array([37.79, 37.79, 37.81]))
@@ -54,13 +55,18 @@ def test_a_zone_without_centroid_or_unknown_is_named(tmp_path):
         write_plans(tmp_path / "p.xml", TRIPS.replace({"939": "7"}), ZONES)
 
 
-def test_the_text_is_what_elementtree_writes_of_the_same_plans_odd_characters_and_all(tmp_path):
+@pytest.mark.parametrize("chunk", [1, 2, 20_000])  # persons written at a time: every person its own chunk, a chunk ending mid-way, one
+def test_the_text_is_what_elementtree_writes_of_the_same_plans_odd_characters_and_all(tmp_path, monkeypatch, chunk):
     import xml.etree.ElementTree as ET
 
+    monkeypatch.setattr(matsim, "CHUNK", chunk)
     zones = Zones(np.array(['a<1>&"x"', "2\t\n"]), lon=np.array([-122.39, -122.4]), lat=np.array([37.79, 37.8]))
-    trips = pd.DataFrame({"person_id": ['p"1&', 'p"1&', "<p2>"], "origin": ['a<1>&"x"', "2\t\n", "2\t\n"],
-                          "destination": ["2\t\n", 'a<1>&"x"', 'a<1>&"x"'], "depart": [7.25, 17.5, 9],
-                          "mode": ['walk "fast"\r', "car", "a&b"], "purpose": ["work <main>", "home", "shop\t&\nstop"]})
+    trips = pd.DataFrame({"person_id": ['p"1&', 'p"1&', "<p2>", "p3", "p3", "p3"],
+                          "origin": ['a<1>&"x"', "2\t\n", "2\t\n", "2\t\n", 'a<1>&"x"', 'a<1>&"x"'],
+                          "destination": ["2\t\n", 'a<1>&"x"', 'a<1>&"x"', 'a<1>&"x"', 'a<1>&"x"', "2\t\n"],
+                          "depart": [7.25, 17.5, 9, 6.0001, 12.5, 20],
+                          "mode": ['walk "fast"\r', "car", "a&b", "car", "car", "car"],
+                          "purpose": ["work <main>", "home", "shop\t&\nstop", "work", "eat", "home"]})
     text = write_plans(tmp_path / "plans.xml", trips, zones).read_text(encoding="utf-8")
     root = ET.Element("population")  # the same plans built as a tree, in the order the writer takes the days
     for who, day in trips.sort_values(["person_id", "depart"], kind="stable").groupby("person_id", sort=False):
@@ -77,7 +83,7 @@ def test_the_text_is_what_elementtree_writes_of_the_same_plans_odd_characters_an
             ET.SubElement(ET.SubElement(act, "attributes"), "attribute", name="zone", **{"class": "java.lang.String"}).text = zone
     ET.indent(root)
     assert text.split("\n", 2)[2] == ET.tostring(root, encoding="unicode") + "\n"
-    assert read_plans(tmp_path / "plans.xml")["purpose"].tolist() == ["shop\t&\nstop", "work <main>", "home"]  # <p2> first
+    assert read_plans(tmp_path / "plans.xml")["purpose"].tolist() == ["shop\t&\nstop", "work <main>", "home", "work", "eat", "home"]  # <p2> first
 
 
 def _hms(hours: float) -> str:

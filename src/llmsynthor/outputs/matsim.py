@@ -60,36 +60,48 @@ def write_plans(path: Path, trips: pd.DataFrame, zones: Zones, *, person: str = 
     x, y = zones.lon, zones.lat
     if x is None or y is None:
         raise SpecError(Problem("zones", "no centroids: MATSim activities need the zone table's 'lon' and 'lat' columns"))
-    seconds = day[depart].to_numpy(dtype=float) * UNITS[unit]
-    labels = [str(modes.get(m, m)) for m in day[mode]] if modes else day[mode].astype(str).tolist()
-    who, kinds = day[person].to_numpy(), day[purpose].astype(str).to_numpy()
+    seconds = np.rint(day[depart].to_numpy(dtype=float) * UNITS[unit]).astype(np.int64)  # half to even, as round()
+    labels = day[mode].map(lambda m: modes.get(m, m)) if modes else day[mode]
+    who = day[person].to_numpy()
     starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
-    ids = np.asarray([_text(str(z)) for z in zones.ids], dtype=object)
+    ids = [_text(str(z)) for z in zones.ids]
     places = np.asarray([f'x="{float(a)!r}" y="{float(b)!r}"' for a, b in zip(x, y)], dtype=object)
-    labels = [_attribute(m) for m in labels]
-    kinds = [_attribute(k) for k in kinds]
-    clock = [_clock(t) for t in seconds]
-    first = _attribute(first_activity)
+    closing = np.asarray([_CLOSING.format(zone=z) for z in ids], dtype=object)  # an activity's end, naming its zone
+    labels, kinds = _formed(labels.astype(str), _attribute), _formed(day[purpose].astype(str), _attribute)
+    clock, first = _formed(seconds, _clock), _attribute(first_activity)
+    bounds = np.r_[starts, len(day)]
     path = Path(path)
-    with path.open("w", encoding="utf-8") as out:  # person by person, as text: the whole tree is never held
+    with path.open("w", encoding="utf-8") as out:  # CHUNK persons at a time, as text: the whole tree is never held
         out.write('<?xml version="1.0" encoding="utf-8"?>\n' + DOCTYPE + "\n" + ("<population>" if len(starts) else "<population />"))
-        for begin, end in zip(starts, np.r_[starts[1:], len(day)]):
-            lines = [f'\n  <person id="{_attribute(str(who[begin]))}">\n    <plan selected="yes">',
-                     _activity(first, ids[o_rows[begin]], places[o_rows[begin]], clock[begin])]
-            for k in range(begin, end):
-                lines.append(f'      <leg mode="{labels[k]}" dep_time="{clock[k]}" />')
-                lines.append(_activity(kinds[k], ids[d_rows[k]], places[d_rows[k]], clock[k + 1] if k + 1 < end else None))
-            lines.append("    </plan>\n  </person>")
-            out.write("\n".join(lines))
+        for a in range(0, len(starts), CHUNK):
+            b = min(a + CHUNK, len(starts))
+            lo, hi = bounds[a], bounds[b]
+            heads, ends = starts[a:b] - lo, bounds[a + 1:b + 1] - lo - 1  # each person's first and last trip, in the chunk
+            ending = np.full(hi - lo, "", dtype=object)  # an activity ends when the next trip departs; the day's last never
+            more = np.ones(hi - lo, dtype=bool)
+            more[ends] = False
+            ending[more] = ' end_time="' + clock[lo + 1 + np.flatnonzero(more)] + '"'
+            d, o = d_rows[lo:hi], o_rows[lo:hi][heads]
+            text = ('\n      <leg mode="' + labels[lo:hi] + '" dep_time="' + clock[lo:hi] + '" />\n      <activity type="'
+                    + kinds[lo:hi] + '" ' + places[d] + ending + closing[d])  # a trip: its leg, then the activity it reaches
+            people = np.asarray([_attribute(str(v)) for v in who[starts[a:b]]], dtype=object)
+            text[heads] = ('\n  <person id="' + people + '">\n    <plan selected="yes">\n      <activity type="' + first + '" '
+                           + places[o] + ' end_time="' + clock[lo:hi][heads] + '"' + closing[o] + text[heads])
+            text[ends] = text[ends] + "\n    </plan>\n  </person>"
+            out.write("".join(text))
         out.write("\n</population>\n" if len(starts) else "\n")
     return path
 
 
-def _activity(kind: str, zone: str, place: str, end: str | None) -> str:
-    """An activity as ElementTree, indented, would write it (``kind``, ``zone`` already escaped)."""
-    ending = f' end_time="{end}"' if end is not None else ""
-    return (f'      <activity type="{kind}" {place}{ending}>\n        <attributes>\n'
-            f'          <attribute name="zone" class="java.lang.String">{zone}</attribute>\n        </attributes>\n      </activity>')
+CHUNK = 20_000  # persons written at a time
+_CLOSING = ('>\n        <attributes>\n          <attribute name="zone" class="java.lang.String">{zone}</attribute>\n'
+            '        </attributes>\n      </activity>')  # as ElementTree, indented, writes an activity's end (zone escaped)
+
+
+def _formed(values, form) -> np.ndarray:
+    """``form`` of each of ``values`` as an object array, each distinct value formed once."""
+    codes, distinct = pd.factorize(np.asarray(values))
+    return np.asarray([form(v) for v in distinct], dtype=object)[codes]
 
 
 def _text(value: str) -> str:
