@@ -148,9 +148,9 @@ class TripSynthesizer:
             rounds.append({"candidate_days": len(pool), "error_fractional": round(float(scale @ np.abs(balance.achieved[:len(wanted)] - wanted)), 6),
                            "error_rounded": round(choice.first_error, 6), "error_chosen": round(choice.error, 6),
                            "tvd_max": round(max(fit), 6), "emphasis": [round(float(e), 4) for e in emphasis]})
-            if best is None or max(fit) < best[3]:
-                best = (pool, balance, choice, max(fit), emphasis, r, matrix, starts, scale)
             met = tolerance is not None and bool(np.all(np.asarray(fit) <= tolerance))
+            if best is None or met or max(fit) < best[3]:  # a round meeting every table's own tolerance is kept as it is
+                best = (pool, balance, choice, max(fit), emphasis, r, matrix, starts, scale)
             if met:
                 break
             emphasis = reweighed(emphasis, np.asarray(fit))
