@@ -222,7 +222,18 @@ def score(truth: pd.DataFrame, synthetic: pd.DataFrame, weights: np.ndarray | No
     return {"target TVD mean": float(np.mean(on)), "target TVD max": float(np.max(on)), "held-out JSD mean": float(np.mean(held)),
             "trip length JSD": jsd(*compare(counts(synthetic, ["km_bin"], weights), counts(truth, ["km_bin"]))),
             "departure hour × purpose JSD": jsd(*compare(counts(synthetic, ["depart", "purpose"], weights), counts(truth, ["depart", "purpose"]))),
-            "TAZ OD CPC": cpc(*od), "TAZ OD cosine": cosine(*od)}
+            "TAZ OD CPC": cpc(*od), "TAZ OD cosine": cosine(*od), **by_origin_district(truth, synthetic, weights)}
+
+
+def by_origin_district(truth: pd.DataFrame, synthetic: pd.DataFrame, weights: np.ndarray | None = None) -> dict[str, float]:
+    """The OD × period table origin district by origin district (each normalized within it, as
+    ``llmsynthor.shapes.trips.evaluation.by_district`` scores a run): the worst district's TVD and how many exceed .01."""
+    columns = TARGETS["OD district × period"]
+    a, b = counts(synthetic, columns, weights), counts(truth, columns)
+    x, y = compare(a, b)
+    origin = a.index.union(b.index).get_level_values(0)
+    per = np.array([tvd(x[origin == d], y[origin == d]) for d in origin.unique()])
+    return {"OD × period by origin district: worst TVD": float(per.max()), "districts over .01": int((per > 0.01).sum())}
 
 
 # -- methods -----------------------------------------------------------------------------------------

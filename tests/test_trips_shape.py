@@ -145,6 +145,7 @@ def test_evaluate_scores_a_folder_on_the_targets_and_against_a_reference(done, t
     figures = json.loads((tmp_path / "e.json").read_text())
     for name, tvd in manifest["fit_tvd"].items():  # the same TVDs as the run measured on what it wrote
         assert figures["targets"][name]["tvd"] == pytest.approx(tvd, abs=1e-6)
+        assert figures["targets"][name]["by_district"] == manifest["fit_by_district"].get(name)  # None: a table naming no zone
     assert figures["chains"]["valid"] == figures["chains"]["persons_with_trips"] > 0
     held = figures["reference"]["held_out_jsd"]
     assert "purpose × length" in held and "purpose × mode" not in held  # a target crosses mode × purpose
@@ -215,3 +216,29 @@ def test_the_work_stops_once_every_table_is_within_its_tolerance(tmp_path, done)
     given = json.loads((done[0] / "manifest.json").read_text())  # the default .01 is not met by 20 persons: every round, the polish
     assert given["met_early"] is False and len(given["rounds"]) == 4 and given["polish"] is not None
     assert set(given["tolerance_tvd"].values()) == {0.01} and any(v > 0.01 for v in given["fit_tvd"].values())
+
+
+def test_a_table_is_scored_district_by_district_on_its_origin_side_else_its_destination(tmp_path, done):
+    from llmsynthor.shapes.trips.evaluation import by_district
+    from llmsynthor.shapes.trips.inputs import read_inputs
+    from llmsynthor.shapes.trips.spec import load
+
+    inputs = read_inputs(load(write_case(tmp_path / "case")))
+    tables = {t.name: t for t in inputs.tables}
+    origin = tables["origin"]  # zones 1-6, districts as the zone table gives them
+    district = inputs.zones.district.astype(str)[inputs.zones.rows(origin.axes[0].labels)]
+    assert by_district(origin, origin.region.copy(), inputs.zones, 0.01)["tvd_max"] == 0  # met exactly: every district too
+    first = district[0]
+    counts = origin.region.copy()
+    counts[0] += 4  # more trips from the first zone: its district is missed, the others are not
+    fit = by_district(origin, counts, inputs.zones, 0.01)
+    inside = origin.region[district == first]
+    moved = counts[district == first]
+    expected = 0.5 * np.abs(moved / moved.sum() - inside / inside.sum()).sum()
+    assert fit["side"] == "origin" and fit["districts"] == len(set(district)) and fit["worst_district"] == first
+    assert fit["tvd_max"] == pytest.approx(expected, abs=1e-6) and fit["over_tolerance"] == (1 if expected > 0.01 else 0)
+    assert by_district(tables["mode x purpose"], tables["mode x purpose"].region, inputs.zones, 0.01) is None  # names no zone
+    assert by_district(tables["trips per person"], tables["trips per person"].region, inputs.zones, 0.01) is None  # counts persons
+    manifest = json.loads((done[0] / "manifest.json").read_text())  # the run reports it for its tables naming zones or districts
+    assert set(manifest["fit_by_district"]) == {"OD by period", "origin"}
+    assert manifest["fit_by_district"]["OD by period"]["side"] == "origin"

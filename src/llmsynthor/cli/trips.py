@@ -82,8 +82,11 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
     table.add_column("target table")
     table.add_column("TVD", justify="right")
     table.add_column("tolerance", justify="right")
+    table.add_column("worst district", justify="right")
     for (name, value), tolerance in zip(result.fit.items(), inputs.tolerance):
-        table.add_row(escape(name), f"{value:.4f}", f"{tolerance:g}" + ("" if value <= tolerance else " [yellow]over[/yellow]"))
+        d = result.by_district.get(name)
+        table.add_row(escape(name), f"{value:.4f}", f"{tolerance:g}" + ("" if value <= tolerance else " [yellow]over[/yellow]"),
+                      district_cell(d))
     out.print(table)
     if result.met_early:
         out.print(f"every table within tolerance after round {result.best_round}'s choice: no further rounds, passes or polish")
@@ -176,10 +179,11 @@ def evaluate(folder: Path, spec_path: Path, reference: Path | None, json_path: P
     truth = read_folder(reference, "reference") if reference is not None else None
     result = evaluate_trips(spec, inputs, persons, trips, truth)
     table = Table(title=f"{folder}: {result['persons']:,} persons, {result['trips']:,} trips", show_edge=False)
-    for column in ("target table", "counts", "TVD", "JS distance", "outside its cells"):
+    for column in ("target table", "counts", "TVD", "JS distance", "outside its cells", "worst district"):
         table.add_column(column, justify="left" if column in ("target table", "counts") else "right")
     for name, figures in result["targets"].items():
-        table.add_row(escape(name), figures["counts"], f"{figures['tvd']:.4f}", f"{figures['jsd']:.4f}", f"{figures['outside_the_cells']:,}")
+        table.add_row(escape(name), figures["counts"], f"{figures['tvd']:.4f}", f"{figures['jsd']:.4f}", f"{figures['outside_the_cells']:,}",
+                      district_cell(figures["by_district"]))
     out.print(table)
     chains = result["chains"]
     broken = ", ".join(f"{reason} {n}" for reason, n in chains["broken"].items() if n) or "none broken"
@@ -192,6 +196,12 @@ def evaluate(folder: Path, spec_path: Path, reference: Path | None, json_path: P
     if json_path is not None:
         write_json(result, json_path, "the evaluation")
         out.print(f"every figure → {json_path}")
+
+
+def district_cell(fit: dict | None) -> str:
+    """A table's fit district by district (:func:`~llmsynthor.shapes.trips.evaluation.by_district`) in a cell:
+    the worst district, its TVD, how many districts exceed the tolerance."""
+    return "" if fit is None else f"{escape(fit['worst_district'])} {fit['tvd_max']:.4f} · {fit['over_tolerance']} of {fit['districts']} over"
 
 
 def report(folder: Path, spec_path: Path, reference: Path | None, manifest_path: Path | None, html_path: Path | None,

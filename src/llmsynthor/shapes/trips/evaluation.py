@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 
 from ...core.errors import Problem, SpecError
+from ...core.levels import LevelTable
 from ...core.metrics import cosine, cpc, jsd, tvd
 from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck, check_days
+from ...declarations.zones import Zones
 from ...outputs.files import find_level_paths
 from .days import LENGTH_WORDS, length_band
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
@@ -36,6 +38,37 @@ def chains_of(spec: TripsSpec, persons: pd.DataFrame, trips: pd.DataFrame) -> Ch
     return check_days(trips.assign(tour_mode=first_mode), order=["tour_id", "trip_id"],
                       home=persons.set_index("person_id")["home_zone"], tour="tour_id", mode="trip_mode",
                       tour_mode="tour_mode", car_modes=tuple(spec.trips.car_modes), other_modes=others)
+
+
+SIDES = (("origin_district", "origin"), ("origin", "origin"), ("destination_district", "destination"),
+         ("destination", "destination"))  # a table's district side: where its trips leave from, else where they go
+
+
+def by_district(table: LevelTable, counts: np.ndarray, zones: Zones, tolerance: float) -> dict | None:
+    """A table of trips naming a zone or district, met district by district: for each district, the TVD
+    of the table's cells whose origin (else destination) lies in it, ``counts`` against the targets,
+    each side normalized within the district — how the worst-met district fares, how many exceed
+    ``tolerance``, and the trips-weighted mean. None for a table naming no zone or district, or without
+    districts in the zone table."""
+    if zones.district is None or table.level != TRIPS.name:
+        return None
+    found = next(((v, side) for v, side in SIDES if v in table.variables), None)
+    if found is None:
+        return None
+    variable, side = found
+    k = table.variables.index(variable)
+    labels = np.asarray(table.axes[k].labels, dtype=str)
+    district = labels if variable.endswith("_district") else zones.district.astype(str)[zones.rows(labels)]
+    names, group = np.unique(district, return_inverse=True)
+    got, want = np.moveaxis(counts, k, 0), np.moveaxis(table.region, k, 0)
+    tvds, trips = np.zeros(len(names)), np.zeros(len(names))
+    for g in range(len(names)):  # a district with trips on one side only is missed entirely: TVD 1
+        a, b = got[group == g].ravel(), want[group == g].ravel()
+        tvds[g], trips[g] = (tvd(a, b) if a.sum() > 0 and b.sum() > 0 else float(a.sum() != b.sum())), b.sum()
+    worst = int(np.argmax(tvds))
+    return {"side": side, "districts": len(names), "tvd_max": round(float(tvds[worst]), 6), "worst_district": str(names[worst]),
+            "over_tolerance": int((tvds > tolerance).sum()),
+            "tvd_mean": round(float(tvds @ trips / max(trips.sum(), 1e-12)), 6)}
 
 
 def read_folder(folder: Path, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -94,11 +127,12 @@ def evaluate_trips(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, t
     coded = coded_trips(inputs, trips)
     joined = with_trip_counts(persons, trips)
     targets = {}
-    for table in inputs.tables:
+    for table, tolerance in zip(inputs.tables, inputs.tolerance or [np.inf] * len(inputs.tables)):
         frame = coded if table.level == TRIPS.name else joined
         counts, outside = cell_counts(frame, table)
         targets[table.name] = {"counts": table.level, "tvd": tvd(counts.ravel(), table.region.ravel()),
-                               "jsd": jsd(counts.ravel(), table.region.ravel()), "outside_the_cells": int(outside)}
+                               "jsd": jsd(counts.ravel(), table.region.ravel()), "outside_the_cells": int(outside),
+                               "by_district": by_district(table, counts, inputs.zones, tolerance)}
     check = chains_of(spec, persons, trips)
     out = {"persons": len(persons), "trips": len(trips), "targets": targets,
            "chains": {"persons_with_trips": int(len(check.persons)), "valid": int(check.valid.sum()), "broken": check.counts},

@@ -133,6 +133,10 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "candidate_days": result.candidates, "candidate_days_per_person_first_round": spec.candidates,
         "fit_tvd": result.fit,
         "fit_is": "each table's TVD over the written trips and persons (after the polish)",
+        "fit_by_district": result.by_district,
+        "fit_by_district_is": "each table of trips naming a zone or district, district by district: the TVD of its cells whose "
+                              "origin (else destination) lies in the district, normalized within it; the worst district, how many "
+                              "exceed the table's tolerance, the trips-weighted mean",
         "chains": {"persons_with_trips": int(len(chains.persons)), "valid": int(chains.valid.sum()), "broken": chains.counts,
                    "repaired": 0, "left_out": 0,
                    "how": "every candidate day is a chain by construction (tours from home, departures never going back, one "

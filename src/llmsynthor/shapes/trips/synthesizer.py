@@ -48,7 +48,7 @@ from ...fitting.balance import BalanceResult, list_balance
 from ...fitting.choice import UnitChoice, cell_targets, choose_one, reweighed
 from ...prior.requesting import LLMUsage
 from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
-from .evaluation import chains_of
+from .evaluation import by_district, chains_of
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .polish import Polished, polish_stops
 from .prior import TripPrior, trip_prior
@@ -80,6 +80,7 @@ class TripResult:
     polish: Polished | None = None
     best_round: int | None = None  # the round kept (the one whose worst-met table was met best)
     met_early: bool = False  # every table was within tolerance after the kept round's choice: the work after it was not done
+    by_district: dict[str, dict] = field(default_factory=dict)  # table -> its fit district by district (tables of trips naming zones)
 
 
 class TripSynthesizer:
@@ -165,12 +166,14 @@ class TripSynthesizer:
         polished = None if met else self._polish(frames[TRIPS.name], rng, emphasis)
         if not met:
             lap("polish")
-        fit = {t.name: round(tvd(cell_counts(frames[t.level], t)[0].ravel(), t.region.ravel()), 6) for t in tables}
+        counts = {t.name: cell_counts(frames[t.level], t)[0] for t in tables}
+        fit = {t.name: round(tvd(counts[t.name].ravel(), t.region.ravel()), 6) for t in tables}
+        districts = {t.name: by_district(t, counts[t.name], inputs.zones, tol) for t, tol in zip(tables, inputs.tolerance or [np.inf] * len(tables))}
         out_persons, out_trips = self._output(frames)
         chains = chains_of(spec, out_persons, out_trips)
         lap("output")
         return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished,
-                          best_round=kept, met_early=met)
+                          best_round=kept, met_early=met, by_district={k: v for k, v in districts.items() if v is not None})
 
     def _polish(self, trips: pd.DataFrame, rng: np.random.Generator, emphasis: np.ndarray) -> Polished | None:
         """Stops moved to nearby zones, and trips to other hours between their day's neighbours, where that
