@@ -17,9 +17,9 @@ import pandas as pd
 from ...core.errors import Problem, SpecError
 from ...core.levels import LevelTable
 from ...core.metrics import cosine, cpc, jsd, tvd
+from ...declarations.zones import Zones
 from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck, check_days
-from ...declarations.zones import Zones
 from ...outputs.files import find_level_paths
 from .days import LENGTH_WORDS, length_band
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
