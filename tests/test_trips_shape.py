@@ -219,6 +219,8 @@ def test_the_work_stops_once_every_table_is_within_its_tolerance(tmp_path, done)
 
 
 def test_a_table_is_scored_district_by_district_on_its_origin_side_else_its_destination(tmp_path, done):
+    from dataclasses import replace
+
     from llmsynthor.shapes.trips.evaluation import by_district
     from llmsynthor.shapes.trips.inputs import read_inputs
     from llmsynthor.shapes.trips.spec import load
@@ -237,6 +239,8 @@ def test_a_table_is_scored_district_by_district_on_its_origin_side_else_its_dest
     expected = 0.5 * np.abs(moved / moved.sum() - inside / inside.sum()).sum()
     assert fit["side"] == "origin" and fit["districts"] == len(set(district)) and fit["worst_district"] == first
     assert fit["tvd_max"] == pytest.approx(expected, abs=1e-6) and fit["over_tolerance"] == (1 if expected > 0.01 else 0)
+    arriving = replace(origin, axes=(replace(origin.axes[0], variable="destination"),))  # the same counts, of trips' destinations
+    assert by_district(arriving, counts, inputs.zones, 0.01) == {**fit, "side": "destination"}
     assert by_district(tables["mode x purpose"], tables["mode x purpose"].region, inputs.zones, 0.01) is None  # names no zone
     assert by_district(tables["trips per person"], tables["trips per person"].region, inputs.zones, 0.01) is None  # counts persons
     manifest = json.loads((done[0] / "manifest.json").read_text())  # the run reports it for its tables naming zones or districts
