@@ -120,3 +120,27 @@ def test_a_household_variable_no_table_names_is_asked_but_never_applied(tmp_path
     tabled = load(with_households(tmp_path / "tabled"))
     inputs = read_inputs(tabled)
     assert not any("no table names" in note for note in trip_prior(tabled, inputs, KnowingFakeLLM({}), pilot_lengths(tabled, inputs)).notes)
+
+
+def test_the_model_is_asked_about_activities_and_modes_in_the_specs_words(tmp_path):
+    """trips.words: the prior's questions name an activity or a mode in the words given for it (the names the
+    tables use are not shown), and the lifts map back by position; two names in the same words are refused."""
+    from fakes import KnowingFakeLLM
+    from pydantic import ValidationError
+
+    from llmsynthor.shapes.trips.prior import trip_prior
+    from llmsynthor.shapes.trips.spec import TripSettings
+    from llmsynthor.shapes.trips.synthesizer import pilot_lengths
+
+    raw = spec_dict()
+    raw["trips"]["words"] = {"shopping": "buying groceries", "transit": "riding the bus"}
+    spec = load(write_case(tmp_path / "case", spec=raw))
+    inputs = read_inputs(spec)
+    llm = KnowingFakeLLM({})
+    made = trip_prior(spec, inputs, llm, pilot_lengths(spec, inputs))
+    asked = " ".join(question + " " + " ".join(options) for question, options in llm.scorings)
+    assert "buying groceries" in asked and "riding the bus" in asked
+    assert "shopping" not in asked and "transit" not in asked
+    assert made.factors.purpose.shape == (len(inputs.persons), len(spec.trips.purposes))  # in the spec's order
+    with pytest.raises(ValidationError, match=r"'errands'\] twice"):
+        TripSettings(purposes=["home", "shopping", "maintenance"], modes=["walk"], words={"shopping": "errands", "maintenance": "errands"})

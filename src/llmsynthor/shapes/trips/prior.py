@@ -57,11 +57,14 @@ class TripPrior:
 
 
 def word_targets(spec: TripsSpec, inputs: TripInputs, lengths_km: np.ndarray) -> Targets:
-    """The one-way shares (and the activity × mode table, when given) over the variables the model is asked about."""
+    """The one-way shares (and the activity × mode table, when given) over the variables the model is asked
+    about — activities and modes in the words ``trips.words`` gives for them (the lifts keep the
+    spec's order, so they map back by position)."""
     s = spec.trips
+    purposes, modes = ([s.words.get(v, v) for v in values] for values in (s.purposes, s.modes))  # as the model is asked: trips.words
     variables = {name: var for name, var in spec.traveller_variables.items()}
-    variables["purpose"] = CategoricalVariable(values=s.purposes, description="the activity at the trip's destination")
-    variables["mode"] = CategoricalVariable(values=s.modes, description="how the trip is made")
+    variables["purpose"] = CategoricalVariable(values=purposes, description="the activity at the trip's destination")
+    variables["mode"] = CategoricalVariable(values=modes, description="how the trip is made")
     variables[LENGTH] = CategoricalVariable(values=list(LENGTH_WORDS), description="the trip's straight-line length")
     by_hour = shares_over(inputs.of_level(TRIPS.name), ("depart", "purpose"), (list(range(24)), s.purposes))
     if by_hour is not None:  # a second pair to check the model on: when activities begin
@@ -74,15 +77,15 @@ def word_targets(spec: TripsSpec, inputs: TripInputs, lengths_km: np.ndarray) ->
     trip_tables = inputs.of_level(TRIPS.name)
     crossed = shares_over(trip_tables, ("purpose", "mode"), (s.purposes, s.modes))
     if crossed is not None:
-        tables.append(TargetTable("purpose × mode", (Axis("purpose", tuple(s.purposes)), Axis("mode", tuple(s.modes))), crossed))
+        tables.append(TargetTable("purpose × mode", (Axis("purpose", tuple(purposes)), Axis("mode", tuple(modes))), crossed))
     else:
-        for name, values in (("purpose", s.purposes), ("mode", s.modes)):
+        for name, values in (("purpose", purposes), ("mode", modes)):
             shares = shares_over(trip_tables, (name,), (values,))
             tables.append(TargetTable(name, (Axis(name, tuple(values)),), shares if shares is not None else np.ones(len(values))))
     if by_hour is not None:
         periods = np.stack([by_hour[a:b].sum(axis=0) for a, b, _ in PERIODS])
         tables.append(TargetTable("departure × purpose", (Axis(DEPARTURE, tuple(w for *_, w in PERIODS)),
-                                                          Axis("purpose", tuple(s.purposes))), periods))
+                                                          Axis("purpose", tuple(purposes))), periods))
     bands = np.bincount(length_band(lengths_km), minlength=len(LENGTH_WORDS)).astype(float)
     tables.append(TargetTable(LENGTH, (Axis(LENGTH, LENGTH_WORDS),), bands + 1e-9))
     return Targets(n=int(round(inputs.trips)) or 1, tables=tuple(tables), schema=schema)

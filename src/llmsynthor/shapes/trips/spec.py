@@ -97,6 +97,11 @@ class TripSettings(FrozenModel):
         unknown = [w for w in self.words if w not in self.purposes and w not in self.modes]
         if unknown:
             raise ValueError(f"words names {unknown}; expected purposes {self.purposes} or modes {self.modes}")
+        for kind, names in (("purposes", self.purposes), ("modes", self.modes)):
+            said = [self.words.get(n, n) for n in names]
+            twice = sorted({w for w in said if said.count(w) > 1})
+            if twice:
+                raise ValueError(f"words: {kind} would be asked as {said}, {twice} twice; expected each in words of its own")
         for field_, named in (("car_modes", self.car_modes), ("matsim_modes", list(self.matsim_modes))):
             unknown = [m for m in named if m not in self.modes]
             if unknown:
