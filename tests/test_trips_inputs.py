@@ -160,6 +160,18 @@ def test_a_trip_table_naming_a_zone_the_zone_table_lacks(tmp_path):
     assert "origin.csv" in text(error) and "column 'origin'" in text(error) and "'99'" in text(error)
 
 
+def test_a_table_field_a_trips_spec_does_not_read_is_refused_naming_it(tmp_path):
+    spec = spec_dict()
+    spec["targets"][1]["tolerance_jsd"] = 0.02  # met within its TVD tolerance: a JS one would be silently ignored
+    spec["targets"][2]["tolerance"] = 0.05
+    message = text(refused(tmp_path, spec=spec))
+    assert "targets[1] (origin)" in message and "'tolerance_jsd': not read in a trips spec" in message
+    assert "targets[2] (mode x purpose)" in message and "'tolerance': not read" in message
+    spec = spec_dict()
+    spec["targets"][0]["tolerance_tvd"] = 0.02  # read: that table's own tolerance
+    assert read_inputs(load(write_case(tmp_path / "read", spec=spec))).tolerance == (0.02, 0.01, 0.01, 0.01)
+
+
 def test_a_person_whose_home_zone_the_zone_table_lacks(tmp_path):
     error = refused(tmp_path, persons=PERSONS_CSV.replace("105,52,6,", "105,52,99,"))
     message = text(error)

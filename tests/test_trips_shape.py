@@ -246,3 +246,12 @@ def test_a_table_is_scored_district_by_district_on_its_origin_side_else_its_dest
     manifest = json.loads((done[0] / "manifest.json").read_text())  # the run reports it for its tables naming zones or districts
     assert set(manifest["fit_by_district"]) == {"OD by period", "origin"}
     assert manifest["fit_by_district"]["OD by period"]["side"] == "origin"
+
+
+def test_spec_format_lists_the_table_fields_a_trips_spec_reads():
+    result = runner.invoke(app, ["spec-format", "--trips"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split(":")[0].strip() for line in result.output.splitlines() if line.startswith("  ")}
+    assert {"tolerance_tvd", "targets[].tolerance_tvd", "targets[].file", "targets[].weight"} <= lines
+    assert not lines & {"targets[].sum_of", "targets[].mean_of", "targets[].tolerance_jsd", "targets[].tolerance"}
+    assert "synthesis.tolerance_tvd" not in result.output  # a trips spec's tolerance is its own, at the top

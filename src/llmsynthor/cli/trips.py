@@ -251,20 +251,25 @@ def constraints_yaml(found: dict, limit: int, model: str) -> str:
 
 def spec_format() -> str:
     """The trips spec's reference: the module's example, then every field of every section with its description."""
+    from pydantic import BaseModel
+
+    from ..declarations.spec import TableSpec
     from ..declarations.zones import ZoneTableSpec
     from ..shapes.trips import spec as module
+    from ..shapes.trips.inputs import UNREAD_TABLE_FIELDS
 
     lines = [(module.__doc__ or "").split("Knows the declarations only")[0].rstrip(), "", "Every field:"]
     sections = {"": module.TripsSpec, "zones.": ZoneTableSpec, "persons.": module.PersonsFile,
-                "households.": module.HouseholdsFile, "trips.": module.TripSettings, "scenarios[].": module.Scenario,
-                "scenarios[].event.": module.Event}
+                "households.": module.HouseholdsFile, "trips.": module.TripSettings, "targets[].": TableSpec,
+                "scenarios[].": module.Scenario, "scenarios[].event.": module.Event}
     for prefix, model in sections.items():
         for name, field in model.model_fields.items():
-            if name in ("base_dir", "source", "kind") or field.exclude:
+            if name in ("base_dir", "source", "kind") or field.exclude or (prefix == "targets[]." and name in UNREAD_TABLE_FIELDS):
                 continue
             value = None if field.is_required() else field.get_default(call_default_factory=True)
-            default = "" if field.is_required() or hasattr(value, "model_fields") else f" (default: {value!r})"
-            lines.append(f"  {prefix}{name}: {field.description or ''}{default}")
+            default = "" if field.is_required() or isinstance(value, BaseModel) else f" (default: {value!r})"
+            described = (field.description or "").replace("synthesis.tolerance_tvd", "tolerance_tvd")  # a trips spec's own, at the top
+            lines.append(f"  {prefix}{name}: {described}{default}")
     return "\n".join(lines) + "\n"
 
 

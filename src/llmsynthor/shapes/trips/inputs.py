@@ -25,6 +25,7 @@ from .spec import TRIPS_PER_PERSON, TripsSpec
 
 PERSONS, TRIPS = LEVELS = chain(Level("persons", id="person_id"), Level("trips", parent="persons", link="day", id="trip_id"))
 AGREE = 0.01  # tables of one level must agree on its total within 1 %
+UNREAD_TABLE_FIELDS = ("sum_of", "mean_of", "tolerance_jsd", "tolerance")  # fields of a table a trips spec refuses
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,12 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     problems: list[Problem] = []
     read = []
     for i, table in enumerate(spec.targets):
+        unread = [name for name in UNREAD_TABLE_FIELDS if getattr(table, name) is not None]
+        if unread:
+            problems.append(Problem(f"{spec.source}: targets[{i}] ({table.label})", f"{', '.join(map(repr, unread))}: not read in a "
+                                    "trips spec, which takes tables of counts or shares, each met within its tolerance_tvd; leave "
+                                    f"{'it' if len(unread) == 1 else 'them'} out"))
+            continue
         named = [v for v in table.variables if v in ("origin_district", "destination_district")]
         if named and zones.district is None:
             problems.append(Problem(f"{spec.source}: targets[{i}] ({table.label})", f"names {', '.join(named)}, but the zone table "
