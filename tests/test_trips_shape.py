@@ -255,3 +255,26 @@ def test_spec_format_lists_the_table_fields_a_trips_spec_reads():
     assert {"tolerance_tvd", "targets[].tolerance_tvd", "targets[].file", "targets[].weight"} <= lines
     assert not lines & {"targets[].sum_of", "targets[].mean_of", "targets[].tolerance_jsd", "targets[].tolerance"}
     assert "synthesis.tolerance_tvd" not in result.output  # a trips spec's tolerance is its own, at the top
+
+
+def test_a_table_naming_zones_counts_as_the_mean_of_its_districts_errors(tmp_path):
+    """district_scale: the choice's and the polish's error of a table naming zones or districts is the mean
+    over its districts of their L1 error over their own total (each district as much as any other); a
+    table naming none counts as before (its L1 over its total)."""
+    from llmsynthor.fitting.choice import cell_targets
+    from llmsynthor.shapes.trips.districts import district_cells, district_scale
+    from llmsynthor.shapes.trips.inputs import read_inputs
+    from llmsynthor.shapes.trips.spec import load
+
+    inputs = read_inputs(load(write_case(tmp_path / "case")))
+    rng = np.random.default_rng(0)
+    for table in inputs.tables:
+        residual = rng.normal(size=table.region.size)
+        error = (cell_targets([table])[1] * district_scale([table], inputs.zones)) @ np.abs(residual)
+        cells = district_cells(table, inputs.zones)
+        if cells is None:
+            assert error == pytest.approx(table.weight * np.abs(residual).sum() / table.region.sum())
+            continue
+        _, names, group = cells
+        per = [np.abs(residual[group == g]).sum() / table.region.ravel()[group == g].sum() for g in range(len(names))]
+        assert error == pytest.approx(table.weight * np.mean(per)), table.name

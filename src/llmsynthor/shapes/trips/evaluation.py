@@ -22,6 +22,7 @@ from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck, check_days
 from ...outputs.files import find_level_paths
 from .days import LENGTH_WORDS, length_band
+from .districts import district_cells
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
 from .spec import TripsSpec
 
@@ -40,30 +41,20 @@ def chains_of(spec: TripsSpec, persons: pd.DataFrame, trips: pd.DataFrame) -> Ch
                       tour_mode="tour_mode", car_modes=tuple(spec.trips.car_modes), other_modes=others)
 
 
-SIDES = (("origin_district", "origin"), ("origin", "origin"), ("destination_district", "destination"),
-         ("destination", "destination"))  # a table's district side: where its trips leave from, else where they go
-
-
 def by_district(table: LevelTable, counts: np.ndarray, zones: Zones, tolerance: float) -> dict | None:
     """A table of trips naming a zone or district, met district by district: for each district, the TVD
     of the table's cells whose origin (else destination) lies in it, ``counts`` against the targets,
     each side normalized within the district — how the worst-met district fares, how many exceed
     ``tolerance``, and the trips-weighted mean. None for a table naming no zone or district, or without
     districts in the zone table."""
-    if zones.district is None or table.level != TRIPS.name:
+    cells = district_cells(table, zones)
+    if cells is None:
         return None
-    found = next(((v, side) for v, side in SIDES if v in table.variables), None)
-    if found is None:
-        return None
-    variable, side = found
-    k = table.variables.index(variable)
-    labels = np.asarray(table.axes[k].labels, dtype=str)
-    district = labels if variable.endswith("_district") else zones.district.astype(str)[zones.rows(labels)]
-    names, group = np.unique(district, return_inverse=True)
-    got, want = np.moveaxis(counts, k, 0), np.moveaxis(table.region, k, 0)
+    side, names, group = cells
+    got, want = counts.ravel(), table.region.ravel()
     tvds, trips = np.zeros(len(names)), np.zeros(len(names))
     for g in range(len(names)):  # a district with trips on one side only is missed entirely: TVD 1
-        a, b = got[group == g].ravel(), want[group == g].ravel()
+        a, b = got[group == g], want[group == g]
         tvds[g], trips[g] = (tvd(a, b) if a.sum() > 0 and b.sum() > 0 else float(a.sum() != b.sum())), b.sum()
     worst = int(np.argmax(tvds))
     return {"side": side, "districts": len(names), "tvd_max": round(float(tvds[worst]), 6), "worst_district": str(names[worst]),

@@ -1,0 +1,54 @@
+"""A table's cells by district: where a table of trips naming zones or districts is met district by
+district (:func:`~llmsynthor.shapes.trips.evaluation.by_district`), and how the choice and the polish
+weigh its cells so that each district counts as much as any other (:func:`district_scale`).
+
+A table's district side is where its trips leave from (``origin_district``, else ``origin``), else
+where they go (``destination_district``, else ``destination``); a zone's district is the zone
+table's. Knows tables and zones, nothing of the fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...core.levels import LevelTable
+from ...declarations.zones import Zones
+from .inputs import TRIPS
+
+SIDES = (("origin_district", "origin"), ("origin", "origin"), ("destination_district", "destination"),
+         ("destination", "destination"))  # a table's district side: where its trips leave from, else where they go
+
+
+def district_cells(table: LevelTable, zones: Zones) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """A table's district side, its districts' names and each of its cells' district (an index into the
+    names, over the table's cells raveled): its cells by origin district (else destination), for a table
+    of trips naming a zone or district; None otherwise, or without districts in the zone table."""
+    if zones.district is None or table.level != TRIPS.name:
+        return None
+    found = next(((v, side) for v, side in SIDES if v in table.variables), None)
+    if found is None:
+        return None
+    variable, side = found
+    k = table.variables.index(variable)
+    labels = np.asarray(table.axes[k].labels, dtype=str)
+    district = labels if variable.endswith("_district") else zones.district.astype(str)[zones.rows(labels)]
+    names, group = np.unique(district, return_inverse=True)
+    shape = [1] * table.region.ndim
+    shape[k] = -1
+    return side, names, np.broadcast_to(group.reshape(shape), table.region.shape).ravel()
+
+
+def district_scale(tables, zones: Zones) -> np.ndarray:
+    """Over the cells of ``tables`` (raveled, in order): a factor that turns a table's L1 error over its
+    total into the mean over its districts of their L1 errors over their own totals (the table's total
+    over the number of districts times the cell's district's total); 1 for a table with no district side."""
+    out = []
+    for table in tables:
+        cells = district_cells(table, zones)
+        if cells is None:
+            out.append(np.ones(table.region.size))
+            continue
+        _, names, group = cells
+        totals = np.bincount(group, weights=table.region.ravel(), minlength=len(names))
+        out.append(table.region.sum() / (len(names) * np.maximum(totals[group], 1.0)))
+    return np.concatenate(out) if out else np.zeros(0)
