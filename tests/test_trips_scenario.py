@@ -188,6 +188,7 @@ def test_a_run_writes_the_scenario_beside_the_baseline_and_the_report_shows_both
     assert made.exit_code == 0, made.output
     page = html.read_text()
     assert "Scenario fair" in page and "flows between districts" in page and "what the scenario changed" in page
+    assert "worst district" in page and " of 2 over" in page  # the tables naming zones, district by district (D1, D2)
     assert "<script src=" not in page  # plotly.js embedded: the page opens offline
 
 

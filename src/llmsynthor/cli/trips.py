@@ -17,6 +17,7 @@ from rich.table import Table
 from ..core.errors import Problem, SpecError
 from ..declarations.spec import apply_changes
 from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
+from ..shapes.trips.districts import described
 from ..shapes.trips.inputs import read_inputs
 from ..shapes.trips.spec import TripsSpec, load
 from .common import err, out, progress_bars, run_into_folder, say_threads, warn_slow
@@ -86,7 +87,7 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
     for (name, value), tolerance in zip(result.fit.items(), inputs.tolerance):
         d = result.by_district.get(name)
         table.add_row(escape(name), f"{value:.4f}", f"{tolerance:g}" + ("" if value <= tolerance else " [yellow]over[/yellow]"),
-                      district_cell(d))
+                      escape(described(d)))
     out.print(table)
     if result.met_early:
         out.print(f"every table within tolerance after round {result.best_round}'s choice: no further rounds, passes or polish")
@@ -183,7 +184,7 @@ def evaluate(folder: Path, spec_path: Path, reference: Path | None, json_path: P
         table.add_column(column, justify="left" if column in ("target table", "counts") else "right")
     for name, figures in result["targets"].items():
         table.add_row(escape(name), figures["counts"], f"{figures['tvd']:.4f}", f"{figures['jsd']:.4f}", f"{figures['outside_the_cells']:,}",
-                      district_cell(figures["by_district"]))
+                      escape(described(figures["by_district"])))
     out.print(table)
     chains = result["chains"]
     broken = ", ".join(f"{reason} {n}" for reason, n in chains["broken"].items() if n) or "none broken"
@@ -196,12 +197,6 @@ def evaluate(folder: Path, spec_path: Path, reference: Path | None, json_path: P
     if json_path is not None:
         write_json(result, json_path, "the evaluation")
         out.print(f"every figure → {json_path}")
-
-
-def district_cell(fit: dict | None) -> str:
-    """A table's fit district by district (:func:`~llmsynthor.shapes.trips.evaluation.by_district`) in a cell:
-    the worst district, its TVD, how many districts exceed the tolerance."""
-    return "" if fit is None else f"{escape(fit['worst_district'])} {fit['tvd_max']:.4f} · {fit['over_tolerance']} of {fit['districts']} over"
 
 
 def report(folder: Path, spec_path: Path, reference: Path | None, manifest_path: Path | None, html_path: Path | None,
@@ -268,8 +263,8 @@ def spec_format() -> str:
                 continue
             value = None if field.is_required() else field.get_default(call_default_factory=True)
             default = "" if field.is_required() or isinstance(value, BaseModel) else f" (default: {value!r})"
-            described = (field.description or "").replace("synthesis.tolerance_tvd", "tolerance_tvd")  # a trips spec's own, at the top
-            lines.append(f"  {prefix}{name}: {described}{default}")
+            meaning = (field.description or "").replace("synthesis.tolerance_tvd", "tolerance_tvd")  # a trips spec's own, at the top
+            lines.append(f"  {prefix}{name}: {meaning}{default}")
     return "\n".join(lines) + "\n"
 
 

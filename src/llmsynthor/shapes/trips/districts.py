@@ -52,3 +52,9 @@ def district_scale(tables, zones: Zones) -> np.ndarray:
         totals = np.bincount(group, weights=table.region.ravel(), minlength=len(names))
         out.append(table.region.sum() / (len(names) * np.maximum(totals[group], 1.0)))
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def described(fit: dict | None) -> str:
+    """A table's fit district by district (:func:`~llmsynthor.shapes.trips.evaluation.by_district`) in
+    words: the worst district, its TVD, how many districts exceed the tolerance ("" for none)."""
+    return "" if fit is None else f"{fit['worst_district']} {fit['tvd_max']:.4f} · {fit['over_tolerance']} of {fit['districts']} over"

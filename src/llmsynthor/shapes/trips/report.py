@@ -17,6 +17,7 @@ import pandas as pd
 
 from ...evaluation.cells import cell_counts
 from ...outputs.html import REFERENCE, SYNTHETIC, TARGET, Figures, fmt, html_table, page
+from .districts import described
 from .evaluation import coded_trips, with_trip_counts
 from .inputs import TRIPS, TripInputs
 from .prior import PERIODS
@@ -167,8 +168,8 @@ def _target_section(inputs: TripInputs, persons: pd.DataFrame, coded: pd.DataFra
     import plotly.graph_objects as go
 
     parts = ["<h2>Target tables</h2>",
-             html_table(["target table", "counts", "cells", "TVD", "JS distance", "outside its cells"],
-                        [[name, f["counts"], t.region.size, f["tvd"], f["jsd"], f["outside_the_cells"]]
+             html_table(["target table", "counts", "cells", "TVD", "JS distance", "outside its cells", "worst district"],
+                        [[name, f["counts"], t.region.size, f["tvd"], f["jsd"], f["outside_the_cells"], described(f["by_district"])]
                          for (name, f), t in zip(result["targets"].items(), inputs.tables)])]
     for table in inputs.tables:
         frame = coded if table.level == TRIPS.name else persons
