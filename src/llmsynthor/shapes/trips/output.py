@@ -154,7 +154,9 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "choice": {"error_rounded": round(result.choice.first_error, 6), "error_chosen": round(result.choice.error, 6),
                    "passes": result.choice.passes, "exchanges": result.choice.moves,
                    "error_is": "the sum over the tables of their weight times the kept round's emphasis times their L1 error over "
-                               "their total (2 × TVD); each round's errors are in its own emphasis"},
+                               "their total (2 × TVD) — for a table naming zones or districts, the mean over its districts of "
+                               "their L1 error over their own total; each round's errors are in its own emphasis (the polish's "
+                               "errors are counted so too)"},
         "polish": None if result.polish is None else {
             "error_before": round(result.polish.error_before, 6), "error_after": round(result.polish.error_after, 6),
             "worst_table_tvd_before": round(result.polish.worst_before, 6), "worst_table_tvd_after": round(result.polish.worst_after, 6),
