@@ -6,7 +6,8 @@ going home) are visited in a seeded order, and each may move to one of the zones
 own trip and the next one (which leaves from it) change together, so the day stays a chain: it still
 starts and ends at home, and modes are kept. Each trip may also move to another hour between its
 day's previous and next departures. A move is taken only when it lowers the weighted L1 error over
-the tables of trips (each table's L1 over its total times its weight, as the choice counts it), and a stop only
+the tables of trips (each table's L1 over its total times its weight — a table naming zones or
+districts, the mean of its districts' — as the choice counts it), and a stop only
 within reach: neither leg may grow beyond 1.5 times the longer of the two legs as chosen (before any
 move) plus 1 km, so a walk stays a walk's length. A stage ends when a pass moves nothing; in each
 of the :data:`STAGES` stages after the first, the tables still worst met weigh more
