@@ -263,8 +263,7 @@ def spec_format() -> str:
                 continue
             value = None if field.is_required() else field.get_default(call_default_factory=True)
             default = "" if field.is_required() or isinstance(value, BaseModel) else f" (default: {value!r})"
-            meaning = (field.description or "").replace("synthesis.tolerance_tvd", "tolerance_tvd")  # a trips spec's own, at the top
-            lines.append(f"  {prefix}{name}: {meaning}{default}")
+            lines.append(f"  {prefix}{name}: {field.description or ''}{default}")
     return "\n".join(lines) + "\n"
 
 

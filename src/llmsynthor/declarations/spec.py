@@ -59,7 +59,7 @@ class TableSpec(FrozenModel):
     sum_of: str | None = Field(default=None, description="a numeric variable whose total per group is the target")
     mean_of: str | None = Field(default=None, description="a numeric variable whose mean per group is the target")
     weight: float = Field(default=1.0, gt=0, description="how much this table counts in a compromise between inconsistent tables")
-    tolerance_tvd: float | None = Field(default=None, gt=0, le=1, description="this table's TVD tolerance (default: synthesis.tolerance_tvd)")
+    tolerance_tvd: float | None = Field(default=None, gt=0, le=1, description="this table's TVD tolerance (default: the spec's own TVD tolerance)")
     tolerance_jsd: float | None = Field(default=None, gt=0, le=1, description="this table's JSD tolerance (default: synthesis.tolerance_jsd)")
     tolerance: float | None = Field(default=None, gt=0, le=1, description="numeric targets: largest relative error (default: synthesis.tolerance_numeric)")
 

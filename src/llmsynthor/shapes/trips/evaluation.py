@@ -118,7 +118,7 @@ def evaluate_trips(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, t
     coded = coded_trips(inputs, trips)
     joined = with_trip_counts(persons, trips)
     targets = {}
-    for table, tolerance in zip(inputs.tables, inputs.tolerance or [np.inf] * len(inputs.tables)):
+    for table, tolerance in zip(inputs.tables, inputs.tolerance):
         frame = coded if table.level == TRIPS.name else joined
         counts, outside = cell_counts(frame, table)
         targets[table.name] = {"counts": table.level, "tvd": tvd(counts.ravel(), table.region.ravel()),

@@ -37,8 +37,8 @@ class TripInputs:
     schema: Schema
     tables: tuple[LevelTable, ...]
     trips: float  # how many trips the tables of trips count
+    tolerance: tuple[float, ...]  # each table's TVD tolerance, in the tables' order (its own, else the spec's)
     households: pd.DataFrame | None = None  # the households file as read (strings), when the spec gives one
-    tolerance: tuple[float, ...] = ()  # each table's TVD tolerance, in the tables' order (empty: none given, nothing is met early)
 
     def of_level(self, level: str) -> list[LevelTable]:
         return [t for t in self.tables if t.level == level]
@@ -159,7 +159,7 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     if problems:
         raise SpecError(problems)
     tolerance = tuple(float(table.tolerance_tvd or spec.tolerance_tvd) for table, *_ in read)
-    return TripInputs(zones, persons, schema, tables, trips, households, tolerance)
+    return TripInputs(zones, persons, schema, tables, trips, tolerance, households)
 
 
 def _check_hours(spec: TripsSpec, table, axes, dense, where: str, problems: list[Problem]) -> None:

@@ -14,7 +14,7 @@ construction, list balancing, and one day chosen for every person.
    that lowers the tables' error (:func:`llmsynthor.fitting.choice.choose_one`), :data:`ROUND_PASSES`
    passes in each round and to convergence in the round kept; a table of trips naming zones or
    districts counts as the mean of its districts' errors, each over the district's own total
-   (:func:`~llmsynthor.shapes.trips.evaluation.district_scale`), so that a small district is met as
+   (:func:`~llmsynthor.shapes.trips.districts.district_scale`), so that a small district is met as
    closely as a large one;
 6. **guided rounds** — :data:`ROUNDS` times, half as many new days per person drawn towards what
    the tables still want (:class:`~llmsynthor.shapes.trips.days.Guide`), added to the days that
@@ -125,7 +125,7 @@ class TripSynthesizer:
         offsets = np.cumsum([0] + sizes)
         best = pool = balance = choice = who = None
         rounds = []
-        tolerance = np.asarray(inputs.tolerance) if inputs.tolerance else None
+        tolerance = np.asarray(inputs.tolerance)
         emphasis = np.ones(len(tables))  # each table's weight is multiplied by it: the worst-met tables count more next round
         by_districts = district_scale(tables, inputs.zones)  # a table naming zones or districts: the mean of its districts' errors
         for r in range(ROUNDS + 1):
@@ -154,7 +154,7 @@ class TripSynthesizer:
             rounds.append({"candidate_days": len(pool), "error_fractional": round(float(scale @ np.abs(balance.achieved[:len(wanted)] - wanted)), 6),
                            "error_rounded": round(choice.first_error, 6), "error_chosen": round(choice.error, 6),
                            "tvd_max": round(max(fit), 6), "emphasis": [round(float(e), 4) for e in emphasis]})
-            met = tolerance is not None and bool(np.all(np.asarray(fit) <= tolerance))
+            met = bool(np.all(np.asarray(fit) <= tolerance))
             if best is None or met or max(fit) < best[3]:  # a round meeting every table's own tolerance is kept as it is
                 best = (pool, balance, choice, max(fit), emphasis, r, matrix, starts, scale)
             if met:
@@ -171,9 +171,9 @@ class TripSynthesizer:
         polished = None if met else self._polish(frames[TRIPS.name], rng, emphasis)
         if not met:
             lap("polish")
-        counts = {t.name: cell_counts(frames[t.level], t)[0] for t in tables}
-        fit = {t.name: round(tvd(counts[t.name].ravel(), t.region.ravel()), 6) for t in tables}
-        districts = {t.name: by_district(t, counts[t.name], inputs.zones, tol) for t, tol in zip(tables, inputs.tolerance or [np.inf] * len(tables))}
+        written = {t.name: cell_counts(frames[t.level], t)[0] for t in tables}  # each table's cells over the written days
+        fit = {t.name: round(tvd(written[t.name].ravel(), t.region.ravel()), 6) for t in tables}
+        districts = {t.name: by_district(t, written[t.name], inputs.zones, tol) for t, tol in zip(tables, inputs.tolerance)}
         out_persons, out_trips = self._output(frames)
         chains = chains_of(spec, out_persons, out_trips)
         lap("output")
