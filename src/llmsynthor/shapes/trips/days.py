@@ -337,6 +337,7 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     origin = np.zeros(len(day), dtype=np.int64)
     destination = np.zeros(len(day), dtype=np.int64)
     purpose, depart = purpose.astype(np.int64), depart.astype(np.int64)
+    trip_beta = beta_index[day]  # each trip's day's decay
     for k in range(steps):
         at = np.flatnonzero(position == k)
         origin[at] = home[at] if k == 0 else destination[at - 1]
@@ -344,7 +345,7 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
         going = at[~home_bound[at]]
         anywhere = beta[day[going]] == 0
         for part, far in ((going[anywhere], True), (going[~anywhere], False)):
-            _draw_stops(part, rng.random(len(part)), far, origin, purpose, depart, beta_index[day], attraction, neighbours, decay,
+            _draw_stops(part, rng.random(len(part)), far, origin, purpose, depart, trip_beta, attraction, neighbours, decay,
                         parts.offset, parts.origin, parts.destination, parts.hour, parts.purpose, ratios, used, destination)
     km = zones.km(origin, destination)
 
@@ -386,9 +387,13 @@ def _draw_stops(trips, u, far: bool, origin, purpose, depart, beta_index, attrac
     cumulative share reaches u."""
     m = attraction.shape[1] if far else neighbours.shape[1]
     row = np.empty(m)
+    known = np.empty(len(used), dtype=np.int64)  # a trip's cell in each used table, but for its destination's part
     for n in range(len(trips)):
         i = trips[n]
         o = origin[i]
+        for e in range(len(used)):
+            t = used[e]
+            known[e] = offset[t] + o_part[t, o] + h_part[t, depart[i]] + p_part[t, purpose[i]]
         for q in range(m):
             z = q if far else neighbours[o, q]
             w = attraction[purpose[i], z]
@@ -396,8 +401,8 @@ def _draw_stops(trips, u, far: bool, origin, purpose, depart, beta_index, attrac
                 w = w * decay[beta_index[i], o, q]
             if len(used):
                 f = 1.0
-                for t in used:
-                    f = f * ratios[offset[t] + o_part[t, o] + d_part[t, z] + h_part[t, depart[i]] + p_part[t, purpose[i]]]
+                for e in range(len(used)):
+                    f = f * ratios[known[e] + d_part[used[e], z]]
                 w = w * f
             row[q] = w
         total = pairwise_sum(row, 0, m)

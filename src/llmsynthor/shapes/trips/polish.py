@@ -126,6 +126,8 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
     both = np.empty(2 * tables, dtype=np.int64)
     gains = np.empty(2 * tables)
     cost = np.empty(k)
+    fixed_first = np.empty(tables, dtype=np.int64)  # each table's cell of the two trips but for the stop's part
+    fixed_second = np.empty(tables, dtype=np.int64)
     moved = 0
     for i in order:
         j = i + 1  # the trip leaving the stop (a stop is never a day's last trip)
@@ -133,16 +135,20 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
             residual[cells[i, t]] -= 1.0
         for t in range(tables):
             residual[cells[j, t]] -= 1.0
+        for t in range(tables):
+            fixed_first[t] = offset[t] + o_part[t, origin[i]] + h_part[t, depart[i]] + p_part[t, purpose[i]] + m_part[t, mode[i]]
+            fixed_second[t] = offset[t] + d_part[t, destination[j]] + h_part[t, depart[j]] + p_part[t, purpose[j]] + m_part[t, mode[j]]
         here = -1
         for q in range(k):
             option = neighbours[destination[i], q]
             if here < 0 and option == destination[i]:
                 here = q
+            if leg_km(origin[i], option, lon, lat, within) > reach[i] or leg_km(option, destination[j], lon, lat, within) > reach[i]:
+                cost[q] = np.inf  # out of reach: not weighed
+                continue
             for t in range(tables):
-                first[q, t] = offset[t] + o_part[t, origin[i]] + d_part[t, option] + h_part[t, depart[i]] \
-                    + p_part[t, purpose[i]] + m_part[t, mode[i]]
-                second[q, t] = offset[t] + o_part[t, option] + d_part[t, destination[j]] + h_part[t, depart[j]] \
-                    + p_part[t, purpose[j]] + m_part[t, mode[j]]
+                first[q, t] = fixed_first[t] + d_part[t, option]
+                second[q, t] = fixed_second[t] + o_part[t, option]
                 both[t], both[tables + t] = first[q, t], second[q, t]
             for c in range(2 * tables):
                 repeat = 0.0  # how often the cell came earlier in the row (a trip pair in one OD cell)
@@ -152,8 +158,6 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
                 r = residual[both[c]] + repeat
                 gains[c] = scale[both[c]] * (abs(r + 1) - abs(r))
             cost[q] = pairwise_sum(gains, 0, 2 * tables)
-            if leg_km(origin[i], option, lon, lat, within) > reach[i] or leg_km(option, destination[j], lon, lat, within) > reach[i]:
-                cost[q] = np.inf
         best = int(np.argmin(cost))
         if np.isfinite(cost[best]) and (here < 0 or cost[best] < cost[here] - 1e-12):
             option = neighbours[destination[i], best]
@@ -178,6 +182,7 @@ def _move_hours(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
     new = np.empty((24, tables), dtype=np.int64)
     gains = np.empty(tables)
     cost = np.empty(24)
+    fixed = np.empty(tables, dtype=np.int64)  # each table's cell of the trip but for its hour's part
     moved = 0
     for i in order:
         low = depart[i - 1] if same_before[i] else first_hour
@@ -189,10 +194,11 @@ def _move_hours(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
         for t in range(tables):
             residual[cells[i, t]] -= 1.0
         n = high - low + 1
+        for t in range(tables):
+            fixed[t] = offset[t] + o_part[t, origin[i]] + d_part[t, destination[i]] + p_part[t, purpose[i]] + m_part[t, mode[i]]
         for q in range(n):
             for t in range(tables):
-                new[q, t] = offset[t] + o_part[t, origin[i]] + d_part[t, destination[i]] + h_part[t, low + q] \
-                    + p_part[t, purpose[i]] + m_part[t, mode[i]]
+                new[q, t] = fixed[t] + h_part[t, low + q]
                 r = residual[new[q, t]]
                 gains[t] = scale[new[q, t]] * (abs(r + 1) - abs(r))
             cost[q] = pairwise_sum(gains, 0, tables)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 
 from ...core.schema import CategoricalVariable, Schema
 from ...core.tables import Axis, Targets, TargetTable
@@ -131,7 +132,7 @@ def factors(spec: TripsSpec, inputs: TripInputs, prior: PairwisePrior) -> Factor
     persons = len(inputs.persons)
     purpose, mode_person = np.ones((persons, len(s.purposes))), np.ones((persons, len(s.modes)))
     for name, var in spec.traveller_variables.items():
-        rows = np.asarray([var.values.index(v) for v in inputs.persons[name]])
+        rows = pd.Index(var.values).get_indexer(inputs.persons[name])
         for target, out in (("purpose", purpose), ("mode", mode_person)):
             lift = prior.lift(name, target)
             if lift is not None:
