@@ -56,7 +56,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from semcog_households import WHEEL, wheel_path  # noqa: E402  (the same activitysim wheel)
 
-from llmsynthor.core.metrics import cosine, cpc, jsd, tvd  # noqa: E402
+from llmsynthor.core.metrics import cosine, cpc, jsd, tvd, tvd_by_group  # noqa: E402
 from llmsynthor.declarations.zones import Zones  # noqa: E402
 from llmsynthor.evaluation.chains import ChainCheck, check_days  # noqa: E402
 from llmsynthor.outputs.matsim import write_plans  # noqa: E402
@@ -231,8 +231,8 @@ def by_origin_district(truth: pd.DataFrame, synthetic: pd.DataFrame, weights: np
     columns = TARGETS["OD district × period"]
     a, b = counts(synthetic, columns, weights), counts(truth, columns)
     x, y = compare(a, b)
-    origin = a.index.union(b.index).get_level_values(0)
-    per = np.array([tvd(x[origin == d], y[origin == d]) for d in origin.unique()])
+    origin, districts = pd.factorize(a.index.union(b.index).get_level_values(0))
+    per = tvd_by_group(x, y, origin, len(districts))
     return {"OD × period by origin district: worst TVD": float(per.max()), "districts over .01": int((per > 0.01).sum())}
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from llmsynthor import load_spec, load_targets
-from llmsynthor.core.metrics import jsd, tvd
+from llmsynthor.core.metrics import jsd, tvd, tvd_by_group
 from llmsynthor.core.statistics import count, count_all, encode_axis
 from llmsynthor.evaluation.datasets import ecommerce_sample
 
@@ -66,6 +66,17 @@ def test_metrics():
     assert jsd(np.array([1, 0]), np.array([0, 1])) == pytest.approx(1.0)
     assert tvd(np.array([5, 5]), np.array([1, 1])) == 0
     assert jsd(np.array([3, 1]), np.array([1, 1])) == pytest.approx(np.sqrt(0.0487949406953985), rel=1e-6)
+
+
+def test_tvd_by_group_is_each_groups_tvd_and_one_where_a_side_is_empty():
+    rng = np.random.default_rng(1)
+    s, t, group = rng.integers(0, 5, 200).astype(float), rng.integers(0, 5, 200).astype(float), rng.integers(0, 6, 200)
+    s[group == 3] = 0  # the target has counts there, the synthetic none: missed entirely
+    s[group == 5] = t[group == 5] = 0  # neither: nothing to miss
+    got = tvd_by_group(s, t, group, 7)  # group 6 has no cells
+    for g in (0, 1, 2, 4):
+        assert got[g] == pytest.approx(tvd(s[group == g], t[group == g]), abs=1e-12)
+    assert got[3] == 1.0 and got[5] == 0.0 and got[6] == 0.0
 
 
 def test_values_outside_every_cell_are_not_counted(targets):

@@ -2,7 +2,8 @@
 
 Definitions, stated once: both tables are normalized to proportions over all their cells.
 
-* TVD = ½ Σ |p − q|.
+* TVD = ½ Σ |p − q|; by group (:func:`tvd_by_group`: a district's cells of a table), each group's
+  cells normalized within it, a group with counts on one side only missed entirely (1).
 * JSD = Jensen–Shannon *distance* with log base 2 (the square root of the divergence; in [0, 1]),
   from :func:`scipy.special.rel_entr` (clipped at zero, so identical tables give exactly 0
   rather than the NaN that rounding can produce). The paper's "JSD" figures are distances too.
@@ -28,6 +29,17 @@ def _proportions(x: np.ndarray) -> np.ndarray:
 def tvd(synthetic: np.ndarray, target: np.ndarray) -> float:
     """Total variation distance between two tables of counts."""
     return float(0.5 * np.abs(_proportions(synthetic) - _proportions(target)).sum())
+
+
+def tvd_by_group(synthetic: np.ndarray, target: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+    """[group]: the TVD between the synthetic and target counts of each group's cells (``group`` gives each
+    cell's, 0 … ``groups``−1), each side normalized within the group; 1 for a group with counts on one
+    side only, 0 for a group with none on either."""
+    s, t = np.asarray(synthetic, dtype=float).ravel(), np.asarray(target, dtype=float).ravel()
+    a, b = np.bincount(group, weights=s, minlength=groups), np.bincount(group, weights=t, minlength=groups)
+    p, q = s / np.where(a > 0, a, 1.0)[group], t / np.where(b > 0, b, 1.0)[group]
+    out = 0.5 * np.bincount(group, weights=np.abs(p - q), minlength=groups)
+    return np.where((a > 0) & (b > 0), out, ((a > 0) != (b > 0)).astype(float))
 
 
 def jsd(synthetic: np.ndarray, target: np.ndarray) -> float:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ...core.errors import Problem, SpecError
 from ...core.levels import LevelTable
-from ...core.metrics import cosine, cpc, jsd, tvd
+from ...core.metrics import cosine, cpc, jsd, tvd, tvd_by_group
 from ...declarations.zones import Zones
 from ...evaluation.cells import cell_counts
 from ...evaluation.chains import ChainCheck, check_days
@@ -51,11 +51,8 @@ def by_district(table: LevelTable, counts: np.ndarray, zones: Zones, tolerance: 
     if cells is None:
         return None
     side, names, group = cells
-    got, want = counts.ravel(), table.region.ravel()
-    tvds, trips = np.zeros(len(names)), np.zeros(len(names))
-    for g in range(len(names)):  # a district with trips on one side only is missed entirely: TVD 1
-        a, b = got[group == g], want[group == g]
-        tvds[g], trips[g] = (tvd(a, b) if a.sum() > 0 and b.sum() > 0 else float(a.sum() != b.sum())), b.sum()
+    tvds = tvd_by_group(counts, table.region, group, len(names))  # a district with trips on one side only: 1
+    trips = np.bincount(group, weights=table.region.ravel(), minlength=len(names))
     worst = int(np.argmax(tvds))
     return {"side": side, "districts": len(names), "tvd_max": round(float(tvds[worst]), 6), "worst_district": str(names[worst]),
             "over_tolerance": int((tvds > tolerance).sum()),
