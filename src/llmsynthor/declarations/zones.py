@@ -17,7 +17,7 @@ stays small. Knows frames and files, not LLMs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
@@ -67,6 +67,7 @@ class Zones:
     lat: np.ndarray | None = None
     km2: np.ndarray | None = None
     attractions: dict[str, np.ndarray] | None = None  # activity -> what draws it to each zone (≥ 0)
+    _near: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # nearest(k), made once per k
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -106,6 +107,11 @@ class Zones:
         if self.lon is None or self.lat is None:
             raise SpecError(Problem("zones", "no centroids: distances need the zone table's 'lon' and 'lat' columns"))
         k = min(k, len(self))
+        if k not in self._near:
+            self._near[k] = self._nearest(k)
+        return self._near[k]
+
+    def _nearest(self, k: int) -> sparse.csr_array:
         lat0 = np.radians(np.mean(self.lat))
         points = np.column_stack([np.radians(self.lon) * np.cos(lat0), np.radians(self.lat)]) * EARTH_KM  # near-equal-area plane
         _, neighbours = cKDTree(points).query(points, k=k)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
@@ -104,14 +105,17 @@ def _formed(values, form) -> np.ndarray:
     return np.asarray([form(v) for v in distinct], dtype=object)[codes]
 
 
+_IN_ATTRIBUTES = {'"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"}  # what ElementTree escapes in an attribute besides
+
+
 def _text(value: str) -> str:
     """Text escaped as ElementTree escapes it."""
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escape(value)
 
 
 def _attribute(value: str) -> str:
     """An attribute's value escaped as ElementTree escapes it."""
-    return (_text(value).replace('"', "&quot;").replace("\r", "&#13;").replace("\n", "&#10;").replace("\t", "&#09;"))
+    return escape(value, _IN_ATTRIBUTES)
 
 
 def read_plans(path: Path) -> pd.DataFrame:

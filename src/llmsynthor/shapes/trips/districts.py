@@ -13,6 +13,7 @@ import numpy as np
 
 from ...core.levels import LevelTable
 from ...declarations.zones import Zones
+from ...fitting.choice import cell_targets
 from .inputs import TRIPS
 
 SIDES = (("origin_district", "origin"), ("origin", "origin"), ("destination_district", "destination"),
@@ -52,6 +53,15 @@ def district_scale(tables, zones: Zones) -> np.ndarray:
         totals = np.bincount(group, weights=table.region.ravel(), minlength=len(names))
         out.append(table.region.sum() / (len(names) * np.maximum(totals[group], 1.0)))
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def cell_weights(tables, zones: Zones, emphasis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of ``tables`` as the choice and the polish weigh them: their targets, and each cell's
+    weight — its table's weight (times its ``emphasis``) over its total, times :func:`district_scale` —
+    so that the error is the weighted sum of the tables' L1 errors, a table naming zones or districts
+    counting as the mean of its districts'."""
+    targets, scale = cell_targets(tables, emphasis)
+    return targets, scale * district_scale(tables, zones)
 
 
 def described(fit: dict | None) -> str:

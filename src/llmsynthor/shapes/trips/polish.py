@@ -27,10 +27,10 @@ import numba
 import numpy as np
 
 from ...declarations.zones import Zones, leg_km
-from ...fitting.choice import cell_targets, reweighed
+from ...fitting.choice import reweighed
 from ...fitting.sums import pairwise_sum
 from .days import CellParts, Coder
-from .districts import district_scale
+from .districts import cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
 PASSES = 8  # passes per stage on average: the stages share PASSES × STAGES
@@ -61,8 +61,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     each table weighed with its ``emphasis`` (one factor a table; None: 1)."""
     tables = coder.tables
     sizes = np.array([t.region.size for t in tables])
-    target, scale = cell_targets(tables, emphasis)  # each table's weight times its emphasis (the synthesizer's rounds')
-    scale = scale * district_scale(tables, zones)  # as the choice counts it: a table naming zones, its districts' mean error
+    target, scale = cell_weights(tables, zones, emphasis)  # as the choice weighs them, with the synthesizer's emphasis
     origin, destination = origin.astype(np.int64), destination.astype(np.int64)
     depart, purpose, mode = depart.astype(np.int64), purpose.astype(np.int64), mode.astype(np.int64)
     same_before = np.r_[False, day[1:] == day[:-1]]

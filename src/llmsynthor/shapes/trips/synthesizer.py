@@ -14,7 +14,7 @@ construction, list balancing, and one day chosen for every person.
    that lowers the tables' error (:func:`llmsynthor.fitting.choice.choose_one`), :data:`ROUND_PASSES`
    passes in each round and to convergence in the round kept; a table of trips naming zones or
    districts counts as the mean of its districts' errors, each over the district's own total
-   (:func:`~llmsynthor.shapes.trips.districts.district_scale`), so that a small district is met as
+   (:func:`~llmsynthor.shapes.trips.districts.cell_weights`), so that a small district is met as
    closely as a large one;
 6. **guided rounds** — :data:`ROUNDS` times, half as many new days per person drawn towards what
    the tables still want (:class:`~llmsynthor.shapes.trips.days.Guide`), added to the days that
@@ -51,7 +51,7 @@ from ...fitting.balance import BalanceResult, list_balance
 from ...fitting.choice import UnitChoice, cell_targets, choose_one, reweighed
 from ...prior.requesting import LLMUsage
 from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
-from .districts import district_scale
+from .districts import cell_weights
 from .evaluation import by_district, chains_of
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .polish import Polished, polish_stops
@@ -127,7 +127,6 @@ class TripSynthesizer:
         rounds = []
         tolerance = np.asarray(inputs.tolerance)
         emphasis = np.ones(len(tables))  # each table's weight is multiplied by it: the worst-met tables count more next round
-        by_districts = district_scale(tables, inputs.zones)  # a table naming zones or districts: the mean of its districts' errors
         for r in range(ROUNDS + 1):
             self.progress("candidate days", r, ROUNDS + 1)
             if pool is None:
@@ -147,7 +146,7 @@ class TripSynthesizer:
                                    max_iterations=BALANCE_SWEEPS)
             lap(f"balancing {r}")
             starts = np.r_[np.flatnonzero(np.r_[True, who[1:] != who[:-1]]), len(who)]
-            scale = cell_targets(tables, emphasis)[1] * by_districts
+            scale = cell_weights(tables, inputs.zones, emphasis)[1]  # a table naming zones: the mean of its districts' errors
             choice = choose_one(matrix, starts, wanted, balance.weights, scale, rng, members=members, passes=ROUND_PASSES)
             lap(f"choice {r}")
             fit = [tvd(choice.achieved[a:b], t.region.ravel()) for t, a, b in zip(tables, offsets[:-1], offsets[1:])]
