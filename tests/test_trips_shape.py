@@ -108,6 +108,9 @@ def test_the_manifest_says_what_was_made(done):
     polish = manifest["polish"]
     assert polish["error_before"] <= manifest["choice"]["error_chosen"] + 1e-6  # the trip tables' part of the choice's error
     assert polish["worst_table_tvd_after"] <= polish["worst_table_tvd_before"]  # the state kept is never worse where it counts
+    assert polish["exchanges"] >= 0 and polish["moves"] + polish["exchanges"] > 0
+    transfers = manifest["transfers"]  # the table of persons' part of the choice's error, before and after the tours handed over
+    assert transfers["error_after"] <= transfers["error_before"] <= manifest["choice"]["error_chosen"] + 1e-6
 
 
 def test_the_plans_are_the_trips_as_matsim_legs(done):
@@ -211,6 +214,7 @@ def test_the_work_stops_once_every_table_is_within_its_tolerance(tmp_path, done)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["met_early"] is True and len(manifest["rounds"]) == 1 and manifest["best_round"] == 0
     assert manifest["polish"] is None and "polish" not in manifest["seconds"]
+    assert manifest["transfers"] is None and "transfers" not in manifest["seconds"]
     assert manifest["tolerance_tvd"] == {"OD by period": 0.99, "origin": 1.0, "mode x purpose": 1.0, "trips per person": 1.0}
     assert "every table within tolerance after round 0's choice" in result.output
     given = json.loads((done[0] / "manifest.json").read_text())  # the default .01 is not met by 20 persons: every round, the polish

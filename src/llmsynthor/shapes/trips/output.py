@@ -160,7 +160,12 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "polish": None if result.polish is None else {
             "error_before": round(result.polish.error_before, 6), "error_after": round(result.polish.error_after, 6),
             "worst_table_tvd_before": round(result.polish.worst_before, 6), "worst_table_tvd_after": round(result.polish.worst_after, 6),
-            "moves": result.polish.moves, "passes": result.polish.passes},
+            "moves": result.polish.moves, "exchanges": result.polish.exchanges, "passes": result.polish.passes},
+        "transfers": None if result.transfers is None else {
+            "tours_handed_over": result.transfers.moves, "passes": result.transfers.passes,
+            "error_before": round(result.transfers.error_before, 6), "error_after": round(result.transfers.error_after, 6),
+            "error_is": "the tables of persons' part of the choice's error (the kept round's emphasis); the tables of trips "
+                        "are unchanged: a tour keeps its trips and goes to a person of the same home zone and kind"},
         "prior": result.prior.as_dict(),
         "llm": {"option_scorings": u.option_scorings, "seconds": round(u.seconds, 3), "cache_hits": u.cache_hits},
         "seconds": {**result.seconds, "wall": None if wall_seconds is None else round(wall_seconds, 3)},

@@ -9,10 +9,14 @@ day's previous and next departures. A move is taken only when it lowers the weig
 the tables of trips (each table's L1 over its total times its weight — a table naming zones or
 districts, the mean of its districts' — as the choice counts it), and a stop only
 within reach: neither leg may grow beyond 1.5 times the longer of the two legs as chosen (before any
-move) plus 1 km, so a walk stays a walk's length. A stage ends when a pass moves nothing; in each
-of the :data:`STAGES` stages after the first, the tables still worst met weigh more
-(:func:`~llmsynthor.fitting.choice.reweighed`) and moves are judged by those weights; the state kept
-is the one whose worst-met table is met best (the aim is every table within tolerance).
+move) plus 1 km, so a walk stays a walk's length. Two kinds of exchange follow the moves in every
+pass, for what a move alone cannot do without undoing a table already met: two stops trade zones
+(every zone keeps as many stops, so tables of origin or destination zones stay as they are while the
+flows between districts change), and two trips of one purpose in different days trade hours (every
+purpose keeps its trips each hour) — each within reach and within its slot. A stage ends when a pass
+moves nothing; in each of the :data:`STAGES` stages after the first, the tables still worst met weigh
+more (:func:`~llmsynthor.fitting.choice.reweighed`) and moves are judged by those weights; the state
+kept is the one whose worst-met table is met best (the aim is every table within tolerance).
 
 Works on arrays of zone rows, hours and value positions (:class:`~llmsynthor.shapes.trips.days.Coder`
 maps them to the tables' cells); its passes are compiled loops (numba) that sum as the numpy code they
@@ -34,6 +38,7 @@ from .districts import cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
 PASSES = 8  # passes per stage on average: the stages share PASSES × STAGES
+TRIES = 6  # an exchange looks at this many stops at each zone near a stop's, or trips of its purpose at each hour of its slot
 STAGES = 3  # after the first, each stage weighs every table by how badly it is still met (towards every table within tolerance)
 
 
@@ -50,6 +55,7 @@ class Polished:
     passes: int
     worst_before: float = 0.0  # the worst-met table's TVD before the moves, and in the state kept
     worst_after: float = 0.0
+    exchanges: int = 0  # stops that traded zones, and trips that traded hours (each pair once)
 
 
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
@@ -79,7 +85,9 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     reach = np.zeros(len(origin))
     reach[stops] = 1.5 * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + 1.0  # fixed once: moves cannot creep
     lon, lat, within = zones.places()
-    moves = done = 0
+    day = np.asarray(day, dtype=np.int64)
+    every, hour_keys = np.arange(len(depart)), (int(purpose.max(initial=0)) + 1) * 24
+    moves = exchanges = done = 0
     table_of = np.repeat(np.arange(len(tables)), sizes)
     totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
 
@@ -98,8 +106,14 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
         moved += _move_hours(rng.permutation(len(depart)), codes.offset, codes.origin, codes.destination, codes.hour, codes.purpose,
                              codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, same_before, same_after,
                              hours[0], hours[1])
-        moves += moved
-        quiet = quiet + 1 if not moved else 0
+        traded = _swap_stops(rng.permutation(stops), rng.integers(0, 1 << 30, len(stops)), codes.origin, codes.destination, cells,
+                             residual, scale, origin, destination, neighbours, reach, lon, lat, within,
+                             *_places_of(destination, stops, len(zones)), TRIES)  # the stops at each zone, as the moves left them
+        traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), codes.hour, cells, residual,
+                             scale, depart, purpose, day, same_before, same_after, hours[0], hours[1],
+                             *_places_of(purpose * 24 + depart, every, hour_keys), TRIES)
+        moves, exchanges = moves + moved, exchanges + traded
+        quiet = quiet + 1 if not moved + traded else 0
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
             now = fit()
             if now.max() < kept[0]:
@@ -110,7 +124,8 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             staged = reweighed(staged, now)
             scale = given_scale * staged[table_of]
     worst_after, destination, origin, depart, residual = kept
-    return Polished(destination, origin, depart, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after)
+    return Polished(destination, origin, depart, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,
+                    exchanges)
 
 
 @numba.njit(cache=True)
@@ -209,3 +224,163 @@ def _move_hours(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
         for t in range(tables):
             residual[cells[i, t]] += 1.0
     return moved
+
+
+@numba.njit(cache=True)
+def _added(cells, rows, residual, scale) -> float:
+    """The weighted error the rows' cells add to ``residual`` when they are counted one after the other (a
+    cell counted twice adds its second time on top of the first); ``residual`` is left as it was."""
+    tables = cells.shape[1]
+    total = 0.0
+    for n in range(rows.shape[0]):
+        for t in range(tables):
+            c = cells[rows[n], t]
+            r = residual[c]
+            total += scale[c] * (abs(r + 1.0) - abs(r))
+            residual[c] = r + 1.0
+    for n in range(rows.shape[0]):
+        for t in range(tables):
+            residual[cells[rows[n], t]] -= 1.0
+    return total
+
+
+@numba.njit(cache=True)
+def _count(cells, rows, residual, sign) -> None:
+    for n in range(rows.shape[0]):
+        for t in range(cells.shape[1]):
+            residual[cells[rows[n], t]] += sign
+
+
+@numba.njit(cache=True)
+def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, destination, neighbours, reach, lon, lat, within,
+                at_start, at, slot, tries) -> int:
+    """One pass of stop exchanges: each stop i in ``order`` trades zones with the stop k, at one of the zones
+    nearest i's, that most lowers the weighted error — both within reach, neither the other's neighbour
+    in its day. Every zone keeps as many stops, so tables of origin or destination zones stay as they
+    are while what they cross (districts, hours) moves. ``at[at_start[z]:at_start[z+1]]`` are the stops
+    at zone z (``slot``: each stop's place there, kept as zones are traded); ``tries`` stops a zone are
+    looked at, from a place ``jitter`` varies. The number of exchanges."""
+    tables = cells.shape[1]
+    k_near = neighbours.shape[1]
+    rows = np.empty(4, dtype=np.int64)
+    four = np.arange(4)
+    new = np.empty((4, tables), dtype=np.int64)
+    best_new = np.empty((4, tables), dtype=np.int64)
+    moved = 0
+    for n in range(order.shape[0]):
+        i = order[n]
+        j = i + 1
+        x = destination[i]
+        rows[0], rows[1] = i, j
+        best_gain, best_k = 1e-12, -1
+        for q in range(k_near):
+            y = neighbours[x, q]
+            if y == x:
+                continue
+            if leg_km(origin[i], y, lon, lat, within) > reach[i] or leg_km(y, destination[j], lon, lat, within) > reach[i]:
+                continue
+            there = at_start[y + 1] - at_start[y]
+            for s in range(min(tries, there)):
+                k = at[at_start[y] + (jitter[n] + s) % there]
+                if k == j or k + 1 == i:
+                    continue
+                if leg_km(origin[k], x, lon, lat, within) > reach[k] or leg_km(x, destination[k + 1], lon, lat, within) > reach[k]:
+                    continue
+                rows[2], rows[3] = k, k + 1
+                _count(cells, rows, residual, -1.0)
+                before = _added(cells, rows, residual, scale)
+                for t in range(tables):
+                    new[0, t] = cells[i, t] - d_part[t, x] + d_part[t, y]
+                    new[1, t] = cells[j, t] - o_part[t, x] + o_part[t, y]
+                    new[2, t] = cells[k, t] - d_part[t, y] + d_part[t, x]
+                    new[3, t] = cells[k + 1, t] - o_part[t, y] + o_part[t, x]
+                after = _added(new, four, residual, scale)
+                _count(cells, rows, residual, 1.0)
+                if before - after > best_gain:
+                    best_gain, best_k = before - after, k
+                    best_new[:] = new
+        if best_k >= 0:
+            k = best_k
+            y = destination[k]
+            rows[2], rows[3] = k, k + 1
+            _count(cells, rows, residual, -1.0)
+            for r in range(4):
+                cells[rows[r]] = best_new[r]
+            _count(cells, rows, residual, 1.0)
+            destination[i], origin[j], destination[k], origin[k + 1] = y, y, x, x
+            a, b = slot[i], slot[k]
+            at[a], at[b] = k, i
+            slot[i], slot[k] = b, a
+            moved += 1
+    return moved
+
+
+@numba.njit(cache=True)
+def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, day, same_before, same_after, first_hour,
+                last_hour, at_start, at, slot, tries) -> int:
+    """One pass of hour exchanges: each trip i in ``order`` trades departure hours with the trip k of the same
+    purpose, at another hour of i's slot between its day's neighbours and of another day whose slot holds
+    i's hour, that most lowers the weighted error. Every purpose keeps as many trips each hour, so tables
+    of hour by purpose stay as they are while what they cross (zones, districts) moves.
+    ``at[at_start[c]:at_start[c+1]]`` are the trips of purpose and hour c = purpose·24 + hour (``slot``:
+    each trip's place there); ``tries`` trips an hour are looked at. The number of exchanges."""
+    tables = cells.shape[1]
+    rows = np.empty(2, dtype=np.int64)
+    two = np.arange(2)
+    new = np.empty((2, tables), dtype=np.int64)
+    best_new = np.empty((2, tables), dtype=np.int64)
+    moved = 0
+    for n in range(order.shape[0]):
+        i = order[n]
+        h = depart[i]
+        low = depart[i - 1] if same_before[i] else first_hour
+        high = depart[i + 1] if same_after[i] else last_hour
+        rows[0] = i
+        best_gain, best_k = 1e-12, -1
+        for g in range(low, high + 1):
+            if g == h:
+                continue
+            c = purpose[i] * 24 + g
+            there = at_start[c + 1] - at_start[c]
+            for s in range(min(tries, there)):
+                k = at[at_start[c] + (jitter[n] + s) % there]
+                if day[k] == day[i]:
+                    continue
+                k_low = depart[k - 1] if same_before[k] else first_hour
+                k_high = depart[k + 1] if same_after[k] else last_hour
+                if not k_low <= h <= k_high:
+                    continue
+                rows[1] = k
+                _count(cells, rows, residual, -1.0)
+                before = _added(cells, rows, residual, scale)
+                for t in range(tables):
+                    new[0, t] = cells[i, t] - h_part[t, h] + h_part[t, g]
+                    new[1, t] = cells[k, t] - h_part[t, g] + h_part[t, h]
+                after = _added(new, two, residual, scale)
+                _count(cells, rows, residual, 1.0)
+                if before - after > best_gain:
+                    best_gain, best_k = before - after, k
+                    best_new[:] = new
+        if best_k >= 0:
+            k = best_k
+            g = depart[k]
+            rows[1] = k
+            _count(cells, rows, residual, -1.0)
+            cells[i], cells[k] = best_new[0], best_new[1]
+            _count(cells, rows, residual, 1.0)
+            depart[i], depart[k] = g, h
+            a, b = slot[i], slot[k]
+            at[a], at[b] = k, i
+            slot[i], slot[k] = b, a
+            moved += 1
+    return moved
+
+
+def _places_of(keys: np.ndarray, members: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An index of ``members`` by their ``keys`` (0 … size−1): (starts, members in key order, each trip's
+    place there — −1 for trips not among the members), as the exchanges keep it."""
+    ordered = members[np.argsort(keys[members], kind="stable")]
+    starts = np.searchsorted(keys[ordered], np.arange(size + 1)).astype(np.int64)
+    slot = np.full(len(keys), -1, dtype=np.int64)
+    slot[ordered] = np.arange(len(ordered))
+    return starts, ordered.astype(np.int64), slot

@@ -21,13 +21,16 @@ construction, list balancing, and one day chosen for every person.
    carry weight, balanced and chosen again, each table's weight in the choice multiplied by an
    emphasis that grows for the tables the round before met worst (every table within tolerance is
    the aim, not the least total error); the round whose worst-met table is met best is kept;
-7. **polish** — stops moved to nearby zones and trips to other hours of their slot where that
-   lowers the error, in stages that weigh the tables still worst met more
-   (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
+7. **transfers** — whole tours handed between persons alike (the same home zone and kind) where that
+   meets the tables of persons better (:mod:`~llmsynthor.shapes.trips.transfers`): the trips stay as
+   they are, only who makes them changes;
+8. **polish** — stops moved to nearby zones and trips to other hours of their slot, stops trading
+   zones and trips of a purpose trading hours, where that lowers the error, in stages that weigh the
+   tables still worst met more (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
 
 The work towards the tables stops as soon as every table is within its tolerance
 (``tolerance_tvd``, :attr:`TripInputs.tolerance`): a round whose choice meets them all is kept
-without further rounds, further passes of its choice or the polish (a large region's tables are
+without further rounds, further passes of its choice, the transfers or the polish (a large region's tables are
 met after the first round, where the rest would cost minutes and move the fit by thousandths).
 
 The LLM is reached only through the scorer protocol (by way of ``prior.copula``).
@@ -57,6 +60,7 @@ from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .polish import Polished, polish_stops
 from .prior import TripPrior, trip_prior
 from .spec import TRIPS_PER_PERSON, TripsSpec
+from .transfers import Transferred, transfer_tours
 
 PILOT = 4  # days per person drawn from the tables alone, for the lengths the model's bands are weighed against
 ROUND_PASSES = 4  # the choice's exchange passes in each round; the kept round's choice then goes on to convergence
@@ -82,6 +86,7 @@ class TripResult:
     seconds: dict[str, float] = field(default_factory=dict)
     rounds: list[dict] = field(default_factory=list)
     polish: Polished | None = None
+    transfers: Transferred | None = None  # tours handed between persons alike, for the tables of persons
     best_round: int | None = None  # the round kept (the one whose worst-met table was met best)
     met_early: bool = False  # every table was within tolerance after the kept round's choice: the work after it was not done
     by_district: dict[str, dict] = field(default_factory=dict)  # table -> its fit district by district (tables of trips naming zones)
@@ -167,6 +172,9 @@ class TripSynthesizer:
             lap("choice, the kept round's passes")
         frames = repeat_candidates(pool, choice.picks)
         frames[PERSONS.name]["who"] = np.arange(len(members))  # the picks are the persons' days, in their order
+        transferred = None if met else self._transfer(frames, rng, emphasis)
+        if not met:
+            lap("transfers")
         polished = None if met else self._polish(frames[TRIPS.name], rng, emphasis)
         if not met:
             lap("polish")
@@ -177,7 +185,24 @@ class TripSynthesizer:
         chains = chains_of(spec, out_persons, out_trips)
         lap("output")
         return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished,
-                          best_round=kept, met_early=met, by_district={k: v for k, v in districts.items() if v is not None})
+                          best_round=kept, met_early=met, transfers=transferred, by_district={k: v for k, v in districts.items() if v is not None})
+
+    def _transfer(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray) -> Transferred | None:
+        """Tours handed between persons alike where that meets the tables of persons better
+        (:mod:`~llmsynthor.shapes.trips.transfers`), each table weighed with its ``emphasis``; ``frames``
+        (the chosen days and their trips) are replaced. None when no table counts persons."""
+        spec, inputs = self.spec, self.inputs
+        chosen = [k for k, t in enumerate(inputs.tables) if t.level == PERSONS.name]
+        if not chosen:
+            return None
+        tables = [inputs.tables[k] for k in chosen]
+        targets, scale = cell_weights(tables, inputs.zones, emphasis[chosen])
+        days = frames[PERSONS.name]
+        keys = [inputs.persons["home_row"].to_numpy(), *(days[v].to_numpy() for v in spec.traveller_variables)]
+        group = pd.factorize(pd.MultiIndex.from_arrays(keys))[0].astype(np.int64)  # persons alike, as alike_persons has them
+        frames[PERSONS.name], frames[TRIPS.name], done = transfer_tours(days, frames[TRIPS.name], tables, targets, scale, group,
+                                                                       spec.trips.max_trips, rng)
+        return done
 
     def _polish(self, trips: pd.DataFrame, rng: np.random.Generator, emphasis: np.ndarray) -> Polished | None:
         """Stops moved to nearby zones, and trips to other hours between their day's neighbours, where that

@@ -1,0 +1,171 @@
+"""The moves after the choice that trade rather than move, so that the tables already met stay met:
+stops trading zones and trips trading hours (shapes.trips.polish: every zone keeps its stops, every
+purpose its trips each hour), and whole tours handed between persons alike (shapes.trips.transfers:
+every trip stays as it is, only who makes it changes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_trips_inputs import write_case
+
+from llmsynthor.evaluation.chains import check_days
+from llmsynthor.shapes.trips.inputs import PERSONS, TRIPS, read_inputs
+from llmsynthor.shapes.trips.polish import _places_of, _swap_hours, _swap_stops
+from llmsynthor.shapes.trips.spec import TRIPS_PER_PERSON, load
+from llmsynthor.shapes.trips.transfers import transfer_tours
+
+# four zones about 1.1 km apart on a line; zones 0, 1 in district A, 2, 3 in B
+LON = np.radians(np.array([0.0, 0.01, 0.02, 0.03]))
+LAT = np.zeros(4)
+WITHIN = np.zeros(4)
+DISTRICT = np.array([0, 0, 1, 1])
+NEIGHBOURS = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 1, 3, 0], [3, 2, 1, 0]], dtype=np.int64)
+
+
+def od_cells(origin, destination):
+    """One table, origin district × destination district: [trip, 1] flat cells."""
+    return (2 * DISTRICT[origin] + DISTRICT[destination])[:, None].astype(np.int64)
+
+
+def swap_stops(origin, destination, reach, target):
+    origin, destination = np.array(origin, dtype=np.int64), np.array(destination, dtype=np.int64)
+    cells = od_cells(origin, destination)
+    residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.asarray(target, dtype=float)
+    stops = np.array([0, 2], dtype=np.int64)
+    o_part, d_part = (2 * DISTRICT)[None, :].astype(np.int64), DISTRICT[None, :].astype(np.int64)
+    moved = _swap_stops(stops, np.zeros(2, dtype=np.int64), o_part, d_part, cells, residual, np.ones(4), origin, destination,
+                        NEIGHBOURS, np.asarray(reach, dtype=float), LON, LAT, WITHIN, *_places_of(destination, stops, 4), 6)
+    return moved, origin, destination, cells, residual
+
+
+def test_two_stops_trade_zones_where_that_meets_the_od_table_and_each_zone_keeps_its_stops():
+    # day 1: home 0 -> stop 1 -> home 0 (A→A twice); day 2: home 3 -> stop 2 -> home 3 (B→B twice)
+    # the table wants A→B and B→A twice each: trading the stops' zones meets it
+    moved, origin, destination, cells, residual = swap_stops([0, 1, 3, 2], [1, 0, 2, 3], [3.0, 0, 3.0, 0], [0, 2, 2, 0])
+    assert moved == 1
+    assert destination.tolist() == [2, 0, 1, 3] and origin.tolist() == [0, 2, 3, 1]  # each day still a chain
+    assert np.all(residual == 0) and np.array_equal(cells, od_cells(origin, destination))
+    assert sorted(destination[[0, 2]].tolist()) == [1, 2]  # the stops' zones: the same two, traded
+
+
+def test_stops_trade_nothing_beyond_reach_or_where_the_table_is_met():
+    out_of_reach = swap_stops([0, 1, 3, 2], [1, 0, 2, 3], [1.5, 0, 1.5, 0], [0, 2, 2, 0])  # 2.2 km legs > 1.5 km reach
+    met = swap_stops([0, 1, 3, 2], [1, 0, 2, 3], [3.0, 0, 3.0, 0], [2, 0, 0, 2])
+    for moved, origin, destination, _, _ in (out_of_reach, met):
+        assert moved == 0 and destination.tolist() == [1, 0, 2, 3] and origin.tolist() == [0, 1, 3, 2]
+
+
+def test_two_trips_of_a_purpose_trade_hours_where_that_meets_the_period_table():
+    # day 0: trip 0 (purpose 1 at 8, from district A), trip 1 (home at 23); day 1: trip 2 (purpose 1 at 12, from B),
+    # trip 3 (home at 18). One table, origin district × before / after noon, wants A's purpose-1 trip after noon
+    # and B's before: trips 0 and 2 trade hours (each within its slot between its day's neighbours)
+    depart = np.array([8, 23, 12, 18], dtype=np.int64)
+    purpose = np.array([1, 0, 1, 0], dtype=np.int64)
+    day = np.array([0, 0, 1, 1], dtype=np.int64)
+    district = np.array([0, 0, 1, 1])
+    h_part = (np.arange(24) >= 12)[None, :].astype(np.int64)
+    cells = (2 * district + h_part[0, depart])[:, None].astype(np.int64)
+    residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.array([0, 2, 1, 1], dtype=float)
+    assert np.abs(residual).sum() == 4
+    same_before, same_after = np.r_[False, day[1:] == day[:-1]], np.r_[day[1:] == day[:-1], False]
+    moved = _swap_hours(np.arange(4), np.zeros(4, dtype=np.int64), h_part, cells, residual, np.ones(4), depart, purpose, day,
+                        same_before, same_after, 5, 23, *_places_of(purpose * 24 + depart, np.arange(4), 48), 6)
+    assert moved == 1 and depart.tolist() == [12, 23, 8, 18]
+    assert np.all(residual == 0) and np.array_equal(cells, (2 * district + h_part[0, depart])[:, None])
+
+
+def test_no_trip_trades_an_hour_outside_its_slot():
+    # day 1's trips now leave at 6 and 7 (home): the table wants trip 0 before 7 and trip 2 from 7 on, but trip 2
+    # cannot take trip 0's 8, beyond its home trip at 7, so no two trips trade
+    depart = np.array([8, 23, 6, 7], dtype=np.int64)
+    purpose = np.array([1, 0, 1, 0], dtype=np.int64)
+    day = np.array([0, 0, 1, 1], dtype=np.int64)
+    h_part = (np.arange(24) >= 7)[None, :].astype(np.int64)  # before / from 7
+    district = np.array([0, 0, 1, 1])
+    cells = (2 * district + h_part[0, depart])[:, None].astype(np.int64)
+    residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.array([1, 1, 0, 2], dtype=float)  # wants trip 2 at 7+
+    same_before, same_after = np.r_[False, day[1:] == day[:-1]], np.r_[day[1:] == day[:-1], False]
+    moved = _swap_hours(np.arange(4), np.zeros(4, dtype=np.int64), h_part, cells, residual, np.ones(4), depart, purpose, day,
+                        same_before, same_after, 5, 23, *_places_of(purpose * 24 + depart, np.arange(4), 48), 6)
+    assert moved == 0 and depart.tolist() == [8, 23, 6, 7]  # trip 2 would need 8, beyond its home trip at 7
+
+
+# ---- tours handed between persons alike
+
+
+@pytest.fixture(scope="module")
+def persons_table(tmp_path_factory):
+    inputs = read_inputs(load(write_case(tmp_path_factory.mktemp("moves") / "case")))
+    return next(t for t in inputs.tables if t.level == PERSONS.name)  # trips per person by type: [0,2), [2,4), [4,8]
+
+
+def day_frames(days_trips: list[list[tuple[int, int]]], kinds: list[str]):
+    """Chosen days: for each person a list of tours (first hour, last hour), every tour 2 trips."""
+    rows = []
+    for person, tours in enumerate(days_trips):
+        for tour, (first, last) in enumerate(tours):
+            rows += [(person + 1, tour, first, "shopping"), (person + 1, tour, last, "home")]
+    trips = pd.DataFrame(rows, columns=[PERSONS.id, "tour", "depart", "purpose"])
+    trips[TRIPS.id] = np.arange(1, len(trips) + 1)
+    trips["origin"] = np.where(trips["purpose"] == "home", "5", "1")
+    trips["destination"] = np.where(trips["purpose"] == "home", "1", "5")
+    days = pd.DataFrame({"person_type": kinds, TRIPS_PER_PERSON: [2 * len(t) for t in days_trips]})
+    return days, trips
+
+
+def transfer(persons_table, days, trips, group, wanted):
+    target = np.zeros(persons_table.region.size)
+    for kind, bin_, count in wanted:
+        target[np.ravel_multi_index((persons_table.axes[0].labels.index(kind), bin_), persons_table.region.shape)] = count
+    return transfer_tours(days, trips, [persons_table], target, np.ones(len(target)), np.asarray(group), 8,
+                          np.random.default_rng(0))
+
+
+def test_a_tour_goes_to_a_person_alike_so_the_table_of_persons_is_met_and_every_trip_stays(persons_table):
+    # two workers alike with a tour each (2 trips, bin [2,4)); the table wants one with none and one with 4 trips
+    days, trips = day_frames([[(8, 9)], [(17, 18)]], ["worker", "worker"])
+    new_days, new_trips, done = transfer(persons_table, days, trips, [0, 0], [("worker", 0, 1), ("worker", 2, 1)])
+    assert done.moves == 1 and done.error_after == 0 and done.error_before == 4
+    assert sorted(new_days[TRIPS_PER_PERSON].tolist()) == [0, 4]
+    assert new_days[TRIPS_PER_PERSON].tolist() == np.bincount(new_trips[PERSONS.id] - 1, minlength=2).tolist()
+    taker = int(np.argmax(new_days[TRIPS_PER_PERSON])) + 1
+    mine = new_trips[new_trips[PERSONS.id] == taker]
+    assert mine["depart"].tolist() == [8, 9, 17, 18] and mine["tour"].tolist() == [0, 0, 1, 1]  # in order, tours renumbered
+    assert new_trips[TRIPS.id].tolist() == [1, 2, 3, 4]
+    key = ["depart", "purpose", "origin", "destination"]
+    assert new_trips[key].sort_values(key).values.tolist() == trips[key].sort_values(key).values.tolist()
+    home = pd.Series(["1"] * 2, index=[1, 2])
+    assert check_days(new_trips, person=PERSONS.id, home=home, tour="tour").valid.all()
+
+
+def test_no_tour_goes_where_it_overlaps_the_takers_day_or_to_a_person_of_another_group(persons_table):
+    wanted = [("worker", 0, 1), ("worker", 2, 1)]
+    days, trips = day_frames([[(8, 12)], [(10, 18)]], ["worker", "worker"])  # 8–12 and 10–18 overlap
+    assert transfer(persons_table, days, trips, [0, 0], wanted)[2].moves == 0
+    days, trips = day_frames([[(8, 9)], [(17, 18)]], ["worker", "worker"])  # not alike (another home zone)
+    unchanged_days, unchanged_trips, done = transfer(persons_table, days, trips, [0, 1], wanted)
+    assert done.moves == 0 and unchanged_trips.equals(trips) and unchanged_days.equals(days)
+
+
+def test_a_tour_fits_between_the_takers_tours(persons_table):
+    # the taker's tours 7–9 and 18–20; the giver's 12–14 goes between them; the table wants one with 6 trips
+    days, trips = day_frames([[(7, 9), (18, 20)], [(12, 14)]], ["worker", "worker"])
+    new_days, new_trips, done = transfer(persons_table, days, trips, [0, 0], [("worker", 0, 1), ("worker", 2, 1)])
+    assert done.moves == 1 and new_days[TRIPS_PER_PERSON].tolist() == [6, 0]
+    assert new_trips["depart"].tolist() == [7, 9, 12, 14, 18, 20] and new_trips["tour"].tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_the_synthesizer_runs_the_transfers_and_every_persons_trips_are_theirs(tmp_path):
+    """Through the synthesizer (no model, the small case, where no tour is worth handing over): the transfers ran
+    without raising the error of the table of persons, and each person's count in persons.csv is the number
+    of trips written for them (every day is checked a valid chain by test_trips_shape)."""
+    from llmsynthor.api import make_backend
+    from llmsynthor.shapes.trips.synthesizer import TripSynthesizer
+
+    spec = load(write_case(tmp_path / "case"))
+    result = TripSynthesizer(spec, make_backend(spec.llm)).run()
+    assert result.transfers is not None and result.transfers.error_after <= result.transfers.error_before + 1e-12
+    assert result.persons[TRIPS_PER_PERSON].tolist() == result.trips.groupby("person_id").size().reindex(
+        result.persons["person_id"], fill_value=0).tolist()
