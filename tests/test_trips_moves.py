@@ -12,7 +12,7 @@ from test_trips_inputs import write_case
 
 from llmsynthor.evaluation.chains import check_days
 from llmsynthor.shapes.trips.inputs import PERSONS, TRIPS, read_inputs
-from llmsynthor.shapes.trips.polish import _places_of, _swap_hours, _swap_stops
+from llmsynthor.shapes.trips.polish import _places_of, _swap_hours, _swap_modes, _swap_stops
 from llmsynthor.shapes.trips.spec import TRIPS_PER_PERSON, load
 from llmsynthor.shapes.trips.transfers import transfer_tours
 
@@ -90,6 +90,23 @@ def test_no_trip_trades_an_hour_outside_its_slot():
     moved = _swap_hours(np.arange(4), np.zeros(4, dtype=np.int64), h_part, cells, residual, np.ones(4), depart, purpose, day,
                         same_before, same_after, 5, 23, *_places_of(purpose * 24 + depart, np.arange(4), 48), 6)
     assert moved == 0 and depart.tolist() == [8, 23, 6, 7]  # trip 2 would need 8, beyond its home trip at 7
+
+
+def test_two_tours_of_a_key_trade_modes_where_that_meets_the_mode_by_purpose_table():
+    # tour 0: trips 0, 1 (work, home) by mode 0; tour 1: trips 2, 3 (shopping, home) by mode 1; tour 2: trips 4, 5
+    # (work, home) by mode 1 under another key. One table, mode × purpose (2 × 3: home, work, shopping), wants
+    # work by mode 1 and shopping by mode 0: tours 0 and 1 trade, tour 2 (another kind or length) cannot
+    purpose = np.array([1, 0, 2, 0, 1, 0])
+    mode = np.array([0, 0, 1, 1, 1, 1], dtype=np.int64)
+    m_part = np.array([[0, 3]], dtype=np.int64)
+    cells = (m_part[0, mode] + purpose)[:, None].astype(np.int64)
+    target = np.array([1, 0, 1, 2, 2, 0], dtype=float)  # mode 0: home 1, shopping 1; mode 1: home 2, work 2
+    residual = np.bincount(cells.ravel(), minlength=6).astype(float) - target
+    first, size, key = np.array([0, 2, 4]), np.array([2, 2, 2]), np.array([0, 0, 1], dtype=np.int64)
+    moved = _swap_modes(np.arange(3), np.zeros(3, dtype=np.int64), m_part, cells, residual, np.ones(6), mode, first, size, key, 2,
+                        *_places_of(key * 2 + mode[first], np.arange(3), 4), 6)
+    assert moved == 1 and mode.tolist() == [1, 1, 0, 0, 1, 1]
+    assert np.all(residual == 0) and np.array_equal(cells, (m_part[0, mode] + purpose)[:, None])
 
 
 # ---- tours handed between persons alike

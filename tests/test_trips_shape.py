@@ -109,6 +109,8 @@ def test_the_manifest_says_what_was_made(done):
     assert polish["error_before"] <= manifest["choice"]["error_chosen"] + 1e-6  # the trip tables' part of the choice's error
     assert polish["worst_table_tvd_after"] <= polish["worst_table_tvd_before"]  # the state kept is never worse where it counts
     assert polish["exchanges"] >= 0 and polish["moves"] + polish["exchanges"] > 0
+    trip_tables = ("OD by period", "origin", "mode x purpose")  # the polish's worst is the written trips' (TVD of shares,
+    assert polish["worst_table_tvd_after"] == pytest.approx(max(manifest["fit_tvd"][t] for t in trip_tables), abs=2e-6)  # not of counts)
     transfers = manifest["transfers"]  # the table of persons' part of the choice's error, before and after the tours handed over
     assert transfers["error_after"] <= transfers["error_before"] <= manifest["choice"]["error_chosen"] + 1e-6
 

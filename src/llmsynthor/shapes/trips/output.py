@@ -155,12 +155,13 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
                    "passes": result.choice.passes, "exchanges": result.choice.moves,
                    "error_is": "the sum over the tables of their weight times the kept round's emphasis times their L1 error over "
                                "their total (2 × TVD) — for a table naming zones or districts, the mean over its districts of "
-                               "their L1 error over their own total; each round's errors are in its own emphasis (the polish's "
-                               "errors are counted so too)"},
+                               "their L1 error over their own total; each round's errors are in its own emphasis"},
         "polish": None if result.polish is None else {
             "error_before": round(result.polish.error_before, 6), "error_after": round(result.polish.error_after, 6),
             "worst_table_tvd_before": round(result.polish.worst_before, 6), "worst_table_tvd_after": round(result.polish.worst_after, 6),
-            "moves": result.polish.moves, "exchanges": result.polish.exchanges, "passes": result.polish.passes},
+            "moves": result.polish.moves, "exchanges": result.polish.exchanges, "passes": result.polish.passes,
+            "error_is": "as the choice's error, over the tables of trips, against each table's targets scaled to the trips "
+                        "there are (no move changes their number): twice the weighted TVD of shares"},
         "transfers": None if result.transfers is None else {
             "tours_handed_over": result.transfers.moves, "passes": result.transfers.passes,
             "error_before": round(result.transfers.error_before, 6), "error_after": round(result.transfers.error_after, 6),

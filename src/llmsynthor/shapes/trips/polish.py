@@ -1,4 +1,5 @@
-"""The last step towards the tables: moving a stop to a nearby zone where that lowers the tables' error.
+"""The last step towards the tables: stops moved to nearby zones, trips to other hours, and exchanges
+of zones, hours and modes, where that lowers the tables' error.
 
 After one day is chosen for every person, the tables of trips are missed by what whole days cannot
 fix: a day is a coarse unit (several trips at once). Here the stops of the chosen days (the trips not
@@ -7,14 +8,17 @@ own trip and the next one (which leaves from it) change together, so the day sta
 starts and ends at home, and modes are kept. Each trip may also move to another hour between its
 day's previous and next departures. A move is taken only when it lowers the weighted L1 error over
 the tables of trips (each table's L1 over its total times its weight — a table naming zones or
-districts, the mean of its districts' — as the choice counts it), and a stop only
-within reach: neither leg may grow beyond 1.5 times the longer of the two legs as chosen (before any
-move) plus 1 km, so a walk stays a walk's length. Two kinds of exchange follow the moves in every
-pass, for what a move alone cannot do without undoing a table already met: two stops trade zones
-(every zone keeps as many stops, so tables of origin or destination zones stay as they are while the
-flows between districts change), and two trips of one purpose in different days trade hours (every
-purpose keeps its trips each hour) — each within reach and within its slot. A stage ends when a pass
-moves nothing; in each of the :data:`STAGES` stages after the first, the tables still worst met weigh
+districts, the mean of its districts' — as the choice counts it; no move changes how many trips there
+are, so each table's targets are scaled to the trips there are, and its L1 is its TVD of shares, what
+is reported), and a stop only within reach: neither leg may grow beyond 1.5 times the longer of the
+two legs as chosen (before any move) plus 1 km, so a walk stays a walk's length. Three kinds of
+exchange follow the moves in every pass, for what a move alone cannot do without undoing a table
+already met: two stops trade zones (every zone keeps as many stops, so tables of origin or
+destination zones stay as they are while the flows between districts change); two trips of one
+purpose in different days trade hours (every purpose keeps its trips each hour), each within reach
+and within its slot; two tours of persons of a kind, in one band of length, trade modes (modes by
+person and by length stay as they are, modes by purpose move). A stage ends when a pass moves
+nothing; in each of the :data:`STAGES` stages after the first, the tables still worst met weigh
 more (:func:`~llmsynthor.fitting.choice.reweighed`) and moves are judged by those weights; the state
 kept is the one whose worst-met table is met best (the aim is every table within tolerance).
 
@@ -29,11 +33,12 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+import pandas as pd
 
 from ...declarations.zones import Zones, leg_km
 from ...fitting.choice import reweighed
 from ...fitting.sums import pairwise_sum
-from .days import CellParts, Coder
+from .days import LENGTH_BANDS, CellParts, Coder, length_band
 from .districts import cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
@@ -49,6 +54,7 @@ class Polished:
     destination: np.ndarray  # zone rows, one per trip
     origin: np.ndarray
     depart: np.ndarray
+    mode: np.ndarray  # value positions, one per trip
     error_before: float  # in the tables' weights as given (their emphasis included)
     error_after: float
     moves: int
@@ -60,11 +66,14 @@ class Polished:
 
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
                  purpose: np.ndarray, mode: np.ndarray, home_bound: np.ndarray, day: np.ndarray, hours: tuple[int, int],
-                 rng: np.random.Generator, passes: int = PASSES, emphasis: np.ndarray | None = None) -> Polished:
+                 rng: np.random.Generator, passes: int = PASSES, emphasis: np.ndarray | None = None,
+                 kind: np.ndarray | None = None) -> Polished:
     """Move stops (trips with ``home_bound`` False; the next trip of the same ``day`` follows each) to
     nearby zones, and trips to other hours between their day's previous and next departures (within
     ``hours``, first and last), while that lowers the error of ``coder.tables`` (every one a table of trips),
-    each table weighed with its ``emphasis`` (one factor a table; None: 1)."""
+    each table weighed with its ``emphasis`` (one factor a table; None: 1). With ``kind`` (each trip's
+    traveller's kind: persons of a kind are alike to every table and the prior), tours of a kind and of one
+    band of length trade modes too."""
     tables = coder.tables
     sizes = np.array([t.region.size for t in tables])
     target, scale = cell_weights(tables, zones, emphasis)  # as the choice weighs them, with the synthesizer's emphasis
@@ -74,7 +83,11 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     same_after = np.r_[day[1:] == day[:-1], False]
     codes = CellParts.of(coder, zones, int(purpose.max(initial=0)) + 1, int(mode.max(initial=0)) + 1)
     cells = codes.cells(origin, destination, depart, purpose, mode)
-    residual = np.bincount(cells.ravel(), minlength=len(target)).astype(float) - target
+    counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
+    table_of = np.repeat(np.arange(len(tables)), sizes)
+    totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
+    share = np.bincount(table_of, weights=counts, minlength=len(tables)) / totals  # no move changes how many trips there are:
+    residual = counts - target * share[table_of]  # each table's targets scaled to them, so the error is its TVD of shares
     given_scale = scale.copy()  # the error is reported in the tables' weights as given, whatever the stages did
     before = float(scale @ np.abs(residual))
     near = zones.nearest(min(NEAREST, len(zones)))
@@ -86,16 +99,16 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     reach[stops] = 1.5 * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + 1.0  # fixed once: moves cannot creep
     lon, lat, within = zones.places()
     day = np.asarray(day, dtype=np.int64)
+    tour_first = np.flatnonzero(~same_before | np.r_[False, home_bound[:-1]])  # a tour starts a day or follows a trip home
+    tour_size = np.diff(np.r_[tour_first, len(day)]).astype(np.int64)
     every, hour_keys = np.arange(len(depart)), (int(purpose.max(initial=0)) + 1) * 24
     moves = exchanges = done = 0
-    table_of = np.repeat(np.arange(len(tables)), sizes)
-    totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
 
     def fit() -> np.ndarray:  # each table's TVD now
-        return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / totals / 2
+        return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / (totals * share) / 2
 
     worst_before = float(fit().max())
-    kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), residual.copy())
+    kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
     staged = np.ones(len(tables))  # the stages' own emphasis, on top of the weights as given
     stage, quiet = 0, 0
     while done < passes * STAGES:
@@ -112,19 +125,23 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
         traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), codes.hour, cells, residual,
                              scale, depart, purpose, day, same_before, same_after, hours[0], hours[1],
                              *_places_of(purpose * 24 + depart, every, hour_keys), TRIES)
+        if kind is not None and len(tour_first):
+            traded += _swap_modes(rng.permutation(len(tour_first)), rng.integers(0, 1 << 30, len(tour_first)), codes.mode, cells,
+                                  residual, scale, mode, tour_first, tour_size, *_mode_places(zones, origin, destination, mode, kind,
+                                                                                                tour_first, codes.mode.shape[1]), TRIES)
         moves, exchanges = moves + moved, exchanges + traded
         quiet = quiet + 1 if not moved + traded else 0
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
             now = fit()
             if now.max() < kept[0]:
-                kept = (float(now.max()), destination.copy(), origin.copy(), depart.copy(), residual.copy())
+                kept = (float(now.max()), destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
             if stage + 1 == STAGES:
                 break
             stage, quiet = stage + 1, 0  # the tables still worst met count more in the next stage
             staged = reweighed(staged, now)
             scale = given_scale * staged[table_of]
-    worst_after, destination, origin, depart, residual = kept
-    return Polished(destination, origin, depart, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,
+    worst_after, destination, origin, depart, mode, residual = kept
+    return Polished(destination, origin, depart, mode, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,
                     exchanges)
 
 
@@ -376,6 +393,14 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
     return moved
 
 
+def _mode_places(zones: Zones, origin, destination, mode, kind, tour_first, modes: int):
+    """What :func:`_swap_modes` takes of the tours as they are: each tour's key (its traveller's ``kind`` and
+    the band of its longest leg), the number of modes, and the index of the tours by key and mode."""
+    longest = np.maximum.reduceat(zones.km(origin, destination), tour_first)
+    key = pd.factorize(kind[tour_first].astype(np.int64) * len(LENGTH_BANDS) + length_band(longest))[0].astype(np.int64)
+    return (key, modes, *_places_of(key * modes + mode[tour_first], np.arange(len(tour_first)), (int(key.max()) + 1) * modes))
+
+
 def _places_of(keys: np.ndarray, members: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An index of ``members`` by their ``keys`` (0 … size−1): (starts, members in key order, each trip's
     place there — −1 for trips not among the members), as the exchanges keep it."""
@@ -384,3 +409,72 @@ def _places_of(keys: np.ndarray, members: np.ndarray, size: int) -> tuple[np.nda
     slot = np.full(len(keys), -1, dtype=np.int64)
     slot[ordered] = np.arange(len(ordered))
     return starts, ordered.astype(np.int64), slot
+
+
+
+@numba.njit(cache=True)
+def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size, key, modes, at_start, at, slot, tries) -> int:
+    """One pass of mode exchanges: each tour in ``order`` (its trips ``first[tour]`` … + ``size[tour]``) trades
+    its mode with the tour of the same ``key`` (the traveller's kind and the band of the tour's longest leg)
+    and another mode that most lowers the weighted error. Every key keeps as many tours of each mode, so
+    what is known of modes by person and by length stays as it is while modes by purpose move.
+    ``at[at_start[c]:at_start[c+1]]`` are the tours of c = key·modes + mode (``slot``: each tour's place
+    there); ``tries`` tours of each other mode are looked at. The number of exchanges."""
+    tables = cells.shape[1]
+    most = 2 * (size.max() if size.shape[0] else 0)
+    rows = np.empty(most, dtype=np.int64)
+    new = np.empty((most, tables), dtype=np.int64)
+    best_new = np.empty((most, tables), dtype=np.int64)
+    index = np.arange(most)
+    moved = 0
+    for n in range(order.shape[0]):
+        a = order[n]
+        m = mode[first[a]]
+        best_gain, best_b = 1e-12, -1
+        for c in range(modes):
+            if c == m:
+                continue
+            bucket = key[a] * modes + c
+            there = at_start[bucket + 1] - at_start[bucket]
+            for s in range(min(tries, there)):
+                b = at[at_start[bucket] + (jitter[n] + s) % there]
+                count = 0
+                for r in range(size[a]):
+                    rows[count] = first[a] + r
+                    count += 1
+                for r in range(size[b]):
+                    rows[count] = first[b] + r
+                    count += 1
+                used = rows[:count]
+                _count(cells, used, residual, -1.0)
+                before = _added(cells, used, residual, scale)
+                for r in range(count):
+                    old, other = (m, c) if r < size[a] else (c, m)
+                    for t in range(tables):
+                        new[r, t] = cells[rows[r], t] - m_part[t, old] + m_part[t, other]
+                after = _added(new, index[:count], residual, scale)
+                _count(cells, used, residual, 1.0)
+                if before - after > best_gain:
+                    best_gain, best_b = before - after, b
+                    best_new[:count] = new[:count]
+        if best_b >= 0:
+            b = best_b
+            c = mode[first[b]]
+            count = 0
+            for r in range(size[a]):
+                rows[count] = first[a] + r
+                count += 1
+            for r in range(size[b]):
+                rows[count] = first[b] + r
+                count += 1
+            used = rows[:count]
+            _count(cells, used, residual, -1.0)
+            for r in range(count):
+                cells[rows[r]] = best_new[r]
+                mode[rows[r]] = c if r < size[a] else m
+            _count(cells, used, residual, 1.0)
+            x, y = slot[a], slot[b]
+            at[x], at[y] = b, a
+            slot[a], slot[b] = y, x
+            moved += 1
+    return moved

@@ -175,7 +175,7 @@ class TripSynthesizer:
         transferred = None if met else self._transfer(frames, rng, emphasis)
         if not met:
             lap("transfers")
-        polished = None if met else self._polish(frames[TRIPS.name], rng, emphasis)
+        polished = None if met else self._polish(frames, rng, emphasis)
         if not met:
             lap("polish")
         written = {t.name: cell_counts(frames[t.level], t)[0] for t in tables}  # each table's cells over the written days
@@ -204,11 +204,15 @@ class TripSynthesizer:
                                                                        spec.trips.max_trips, rng)
         return done
 
-    def _polish(self, trips: pd.DataFrame, rng: np.random.Generator, emphasis: np.ndarray) -> Polished | None:
+    def _polish(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray) -> Polished | None:
         """Stops moved to nearby zones, and trips to other hours between their day's neighbours, where that
         lowers the tables' error, each table weighed with its ``emphasis`` (:mod:`~llmsynthor.shapes.trips.polish`);
-        ``trips`` (the chosen days' trips, in day order) is updated in place. None when no table counts trips."""
+        the chosen days' trips (in day order) are updated in place. None when no table counts trips."""
         spec, zones = self.spec, self.inputs.zones
+        days, trips = frames[PERSONS.name], frames[TRIPS.name]
+        keys = [days[v].to_numpy() for v in spec.traveller_variables]
+        kind = (pd.factorize(pd.MultiIndex.from_arrays(keys))[0] if keys else np.zeros(len(days), dtype=np.int64))
+        kind = kind[trips[PERSONS.id].to_numpy() - 1]  # each trip's traveller's kind: tours of a kind may trade modes
         s = spec.trips
         coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
         if not coder.tables:
@@ -218,8 +222,9 @@ class TripSynthesizer:
         polished = polish_stops(zones, coder, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
                                 trips["depart"].to_numpy(), purpose, pd.Index(s.modes).get_indexer(trips["mode"]),
                                 purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(), (s.first_hour, s.last_hour), rng,
-                                emphasis=emphasis)
+                                emphasis=emphasis, kind=kind)
         trips["depart"] = polished.depart
+        trips["mode"] = np.asarray(s.modes, dtype=object)[polished.mode]
         trips["origin"], trips["destination"] = zones.ids[polished.origin], zones.ids[polished.destination]
         trips["km"] = zones.km(polished.origin, polished.destination)
         if zones.district is not None:
