@@ -55,6 +55,21 @@ def district_scale(tables, zones: Zones) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def cell_groups(tables, zones: Zones) -> np.ndarray:
+    """Over the cells of ``tables`` (raveled, in order): each cell's group, numbered from 0 — a table with a
+    district side has one group per district (:func:`district_cells`), any other table one."""
+    out, groups = [], 0
+    for table in tables:
+        cells = district_cells(table, zones)
+        if cells is None:
+            out.append(np.full(table.region.size, groups, dtype=np.int64))
+            groups += 1
+        else:
+            out.append(groups + cells[2].astype(np.int64))
+            groups += len(cells[1])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
 def cell_weights(tables, zones: Zones, emphasis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The cells of ``tables`` as the choice and the polish weigh them: their targets, and each cell's
     weight — its table's weight (times its ``emphasis``) over its total, times :func:`district_scale` —

@@ -19,8 +19,9 @@ purpose in different days trade hours (every purpose keeps its trips each hour),
 and within its slot; two tours of persons of a kind, in one band of length, trade modes (modes by
 person and by length stay as they are, modes by purpose move). A stage ends when a pass moves
 nothing; in each of the :data:`STAGES` stages after the first, the tables still worst met weigh
-more (:func:`~llmsynthor.fitting.choice.reweighed`) and moves are judged by those weights; the state
-kept is the one whose worst-met table is met best (the aim is every table within tolerance).
+more (:func:`~llmsynthor.fitting.choice.reweighed`) — a table naming zones or districts district by
+district, each by its own TVD — and moves are judged by those weights; the state kept is the one
+whose worst-met table is met best (the aim is every table within tolerance).
 
 Works on arrays of zone rows, hours and value positions (:class:`~llmsynthor.shapes.trips.days.Coder`
 maps them to the tables' cells); its passes are compiled loops (numba) that sum as the numpy code they
@@ -39,12 +40,13 @@ from ...declarations.zones import Zones, leg_km
 from ...fitting.choice import reweighed
 from ...fitting.sums import pairwise_sum
 from .days import LENGTH_BANDS, CellParts, Coder, length_band
-from .districts import cell_weights
+from .districts import cell_groups, cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
 PASSES = 8  # passes per stage on average: the stages share PASSES × STAGES
+SWAP_NEAREST = 30  # a stop may trade zones with stops at this many zones nearest it (80: as many districts over .01 on the MTC example, at 2.7× the time)
 TRIES = 6  # an exchange looks at this many stops at each zone near a stop's, or trips of its purpose at each hour of its slot
-STAGES = 3  # after the first, each stage weighs every table by how badly it is still met (towards every table within tolerance)
+STAGES = 5  # after the first, each stage weighs every table by how badly it is still met (towards every table within tolerance)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
 
     worst_before = float(fit().max())
     kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
-    staged = np.ones(len(tables))  # the stages' own emphasis, on top of the weights as given
+    group = cell_groups(tables, zones)  # a table's cells, or each district's of a table naming zones or districts
+    staged = np.ones(int(group.max(initial=-1)) + 1)  # the stages' own emphasis of each group, on top of the weights as given
     stage, quiet = 0, 0
     while done < passes * STAGES:
         done += 1
@@ -120,7 +123,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
                              codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, same_before, same_after,
                              hours[0], hours[1])
         traded = _swap_stops(rng.permutation(stops), rng.integers(0, 1 << 30, len(stops)), codes.origin, codes.destination, cells,
-                             residual, scale, origin, destination, neighbours, reach, lon, lat, within,
+                             residual, scale, origin, destination, neighbours[:, :SWAP_NEAREST].copy(), reach, lon, lat, within,
                              *_places_of(destination, stops, len(zones)), TRIES)  # the stops at each zone, as the moves left them
         traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), codes.hour, cells, residual,
                              scale, depart, purpose, day, same_before, same_after, hours[0], hours[1],
@@ -138,8 +141,9 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             if stage + 1 == STAGES:
                 break
             stage, quiet = stage + 1, 0  # the tables still worst met count more in the next stage
-            staged = reweighed(staged, now)
-            scale = given_scale * staged[table_of]
+            wanted = np.bincount(group, weights=target * share[table_of], minlength=len(staged))
+            staged = reweighed(staged, np.bincount(group, weights=np.abs(residual), minlength=len(staged)) / np.maximum(wanted, 1e-12) / 2)
+            scale = given_scale * staged[group]
     worst_after, destination, origin, depart, mode, residual = kept
     return Polished(destination, origin, depart, mode, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,
                     exchanges)
