@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from test_trips_inputs import write_case
 
+from llmsynthor.declarations.zones import Zones
 from llmsynthor.evaluation.chains import check_days
 from llmsynthor.shapes.trips.inputs import PERSONS, TRIPS, read_inputs
-from llmsynthor.shapes.trips.polish import _places_of, _swap_hours, _swap_modes, _swap_stops
+from llmsynthor.shapes.trips.polish import _change_modes, _places_of, _plausible, _swap_hours, _swap_modes, _swap_stops
 from llmsynthor.shapes.trips.spec import TRIPS_PER_PERSON, load
 from llmsynthor.shapes.trips.transfers import transfer_tours
 
@@ -107,6 +108,33 @@ def test_two_tours_of_a_key_trade_modes_where_that_meets_the_mode_by_purpose_tab
                         *_places_of(key * 2 + mode[first], np.arange(3), 4), 6)
     assert moved == 1 and mode.tolist() == [1, 1, 0, 0, 1, 1]
     assert np.all(residual == 0) and np.array_equal(cells, (m_part[0, mode] + purpose)[:, None])
+
+
+def test_a_tour_changes_its_whole_mode_only_to_one_the_prior_finds_as_likely():
+    # tour 0: trips 0, 1 (work, home) by mode 0; tour 1: trips 2, 3 (work, home) by mode 0. One table, mode × purpose
+    # (2 modes × home, work), wants both tours by mode 1: tour 0 may change (mode 1 plausible), tour 1 may not
+    purpose = np.array([1, 0, 1, 0])
+    mode = np.array([0, 0, 0, 0], dtype=np.int64)
+    m_part = np.array([[0, 2]], dtype=np.int64)
+    cells = (m_part[0, mode] + purpose)[:, None].astype(np.int64)
+    residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.array([0, 0, 2, 2], dtype=float)
+    plausible = np.array([[True, True], [True, False]])
+    moved = _change_modes(np.arange(2), m_part, cells, residual, np.ones(4), mode, np.array([0, 2]), np.array([2, 2]), plausible)
+    assert moved == 1 and mode.tolist() == [1, 1, 0, 0]  # the whole tour: a car driven from home comes back home
+    assert residual.tolist() == [1, 1, -1, -1] and np.array_equal(cells, (m_part[0, mode] + purpose)[:, None])
+
+
+def test_a_mode_is_plausible_for_a_tour_when_the_prior_finds_it_at_least_as_likely_as_its_own():
+    zones = Zones(ids=np.array(["a", "b"]), lon=np.array([0.0, 0.05]), lat=np.array([0.0, 0.0]))  # 5.6 km apart: 5-10 km
+    origin, destination = np.array([0, 1, 0, 0]), np.array([1, 0, 0, 0])  # tour 0: a → b → a; tour 1: a → a → a (0 km)
+    by_person = np.array([[1.0, 2.0, 0.5]] * 4)
+    by_length = np.ones((6, 3))
+    by_length[3] = [1.0, 0.1, 3.0]  # 5-10 km: mode 1 unlikely, mode 2 likely
+    allowed = _plausible(zones, origin, destination, np.array([0, 0, 1, 1]), np.array([0, 2]), by_person, by_length)
+    assert allowed.tolist() == [[True, False, True], [False, True, False]]  # 1 × 1, 2 × .1, .5 × 3 against mode 0's 1 × 1;
+    # the short tour by mode 1 (2 × 1): only mode 1 itself
+    assert _plausible(zones, origin, destination, np.zeros(4, dtype=np.int64), np.array([0, 2]), np.ones((4, 3)),
+                      np.ones((6, 3))).all()  # the tables alone: every mode
 
 
 # ---- tours handed between persons alike

@@ -284,3 +284,23 @@ def test_a_table_naming_zones_counts_as_the_mean_of_its_districts_errors(tmp_pat
         _, names, group = cells
         per = [np.abs(residual[group == g]).sum() / table.region.ravel()[group == g].sum() for g in range(len(names))]
         assert error == pytest.approx(table.weight * np.mean(per)), table.name
+
+
+def test_cell_groups_are_a_tables_districts_or_the_table(tmp_path):
+    """cell_groups: what the polish's stages weigh apart — each district's cells of a table naming zones or districts,
+    any other table's cells together; numbered from 0 in the tables' order."""
+    from llmsynthor.shapes.trips.districts import cell_groups, district_cells
+    from llmsynthor.shapes.trips.inputs import read_inputs
+    from llmsynthor.shapes.trips.spec import load
+
+    inputs = read_inputs(load(write_case(tmp_path / "case")))
+    group = cell_groups(inputs.tables, inputs.zones)
+    assert len(group) == sum(t.region.size for t in inputs.tables)
+    start, first = 0, 0
+    for table in inputs.tables:
+        mine = group[start:start + table.region.size]
+        cells = district_cells(table, inputs.zones)
+        expected = np.zeros(table.region.size, dtype=int) if cells is None else cells[2]
+        assert mine.tolist() == (first + expected).tolist(), table.name
+        first, start = first + (1 if cells is None else len(cells[1])), start + table.region.size
+    assert group.max() + 1 == 2 + 2 + 1 + 1  # OD by period and origin by D1, D2; mode x purpose; trips per person

@@ -69,13 +69,15 @@ class Polished:
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
                  purpose: np.ndarray, mode: np.ndarray, home_bound: np.ndarray, day: np.ndarray, hours: tuple[int, int],
                  rng: np.random.Generator, passes: int = PASSES, emphasis: np.ndarray | None = None,
-                 kind: np.ndarray | None = None) -> Polished:
+                 kind: np.ndarray | None = None, mode_factors: tuple[np.ndarray, np.ndarray] | None = None) -> Polished:
     """Move stops (trips with ``home_bound`` False; the next trip of the same ``day`` follows each) to
     nearby zones, and trips to other hours between their day's previous and next departures (within
     ``hours``, first and last), while that lowers the error of ``coder.tables`` (every one a table of trips),
     each table weighed with its ``emphasis`` (one factor a table; None: 1). With ``kind`` (each trip's
     traveller's kind: persons of a kind are alike to every table and the prior), tours of a kind and of one
-    band of length trade modes too."""
+    band of length trade modes too. With ``mode_factors`` (the prior's factors of each trip's traveller over
+    the modes, [trip, mode], and of the bands of length, [band, mode]), a tour may also change its mode to
+    one at least as likely for its traveller and length."""
     tables = coder.tables
     sizes = np.array([t.region.size for t in tables])
     target, scale = cell_weights(tables, zones, emphasis)  # as the choice weighs them, with the synthesizer's emphasis
@@ -132,6 +134,9 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             traded += _swap_modes(rng.permutation(len(tour_first)), rng.integers(0, 1 << 30, len(tour_first)), codes.mode, cells,
                                   residual, scale, mode, tour_first, tour_size, *_mode_places(zones, origin, destination, mode, kind,
                                                                                                 tour_first, codes.mode.shape[1]), TRIES)
+        if mode_factors is not None and len(tour_first):
+            moved += _change_modes(rng.permutation(len(tour_first)), codes.mode, cells, residual, scale, mode, tour_first, tour_size,
+                                   _plausible(zones, origin, destination, mode, tour_first, *mode_factors))
         moves, exchanges = moves + moved, exchanges + traded
         quiet = quiet + 1 if not moved + traded else 0
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
@@ -397,6 +402,15 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
     return moved
 
 
+def _plausible(zones: Zones, origin, destination, mode, tour_first, by_person: np.ndarray, by_length: np.ndarray) -> np.ndarray:
+    """[tour, mode]: the modes a tour may change to — those whose prior factor for its traveller (``by_person``,
+    one row a trip: its first trip's) and the band of its longest leg (``by_length``) is at least its own mode's."""
+    longest = np.maximum.reduceat(zones.km(origin, destination), tour_first)
+    weight = by_person[tour_first, :] * by_length[length_band(longest), :]
+    own = weight[np.arange(len(tour_first)), mode[tour_first]]
+    return weight >= own[:, None] * (1 - 1e-9)
+
+
 def _mode_places(zones: Zones, origin, destination, mode, kind, tour_first, modes: int):
     """What :func:`_swap_modes` takes of the tours as they are: each tour's key (its traveller's ``kind`` and
     the band of its longest leg), the number of modes, and the index of the tours by key and mode."""
@@ -481,4 +495,42 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
             at[x], at[y] = b, a
             slot[a], slot[b] = y, x
             moved += 1
+    return moved
+
+
+@numba.njit(cache=True)
+def _change_modes(order, m_part, cells, residual, scale, mode, first, size, plausible) -> int:
+    """One pass of mode changes: each tour in ``order`` takes the mode that most lowers the weighted error among
+    those ``plausible[tour]`` allows (at least as likely as its own for its traveller and length, by the
+    prior's factors); the whole tour takes it, so a car driven from home still comes back home. The
+    number of tours changed."""
+    tables = cells.shape[1]
+    most = size.max() if size.shape[0] else 0
+    new = np.empty((most, tables), dtype=np.int64)
+    best_new = np.empty((most, tables), dtype=np.int64)
+    index = np.arange(most)
+    moved = 0
+    for n in range(order.shape[0]):
+        a = order[n]
+        m = mode[first[a]]
+        rows = np.arange(first[a], first[a] + size[a])
+        _count(cells, rows, residual, -1.0)
+        here = _added(cells, rows, residual, scale)
+        best_gain, best_c = 1e-12, -1
+        for c in range(plausible.shape[1]):
+            if c == m or not plausible[a, c]:
+                continue
+            for r in range(size[a]):
+                for t in range(tables):
+                    new[r, t] = cells[rows[r], t] - m_part[t, m] + m_part[t, c]
+            gain = here - _added(new, index[:size[a]], residual, scale)
+            if gain > best_gain:
+                best_gain, best_c = gain, c
+                best_new[:size[a]] = new[:size[a]]
+        if best_c >= 0:
+            for r in range(size[a]):
+                cells[rows[r]] = best_new[r]
+                mode[rows[r]] = best_c
+            moved += 1
+        _count(cells, rows, residual, 1.0)
     return moved

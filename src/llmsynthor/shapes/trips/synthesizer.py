@@ -175,7 +175,7 @@ class TripSynthesizer:
         transferred = None if met else self._transfer(frames, rng, emphasis)
         if not met:
             lap("transfers")
-        polished = None if met else self._polish(frames, rng, emphasis)
+        polished = None if met else self._polish(frames, rng, emphasis, prior.factors)
         if not met:
             lap("polish")
         written = {t.name: cell_counts(frames[t.level], t)[0] for t in tables}  # each table's cells over the written days
@@ -204,15 +204,20 @@ class TripSynthesizer:
                                                                        spec.trips.max_trips, rng)
         return done
 
-    def _polish(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray) -> Polished | None:
-        """Stops moved to nearby zones, and trips to other hours between their day's neighbours, where that
-        lowers the tables' error, each table weighed with its ``emphasis`` (:mod:`~llmsynthor.shapes.trips.polish`);
-        the chosen days' trips (in day order) are updated in place. None when no table counts trips."""
+    def _polish(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray,
+                factors: Factors) -> Polished | None:
+        """Stops moved to nearby zones, trips to other hours between their day's neighbours, and the exchanges
+        and mode changes of :mod:`~llmsynthor.shapes.trips.polish`, where that lowers the tables' error, each
+        table weighed with its ``emphasis``; a tour changes mode only to one every person's prior ``factors``
+        find at least as likely for its traveller and length. The chosen days' trips (in day order) are
+        updated in place. None when no table counts trips."""
         spec, zones = self.spec, self.inputs.zones
         days, trips = frames[PERSONS.name], frames[TRIPS.name]
         keys = [days[v].to_numpy() for v in spec.traveller_variables]
         kind = (pd.factorize(pd.MultiIndex.from_arrays(keys))[0] if keys else np.zeros(len(days), dtype=np.int64))
-        kind = kind[trips[PERSONS.id].to_numpy() - 1]  # each trip's traveller's kind: tours of a kind may trade modes
+        person = trips[PERSONS.id].to_numpy() - 1
+        kind = kind[person]  # each trip's traveller's kind: tours of a kind may trade modes
+        mode_factors = (factors.mode_by_person[person], factors.mode_by_length)
         s = spec.trips
         coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
         if not coder.tables:
@@ -222,7 +227,7 @@ class TripSynthesizer:
         polished = polish_stops(zones, coder, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
                                 trips["depart"].to_numpy(), purpose, pd.Index(s.modes).get_indexer(trips["mode"]),
                                 purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(), (s.first_hour, s.last_hour), rng,
-                                emphasis=emphasis, kind=kind)
+                                emphasis=emphasis, kind=kind, mode_factors=mode_factors)
         trips["depart"] = polished.depart
         trips["mode"] = np.asarray(s.modes, dtype=object)[polished.mode]
         trips["origin"], trips["destination"] = zones.ids[polished.origin], zones.ids[polished.destination]
