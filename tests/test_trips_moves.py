@@ -202,15 +202,53 @@ def test_a_tour_fits_between_the_takers_tours(persons_table):
     assert new_trips["depart"].tolist() == [7, 9, 12, 14, 18, 20] and new_trips["tour"].tolist() == [0, 0, 1, 1, 2, 2]
 
 
-def test_the_synthesizer_runs_the_transfers_and_every_persons_trips_are_theirs(tmp_path):
-    """Through the synthesizer (no model, the small case, where no tour is worth handing over): the transfers ran
-    without raising the error of the table of persons, and each person's count in persons.csv is the number
-    of trips written for them (every day is checked a valid chain by test_trips_shape)."""
+def test_the_synthesizer_hands_tours_over_and_every_persons_trips_are_theirs(tmp_path):
+    """Through the synthesizer (no model): the small case's twenty persons made workers of two home zones, and its
+    table of persons asking for 5 with no trip, 8 with 2-3 and 7 with 4-8 — two tours are handed over, which meets
+    that table exactly; each person's count in persons.csv is the number of trips written for them, and every
+    day is still a valid chain."""
+    from test_trips_inputs import PERSON_IDS
+
     from llmsynthor.api import make_backend
     from llmsynthor.shapes.trips.synthesizer import TripSynthesizer
 
-    spec = load(write_case(tmp_path / "case"))
+    homes = [1, 1, 2, 2] * 5
+    persons = "person_id,household_id,home_zone,person_type\n" + "".join(
+        f"{pid},{50 + i // 2},{homes[i]},worker\n" for i, pid in enumerate(PERSON_IDS))
+    table = 'person_type,trips,count\nworker,"[0,2)",5\nworker,"[2,4)",8\nworker,"[4,8]",7\n'
+    spec = load(write_case(tmp_path / "case", persons=persons, tables={"trips_per_person.csv": table}))
     result = TripSynthesizer(spec, make_backend(spec.llm)).run()
-    assert result.transfers is not None and result.transfers.error_after <= result.transfers.error_before + 1e-12
+    assert result.transfers.moves == 2 and result.transfers.error_after == 0 < result.transfers.error_before
+    assert result.fit["trips per person"] == 0
     assert result.persons[TRIPS_PER_PERSON].tolist() == result.trips.groupby("person_id").size().reindex(
         result.persons["person_id"], fill_value=0).tolist()
+    assert result.chains.valid.all()
+
+
+def test_the_polish_may_change_a_tour_to_a_mode_no_chosen_trip_has(tmp_path):
+    """polish_stops on one day of the small case, every trip by the first of its three modes, the prior allowing
+    any: the tables' cells are made for every mode (not only those the trips have), so a tour may take one no
+    trip had, and the error the polish reports is the error of what it returns."""
+    from llmsynthor.shapes.trips.days import CellParts, Coder
+    from llmsynthor.shapes.trips.districts import cell_weights
+    from llmsynthor.shapes.trips.polish import polish_stops
+
+    spec = load(write_case(tmp_path / "case"))
+    inputs = read_inputs(spec)
+    zones, coder = inputs.zones, Coder(spec, inputs.zones, inputs.of_level(TRIPS.name))
+    origin, destination = np.array([0, 3, 0, 4]), np.array([3, 0, 4, 0])  # two tours from zone 1: to 4 and to 5
+    depart, purpose = np.array([8, 12, 14, 18]), np.array([1, 0, 3, 0])  # work, home, shopping, home
+    mode, home_bound, day = np.zeros(4, dtype=np.int64), purpose == 0, np.zeros(4, dtype=np.int64)
+    done = polish_stops(zones, coder, origin, destination, depart, purpose, mode, home_bound, day, (5, 23), np.random.default_rng(0),
+                        kind=np.zeros(4, dtype=np.int64), mode_factors=(np.ones((4, 3)), np.ones((6, 3))))
+    assert set(done.mode.tolist()) - {0} and done.mode[0] == done.mode[1] and done.mode[2] == done.mode[3]  # whole tours
+    assert done.origin[1] == done.destination[0] and done.origin[3] == done.destination[2]  # still a chain
+    parts = CellParts.of(coder, zones, 4, 3)
+    cells = parts.cells(done.origin, done.destination, done.depart, purpose, done.mode)
+    target, scale = cell_weights(coder.tables, zones)
+    sizes = [t.region.size for t in coder.tables]
+    table_of = np.repeat(np.arange(len(sizes)), sizes)
+    counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
+    share = np.bincount(table_of, weights=counts) / np.array([t.region.sum() for t in coder.tables])
+    assert done.error_after == pytest.approx(float(scale @ np.abs(counts - target * share[table_of])))
+    assert done.error_after < done.error_before

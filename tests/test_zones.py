@@ -74,3 +74,15 @@ def test_bad_zone_tables_are_refused_naming_file_column_and_row(tmp_path, text, 
 def test_a_missing_zone_file_is_named(tmp_path):
     with pytest.raises(SpecError, match="file not found"):
         read_zones(ZoneTableSpec(file="nowhere.csv"), tmp_path, "spec.yaml")
+
+
+def test_nearest_first_orders_each_zones_nearest_by_distance_not_by_row(tmp_path):
+    zones = read(tmp_path)
+    first = zones.nearest_first(3)
+    assert first.shape == (4, 3)
+    assert first[2].tolist() == [2, 0, 1]  # Oakland: itself, then downtown zone 1 (13.8 km), then zone 2 (14.5 km)
+    assert first[3].tolist()[0] == 3
+    for row, zone in zip(first, range(4)):
+        km = zones.km(np.full(3, zone), row)
+        assert np.all(np.diff(km) >= 0) and set(row.tolist()) == set(zones.nearest(3)[[zone]].indices.tolist())
+    assert zones.nearest(3)[[1]].indices.tolist() != first[1].tolist() or zones.nearest(3)[[2]].indices.tolist() != first[2].tolist()

@@ -111,6 +111,14 @@ class Zones:
             self._near[k] = self._nearest(k)
         return self._near[k]
 
+    def nearest_first(self, k: int) -> np.ndarray:
+        """[zone, k]: each zone's ``k`` nearest zones (rows), nearest first — :meth:`nearest` keeps a row's
+        zones in the order of their rows, not of their distance."""
+        near = self.nearest(k)
+        width = near.indptr[1] - near.indptr[0]
+        order = np.argsort(near.data.reshape(len(self), width), axis=1, kind="stable")
+        return np.take_along_axis(near.indices.reshape(len(self), width).astype(np.int64), order, axis=1)
+
     def _nearest(self, k: int) -> sparse.csr_array:
         lat0 = np.radians(np.mean(self.lat))
         points = np.column_stack([np.radians(self.lon) * np.cos(lat0), np.radians(self.lat)]) * EARTH_KM  # near-equal-area plane

@@ -161,7 +161,7 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
             "worst_table_tvd_before": round(result.polish.worst_before, 6), "worst_table_tvd_after": round(result.polish.worst_after, 6),
             "moves": result.polish.moves, "exchanges": result.polish.exchanges, "passes": result.polish.passes,
             "error_is": "as the choice's error, over the tables of trips, against each table's targets scaled to the trips "
-                        "there are (no move changes their number): twice the weighted TVD of shares"},
+                        "there are (no move changes their number)"},
         "transfers": None if result.transfers is None else {
             "tours_handed_over": result.transfers.moves, "passes": result.transfers.passes,
             "error_before": round(result.transfers.error_before, 6), "error_after": round(result.transfers.error_after, 6),

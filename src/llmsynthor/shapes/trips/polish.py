@@ -1,25 +1,28 @@
-"""The last step towards the tables: stops moved to nearby zones, trips to other hours, and exchanges
-of zones, hours and modes, where that lowers the tables' error.
+"""The last step towards the tables: stops moved to nearby zones, trips to other hours, exchanges of
+zones, hours and modes, and tours' modes changed, where that lowers the tables' error.
 
 After one day is chosen for every person, the tables of trips are missed by what whole days cannot
 fix: a day is a coarse unit (several trips at once). Here the stops of the chosen days (the trips not
 going home) are visited in a seeded order, and each may move to one of the zones nearest it — its
 own trip and the next one (which leaves from it) change together, so the day stays a chain: it still
-starts and ends at home, and modes are kept. Each trip may also move to another hour between its
-day's previous and next departures. A move is taken only when it lowers the weighted L1 error over
-the tables of trips (each table's L1 over its total times its weight — a table naming zones or
-districts, the mean of its districts' — as the choice counts it; no move changes how many trips there
-are, so each table's targets are scaled to the trips there are, and its L1 is its TVD of shares, what
-is reported), and a stop only within reach: neither leg may grow beyond 1.5 times the longer of the
-two legs as chosen (before any move) plus 1 km, so a walk stays a walk's length. Three kinds of
-exchange follow the moves in every pass, for what a move alone cannot do without undoing a table
-already met: two stops trade zones (every zone keeps as many stops, so tables of origin or
-destination zones stay as they are while the flows between districts change); two trips of one
-purpose in different days trade hours (every purpose keeps its trips each hour), each within reach
-and within its slot; two tours of persons of a kind, in one band of length, trade modes (modes by
-person and by length stay as they are, modes by purpose move). A stage ends when a pass moves
-nothing; in each of the :data:`STAGES` stages after the first, the tables still worst met weigh
-more (:func:`~llmsynthor.fitting.choice.reweighed`) — a table naming zones or districts district by
+starts and ends at home. Each trip may also move to another hour between its day's previous and next
+departures. A move is taken only when it lowers the weighted L1 error over the tables of trips (each
+table's L1 over its total times its weight — a table naming zones or districts, the mean of its
+districts' — as the choice counts it; no move changes how many trips there are, so each table's
+targets are scaled to the trips there are), and a stop only within reach: neither leg may grow
+beyond 1.5 times the longer of the two legs as chosen (before any move) plus 1 km, so a walk stays a
+walk's length.
+
+Exchanges follow the moves in every pass, for what a move alone cannot do without undoing a table
+already met: two stops trade zones, each within reach (every zone keeps as many stops, so tables of
+origin or destination zones stay as they are while the flows between districts change); two trips
+of one purpose in different days trade hours, each within its slot (every purpose keeps its trips
+each hour); two tours of persons of a kind, in one band of length, trade modes (modes by person and
+by length stay as they are, modes by purpose move). Last, a tour may change its whole mode to one
+the prior's factors find at least as likely for its traveller and length — a tour keeps one mode,
+so a car driven from home comes back home. A stage ends when a pass moves nothing; in each of the
+:data:`STAGES` stages after the first, the tables still worst met weigh more
+(:func:`~llmsynthor.fitting.choice.reweighed`) — a table naming zones or districts district by
 district, each by its own TVD — and moves are judged by those weights; the state kept is the one
 whose worst-met table is met best (the aim is every table within tolerance).
 
@@ -44,7 +47,9 @@ from .districts import cell_groups, cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
 PASSES = 8  # passes per stage on average: the stages share PASSES × STAGES
-SWAP_NEAREST = 30  # a stop may trade zones with stops at this many zones nearest it (80: as many districts over .01 on the MTC example, at 2.7× the time)
+# a stop may trade zones with stops at this many zones nearest it (80, with 3 stops looked at a zone: 9 districts
+# over .01 against 12 on the MTC example, medians of 3 seeds; the polish 42 s against 27 on seed 0)
+SWAP_NEAREST = 30
 TRIES = 6  # an exchange looks at this many stops at each zone near a stop's, or trips of its purpose at each hour of its slot
 STAGES = 5  # after the first, each stage weighs every table by how badly it is still met (towards every table within tolerance)
 
@@ -59,11 +64,11 @@ class Polished:
     mode: np.ndarray  # value positions, one per trip
     error_before: float  # in the tables' weights as given (their emphasis included)
     error_after: float
-    moves: int
+    moves: int  # stops and hours moved, tours' modes changed
     passes: int
     worst_before: float = 0.0  # the worst-met table's TVD before the moves, and in the state kept
     worst_after: float = 0.0
-    exchanges: int = 0  # stops that traded zones, and trips that traded hours (each pair once)
+    exchanges: int = 0  # stops that traded zones, trips that traded hours, tours that traded modes (each pair once)
 
 
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
@@ -85,7 +90,8 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     depart, purpose, mode = depart.astype(np.int64), purpose.astype(np.int64), mode.astype(np.int64)
     same_before = np.r_[False, day[1:] == day[:-1]]
     same_after = np.r_[day[1:] == day[:-1], False]
-    codes = CellParts.of(coder, zones, int(purpose.max(initial=0)) + 1, int(mode.max(initial=0)) + 1)
+    modes = mode_factors[1].shape[1] if mode_factors is not None else int(mode.max(initial=0)) + 1  # every mode a tour may take
+    codes = CellParts.of(coder, zones, int(purpose.max(initial=0)) + 1, modes)
     cells = codes.cells(origin, destination, depart, purpose, mode)
     counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
     table_of = np.repeat(np.arange(len(tables)), sizes)
@@ -97,6 +103,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     near = zones.nearest(min(NEAREST, len(zones)))
     k = near.indptr[1] - near.indptr[0]
     neighbours = near.indices.reshape(len(zones), k).astype(np.int64)
+    swap_near = zones.nearest_first(min(SWAP_NEAREST, len(zones)))
     stops = np.flatnonzero(~home_bound)
     chosen_km = zones.km(origin, destination)
     reach = np.zeros(len(origin))
@@ -109,7 +116,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     moves = exchanges = done = 0
 
     def fit() -> np.ndarray:  # each table's TVD now
-        return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / (totals * share) / 2
+        return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / np.maximum(totals * share, 1e-12) / 2
 
     worst_before = float(fit().max())
     kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
@@ -125,7 +132,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
                              codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, same_before, same_after,
                              hours[0], hours[1])
         traded = _swap_stops(rng.permutation(stops), rng.integers(0, 1 << 30, len(stops)), codes.origin, codes.destination, cells,
-                             residual, scale, origin, destination, neighbours[:, :SWAP_NEAREST].copy(), reach, lon, lat, within,
+                             residual, scale, origin, destination, swap_near, reach, lon, lat, within,
                              *_places_of(destination, stops, len(zones)), TRIES)  # the stops at each zone, as the moves left them
         traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), codes.hour, cells, residual,
                              scale, depart, purpose, day, same_before, same_after, hours[0], hours[1],
@@ -271,6 +278,25 @@ def _added(cells, rows, residual, scale) -> float:
 
 
 @numba.njit(cache=True)
+def _trade_places(at, slot, a, b) -> None:
+    """An index's members ``a`` and ``b`` trade places (each now listed under the other's key)."""
+    x, y = slot[a], slot[b]
+    at[x], at[y] = b, a
+    slot[a], slot[b] = y, x
+
+
+@numba.njit(cache=True)
+def _tour_rows(rows, first, size, a, b) -> int:
+    """Tour ``a``'s trips then tour ``b``'s into ``rows``; how many."""
+    count = 0
+    for tour in (a, b):
+        for r in range(size[tour]):
+            rows[count] = first[tour] + r
+            count += 1
+    return count
+
+
+@numba.njit(cache=True)
 def _count(cells, rows, residual, sign) -> None:
     for n in range(rows.shape[0]):
         for t in range(cells.shape[1]):
@@ -334,9 +360,7 @@ def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, d
                 cells[rows[r]] = best_new[r]
             _count(cells, rows, residual, 1.0)
             destination[i], origin[j], destination[k], origin[k + 1] = y, y, x, x
-            a, b = slot[i], slot[k]
-            at[a], at[b] = k, i
-            slot[i], slot[k] = b, a
+            _trade_places(at, slot, i, k)
             moved += 1
     return moved
 
@@ -395,9 +419,7 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
             cells[i], cells[k] = best_new[0], best_new[1]
             _count(cells, rows, residual, 1.0)
             depart[i], depart[k] = g, h
-            a, b = slot[i], slot[k]
-            at[a], at[b] = k, i
-            slot[i], slot[k] = b, a
+            _trade_places(at, slot, i, k)
             moved += 1
     return moved
 
@@ -456,13 +478,7 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
             there = at_start[bucket + 1] - at_start[bucket]
             for s in range(min(tries, there)):
                 b = at[at_start[bucket] + (jitter[n] + s) % there]
-                count = 0
-                for r in range(size[a]):
-                    rows[count] = first[a] + r
-                    count += 1
-                for r in range(size[b]):
-                    rows[count] = first[b] + r
-                    count += 1
+                count = _tour_rows(rows, first, size, a, b)
                 used = rows[:count]
                 _count(cells, used, residual, -1.0)
                 before = _added(cells, used, residual, scale)
@@ -478,22 +494,14 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
         if best_b >= 0:
             b = best_b
             c = mode[first[b]]
-            count = 0
-            for r in range(size[a]):
-                rows[count] = first[a] + r
-                count += 1
-            for r in range(size[b]):
-                rows[count] = first[b] + r
-                count += 1
+            count = _tour_rows(rows, first, size, a, b)
             used = rows[:count]
             _count(cells, used, residual, -1.0)
             for r in range(count):
                 cells[rows[r]] = best_new[r]
                 mode[rows[r]] = c if r < size[a] else m
             _count(cells, used, residual, 1.0)
-            x, y = slot[a], slot[b]
-            at[x], at[y] = b, a
-            slot[a], slot[b] = y, x
+            _trade_places(at, slot, a, b)
             moved += 1
     return moved
 

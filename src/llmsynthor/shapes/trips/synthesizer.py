@@ -25,8 +25,9 @@ construction, list balancing, and one day chosen for every person.
    meets the tables of persons better (:mod:`~llmsynthor.shapes.trips.transfers`): the trips stay as
    they are, only who makes them changes;
 8. **polish** — stops moved to nearby zones and trips to other hours of their slot, stops trading
-   zones and trips of a purpose trading hours, where that lowers the error, in stages that weigh the
-   tables still worst met more (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
+   zones, trips of a purpose trading hours, tours trading modes, and a tour changing its mode to one
+   the prior finds at least as likely, where that lowers the error, in stages that weigh the tables
+   still worst met more (:mod:`~llmsynthor.shapes.trips.polish`); days stay chains.
 
 The work towards the tables stops as soon as every table is within its tolerance
 (``tolerance_tvd``, :attr:`TripInputs.tolerance`): a round whose choice meets them all is kept
@@ -198,8 +199,7 @@ class TripSynthesizer:
         tables = [inputs.tables[k] for k in chosen]
         targets, scale = cell_weights(tables, inputs.zones, emphasis[chosen])
         days = frames[PERSONS.name]
-        keys = [inputs.persons["home_row"].to_numpy(), *(days[v].to_numpy() for v in spec.traveller_variables)]
-        group = pd.factorize(pd.MultiIndex.from_arrays(keys))[0].astype(np.int64)  # persons alike, as alike_persons has them
+        group = kinds_of(spec, days, home=inputs.persons["home_row"].to_numpy())  # persons alike, as alike_persons has them
         frames[PERSONS.name], frames[TRIPS.name], done = transfer_tours(days, frames[TRIPS.name], tables, targets, scale, group,
                                                                        spec.trips.max_trips, rng)
         return done
@@ -208,20 +208,18 @@ class TripSynthesizer:
                 factors: Factors) -> Polished | None:
         """Stops moved to nearby zones, trips to other hours between their day's neighbours, and the exchanges
         and mode changes of :mod:`~llmsynthor.shapes.trips.polish`, where that lowers the tables' error, each
-        table weighed with its ``emphasis``; a tour changes mode only to one every person's prior ``factors``
-        find at least as likely for its traveller and length. The chosen days' trips (in day order) are
-        updated in place. None when no table counts trips."""
+        table weighed with its ``emphasis``; a tour changes mode only to one its traveller's prior factors
+        (``factors``: every person's, in their order) find at least as likely for them and its length. The
+        chosen days' trips (in day order) are updated in place. None when no table counts trips."""
         spec, zones = self.spec, self.inputs.zones
-        days, trips = frames[PERSONS.name], frames[TRIPS.name]
-        keys = [days[v].to_numpy() for v in spec.traveller_variables]
-        kind = (pd.factorize(pd.MultiIndex.from_arrays(keys))[0] if keys else np.zeros(len(days), dtype=np.int64))
-        person = trips[PERSONS.id].to_numpy() - 1
-        kind = kind[person]  # each trip's traveller's kind: tours of a kind may trade modes
-        mode_factors = (factors.mode_by_person[person], factors.mode_by_length)
         s = spec.trips
         coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
         if not coder.tables:
             return None
+        days, trips = frames[PERSONS.name], frames[TRIPS.name]
+        person = trips[PERSONS.id].to_numpy() - 1
+        kind = kinds_of(spec, days)[person]  # each trip's traveller's kind: tours of a kind may trade modes
+        mode_factors = (factors.mode_by_person[person], factors.mode_by_length)
         emphasis = np.asarray([e for t, e in zip(self.inputs.tables, emphasis) if t.level == TRIPS.name])
         purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
         polished = polish_stops(zones, coder, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
@@ -286,8 +284,7 @@ def alike_persons(spec: TripsSpec, inputs: TripInputs, budget: int = BUDGET) -> 
     if spec.candidates * persons <= budget:
         own = np.arange(persons, dtype=np.int64)
         return own, own, np.ones(persons, dtype=np.int64)
-    keys = [inputs.persons["home_row"].to_numpy(), *(inputs.persons[v].to_numpy() for v in spec.traveller_variables)]
-    kind, _ = pd.factorize(pd.MultiIndex.from_arrays(keys))
+    kind = kinds_of(spec, inputs.persons, home=inputs.persons["home_row"].to_numpy())
     sizes = np.bincount(kind)
     ordered = np.sort(sizes)
     s = np.arange(1, int(ordered[-1]) + 1)
@@ -298,6 +295,15 @@ def alike_persons(spec: TripsSpec, inputs: TripInputs, budget: int = BUDGET) -> 
     members, _ = pd.factorize(np.where(alone, -1 - np.arange(persons), kind))
     first = np.unique(members, return_index=True)[1]
     return members.astype(np.int64), first, np.where(alone[first], 1, most).astype(np.int64)
+
+
+def kinds_of(spec: TripsSpec, persons: pd.DataFrame, home: np.ndarray | None = None) -> np.ndarray:
+    """Each person's kind, numbered from 0 in order of appearance: the same value of every variable the tables
+    or the prior know of them (``spec.traveller_variables``), and the same ``home`` zone row where given."""
+    keys = ([] if home is None else [home]) + [persons[v].to_numpy() for v in spec.traveller_variables]
+    if not keys:
+        return np.zeros(len(persons), dtype=np.int64)
+    return pd.factorize(pd.MultiIndex.from_arrays(keys))[0].astype(np.int64)
 
 
 def _kept(weights: np.ndarray, picks: np.ndarray, who: np.ndarray) -> np.ndarray:

@@ -161,18 +161,16 @@ def _pass(groups, person_start, persons, tour_start, tours, owner, size, low, hi
             giver = owner[tour]
             s = size[tour]
             best_gain, best = 1e-12, -1
+            given = _gain(cells, residual, scale, giver, count[giver], count[giver] - s)  # the same whoever takes it
             for m in range(a, b):
                 taker = persons[m]
                 if taker == giver or count[taker] + s > max_trips:
                     continue
-                if not _fits(tour, taker, tours, tour_start[g], tour_start[g + 1], owner, low, high):
-                    continue
-                gain = _gain(cells, residual, scale, giver, count[giver], count[giver] - s)
-                gain += _gain(cells, residual, scale, taker, count[taker], count[taker] + s)
+                gain = given + _gain(cells, residual, scale, taker, count[taker], count[taker] + s)
                 _undo(cells, residual, taker, count[taker], count[taker] + s)
-                _undo(cells, residual, giver, count[giver], count[giver] - s)
-                if gain > best_gain:
+                if gain > best_gain and _fits(tour, taker, tours, tour_start[g], tour_start[g + 1], owner, low, high):
                     best_gain, best = gain, taker
+            _undo(cells, residual, giver, count[giver], count[giver] - s)
             if best >= 0:
                 _gain(cells, residual, scale, giver, count[giver], count[giver] - s)
                 _gain(cells, residual, scale, best, count[best], count[best] + s)
