@@ -278,6 +278,26 @@ def _added(cells, rows, residual, scale) -> float:
 
 
 @numba.njit(cache=True)
+def _gain_of(cells, rows, new, index, residual, scale) -> float:
+    """How much the weighted error falls when the trips ``rows`` leave their cells for ``new[index]`` (one row
+    of cells a trip, in the same order); ``residual`` is left as it was."""
+    _count(cells, rows, residual, -1.0)
+    before = _added(cells, rows, residual, scale)
+    after = _added(new, index, residual, scale)
+    _count(cells, rows, residual, 1.0)
+    return before - after
+
+
+@numba.njit(cache=True)
+def _recount(cells, rows, new, residual) -> None:
+    """The trips ``rows`` move to the cells ``new`` (one row a trip, in the same order), ``residual`` with them."""
+    _count(cells, rows, residual, -1.0)
+    for r in range(rows.shape[0]):
+        cells[rows[r]] = new[r]
+    _count(cells, rows, residual, 1.0)
+
+
+@numba.njit(cache=True)
 def _trade_places(at, slot, a, b) -> None:
     """An index's members ``a`` and ``b`` trade places (each now listed under the other's key)."""
     x, y = slot[a], slot[b]
@@ -309,7 +329,7 @@ def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, d
     """One pass of stop exchanges: each stop i in ``order`` trades zones with the stop k, at one of the zones
     nearest i's, that most lowers the weighted error — both within reach, neither the other's neighbour
     in its day. Every zone keeps as many stops, so tables of origin or destination zones stay as they
-    are while what they cross (districts, hours) moves. ``at[at_start[z]:at_start[z+1]]`` are the stops
+    are while the flows between districts move. ``at[at_start[z]:at_start[z+1]]`` are the stops
     at zone z (``slot``: each stop's place there, kept as zones are traded); ``tries`` stops a zone are
     looked at, from a place ``jitter`` varies. The number of exchanges."""
     tables = cells.shape[1]
@@ -339,26 +359,20 @@ def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, d
                 if leg_km(origin[k], x, lon, lat, within) > reach[k] or leg_km(x, destination[k + 1], lon, lat, within) > reach[k]:
                     continue
                 rows[2], rows[3] = k, k + 1
-                _count(cells, rows, residual, -1.0)
-                before = _added(cells, rows, residual, scale)
                 for t in range(tables):
                     new[0, t] = cells[i, t] - d_part[t, x] + d_part[t, y]
                     new[1, t] = cells[j, t] - o_part[t, x] + o_part[t, y]
                     new[2, t] = cells[k, t] - d_part[t, y] + d_part[t, x]
                     new[3, t] = cells[k + 1, t] - o_part[t, y] + o_part[t, x]
-                after = _added(new, four, residual, scale)
-                _count(cells, rows, residual, 1.0)
-                if before - after > best_gain:
-                    best_gain, best_k = before - after, k
+                gain = _gain_of(cells, rows, new, four, residual, scale)
+                if gain > best_gain:
+                    best_gain, best_k = gain, k
                     best_new[:] = new
         if best_k >= 0:
             k = best_k
             y = destination[k]
             rows[2], rows[3] = k, k + 1
-            _count(cells, rows, residual, -1.0)
-            for r in range(4):
-                cells[rows[r]] = best_new[r]
-            _count(cells, rows, residual, 1.0)
+            _recount(cells, rows, best_new, residual)
             destination[i], origin[j], destination[k], origin[k + 1] = y, y, x, x
             _trade_places(at, slot, i, k)
             moved += 1
@@ -401,23 +415,18 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
                 if not k_low <= h <= k_high:
                     continue
                 rows[1] = k
-                _count(cells, rows, residual, -1.0)
-                before = _added(cells, rows, residual, scale)
                 for t in range(tables):
                     new[0, t] = cells[i, t] - h_part[t, h] + h_part[t, g]
                     new[1, t] = cells[k, t] - h_part[t, g] + h_part[t, h]
-                after = _added(new, two, residual, scale)
-                _count(cells, rows, residual, 1.0)
-                if before - after > best_gain:
-                    best_gain, best_k = before - after, k
+                gain = _gain_of(cells, rows, new, two, residual, scale)
+                if gain > best_gain:
+                    best_gain, best_k = gain, k
                     best_new[:] = new
         if best_k >= 0:
             k = best_k
             g = depart[k]
             rows[1] = k
-            _count(cells, rows, residual, -1.0)
-            cells[i], cells[k] = best_new[0], best_new[1]
-            _count(cells, rows, residual, 1.0)
+            _recount(cells, rows, best_new, residual)
             depart[i], depart[k] = g, h
             _trade_places(at, slot, i, k)
             moved += 1
@@ -480,27 +489,22 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
                 b = at[at_start[bucket] + (jitter[n] + s) % there]
                 count = _tour_rows(rows, first, size, a, b)
                 used = rows[:count]
-                _count(cells, used, residual, -1.0)
-                before = _added(cells, used, residual, scale)
                 for r in range(count):
                     old, other = (m, c) if r < size[a] else (c, m)
                     for t in range(tables):
                         new[r, t] = cells[rows[r], t] - m_part[t, old] + m_part[t, other]
-                after = _added(new, index[:count], residual, scale)
-                _count(cells, used, residual, 1.0)
-                if before - after > best_gain:
-                    best_gain, best_b = before - after, b
+                gain = _gain_of(cells, used, new, index[:count], residual, scale)
+                if gain > best_gain:
+                    best_gain, best_b = gain, b
                     best_new[:count] = new[:count]
         if best_b >= 0:
             b = best_b
             c = mode[first[b]]
             count = _tour_rows(rows, first, size, a, b)
             used = rows[:count]
-            _count(cells, used, residual, -1.0)
+            _recount(cells, used, best_new, residual)
             for r in range(count):
-                cells[rows[r]] = best_new[r]
                 mode[rows[r]] = c if r < size[a] else m
-            _count(cells, used, residual, 1.0)
             _trade_places(at, slot, a, b)
             moved += 1
     return moved
