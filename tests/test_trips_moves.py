@@ -12,6 +12,7 @@ from test_trips_inputs import write_case
 
 from llmsynthor.declarations.zones import Zones
 from llmsynthor.evaluation.chains import check_days
+from llmsynthor.shapes.trips.days import length_band
 from llmsynthor.shapes.trips.inputs import PERSONS, TRIPS, read_inputs
 from llmsynthor.shapes.trips.polish import _change_modes, _places_of, _plausible, _swap_hours, _swap_modes, _swap_stops
 from llmsynthor.shapes.trips.spec import TRIPS_PER_PERSON, load
@@ -130,10 +131,12 @@ def test_a_mode_is_plausible_for_a_tour_when_the_prior_finds_it_at_least_as_like
     by_person = np.array([[1.0, 2.0, 0.5]] * 4)
     by_length = np.ones((6, 3))
     by_length[3] = [1.0, 0.1, 3.0]  # 5-10 km: mode 1 unlikely, mode 2 likely
-    allowed = _plausible(zones, origin, destination, np.array([0, 0, 1, 1]), np.array([0, 2]), by_person, by_length)
+    band = length_band(np.maximum.reduceat(zones.km(origin, destination), np.array([0, 2])))
+    assert band.tolist() == [3, 0]
+    allowed = _plausible(band, np.array([0, 0, 1, 1]), np.array([0, 2]), by_person, by_length)
     assert allowed.tolist() == [[True, False, True], [False, True, False]]  # 1 × 1, 2 × .1, .5 × 3 against mode 0's 1 × 1;
     # the short tour by mode 1 (2 × 1): only mode 1 itself
-    assert _plausible(zones, origin, destination, np.zeros(4, dtype=np.int64), np.array([0, 2]), np.ones((4, 3)),
+    assert _plausible(band, np.zeros(4, dtype=np.int64), np.array([0, 2]), np.ones((4, 3)),
                       np.ones((6, 3))).all()  # the tables alone: every mode
 
 

@@ -137,13 +137,15 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
         traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), codes.hour, cells, residual,
                              scale, depart, purpose, day, same_before, same_after, hours[0], hours[1],
                              *_places_of(purpose * 24 + depart, every, hour_keys), TRIES)
+        if len(tour_first) and (kind is not None or mode_factors is not None):  # the tours' bands of length, as the stops now lie
+            band = length_band(np.maximum.reduceat(zones.km(origin, destination), tour_first))
         if kind is not None and len(tour_first):
             traded += _swap_modes(rng.permutation(len(tour_first)), rng.integers(0, 1 << 30, len(tour_first)), codes.mode, cells,
-                                  residual, scale, mode, tour_first, tour_size, *_mode_places(zones, origin, destination, mode, kind,
-                                                                                                tour_first, codes.mode.shape[1]), TRIES)
+                                  residual, scale, mode, tour_first, tour_size,
+                                  *_mode_places(band, mode, kind, tour_first, codes.mode.shape[1]), TRIES)
         if mode_factors is not None and len(tour_first):
             moved += _change_modes(rng.permutation(len(tour_first)), codes.mode, cells, residual, scale, mode, tour_first, tour_size,
-                                   _plausible(zones, origin, destination, mode, tour_first, *mode_factors))
+                                   _plausible(band, mode, tour_first, *mode_factors))
         moves, exchanges = moves + moved, exchanges + traded
         quiet = quiet + 1 if not moved + traded else 0
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
@@ -433,20 +435,18 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
     return moved
 
 
-def _plausible(zones: Zones, origin, destination, mode, tour_first, by_person: np.ndarray, by_length: np.ndarray) -> np.ndarray:
+def _plausible(band, mode, tour_first, by_person: np.ndarray, by_length: np.ndarray) -> np.ndarray:
     """[tour, mode]: the modes a tour may change to — those whose prior factor for its traveller (``by_person``,
-    one row a trip: its first trip's) and the band of its longest leg (``by_length``) is at least its own mode's."""
-    longest = np.maximum.reduceat(zones.km(origin, destination), tour_first)
-    weight = by_person[tour_first, :] * by_length[length_band(longest), :]
+    one row a trip: its first trip's) and the ``band`` of its longest leg (``by_length``) is at least its own mode's."""
+    weight = by_person[tour_first, :] * by_length[band, :]
     own = weight[np.arange(len(tour_first)), mode[tour_first]]
     return weight >= own[:, None] * (1 - 1e-9)
 
 
-def _mode_places(zones: Zones, origin, destination, mode, kind, tour_first, modes: int):
+def _mode_places(band, mode, kind, tour_first, modes: int):
     """What :func:`_swap_modes` takes of the tours as they are: each tour's key (its traveller's ``kind`` and
-    the band of its longest leg), the number of modes, and the index of the tours by key and mode."""
-    longest = np.maximum.reduceat(zones.km(origin, destination), tour_first)
-    key = pd.factorize(kind[tour_first].astype(np.int64) * len(LENGTH_BANDS) + length_band(longest))[0].astype(np.int64)
+    the ``band`` of its longest leg), the number of modes, and the index of the tours by key and mode."""
+    key = pd.factorize(kind[tour_first].astype(np.int64) * len(LENGTH_BANDS) + band)[0].astype(np.int64)
     return (key, modes, *_places_of(key * modes + mode[tour_first], np.arange(len(tour_first)), (int(key.max()) + 1) * modes))
 
 
