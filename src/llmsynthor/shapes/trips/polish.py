@@ -97,7 +97,9 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     table_of = np.repeat(np.arange(len(tables)), sizes)
     totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
     share = np.bincount(table_of, weights=counts, minlength=len(tables)) / totals  # no move changes how many trips there are:
-    residual = counts - target * share[table_of]  # each table's targets scaled to them, so the error is its TVD of shares
+    expected = target * share[table_of]  # each table's targets scaled to them, so the error is its TVD of shares
+    residual = counts - expected
+    trips_in = np.maximum(totals * share, 1e-12)  # each table's trips, as no move changes
     given_scale = scale.copy()  # the error is reported in the tables' weights as given, whatever the stages did
     before = float(scale @ np.abs(residual))
     near = zones.nearest(min(NEAREST, len(zones)))
@@ -116,12 +118,13 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     moves = exchanges = done = 0
 
     def fit() -> np.ndarray:  # each table's TVD now
-        return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / np.maximum(totals * share, 1e-12) / 2
+        return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / trips_in / 2
 
     worst_before = float(fit().max())
     kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
     group = cell_groups(tables, zones)  # a table's cells, or each district's of a table naming zones or districts
     staged = np.ones(int(group.max(initial=-1)) + 1)  # the stages' own emphasis of each group, on top of the weights as given
+    wanted = np.maximum(np.bincount(group, weights=expected, minlength=len(staged)), 1e-12)  # each group's trips
     stage, quiet = 0, 0
     while done < passes * STAGES:
         done += 1
@@ -155,8 +158,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             if stage + 1 == STAGES:
                 break
             stage, quiet = stage + 1, 0  # the tables still worst met count more in the next stage
-            wanted = np.bincount(group, weights=target * share[table_of], minlength=len(staged))
-            staged = reweighed(staged, np.bincount(group, weights=np.abs(residual), minlength=len(staged)) / np.maximum(wanted, 1e-12) / 2)
+            staged = reweighed(staged, np.bincount(group, weights=np.abs(residual), minlength=len(staged)) / wanted / 2)
             scale = given_scale * staged[group]
     worst_after, destination, origin, depart, mode, residual = kept
     return Polished(destination, origin, depart, mode, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,

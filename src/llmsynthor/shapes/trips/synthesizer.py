@@ -173,11 +173,11 @@ class TripSynthesizer:
             lap("choice, the kept round's passes")
         frames = repeat_candidates(pool, choice.picks)
         frames[PERSONS.name]["who"] = np.arange(len(members))  # the picks are the persons' days, in their order
-        transferred = None if met else self._transfer(frames, rng, emphasis)
+        transferred = polished = None
         if not met:
+            transferred = self._transfer(frames, rng, emphasis)
             lap("transfers")
-        polished = None if met else self._polish(frames, rng, emphasis, prior.factors)
-        if not met:
+            polished = self._polish(frames, rng, emphasis, prior.factors)
             lap("polish")
         written = {t.name: cell_counts(frames[t.level], t)[0] for t in tables}  # each table's cells over the written days
         fit = {t.name: round(tvd(written[t.name].ravel(), t.region.ravel()), 6) for t in tables}
