@@ -62,7 +62,7 @@ def word_targets(spec: TripsSpec, inputs: TripInputs, lengths_km: np.ndarray) ->
     about — activities and modes in the words ``trips.words`` gives for them (the lifts keep the
     spec's order, so they map back by position)."""
     s = spec.trips
-    purposes, modes = ([s.words.get(v, v) for v in values] for values in (s.purposes, s.modes))  # as the model is asked: trips.words
+    purposes, modes = s.said(s.purposes), s.said(s.modes)  # as the model is asked: trips.words
     variables = {name: var for name, var in spec.traveller_variables.items()}
     variables["purpose"] = CategoricalVariable(values=purposes, description="the activity at the trip's destination")
     variables["mode"] = CategoricalVariable(values=modes, description="how the trip is made")

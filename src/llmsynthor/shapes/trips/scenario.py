@@ -207,7 +207,7 @@ def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None
         raise LLMSynthorError(f"scenario {scenario.name!r}: more than {len(LETTERS)} options to ask this server for by letter")
 
     def pick(field: str, options: list[str], **given: str) -> str:
-        shown = [s.words.get(o, o) for o in options]  # the words the model is asked in, mapped back by position
+        shown = s.said(options)  # the words the model is asked in, mapped back by position
         choice = score_options(llm, [event_question(text, spec, field, shown, letters, **given)])[0]
         if on_call is not None:
             on_call(choice)
@@ -217,7 +217,7 @@ def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None
     asked: dict[str, dict[str, float]] = {}
     purpose = pick("purpose", [p for p in s.purposes if p != s.home])
     mode = pick("mode", list(s.modes))
-    share = pick("share", list(SHARES), mode=s.words.get(mode, mode))
+    share = pick("share", list(SHARES), mode=s.said([mode])[0])
     numbers = list(dict.fromkeys(said.numbers))
     visitors = numbers[0] if len(numbers) == 1 else int(pick("visitors", [str(n) for n in numbers]))
     try:

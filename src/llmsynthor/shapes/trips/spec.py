@@ -90,6 +90,10 @@ class TripSettings(FrozenModel):
                                   "name it may not know: {discretionary: leisure, maintenance: errands}; scenarios' questions "
                                   "offer these words and map the answer back")
 
+    def said(self, names) -> list[str]:
+        """``names`` (purposes or modes) as the model is asked them: in ``words`` where it gives them."""
+        return [self.words.get(n, n) for n in names]
+
     @model_validator(mode="after")
     def _consistent(self) -> TripSettings:
         if self.home not in self.purposes:
@@ -98,7 +102,7 @@ class TripSettings(FrozenModel):
         if unknown:
             raise ValueError(f"words names {unknown}; expected purposes {self.purposes} or modes {self.modes}")
         for kind, names in (("purposes", self.purposes), ("modes", self.modes)):
-            said = [self.words.get(n, n) for n in names]
+            said = self.said(names)
             twice = sorted({w for w in said if said.count(w) > 1})
             if twice:
                 raise ValueError(f"words: {kind} would be asked as {said}, {twice} twice; expected each in words of its own")
