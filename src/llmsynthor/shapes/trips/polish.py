@@ -282,13 +282,15 @@ def _added(cells, rows, residual, scale) -> float:
 
 
 @numba.njit(cache=True)
-def _gain_of(cells, rows, new, index, residual, scale) -> float:
+def _gain_of(cells, rows, out, new, index, residual, scale) -> float:
     """How much the weighted error falls when the trips ``rows`` leave their cells for ``new[index]`` (one row
-    of cells a trip, in the same order); ``residual`` is left as it was."""
-    _count(cells, rows, residual, -1.0)
+    of cells a trip, in the same order). The first ``out`` rows are already out of ``residual`` (the trip
+    whose options are weighed: taken out once, not for each option); the others are taken out and put back."""
+    partners = rows[out:]
+    _count(cells, partners, residual, -1.0)
     before = _added(cells, rows, residual, scale)
     after = _added(new, index, residual, scale)
-    _count(cells, rows, residual, 1.0)
+    _count(cells, partners, residual, 1.0)
     return before - after
 
 
@@ -348,6 +350,7 @@ def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, d
         j = i + 1
         x = destination[i]
         rows[0], rows[1] = i, j
+        _count(cells, rows[:2], residual, -1.0)
         best_gain, best_k = 1e-12, -1
         for q in range(k_near):
             y = neighbours[x, q]
@@ -368,10 +371,11 @@ def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, d
                     new[1, t] = cells[j, t] - o_part[t, x] + o_part[t, y]
                     new[2, t] = cells[k, t] - d_part[t, y] + d_part[t, x]
                     new[3, t] = cells[k + 1, t] - o_part[t, y] + o_part[t, x]
-                gain = _gain_of(cells, rows, new, four, residual, scale)
+                gain = _gain_of(cells, rows, 2, new, four, residual, scale)
                 if gain > best_gain:
                     best_gain, best_k = gain, k
                     best_new[:] = new
+        _count(cells, rows[:2], residual, 1.0)
         if best_k >= 0:
             k = best_k
             y = destination[k]
@@ -404,6 +408,7 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
         low = depart[i - 1] if same_before[i] else first_hour
         high = depart[i + 1] if same_after[i] else last_hour
         rows[0] = i
+        _count(cells, rows[:1], residual, -1.0)
         best_gain, best_k = 1e-12, -1
         for g in range(low, high + 1):
             if g == h:
@@ -422,10 +427,11 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
                 for t in range(tables):
                     new[0, t] = cells[i, t] - h_part[t, h] + h_part[t, g]
                     new[1, t] = cells[k, t] - h_part[t, g] + h_part[t, h]
-                gain = _gain_of(cells, rows, new, two, residual, scale)
+                gain = _gain_of(cells, rows, 1, new, two, residual, scale)
                 if gain > best_gain:
                     best_gain, best_k = gain, k
                     best_new[:] = new
+        _count(cells, rows[:1], residual, 1.0)
         if best_k >= 0:
             k = best_k
             g = depart[k]
@@ -481,6 +487,8 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
     for n in range(order.shape[0]):
         a = order[n]
         m = mode[first[a]]
+        own = np.arange(first[a], first[a] + size[a])
+        _count(cells, own, residual, -1.0)
         best_gain, best_b = 1e-12, -1
         for c in range(modes):
             if c == m:
@@ -495,10 +503,11 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
                     old, other = (m, c) if r < size[a] else (c, m)
                     for t in range(tables):
                         new[r, t] = cells[rows[r], t] - m_part[t, old] + m_part[t, other]
-                gain = _gain_of(cells, used, new, index[:count], residual, scale)
+                gain = _gain_of(cells, used, size[a], new, index[:count], residual, scale)
                 if gain > best_gain:
                     best_gain, best_b = gain, b
                     best_new[:count] = new[:count]
+        _count(cells, own, residual, 1.0)
         if best_b >= 0:
             b = best_b
             c = mode[first[b]]
