@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from test_trips_inputs import write_case
 
+from llmsynthor.core.tables import Listed
 from llmsynthor.declarations.zones import Zones
 from llmsynthor.evaluation.chains import check_days
 from llmsynthor.shapes.trips.days import length_band
@@ -26,29 +27,55 @@ DISTRICT = np.array([0, 0, 1, 1])
 NEIGHBOURS = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 1, 3, 0], [3, 2, 1, 0]], dtype=np.int64)
 
 
-def od_cells(origin, destination):
-    """One table, origin district × destination district: [trip, 1] flat cells."""
-    return (2 * DISTRICT[origin] + DISTRICT[destination])[:, None].astype(np.int64)
+def one_table(zones=4, origin=None, destination=None, hour=None, purpose=None, mode=None, listed: Listed | None = None):
+    """The parts and lookup of one table (:class:`CellParts`): each variable's place in the table's shape, one
+    value a raw code (None: the table does not name it); ``listed``: the table is sparse."""
+    def part(x, n):
+        return (np.zeros(n) if x is None else np.asarray(x))[None, :].astype(np.int64)
+
+    parts = (part(origin, zones), part(destination, zones), part(hour, 24), part(purpose, 8), part(mode, 8))
+    if listed is None:
+        return parts, (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
+                       np.ones(1, np.int64), np.zeros(1, np.int64))
+    n = len(listed.keys)
+    return parts, (np.zeros(1, np.int64), listed.keys, np.zeros(1, np.int64), np.array([n]), np.array([listed.stride]),
+                   np.array([listed.shape[listed.by]]))
 
 
-def swap_stops(origin, destination, reach, target):
+OD_PARTS = {"origin": 2 * DISTRICT, "destination": DISTRICT}  # origin district × destination district (2 × 2)
+OD_SPARSE = Listed((2, 2), np.array([1, 2]), by=0)  # lists A→B and B→A: A→A and B→B fall in their origin's cell elsewhere
+
+
+def od_cells(origin, destination, listed: Listed | None = None):
+    """One table, origin district × destination district: [trip, 1] cells."""
+    flat = 2 * DISTRICT[origin] + DISTRICT[destination]
+    return (flat if listed is None else listed.cell(flat))[:, None].astype(np.int64)
+
+
+def swap_stops(origin, destination, reach, target, listed: Listed | None = None):
     origin, destination = np.array(origin, dtype=np.int64), np.array(destination, dtype=np.int64)
-    cells = od_cells(origin, destination)
-    residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.asarray(target, dtype=float)
+    cells = od_cells(origin, destination, listed)
+    target = np.asarray(target, dtype=float)
+    if listed is not None:
+        target = np.r_[target[listed.keys], 0, 0]
+    residual = np.bincount(cells.ravel(), minlength=4).astype(float) - target
     stops = np.array([0, 2], dtype=np.int64)
-    o_part, d_part = (2 * DISTRICT)[None, :].astype(np.int64), DISTRICT[None, :].astype(np.int64)
-    moved = _swap_stops(stops, np.zeros(2, dtype=np.int64), o_part, d_part, cells, residual, np.ones(4), origin, destination,
+    parts, lookup = one_table(**OD_PARTS, listed=listed)
+    trip = (origin, destination, np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64))
+    moved = _swap_stops(stops, np.zeros(2, dtype=np.int64), parts, lookup, cells, residual, np.ones(4), trip,
                         NEIGHBOURS, np.asarray(reach, dtype=float), LON, LAT, WITHIN, *_places_of(destination, stops, 4), 6)
     return moved, origin, destination, cells, residual
 
 
-def test_two_stops_trade_zones_where_that_meets_the_od_table_and_each_zone_keeps_its_stops():
+@pytest.mark.parametrize("listed", [None, OD_SPARSE], ids=["dense", "sparse"])
+def test_two_stops_trade_zones_where_that_meets_the_od_table_and_each_zone_keeps_its_stops(listed):
     # day 1: home 0 -> stop 1 -> home 0 (A→A twice); day 2: home 3 -> stop 2 -> home 3 (B→B twice)
-    # the table wants A→B and B→A twice each: trading the stops' zones meets it
-    moved, origin, destination, cells, residual = swap_stops([0, 1, 3, 2], [1, 0, 2, 3], [3.0, 0, 3.0, 0], [0, 2, 2, 0])
+    # the table wants A→B and B→A twice each: trading the stops' zones meets it — a sparse table listing only
+    # those two cells the same way
+    moved, origin, destination, cells, residual = swap_stops([0, 1, 3, 2], [1, 0, 2, 3], [3.0, 0, 3.0, 0], [0, 2, 2, 0], listed)
     assert moved == 1
     assert destination.tolist() == [2, 0, 1, 3] and origin.tolist() == [0, 2, 3, 1]  # each day still a chain
-    assert np.all(residual == 0) and np.array_equal(cells, od_cells(origin, destination))
+    assert np.all(residual == 0) and np.array_equal(cells, od_cells(origin, destination, listed))
     assert sorted(destination[[0, 2]].tolist()) == [1, 2]  # the stops' zones: the same two, traded
 
 
@@ -72,7 +99,9 @@ def test_two_trips_of_a_purpose_trade_hours_where_that_meets_the_period_table():
     residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.array([0, 2, 1, 1], dtype=float)
     assert np.abs(residual).sum() == 4
     same_before, same_after = np.r_[False, day[1:] == day[:-1]], np.r_[day[1:] == day[:-1], False]
-    moved = _swap_hours(np.arange(4), np.zeros(4, dtype=np.int64), h_part, cells, residual, np.ones(4), depart, purpose, day,
+    parts, lookup = one_table(zones=2, origin=[0, 2], hour=h_part[0])  # the trips leave from zone 0 (A) or 1 (B)
+    trip = (district.astype(np.int64), np.zeros(4, np.int64), depart, purpose, np.zeros(4, np.int64))
+    moved = _swap_hours(np.arange(4), np.zeros(4, dtype=np.int64), parts, lookup, cells, residual, np.ones(4), trip, day,
                         same_before, same_after, 5, 23, *_places_of(purpose * 24 + depart, np.arange(4), 48), 6)
     assert moved == 1 and depart.tolist() == [12, 23, 8, 18]
     assert np.all(residual == 0) and np.array_equal(cells, (2 * district + h_part[0, depart])[:, None])
@@ -89,7 +118,9 @@ def test_no_trip_trades_an_hour_outside_its_slot():
     cells = (2 * district + h_part[0, depart])[:, None].astype(np.int64)
     residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.array([1, 1, 0, 2], dtype=float)  # wants trip 2 at 7+
     same_before, same_after = np.r_[False, day[1:] == day[:-1]], np.r_[day[1:] == day[:-1], False]
-    moved = _swap_hours(np.arange(4), np.zeros(4, dtype=np.int64), h_part, cells, residual, np.ones(4), depart, purpose, day,
+    parts, lookup = one_table(zones=2, origin=[0, 2], hour=h_part[0])
+    trip = (district.astype(np.int64), np.zeros(4, np.int64), depart, purpose, np.zeros(4, np.int64))
+    moved = _swap_hours(np.arange(4), np.zeros(4, dtype=np.int64), parts, lookup, cells, residual, np.ones(4), trip, day,
                         same_before, same_after, 5, 23, *_places_of(purpose * 24 + depart, np.arange(4), 48), 6)
     assert moved == 0 and depart.tolist() == [8, 23, 6, 7]  # trip 2 would need 8, beyond its home trip at 7
 
@@ -105,7 +136,9 @@ def test_two_tours_of_a_key_trade_modes_where_that_meets_the_mode_by_purpose_tab
     target = np.array([1, 0, 1, 2, 2, 0], dtype=float)  # mode 0: home 1, shopping 1; mode 1: home 2, work 2
     residual = np.bincount(cells.ravel(), minlength=6).astype(float) - target
     first, size, key = np.array([0, 2, 4]), np.array([2, 2, 2]), np.array([0, 0, 1], dtype=np.int64)
-    moved = _swap_modes(np.arange(3), np.zeros(3, dtype=np.int64), m_part, cells, residual, np.ones(6), mode, first, size, key, 2,
+    parts, lookup = one_table(purpose=[0, 1, 2], mode=m_part[0])
+    trip = (np.zeros(6, np.int64), np.zeros(6, np.int64), np.zeros(6, np.int64), purpose.astype(np.int64), mode)
+    moved = _swap_modes(np.arange(3), np.zeros(3, dtype=np.int64), parts, lookup, cells, residual, np.ones(6), trip, first, size, key, 2,
                         *_places_of(key * 2 + mode[first], np.arange(3), 4), 6)
     assert moved == 1 and mode.tolist() == [1, 1, 0, 0, 1, 1]
     assert np.all(residual == 0) and np.array_equal(cells, (m_part[0, mode] + purpose)[:, None])
@@ -120,7 +153,10 @@ def test_a_tour_changes_its_whole_mode_only_to_one_the_prior_finds_as_likely():
     cells = (m_part[0, mode] + purpose)[:, None].astype(np.int64)
     residual = np.bincount(cells.ravel(), minlength=4).astype(float) - np.array([0, 0, 2, 2], dtype=float)
     plausible = np.array([[True, True], [True, False]])
-    moved = _change_modes(np.arange(2), m_part, cells, residual, np.ones(4), mode, np.array([0, 2]), np.array([2, 2]), plausible)
+    parts, lookup = one_table(purpose=[0, 1], mode=m_part[0])
+    trip = (np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64), purpose.astype(np.int64), mode)
+    moved = _change_modes(np.arange(2), parts, lookup, cells, residual, np.ones(4), trip, np.array([0, 2]), np.array([2, 2]),
+                          plausible)
     assert moved == 1 and mode.tolist() == [1, 1, 0, 0]  # the whole tour: a car driven from home comes back home
     assert residual.tolist() == [1, 1, -1, -1] and np.array_equal(cells, (m_part[0, mode] + purpose)[:, None])
 

@@ -18,7 +18,7 @@ from ..core.errors import Problem, SpecError
 from ..declarations.spec import apply_changes
 from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.trips.districts import described
-from ..shapes.trips.inputs import read_inputs
+from ..shapes.trips.inputs import cells_in_words, read_inputs
 from ..shapes.trips.spec import TripsSpec, load
 from .common import err, out, progress_bars, run_into_folder, say_threads, warn_slow
 from .options import RunOptions, Suggesting
@@ -157,7 +157,7 @@ def check(spec_path: Path, debug: bool) -> None:
     for column in ("table", "counts", "cells", "total"):
         table.add_column(column)
     for t in inputs.tables:
-        table.add_row(escape(t.name), t.level, f"{t.region.size:,}", f"{t.region.sum():,.0f}")
+        table.add_row(escape(t.name), t.level, cells_in_words(t), f"{t.region.sum():,.0f}")
     out.print(table)
     out.print("ok: every file read and checked against the others")
 

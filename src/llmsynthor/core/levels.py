@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import sparse
 
 from .statistics import encode
-from .tables import Axis, OnAxes, TargetTable, table_offsets
+from .tables import Axis, Listed, OnAxes, TargetTable, table_offsets
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,45 @@ def chain(*levels: Level) -> tuple[Level, ...]:
 
 @dataclass(frozen=True)
 class LevelTable(OnAxes):
-    """A target table of one level (``level`` is its name): region counts, and per-zone counts when zoned."""
+    """A target table of one level (``level`` is its name): region counts, and per-zone counts when zoned.
+
+    A sparse table (``listed``: a table over zones × zones, say) holds its region counts on its listed
+    cells and its cells elsewhere (:class:`~llmsynthor.core.tables.Listed`), one value a cell; a dense
+    one on every cell, in the table's shape."""
 
     name: str
     level: str
     axes: tuple[Axis, ...]
-    region: np.ndarray  # the table's shape
+    region: np.ndarray  # the table's shape; a sparse table's: one value a cell of ``listed``
     zones: np.ndarray | None  # [zone, *shape], or None for a region table
     weight: float = 1.0
     source: str = ""
+    listed: Listed | None = None  # a sparse table's cells
+
+    @property
+    def cells(self) -> int:
+        return self.listed.size if self.listed is not None else super().cells
+
+    def codes(self) -> tuple[np.ndarray, ...]:
+        """Every cell's position on each axis, cells in order (a sparse table's cells elsewhere: −1 but on its axis ``by``)."""
+        if self.listed is not None:
+            return self.listed.codes()
+        return tuple(c.astype(np.int64) for c in np.unravel_index(np.arange(self.cells), self.shape))
+
+    def margin(self, variables: Sequence[str]) -> np.ndarray:
+        """The region's counts summed over every other variable, axes in the order of ``variables``."""
+        order = [self.variables.index(v) for v in variables]
+        if self.listed is None:
+            others = tuple(i for i in range(len(self.axes)) if i not in order)
+            kept = sorted(order)
+            return np.transpose(self.region.sum(axis=others), [kept.index(i) for i in order])
+        codes = self.codes()
+        shape = tuple(self.axes[i].size for i in order)
+        if not order:
+            return np.asarray(self.region.sum())
+        inside = np.logical_and.reduce([codes[i] >= 0 for i in order])  # cells elsewhere count 0
+        flat = np.ravel_multi_index(tuple(codes[i][inside] for i in order), shape)
+        return np.bincount(flat, weights=self.region[inside], minlength=int(np.prod(shape))).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -150,8 +180,8 @@ def level_counts(table: LevelTable, linked: Linked, weights: np.ndarray | None =
     w = np.ones(len(linked)) if weights is None else np.asarray(weights, dtype=float)
     flat, mass = encode(linked.joined(table.level), table), w[linked.owners(table.level)]
     keep = flat >= 0
-    shape = tuple(a.size for a in table.axes)
-    return np.bincount(flat[keep], weights=mass[keep], minlength=int(np.prod(shape))).reshape(shape)
+    counts = np.bincount(flat[keep], weights=mass[keep], minlength=table.cells)
+    return counts if getattr(table, "listed", None) is not None else counts.reshape(table.shape)
 
 
 def repeat_candidates(linked: Linked, picks: np.ndarray) -> dict[str, pd.DataFrame]:

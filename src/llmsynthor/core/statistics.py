@@ -26,7 +26,8 @@ def encode_axis(axis: Axis, values: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def encode(records: pd.DataFrame, table: TargetTable, _cache: dict | None = None) -> np.ndarray:
-    """Flat cell index of every record in ``table``; records outside every cell get -1.
+    """Flat cell index of every record in ``table`` (a sparse table's: its cell, :class:`~llmsynthor.core.tables.Listed`);
+    records outside every cell get -1.
 
     ``_cache`` (axis -> codes) lets several tables over the same variable encode it once.
     """
@@ -41,6 +42,9 @@ def encode(records: pd.DataFrame, table: TargetTable, _cache: dict | None = None
     flat = np.full(len(records), -1, dtype=np.int64)
     if inside.any():
         flat[inside] = np.ravel_multi_index(tuple(c[inside] for c in codes), table.shape)
+        listed = getattr(table, "listed", None)  # a sparse table: its listed cell, else its cell elsewhere
+        if listed is not None:
+            flat[inside] = listed.cell(flat[inside])
     return flat
 
 

@@ -205,21 +205,30 @@ def _parse_cells(table: TableSpec, index: int, spec: Spec | TableContext, proble
     return axes, flat, values.to_numpy(dtype=float), value_col, where
 
 
-def _build_table(table: TableSpec, index: int, spec: Spec | TableContext, problems: list[Problem]):
+def _build_cells(table: TableSpec, index: int, spec: Spec | TableContext, problems: list[Problem]):
+    """A table of counts or shares as the cells its rows give: (table, axes, flat indices, values, kind, where)."""
     parsed = _parse_cells(table, index, spec, problems, ("count", "share"))
     if parsed is None:
         return None
     axes, flat, values, value_col, where = parsed
-    shape = tuple(a.size for a in axes)
-    dense = np.zeros(int(np.prod(shape)), dtype=float)
-    dense[flat] = values
-    total = dense.sum()
+    total = values.sum()
     if value_col == "share" and abs(total - 1.0) > _SHARE_TOLERANCE:
         problems.append(Problem(where, f"shares sum to {total:.6g}; expected 1"))
         return None
     if total <= 0:
         problems.append(Problem(where, "all cells are zero; expected a positive total"))
         return None
+    return table, axes, flat, values, value_col, where
+
+
+def _build_table(table: TableSpec, index: int, spec: Spec | TableContext, problems: list[Problem]):
+    built = _build_cells(table, index, spec, problems)
+    if built is None:
+        return None
+    table, axes, flat, values, value_col, where = built
+    shape = tuple(a.size for a in axes)
+    dense = np.zeros(int(np.prod(shape)), dtype=float)
+    dense[flat] = values
     return table, axes, dense.reshape(shape), value_col, where
 
 
@@ -247,6 +256,19 @@ def read_table(table: TableSpec, index: int, spec: Spec | TableContext) -> tuple
         raise SpecError(problems)
     _, axes, dense, kind, where = built
     return tuple(axes), dense, kind, where
+
+
+def read_cells(table: TableSpec, index: int, spec: Spec | TableContext) -> tuple[tuple[Axis, ...], np.ndarray, np.ndarray, str, str]:
+    """One table of counts or shares read as the cells its rows list, for a table too large to hold on
+    every cell (zones × zones): (axes, the cells' flat indices in the axes' shape, ascending, their
+    values, 'count' or 'share', where) — checked as :func:`read_table` checks it."""
+    problems: list[Problem] = []
+    built = _build_cells(table, index, spec, problems)
+    if built is None:
+        raise SpecError(problems)
+    _, axes, flat, values, kind, where = built
+    order = np.argsort(flat, kind="stable")
+    return tuple(axes), flat[order].astype(np.int64), values[order], kind, where
 
 
 def read_frame(table: TableSpec, spec: Spec | TableContext, where: str) -> pd.DataFrame:

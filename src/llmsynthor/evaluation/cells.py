@@ -59,10 +59,10 @@ def region_counts(flat: np.ndarray, size: int) -> tuple[np.ndarray, int]:
 
 def cell_counts(records: pd.DataFrame, table: TargetTable, inside: dict[str, np.ndarray] | None = None,
                 cache: dict | None = None) -> tuple[np.ndarray, int]:
-    """Counts of ``records`` over the cells of ``table`` (its shape) and the number of records that
-    fall in no cell (:func:`cell_index`)."""
-    counts, outside = region_counts(cell_index(records, table, inside, cache), int(np.prod(table.shape)))
-    return counts.reshape(table.shape), outside
+    """Counts of ``records`` over the cells of ``table`` (its shape; a sparse table's: one a cell) and the
+    number of records that fall in no cell (:func:`cell_index`)."""
+    counts, outside = region_counts(cell_index(records, table, inside, cache), table.cells)
+    return (counts if getattr(table, "listed", None) is not None else counts.reshape(table.shape)), outside
 
 
 def with_outside(counts: np.ndarray, outside: float, other_outside: float = 0) -> np.ndarray:

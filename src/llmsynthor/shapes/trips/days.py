@@ -83,7 +83,7 @@ class Guide:
     def flat(self, coder: Coder, known: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The ratios of ``coder.tables`` concatenated (1 where a table has none), and the tables (in order)
         whose variables ``known`` all gives: what :meth:`factor` multiplies, for compiled draws."""
-        ratios = np.concatenate([self.ratios[t.name].ravel() if t.name in self.ratios else np.ones(t.region.size)
+        ratios = np.concatenate([self.ratios[t.name].ravel() if t.name in self.ratios else np.ones(t.cells)
                                  for t in coder.tables]) if coder.tables else np.ones(0)
         used = [k for k, t in enumerate(coder.tables) if t.name in self.ratios and all(v in known for v in t.variables)]
         return ratios.astype(float), np.asarray(used, dtype=np.int64)
@@ -94,6 +94,8 @@ class Guide:
         for table in coder.tables:
             if table.name in self.ratios and all(v in raw for v in table.variables):
                 index = tuple(coder.axis_index(table, v, raw[v]) for v in table.variables)
+                if table.listed is not None:  # a sparse table: the cell listed, or its cell elsewhere
+                    index = table.listed.cell(np.ravel_multi_index(np.broadcast_arrays(*index), table.shape))
                 out = out * self.ratios[table.name][index]
         return out
 
@@ -134,10 +136,14 @@ class Coder:
 
 @dataclass(frozen=True)
 class CellParts:
-    """A trip's flat cell in table t of a :class:`Coder` (offset into the concatenated tables) as a sum of
-    parts: ``offset[t] + origin[t, o] + destination[t, d] + hour[t, h] + purpose[t, p] + mode[t, m]`` — so
-    that compiled loops try other zones and hours by swapping one part. Tables of trips cross no person
-    variable (:mod:`~llmsynthor.shapes.trips.inputs` refuses one)."""
+    """A trip's place in table t of a :class:`Coder` (its flat index in the table's shape) as a sum of
+    parts: ``origin[t, o] + destination[t, d] + hour[t, h] + purpose[t, p] + mode[t, m]`` — so that
+    compiled loops try other zones and hours by swapping one part — and its cell (offset into the
+    concatenated tables' cells) found from that place: ``offset[t]`` plus the place itself, or, in a
+    sparse table (:class:`~llmsynthor.core.tables.Listed`), the place's rank among ``keys[start[t]:stop[t]]``
+    when listed, else its cell elsewhere (``width[t]`` of them, one per value ``place // stride[t] %
+    width[t]``; ``width[t]`` 0 for a dense table). Tables of trips cross no person variable
+    (:mod:`~llmsynthor.shapes.trips.inputs` refuses one)."""
 
     offset: np.ndarray  # [table]
     origin: np.ndarray  # [table, zone row]: origin and origin district
@@ -145,6 +151,11 @@ class CellParts:
     hour: np.ndarray  # [table, hour 0–23]
     purpose: np.ndarray  # [table, purpose position]
     mode: np.ndarray  # [table, mode position]
+    keys: np.ndarray  # the sparse tables' listed places, one after the other
+    start: np.ndarray  # [table]
+    stop: np.ndarray  # [table]
+    stride: np.ndarray  # [table]
+    width: np.ndarray  # [table]
 
     @classmethod
     def of(cls, coder: Coder, zones: Zones, purposes: int, modes: int) -> CellParts:
@@ -153,20 +164,61 @@ class CellParts:
                 "depart": 24, "purpose": purposes, "mode": modes}
         part = {name: np.zeros((len(tables), n), dtype=np.int64) for name, n in raws.items()}
         for k, table in enumerate(tables):
-            strides = np.r_[np.cumprod(table.region.shape[::-1])[::-1][1:], 1].astype(np.int64)
+            strides = np.r_[np.cumprod(table.shape[::-1])[::-1][1:], 1].astype(np.int64)
             for variable, stride in zip(table.variables, strides):
                 position = coder.axis_index(table, variable, np.arange(raws[variable]))
                 if (position < 0).any():
                     raise AssertionError(f"table {table.name!r}: a value of {variable!r} with no cell")
                 part[variable][k] = stride * position
-        offset = np.r_[0, np.cumsum([t.region.size for t in tables])[:-1]].astype(np.int64)
+        offset = np.r_[0, np.cumsum([t.cells for t in tables])[:-1]].astype(np.int64)
+        listed = [t.listed for t in tables]
+        sizes = [len(x.keys) if x is not None else 0 for x in listed]
+        stop = np.cumsum(sizes).astype(np.int64)
+        keys = np.concatenate([x.keys for x in listed if x is not None]) if any(x is not None for x in listed) else np.zeros(0)
         return cls(offset, part["origin"] + part["origin_district"], part["destination"] + part["destination_district"],
-                   part["depart"], part["purpose"], part["mode"])
+                   part["depart"], part["purpose"], part["mode"], keys.astype(np.int64), stop - np.asarray(sizes, dtype=np.int64), stop,
+                   np.array([x.stride if x is not None else 1 for x in listed], dtype=np.int64),
+                   np.array([x.shape[x.by] if x is not None else 0 for x in listed], dtype=np.int64))
+
+    @property
+    def lookup(self) -> tuple[np.ndarray, ...]:
+        """What a place's cell is found with: ``offset, keys, start, stop, stride, width`` (:func:`listed_cell`)."""
+        return self.offset, self.keys, self.start, self.stop, self.stride, self.width
+
+    @property
+    def parts(self) -> tuple[np.ndarray, ...]:
+        """What a trip's place is the sum of: its origin's, destination's, hour's, purpose's and mode's parts."""
+        return self.origin, self.destination, self.hour, self.purpose, self.mode
 
     def cells(self, origin, destination, depart, purpose, mode) -> np.ndarray:
         """[trip, table]: every trip's cells."""
-        return (self.offset + self.origin[:, origin].T + self.destination[:, destination].T + self.hour[:, depart].T
-                + self.purpose[:, purpose].T + self.mode[:, mode].T)
+        place = self.origin[:, origin].T + self.destination[:, destination].T + self.hour[:, depart].T + self.purpose[:, purpose].T \
+            + self.mode[:, mode].T
+        for t in np.flatnonzero(self.width):  # a sparse table: the place's rank among its keys, else its cell elsewhere
+            keys = self.keys[self.start[t]:self.stop[t]]
+            at = np.minimum(np.searchsorted(keys, place[:, t]), len(keys) - 1)
+            place[:, t] = np.where(keys[at] == place[:, t], at, len(keys) + (place[:, t] // self.stride[t]) % self.width[t])
+        return self.offset + place
+
+
+@numba.njit(cache=True)
+def listed_cell(keys, start, stop, stride, width, place):
+    """A sparse table's cell of ``place`` (its flat index in the table's shape), counted from the table's
+    first cell: its rank among the listed ``keys[start:stop]``, else its cell elsewhere. Compiled loops
+    find a cell as ``offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t],
+    stride[t], width[t], place))`` (:attr:`CellParts.lookup`), written out where it is used: a
+    compiled call passing arrays costs some 60 ns however little it does, three times the polish's
+    time, so a dense table's cell is found without one."""
+    lo, hi = start, stop
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < place:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < stop and keys[lo] == place:
+        return lo - start
+    return stop - start + (place // stride) % width
 
 
 def length_band(km: np.ndarray) -> np.ndarray:
@@ -181,9 +233,7 @@ def shares_over(tables: list[LevelTable], variables: tuple[str, ...], labels: tu
     for table in tables:
         if not all(v in table.variables for v in variables):
             continue
-        margin = table.region.sum(axis=tuple(i for i, v in enumerate(table.variables) if v not in variables))
-        kept = [v for v in table.variables if v in variables]
-        margin = np.transpose(margin, [kept.index(v) for v in variables])
+        margin = table.margin(variables)
         for k, v in enumerate(variables):
             axis = table.axes[table.variables.index(v)]
             if axis.edges is not None:  # integer bins -> one column per integer
@@ -346,7 +396,7 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
         anywhere = beta[day[going]] == 0
         for part, far in ((going[anywhere], True), (going[~anywhere], False)):
             _draw_stops(part, rng.random(len(part)), far, origin, purpose, depart, trip_beta, attraction, neighbours, decay,
-                        parts.offset, parts.origin, parts.destination, parts.hour, parts.purpose, ratios, used, destination)
+                        parts.parts, parts.lookup, ratios, used, destination)
     km = zones.km(origin, destination)
 
     # a mode per tour: P(mode | its first activity) × the prior's factors for its longest leg and the person (× the guide's)
@@ -379,31 +429,38 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
 
 
 @numba.njit(cache=True)
-def _draw_stops(trips, u, far: bool, origin, purpose, depart, beta_index, attraction, neighbours, decay, offset, o_part, d_part,
-                h_part, p_part, ratios, used, destination) -> None:
+def _draw_stops(trips, u, far: bool, origin, purpose, depart, beta_index, attraction, neighbours, decay, parts, lookup, ratios, used,
+                destination) -> None:
     """Each of ``trips`` its destination, drawn with ``u``: among every zone (``far``) or the origin's
     nearest, by what attracts its activity (× exp(−β·km) when near, × the guide's ratios of the ``used``
     tables), as numpy drew them — each row normalized by its pairwise sum, then the first option whose
     cumulative share reaches u."""
     m = attraction.shape[1] if far else neighbours.shape[1]
     row = np.empty(m)
-    known = np.empty(len(used), dtype=np.int64)  # a trip's cell in each used table, but for its destination's part
+    factor = np.empty(m)  # the product of the used tables' ratios, table by table (a dense table's loop kept tight)
+    o_part, d_part, h_part, p_part, _ = parts
+    offset, keys, start, stop, stride, width = lookup
     for n in range(len(trips)):
         i = trips[n]
         o = origin[i]
+        factor[:] = 1.0
         for e in range(len(used)):
             t = used[e]
-            known[e] = offset[t] + o_part[t, o] + h_part[t, depart[i]] + p_part[t, purpose[i]]
+            known = o_part[t, o] + h_part[t, depart[i]] + p_part[t, purpose[i]]  # the trip's place but for its destination's part
+            if width[t] == 0:
+                for q in range(m):
+                    factor[q] = factor[q] * ratios[offset[t] + known + d_part[t, q if far else neighbours[o, q]]]
+            else:
+                for q in range(m):
+                    place = known + d_part[t, q if far else neighbours[o, q]]
+                    factor[q] = factor[q] * ratios[offset[t] + listed_cell(keys, start[t], stop[t], stride[t], width[t], place)]
         for q in range(m):
             z = q if far else neighbours[o, q]
             w = attraction[purpose[i], z]
             if not far:
                 w = w * decay[beta_index[i], o, q]
             if len(used):
-                f = 1.0
-                for e in range(len(used)):
-                    f = f * ratios[known[e] + d_part[used[e], z]]
-                w = w * f
+                w = w * factor[q]
             row[q] = w
         total = pairwise_sum(row, 0, m)
         pick, cumulative = m - 1, 0.0

@@ -14,10 +14,7 @@ import numpy as np
 from ...core.levels import LevelTable
 from ...declarations.zones import Zones
 from ...fitting.choice import cell_targets
-from .inputs import TRIPS
-
-SIDES = (("origin_district", "origin"), ("origin", "origin"), ("destination_district", "destination"),
-         ("destination", "destination"))  # a table's district side: where its trips leave from, else where they go
+from .inputs import SIDES, TRIPS
 
 
 def district_cells(table: LevelTable, zones: Zones) -> tuple[str, np.ndarray, np.ndarray] | None:
@@ -34,9 +31,7 @@ def district_cells(table: LevelTable, zones: Zones) -> tuple[str, np.ndarray, np
     labels = np.asarray(table.axes[k].labels, dtype=str)
     district = labels if variable.endswith("_district") else zones.district.astype(str)[zones.rows(labels)]
     names, group = np.unique(district, return_inverse=True)
-    shape = [1] * table.region.ndim
-    shape[k] = -1
-    return side, names, np.broadcast_to(group.reshape(shape), table.region.shape).ravel()
+    return side, names, group[table.codes()[k]]  # a sparse table's cells elsewhere keep their district side (Listed.by)
 
 
 def district_scale(tables, zones: Zones) -> np.ndarray:
@@ -47,7 +42,7 @@ def district_scale(tables, zones: Zones) -> np.ndarray:
     for table in tables:
         cells = district_cells(table, zones)
         if cells is None:
-            out.append(np.ones(table.region.size))
+            out.append(np.ones(table.cells))
             continue
         _, names, group = cells
         totals = np.bincount(group, weights=table.region.ravel(), minlength=len(names))
@@ -62,7 +57,7 @@ def cell_groups(tables, zones: Zones) -> np.ndarray:
     for table in tables:
         cells = district_cells(table, zones)
         if cells is None:
-            out.append(np.full(table.region.size, groups, dtype=np.int64))
+            out.append(np.full(table.cells, groups, dtype=np.int64))
             groups += 1
         else:
             out.append(groups + cells[2].astype(np.int64))

@@ -10,7 +10,7 @@ the trips-per-person tables cannot give.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,14 +18,18 @@ import pandas as pd
 from ...core.errors import Problem, SpecError
 from ...core.levels import Level, LevelTable, chain
 from ...core.schema import Schema
+from ...core.tables import Listed
 from ...declarations.rows import read_rows, repeated_ids
-from ...declarations.targets import TableContext, read_table
+from ...declarations.targets import TableContext, read_cells
 from ...declarations.zones import Zones, read_zones
 from .spec import TRIPS_PER_PERSON, TripsSpec
 
 PERSONS, TRIPS = LEVELS = chain(Level("persons", id="person_id"), Level("trips", parent="persons", link="day", id="trip_id"))
 AGREE = 0.01  # tables of one level must agree on its total within 1 %
 UNREAD_TABLE_FIELDS = ("sum_of", "mean_of", "tolerance_jsd", "tolerance")  # fields of a table a trips spec refuses
+SPARSE_CELLS = 100_000  # a table of trips with more cells than this (zones × zones) is held on the cells it lists
+SIDES = (("origin_district", "origin"), ("origin", "origin"), ("destination_district", "destination"),
+         ("destination", "destination"))  # a table's district side: where its trips leave from, else where they go
 
 
 @dataclass(frozen=True)
@@ -141,15 +145,14 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
                                     "persons their variables and trips — not both (not supported yet)"))
             continue
         try:
-            axes, dense, kind, where = read_table(table, i, context)
+            axes, flat, values, kind, where = read_cells(table, i, context)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
-        level = TRIPS.name if spec.counts_trips(table) else PERSONS.name
+        read.append((_placed(table, axes, flat, values, where, TRIPS.name if spec.counts_trips(table) else PERSONS.name), kind))
         if "depart" in table.variables:
-            _check_hours(spec, table, axes, dense, where, problems)
-        read.append((table, axes, dense, kind, where, level))
-    if not any(level == TRIPS.name for *_, level in read) and not problems:
+            _check_hours(spec, read[-1][0], problems)
+    if not any(t.level == TRIPS.name for t, _ in read) and not problems:
         problems.append(Problem(f"{spec.source}: field 'targets'", "no table of trips; expected at least one (origin, destination, "
                                 "their districts, depart, purpose or mode): tables of persons alone do not say where anyone goes"))
     if problems:
@@ -158,36 +161,58 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     tables, trips = _scaled(read, len(persons), problems)
     if problems:
         raise SpecError(problems)
-    tolerance = tuple(float(table.tolerance_tvd or spec.tolerance_tvd) for table, *_ in read)
+    tolerance = tuple(float(table.tolerance_tvd or spec.tolerance_tvd) for table in spec.targets)  # every one read: no problems
     return TripInputs(zones, persons, schema, tables, trips, tolerance, households)
 
 
-def _check_hours(spec: TripsSpec, table, axes, dense, where: str, problems: list[Problem]) -> None:
+def cells_in_words(table: LevelTable) -> str:
+    """How many cells a table has: "5,780"; a sparse table's, "12,000 listed of 10,570,580"."""
+    if table.listed is None:
+        return f"{table.cells:,}"
+    return f"{len(table.listed.keys):,} listed of {int(np.prod(table.shape, dtype=float)):,}"
+
+
+def _placed(table, axes, flat: np.ndarray, values: np.ndarray, where: str, level: str) -> LevelTable:
+    """A table's cells as read, on every cell of its axes — or, a table of trips with more than
+    :data:`SPARSE_CELLS` cells, on those it lists and one cell elsewhere a value of its district side
+    (:data:`SIDES`; else its first axis)."""
+    shape = tuple(a.size for a in axes)
+    if level == TRIPS.name and np.prod(shape, dtype=float) > SPARSE_CELLS:
+        by = next((table.variables.index(v) for v, _ in SIDES if v in table.variables), 0)
+        listed = Listed(shape, flat, by)
+        return LevelTable(table.label, level, tuple(axes), np.r_[values, np.zeros(shape[by])], None, table.weight, where, listed)
+    dense = np.zeros(int(np.prod(shape)))
+    dense[flat] = values
+    return LevelTable(table.label, level, tuple(axes), dense.reshape(shape), None, table.weight, where)
+
+
+def _check_hours(spec: TripsSpec, table: LevelTable, problems: list[Problem]) -> None:
     """Trips counted in hours outside first_hour … last_hour could never be met."""
-    k = table.variables.index("depart")
-    edges = axes[k].edges
+    axis = table.axes[table.variables.index("depart")]
+    edges = axis.edges
     outside = (edges[1:] - 1 < spec.trips.first_hour) | (edges[:-1] > spec.trips.last_hour)  # integer bins [a,b) hold a … b-1
-    counted = dense.sum(axis=tuple(i for i in range(dense.ndim) if i != k))
+    counted = table.margin(["depart"])
     if (counted[outside] > 0).any():
-        bin_ = axes[k].labels[int(np.flatnonzero(outside & (counted > 0))[0])]
-        problems.append(Problem(where, f"counts {counted[outside].sum():,.0f} trips departing outside first_hour {spec.trips.first_hour} … "
-                                       f"last_hour {spec.trips.last_hour} (e.g. in {bin_}); expected trips within the spec's hours"))
+        bin_ = axis.labels[int(np.flatnonzero(outside & (counted > 0))[0])]
+        problems.append(Problem(table.source, f"counts {counted[outside].sum():,.0f} trips departing outside first_hour "
+                                              f"{spec.trips.first_hour} … last_hour {spec.trips.last_hour} (e.g. in {bin_}); "
+                                              "expected trips within the spec's hours"))
 
 
 def _match_persons(read: list, persons: pd.DataFrame, problems: list[Problem]) -> None:
     """A table of persons over their declared variables must count the persons file's own mix (the
     persons are given: another mix could not be met)."""
-    for table, axes, dense, _kind, where, level in read:
-        if level != PERSONS.name:
+    for table, _kind in read:
+        if table.level != PERSONS.name:
             continue
-        own = [i for i, v in enumerate(table.variables) if v != TRIPS_PER_PERSON]
-        if not own:
+        names = [v for v in table.variables if v != TRIPS_PER_PERSON]
+        if not names:
             continue
-        margin = dense.sum(axis=tuple(i for i in range(dense.ndim) if i not in own))
+        where = table.source
+        margin = table.margin(names)
         margin = margin / max(margin.sum(), 1e-12) * len(persons)
-        names = [table.variables[i] for i in own]
         given = persons.groupby(names).size()
-        labels = [axes[i].labels for i in own]
+        labels = [table.axes[table.variables.index(v)].labels for v in names]
         have = given.reindex(pd.MultiIndex.from_product(labels, names=names) if len(names) > 1 else pd.Index(labels[0], name=names[0]),
                              fill_value=0).to_numpy(dtype=float).reshape(margin.shape)
         gap = np.abs(margin - have)
@@ -204,11 +229,11 @@ def _scaled(read: list, persons: int, problems: list[Problem]) -> tuple[tuple[Le
     the number of trips, which the persons' trips-per-person tables must be able to give; a table of
     shares takes its level's total."""
     counted = {PERSONS.name: float(persons)}
-    trip_totals = [(float(dense.sum()), where) for _, _, dense, kind, where, level in read if level == TRIPS.name and kind == "count"]
-    for _, _, dense, kind, where, level in read:
-        if level == PERSONS.name and kind == "count" and abs(dense.sum() - persons) > AGREE * persons:
-            problems.append(Problem(where, f"counts {dense.sum():,.0f} persons; the persons file has {persons:,}. Expected the "
-                                           "tables of persons to count the persons whose days are synthesized"))
+    trip_totals = [(float(t.region.sum()), t.source) for t, kind in read if t.level == TRIPS.name and kind == "count"]
+    for table, kind in read:
+        if table.level == PERSONS.name and kind == "count" and abs(table.region.sum() - persons) > AGREE * persons:
+            problems.append(Problem(table.source, f"counts {table.region.sum():,.0f} persons; the persons file has {persons:,}. Expected "
+                                                  "the tables of persons to count the persons whose days are synthesized"))
     if trip_totals:
         first, first_where = trip_totals[0]
         for total, where in trip_totals[1:]:
@@ -217,21 +242,18 @@ def _scaled(read: list, persons: int, problems: list[Problem]) -> tuple[tuple[Le
                                                "table of trips to count the same trips (within 1 %)"))
         counted[TRIPS.name] = first
     else:
-        first = next(where for *_, where, level in read if level == TRIPS.name)
+        first = next(t.source for t, _ in read if t.level == TRIPS.name)
         problems.append(Problem(first, "every table of trips gives shares; expected at least one to give counts (how many trips)"))
-    for table, axes, dense, _kind, where, level in read:
-        if level == PERSONS.name and TRIPS_PER_PERSON in table.variables and TRIPS.name in counted:
-            axis = axes[table.variables.index(TRIPS_PER_PERSON)]
-            margin = dense.sum(axis=tuple(i for i in range(dense.ndim) if i != table.variables.index(TRIPS_PER_PERSON)))
-            scale = persons / max(dense.sum(), 1e-12)
+    for table, _kind in read:
+        if table.level == PERSONS.name and TRIPS_PER_PERSON in table.variables and TRIPS.name in counted:
+            axis = table.axes[table.variables.index(TRIPS_PER_PERSON)]
+            margin = table.margin([TRIPS_PER_PERSON])
+            scale = persons / max(table.region.sum(), 1e-12)
             low = float(margin @ axis.edges[:-1]) * scale
             high = float(margin @ (axis.edges[1:] - 1)) * scale  # integer bins [a,b) hold a … b-1
             if not low - AGREE * low <= counted[TRIPS.name] <= high + AGREE * high:
-                problems.append(Problem(where, f"its persons make {low:,.0f} to {high:,.0f} trips; the tables of trips count "
-                                               f"{counted[TRIPS.name]:,.0f}. Expected trips per person to agree with the trips counted"))
-    out = []
-    for table, axes, dense, _kind, where, level in read:
-        total = counted.get(level, float(dense.sum()))
-        values = dense * (total / max(dense.sum(), 1e-12))
-        out.append(LevelTable(table.label, level, axes, values, None, table.weight, where))
-    return tuple(out), counted.get(TRIPS.name, 0.0)
+                problems.append(Problem(table.source, f"its persons make {low:,.0f} to {high:,.0f} trips; the tables of trips count "
+                                                      f"{counted[TRIPS.name]:,.0f}. Expected trips per person to agree with the trips counted"))
+    out = tuple(replace(t, region=t.region * (counted.get(t.level, float(t.region.sum())) / max(t.region.sum(), 1e-12)))
+                for t, _kind in read)
+    return out, counted.get(TRIPS.name, 0.0)

@@ -42,7 +42,7 @@ import pandas as pd
 from ...declarations.zones import Zones, leg_km
 from ...fitting.choice import reweighed
 from ...fitting.sums import pairwise_sum
-from .days import LENGTH_BANDS, CellParts, Coder, length_band
+from .days import LENGTH_BANDS, CellParts, Coder, length_band, listed_cell
 from .districts import cell_groups, cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
@@ -84,7 +84,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     the modes, [trip, mode], and of the bands of length, [band, mode]), a tour may also change its mode to
     one at least as likely for its traveller and length."""
     tables = coder.tables
-    sizes = np.array([t.region.size for t in tables])
+    sizes = np.array([t.cells for t in tables])
     target, scale = cell_weights(tables, zones, emphasis)  # as the choice weighs them, with the synthesizer's emphasis
     origin, destination = origin.astype(np.int64), destination.astype(np.int64)
     depart, purpose, mode = depart.astype(np.int64), purpose.astype(np.int64), mode.astype(np.int64)
@@ -92,6 +92,8 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     same_after = np.r_[day[1:] == day[:-1], False]
     modes = mode_factors[1].shape[1] if mode_factors is not None else int(mode.max(initial=0)) + 1  # every mode a tour may take
     codes = CellParts.of(coder, zones, int(purpose.max(initial=0)) + 1, modes)
+    parts, lookup = codes.parts, codes.lookup
+    trip = (origin, destination, depart, purpose, mode)  # what the compiled passes read and change
     cells = codes.cells(origin, destination, depart, purpose, mode)
     counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
     table_of = np.repeat(np.arange(len(tables)), sizes)
@@ -128,26 +130,23 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     stage, quiet = 0, 0
     while done < passes * STAGES:
         done += 1
-        moved = _move_stops(rng.permutation(stops), codes.offset, codes.origin, codes.destination, codes.hour, codes.purpose,
-                            codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, neighbours, reach,
-                            lon, lat, within)
-        moved += _move_hours(rng.permutation(len(depart)), codes.offset, codes.origin, codes.destination, codes.hour, codes.purpose,
-                             codes.mode, cells, residual, scale, origin, destination, depart, purpose, mode, same_before, same_after,
+        moved = _move_stops(rng.permutation(stops), parts, lookup, cells, residual, scale, trip, neighbours, reach, lon, lat, within)
+        moved += _move_hours(rng.permutation(len(depart)), parts, lookup, cells, residual, scale, trip, same_before, same_after,
                              hours[0], hours[1])
-        traded = _swap_stops(rng.permutation(stops), rng.integers(0, 1 << 30, len(stops)), codes.origin, codes.destination, cells,
-                             residual, scale, origin, destination, swap_near, reach, lon, lat, within,
+        traded = _swap_stops(rng.permutation(stops), rng.integers(0, 1 << 30, len(stops)), parts, lookup, cells, residual, scale,
+                             trip, swap_near, reach, lon, lat, within,
                              *_places_of(destination, stops, len(zones)), TRIES)  # the stops at each zone, as the moves left them
-        traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), codes.hour, cells, residual,
-                             scale, depart, purpose, day, same_before, same_after, hours[0], hours[1],
-                             *_places_of(purpose * 24 + depart, every, hour_keys), TRIES)
+        traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), parts, lookup, cells, residual,
+                              scale, trip, day, same_before, same_after, hours[0], hours[1],
+                              *_places_of(purpose * 24 + depart, every, hour_keys), TRIES)
         if len(tour_first) and (kind is not None or mode_factors is not None):  # the tours' bands of length, as the stops now lie
             band = length_band(np.maximum.reduceat(zones.km(origin, destination), tour_first))
         if kind is not None and len(tour_first):
-            traded += _swap_modes(rng.permutation(len(tour_first)), rng.integers(0, 1 << 30, len(tour_first)), codes.mode, cells,
-                                  residual, scale, mode, tour_first, tour_size,
+            traded += _swap_modes(rng.permutation(len(tour_first)), rng.integers(0, 1 << 30, len(tour_first)), parts, lookup, cells,
+                                  residual, scale, trip, tour_first, tour_size,
                                   *_mode_places(band, mode, kind, tour_first, codes.mode.shape[1]), TRIES)
         if mode_factors is not None and len(tour_first):
-            moved += _change_modes(rng.permutation(len(tour_first)), codes.mode, cells, residual, scale, mode, tour_first, tour_size,
+            moved += _change_modes(rng.permutation(len(tour_first)), parts, lookup, cells, residual, scale, trip, tour_first, tour_size,
                                    _plausible(band, mode, tour_first, *mode_factors))
         moves, exchanges = moves + moved, exchanges + traded
         quiet = quiet + 1 if not moved + traded else 0
@@ -166,10 +165,14 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
 
 
 @numba.njit(cache=True)
-def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, residual, scale, origin, destination, depart,
-                purpose, mode, neighbours, reach, lon, lat, within) -> int:
+def _move_stops(order, parts, lookup, cells, residual, scale, trip, neighbours, reach, lon, lat, within) -> int:
     """One pass of stop moves (the trips in ``order``, each with the next trip of its day, to the option of
-    their nearest zones that most lowers the weighted error, within reach); the number moved."""
+    their nearest zones that most lowers the weighted error, within reach); the number moved. ``trip``:
+    every trip's origin, destination, hour, purpose and mode (:class:`~llmsynthor.shapes.trips.days.CellParts`
+    finds their cells)."""
+    origin, destination, depart, purpose, mode = trip
+    o_part, d_part, h_part, p_part, m_part = parts
+    offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
     k = neighbours.shape[1]
     first = np.empty((k, tables), dtype=np.int64)
@@ -177,7 +180,7 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
     both = np.empty(2 * tables, dtype=np.int64)
     gains = np.empty(2 * tables)
     cost = np.empty(k)
-    fixed_first = np.empty(tables, dtype=np.int64)  # each table's cell of the two trips but for the stop's part
+    fixed_first = np.empty(tables, dtype=np.int64)  # each table's place of the two trips but for the stop's part
     fixed_second = np.empty(tables, dtype=np.int64)
     moved = 0
     for i in order:
@@ -187,8 +190,8 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
         for t in range(tables):
             residual[cells[j, t]] -= 1.0
         for t in range(tables):
-            fixed_first[t] = offset[t] + o_part[t, origin[i]] + h_part[t, depart[i]] + p_part[t, purpose[i]] + m_part[t, mode[i]]
-            fixed_second[t] = offset[t] + d_part[t, destination[j]] + h_part[t, depart[j]] + p_part[t, purpose[j]] + m_part[t, mode[j]]
+            fixed_first[t] = o_part[t, origin[i]] + h_part[t, depart[i]] + p_part[t, purpose[i]] + m_part[t, mode[i]]
+            fixed_second[t] = d_part[t, destination[j]] + h_part[t, depart[j]] + p_part[t, purpose[j]] + m_part[t, mode[j]]
         here = -1
         for q in range(k):
             option = neighbours[destination[i], q]
@@ -198,8 +201,10 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
                 cost[q] = np.inf  # out of reach: not weighed
                 continue
             for t in range(tables):
-                first[q, t] = fixed_first[t] + d_part[t, option]
-                second[q, t] = fixed_second[t] + o_part[t, option]
+                place = fixed_first[t] + d_part[t, option]
+                first[q, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
+                place = fixed_second[t] + o_part[t, option]
+                second[q, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
                 both[t], both[tables + t] = first[q, t], second[q, t]
             for c in range(2 * tables):
                 repeat = 0.0  # how often the cell came earlier in the row (a trip pair in one OD cell)
@@ -225,15 +230,17 @@ def _move_stops(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
 
 
 @numba.njit(cache=True)
-def _move_hours(order, offset, o_part, d_part, h_part, p_part, m_part, cells, residual, scale, origin, destination, depart,
-                purpose, mode, same_before, same_after, first_hour, last_hour) -> int:
+def _move_hours(order, parts, lookup, cells, residual, scale, trip, same_before, same_after, first_hour, last_hour) -> int:
     """One pass of hour moves (the trips in ``order``, each to the hour between its day's previous and next
     departures that most lowers the weighted error); the number moved."""
+    origin, destination, depart, purpose, mode = trip
+    o_part, d_part, h_part, p_part, m_part = parts
+    offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
     new = np.empty((24, tables), dtype=np.int64)
     gains = np.empty(tables)
     cost = np.empty(24)
-    fixed = np.empty(tables, dtype=np.int64)  # each table's cell of the trip but for its hour's part
+    fixed = np.empty(tables, dtype=np.int64)  # each table's place of the trip but for its hour's part
     moved = 0
     for i in order:
         low = depart[i - 1] if same_before[i] else first_hour
@@ -246,10 +253,11 @@ def _move_hours(order, offset, o_part, d_part, h_part, p_part, m_part, cells, re
             residual[cells[i, t]] -= 1.0
         n = high - low + 1
         for t in range(tables):
-            fixed[t] = offset[t] + o_part[t, origin[i]] + d_part[t, destination[i]] + p_part[t, purpose[i]] + m_part[t, mode[i]]
+            fixed[t] = o_part[t, origin[i]] + d_part[t, destination[i]] + p_part[t, purpose[i]] + m_part[t, mode[i]]
         for q in range(n):
             for t in range(tables):
-                new[q, t] = fixed[t] + h_part[t, low + q]
+                place = fixed[t] + h_part[t, low + q]
+                new[q, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
                 r = residual[new[q, t]]
                 gains[t] = scale[new[q, t]] * (abs(r + 1) - abs(r))
             cost[q] = pairwise_sum(gains, 0, tables)
@@ -330,14 +338,17 @@ def _count(cells, rows, residual, sign) -> None:
 
 
 @numba.njit(cache=True)
-def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, destination, neighbours, reach, lon, lat, within,
-                at_start, at, slot, tries) -> int:
+def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neighbours, reach, lon, lat, within, at_start, at, slot,
+                tries) -> int:
     """One pass of stop exchanges: each stop i in ``order`` trades zones with the stop k, at one of the zones
     nearest i's, that most lowers the weighted error — both within reach, neither the other's neighbour
     in its day. Every zone keeps as many stops, so tables of origin or destination zones stay as they
     are while the flows between districts move. ``at[at_start[z]:at_start[z+1]]`` are the stops
     at zone z (``slot``: each stop's place there, kept as zones are traded); ``tries`` stops a zone are
     looked at, from a place ``jitter`` varies. The number of exchanges."""
+    origin, destination, depart, purpose, mode = trip
+    o_part, d_part, h_part, p_part, m_part = parts
+    offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
     k_near = neighbours.shape[1]
     rows = np.empty(4, dtype=np.int64)
@@ -367,10 +378,12 @@ def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, d
                     continue
                 rows[2], rows[3] = k, k + 1
                 for t in range(tables):
-                    new[0, t] = cells[i, t] - d_part[t, x] + d_part[t, y]
-                    new[1, t] = cells[j, t] - o_part[t, x] + o_part[t, y]
-                    new[2, t] = cells[k, t] - d_part[t, y] + d_part[t, x]
-                    new[3, t] = cells[k + 1, t] - o_part[t, y] + o_part[t, x]
+                    for r in range(4):  # i to y, the trip leaving i from y, k to x, the trip leaving k from x
+                        row = rows[r]
+                        o = y if r == 1 else x if r == 3 else origin[row]
+                        d = y if r == 0 else x if r == 2 else destination[row]
+                        place = o_part[t, o] + d_part[t, d] + h_part[t, depart[row]] + p_part[t, purpose[row]] + m_part[t, mode[row]]
+                        new[r, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
                 gain = _gain_of(cells, rows, 2, new, four, residual, scale)
                 if gain > best_gain:
                     best_gain, best_k = gain, k
@@ -388,14 +401,17 @@ def _swap_stops(order, jitter, o_part, d_part, cells, residual, scale, origin, d
 
 
 @numba.njit(cache=True)
-def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, day, same_before, same_after, first_hour,
-                last_hour, at_start, at, slot, tries) -> int:
+def _swap_hours(order, jitter, parts, lookup, cells, residual, scale, trip, day, same_before, same_after, first_hour, last_hour,
+                at_start, at, slot, tries) -> int:
     """One pass of hour exchanges: each trip i in ``order`` trades departure hours with the trip k of the same
     purpose, at another hour of i's slot between its day's neighbours and of another day whose slot holds
     i's hour, that most lowers the weighted error. Every purpose keeps as many trips each hour, so tables
     of hour by purpose stay as they are while what they cross (zones, districts) moves.
     ``at[at_start[c]:at_start[c+1]]`` are the trips of purpose and hour c = purpose·24 + hour (``slot``:
     each trip's place there); ``tries`` trips an hour are looked at. The number of exchanges."""
+    origin, destination, depart, purpose, mode = trip
+    o_part, d_part, h_part, p_part, m_part = parts
+    offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
     rows = np.empty(2, dtype=np.int64)
     two = np.arange(2)
@@ -425,8 +441,11 @@ def _swap_hours(order, jitter, h_part, cells, residual, scale, depart, purpose, 
                     continue
                 rows[1] = k
                 for t in range(tables):
-                    new[0, t] = cells[i, t] - h_part[t, h] + h_part[t, g]
-                    new[1, t] = cells[k, t] - h_part[t, g] + h_part[t, h]
+                    for r in range(2):  # i at g, k at h
+                        row = rows[r]
+                        place = (o_part[t, origin[row]] + d_part[t, destination[row]] + h_part[t, g if r == 0 else h]
+                                 + p_part[t, purpose[row]] + m_part[t, mode[row]])
+                        new[r, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
                 gain = _gain_of(cells, rows, 1, new, two, residual, scale)
                 if gain > best_gain:
                     best_gain, best_k = gain, k
@@ -470,13 +489,16 @@ def _places_of(keys: np.ndarray, members: np.ndarray, size: int) -> tuple[np.nda
 
 
 @numba.njit(cache=True)
-def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size, key, modes, at_start, at, slot, tries) -> int:
+def _swap_modes(order, jitter, parts, lookup, cells, residual, scale, trip, first, size, key, modes, at_start, at, slot, tries) -> int:
     """One pass of mode exchanges: each tour in ``order`` (its trips ``first[tour]`` … + ``size[tour]``) trades
     its mode with the tour of the same ``key`` (the traveller's kind and the band of the tour's longest leg)
     and another mode that most lowers the weighted error. Every key keeps as many tours of each mode, so
     what is known of modes by person and by length stays as it is while modes by purpose move.
     ``at[at_start[c]:at_start[c+1]]`` are the tours of c = key·modes + mode (``slot``: each tour's place
     there); ``tries`` tours of each other mode are looked at. The number of exchanges."""
+    origin, destination, depart, purpose, mode = trip
+    o_part, d_part, h_part, p_part, m_part = parts
+    offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
     most = 2 * (size.max() if size.shape[0] else 0)
     rows = np.empty(most, dtype=np.int64)
@@ -500,9 +522,11 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
                 count = _tour_rows(rows, first, size, a, b)
                 used = rows[:count]
                 for r in range(count):
-                    old, other = (m, c) if r < size[a] else (c, m)
+                    other = c if r < size[a] else m
+                    x = rows[r]
                     for t in range(tables):
-                        new[r, t] = cells[rows[r], t] - m_part[t, old] + m_part[t, other]
+                        place = o_part[t, origin[x]] + d_part[t, destination[x]] + h_part[t, depart[x]] + p_part[t, purpose[x]] + m_part[t, other]
+                        new[r, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
                 gain = _gain_of(cells, used, size[a], new, index[:count], residual, scale)
                 if gain > best_gain:
                     best_gain, best_b = gain, b
@@ -522,11 +546,14 @@ def _swap_modes(order, jitter, m_part, cells, residual, scale, mode, first, size
 
 
 @numba.njit(cache=True)
-def _change_modes(order, m_part, cells, residual, scale, mode, first, size, plausible) -> int:
+def _change_modes(order, parts, lookup, cells, residual, scale, trip, first, size, plausible) -> int:
     """One pass of mode changes: each tour in ``order`` takes the mode that most lowers the weighted error among
     those ``plausible[tour]`` allows (at least as likely as its own for its traveller and length, by the
     prior's factors); the whole tour takes it, so a car driven from home still comes back home. The
     number of tours changed."""
+    origin, destination, depart, purpose, mode = trip
+    o_part, d_part, h_part, p_part, m_part = parts
+    offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
     most = size.max() if size.shape[0] else 0
     new = np.empty((most, tables), dtype=np.int64)
@@ -544,8 +571,10 @@ def _change_modes(order, m_part, cells, residual, scale, mode, first, size, plau
             if c == m or not plausible[a, c]:
                 continue
             for r in range(size[a]):
+                x = rows[r]
                 for t in range(tables):
-                    new[r, t] = cells[rows[r], t] - m_part[t, m] + m_part[t, c]
+                    place = o_part[t, origin[x]] + d_part[t, destination[x]] + h_part[t, depart[x]] + p_part[t, purpose[x]] + m_part[t, c]
+                    new[r, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
             gain = here - _added(new, index[:size[a]], residual, scale)
             if gain > best_gain:
                 best_gain, best_c = gain, c

@@ -19,7 +19,7 @@ from ...evaluation.cells import cell_counts
 from ...outputs.html import REFERENCE, SYNTHETIC, TARGET, Figures, fmt, html_table, page
 from .districts import described
 from .evaluation import coded_trips, with_trip_counts
-from .inputs import TRIPS, TripInputs
+from .inputs import TRIPS, TripInputs, cells_in_words
 from .prior import PERIODS
 from .scenario import arrivals
 from .spec import TripsSpec
@@ -169,14 +169,14 @@ def _target_section(inputs: TripInputs, persons: pd.DataFrame, coded: pd.DataFra
 
     parts = ["<h2>Target tables</h2>",
              html_table(["target table", "counts", "cells", "TVD", "JS distance", "outside its cells", "worst district"],
-                        [[name, f["counts"], t.region.size, f["tvd"], f["jsd"], f["outside_the_cells"], described(f["by_district"])]
+                        [[name, f["counts"], cells_in_words(t), f["tvd"], f["jsd"], f["outside_the_cells"], described(f["by_district"])]
                          for (name, f), t in zip(result["targets"].items(), inputs.tables)])]
     for table in inputs.tables:
         frame = coded if table.level == TRIPS.name else persons
         counts = cell_counts(frame, table)[0].ravel()
         target = table.region.ravel()
         f = result["targets"][table.name]
-        if table.region.size <= BAR_CELLS:
+        if table.listed is None and table.cells <= BAR_CELLS:
             labels = [" · ".join(cell) for cell in product(*(a.labels for a in table.axes))]
             fig = go.Figure([go.Bar(name="target", x=labels, y=target / max(target.sum(), 1e-300), marker_color=TARGET),
                              go.Bar(name="synthetic", x=labels, y=counts / max(counts.sum(), 1), marker_color=SYNTHETIC)])
@@ -186,7 +186,7 @@ def _target_section(inputs: TripInputs, persons: pd.DataFrame, coded: pd.DataFra
                                           name="cells"),
                              go.Scatter(x=[0, target.max()], y=[0, target.max()], mode="lines", line={"color": TARGET}, name="equal")])
             fig.update_layout(xaxis_title="target count", yaxis_title="synthetic count", height=420)
-        fig.update_layout(title=f"{table.name} — TVD {f['tvd']:.4f} over {table.region.size:,} cells")
+        fig.update_layout(title=f"{table.name} — TVD {f['tvd']:.4f} over {cells_in_words(table)} cells")
         parts.append(figure(fig))
     return "".join(parts)
 

@@ -127,7 +127,7 @@ class TripSynthesizer:
         self.progress("prior", 1, 1)
         tables = inputs.tables
         wanted, _ = cell_targets(tables)
-        sizes = [t.region.size for t in tables]
+        sizes = [t.cells for t in tables]
         offsets = np.cumsum([0] + sizes)
         best = pool = balance = choice = who = None
         rounds = []

@@ -101,7 +101,7 @@ def _cells_by_count(days: pd.DataFrame, tables, max_trips: int) -> np.ndarray:
         for n in range(max_trips + 1):
             flat = cell_index(days.assign(**{TRIPS_PER_PERSON: n}), table)
             out[:, t, n] = np.where(flat >= 0, flat + offset, -1)
-        offset += table.region.size
+        offset += table.cells
     return out
 
 
