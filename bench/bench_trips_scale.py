@@ -1,13 +1,16 @@
 """The trips shape at scale: ``llmsynthor run`` without a model on synthetic regions of 10⁴ … 10⁶ trips over 2,000 zones.
 
-    python bench/bench_trips_scale.py [--trips 10000 100000] [--candidates 32]
+    python bench/bench_trips_scale.py [--trips 10000 100000] [--candidates 32] [--zone-od [WEIGHT]]
 
 Each size is a synthetic region written to a temporary folder, seeded: 2,000 zones in 40 districts
 (random centroids over 60 × 60 km, households and jobs), persons of three types (workers, students,
 others) with their days of trips as truth — home-based tours, stops drawn among the 300 nearest zones
 by jobs × exp(−0.1·km), departures increasing, a mode per tour — and the tables an agency would
 publish of them, as the example has: OD district × period (40 × 40 × 4), origin zone and destination
-zone (2,000 each), hour × purpose, mode × purpose, trips per person by type.
+zone (2,000 each), hour × purpose, mode × purpose, trips per person by type. With ``--zone-od``, each
+size runs twice: as above, and with a seventh table, OD zone × period (2,000 × 2,000 × 4 = 16 million
+cells, the truth's non-empty ones listed: a table the run holds sparse, on the cells it lists) — what
+a table of 10⁵–10⁶ listed cells costs beside the run without it.
 
 Each size runs ``llmsynthor run SPEC --llm none --no-cache`` in a fresh process (started from one of
 its own, whose children's max RSS is the run's peak memory): the whole non-LLM
@@ -92,7 +95,7 @@ def bins(edges) -> list[str]:
     return [f"[{a},{b})" for a, b in zip(edges[:-1], edges[1:])]
 
 
-def write_case(folder: Path, n_trips: int, candidates: int) -> Path:
+def write_case(folder: Path, n_trips: int, candidates: int, zone_od: float = 0.0) -> Path:
     rng = np.random.default_rng(2026)
     zones = zone_table(rng)
     people, trips = truth(zones, n_trips, rng)
@@ -111,6 +114,8 @@ def write_case(folder: Path, n_trips: int, candidates: int) -> Path:
 
     count(pd.DataFrame({"origin_district": trips["origin"].map(district), "destination_district": trips["destination"].map(district),
                         "depart": period}), "od.csv")
+    if zone_od:
+        count(pd.DataFrame({"origin": trips["origin"], "destination": trips["destination"], "depart": period}), "zone_od.csv")
     count(trips[["origin"]], "origin.csv")
     count(trips[["destination"]], "destination.csv")
     count(pd.DataFrame({"depart": hour, "purpose": trips["purpose"]}), "hour_purpose.csv", [bins(range(25)), PURPOSES])
@@ -134,22 +139,26 @@ def write_case(folder: Path, n_trips: int, candidates: int) -> Path:
                         {"name": "mode × purpose", "variables": ["mode", "purpose"], "file": "targets/mode_purpose.csv"},
                         {"name": "trips per person by type", "variables": ["person_type", "trips"], "file": "targets/trips_per_person.csv"}],
             "llm": {"backend": "none"}}
+    if zone_od:
+        spec["targets"].insert(1, {"name": "OD zone × period", "variables": ["origin", "destination", "depart"], "file": "targets/zone_od.csv",
+                                   "weight": zone_od})
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
     return folder / "spec.yaml"
 
 
-def one_size(n_trips: int, candidates: int) -> dict:
+def one_size(n_trips: int, candidates: int, zone_od: float = 0.0) -> dict:
     """One size, run from a process of its own (so that the peak memory of its run is its own)."""
-    done = subprocess.run([sys.executable, __file__, "--one", str(n_trips), "--candidates", str(candidates)], capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, __file__, "--one", str(n_trips), "--candidates", str(candidates),
+                           *(["--zone-od", str(zone_od)] if zone_od else [])], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stdout[-2000:] + done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_size(n_trips: int, candidates: int) -> dict:
+def run_size(n_trips: int, candidates: int, zone_od: float = 0.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        spec = write_case(Path(tmp) / "case", n_trips, candidates)
+        spec = write_case(Path(tmp) / "case", n_trips, candidates, zone_od)
+        listed = sum(1 for _ in open(Path(tmp) / "case" / "targets" / "zone_od.csv")) - 1 if zone_od else 0
         start = time.perf_counter()
         done = subprocess.run([str(Path(sys.executable).with_name("llmsynthor")), "run", str(spec), "--llm", "none", "--no-cache",
                                "--out", str(Path(tmp) / "out")], capture_output=True, text=True)
@@ -163,26 +172,40 @@ def run_size(n_trips: int, candidates: int) -> dict:
     stage = {"candidates": sum(v for k, v in seconds.items() if k.startswith(("candidate days", "pilot"))),
              "balancing": sum(v for k, v in seconds.items() if k.startswith("balancing")),
              "choice": sum(v for k, v in seconds.items() if k.startswith("choice")), "polish": seconds.get("polish", 0.0)}
-    return {"trips": manifest["trips"], "persons": manifest["persons"], "wall_s": round(wall, 1), **{k: round(v, 1) for k, v in stage.items()},
-            "peak_mb": round(peak / 1024), "worst_tvd": round(max(fit.values()), 4),
-            "mean_tvd": round(float(np.mean(list(fit.values()))), 4)}
+    zone_fit = {"zone_od_cells": listed, "zone_od_tvd": round(fit["OD zone × period"], 4)} if zone_od else {}
+    others = [v for k, v in fit.items() if k != "OD zone × period"]
+    return {"trips": manifest["trips"], "persons": manifest["persons"], **zone_fit, "wall_s": round(wall, 1), **{k: round(v, 1) for k, v in stage.items()},
+            "peak_mb": round(peak / 1024), "worst_tvd": round(max(others), 4),  # of the district-level and other tables
+            "mean_tvd": round(float(np.mean(others)), 4)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trips", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--candidates", type=int, default=32, help="candidate days per person in the first round (the example's 32)")
+    parser.add_argument("--zone-od", type=float, nargs="?", const=1.0, default=0.0, metavar="WEIGHT",
+                        help="each size also with an OD zone × period table (16 million cells, held sparse) of this weight (1 if "
+                        "not given), beside the run without it")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, run from this process (one_size's subprocess)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_size(args.one, args.candidates)))
+        print(json.dumps(run_size(args.one, args.candidates, args.zone_od)))
         return
-    rows = []
+    rows, zoned = [], []
     for n in args.trips:
         rows.append(one_size(n, args.candidates))
         print(json.dumps(rows[-1]), flush=True)
+        if args.zone_od:
+            zoned.append(one_size(n, args.candidates, zone_od=args.zone_od))
+            print(json.dumps(zoned[-1]), flush=True)
     frame = pd.DataFrame(rows).set_index("trips")
     print(frame.to_string())
+    if zoned:
+        with_od = pd.DataFrame(zoned).set_index("trips")
+        print("\nwith OD zone × period (sparse):")
+        print(with_od.to_string())
+        print("ratio wall (with / without):", ", ".join(f"{a['trips']:,}: {b['wall_s'] / a['wall_s']:.2f}" for a, b in zip(rows, zoned)),
+              "· ratio peak memory:", ", ".join(f"{b['peak_mb'] / a['peak_mb']:.2f}" for a, b in zip(rows, zoned)))
     for a, b in zip(rows[:-1], rows[1:]):
         ratio = np.log(b["trips"] / a["trips"])
         print(f"growth exponent {a['trips']:,} → {b['trips']:,} trips: wall {np.log(b['wall_s'] / a['wall_s']) / ratio:.2f}, "

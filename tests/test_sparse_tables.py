@@ -157,3 +157,45 @@ def test_a_run_with_sparse_tables_meets_them_as_they_are_counted_on_every_cell(t
     od = result.by_district["OD zones by period"]
     assert od == pytest.approx(scored["OD zones by period"]["by_district"])
     assert pd.Series(result.fit).max() < 0.5  # it is met, not merely counted: the case's tables are reachable
+
+
+def test_candidate_days_are_drawn_towards_a_zone_level_od_tables_own_cells(tmp_path, monkeypatch):
+    """Days drawn by attraction and distance alone would seldom land in a zone-level OD table's cells (18 of 72
+    here, a trip or few each); the table's own cells steer each stop (Guide.toward_zones), so most trips land in them."""
+    from llmsynthor.shapes.trips.days import Factors, candidate_days
+
+    monkeypatch.setattr(trips_inputs, "SPARSE_CELLS", 0)
+    spec = zone_case(tmp_path)
+    inputs = read_inputs(spec)
+    od = next(t for t in inputs.tables if t.name == "OD zones by period")
+    factors = Factors.none(len(inputs.persons), 4, 3)
+
+    def share_in_listed(steer: bool) -> float:
+        if not steer:
+            monkeypatch.setattr("llmsynthor.shapes.trips.days.Guide.toward_zones", classmethod(lambda cls, tables: cls({})))
+        trips = candidate_days(spec, inputs, factors, np.random.default_rng(5), 20).frames[TRIPS.name]
+        coder = Coder(spec, inputs.zones, [od])
+        cells = CellParts.of(coder, inputs.zones, 4, 3).cells(inputs.zones.rows(trips["origin"]), inputs.zones.rows(trips["destination"]),
+                                                              trips["depart"].to_numpy(), np.zeros(len(trips), dtype=np.int64),
+                                                              np.zeros(len(trips), dtype=np.int64))[:, 0]
+        return float((cells < len(od.listed.keys)).mean())
+
+    steered, alone = share_in_listed(True), share_in_listed(False)
+    assert steered > 0.5 and steered > alone + 0.2, (steered, alone)
+
+
+def test_a_table_beyond_the_rounds_reach_keeps_its_weight_and_the_others_are_reweighed_among_themselves():
+    from llmsynthor.fitting.choice import reweighed
+    from llmsynthor.shapes.trips.synthesizer import beyond_reach, emphasized
+
+    tolerance = np.full(3, 0.01)
+    fit = np.array([0.61, 0.02, 0.03])  # a zone-level OD table of a trip a cell, and two tables near tolerance
+    far = beyond_reach(fit, tolerance)
+    assert far.tolist() == [True, False, False]
+    assert not beyond_reach(np.array([0.6, 0.7, 0.9]), tolerance).any()  # all about as far: weighed alike, as before
+    assert not beyond_reach(np.array([0.009, 0.001, 0.0005]), tolerance).any()  # within tolerance: never beyond reach
+    emphasis = np.array([1.0, 1.2, 0.8])
+    out = emphasized(emphasis, fit, far)
+    assert out[0] == 1.0 and np.allclose(out[1:], reweighed(emphasis[1:], fit[1:]))
+    assert out[2] / emphasis[2] > out[1] / emphasis[1]  # the worse-met of the two within reach gains more
+    assert np.allclose(emphasized(emphasis, fit, np.zeros(3, bool)), reweighed(emphasis, fit))  # none far: as before

@@ -89,8 +89,12 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
         table.add_row(escape(name), f"{value:.4f}", f"{tolerance:g}" + ("" if value <= tolerance else " [yellow]over[/yellow]"),
                       escape(described(d)))
     out.print(table)
+    if result.beyond_reach:
+        out.print(f"beyond reach (met far worse than the other tables after the first round; kept at their weight, not worked "
+                  f"towards): {escape(', '.join(result.beyond_reach))}", soft_wrap=True)
     if result.met_early:
-        out.print(f"every table within tolerance after round {result.best_round}'s choice: no further rounds, passes or polish")
+        within = "every table within reach" if result.beyond_reach else "every table"
+        out.print(f"{within} within tolerance after round {result.best_round}'s choice: no further rounds, passes or polish")
     check = result.prior.check
     prior = (f"the model's lifts at strength {check.strength:g} ({escape(check.reason)})" if check is not None
              else escape("; ".join(result.prior.notes)))

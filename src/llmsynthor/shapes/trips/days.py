@@ -43,6 +43,7 @@ NEIGHBOURS = 300  # destinations are drawn among this many zones nearest the tri
 LENGTH_BANDS = (0.0, 1.0, 3.0, 5.0, 10.0, 20.0, np.inf)
 STOP_KNOWN = ("origin", "origin_district", "destination", "destination_district", "depart", "purpose")  # known when a stop is drawn
 LENGTH_WORDS = ("under 1 km", "1-3 km", "3-5 km", "5-10 km", "10-20 km", "over 20 km")
+OFF_TABLE = 0.01  # a zone-level OD table's ratio for the cells it counts no trips in (:meth:`Guide.toward_zones`)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,28 @@ class Guide:
     def from_fit(cls, tables: list[LevelTable], achieved: list[np.ndarray]) -> Guide:
         return cls({t.name: np.clip((t.region + 1.0) / (a.reshape(t.region.shape) + 1.0), 1 / 8, 8)
                     for t, a in zip(tables, achieved)})
+
+    @classmethod
+    def toward_zones(cls, tables: list[LevelTable]) -> Guide:
+        """The tables of trips naming both origin and destination zones (zone-level OD), each as ratios
+        towards its own cells: a cell's count over the mean count of the cells with trips, and
+        :data:`OFF_TABLE` where it counts none — so that a stop is drawn, near its origin, mostly where
+        the table has trips from there at that hour. Without it, candidate days drawn by attraction and
+        distance could not cover a table of a trip or two in each of 10⁵ cells."""
+        ratios = {}
+        for t in tables:
+            if t.level == TRIPS.name and {"origin", "destination"} <= set(t.variables):
+                positive = t.region > 0
+                mean = t.region[positive].mean() if positive.any() else 1.0
+                ratios[t.name] = np.where(positive, t.region / mean, OFF_TABLE)
+        return cls(ratios)
+
+    def times(self, other: Guide | None) -> Guide:
+        """Both guides' ratios multiplied, table by table (a table in one only keeps its own)."""
+        if other is None:
+            return self
+        return Guide({name: self.ratios[name] * other.ratios[name] if name in self.ratios and name in other.ratios
+                      else self.ratios.get(name, other.ratios.get(name)) for name in {**self.ratios, **other.ratios}})
 
     def flat(self, coder: Coder, known: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The ratios of ``coder.tables`` concatenated (1 where a table has none), and the tables (in order)
@@ -372,7 +395,8 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
         drawn[chunk] = _draw(np.cumsum(rows, axis=1), rng.random(len(chunk)))
     depart = drawn[np.lexsort((drawn, day))]  # days are contiguous and in order: each day's hours ascending
 
-    # destinations: near the previous stop, drawn by attraction × exp(-β km) (times the guide's ratios); home at a tour's end
+    # destinations: near the previous stop, drawn by attraction × exp(-β km) (times a zone-level OD table's own cells and the
+    # guide's ratios); home at a tour's end
     destination_table = shares_over(trip_tables, ("destination",), (zones.ids.tolist(),))
     attraction = _attraction(zones, purposes, destination_table)
     near = zones.nearest(NEIGHBOURS)
@@ -383,7 +407,8 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     beta = np.asarray(BETAS)[beta_index]
     home = inputs.persons["home_row"].to_numpy()[person]
     parts = CellParts.of(coder, zones, len(purposes), len(modes))
-    ratios, used = guide.flat(coder, STOP_KNOWN) if guide is not None else (np.ones(1), np.zeros(0, dtype=np.int64))
+    steer = Guide.toward_zones(trip_tables).times(guide)  # a zone-level OD table's own cells, and what the last fit missed
+    ratios, used = steer.flat(coder, STOP_KNOWN) if steer.ratios else (np.ones(1), np.zeros(0, dtype=np.int64))
     origin = np.zeros(len(day), dtype=np.int64)
     destination = np.zeros(len(day), dtype=np.int64)
     purpose, depart = purpose.astype(np.int64), depart.astype(np.int64)

@@ -145,8 +145,12 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
                       "max_relative_error": round(result.balance.max_error, 6)},
         "tolerance_tvd": dict(zip((t.name for t in inputs.tables), inputs.tolerance)),
         "met_early": result.met_early,
-        "met_early_is": "every table was within its tolerance after the kept round's choice: the rounds after it, the choice's "
-                        "further passes and the polish were not run",
+        "met_early_is": "every table within reach was within its tolerance after the kept round's choice: the rounds after it, the "
+                        "choice's further passes and the polish were not run",
+        "beyond_reach": result.beyond_reach,
+        "beyond_reach_is": "tables the first round met more than 5 times worse than the median table (and outside their tolerance) "
+                           "— a zone-level OD table of a trip or two a cell, say: they keep their weight (no emphasis), and the "
+                           "round and the polish's state kept, and whether the work stops early, are judged on the other tables",
         "rounds": result.rounds,
         "best_round": result.best_round,
         "best_is": "the round whose worst-met table is met best (tvd_max); each round weighs the tables by its emphasis, which "

@@ -66,7 +66,7 @@ class Polished:
     error_after: float
     moves: int  # stops and hours moved, tours' modes changed
     passes: int
-    worst_before: float = 0.0  # the worst-met table's TVD before the moves, and in the state kept
+    worst_before: float = 0.0  # the worst-met table's TVD before the moves, and in the state kept (of the tables within reach)
     worst_after: float = 0.0
     exchanges: int = 0  # stops that traded zones, trips that traded hours, tours that traded modes (each pair once)
 
@@ -74,7 +74,8 @@ class Polished:
 def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np.ndarray, depart: np.ndarray,
                  purpose: np.ndarray, mode: np.ndarray, home_bound: np.ndarray, day: np.ndarray, hours: tuple[int, int],
                  rng: np.random.Generator, passes: int = PASSES, emphasis: np.ndarray | None = None,
-                 kind: np.ndarray | None = None, mode_factors: tuple[np.ndarray, np.ndarray] | None = None) -> Polished:
+                 kind: np.ndarray | None = None, mode_factors: tuple[np.ndarray, np.ndarray] | None = None,
+                 beyond: np.ndarray | None = None) -> Polished:
     """Move stops (trips with ``home_bound`` False; the next trip of the same ``day`` follows each) to
     nearby zones, and trips to other hours between their day's previous and next departures (within
     ``hours``, first and last), while that lowers the error of ``coder.tables`` (every one a table of trips),
@@ -82,7 +83,9 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     traveller's kind: persons of a kind are alike to every table and the prior), tours of a kind and of one
     band of length trade modes too. With ``mode_factors`` (the prior's factors of each trip's traveller over
     the modes, [trip, mode], and of the bands of length, [band, mode]), a tour may also change its mode to
-    one at least as likely for its traveller and length."""
+    one at least as likely for its traveller and length. Tables ``beyond`` reach (one flag a table; the
+    synthesizer's :func:`~llmsynthor.shapes.trips.synthesizer.beyond_reach`) keep their weight through the
+    stages and do not decide which state is kept."""
     tables = coder.tables
     sizes = np.array([t.cells for t in tables])
     target, scale = cell_weights(tables, zones, emphasis)  # as the choice weighs them, with the synthesizer's emphasis
@@ -119,13 +122,17 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     every, hour_keys = np.arange(len(depart)), (int(purpose.max(initial=0)) + 1) * 24
     moves = exchanges = done = 0
 
+    near = np.ones(len(tables), dtype=bool) if beyond is None or np.all(beyond) else ~np.asarray(beyond)
+
     def fit() -> np.ndarray:  # each table's TVD now
         return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / trips_in / 2
 
-    worst_before = float(fit().max())
+    worst_before = float(fit()[near].max())
     kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
     group = cell_groups(tables, zones)  # a table's cells, or each district's of a table naming zones or districts
     staged = np.ones(int(group.max(initial=-1)) + 1)  # the stages' own emphasis of each group, on top of the weights as given
+    reweigh = np.zeros(len(staged), dtype=bool)  # the groups of the tables within reach: those the stages reweigh
+    reweigh[group] = near[table_of]
     wanted = np.maximum(np.bincount(group, weights=expected, minlength=len(staged)), 1e-12)  # each group's trips
     stage, quiet = 0, 0
     while done < passes * STAGES:
@@ -151,13 +158,14 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
         moves, exchanges = moves + moved, exchanges + traded
         quiet = quiet + 1 if not moved + traded else 0
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
-            now = fit()
+            now = fit()[near]
             if now.max() < kept[0]:
                 kept = (float(now.max()), destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
             if stage + 1 == STAGES:
                 break
             stage, quiet = stage + 1, 0  # the tables still worst met count more in the next stage
-            staged = reweighed(staged, np.bincount(group, weights=np.abs(residual), minlength=len(staged)) / wanted / 2)
+            tvds = np.bincount(group, weights=np.abs(residual), minlength=len(staged)) / wanted / 2
+            staged[reweigh] = reweighed(staged[reweigh], tvds[reweigh])
             scale = given_scale * staged[group]
     worst_after, destination, origin, depart, mode, residual = kept
     return Polished(destination, origin, depart, mode, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,
