@@ -66,6 +66,19 @@ def test_counts_on_the_listed_cells_score_as_counts_on_every_cell(by):
     assert all((c[len(keys):] == -1).all() for k, c in enumerate(codes) if k != by)
 
 
+@pytest.mark.parametrize("by", [0, 2])
+def test_the_compiled_lookup_finds_the_cells_listed_finds(by):
+    from llmsynthor.shapes.trips.days import listed_cell
+
+    shape, _, keys, flat = random_case(by + 3)
+    listed = Listed(shape, keys, by)
+    # two tables' keys one after the other, as CellParts holds them: the second table's
+    others = np.array([1, 5, 9], dtype=np.int64)
+    together, start, stop = np.r_[others, keys].astype(np.int64), len(others), len(others) + len(keys)
+    compiled = [listed_cell(together, start, stop, listed.stride, shape[by], int(f)) for f in np.r_[flat, keys, 0, np.prod(shape) - 1]]
+    assert compiled == listed.cell(np.r_[flat, keys, 0, np.prod(shape) - 1]).tolist()
+
+
 def test_a_sparse_tables_margin_is_the_dense_ones():
     shape, dense, keys, _ = random_case(7)
     axes = tuple(Axis(v, tuple(str(i) for i in range(n))) for v, n in zip("abc", shape))
@@ -139,6 +152,35 @@ def test_the_polish_moves_the_same_on_a_sparse_table_as_on_the_same_table_held_d
     assert len(target) == len(cell_groups(coder.tables, inputs.zones)) == sum(t.cells for t in coder.tables)
 
 
+def test_a_table_beyond_reach_does_not_decide_the_polishs_kept_state(tmp_path):
+    """polish_stops with the zone-level table beyond reach: the worst TVD it reports, before and after, is of the
+    other tables, as the state it returns has them."""
+    spec = zone_case(tmp_path)
+    inputs = read_inputs(spec)
+    zones = inputs.zones
+    coder = Coder(spec, zones, inputs.of_level(TRIPS.name))
+    rng = np.random.default_rng(2)
+    origin, destination, depart, purpose, day = [], [], [], [], []
+    for d in range(12):
+        home, stop = int(rng.integers(0, 6)), int(rng.integers(0, 6))
+        origin += [home, stop]
+        destination += [stop, home]
+        depart += sorted(rng.integers(6, 22, 2).tolist())
+        purpose += [int(rng.integers(1, 4)), 0]
+        day += [d, d]
+    purpose, mode = np.array(purpose), np.zeros(len(purpose), dtype=np.int64)
+    beyond = np.array([t.name == "OD zones by period" for t in coder.tables])
+    out = polish_stops(zones, coder, np.array(origin), np.array(destination), np.array(depart), purpose, mode, purpose == 0,
+                       np.array(day), (5, 23), np.random.default_rng(2), beyond=beyond)
+    cells = CellParts.of(coder, zones, 4, 3).cells(out.origin, out.destination, out.depart, purpose, out.mode)
+    target, _ = cell_weights(coder.tables, zones)
+    counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
+    offsets = np.cumsum([0] + [t.cells for t in coder.tables])
+    fits = [tvd(counts[a:b], target[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
+    assert out.worst_after == pytest.approx(max(f for f, far in zip(fits, beyond) if not far), abs=1e-9)
+    assert max(fits) > out.worst_after  # the zone table, met worse, is not what it reports
+
+
 def test_a_run_with_sparse_tables_meets_them_as_they_are_counted_on_every_cell(tmp_path, monkeypatch):
     """The whole run (no model) with every table of trips sparse: valid chains, and the fit it reports — made on the
     listed cells — is what the written trips score against the same tables held on every cell."""
@@ -194,6 +236,7 @@ def test_a_table_beyond_the_rounds_reach_keeps_its_weight_and_the_others_are_rew
     assert far.tolist() == [True, False, False]
     assert not beyond_reach(np.array([0.6, 0.7, 0.9]), tolerance).any()  # all about as far: weighed alike, as before
     assert not beyond_reach(np.array([0.009, 0.001, 0.0005]), tolerance).any()  # within tolerance: never beyond reach
+    assert not beyond_reach(np.array([0.028, 0.004, 0.005]), tolerance).any()  # just over it, the others close: worked down
     emphasis = np.array([1.0, 1.2, 0.8])
     out = emphasized(emphasis, fit, far)
     assert out[0] == 1.0 and np.allclose(out[1:], reweighed(emphasis[1:], fit[1:]))

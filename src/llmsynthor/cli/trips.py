@@ -90,8 +90,8 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
                       escape(described(d)))
     out.print(table)
     if result.beyond_reach:
-        out.print(f"beyond reach (met far worse than the other tables after the first round; kept at their weight, not worked "
-                  f"towards): {escape(', '.join(result.beyond_reach))}", soft_wrap=True)
+        out.print(f"beyond reach (met far worse than the other tables after the first round: fitted at their weight, without "
+                  f"emphasis, and not waited for): {escape(', '.join(result.beyond_reach))}", soft_wrap=True)
     if result.met_early:
         within = "every table within reach" if result.beyond_reach else "every table"
         out.print(f"{within} within tolerance after round {result.best_round}'s choice: no further rounds, passes or polish")

@@ -219,8 +219,9 @@ class CellParts:
             + self.mode[:, mode].T
         for t in np.flatnonzero(self.width):  # a sparse table: the place's rank among its keys, else its cell elsewhere
             keys = self.keys[self.start[t]:self.stop[t]]
-            at = np.minimum(np.searchsorted(keys, place[:, t]), len(keys) - 1)
-            place[:, t] = np.where(keys[at] == place[:, t], at, len(keys) + (place[:, t] // self.stride[t]) % self.width[t])
+            at = np.minimum(np.searchsorted(keys, place[:, t]), max(len(keys) - 1, 0))
+            listed = keys[at] == place[:, t] if len(keys) else np.zeros(len(place), dtype=bool)
+            place[:, t] = np.where(listed, at, len(keys) + (place[:, t] // self.stride[t]) % self.width[t])
         return self.offset + place
 
 

@@ -148,13 +148,13 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "met_early_is": "every table within reach was within its tolerance after the kept round's choice: the rounds after it, the "
                         "choice's further passes and the polish were not run",
         "beyond_reach": result.beyond_reach,
-        "beyond_reach_is": "tables the first round met more than 5 times worse than the median table (and outside their tolerance) "
+        "beyond_reach_is": "tables the first round met more than 5 times worse than their tolerance and than the median table "
                            "— a zone-level OD table of a trip or two a cell, say: they keep their weight (no emphasis), and the "
                            "round and the polish's state kept, and whether the work stops early, are judged on the other tables",
         "rounds": result.rounds,
         "best_round": result.best_round,
-        "best_is": "the round whose worst-met table is met best (tvd_max); each round weighs the tables by its emphasis, which "
-                   "grows for the tables the round before met worst",
+        "best_is": "the round whose worst-met table is met best (tvd_max; of the tables within reach, when some are beyond it); "
+                   "each round weighs the tables by its emphasis, which grows for the tables the round before met worst",
         "choice": {"error_rounded": round(result.choice.first_error, 6), "error_chosen": round(result.choice.error, 6),
                    "passes": result.choice.passes, "exchanges": result.choice.moves,
                    "error_is": "the sum over the tables of their weight times the kept round's emphasis times their L1 error over "
@@ -165,7 +165,7 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
             "worst_table_tvd_before": round(result.polish.worst_before, 6), "worst_table_tvd_after": round(result.polish.worst_after, 6),
             "moves": result.polish.moves, "exchanges": result.polish.exchanges, "passes": result.polish.passes,
             "error_is": "as the choice's error, over the tables of trips, against each table's targets scaled to the trips "
-                        "there are (no move changes their number)"},
+                        "there are (no move changes their number); the worst table's TVD is of the tables within reach"},
         "transfers": None if result.transfers is None else {
             "tours_handed_over": result.transfers.moves, "passes": result.transfers.passes,
             "error_before": round(result.transfers.error_before, 6), "error_after": round(result.transfers.error_after, 6),

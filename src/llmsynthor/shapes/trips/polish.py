@@ -122,17 +122,17 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     every, hour_keys = np.arange(len(depart)), (int(purpose.max(initial=0)) + 1) * 24
     moves = exchanges = done = 0
 
-    near = np.ones(len(tables), dtype=bool) if beyond is None or np.all(beyond) else ~np.asarray(beyond)
+    in_reach = np.ones(len(tables), dtype=bool) if beyond is None or np.all(beyond) else ~np.asarray(beyond)  # tables within reach
 
     def fit() -> np.ndarray:  # each table's TVD now
         return np.bincount(table_of, weights=np.abs(residual), minlength=len(tables)) / trips_in / 2
 
-    worst_before = float(fit()[near].max())
+    worst_before = float(fit()[in_reach].max())
     kept = (worst_before, destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
     group = cell_groups(tables, zones)  # a table's cells, or each district's of a table naming zones or districts
     staged = np.ones(int(group.max(initial=-1)) + 1)  # the stages' own emphasis of each group, on top of the weights as given
     reweigh = np.zeros(len(staged), dtype=bool)  # the groups of the tables within reach: those the stages reweigh
-    reweigh[group] = near[table_of]
+    reweigh[group] = in_reach[table_of]
     wanted = np.maximum(np.bincount(group, weights=expected, minlength=len(staged)), 1e-12)  # each group's trips
     stage, quiet = 0, 0
     while done < passes * STAGES:
@@ -158,7 +158,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
         moves, exchanges = moves + moved, exchanges + traded
         quiet = quiet + 1 if not moved + traded else 0
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
-            now = fit()[near]
+            now = fit()[in_reach]
             if now.max() < kept[0]:
                 kept = (float(now.max()), destination.copy(), origin.copy(), depart.copy(), mode.copy(), residual.copy())
             if stage + 1 == STAGES:

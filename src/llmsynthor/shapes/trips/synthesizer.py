@@ -21,8 +21,9 @@ construction, list balancing, and one day chosen for every person.
    carry weight, balanced and chosen again, each table's weight in the choice multiplied by an
    emphasis that grows for the tables the round before met worst (every table within tolerance is
    the aim, not the least total error); the round whose worst-met table is met best is kept. A
-   table the first round met worse than :data:`REACH` times its tolerance (a zone-level OD table of
-   a trip or two a cell) is beyond reach: it keeps its weight and does not decide the round kept;
+   table the first round met :data:`REACH` times worse than its tolerance and than the median table
+   (a zone-level OD table of a trip or two a cell) is beyond reach: it keeps its weight and decides
+   neither the round kept nor whether the work stops early;
 7. **transfers** — whole tours handed between persons alike (the same home zone and kind) where that
    meets the tables of persons better (:mod:`~llmsynthor.shapes.trips.transfers`): the trips stay as
    they are, only who makes them changes;
@@ -71,7 +72,7 @@ BALANCE_SWEEPS = 100  # each round's balancing guides the next; 200 sweeps measu
 ROUNDS = 3  # rounds of candidates guided by what the last fit missed, after the first
 BUDGET = 500_000  # candidate days in the first round at most, where persons alike can share them (:func:`alike_persons`)
 KEEP = 1e-3  # a pool's days kept into the next round: those with at least this share of its weight, and the chosen ones
-REACH = 5  # a table the first round met this many times worse than the median table (and out of tolerance) is beyond reach
+REACH = 5  # a table the first round met this many times worse than its tolerance and than the median table is beyond reach
 
 
 @dataclass
@@ -276,10 +277,11 @@ class TripSynthesizer:
 
 
 def beyond_reach(fit: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
-    """The tables the first round met more than :data:`REACH` times worse than the median table, and
-    outside their tolerance: a zone-level OD table of a trip or two a cell, say, that no round of
-    candidate days covers (TVD .61 on a synthetic region, where the median table was met to .03)."""
-    return (fit > REACH * np.median(fit)) & (fit > tolerance)
+    """The tables the first round met more than :data:`REACH` times worse than their tolerance and than
+    the median table: a zone-level OD table of a trip or two a cell, say, that no round of candidate
+    days covers (TVD .61 on a synthetic region, where the median table was met to .03). A table just
+    over its tolerance while the others are met closely is not: the rounds work it down."""
+    return (fit > REACH * tolerance) & (fit > REACH * np.median(fit))
 
 
 def emphasized(emphasis: np.ndarray, fit: np.ndarray, far: np.ndarray) -> np.ndarray:
