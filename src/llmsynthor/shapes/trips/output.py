@@ -148,7 +148,7 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
         "met_early_is": "every table within reach was within its tolerance after the kept round's choice: the rounds after it, the "
                         "choice's further passes and the polish were not run",
         "beyond_reach": result.beyond_reach,
-        "beyond_reach_is": "tables the first round met more than 5 times worse than their tolerance and than the median table "
+        "beyond_reach_is": "tables the first round met more than 10 times worse than their tolerance and than the median table "
                            "— a zone-level OD table of a trip or two a cell, say: they keep their weight (no emphasis), and the "
                            "round and the polish's state kept, and whether the work stops early, are judged on the other tables",
         "rounds": result.rounds,

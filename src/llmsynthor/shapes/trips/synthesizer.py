@@ -72,7 +72,7 @@ BALANCE_SWEEPS = 100  # each round's balancing guides the next; 200 sweeps measu
 ROUNDS = 3  # rounds of candidates guided by what the last fit missed, after the first
 BUDGET = 500_000  # candidate days in the first round at most, where persons alike can share them (:func:`alike_persons`)
 KEEP = 1e-3  # a pool's days kept into the next round: those with at least this share of its weight, and the chosen ones
-REACH = 5  # a table the first round met this many times worse than its tolerance and than the median table is beyond reach
+REACH = 10  # a table the first round met this many times worse than its tolerance and than the median table is beyond reach
 
 
 @dataclass
