@@ -93,7 +93,7 @@ class TripResult:
     polish: Polished | None = None
     transfers: Transferred | None = None  # tours handed between persons alike, for the tables of persons
     best_round: int | None = None  # the round kept (the one whose worst-met table was met best)
-    met_early: bool = False  # every table was within tolerance after the kept round's choice: the work after it was not done
+    met_early: bool = False  # every table within reach was within tolerance after the kept round's choice: the work after it was not done
     by_district: dict[str, dict] = field(default_factory=dict)  # table -> its fit district by district (tables of trips naming zones)
     beyond_reach: list[str] = field(default_factory=list)  # tables the first round met far worse than the others (:func:`beyond_reach`)
 
