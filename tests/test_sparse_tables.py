@@ -242,3 +242,20 @@ def test_a_table_beyond_the_rounds_reach_keeps_its_weight_and_the_others_are_rew
     assert out[0] == 1.0 and np.allclose(out[1:], reweighed(emphasis[1:], fit[1:]))
     assert out[2] / emphasis[2] > out[1] / emphasis[1]  # the worse-met of the two within reach gains more
     assert np.allclose(emphasized(emphasis, fit, np.zeros(3, bool)), reweighed(emphasis, fit))  # none far: as before
+
+
+def test_a_run_writes_the_same_trips_with_the_zone_table_sparse_as_dense(tmp_path, monkeypatch):
+    """The first round alone (no guided rounds, whose ratios for the cells a sparse table leaves out are lumped),
+    then the choice's passes, the transfers and the polish: balancing and choice weigh a sparse table's cells
+    as the dense table's, so the same days are chosen and the same trips written."""
+    from llmsynthor.api import make_backend
+    from llmsynthor.shapes.trips import synthesizer
+
+    monkeypatch.setattr(synthesizer, "ROUNDS", 0)
+    spec = zone_case(tmp_path)
+    dense = synthesizer.TripSynthesizer(spec, make_backend(spec.llm)).run()
+    monkeypatch.setattr(trips_inputs, "SPARSE_CELLS", 0)
+    sparse = synthesizer.TripSynthesizer(spec, make_backend(spec.llm)).run()
+    assert not dense.met_early and dense.polish is not None  # every step ran
+    pd.testing.assert_frame_equal(dense.trips, sparse.trips)
+    assert dense.fit == pytest.approx(sparse.fit, abs=1e-9)
