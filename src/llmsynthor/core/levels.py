@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import sparse
 
 from .statistics import encode
-from .tables import Axis, Listed, OnAxes, TargetTable, table_offsets
+from .tables import Axis, Listed, OnAxes, TargetTable, summed, table_offsets
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,7 @@ class LevelTable(OnAxes):
         """The region's counts summed over every other variable, axes in the order of ``variables``."""
         order = [self.variables.index(v) for v in variables]
         if self.listed is None:
-            others = tuple(i for i in range(len(self.axes)) if i not in order)
-            kept = sorted(order)
-            return np.transpose(self.region.sum(axis=others), [kept.index(i) for i in order])
+            return summed(self.region, order)
         codes = self.codes()
         shape = tuple(self.axes[i].size for i in order)
         if not order:

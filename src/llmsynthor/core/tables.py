@@ -62,6 +62,12 @@ class OnAxes:
         return int(np.prod(self.shape))
 
 
+def summed(values: np.ndarray, order: list[int]) -> np.ndarray:
+    """``values`` summed over every axis but those of ``order``, which come in that order (a table's margin)."""
+    kept = sorted(order)
+    return np.transpose(values.sum(axis=tuple(i for i in range(values.ndim) if i not in order)), [kept.index(i) for i in order])
+
+
 @dataclass(frozen=True)
 class Listed:
     """The cells of a sparse table — one over zones × zones, say, where nearly every cell is empty: the
@@ -122,10 +128,7 @@ class TargetTable(OnAxes):
 
     def margin(self, variables: list[str]) -> np.ndarray:
         """The counts summed over every other variable, axes in the order of ``variables``."""
-        order = [self.variables.index(v) for v in variables]
-        others = tuple(i for i in range(len(self.axes)) if i not in order)
-        kept = sorted(order)
-        return np.transpose(self.counts.sum(axis=others), [kept.index(i) for i in order])
+        return summed(self.counts, [self.variables.index(v) for v in variables])
 
     def aligned(self, counts: np.ndarray) -> bool:
         """Whether ``counts`` (on this table's cells) are within the table's tolerances."""

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ...core.levels import LevelTable, Linked
+from ...core.tables import Listed
 from ...declarations.zones import Zones
 from ...fitting.sums import pairwise_sum
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
@@ -179,6 +180,7 @@ class CellParts:
     stop: np.ndarray  # [table]
     stride: np.ndarray  # [table]
     width: np.ndarray  # [table]
+    listed: tuple[Listed | None, ...] = ()  # each table's listed cells (None: dense), for :meth:`cells`
 
     @classmethod
     def of(cls, coder: Coder, zones: Zones, purposes: int, modes: int) -> CellParts:
@@ -201,7 +203,7 @@ class CellParts:
         return cls(offset, part["origin"] + part["origin_district"], part["destination"] + part["destination_district"],
                    part["depart"], part["purpose"], part["mode"], keys.astype(np.int64), stop - np.asarray(sizes, dtype=np.int64), stop,
                    np.array([x.stride if x is not None else 1 for x in listed], dtype=np.int64),
-                   np.array([x.shape[x.by] if x is not None else 0 for x in listed], dtype=np.int64))
+                   np.array([x.shape[x.by] if x is not None else 0 for x in listed], dtype=np.int64), tuple(listed))
 
     @property
     def lookup(self) -> tuple[np.ndarray, ...]:
@@ -217,11 +219,9 @@ class CellParts:
         """[trip, table]: every trip's cells."""
         place = self.origin[:, origin].T + self.destination[:, destination].T + self.hour[:, depart].T + self.purpose[:, purpose].T \
             + self.mode[:, mode].T
-        for t in np.flatnonzero(self.width):  # a sparse table: the place's rank among its keys, else its cell elsewhere
-            keys = self.keys[self.start[t]:self.stop[t]]
-            at = np.minimum(np.searchsorted(keys, place[:, t]), max(len(keys) - 1, 0))
-            listed = keys[at] == place[:, t] if len(keys) else np.zeros(len(place), dtype=bool)
-            place[:, t] = np.where(listed, at, len(keys) + (place[:, t] // self.stride[t]) % self.width[t])
+        for t, listed in enumerate(self.listed):  # a sparse table: the place's listed cell, else its cell elsewhere
+            if listed is not None:
+                place[:, t] = listed.cell(place[:, t])
         return self.offset + place
 
 
