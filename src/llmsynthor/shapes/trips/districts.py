@@ -14,7 +14,7 @@ import numpy as np
 from ...core.levels import LevelTable
 from ...declarations.zones import Zones
 from ...fitting.choice import cell_targets
-from .inputs import SIDES, TRIPS
+from .inputs import TRIPS, district_side
 
 
 def district_cells(table: LevelTable, zones: Zones) -> tuple[str, np.ndarray, np.ndarray] | None:
@@ -23,7 +23,7 @@ def district_cells(table: LevelTable, zones: Zones) -> tuple[str, np.ndarray, np
     of trips naming a zone or district; None otherwise, or without districts in the zone table."""
     if zones.district is None or table.level != TRIPS.name:
         return None
-    found = next(((v, side) for v, side in SIDES if v in table.variables), None)
+    found = district_side(table.variables)
     if found is None:
         return None
     variable, side = found

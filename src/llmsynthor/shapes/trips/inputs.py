@@ -165,6 +165,12 @@ def read_inputs(spec: TripsSpec) -> TripInputs:
     return TripInputs(zones, persons, schema, tables, trips, tolerance, households)
 
 
+def district_side(variables: list[str]) -> tuple[str, str] | None:
+    """A table's district side (:data:`SIDES`): the variable naming where its trips leave from, else go to,
+    and "origin" or "destination"; None for a table naming neither zones nor districts."""
+    return next(((v, side) for v, side in SIDES if v in variables), None)
+
+
 def cells_in_words(table: LevelTable) -> str:
     """How many cells a table has: "5,780"; a sparse table's, "12,000 listed of 10,570,580"."""
     if table.listed is None:
@@ -178,7 +184,8 @@ def _placed(table, axes, flat: np.ndarray, values: np.ndarray, where: str, level
     (:data:`SIDES`; else its first axis)."""
     shape = tuple(a.size for a in axes)
     if level == TRIPS.name and np.prod(shape, dtype=float) > SPARSE_CELLS:
-        by = next((table.variables.index(v) for v, _ in SIDES if v in table.variables), 0)
+        side = district_side(table.variables)
+        by = table.variables.index(side[0]) if side else 0
         listed = Listed(shape, flat, by)
         return LevelTable(table.label, level, tuple(axes), np.r_[values, np.zeros(shape[by])], None, table.weight, where, listed)
     dense = np.zeros(int(np.prod(shape)))
