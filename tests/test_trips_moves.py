@@ -1,9 +1,13 @@
 """The moves after the choice that trade rather than move, so that the tables already met stay met:
 stops trading zones and trips trading hours (shapes.trips.polish: every zone keeps its stops, every
 purpose its trips each hour), and whole tours handed between persons alike (shapes.trips.transfers:
-every trip stays as it is, only who makes it changes)."""
+between persons of one home zone every trip stays as it is, only who makes it changes; a tour handed to
+another home zone of the district leaves from the taker's home, where its legs keep their band of length)."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +21,7 @@ from llmsynthor.shapes.trips.days import length_band
 from llmsynthor.shapes.trips.inputs import PERSONS, TRIPS, read_inputs
 from llmsynthor.shapes.trips.polish import _change_modes, _places_of, _plausible, _swap_hours, _swap_modes, _swap_stops
 from llmsynthor.shapes.trips.spec import TRIPS_PER_PERSON, load
+from llmsynthor.shapes.trips.polish import scaled_to_trips
 from llmsynthor.shapes.trips.transfers import transfer_tours
 
 # four zones about 1.1 km apart on a line; zones 0, 1 in district A, 2, 3 in B
@@ -234,10 +239,11 @@ def test_no_tour_goes_where_it_overlaps_the_takers_day_or_to_a_person_of_another
 
 
 def test_a_tour_fits_between_the_takers_tours(persons_table):
-    # the taker's tours 7–9 and 18–20; the giver's 12–14 goes between them; the table wants one with 6 trips
+    # one has tours 7–9 and 18–20, the other 12–14; the table wants one with 6 trips: the one tour goes between the
+    # two, or the two around the one (a person gives one tour or two at once)
     days, trips = day_frames([[(7, 9), (18, 20)], [(12, 14)]], ["worker", "worker"])
     new_days, new_trips, done = transfer(persons_table, days, trips, [0, 0], [("worker", 0, 1), ("worker", 2, 1)])
-    assert done.moves == 1 and new_days[TRIPS_PER_PERSON].tolist() == [6, 0]
+    assert done.moves == 1 and sorted(new_days[TRIPS_PER_PERSON].tolist()) == [0, 6]
     assert new_trips["depart"].tolist() == [7, 9, 12, 14, 18, 20] and new_trips["tour"].tolist() == [0, 0, 1, 1, 2, 2]
 
 
@@ -251,7 +257,7 @@ def test_the_synthesizer_hands_tours_over_and_every_persons_trips_are_theirs(tmp
     from llmsynthor.api import make_backend
     from llmsynthor.shapes.trips.synthesizer import TripSynthesizer
 
-    homes = [1, 1, 2, 2] * 5
+    homes = [3, 3, 4, 4] * 5  # zones of districts D1 and D2: persons alike live in one zone
     persons = "person_id,household_id,home_zone,person_type\n" + "".join(
         f"{pid},{50 + i // 2},{homes[i]},worker\n" for i, pid in enumerate(PERSON_IDS))
     table = 'person_type,trips,count\nworker,"[0,2)",5\nworker,"[2,4)",8\nworker,"[4,8]",7\n'
@@ -291,3 +297,59 @@ def test_the_polish_may_change_a_tour_to_a_mode_no_chosen_trip_has(tmp_path):
     share = np.bincount(table_of, weights=counts) / np.array([t.region.sum() for t in coder.tables])
     assert done.error_after == pytest.approx(float(scale @ np.abs(counts - target * share[table_of])))
     assert done.error_after < done.error_before
+
+
+def handed_over(stop: str, wanted, *, side: bool = True):
+    """A worker at home in zone 1 with two tours to ``stop`` (8–9 and 17–18), another at home in zone 2 (1.4 km
+    away, the same district) with none; the table of persons ``wanted``. Transfers between the two (persons
+    alike of one district), with the tables of trips of the small case weighed where ``side``."""
+    from llmsynthor.api import make_backend
+    from llmsynthor.shapes.trips.synthesizer import TripSynthesizer
+
+    spec = load(write_case(Path(tempfile.mkdtemp()) / "case"))
+    synthesizer = TripSynthesizer(spec, make_backend(spec.llm))
+    inputs = synthesizer.inputs
+    table = next(t for t in inputs.tables if t.level == PERSONS.name)
+    target = np.zeros(table.region.size)
+    for kind, bin_, count in wanted:
+        target[np.ravel_multi_index((table.axes[0].labels.index(kind), bin_), table.region.shape)] = count
+    trips = pd.DataFrame({PERSONS.id: 1, "tour": [0, 0, 1, 1], "depart": [8, 9, 17, 18],
+                          "purpose": ["shopping", "home"] * 2, "mode": "drive alone",
+                          "origin": ["1", stop] * 2, "destination": [stop, "1"] * 2})
+    trips[TRIPS.id] = np.arange(1, 5)
+    days = pd.DataFrame({"person_type": ["worker"] * 2, TRIPS_PER_PERSON: [4, 0]})
+    trip_side = synthesizer._trip_side(trips, np.ones(len(inputs.tables))) if side else None
+    out = transfer_tours(days, trips, [table], target, np.ones(len(target)), np.array([0, 0]), 8, np.random.default_rng(0),
+                         home=inputs.zones.rows(pd.Series(["1", "2"])), side=trip_side)
+    return out, trip_side, inputs.zones
+
+
+def test_a_tour_handed_to_another_home_zone_leaves_from_and_returns_to_the_takers_home():
+    # the table wants both workers with 2-3 trips: a tour goes to the worker at home in zone 2, its stop in zone 3
+    # 2.8 km from zone 1 and 1.4 km from zone 2 (both 1-3 km): it leaves from zone 2 and comes back there
+    (new_days, new_trips, done), side, zones = handed_over("3", [("worker", 1, 2)])
+    assert done.moves == 1 and done.rehomed == 1 and done.error_after == 0 < done.error_before
+    assert new_days[TRIPS_PER_PERSON].tolist() == [2, 2]
+    taker = new_trips[new_trips[PERSONS.id] == 2]
+    assert taker["origin"].tolist() == ["2", "3"] and taker["destination"].tolist() == ["3", "2"]
+    assert taker["depart"].tolist() in ([8, 9], [17, 18])
+    rows = zones.rows(new_trips["origin"]), zones.rows(new_trips["destination"])
+    assert np.allclose(new_trips["km"], zones.km(*rows))
+    # the tables of trips' error after, as the compiled pass kept it, is a recount's (origin zone 1 lost a trip to 2)
+    cells = side.codes.cells(*rows, new_trips["depart"].to_numpy(), np.where(new_trips["purpose"] == "home", 0, 3),
+                             np.zeros(4, dtype=np.int64))
+    counts = np.bincount(cells.ravel(), minlength=len(side.target)).astype(float)
+    expected, _ = scaled_to_trips(side.tables, counts, side.target)
+    assert done.trips_error_after == pytest.approx(float(side.scale @ np.abs(counts - expected)))
+    assert done.trips_error_after != done.trips_error_before
+    home = pd.Series(["1", "2"], index=[1, 2])
+    assert check_days(new_trips, person=PERSONS.id, home=home, tour="tour").valid.all()
+
+
+def test_no_tour_goes_to_another_home_zone_where_a_leg_would_leave_its_band_of_length_or_without_the_tables_of_trips():
+    # the stop in zone 1 itself (a leg of 0 km from home there, 1.4 km from zone 2): the tour stays
+    (_, _, done), _, _ = handed_over("1", [("worker", 1, 2)])
+    assert done.moves == 0 and done.error_after == done.error_before > 0
+    # the stop in zone 3 would go, but without the tables of trips to weigh it no tour goes to another home
+    (_, _, done), _, _ = handed_over("3", [("worker", 1, 2)], side=False)
+    assert done.moves == 0

@@ -167,10 +167,14 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
             "error_is": "as the choice's error, over the tables of trips, against each table's targets scaled to the trips "
                         "there are (no move changes their number); the worst table's TVD is of the tables within reach"},
         "transfers": None if result.transfers is None else {
-            "tours_handed_over": result.transfers.moves, "passes": result.transfers.passes,
+            "moves": result.transfers.moves, "to_another_home_zone": result.transfers.rehomed, "passes": result.transfers.passes,
             "error_before": round(result.transfers.error_before, 6), "error_after": round(result.transfers.error_after, 6),
-            "error_is": "the tables of persons' part of the choice's error (the kept round's emphasis); the tables of trips "
-                        "are unchanged: a tour keeps its trips and goes to a person of the same home zone and kind"},
+            "trips_error_before": round(result.transfers.trips_error_before, 6),
+            "trips_error_after": round(result.transfers.trips_error_after, 6),
+            "error_is": "the tables of persons' part of the choice's error (the kept round's emphasis); trips_error: the tables "
+                        "of trips', against their targets scaled to the trips there are, as the polish counts it. A move hands "
+                        "one tour or two to a person of the same kind and home district (zone, where the zones have none); a "
+                        "tour handed to another home zone leaves from and returns to the taker's home"},
         "prior": result.prior.as_dict(),
         "llm": {"option_scorings": u.option_scorings, "seconds": round(u.seconds, 3), "cache_hits": u.cache_hits},
         "seconds": {**result.seconds, "wall": None if wall_seconds is None else round(wall_seconds, 3)},

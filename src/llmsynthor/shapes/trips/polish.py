@@ -101,8 +101,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
     table_of = np.repeat(np.arange(len(tables)), sizes)
     totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
-    share = np.bincount(table_of, weights=counts, minlength=len(tables)) / totals  # no move changes how many trips there are:
-    expected = target * share[table_of]  # each table's targets scaled to them, so the error is its TVD of shares
+    expected, share = scaled_to_trips(tables, counts, target)
     residual = counts - expected
     trips_in = np.maximum(totals * share, 1e-12)  # each table's trips, as no move changes
     given_scale = scale.copy()  # the error is reported in the tables' weights as given, whatever the stages did
@@ -170,6 +169,17 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     worst_after, destination, origin, depart, mode, residual = kept
     return Polished(destination, origin, depart, mode, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,
                     exchanges)
+
+
+def scaled_to_trips(tables, counts: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each table's ``target`` (over the cells of ``tables``, in order) scaled to the trips ``counts`` holds
+    in it, and each table's share (its trips over its targets' total). No move of the polish or the transfers
+    changes how many trips there are, so against these targets a table's L1 over its trips is the TVD of
+    shares that is reported, and trips missing from every cell are not counted as error cell by cell."""
+    table_of = np.repeat(np.arange(len(tables)), [t.cells for t in tables])
+    totals = np.array([max(t.region.sum(), 1e-12) for t in tables])
+    share = np.bincount(table_of, weights=counts, minlength=len(tables)) / totals
+    return target * share[table_of], share
 
 
 @numba.njit(cache=True)

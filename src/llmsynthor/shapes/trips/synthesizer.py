@@ -57,14 +57,14 @@ from ...evaluation.chains import ChainCheck
 from ...fitting.balance import BalanceResult, list_balance
 from ...fitting.choice import UnitChoice, cell_targets, choose_one, reweighed
 from ...prior.requesting import LLMUsage
-from .days import Coder, Factors, Guide, candidate_days, merge_days, take_days
+from .days import CellParts, Coder, Factors, Guide, candidate_days, merge_days, take_days
 from .districts import cell_weights
 from .evaluation import by_district, chains_of
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .polish import Polished, polish_stops
 from .prior import TripPrior, trip_prior
 from .spec import TRIPS_PER_PERSON, TripsSpec
-from .transfers import Transferred, transfer_tours
+from .transfers import Transferred, TripSide, transfer_tours
 
 PILOT = 4  # days per person drawn from the tables alone, for the lengths the model's bands are weighed against
 ROUND_PASSES = 4  # the choice's exchange passes in each round; the kept round's choice then goes on to convergence
@@ -200,19 +200,39 @@ class TripSynthesizer:
 
     def _transfer(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray) -> Transferred | None:
         """Tours handed between persons alike where that meets the tables of persons better
-        (:mod:`~llmsynthor.shapes.trips.transfers`), each table weighed with its ``emphasis``; ``frames``
-        (the chosen days and their trips) are replaced. None when no table counts persons."""
-        spec, inputs = self.spec, self.inputs
+        (:mod:`~llmsynthor.shapes.trips.transfers`), each table weighed with its ``emphasis``: persons of a
+        district when the zones have districts and a table counts trips (what a tour handed to another home
+        zone changes there is weighed too), else of a home zone. ``frames`` (the chosen days and their trips)
+        are replaced. None when no table counts persons."""
+        spec, inputs, zones = self.spec, self.inputs, self.inputs.zones
         chosen = [k for k, t in enumerate(inputs.tables) if t.level == PERSONS.name]
         if not chosen:
             return None
         tables = [inputs.tables[k] for k in chosen]
-        targets, scale = cell_weights(tables, inputs.zones, emphasis[chosen])
-        days = frames[PERSONS.name]
-        group = kinds_of(spec, days, home=inputs.persons["home_row"].to_numpy())  # persons alike, as alike_persons has them
-        frames[PERSONS.name], frames[TRIPS.name], done = transfer_tours(days, frames[TRIPS.name], tables, targets, scale, group,
-                                                                       spec.trips.max_trips, rng)
+        targets, scale = cell_weights(tables, zones, emphasis[chosen])
+        days, trips = frames[PERSONS.name], frames[TRIPS.name]
+        home = inputs.persons["home_row"].to_numpy()
+        side = self._trip_side(trips, emphasis) if zones.district is not None else None
+        near = home if side is None else pd.factorize(zones.district[home])[0]  # persons alike live in one zone, or one district
+        group = kinds_of(spec, days, home=near)
+        frames[PERSONS.name], frames[TRIPS.name], done = transfer_tours(days, trips, tables, targets, scale, group,
+                                                                       spec.trips.max_trips, rng, home=home, side=side)
         return done
+
+    def _trip_side(self, trips: pd.DataFrame, emphasis: np.ndarray) -> TripSide | None:
+        """The tables of trips as the transfers weigh a tour handed to another home zone (each with its
+        ``emphasis``); None when no table counts trips."""
+        s, zones = self.spec.trips, self.inputs.zones
+        coder = Coder(self.spec, zones, self.inputs.of_level(TRIPS.name))
+        if not coder.tables:
+            return None
+        mode = pd.Index(s.modes).get_indexer(trips["mode"])
+        purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
+        codes = CellParts.of(coder, zones, len(s.purposes), len(s.modes))
+        target, scale = cell_weights(coder.tables, zones, np.asarray(
+            [e for t, e in zip(self.inputs.tables, emphasis) if t.level == TRIPS.name]))
+        return TripSide(zones, tuple(coder.tables), codes, target, scale, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
+                        trips["depart"].to_numpy(), purpose, mode)
 
     def _polish(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray,
                 factors: Factors, far: np.ndarray | None = None) -> Polished | None:
