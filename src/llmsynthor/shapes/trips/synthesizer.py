@@ -24,9 +24,9 @@ construction, list balancing, and one day chosen for every person.
    table the first round met :data:`REACH` times worse than its tolerance and than the median table
    (a zone-level OD table of a trip or two a cell) is beyond reach: it keeps its weight and decides
    neither the round kept nor whether the work stops early;
-7. **transfers** — whole tours handed between persons alike (the same home zone and kind) where that
-   meets the tables of persons better (:mod:`~llmsynthor.shapes.trips.transfers`): the trips stay as
-   they are, only who makes them changes;
+7. **transfers** — whole tours, one or two, handed between persons alike (the same kind, homes in one
+   district) where that meets the tables better (:mod:`~llmsynthor.shapes.trips.transfers`): a tour
+   handed to another home zone leaves from and returns to the taker's home, its other trips unchanged;
 8. **polish** — stops moved to nearby zones and trips to other hours of their slot, stops trading
    zones, trips of a purpose trading hours, tours trading modes, and a tour changing its mode to one
    the prior finds at least as likely, where that lowers the error, in stages that weigh the tables
