@@ -68,13 +68,13 @@ def test_counts_on_the_listed_cells_score_as_counts_on_every_cell(by):
 
 @pytest.mark.parametrize("by", [0, 2])
 def test_the_compiled_lookup_finds_the_cells_listed_finds(by):
-    from llmsynthor.shapes.trips.days import listed_cell
+    from llmsynthor.shapes.trips.days import hashed, listed_cell
 
     shape, _, keys, flat = random_case(by + 3)
     listed = Listed(shape, keys, by)
-    # two tables' keys one after the other, as CellParts holds them: the second table's
-    others = np.array([1, 5, 9], dtype=np.int64)
-    together, start, stop = np.r_[others, keys].astype(np.int64), len(others), len(others) + len(keys)
+    # two tables' hashed keys one after the other, as CellParts holds them: the second table's
+    others = hashed(np.array([1, 5, 9], dtype=np.int64))
+    together, start, stop = np.r_[others, hashed(keys)].astype(np.int64), len(others), len(others) + len(hashed(keys))
     compiled = [listed_cell(together, start, stop, listed.stride, shape[by], int(f)) for f in np.r_[flat, keys, 0, np.prod(shape) - 1]]
     assert compiled == listed.cell(np.r_[flat, keys, 0, np.prod(shape) - 1]).tolist()
 
@@ -179,6 +179,27 @@ def test_a_table_beyond_reach_does_not_decide_the_polishs_kept_state(tmp_path):
     fits = [tvd(counts[a:b], target[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
     assert out.worst_after == pytest.approx(max(f for f, far in zip(fits, beyond) if not far), abs=1e-9)
     assert max(fits) > out.worst_after  # the zone table, met worse, is not what it reports
+
+
+def test_with_a_table_beyond_reach_a_stage_ends_when_a_pass_no_longer_lowers_the_others_error(tmp_path, monkeypatch):
+    """A table beyond reach offers small gains in every pass, so a stage might never pass without a move: with one,
+    a stage also ends at a pass that leaves the other tables' error where it was. Here every pass reports a move
+    and changes nothing (the compiled passes replaced): one pass a stage with the zone table beyond reach, every
+    pass of every stage without."""
+    from llmsynthor.shapes.trips import polish
+
+    spec = zone_case(tmp_path)
+    inputs = read_inputs(spec)
+    coder = Coder(spec, inputs.zones, inputs.of_level(TRIPS.name))
+    for name in ("_move_hours", "_swap_stops", "_swap_hours", "_swap_modes", "_change_modes"):
+        monkeypatch.setattr(polish, name, lambda *args: 0)
+    monkeypatch.setattr(polish, "_move_stops", lambda *args: 1)
+    trips = (np.array([0, 3]), np.array([3, 0]), np.array([8, 17]), np.array([1, 0]), np.zeros(2, dtype=np.int64))
+    beyond = np.array([t.name == "OD zones by period" for t in coder.tables])
+    for far, passes in ((beyond, polish.STAGES), (None, polish.PASSES * polish.STAGES)):
+        out = polish_stops(inputs.zones, coder, *trips, np.array([False, True]), np.array([0, 0]), (5, 23),
+                           np.random.default_rng(0), beyond=far)
+        assert out.passes == passes
 
 
 def test_a_run_with_sparse_tables_meets_them_as_they_are_counted_on_every_cell(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from test_trips_inputs import write_case
 from llmsynthor.core.tables import Listed
 from llmsynthor.declarations.zones import Zones
 from llmsynthor.evaluation.chains import check_days
-from llmsynthor.shapes.trips.days import length_band
+from llmsynthor.shapes.trips.days import hashed, length_band
 from llmsynthor.shapes.trips.inputs import PERSONS, TRIPS, read_inputs
 from llmsynthor.shapes.trips.polish import _change_modes, _places_of, _plausible, _swap_hours, _swap_modes, _swap_stops
 from llmsynthor.shapes.trips.spec import TRIPS_PER_PERSON, load
@@ -42,8 +42,8 @@ def one_table(zones=4, origin=None, destination=None, hour=None, purpose=None, m
     if listed is None:
         return parts, (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
                        np.ones(1, np.int64), np.zeros(1, np.int64))
-    n = len(listed.keys)
-    return parts, (np.zeros(1, np.int64), listed.keys, np.zeros(1, np.int64), np.array([n]), np.array([listed.stride]),
+    keys = hashed(listed.keys)
+    return parts, (np.zeros(1, np.int64), keys, np.zeros(1, np.int64), np.array([len(keys)]), np.array([listed.stride]),
                    np.array([listed.shape[listed.by]]))
 
 

@@ -134,6 +134,13 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     reweigh[group] = in_reach[table_of]
     wanted = np.maximum(np.bincount(group, weights=expected, minlength=len(staged)), 1e-12)  # each group's trips
     stage, quiet = 0, 0
+    chasing = not np.all(in_reach)  # a table beyond reach offers small gains in every pass: a stage may never be quiet
+    in_cells = in_reach[table_of]
+
+    def reach_error() -> float:  # the error of the tables within reach, in the stage's weights
+        return float(scale[in_cells] @ np.abs(residual[in_cells]))
+
+    last = reach_error()
     while done < passes * STAGES:
         done += 1
         moved = _move_stops(rng.permutation(stops), parts, lookup, cells, residual, scale, trip, neighbours, reach, lon, lat, within)
@@ -156,6 +163,9 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
                                    _plausible(band, mode, tour_first, *mode_factors))
         moves, exchanges = moves + moved, exchanges + traded
         quiet = quiet + 1 if not moved + traded else 0
+        if chasing:  # ... so with one, a stage also ends when a pass no longer lowers the error of the tables within reach
+            now_error = reach_error()
+            quiet, last = (quiet + 1 if now_error >= last else quiet), now_error
         if quiet or done == passes * STAGES:  # a stage ends when a pass moves nothing: keep the state whose worst table is best
             now = fit()[in_reach]
             if now.max() < kept[0]:
@@ -166,6 +176,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
             tvds = np.bincount(group, weights=np.abs(residual), minlength=len(staged)) / wanted / 2
             staged[reweigh] = reweighed(staged[reweigh], tvds[reweigh])
             scale = given_scale * staged[group]
+            last = reach_error()
     worst_after, destination, origin, depart, mode, residual = kept
     return Polished(destination, origin, depart, mode, before, float(given_scale @ np.abs(residual)), moves, done, worst_before, worst_after,
                     exchanges)
@@ -388,6 +399,15 @@ def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neig
             if leg_km(origin[i], y, lon, lat, within) > reach[i] or leg_km(y, destination[j], lon, lat, within) > reach[i]:
                 continue
             there = at_start[y + 1] - at_start[y]
+            if there == 0:
+                continue
+            for t in range(tables):
+                for r in range(2):  # i to y, the trip leaving i from y: the same whichever stop at y is traded with
+                    row = rows[r]
+                    o = y if r == 1 else origin[row]
+                    d = y if r == 0 else destination[row]
+                    place = o_part[t, o] + d_part[t, d] + h_part[t, depart[row]] + p_part[t, purpose[row]] + m_part[t, mode[row]]
+                    new[r, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
             for s in range(min(tries, there)):
                 k = at[at_start[y] + (jitter[n] + s) % there]
                 if k == j or k + 1 == i:
@@ -396,10 +416,10 @@ def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neig
                     continue
                 rows[2], rows[3] = k, k + 1
                 for t in range(tables):
-                    for r in range(4):  # i to y, the trip leaving i from y, k to x, the trip leaving k from x
+                    for r in range(2, 4):  # k to x, the trip leaving k from x
                         row = rows[r]
-                        o = y if r == 1 else x if r == 3 else origin[row]
-                        d = y if r == 0 else x if r == 2 else destination[row]
+                        o = x if r == 3 else origin[row]
+                        d = x if r == 2 else destination[row]
                         place = o_part[t, o] + d_part[t, d] + h_part[t, depart[row]] + p_part[t, purpose[row]] + m_part[t, mode[row]]
                         new[r, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
                 gain = _gain_of(cells, rows, 2, new, four, residual, scale)
@@ -449,6 +469,11 @@ def _swap_hours(order, jitter, parts, lookup, cells, residual, scale, trip, day,
                 continue
             c = purpose[i] * 24 + g
             there = at_start[c + 1] - at_start[c]
+            if there == 0:
+                continue
+            for t in range(tables):  # i at g: the same whichever trip at g is traded with
+                place = o_part[t, origin[i]] + d_part[t, destination[i]] + h_part[t, g] + p_part[t, purpose[i]] + m_part[t, mode[i]]
+                new[0, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
             for s in range(min(tries, there)):
                 k = at[at_start[c] + (jitter[n] + s) % there]
                 if day[k] == day[i]:
@@ -458,12 +483,9 @@ def _swap_hours(order, jitter, parts, lookup, cells, residual, scale, trip, day,
                 if not k_low <= h <= k_high:
                     continue
                 rows[1] = k
-                for t in range(tables):
-                    for r in range(2):  # i at g, k at h
-                        row = rows[r]
-                        place = (o_part[t, origin[row]] + d_part[t, destination[row]] + h_part[t, g if r == 0 else h]
-                                 + p_part[t, purpose[row]] + m_part[t, mode[row]])
-                        new[r, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
+                for t in range(tables):  # k at h
+                    place = o_part[t, origin[k]] + d_part[t, destination[k]] + h_part[t, h] + p_part[t, purpose[k]] + m_part[t, mode[k]]
+                    new[1, t] = offset[t] + (place if width[t] == 0 else listed_cell(keys, start[t], stop[t], stride[t], width[t], place))
                 gain = _gain_of(cells, rows, 1, new, two, residual, scale)
                 if gain > best_gain:
                     best_gain, best_k = gain, k
