@@ -265,7 +265,10 @@ def listed_cell(keys, start, stop, stride, width, place):
     else its cell elsewhere. Compiled loops find a cell as ``offset[t] + (place if width[t] == 0 else
     listed_cell(keys, start[t], stop[t], stride[t], width[t], place))`` (:attr:`CellParts.lookup`),
     written out where it is used: a compiled call passing arrays costs some 60 ns however little it does,
-    three times the polish's time, so a dense table's cell is found without one."""
+    three times the polish's time, so a dense table's cell is found without one. After changing it or
+    :func:`hashed`, delete its callers' cached code (``find src -name '*.nb[ic]' -delete``): numba's cache
+    does not follow calls across files (:mod:`llmsynthor.fitting.sums`), and a caller compiled with a
+    binary search read the hashed places as sorted ones, out of bounds."""
     listed, mask = keys[start], keys[start + 1]
     slot = _slot(place, mask)
     while True:
