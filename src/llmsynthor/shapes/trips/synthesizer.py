@@ -226,13 +226,19 @@ class TripSynthesizer:
         coder = Coder(self.spec, zones, self.inputs.of_level(TRIPS.name))
         if not coder.tables:
             return None
-        mode = pd.Index(s.modes).get_indexer(trips["mode"])
-        purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
         codes = CellParts.of(coder, zones, len(s.purposes), len(s.modes))
-        target, scale = cell_weights(coder.tables, zones, np.asarray(
-            [e for t, e in zip(self.inputs.tables, emphasis) if t.level == TRIPS.name]))
-        return TripSide(zones, tuple(coder.tables), codes, target, scale, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
-                        trips["depart"].to_numpy(), purpose, mode)
+        target, scale = cell_weights(coder.tables, zones, self._of_trip_tables(emphasis))
+        return TripSide(zones, tuple(coder.tables), codes, target, scale, *self._coded(trips))
+
+    def _of_trip_tables(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one a table, in the inputs' order) of the tables of trips."""
+        return np.asarray([v for t, v in zip(self.inputs.tables, values) if t.level == TRIPS.name])
+
+    def _coded(self, trips: pd.DataFrame) -> tuple[np.ndarray, ...]:
+        """The trips' origin and destination zone rows, departure hours, and purposes' and modes' positions."""
+        s, zones = self.spec.trips, self.inputs.zones
+        return (zones.rows(trips["origin"]), zones.rows(trips["destination"]), trips["depart"].to_numpy(),
+                pd.Index(s.purposes).get_indexer(trips["purpose"]), pd.Index(s.modes).get_indexer(trips["mode"]))
 
     def _polish(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray,
                 factors: Factors, far: np.ndarray | None = None) -> Polished | None:
@@ -251,13 +257,11 @@ class TripSynthesizer:
         person = trips[PERSONS.id].to_numpy() - 1
         kind = kinds_of(spec, days)[person]  # each trip's traveller's kind: tours of a kind may trade modes
         mode_factors = (factors.mode_by_person[person], factors.mode_by_length)
-        emphasis = np.asarray([e for t, e in zip(self.inputs.tables, emphasis) if t.level == TRIPS.name])
-        beyond = None if far is None else np.asarray([f for t, f in zip(self.inputs.tables, far) if t.level == TRIPS.name])
-        purpose = pd.Index(s.purposes).get_indexer(trips["purpose"])
-        polished = polish_stops(zones, coder, zones.rows(trips["origin"]), zones.rows(trips["destination"]),
-                                trips["depart"].to_numpy(), purpose, pd.Index(s.modes).get_indexer(trips["mode"]),
-                                purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(), (s.first_hour, s.last_hour), rng,
-                                emphasis=emphasis, kind=kind, mode_factors=mode_factors, beyond=beyond)
+        coded = self._coded(trips)
+        purpose = coded[3]
+        polished = polish_stops(zones, coder, *coded, purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(),
+                                (s.first_hour, s.last_hour), rng, emphasis=self._of_trip_tables(emphasis), kind=kind,
+                                mode_factors=mode_factors, beyond=None if far is None else self._of_trip_tables(far))
         trips["depart"] = polished.depart
         trips["mode"] = np.asarray(s.modes, dtype=object)[polished.mode]
         trips["origin"], trips["destination"] = zones.ids[polished.origin], zones.ids[polished.destination]
