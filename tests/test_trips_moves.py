@@ -57,7 +57,7 @@ def od_cells(origin, destination, listed: Listed | None = None):
     return (flat if listed is None else listed.cell(flat))[:, None].astype(np.int64)
 
 
-def swap_stops(origin, destination, reach, target, listed: Listed | None = None):
+def swap_stops(origin, destination, reach, target, listed: Listed | None = None, tried: int = 4, jitter: int = 0):
     origin, destination = np.array(origin, dtype=np.int64), np.array(destination, dtype=np.int64)
     cells = od_cells(origin, destination, listed)
     target = np.asarray(target, dtype=float)
@@ -67,8 +67,8 @@ def swap_stops(origin, destination, reach, target, listed: Listed | None = None)
     stops = np.array([0, 2], dtype=np.int64)
     parts, lookup = one_table(**OD_PARTS, listed=listed)
     trip = (origin, destination, np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64))
-    moved = _swap_stops(stops, np.zeros(2, dtype=np.int64), parts, lookup, cells, residual, np.ones(4), trip,
-                        NEIGHBOURS, np.asarray(reach, dtype=float), LON, LAT, WITHIN, *_places_of(destination, stops, 4), 6)
+    moved = _swap_stops(stops, np.full(2, jitter, dtype=np.int64), parts, lookup, cells, residual, np.ones(4), trip,
+                        NEIGHBOURS, tried, np.asarray(reach, dtype=float), LON, LAT, WITHIN, *_places_of(destination, stops, 4), 6)
     return moved, origin, destination, cells, residual
 
 
@@ -82,6 +82,16 @@ def test_two_stops_trade_zones_where_that_meets_the_od_table_and_each_zone_keeps
     assert destination.tolist() == [2, 0, 1, 3] and origin.tolist() == [0, 2, 3, 1]  # each day still a chain
     assert np.all(residual == 0) and np.array_equal(cells, od_cells(origin, destination, listed))
     assert sorted(destination[[0, 2]].tolist()) == [1, 2]  # the stops' zones: the same two, traded
+
+
+def test_a_stop_looks_at_one_zone_a_band_of_nearness_at_a_rank_the_jitter_picks():
+    # one zone tried of the four nearest (one band of 4 ranks): the rank is the jitter's (bits 15 and up) —
+    # stop 0 at zone 1 (nearest: 1, 0, 2, 3) meets the stop at zone 2 only at rank 2; stop 2 (at zone 2: 2, 1, 3, 0)
+    # would meet it at rank 1; ranks 0 (a stop's own zone) and 3 (no stops there) trade nothing
+    case = ([0, 1, 3, 2], [1, 0, 2, 3], [3.0, 0, 3.0, 0], [0, 2, 2, 0])
+    assert [swap_stops(*case, tried=1, jitter=rank << 15)[0] for rank in range(4)] == [0, 1, 1, 0]
+    moved, origin, destination, _, residual = swap_stops(*case, tried=1, jitter=2 << 15)
+    assert destination.tolist() == [2, 0, 1, 3] and origin.tolist() == [0, 2, 3, 1] and np.all(residual == 0)
 
 
 def test_stops_trade_nothing_beyond_reach_or_where_the_table_is_met():

@@ -47,9 +47,13 @@ from .districts import cell_groups, cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
 PASSES = 8  # passes per stage on average: the stages share PASSES × STAGES
-# a stop may trade zones with stops at this many zones nearest it (80, with 3 stops looked at a zone: 9 districts
-# over .01 against 12 on the MTC example, medians of 3 seeds; the polish 42 s against 27 on seed 0)
-SWAP_NEAREST = 30
+# a stop may trade zones with stops at SWAP_ZONES of the SWAP_NEAREST zones nearest it: one zone of each band of 10 ranks
+# of nearness, at a rank the stop and the pass vary, so that over the passes a stop meets other districts as well as its
+# neighbours (the MTC example, seeds 0/1/2, the polish replayed: origin districts over .01 on OD × period 7/9/4 against
+# 12/16/8 with the 30 nearest, the polish 20 s against 32 s; with other draws of the ranks 300 zones gave 9/4/3, 150 10/10/5,
+# 600 6/6/3, every zone 7/8/7)
+SWAP_NEAREST = 300
+SWAP_ZONES = 30
 TRIES = 6  # an exchange looks at this many stops at each zone near a stop's, or trips of its purpose at each hour of its slot
 STAGES = 5  # after the first, each stage weighs every table by how badly it is still met (towards every table within tolerance)
 
@@ -147,7 +151,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
         moved += _move_hours(rng.permutation(len(depart)), parts, lookup, cells, residual, scale, trip, same_before, same_after,
                              hours[0], hours[1])
         traded = _swap_stops(rng.permutation(stops), rng.integers(0, 1 << 30, len(stops)), parts, lookup, cells, residual, scale,
-                             trip, swap_near, reach, lon, lat, within,
+                             trip, swap_near, SWAP_ZONES, reach, lon, lat, within,
                              *_places_of(destination, stops, len(zones)), TRIES)  # the stops at each zone, as the moves left them
         traded += _swap_hours(rng.permutation(len(depart)), rng.integers(0, 1 << 30, len(depart)), parts, lookup, cells, residual,
                               scale, trip, day, same_before, same_after, hours[0], hours[1],
@@ -367,11 +371,12 @@ def _count(cells, rows, residual, sign) -> None:
 
 
 @numba.njit(cache=True)
-def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neighbours, reach, lon, lat, within, at_start, at, slot,
-                tries) -> int:
-    """One pass of stop exchanges: each stop i in ``order`` trades zones with the stop k, at one of the zones
-    nearest i's, that most lowers the weighted error — both within reach, neither the other's neighbour
-    in its day. Every zone keeps as many stops, so tables of origin or destination zones stay as they
+def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neighbours, tried, reach, lon, lat, within, at_start, at,
+                slot, tries) -> int:
+    """One pass of stop exchanges: each stop i in ``order`` trades zones with the stop k that most lowers the
+    weighted error — k at one of ``tried`` zones near i's, one of each band of ranks of nearness over
+    ``neighbours`` (each zone's nearest, nearest first), at a rank ``jitter`` varies; both within reach,
+    neither the other's neighbour in its day. Every zone keeps as many stops, so tables of origin or destination zones stay as they
     are while the flows between districts move. ``at[at_start[z]:at_start[z+1]]`` are the stops
     at zone z (``slot``: each stop's place there, kept as zones are traded); ``tries`` stops a zone are
     looked at, from a place ``jitter`` varies. The number of exchanges."""
@@ -379,7 +384,8 @@ def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neig
     o_part, d_part, h_part, p_part, m_part = parts
     offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
-    k_near = neighbours.shape[1]
+    k_near = min(tried, neighbours.shape[1])
+    band = neighbours.shape[1] // k_near  # the ranks of nearness in k_near bands of ``band`` ranks, the nearest first
     rows = np.empty(4, dtype=np.int64)
     four = np.arange(4)
     new = np.empty((4, tables), dtype=np.int64)
@@ -393,7 +399,7 @@ def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neig
         _count(cells, rows[:2], residual, -1.0)
         best_gain, best_k = 1e-12, -1
         for q in range(k_near):
-            y = neighbours[x, q]
+            y = neighbours[x, q * band + ((jitter[n] >> 15) + q) % band]  # the q-th band's zone: a rank the stop and pass vary
             if y == x:
                 continue
             if leg_km(origin[i], y, lon, lat, within) > reach[i] or leg_km(y, destination[j], lon, lat, within) > reach[i]:
