@@ -34,19 +34,24 @@ def district_cells(table: LevelTable, zones: Zones) -> tuple[str, np.ndarray, np
     return side, names, group[table.codes()[k]]  # a sparse table's cells elsewhere keep their district side (Listed.by)
 
 
+def _groups(table: LevelTable, zones: Zones) -> tuple[int, np.ndarray, bool]:
+    """A table's groups: how many, each cell's (raveled), and whether they are districts — each district of
+    a table with a district side (:func:`district_cells`), else the whole table as one."""
+    cells = district_cells(table, zones)
+    if cells is None:
+        return 1, np.zeros(table.cells, dtype=np.int64), False
+    return len(cells[1]), cells[2].astype(np.int64), True
+
+
 def district_scale(tables, zones: Zones) -> np.ndarray:
     """Over the cells of ``tables`` (raveled, in order): a factor that turns a table's L1 error over its
     total into the mean over its districts of their L1 errors over their own totals (the table's total
     over the number of districts times the cell's district's total); 1 for a table with no district side."""
     out = []
     for table in tables:
-        cells = district_cells(table, zones)
-        if cells is None:
-            out.append(np.ones(table.cells))
-            continue
-        _, names, group = cells
-        totals = np.bincount(group, weights=table.region.ravel(), minlength=len(names))
-        out.append(table.region.sum() / (len(names) * np.maximum(totals[group], 1.0)))
+        count, group, districts = _groups(table, zones)
+        totals = np.bincount(group, weights=table.region.ravel(), minlength=count)
+        out.append(table.region.sum() / (count * np.maximum(totals[group], 1.0)) if districts else np.ones(table.cells))
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -55,13 +60,9 @@ def cell_groups(tables, zones: Zones) -> np.ndarray:
     district side has one group per district (:func:`district_cells`), any other table one."""
     out, groups = [], 0
     for table in tables:
-        cells = district_cells(table, zones)
-        if cells is None:
-            out.append(np.full(table.cells, groups, dtype=np.int64))
-            groups += 1
-        else:
-            out.append(groups + cells[2].astype(np.int64))
-            groups += len(cells[1])
+        count, group, _ = _groups(table, zones)
+        out.append(groups + group)
+        groups += count
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
