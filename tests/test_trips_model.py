@@ -79,6 +79,41 @@ def test_a_scenario_read_by_the_default_model_adds_its_visits_and_moves_nothing_
     assert manifest["chains"]["valid"] == manifest["chains"]["persons_with_trips"]
 
 
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_change_of_modes_read_by_the_default_model_moves_only_that_modes_tours(tmp_path):
+    """A strike in words (no zone, no visitors: a change of modes): the model picks the mode left and the
+    mode taken among the spec's values; the share of the tours in scope moves as the text's percentage
+    says, whole tours, only their modes — every zone, hour and activity and every table that does not
+    count modes hold as in the baseline."""
+    spec = spec_dict()
+    spec["llm"] = {"backend": "embedded"}
+    spec["trips"] |= {"first_hour": 5, "last_hour": 23}
+    path = write_case(tmp_path / "case", spec=spec)
+    out = tmp_path / "out"
+    text = "a transit strike: 50% of the people who ride transit drive alone instead"
+    proc = subprocess.run([sys.executable, "-m", "llmsynthor.cli", "run", str(path), "--out", str(out), "--no-cache",
+                           "--scenario", text], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "scenarios" / "scenario" / "manifest.json").read_text())
+    shift = manifest["shift"]
+    assert (shift["mode"], shift["to"], shift["share"]) == ("transit", "drive alone", 0.5)  # the modes: the model's reading
+    probabilities = manifest["model_probabilities"]
+    assert probabilities["from"]["transit"] > 0.5 and probabilities["to"]["drive alone"] > 0.5
+    assert "part" not in probabilities and manifest["llm"]["option_scorings"] == 3  # the share: the text's percentage
+    tours = manifest["tours"]
+    assert tours["in_scope"] > 0 and tours["moved"] == tours["asked"] == round(0.5 * tours["in_scope"])
+    assert manifest["only_modes_changed"] and manifest["others_are_the_baseline"]
+    trips = pd.read_csv(out / "scenarios" / "scenario" / "trips.csv", dtype={"origin": str, "destination": str})
+    assert (trips.loc[trips["shifted"], "trip_mode"] == "drive alone").all() and trips["shifted"].sum() > 0
+    baseline = json.loads((out / "manifest.json").read_text())["fit_tvd"]
+    for name, fit in manifest["fit_tvd"].items():
+        assert fit["baseline"] == pytest.approx(baseline[name], abs=1e-6)
+        if name != "mode x purpose":
+            assert fit["scenario"] == pytest.approx(fit["baseline"], abs=1e-6)
+    assert manifest["chains"]["valid"] == manifest["chains"]["persons_with_trips"]
+
+
 def test_a_checked_prior_becomes_factors_per_person_and_per_length(tmp_path):
     """factors(): a person's activity and mode factors are the lifts of its variables' values; the
     modes' factors by length band are the length × mode lifts (a test double of the scored prior)."""

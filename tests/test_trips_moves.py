@@ -19,9 +19,16 @@ from llmsynthor.declarations.zones import Zones
 from llmsynthor.evaluation.chains import check_days
 from llmsynthor.shapes.trips.days import hashed, length_band
 from llmsynthor.shapes.trips.inputs import PERSONS, TRIPS, read_inputs
-from llmsynthor.shapes.trips.polish import _change_modes, _places_of, _plausible, _swap_hours, _swap_modes, _swap_stops
+from llmsynthor.shapes.trips.polish import (
+    _change_modes,
+    _places_of,
+    _plausible,
+    _swap_hours,
+    _swap_modes,
+    _swap_stops,
+    scaled_to_trips,
+)
 from llmsynthor.shapes.trips.spec import TRIPS_PER_PERSON, load
-from llmsynthor.shapes.trips.polish import scaled_to_trips
 from llmsynthor.shapes.trips.transfers import transfer_tours
 
 # four zones about 1.1 km apart on a line; zones 0, 1 in district A, 2, 3 in B

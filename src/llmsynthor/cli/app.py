@@ -50,7 +50,7 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not answer from, or write to, the response cache."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run whose checkpoint is in --checkpoint."),
     checkpoint_dir: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint folder, saved after every iteration. Default: the records path with .checkpoint."),
-    scenario: str | None = typer.Option(None, "--scenario", help="Trips specs: a what-if in words, run beside the baseline (same seed) into OUT/scenarios/scenario, e.g. \"a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit\": name the zone as 'zone ID', the hours and the number of visitors; the model reads the activity and modes. The spec's own `scenarios:` run too."),
+    scenario: str | None = typer.Option(None, "--scenario", help="Trips specs: a what-if in words, run beside the baseline (same seed) into OUT/scenarios/scenario, e.g. \"a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit\": name the zone as 'zone ID', the hours and the number of visitors; the model reads the activity and modes. A text naming no zone and no number of people changes modes, e.g. \"a transit strike: half of the transit riders drive alone instead\" (optionally two times: the hours tours leave home in; a percentage: the share); the model reads which modes. The spec's own `scenarios:` run too."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Synthesize records for SPEC and write them with a run manifest.

@@ -19,7 +19,7 @@ from ..declarations.spec import apply_changes
 from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.trips.districts import described
 from ..shapes.trips.inputs import cells_in_words, read_inputs
-from ..shapes.trips.spec import TripsSpec, load
+from ..shapes.trips.spec import Shift, TripsSpec, load
 from .common import err, out, progress_bars, run_into_folder, say_threads, warn_slow
 from .options import RunOptions, Suggesting
 
@@ -113,27 +113,42 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
 
 
 def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, index: int, folder: Path, fmt: str) -> None:
-    """One scenario beside the written baseline: its event read (the model, checked) or given, shown and written
-    before it is applied, then the visits added and the scenario's folder written."""
+    """One scenario beside the written baseline: its change read (the model, checked) or given, shown and written
+    before it is applied, then the visits added or the tours' modes shifted, and the scenario's folder written."""
     import numpy as np
 
     from ..prior.requesting import LLMUsage
-    from ..shapes.trips.output import scenario_paths, write_event, write_scenario
-    from ..shapes.trips.scenario import add_visits, ask_event
+    from ..shapes.trips.output import scenario_paths, write_event
+    from ..shapes.trips.scenario import SaidShift, ask_event, ask_shift
 
     usage, asked = LLMUsage(), {}
-    if scenario.event is not None:
-        event, how = scenario.event, "given in the spec"
+    if scenario.change is not None:
+        change, how = scenario.change, "given in the spec"
     else:
         err.print(f"scenario {escape(scenario.name)}: the model reads {escape(repr(scenario.text))} …", soft_wrap=True)
-        event, asked = ask_event(scenario, said, spec, backend, usage.add_scoring)
-        how = "zone, hours and visitors as the text states them; activity, mode and share chosen by the model"
+        if isinstance(said, SaidShift):
+            change, asked = ask_shift(scenario, said, spec, backend, usage.add_scoring)
+            how = "hours and percentage as the text states them; modes, activity and share chosen by the model"
+        else:
+            change, asked = ask_event(scenario, said, spec, backend, usage.add_scoring)
+            how = "zone, hours and visitors as the text states them; activity, mode and share chosen by the model"
     paths = scenario_paths(folder, scenario.name, fmt)
-    write_event(paths["manifest"], spec, scenario, event, how, asked)
+    write_event(paths["manifest"], spec, scenario, change, how, asked)
+    rng = np.random.default_rng([spec.seed, 2, index])
+    if isinstance(change, Shift):
+        _apply_shift(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
+    else:
+        _apply_event(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
+
+
+def _apply_event(spec, inputs, baseline, scenario, event, how, asked, rng, folder, fmt, usage, paths) -> None:
+    from ..shapes.trips.output import write_scenario
+    from ..shapes.trips.scenario import add_visits
+
     out.print(f"scenario {escape(scenario.name)} ({how}): {event.visitors:,} visitors to zone {escape(event.zone)} for "
               f"{escape(event.purpose)}, there in hour {event.start}, back in hour {event.end}, {event.share} by "
               f"{escape(event.mode)}", soft_wrap=True)
-    visits = add_visits(event, spec, inputs.zones, baseline.persons, baseline.trips, np.random.default_rng([spec.seed, 2, index]))
+    visits = add_visits(event, spec, inputs.zones, baseline.persons, baseline.trips, rng)
     if visits.placed < visits.asked:
         err.print(f"[yellow]scenario {escape(scenario.name)}: only {visits.placed:,} of the {visits.asked:,} visitors could go: "
                   f"{visits.eligible:,} persons are free (their day over before {event.start}:00, room for two more trips "
@@ -141,6 +156,24 @@ def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, ind
     write_scenario(spec, inputs, scenario, event, how, asked, visits, baseline, folder, fmt, usage)
     out.print(f"  → {paths['manifest'].parent}: {visits.placed:,} visitors placed, {2 * visits.placed:,} trips added "
               f"(flows that moved: {paths['flows']})", soft_wrap=True)
+
+
+def _apply_shift(spec, inputs, baseline, scenario, shift, how, asked, rng, folder, fmt, usage, paths) -> None:
+    from ..shapes.trips.output import write_shift
+    from ..shapes.trips.scenario import shift_modes
+
+    scope = (f" for {escape(shift.purpose)}" if shift.purpose else "") + (
+        f", leaving home in hours {shift.start}–{shift.end}" if shift.start is not None else "")
+    out.print(f"scenario {escape(scenario.name)} ({how}): {shift.share:.0%} of the tours by {escape(shift.mode)}{scope} "
+              f"go by {escape(shift.to)} instead", soft_wrap=True)
+    shifted = shift_modes(shift, baseline.trips, rng)
+    if shifted.placed < shifted.asked:
+        err.print(f"[yellow]scenario {escape(scenario.name)}: only {shifted.placed:,} of the {shifted.asked:,} tours asked could "
+                  f"change: {shifted.plausible:,} of the {shifted.in_scope:,} tours in scope are of a length the baseline's "
+                  f"trips by {escape(shift.to)} travel[/yellow]", soft_wrap=True)
+    write_shift(spec, inputs, scenario, shift, how, asked, shifted, baseline, folder, fmt, usage)
+    out.print(f"  → {paths['manifest'].parent}: {shifted.placed:,} tours moved to {escape(shift.to)}, "
+              f"{int(shifted.trips['shifted'].sum()):,} trips (flows that moved, by mode: {paths['flows']})", soft_wrap=True)
 
 
 # ---- the record shape's commands (llmsynthor.cli.registry)
@@ -260,7 +293,8 @@ def spec_format() -> str:
     lines = [(module.__doc__ or "").split("Knows the declarations only")[0].rstrip(), "", "Every field:"]
     sections = {"": module.TripsSpec, "zones.": ZoneTableSpec, "persons.": module.PersonsFile,
                 "households.": module.HouseholdsFile, "trips.": module.TripSettings, "targets[].": TableSpec,
-                "scenarios[].": module.Scenario, "scenarios[].event.": module.Event}
+                "scenarios[].": module.Scenario, "scenarios[].event.": module.Event,
+                "scenarios[].shift.": module.Shift}
     for prefix, model in sections.items():
         for name, field in model.model_fields.items():
             if name in ("base_dir", "source", "kind") or field.exclude or (prefix == "targets[]." and name in UNREAD_TABLE_FIELDS):

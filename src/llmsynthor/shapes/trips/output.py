@@ -69,9 +69,35 @@ def _write_days(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trip
 
 
 def _event_facts(spec: TripsSpec, scenario, event, how: str, asked: dict) -> dict:
-    """What a scenario's manifest opens with: the scenario, its event and where each field came from."""
+    """What a scenario's manifest opens with: the scenario, its change (``event`` or ``shift``, by its type) and
+    where each field came from."""
+    from .spec import Shift
+
+    key = "shift" if isinstance(event, Shift) else "event"
     return {**manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
-            "event": event.model_dump(), "event_from": how, "model_probabilities": asked}
+            key: event.model_dump(), f"{key}_from": how, "model_probabilities": asked}
+
+
+def _scenario_files(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trips: pd.DataFrame, mark: str,
+                    baseline: TripResult, paths: dict[str, Path], usage, by_mode: bool) -> dict:
+    """A scenario's days written (``mark``: the column marking what it changed, kept in trips.csv), the flows that
+    moved (by mode too, ``by_mode``), and what every scenario's manifest says of them beside the baseline."""
+    from .evaluation import evaluate_trips
+    from .scenario import flow_changes
+
+    _write_days(spec, inputs, persons, trips, paths)
+    flows = flow_changes(baseline.trips, trips, by_mode=by_mode)
+    flows.to_csv(paths["flows"], index=False)
+    after = evaluate_trips(spec, inputs, persons, trips.drop(columns=mark))
+    return {
+        "baseline": baseline_key(spec, baseline.trips),
+        "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
+        "flows_moved": {"cells": len(flows), "trips": int(flows["change"].abs().sum())},
+        "fit_tvd": {name: {"baseline": tvd, "scenario": round(after["targets"][name]["tvd"], 6)} for name, tvd in baseline.fit.items()},
+        "fit_is": "each target table's TVD: the baseline's against the targets, and the scenario's against the same targets",
+        "chains": after["chains"],
+        "llm": {"option_scorings": usage.option_scorings, "seconds": round(usage.seconds, 3)},
+    }
 
 
 def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: str, asked: dict, visits, baseline: TripResult,
@@ -79,20 +105,14 @@ def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: st
     """A scenario's persons, trips (``visit`` marks the added ones), MATSim plans, the flows that moved
     (:func:`~llmsynthor.shapes.trips.scenario.flow_changes`) and its manifest: the event, what was placed,
     the trips into the event's zone in its hours before and after, every table beside the baseline's."""
-    from .evaluation import evaluate_trips
-    from .scenario import flow_changes, into_zone
+    from .scenario import into_zone
 
     paths = scenario_paths(folder, scenario.name, fmt)
-    _write_days(spec, inputs, visits.persons, visits.trips, paths)
-    flows = flow_changes(baseline.trips, visits.trips)
-    flows.to_csv(paths["flows"], index=False)
+    common = _scenario_files(spec, inputs, visits.persons, visits.trips, "visit", baseline, paths, usage, by_mode=False)
     background = visits.trips[~visits.trips["visit"]].drop(columns="visit").reset_index(drop=True)
-    after = evaluate_trips(spec, inputs, visits.persons, visits.trips.drop(columns="visit"))
     before_n, after_n = (into_zone(t, event, spec.trips.home) for t in (baseline.trips, visits.trips))
     write_json({
-        **_event_facts(spec, scenario, event, how, asked),
-        "baseline": baseline_key(spec, baseline.trips),
-        "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
+        **_event_facts(spec, scenario, event, how, asked), **common,
         "visitors": {"asked": visits.asked, "placed": visits.placed, "eligible": visits.eligible, "modes": visits.modes,
                      "who": "persons whose day is over before the event starts (or who make no trips), weighed so that their "
                             "distances from home follow the baseline's trips of the event's activity"},
@@ -100,11 +120,31 @@ def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: st
                                       "rise_over_asked": round((after_n - before_n) / event.visitors, 4)},
         "trips": {"baseline": len(baseline.trips), "scenario": len(visits.trips), "added": int(visits.trips["visit"].sum())},
         "background_is_the_baseline": bool(background.equals(baseline.trips.reset_index(drop=True))),
-        "flows_moved": {"cells": len(flows), "trips": int(flows["change"].abs().sum())},
-        "fit_tvd": {name: {"baseline": tvd, "scenario": round(after["targets"][name]["tvd"], 6)} for name, tvd in baseline.fit.items()},
-        "fit_is": "each target table's TVD: the baseline's against the targets, and the scenario's (visits added) against the same targets",
-        "chains": after["chains"],
-        "llm": {"option_scorings": usage.option_scorings, "seconds": round(usage.seconds, 3)},
+    }, paths["manifest"])
+    return paths
+
+
+def write_shift(spec: TripsSpec, inputs: TripInputs, scenario, shift, how: str, asked: dict, shifted, baseline: TripResult,
+                folder: Path, fmt: str, usage) -> dict[str, Path]:
+    """A change of modes' persons (the baseline's), trips (``shifted`` marks the trips of the tours moved), MATSim
+    plans, the flows that moved by mode, and its manifest: the shift, the tours asked, in scope, plausible and
+    moved, trips by mode before and after, every table beside the baseline's."""
+    paths = scenario_paths(folder, scenario.name, fmt)
+    trips = shifted.trips
+    common = _scenario_files(spec, inputs, baseline.persons, trips, "shifted", baseline, paths, usage, by_mode=True)
+    same = trips.drop(columns="shifted").drop(columns="trip_mode").reset_index(drop=True)
+    untouched = trips[~trips["shifted"]].drop(columns="shifted").reset_index(drop=True)
+    write_json({
+        **_event_facts(spec, scenario, shift, how, asked), **common,
+        "tours": {"asked": shifted.asked, "moved": shifted.placed, "in_scope": shifted.in_scope, "plausible": shifted.plausible,
+                  "which": "the tours by the mode left (of the activity, leaving home in the hours), weighed so that the "
+                           "lengths of those moved follow the baseline's trips of the new mode; a tour of a band of length the new "
+                           "mode never travels in the baseline, or with a leg longer than its longest there, is not moved"},
+        "trips_by_mode": {"baseline": {str(m): int(n) for m, n in baseline.trips["trip_mode"].value_counts().items()},
+                          "scenario": {str(m): int(n) for m, n in trips["trip_mode"].value_counts().items()},
+                          "moved": int(trips["shifted"].sum())},
+        "only_modes_changed": bool(same.equals(baseline.trips.drop(columns="trip_mode").reset_index(drop=True))),
+        "others_are_the_baseline": bool(untouched.equals(baseline.trips[~trips["shifted"].to_numpy()].reset_index(drop=True))),
     }, paths["manifest"])
     return paths
 
@@ -115,8 +155,9 @@ def baseline_key(spec: TripsSpec, trips: pd.DataFrame) -> dict:
 
 
 def write_event(path: Path, spec: TripsSpec, scenario, event, how: str, asked: dict) -> None:
-    """The event as read, written before it is applied (the scenario's manifest, replaced once its files are written)."""
-    write_json({**_event_facts(spec, scenario, event, how, asked), "status": "event read, not yet applied"}, path)
+    """The change (an event or a shift) as read, written before it is applied (the scenario's manifest, replaced once
+    its files are written)."""
+    write_json({**_event_facts(spec, scenario, event, how, asked), "status": "change read, not yet applied"}, path)
 
 
 def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, paths: dict[str, Path],

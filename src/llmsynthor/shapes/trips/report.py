@@ -4,7 +4,8 @@ Sections: what was made (persons, trips, chains, the model's part from the manif
 table, target beside synthetic; trip lengths and departure hours (beside a reference, when given);
 flows between districts by period on a map of the zones' centroids; and for every scenario the run
 wrote (``scenarios/NAME``), its event, the arrivals it added against what it asked, each table
-beside the baseline's, and where trips arriving for an activity changed, by period, on the map.
+beside the baseline's, and where trips arriving for an activity changed, by period, on the map — or, for
+a change of modes, the tours it moved and the trips by the two modes by hour, baseline and scenario.
 """
 
 from __future__ import annotations
@@ -209,10 +210,43 @@ def _distributions(coded: pd.DataFrame, truth: pd.DataFrame | None, figure: Figu
     return "<h2>Trip lengths and departure hours</h2>" + "".join(parts)
 
 
+def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trips: pd.DataFrame, figure: Figures) -> str:
+    """A change of modes beside the baseline: the shift, the tours it moved, the tables, trips by mode and hour."""
+    import plotly.graph_objects as go
+
+    shift, tours = manifest["shift"], manifest["tours"]
+    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
+    if manifest.get("text"):
+        parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest['shift_from'])}.</p>")
+    hours = "the whole day" if shift["start"] is None else f"{shift['start']}–{shift['end']}"
+    parts.append(html_table(["mode left", "mode taken", "share", "activity", "leaving home in hours", "tours in scope",
+                             "of a length the new mode travels", "asked", "moved"],
+                            [[shift["mode"], shift["to"], f"{shift['share']:.0%}", shift["purpose"] or "any", hours,
+                              tours["in_scope"], tours["plausible"], tours["asked"], tours["moved"]]]))
+    parts.append(f"<p class='note'>{manifest['trips_by_mode']['moved']:,} trips changed mode; every zone, hour and activity is the "
+                 f"baseline's (checked: {'yes' if manifest['only_modes_changed'] else 'NO'}), and every other trip is the "
+                 f"baseline's (checked: {'yes' if manifest['others_are_the_baseline'] else 'NO'}).</p>")
+    parts.append(html_table(["target table", "TVD baseline", "TVD scenario"],
+                            [[name, f["baseline"], f["scenario"]] for name, f in manifest["fit_tvd"].items()]))
+    hour_axis = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
+    fig = go.Figure()
+    for mode, dash in ((shift["mode"], "solid"), (shift["to"], "dot")):
+        for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
+            counts = pd.to_numeric(frame.loc[frame["trip_mode"] == mode, "depart"]).value_counts().reindex(hour_axis, fill_value=0)
+            fig.add_trace(go.Scatter(x=hour_axis, y=counts.to_numpy(), mode="lines+markers", name=f"{mode}, {name}",
+                                     line={"color": colour, "dash": dash}))
+    fig.update_layout(title=f"trips by {shift['mode']} and by {shift['to']}, by departure hour", xaxis_title="hour",
+                      yaxis_title="trips", height=340)
+    parts.append(figure(fig))
+    return "".join(parts)
+
+
 def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFrame, manifest: dict, trips: pd.DataFrame,
                       figure: Figures) -> str:
     import plotly.graph_objects as go
 
+    if "shift" in manifest:
+        return _shift_section(spec, manifest, baseline, trips, figure)
     event = manifest["event"]
     rise = manifest["arrivals_in_zone_in_hours"]
     parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]

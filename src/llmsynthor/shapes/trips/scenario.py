@@ -13,13 +13,22 @@ two steps, the model never writing a number:
    text's numbers when it gives several. The event is validated against the spec, shown, and written
    with every question's probabilities before it is applied.
 
+A sentence naming no zone and giving no number of people is a **change of modes** (a :class:`Shift`:
+"a transit strike: half of the transit riders drive alone instead"): its hours (if it gives two) and a
+percentage (if it gives one) are read from the text (:func:`read_shift_text`); the mode left, the mode
+taken, the activity (or any) and, without a percentage, the share, by the model (:func:`ask_shift`).
+
 Applying an event (:func:`add_visits`) changes nobody else: visitors are chosen among the persons
 whose day is over before the event starts (or who make no trips), weighed so that their distances
 from home follow the baseline's trips of the event's activity; each gets a tour home → zone departing
 in the event's first hour and zone → home in its last hour, by the main mode at its share (exactly,
 as near as whole visitors go), else by the modes of the baseline's trips of that activity and
 length. Every other trip is the baseline's, record for record (same seed): what moved is exactly the
-visits (:func:`flow_changes`).
+visits (:func:`flow_changes`). Applying a shift (:func:`shift_modes`) changes only the modes of the tours
+it moves, each whole tour at once, chosen among those of its mode (its activity, its hours) so that their
+lengths follow the baseline's trips of the new mode — a tour of a band of length the new mode never
+travels in the baseline, or with a leg longer than its longest there (a 30 km walk), is not moved;
+every zone, hour and activity stays the baseline's.
 """
 
 from __future__ import annotations
@@ -33,11 +42,14 @@ from pydantic import ValidationError
 
 from ...core.errors import LLMSynthorError, Problem, SpecError
 from ...declarations.zones import Zones
-from .spec import SHARES, TRIPS_PER_PERSON, Event, Scenario, TripsSpec
+from .days import LENGTH_BANDS as BAND_EDGES
+from .days import length_band
+from .spec import SHARES, TRIPS_PER_PERSON, Event, Scenario, Shift, TripsSpec
 
 _ZONE = re.compile(r"\bzones?\b\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]+)*)", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(?:([ap])\.?\s*m\b\.?)?|\b(midnight|noon)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:\s*[kKmM]\b)?")
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
 LENGTH_BANDS = 8  # the baseline's trips of the event's activity in this many quantile bands of length
 
 
@@ -50,6 +62,24 @@ class Said:
     numbers: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class SaidShift:
+    """What a change of modes' text says itself: its clock hours (none or two), and a percentage as a share."""
+
+    hours: tuple[int, ...]
+    share: float | None
+
+
+def is_shift(text: str) -> bool:
+    """Whether a scenario's text is a change of modes: it names no zone ('zone ID') and gives no number
+    but clock times and percentages — an event names its zone and its visitors."""
+    if any(any(ch.isdigit() for ch in m.group(1)) for m in _ZONE.finditer(text)):
+        return False
+    rest = _PERCENT.sub(" ", text)
+    rest = _TIME.sub(lambda m: " " if m.group(2) or m.group(3) or m.group(4) else m.group(0), rest)
+    return not any(ch.isdigit() for ch in rest)
+
+
 def _whole(token: str) -> int | None:
     """A count as people write it ("500", "1,200"), or None: decimals, "1.5k" and the like are not a count."""
     plain = token.strip()
@@ -58,31 +88,11 @@ def _whole(token: str) -> int | None:
     return None
 
 
-def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
-    """The zone, hours and numbers of a scenario's text, checked against the zone table and the spec's
-    hours (SpecError naming the scenario, before any model work): one zone of the zone table ('zone
-    ID'), a start and an end time (24-hour '20:00', '8 pm', 'noon', 'midnight') within the day, the
-    end not before the start, and a whole number of visitors of at least 1."""
-    text, where, s = scenario.text or "", f"scenarios: {scenario.name}", spec.trips
-    problems, taken = [], []
-    known = set(zones.ids.astype(str))
-    named = []
-    for m in _ZONE.finditer(text):
-        count = _whole(m.group(1))
-        zone = m.group(1) if count is None else str(count)  # "zone 1,210" is zone 1210
-        if zone in known or any(ch.isdigit() for ch in zone):  # "zone 1210", "zone Z7"; not "the zone of …"
-            named.append(zone)
-            taken.append(m.span(1))
-    unknown = sorted({z for z in named if z not in known})
-    if unknown:
-        problems.append(Problem(where, f"names zone {', '.join(map(repr, unknown))}, not in the zone table ({len(zones):,} zones, "
-                                       f"e.g. {str(zones.ids[0])!r}); expected the id of a row of the zone table"))
-    elif not named:
-        problems.append(Problem(where, "names no zone; say where as 'zone ID' (an id of the zone table): the model cannot know "
-                                       "where a place is"))
-    elif len(set(named)) > 1:
-        problems.append(Problem(where, f"names zones {sorted(set(named))}; one event in one zone per scenario"))
+def _clock_hours(text: str, taken: list, where: str, spec: TripsSpec, problems: list, event: bool = True) -> tuple[list[int], bool]:
+    """The clock times of ``text`` as hours, in order, outside the spans ``taken`` (which grows by each time
+    read); what is not a time of the day's hours goes to ``problems``. The hours, and whether any was wrong."""
     hours, bad_time = [], False
+    s = spec.trips
     for m in _TIME.finditer(text):
         if any(a <= m.start() < b for a, b in taken):
             continue
@@ -106,11 +116,40 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
         taken.append(m.span())
         if not s.first_hour <= hour <= s.last_hour:
             problems.append(Problem(where, f"{m.group(0).strip()!r} is outside the day's hours: trips depart from trips.first_hour "
-                                           f"{s.first_hour}:00 to trips.last_hour {s.last_hour}:59, and the trips back depart in "
-                                           "the event's last hour"))
+                                           f"{s.first_hour}:00 to trips.last_hour {s.last_hour}:59"
+                                           + (", and the trips back depart in the event's last hour" if event else "")))
             bad_time = True
             continue
         hours.append(hour)
+    return hours, bad_time
+
+
+def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
+    """The zone, hours and numbers of a scenario's text, checked against the zone table and the spec's
+    hours (SpecError naming the scenario, before any model work): one zone of the zone table ('zone
+    ID'), a start and an end time (24-hour '20:00', '8 pm', 'noon', 'midnight') within the day, the
+    end not before the start, and a whole number of visitors of at least 1."""
+    text, where = scenario.text or "", f"scenarios: {scenario.name}"
+    problems, taken = [], []
+    known = set(zones.ids.astype(str))
+    named = []
+    for m in _ZONE.finditer(text):
+        count = _whole(m.group(1))
+        zone = m.group(1) if count is None else str(count)  # "zone 1,210" is zone 1210
+        if zone in known or any(ch.isdigit() for ch in zone):  # "zone 1210", "zone Z7"; not "the zone of …"
+            named.append(zone)
+            taken.append(m.span(1))
+    unknown = sorted({z for z in named if z not in known})
+    if unknown:
+        problems.append(Problem(where, f"names zone {', '.join(map(repr, unknown))}, not in the zone table ({len(zones):,} zones, "
+                                       f"e.g. {str(zones.ids[0])!r}); expected the id of a row of the zone table"))
+    elif not named:
+        problems.append(Problem(where, "names no zone; say where as 'zone ID' (an id of the zone table): the model cannot know "
+                                       "where a place is (a text naming no zone and no number of people is read as a change of "
+                                       "modes)"))
+    elif len(set(named)) > 1:
+        problems.append(Problem(where, f"names zones {sorted(set(named))}; one event in one zone per scenario"))
+    hours, bad_time = _clock_hours(text, taken, where, spec, problems)
     if not bad_time:
         if len(hours) != 2:
             problems.append(Problem(where, f"gives {len(hours) or 'no'} time{'s' if len(hours) != 1 else ''}; say from when to "
@@ -134,24 +173,50 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
     return Said(named[0], tuple(hours), tuple(numbers))
 
 
-def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Said | None]:
+def read_shift_text(scenario: Scenario, spec: TripsSpec) -> SaidShift:
+    """The hours and share a change of modes' text states, checked (SpecError naming the scenario, before any
+    model work): no time, or two — the hours its tours leave home in, within the day, the end not before
+    the start — and at most one percentage, above 0 and at most 100."""
+    text, where = scenario.text or "", f"scenarios: {scenario.name}"
+    problems: list[Problem] = []
+    hours, bad_time = _clock_hours(text, [], where, spec, problems, event=False)
+    if not bad_time:
+        if len(hours) not in (0, 2):
+            problems.append(Problem(where, f"gives {len(hours)} time{'s' if len(hours) != 1 else ''}; a change of modes gives none "
+                                           "(the whole day) or two: the hours its tours leave home in, e.g. 'from 6:00 to 10:00'"))
+        elif len(hours) == 2 and hours[1] < hours[0]:
+            problems.append(Problem(where, f"ends at {hours[1]}:00, before it starts at {hours[0]}:00"))
+    shares = [float(m.group(1)) for m in _PERCENT.finditer(text)]
+    if len(shares) > 1:
+        problems.append(Problem(where, f"gives {len(shares)} percentages; a change of modes gives one share of the tours that change"))
+    elif shares and not 0 < shares[0] <= 100:
+        problems.append(Problem(where, f"{shares[0]:g}% is not a share of tours (expected above 0 and at most 100)"))
+    if problems:
+        raise SpecError(problems)
+    return SaidShift(tuple(hours), shares[0] / 100 if shares else None)
+
+
+def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Said | SaidShift | None]:
     """Every scenario checked before any work: a given event's zone in the zone table, a text's zone,
-    times and numbers (:func:`read_text`), and a text only where a model can read it."""
+    times and numbers (:func:`read_text`; a change of modes' hours and share, :func:`read_shift_text`),
+    and a text only where a model can read it."""
     problems, said = [], {}
     for scenario in spec.scenarios:
         where = f"scenarios: {scenario.name}"
-        if scenario.event is not None:
-            if scenario.event.zone not in set(zones.ids.astype(str)):
+        if scenario.change is not None:
+            if scenario.event is not None and scenario.event.zone not in set(zones.ids.astype(str)):
                 problems.append(Problem(where, f"event zone {scenario.event.zone!r} is not in the zone table; expected the id of a row"))
             said[scenario.name] = None
             continue
         try:
-            said[scenario.name] = read_text(scenario, spec, zones)
+            text = scenario.text or ""
+            said[scenario.name] = read_shift_text(scenario, spec) if is_shift(text) else read_text(scenario, spec, zones)
         except SpecError as exc:
             problems.extend(exc.problems)
         if not model:
             problems.append(Problem(where, "is a sentence, and this run has no model to read it (llm.backend: none); give the "
-                                           "change itself as `event: {zone, start, end, visitors, purpose, mode, share}`"))
+                                           "change itself as `event: {zone, start, end, visitors, purpose, mode, share}` or "
+                                           "`shift: {mode, to, share}`"))
     if problems:
         raise SpecError(problems)
     return said
@@ -162,21 +227,28 @@ QUESTIONS = {  # field -> the question; each answer is one of the spec's own val
     "mode": "How do most of the visitors travel there?",
     "share": "How many of the visitors travel by {mode}?",
     "visitors": "How many visitors does the event draw?",
+    "from": "The travellers switch from which mode?",
+    "to": "Which mode do they take instead of {mode}?",
+    "scope": "Which trips does the change concern?",
+    "part": "Which word does the text use for how many of the {mode} travellers switch to {to}?",
 }
+ANY = "any"  # the shift's scope option for tours of every activity
 
 
-def event_question(text: str, spec: TripsSpec, field: str, options: list[str], letters: bool, **given: str):
+def event_question(text: str, spec: TripsSpec, field: str, options: list[str], letters: bool, what: str = "event", **given: str):
     """(messages, answer prefix, options) asking which of ``options`` the text means for ``field`` — scored
-    from token probabilities, never sampled; by letter for servers that cannot continue an answer."""
+    from token probabilities, never sampled; by letter for servers that cannot continue an answer. ``what``:
+    the text describes an "event" or a "change" in how the persons travel."""
     from ...prior.prompts import LETTERS
 
     question = QUESTIONS[field].format(**given)
     labels = [f"{LETTERS[j]}) {o}" if letters else o for j, o in enumerate(options)]
     who = f" The persons are {spec.population}." if spec.population else ""
+    described = "an event" if what == "event" else "a change in how persons travel"
     messages = [
-        {"role": "system", "content": "You read the description of an event for a travel model that synthesizes persons' days "
-                                      "of trips." + who},
-        {"role": "user", "content": f"Event: {text}\n\n{'Answer with the letter only' if letters else 'Answer as JSON'}: "
+        {"role": "system", "content": f"You read the description of {described} for a travel model that synthesizes persons' "
+                                      "days of trips." + who},
+        {"role": "user", "content": f"{what.capitalize()}: {text}\n\n{'Answer with the letter only' if letters else 'Answer as JSON'}: "
                                     f"{question} One of: {'; '.join(labels)}."},
     ]
     if letters:
@@ -198,23 +270,9 @@ def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None
     the model picks the visitors only among the text's numbers when it gives several), the activity,
     the main mode and its share chosen by the model among the spec's values by token probabilities.
     Returns the event and each question's probabilities (for the manifest)."""
-    from ...llm.base import continues_answers, score_options
-    from ...prior.prompts import LETTERS
-
-    check_reader(scenario, llm)
-    s, text, letters = spec.trips, scenario.text or "", not continues_answers(llm)
-    if letters and max(len(s.purposes) - 1, len(s.modes), len(set(said.numbers))) > len(LETTERS):
-        raise LLMSynthorError(f"scenario {scenario.name!r}: more than {len(LETTERS)} options to ask this server for by letter")
-
-    def pick(field: str, options: list[str], **given: str) -> str:
-        shown = s.said(options)  # the words the model is asked in, mapped back by position
-        choice = score_options(llm, [event_question(text, spec, field, shown, letters, **given)])[0]
-        if on_call is not None:
-            on_call(choice)
-        asked[field] = {o: round(float(p), 4) for o, p in zip(options, choice.probabilities)}
-        return options[int(np.argmax(choice.probabilities))]
-
+    s = spec.trips
     asked: dict[str, dict[str, float]] = {}
+    pick = _picker(scenario, spec, llm, on_call, asked, "event", max(len(s.purposes) - 1, len(s.modes), len(set(said.numbers))))
     purpose = pick("purpose", [p for p in s.purposes if p != s.home])
     mode = pick("mode", list(s.modes))
     share = pick("share", list(SHARES), mode=s.said([mode])[0])
@@ -229,6 +287,54 @@ def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None
     if wrong:
         raise SpecError(Problem(f"scenarios: {scenario.name}", "; ".join(wrong)))
     return event, asked
+
+
+def _picker(scenario: Scenario, spec: TripsSpec, llm, on_call, asked: dict, what: str, most: int):
+    """A function asking the model one question of a scenario's text — which of the options (the spec's own
+    values, shown in ``trips.words``) it means — by token probabilities; each answer's probabilities go to
+    ``asked``. Checked first: the backend scores options, and by letter (a server that cannot continue an
+    answer) no question has more than ``most`` options it cannot letter."""
+    from ...llm.base import continues_answers, score_options
+    from ...prior.prompts import LETTERS
+
+    check_reader(scenario, llm)
+    s, text, letters = spec.trips, scenario.text or "", not continues_answers(llm)
+    if letters and most > len(LETTERS):
+        raise LLMSynthorError(f"scenario {scenario.name!r}: more than {len(LETTERS)} options to ask this server for by letter")
+
+    def pick(field: str, options: list[str], shown: list[str] | None = None, **given: str) -> str:
+        shown = shown or s.said(options)  # the words the model is asked in, mapped back by position
+        choice = score_options(llm, [event_question(text, spec, field, shown, letters, what, **given)])[0]
+        if on_call is not None:
+            on_call(choice)
+        asked[field] = {o: round(float(p), 4) for o, p in zip(options, choice.probabilities)}
+        return options[int(np.argmax(choice.probabilities))]
+
+    return pick
+
+
+def ask_shift(scenario: Scenario, said: SaidShift, spec: TripsSpec, llm, on_call=None) -> tuple[Shift, dict]:
+    """The change of modes a scenario's text describes: its hours and percentage as the text states them
+    (:func:`read_shift_text`), the mode left, the mode taken instead, the activity (or any) and — without a
+    percentage — the share (all, most, half, some, few) chosen by the model among the spec's values by token
+    probabilities. Returns the shift and each question's probabilities (for the manifest)."""
+    s = spec.trips
+    asked: dict[str, dict[str, float]] = {}
+    pick = _picker(scenario, spec, llm, on_call, asked, "change", max(len(s.purposes), len(s.modes)))
+    mode = pick("from", list(s.modes))
+    to = pick("to", [m for m in s.modes if m != mode], mode=s.said([mode])[0])
+    activities = [p for p in s.purposes if p != s.home]
+    scope = pick("scope", [ANY, *activities], ["trips of any activity", *(f"trips for {w}" for w in s.said(activities))])
+    share = said.share if said.share is not None else SHARES[pick("part", list(SHARES), mode=s.said([mode])[0], to=s.said([to])[0])]
+    hours = said.hours or (None, None)
+    try:
+        shift = Shift(mode=mode, to=to, share=share, purpose=None if scope == ANY else scope, start=hours[0], end=hours[-1])
+    except ValidationError as exc:  # read_shift_text checked every field; this guards the schema's own limits
+        raise SpecError(Problem(f"scenarios: {scenario.name}", f"the change read is not valid: {exc.errors()[0]['msg']}")) from None
+    wrong = shift.problems(s)
+    if wrong:
+        raise SpecError(Problem(f"scenarios: {scenario.name}", "; ".join(wrong)))
+    return shift, asked
 
 
 @dataclass
@@ -328,10 +434,59 @@ def _visit_trips(event: Event, spec: TripsSpec, zones: Zones, persons: pd.DataFr
     return added.assign(visit=True)
 
 
-def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame) -> pd.DataFrame:
-    """Every zone-to-zone flow and departure hour whose trips differ: origin, destination, depart, baseline,
-    scenario, change — the largest changes first (sparse: only cells that moved)."""
-    keys = ["origin", "destination", "depart"]
+@dataclass
+class Shifted:
+    """The scenario's trips (the baseline's, some tours by another mode) and what was moved."""
+
+    trips: pd.DataFrame  # with a column ``shifted``: True for the trips of the tours that changed mode
+    asked: int  # tours the share asks for: the share of the tours in scope, rounded
+    placed: int  # tours moved
+    in_scope: int  # tours of the mode left (of the activity, leaving home in the hours)
+    plausible: int  # of those, tours of a band of length the new mode travels in the baseline, no leg longer than its longest
+
+
+def shift_modes(shift: Shift, trips: pd.DataFrame, rng: np.random.Generator) -> Shifted:
+    """The baseline's ``trips`` (ActivitySim's columns, with ``km``) with the share of the tours in scope made
+    by the new mode (see the module's text); ``trips`` is left unchanged."""
+    tour = pd.factorize(trips["tour_id"].astype(str))[0]
+    km = trips["km"].to_numpy(float)
+    first = np.r_[True, tour[1:] != tour[:-1]]
+    starts = np.flatnonzero(first)
+    mode = trips["trip_mode"].to_numpy()[starts]
+    depart = pd.to_numeric(trips["depart"]).to_numpy()[starts]
+    longest = np.maximum.reduceat(km, starts) if len(starts) else np.zeros(0)
+    scope = mode == shift.mode
+    if shift.purpose is not None:
+        scope &= np.bincount(tour, weights=(trips["purpose"] == shift.purpose).to_numpy(float), minlength=len(starts)) > 0
+    if shift.start is not None:
+        scope &= (depart >= shift.start) & (depart <= shift.end)
+    bands = len(BAND_EDGES) - 1  # the bands of length the prior's modes are asked over (under 1 km … over 20 km)
+
+    def shares(of: np.ndarray) -> np.ndarray:  # the trips of a mode over the bands of length
+        return np.bincount(length_band(km[of]), minlength=bands) / max(int(of.sum()), 1)
+
+    modes = trips["trip_mode"].to_numpy()
+    to, left = shares(modes == shift.to), shares(modes == shift.mode)
+    farthest = km[modes == shift.to].max(initial=np.inf if not (modes == shift.to).any() else 0.0)
+    if not (modes == shift.to).any():  # a mode the baseline never takes: nothing says which lengths it travels
+        to = np.ones(bands) / bands
+    band = length_band(longest)
+    plausible = scope & (to[band] > 0) & (longest <= farthest)  # no leg longer than the new mode's longest in the baseline
+    weight = np.where(plausible, to[band] / np.maximum(left[band], 1e-12), 0.0)
+    asked = int(round(shift.share * scope.sum()))
+    k = min(asked, int((weight > 0).sum()))
+    chosen = rng.choice(len(starts), size=k, replace=False, p=weight / weight.sum()) if k else np.zeros(0, dtype=int)
+    moved = np.zeros(len(starts), dtype=bool)
+    moved[chosen] = True
+    out = trips.assign(shifted=moved[tour])
+    out.loc[out["shifted"], "trip_mode"] = shift.to
+    return Shifted(out, asked, k, int(scope.sum()), int((weight > 0).sum()))
+
+
+def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame, by_mode: bool = False) -> pd.DataFrame:
+    """Every zone-to-zone flow and departure hour (and mode, ``by_mode``) whose trips differ: origin, destination,
+    depart, (trip_mode,) baseline, scenario, change — the largest changes first (sparse: only cells that moved)."""
+    keys = ["origin", "destination", "depart", *(["trip_mode"] if by_mode else [])]
     before = baseline.groupby(keys).size().rename("baseline")
     after = scenario.groupby(keys).size().rename("scenario")
     both = pd.concat([before, after], axis=1).fillna(0).astype(int)

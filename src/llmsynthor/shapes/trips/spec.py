@@ -23,8 +23,9 @@ purposes and modes, and the tables an agency publishes::
     targets:
       - {name: OD by period, variables: [origin_district, destination_district, depart], file: …}
       - {name: trips per person, variables: [person_type, trips], file: …}
-    scenarios:                         # what-ifs beside the baseline: an event's visits added
+    scenarios:                         # what-ifs beside the baseline: an event's visits added, or tours' modes shifted
       - {name: concert, text: "a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit"}
+      - {name: strike, text: "a transit strike: half of the transit riders drive alone instead"}
 
 The variables a table may name: ``origin`` and ``destination`` (zone ids), ``origin_district`` and
 ``destination_district`` (when the zone table gives districts), ``depart`` (the departure hour,
@@ -150,20 +151,58 @@ class Event(FrozenModel):
         return found
 
 
+class Shift(FrozenModel):
+    """What a scenario changes in the baseline's own trips: a share of the tours made by one mode made by
+    another (a strike, a fare, a closed road) — the structured change the model reads from a sentence
+    naming no zone and no number of visitors, or the spec gives. A tour keeps one mode: all its trips
+    change together."""
+
+    mode: str = Field(description="the mode the tours leave, one of trips.modes")
+    to: str = Field(description="the mode they take instead, one of trips.modes")
+    share: float = Field(gt=0, le=1, description="the share of the tours in scope that change (0 < share ≤ 1)")
+    purpose: str | None = Field(default=None, description="only tours with an activity of this purpose (one of trips.purposes "
+                                "other than home); none: tours of any activity")
+    start: int | None = Field(default=None, ge=0, le=23, description="only tours leaving home from this hour on; with end")
+    end: int | None = Field(default=None, ge=0, le=23, description="… and at the latest in this hour; with start")
+
+    def problems(self, trips: TripSettings) -> list[str]:
+        """What in the change contradicts the spec's trips."""
+        found = [f"mode {m!r} is not one of trips.modes {trips.modes}" for m in dict.fromkeys((self.mode, self.to))
+                 if m not in trips.modes]
+        if self.mode == self.to:
+            found.append(f"mode and to are both {self.mode!r}; a shift moves tours to another mode")
+        if self.purpose is not None and (self.purpose not in trips.purposes or self.purpose == trips.home):
+            found.append(f"purpose {self.purpose!r} is not an activity of trips.purposes (other than {trips.home!r})")
+        if (self.start is None) != (self.end is None):
+            found.append("give both start and end (the hours tours leave home in), or neither")
+        elif self.start is not None and not trips.first_hour <= self.start <= self.end <= trips.last_hour:
+            found.append(f"hours {self.start}–{self.end}: expected trips.first_hour {trips.first_hour} ≤ start ≤ end ≤ "
+                         f"trips.last_hour {trips.last_hour}")
+        return found
+
+
 class Scenario(FrozenModel):
-    """A what-if: a sentence the model turns into an :class:`Event`, or the event itself."""
+    """A what-if: a sentence the model turns into an :class:`Event` or a :class:`Shift`, or the change itself."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the scenario's folder under the run's: scenarios/NAME")
     text: str | None = Field(default=None, min_length=10, description="the event in words, naming its zone as 'zone ID', its hours "
                              "and its visitors: 'a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit'")
-    event: Event | None = Field(default=None, description="the change itself (the model is not asked): zone, start, end, visitors, "
-                                "purpose, mode, share")
+    event: Event | None = Field(default=None, description="visitors added, given (the model is not asked): zone, start, end, "
+                                "visitors, purpose, mode, share")
+    shift: Shift | None = Field(default=None, description="tours moved to another mode, given (the model is not asked): mode, to, "
+                                "share, and optionally purpose, start, end")
 
     @model_validator(mode="after")
     def _one(self) -> Scenario:
-        if (self.text is None) == (self.event is None):
-            raise ValueError(f"scenario {self.name!r}: give either text (the model reads it) or event (the change itself)")
+        if sum(x is not None for x in (self.text, self.event, self.shift)) != 1:
+            raise ValueError(f"scenario {self.name!r}: give one of text (the model reads it), event (visitors added) or shift "
+                             "(tours moved to another mode)")
         return self
+
+    @property
+    def change(self) -> Event | Shift | None:
+        """The change the spec gives (None: a text, for the model to read)."""
+        return self.event if self.event is not None else self.shift
 
 
 class TripsSpec(SpecFile):
@@ -186,8 +225,9 @@ class TripsSpec(SpecFile):
                                  "targets[].tolerance_tvd first): the work towards the tables stops once it holds; lower it for a "
                                  "closer fit in more time")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="the model: as in a flat spec (llmsynthor spec-format, 'llm')")
-    scenarios: list[Scenario] = Field(default_factory=list, description="what-ifs run beside the baseline, each an event's "
-                                      "visits added to the baseline's days (scenarios.* below); `run --scenario TEXT` adds one")
+    scenarios: list[Scenario] = Field(default_factory=list, description="what-ifs run beside the baseline: an event's visits "
+                                      "added to the baseline's days, or a share of one mode's tours moved to another "
+                                      "(scenarios.* below); `run --scenario TEXT` adds one")
 
     @model_validator(mode="after")
     def _names(self) -> TripsSpec:
@@ -209,8 +249,8 @@ class TripsSpec(SpecFile):
         names = [sc.name for sc in self.scenarios]
         if len(set(names)) < len(names):
             raise ValueError(f"scenarios: names {sorted({n for n in names if names.count(n) > 1})} are given twice; each names a folder")
-        event_problems = [f"scenario {sc.name!r}: {p}" for sc in self.scenarios if sc.event is not None
-                          for p in sc.event.problems(self.trips)]
+        event_problems = [f"scenario {sc.name!r}: {p}" for sc in self.scenarios if sc.change is not None
+                          for p in sc.change.problems(self.trips)]
         if event_problems:
             raise ValueError("; ".join(event_problems))
         return self
