@@ -188,3 +188,15 @@ def test_a_run_writes_the_change_of_modes_beside_the_baseline_and_the_report_sho
     assert made.exit_code == 0, made.output
     page = html.read_text()
     assert "Scenario strike" in page and "trips changed mode" in page and "trips by transit and by drive alone" in page
+
+
+@pytest.mark.browser
+def test_the_report_of_a_change_of_modes_renders_every_plot_in_a_browser(run, tmp_path):
+    from browser import render
+
+    path, _, folder, _ = run
+    html = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", str(folder), "--spec", str(path), "--out", str(html)]).exit_code == 0
+    seen = render(html)
+    assert seen.console_errors == []
+    assert seen.declared_plots == seen.rendered_plots == 8  # 4 tables, length, hour, flows; the two modes by hour
