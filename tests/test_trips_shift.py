@@ -46,8 +46,9 @@ def test_a_text_naming_no_zone_and_no_people_is_a_change_of_modes(text, shift):
 
 @pytest.mark.parametrize("text, said", [
     ("a transit strike: half of the transit riders drive alone instead", ((), None)),
-    ("from 6:00 to 10:00, 30% of drive-alone commuters take transit", ((6, 10), 0.3)),
-    ("between 7 am and 9 am 12.5 percent of walkers cycle", ((7, 9), 0.125)),
+    ("from 6:00 to 10:00, 30% of drive-alone commuters take transit", ((6, 9), 0.3)),  # leaving home in hours 6 to 9
+    ("between 7 am and 9 am 12.5 percent of walkers cycle", ((7, 8), 0.125)),
+    ("from 20:00 to midnight most walkers take transit", ((20, 23), None)),
 ])
 def test_a_change_of_modes_states_its_hours_and_percentage(tmp_path, text, said):
     _, spec = small(tmp_path)
@@ -57,7 +58,8 @@ def test_a_change_of_modes_states_its_hours_and_percentage(tmp_path, text, said)
 
 @pytest.mark.parametrize("text, says", [
     ("at 8:00 half of the transit riders drive alone", "gives 1 time; a change of modes gives none (the whole day) or two"),
-    ("from 10:00 to 6:00 half of the transit riders drive alone", "ends at 6:00, before it starts at 10:00"),
+    ("from 10:00 to 6:00 half of the transit riders drive alone", "ends at 6:00, not after it starts at 10:00"),
+    ("from 8:00 to 8:00 half of the transit riders drive alone", "ends at 8:00, not after it starts at 8:00"),
     ("from 2:00 to 4:00 half of the transit riders drive alone", "'2:00' is outside the day's hours"),
     ("30% of walkers drive and 20% of riders walk", "gives 2 percentages"),
     ("150% of the transit riders drive alone", "150% is not a share of tours"),
@@ -89,7 +91,12 @@ def test_a_shift_text_needs_a_model_and_is_checked_with_the_others(tmp_path):
         check_scenarios(spec, zones, model=False)
     message = flat(str(error.value))
     assert "scenarios: strike: is a sentence, and this run has no model to read it" in message and "`shift: {mode, to, share}`" in message
-    assert "scenarios: rush: ends at 7:00, before it starts at 9:00" in message
+    assert "scenarios: rush: ends at 7:00, not after it starts at 9:00" in message
+    one = spec.model_copy(update={"trips": spec.trips.model_copy(update={"modes": ["walk"]})})
+    with pytest.raises(SpecError) as error:
+        check_scenarios(one, zones, model=True)
+    assert "scenarios: strike: reads as a change of modes (no zone, no number of people), and trips.modes has one mode" in flat(
+        str(error.value))
 
 
 # ---- the model's part, with a test double scorer
@@ -102,14 +109,23 @@ def test_the_model_chooses_the_modes_the_activity_and_the_share_among_the_specs_
     scorer = Scorer({"from": "transit", "to": "car, alone", "scope": "trips for work", "part": "most"})
     seen = []
     shift, asked = ask_shift(scenario, said, spec, scorer, seen.append)
-    assert shift == Shift(mode="transit", to="drive alone", share=0.75, purpose="work", start=6, end=10)
+    assert shift == Shift(mode="transit", to="drive alone", share=0.75, purpose="work", start=6, end=9)
     assert len(seen) == 4 and set(asked) == {"from", "to", "scope", "part"}
     assert scorer.asked[1][2] == ["car, alone", "walk"]  # the mode left is not offered again; the spec's words
     assert scorer.asked[2][2] == ["trips of any activity", "trips for work", "trips for school", "trips for shopping"]
-    assert "a change in how persons travel" in scorer.asked[0][0] or "Change: a transit strike" in scorer.asked[0][0]
+    assert scorer.asked[0][0].startswith("Change: a transit strike")
     given = read_shift_text(Scenario(name="s", text="40% of the transit riders drive alone"), spec)
     shift, asked = ask_shift(scenario, given, spec, Scorer({"from": "transit", "to": "car, alone", "scope": "trips of any activity"}))
     assert shift.share == 0.4 and shift.purpose is None and shift.start is None and "part" not in asked  # the text's percentage
+
+
+def test_a_question_with_one_option_is_not_asked(tmp_path):
+    _, spec = small(tmp_path)
+    spec = spec.model_copy(update={"trips": spec.trips.model_copy(update={"modes": ["drive alone", "transit"]})})
+    scenario = Scenario(name="strike", text="a transit strike: 50% of the transit riders drive alone")
+    scorer = Scorer({"from": "transit", "scope": "trips of any activity"})  # asked for "to", the double would fail
+    shift, asked = ask_shift(scenario, read_shift_text(scenario, spec), spec, scorer)
+    assert shift.to == "drive alone" and asked["to"] == {"drive alone": 1.0} and len(scorer.asked) == 2
 
 
 # ---- the change applied
@@ -200,3 +216,10 @@ def test_the_report_of_a_change_of_modes_renders_every_plot_in_a_browser(run, tm
     seen = render(html)
     assert seen.console_errors == []
     assert seen.declared_plots == seen.rendered_plots == 8  # 4 tables, length, hour, flows; the two modes by hour
+
+
+def test_a_change_moving_no_tour_says_so(tmp_path):
+    path, _ = small(tmp_path, scenarios=[{"name": "few", "shift": {"mode": "transit", "to": "walk", "share": 0.01}}])
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--llm", "none", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert "scenario few: no tour changes:" in flat(result.output) and "1% of them rounds to none" in flat(result.output)

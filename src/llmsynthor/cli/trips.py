@@ -164,13 +164,16 @@ def _apply_shift(spec, inputs, baseline, scenario, shift, how, asked, rng, folde
 
     scope = (f" for {escape(shift.purpose)}" if shift.purpose else "") + (
         f", leaving home in hours {shift.start}–{shift.end}" if shift.start is not None else "")
-    out.print(f"scenario {escape(scenario.name)} ({how}): {shift.share:.0%} of the tours by {escape(shift.mode)}{scope} "
+    out.print(f"scenario {escape(scenario.name)} ({how}): {100 * shift.share:g}% of the tours by {escape(shift.mode)}{scope} "
               f"go by {escape(shift.to)} instead", soft_wrap=True)
     shifted = shift_modes(shift, baseline.trips, rng)
-    if shifted.placed < shifted.asked:
+    if shifted.asked == 0:
+        err.print(f"[yellow]scenario {escape(scenario.name)}: no tour changes: {shifted.in_scope:,} tours are in scope (by "
+                  f"{escape(shift.mode)}{scope}), and {100 * shift.share:g}% of them rounds to none[/yellow]", soft_wrap=True)
+    elif shifted.placed < shifted.asked:
         err.print(f"[yellow]scenario {escape(scenario.name)}: only {shifted.placed:,} of the {shifted.asked:,} tours asked could "
-                  f"change: {shifted.plausible:,} of the {shifted.in_scope:,} tours in scope are of a length the baseline's "
-                  f"trips by {escape(shift.to)} travel[/yellow]", soft_wrap=True)
+                  f"change: {shifted.plausible:,} of the {shifted.in_scope:,} tours in scope are of a band of length the baseline's "
+                  f"tours by {escape(shift.to)} travel, and no longer than the longest of them[/yellow]", soft_wrap=True)
     write_shift(spec, inputs, scenario, shift, how, asked, shifted, baseline, folder, fmt, usage)
     out.print(f"  → {paths['manifest'].parent}: {shifted.placed:,} tours moved to {escape(shift.to)}, "
               f"{int(shifted.trips['shifted'].sum()):,} trips (flows that moved, by mode: {paths['flows']})", soft_wrap=True)

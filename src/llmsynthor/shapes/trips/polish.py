@@ -384,8 +384,8 @@ def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neig
     o_part, d_part, h_part, p_part, m_part = parts
     offset, keys, start, stop, stride, width = lookup  # a cell: offset[t] + the place, or its rank among a sparse table's keys
     tables = cells.shape[1]
-    k_near = min(tried, neighbours.shape[1])
-    band = neighbours.shape[1] // k_near  # the ranks of nearness in k_near bands of ``band`` ranks, the nearest first
+    ranks = neighbours.shape[1]
+    k_near = min(tried, ranks)  # the ranks of nearness in k_near bands, the nearest first: band q is ranks q·ranks//k_near …
     rows = np.empty(4, dtype=np.int64)
     four = np.arange(4)
     new = np.empty((4, tables), dtype=np.int64)
@@ -399,7 +399,8 @@ def _swap_stops(order, jitter, parts, lookup, cells, residual, scale, trip, neig
         _count(cells, rows[:2], residual, -1.0)
         best_gain, best_k = 1e-12, -1
         for q in range(k_near):
-            y = neighbours[x, q * band + ((jitter[n] >> 15) + q) % band]  # the q-th band's zone: a rank the stop and pass vary
+            low = q * ranks // k_near
+            y = neighbours[x, low + ((jitter[n] >> 15) + q) % ((q + 1) * ranks // k_near - low)]  # a rank the stop and pass vary
             if y == x:
                 continue
             if leg_km(origin[i], y, lon, lat, within) > reach[i] or leg_km(y, destination[j], lon, lat, within) > reach[i]:

@@ -221,7 +221,7 @@ def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trip
     hours = "the whole day" if shift["start"] is None else f"{shift['start']}–{shift['end']}"
     parts.append(html_table(["mode left", "mode taken", "share", "activity", "leaving home in hours", "tours in scope",
                              "of a length the new mode travels", "asked", "moved"],
-                            [[shift["mode"], shift["to"], f"{shift['share']:.0%}", shift["purpose"] or "any", hours,
+                            [[shift["mode"], shift["to"], f"{100 * shift['share']:g}%", shift["purpose"] or "any", hours,
                               tours["in_scope"], tours["plausible"], tours["asked"], tours["moved"]]]))
     parts.append(f"<p class='note'>{manifest['trips_by_mode']['moved']:,} trips changed mode; every zone, hour and activity is the "
                  f"baseline's (checked: {'yes' if manifest['only_modes_changed'] else 'NO'}), and every other trip is the "

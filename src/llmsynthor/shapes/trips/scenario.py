@@ -26,9 +26,9 @@ as near as whole visitors go), else by the modes of the baseline's trips of that
 length. Every other trip is the baseline's, record for record (same seed): what moved is exactly the
 visits (:func:`flow_changes`). Applying a shift (:func:`shift_modes`) changes only the modes of the tours
 it moves, each whole tour at once, chosen among those of its mode (its activity, its hours) so that their
-lengths follow the baseline's trips of the new mode — a tour of a band of length the new mode never
-travels in the baseline, or with a leg longer than its longest there (a 30 km walk), is not moved;
-every zone, hour and activity stays the baseline's.
+lengths (a tour's longest leg) follow the baseline's tours of the new mode — a tour of a band of length
+the new mode's tours never travel in the baseline, or longer than the longest of them (a 30 km walk), is
+not moved; every zone, hour and activity stays the baseline's.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def _clock_hours(text: str, taken: list, where: str, spec: TripsSpec, problems: 
     read); what is not a time of the day's hours goes to ``problems``. The hours, and whether any was wrong."""
     hours, bad_time = [], False
     s = spec.trips
+    latest = s.last_hour if event else s.last_hour + 1  # a change of modes' end is excluded: "to midnight" ends the day
     for m in _TIME.finditer(text):
         if any(a <= m.start() < b for a, b in taken):
             continue
@@ -114,7 +115,7 @@ def _clock_hours(text: str, taken: list, where: str, spec: TripsSpec, problems: 
                 bad_time = True
                 continue
         taken.append(m.span())
-        if not s.first_hour <= hour <= s.last_hour:
+        if not s.first_hour <= hour <= latest:
             problems.append(Problem(where, f"{m.group(0).strip()!r} is outside the day's hours: trips depart from trips.first_hour "
                                            f"{s.first_hour}:00 to trips.last_hour {s.last_hour}:59"
                                            + (", and the trips back depart in the event's last hour" if event else "")))
@@ -145,8 +146,8 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
                                        f"e.g. {str(zones.ids[0])!r}); expected the id of a row of the zone table"))
     elif not named:
         problems.append(Problem(where, "names no zone; say where as 'zone ID' (an id of the zone table): the model cannot know "
-                                       "where a place is (a text naming no zone and no number of people is read as a change of "
-                                       "modes)"))
+                                       "where a place is. A text naming no zone is read as a change of modes only if its numbers "
+                                       "are clock times ('7:00', '8 am') and one percentage ('30%')"))
     elif len(set(named)) > 1:
         problems.append(Problem(where, f"names zones {sorted(set(named))}; one event in one zone per scenario"))
     hours, bad_time = _clock_hours(text, taken, where, spec, problems)
@@ -183,9 +184,14 @@ def read_shift_text(scenario: Scenario, spec: TripsSpec) -> SaidShift:
     if not bad_time:
         if len(hours) not in (0, 2):
             problems.append(Problem(where, f"gives {len(hours)} time{'s' if len(hours) != 1 else ''}; a change of modes gives none "
-                                           "(the whole day) or two: the hours its tours leave home in, e.g. 'from 6:00 to 10:00'"))
-        elif len(hours) == 2 and hours[1] < hours[0]:
-            problems.append(Problem(where, f"ends at {hours[1]}:00, before it starts at {hours[0]}:00"))
+                                           "(the whole day) or two: when its tours leave home, e.g. 'from 6:00 to 10:00' (hours 6 "
+                                           "to 9)"))
+        elif len(hours) == 2 and hours[1] <= hours[0]:
+            problems.append(Problem(where, f"ends at {hours[1]}:00, not after it starts at {hours[0]}:00"))
+        elif len(hours) == 2 and hours[0] > spec.trips.last_hour:
+            problems.append(Problem(where, f"starts at {hours[0]}:00, after the day's last hour trips.last_hour {spec.trips.last_hour}"))
+        if len(hours) == 2:
+            hours = [hours[0], max(hours[0], hours[1] - 1)]  # from 6:00 to 10:00: tours leaving home in hours 6 to 9
     shares = [float(m.group(1)) for m in _PERCENT.finditer(text)]
     if len(shares) > 1:
         problems.append(Problem(where, f"gives {len(shares)} percentages; a change of modes gives one share of the tours that change"))
@@ -210,6 +216,10 @@ def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Sai
             continue
         try:
             text = scenario.text or ""
+            if is_shift(text) and len(spec.trips.modes) < 2:
+                problems.append(Problem(where, f"reads as a change of modes (no zone, no number of people), and trips.modes has one "
+                                               f"mode, {spec.trips.modes}: nothing to change to"))
+                continue
             said[scenario.name] = read_shift_text(scenario, spec) if is_shift(text) else read_text(scenario, spec, zones)
         except SpecError as exc:
             problems.extend(exc.problems)
@@ -232,7 +242,7 @@ QUESTIONS = {  # field -> the question; each answer is one of the spec's own val
     "scope": "Which trips does the change concern?",
     "part": "Which word does the text use for how many of the {mode} travellers switch to {to}?",
 }
-ANY = "any"  # the shift's scope option for tours of every activity
+ANY = "(any)"  # the shift's scope option for tours of every activity
 
 
 def event_question(text: str, spec: TripsSpec, field: str, options: list[str], letters: bool, what: str = "event", **given: str):
@@ -262,7 +272,8 @@ def check_reader(scenario: Scenario, llm) -> None:
 
     if not can_score_options(llm):
         raise LLMSynthorError(f"scenario {scenario.name!r}: the backend {llm.name} gives no token probabilities to read the "
-                              "scenario with; give the change itself in the spec (scenarios: - {name: …, event: {…}})")
+                              "scenario with; give the change itself in the spec (scenarios: - {name: …, event: {…}} or "
+                              "{name: …, shift: {…}})")
 
 
 def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None) -> tuple[Event, dict]:
@@ -303,6 +314,9 @@ def _picker(scenario: Scenario, spec: TripsSpec, llm, on_call, asked: dict, what
         raise LLMSynthorError(f"scenario {scenario.name!r}: more than {len(LETTERS)} options to ask this server for by letter")
 
     def pick(field: str, options: list[str], shown: list[str] | None = None, **given: str) -> str:
+        if len(options) == 1:  # nothing to choose: no question
+            asked[field] = {options[0]: 1.0}
+            return options[0]
         shown = shown or s.said(options)  # the words the model is asked in, mapped back by position
         choice = score_options(llm, [event_question(text, spec, field, shown, letters, what, **given)])[0]
         if on_call is not None:
@@ -442,45 +456,44 @@ class Shifted:
     asked: int  # tours the share asks for: the share of the tours in scope, rounded
     placed: int  # tours moved
     in_scope: int  # tours of the mode left (of the activity, leaving home in the hours)
-    plausible: int  # of those, tours of a band of length the new mode travels in the baseline, no leg longer than its longest
+    plausible: int  # of those, tours of a band of length the new mode's tours travel in the baseline, none longer
 
 
 def shift_modes(shift: Shift, trips: pd.DataFrame, rng: np.random.Generator) -> Shifted:
-    """The baseline's ``trips`` (ActivitySim's columns, with ``km``) with the share of the tours in scope made
-    by the new mode (see the module's text); ``trips`` is left unchanged."""
+    """The baseline's ``trips`` (ActivitySim's columns, with ``km``; a tour's trips together, one mode a tour)
+    with the share of the tours in scope made by the new mode (see the module's text); ``trips`` is left
+    unchanged. A tour's length is its longest leg: the tours moved are drawn so that their lengths (by band)
+    follow the baseline's tours of the new mode."""
+    if not len(trips):
+        return Shifted(trips.assign(shifted=pd.Series(dtype=bool)), 0, 0, 0, 0)
     tour = pd.factorize(trips["tour_id"].astype(str))[0]
-    km = trips["km"].to_numpy(float)
-    first = np.r_[True, tour[1:] != tour[:-1]]
-    starts = np.flatnonzero(first)
+    starts = np.flatnonzero(np.r_[True, tour[1:] != tour[:-1]])
     mode = trips["trip_mode"].to_numpy()[starts]
     depart = pd.to_numeric(trips["depart"]).to_numpy()[starts]
-    longest = np.maximum.reduceat(km, starts) if len(starts) else np.zeros(0)
+    longest = np.maximum.reduceat(trips["km"].to_numpy(float), starts)
+    band = length_band(longest)
     scope = mode == shift.mode
     if shift.purpose is not None:
         scope &= np.bincount(tour, weights=(trips["purpose"] == shift.purpose).to_numpy(float), minlength=len(starts)) > 0
     if shift.start is not None:
         scope &= (depart >= shift.start) & (depart <= shift.end)
     bands = len(BAND_EDGES) - 1  # the bands of length the prior's modes are asked over (under 1 km … over 20 km)
-
-    def shares(of: np.ndarray) -> np.ndarray:  # the trips of a mode over the bands of length
-        return np.bincount(length_band(km[of]), minlength=bands) / max(int(of.sum()), 1)
-
-    modes = trips["trip_mode"].to_numpy()
-    to, left = shares(modes == shift.to), shares(modes == shift.mode)
-    farthest = km[modes == shift.to].max(initial=np.inf if not (modes == shift.to).any() else 0.0)
-    if not (modes == shift.to).any():  # a mode the baseline never takes: nothing says which lengths it travels
-        to = np.ones(bands) / bands
-    band = length_band(longest)
-    plausible = scope & (to[band] > 0) & (longest <= farthest)  # no leg longer than the new mode's longest in the baseline
-    weight = np.where(plausible, to[band] / np.maximum(left[band], 1e-12), 0.0)
+    taking = mode == shift.to
+    if taking.any():  # the lengths the new mode's tours travel in the baseline, and its longest
+        wanted, farthest = np.bincount(band[taking], minlength=bands) / taking.sum(), longest[taking].max()
+    else:  # a mode the baseline never takes: nothing says which lengths it travels
+        wanted, farthest = np.ones(bands) / bands, np.inf
+    have = np.bincount(band[scope], minlength=bands) / max(int(scope.sum()), 1)
+    plausible = scope & (wanted[band] > 0) & (longest <= farthest)
+    weight = np.where(plausible, wanted[band] / np.maximum(have[band], 1e-12), 0.0)
     asked = int(round(shift.share * scope.sum()))
-    k = min(asked, int((weight > 0).sum()))
+    k = min(asked, int(plausible.sum()))
     chosen = rng.choice(len(starts), size=k, replace=False, p=weight / weight.sum()) if k else np.zeros(0, dtype=int)
     moved = np.zeros(len(starts), dtype=bool)
     moved[chosen] = True
     out = trips.assign(shifted=moved[tour])
     out.loc[out["shifted"], "trip_mode"] = shift.to
-    return Shifted(out, asked, k, int(scope.sum()), int((weight > 0).sum()))
+    return Shifted(out, asked, k, int(scope.sum()), int(plausible.sum()))
 
 
 def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame, by_mode: bool = False) -> pd.DataFrame:

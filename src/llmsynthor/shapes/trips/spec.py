@@ -185,8 +185,10 @@ class Scenario(FrozenModel):
     """A what-if: a sentence the model turns into an :class:`Event` or a :class:`Shift`, or the change itself."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the scenario's folder under the run's: scenarios/NAME")
-    text: str | None = Field(default=None, min_length=10, description="the event in words, naming its zone as 'zone ID', its hours "
-                             "and its visitors: 'a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit'")
+    text: str | None = Field(default=None, min_length=10, description="the change in words: an event naming its zone as 'zone ID', "
+                             "its hours and its visitors ('a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by "
+                             "transit'), or a change of modes naming no zone and no people ('a transit strike: half of the transit "
+                             "riders drive alone instead')")
     event: Event | None = Field(default=None, description="visitors added, given (the model is not asked): zone, start, end, "
                                 "visitors, purpose, mode, share")
     shift: Shift | None = Field(default=None, description="tours moved to another mode, given (the model is not asked): mode, to, "
