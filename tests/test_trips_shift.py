@@ -1,8 +1,9 @@
-"""What-if scenarios that change how the baseline's own trips are made: a share of one mode's tours made by
-another (shapes.trips.scenario.shift_modes) — a text naming no zone and no number of people read as such a
-change and checked before any model work, the model's questions answered by a test double scorer, whole
-tours moved (only their modes), none of a length the new mode never travels, the scenario's folder and the
-report beside the baseline. The real model reads a change of modes in test_trips_model.py."""
+"""What-if scenarios that change the baseline's own trips: a share of one mode's tours made by another
+(shapes.trips.scenario.shift_modes) — a text naming no zone and no number of people read as such a change
+and checked before any model work, the model's questions answered by a test double scorer, whole tours
+moved (only their modes), none of a length the new mode never travels — and a share of tours not made
+(cancel_tours, given in the spec): whole tours, every day left a chain; the scenarios' folders and the report
+beside the baseline. The real model reads a change of modes in test_trips_model.py."""
 
 from __future__ import annotations
 
@@ -20,16 +21,18 @@ from llmsynthor.shapes.trips.evaluation import chains_of
 from llmsynthor.shapes.trips.inputs import read_inputs
 from llmsynthor.shapes.trips.scenario import (
     ask_shift,
+    cancel_tours,
     check_scenarios,
     flow_changes,
     is_shift,
     read_shift_text,
     shift_modes,
 )
-from llmsynthor.shapes.trips.spec import Scenario, Shift
+from llmsynthor.shapes.trips.spec import Cancel, Scenario, Shift
 
 runner = CliRunner()
 STRIKE = {"mode": "transit", "to": "drive alone", "share": 0.5, "purpose": None, "start": None, "end": None}
+LOCKDOWN = {"share": 0.5, "purpose": "work", "mode": None, "start": None, "end": None}
 
 
 # ---- the text, before any model work
@@ -80,7 +83,7 @@ def test_a_given_shift_outside_the_spec_is_refused_when_the_spec_is_read(tmp_pat
     assert "purpose 'home' is not an activity" in message and "scenario 'b': give both start and end" in message
     with pytest.raises(SpecError) as error:
         small(tmp_path / "two", scenarios=[{"name": "c", "text": "half of the transit riders drive alone", "shift": STRIKE}])
-    assert "give one of text (the model reads it), event (visitors added) or shift" in flat(str(error.value))
+    assert "shift (tours moved to another mode) or cancel (tours not made)" in flat(str(error.value))
 
 
 def test_a_shift_text_needs_a_model_and_is_checked_with_the_others(tmp_path):
@@ -170,7 +173,7 @@ def test_the_share_of_the_tours_in_scope_moves_exactly():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("shift")
-    path, spec = small(tmp_path, scenarios=[{"name": "strike", "shift": STRIKE}])
+    path, spec = small(tmp_path, scenarios=[{"name": "strike", "shift": STRIKE}, {"name": "lockdown", "cancel": LOCKDOWN}])
     folder = tmp_path / "out"
     result = runner.invoke(app, ["run", str(path), "--out", str(folder), "--llm", "none", "--no-cache"])
     assert result.exit_code == 0, result.output
@@ -207,7 +210,7 @@ def test_a_run_writes_the_change_of_modes_beside_the_baseline_and_the_report_sho
 
 
 @pytest.mark.browser
-def test_the_report_of_a_change_of_modes_renders_every_plot_in_a_browser(run, tmp_path):
+def test_the_report_of_changes_of_modes_and_tours_not_made_renders_every_plot_in_a_browser(run, tmp_path):
     from browser import render
 
     path, _, folder, _ = run
@@ -215,7 +218,7 @@ def test_the_report_of_a_change_of_modes_renders_every_plot_in_a_browser(run, tm
     assert runner.invoke(app, ["report", str(folder), "--spec", str(path), "--out", str(html)]).exit_code == 0
     seen = render(html)
     assert seen.console_errors == []
-    assert seen.declared_plots == seen.rendered_plots == 8  # 4 tables, length, hour, flows; the two modes by hour
+    assert seen.declared_plots == seen.rendered_plots == 10  # 4 tables, length, hour, flows; two modes by hour; hours and map
 
 
 def test_a_change_moving_no_tour_says_so(tmp_path):
@@ -223,3 +226,60 @@ def test_a_change_moving_no_tour_says_so(tmp_path):
     result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--llm", "none", "--no-cache"])
     assert result.exit_code == 0, result.output
     assert "scenario few: no tour changes:" in flat(result.output) and "1% of them rounds to none" in flat(result.output)
+
+
+
+# ---- tours not made
+
+def test_tours_not_made_go_whole_at_the_share_asked_and_every_day_left_is_a_chain(tmp_path):
+    trips = tours([(t, "transit" if t % 2 else "drive alone", 5.0) for t in range(1, 21) for _ in range(2)])
+    persons = pd.DataFrame({"person_id": np.arange(1, 22), "trips": [2] * 20 + [0]})
+    gone = cancel_tours(Cancel(share=0.5), persons, trips, np.random.default_rng(0))
+    assert (gone.in_scope, gone.asked, len(gone.trips), len(gone.removed)) == (20, 10, 20, 20)
+    assert gone.removed.groupby("tour_id").size().eq(2).all()  # whole tours
+    assert sorted(pd.concat([gone.trips, gone.removed])["trip_id"]) == trips["trip_id"].tolist()
+    made = gone.persons.set_index("person_id")["trips"]
+    assert made.sum() == 20 and made.loc[gone.removed["person_id"].unique()].eq(0).all() and made.loc[21] == 0
+    by = cancel_tours(Cancel(share=1.0, mode="transit"), persons, trips, np.random.default_rng(0))
+    assert (by.removed["trip_mode"] == "transit").all() and by.asked == 10
+    assert cancel_tours(Cancel(share=1.0, start=9, end=12), persons, trips, np.random.default_rng(0)).asked == 0  # all leave at 8
+    assert cancel_tours(Cancel(share=1.0, purpose="school"), persons, trips, np.random.default_rng(0)).asked == 0
+
+
+def test_a_cancellation_outside_the_spec_is_refused_when_the_spec_is_read(tmp_path):
+    with pytest.raises(SpecError) as error:
+        small(tmp_path, scenarios=[{"name": "a", "cancel": {"share": 0.5, "mode": "rocket", "purpose": "home", "start": 9, "end": 7}}])
+    message = flat(str(error.value))
+    assert "mode 'rocket' is not one of trips.modes" in message and "purpose 'home' is not an activity" in message
+    assert "hours 9–7" in message
+    with pytest.raises(SpecError) as error:
+        small(tmp_path / "zero", scenarios=[{"name": "b", "cancel": {"share": 0}}])
+    assert "scenarios.0.cancel.share" in flat(str(error.value))
+
+
+def test_a_run_writes_the_tours_not_made_beside_the_baseline_and_the_report_shows_both(run, tmp_path):
+    path, spec, folder, result = run
+    assert "scenario lockdown (given in the spec): 50% of the tours for work are not made" in flat(result.output)
+    scenario = folder / "scenarios" / "lockdown"
+    manifest = json.loads((scenario / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["cancel"] == LOCKDOWN and manifest["others_are_the_baseline"]
+    assert manifest["tours"]["not_made"] == round(0.5 * manifest["tours"]["in_scope"]) > 0
+    read = dict(dtype={"person_id": str, "household_id": str, "home_zone": str, "origin": str, "destination": str})
+    before, after = pd.read_csv(folder / "trips.csv", **read), pd.read_csv(scenario / "trips.csv", **read)
+    assert len(before) - len(after) == manifest["trips"]["removed"] > 0
+    assert flow_changes(before, after)["change"].sum() == -manifest["trips"]["removed"]
+    persons = pd.read_csv(scenario / "persons.csv", **read)
+    assert persons["trips"].sum() == len(after) and chains_of(spec, persons, after).valid.all()
+    html = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", str(folder), "--spec", str(path), "--out", str(html)]).exit_code == 0
+    assert "Scenario lockdown" in html.read_text() and "trips by departure hour" in html.read_text()
+
+
+def test_every_tour_not_made_leaves_an_empty_scenario_written_and_scored(tmp_path):
+    path, _ = small(tmp_path, scenarios=[{"name": "all", "cancel": {"share": 1.0}}])
+    folder = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(path), "--out", str(folder), "--llm", "none", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((folder / "scenarios" / "all" / "manifest.json").read_text())
+    assert manifest["trips"]["scenario"] == 0 and manifest["chains"]["persons_with_trips"] == 0
+    assert "<population />" in (folder / "scenarios" / "all" / "plans.xml").read_text()

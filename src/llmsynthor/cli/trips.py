@@ -19,7 +19,7 @@ from ..declarations.spec import apply_changes
 from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.trips.districts import described
 from ..shapes.trips.inputs import cells_in_words, read_inputs
-from ..shapes.trips.spec import Shift, TripsSpec, load
+from ..shapes.trips.spec import Cancel, Shift, TripsSpec, load
 from .common import err, out, progress_bars, run_into_folder, say_threads, warn_slow
 from .options import RunOptions, Suggesting
 
@@ -137,6 +137,8 @@ def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, ind
     rng = np.random.default_rng([spec.seed, 2, index])
     if isinstance(change, Shift):
         _apply_shift(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
+    elif isinstance(change, Cancel):
+        _apply_cancel(spec, inputs, baseline, scenario, change, rng, folder, fmt, usage, paths)
     else:
         _apply_event(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
 
@@ -177,6 +179,23 @@ def _apply_shift(spec, inputs, baseline, scenario, shift, how, asked, rng, folde
     write_shift(spec, inputs, scenario, shift, how, asked, shifted, baseline, folder, fmt, usage)
     out.print(f"  → {paths['manifest'].parent}: {shifted.placed:,} tours moved to {escape(shift.to)}, "
               f"{int(shifted.trips['shifted'].sum()):,} trips (flows that moved, by mode: {paths['flows']})", soft_wrap=True)
+
+
+def _apply_cancel(spec, inputs, baseline, scenario, cancel, rng, folder, fmt, usage, paths) -> None:
+    from ..shapes.trips.output import write_cancel
+    from ..shapes.trips.scenario import cancel_tours
+
+    scope = (f" by {escape(cancel.mode)}" if cancel.mode else "") + (f" for {escape(cancel.purpose)}" if cancel.purpose else "") + (
+        f", leaving home in hours {cancel.start}–{cancel.end}" if cancel.start is not None else "")
+    out.print(f"scenario {escape(scenario.name)} (given in the spec): {100 * cancel.share:g}% of the tours{scope} are not made",
+              soft_wrap=True)
+    cancelled = cancel_tours(cancel, baseline.persons, baseline.trips, rng)
+    if cancelled.asked == 0:
+        err.print(f"[yellow]scenario {escape(scenario.name)}: no tour goes: {cancelled.in_scope:,} tours are in scope, and "
+                  f"{100 * cancel.share:g}% of them rounds to none[/yellow]", soft_wrap=True)
+    write_cancel(spec, inputs, scenario, cancel, cancelled, baseline, folder, fmt, usage)
+    out.print(f"  → {paths['manifest'].parent}: {cancelled.asked:,} of {cancelled.in_scope:,} tours not made, "
+              f"{len(cancelled.removed):,} trips fewer (flows that moved: {paths['flows']})", soft_wrap=True)
 
 
 # ---- the record shape's commands (llmsynthor.cli.registry)
@@ -297,7 +316,7 @@ def spec_format() -> str:
     sections = {"": module.TripsSpec, "zones.": ZoneTableSpec, "persons.": module.PersonsFile,
                 "households.": module.HouseholdsFile, "trips.": module.TripSettings, "targets[].": TableSpec,
                 "scenarios[].": module.Scenario, "scenarios[].event.": module.Event,
-                "scenarios[].shift.": module.Shift}
+                "scenarios[].shift.": module.Shift, "scenarios[].cancel.": module.Cancel}
     for prefix, model in sections.items():
         for name, field in model.model_fields.items():
             if name in ("base_dir", "source", "kind") or field.exclude or (prefix == "targets[]." and name in UNREAD_TABLE_FIELDS):

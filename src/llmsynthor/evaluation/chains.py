@@ -64,7 +64,7 @@ def check_days(trips: pd.DataFrame, *, person: str = "person_id", origin: str = 
         raise SpecError(Problem("trips", f"missing column(s) {', '.join(map(repr, missing))}; expected "
                                          f"{', '.join(map(repr, wanted))}"))
     if trips.empty:
-        return ChainCheck(np.zeros(0, dtype=trips[person].dtype), {r: np.zeros(0, dtype=bool) for r in REASONS}, 0, 0)
+        return ChainCheck(trips[person].to_numpy()[:0], {r: np.zeros(0, dtype=bool) for r in REASONS}, 0, 0)  # any dtype, numpy's or not
     day = trips.sort_values([person, depart, *order], kind="stable")
     who = day[person].to_numpy()
     persons, index = np.unique(who, return_inverse=True)

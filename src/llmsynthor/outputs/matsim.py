@@ -64,7 +64,7 @@ def write_plans(path: Path, trips: pd.DataFrame, zones: Zones, *, person: str = 
     seconds = np.rint(day[depart].to_numpy(dtype=float) * UNITS[unit]).astype(np.int64)  # half to even, as round()
     labels = day[mode].map(lambda m: modes.get(m, m)) if modes else day[mode]
     who = day[person].to_numpy()
-    starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+    starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]]) if len(who) else np.zeros(0, dtype=np.int64)  # no trips: no persons
     ids = [_text(str(z)) for z in zones.ids]
     places = np.asarray([f'x="{float(a)!r}" y="{float(b)!r}"' for a, b in zip(x, y)], dtype=object)
     closing = np.asarray([_CLOSING.format(zone=z) for z in ids], dtype=object)  # an activity's end, naming its zone

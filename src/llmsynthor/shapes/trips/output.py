@@ -69,26 +69,26 @@ def _write_days(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trip
 
 
 def _event_facts(spec: TripsSpec, scenario, event, how: str, asked: dict) -> dict:
-    """What a scenario's manifest opens with: the scenario, its change (``event`` or ``shift``, by its type) and
-    where each field came from."""
-    from .spec import Shift
+    """What a scenario's manifest opens with: the scenario, its change (``event``, ``shift`` or ``cancel``, by its
+    type) and where each field came from."""
+    from .spec import Cancel, Shift
 
-    key = "shift" if isinstance(event, Shift) else "event"
+    key = "shift" if isinstance(event, Shift) else "cancel" if isinstance(event, Cancel) else "event"
     return {**manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
             key: event.model_dump(), f"{key}_from": how, "model_probabilities": asked}
 
 
-def _scenario_files(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trips: pd.DataFrame, mark: str,
+def _scenario_files(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trips: pd.DataFrame, mark: str | None,
                     baseline: TripResult, paths: dict[str, Path], usage, by_mode: bool) -> dict:
-    """A scenario's days written (``mark``: the column marking what it changed, kept in trips.csv), the flows that
-    moved (by mode too, ``by_mode``), and what every scenario's manifest says of them beside the baseline."""
+    """A scenario's days written (``mark``: the column marking what it changed, kept in trips.csv; None: none), the
+    flows that moved (by mode too, ``by_mode``), and what every scenario's manifest says of them beside the baseline."""
     from .evaluation import evaluate_trips
     from .scenario import flow_changes
 
     _write_days(spec, inputs, persons, trips, paths)
     flows = flow_changes(baseline.trips, trips, by_mode=by_mode)
     flows.to_csv(paths["flows"], index=False)
-    after = evaluate_trips(spec, inputs, persons, trips.drop(columns=mark))
+    after = evaluate_trips(spec, inputs, persons, trips if mark is None else trips.drop(columns=mark))
     return {
         "baseline": baseline_key(spec, baseline.trips),
         "outputs": {name: str(path) for name, path in paths.items() if name != "manifest"},
@@ -146,6 +146,26 @@ def write_shift(spec: TripsSpec, inputs: TripInputs, scenario, shift, how: str, 
                           "moved": int(trips["shifted"].sum())},
         "only_modes_changed": bool(same.equals(baseline.trips.drop(columns="trip_mode").reset_index(drop=True))),
         "others_are_the_baseline": bool(untouched.equals(baseline.trips[~trips["shifted"].to_numpy()].reset_index(drop=True))),
+    }, paths["manifest"])
+    return paths
+
+
+def write_cancel(spec: TripsSpec, inputs: TripInputs, scenario, cancel, cancelled, baseline: TripResult, folder: Path, fmt: str,
+                 usage) -> dict[str, Path]:
+    """A cancellation's persons (their trips counted again), trips (the baseline's less the tours not made), MATSim
+    plans, the flows that moved and its manifest: the change, the tours in scope and not made, the trips before and
+    after, every table beside the baseline's."""
+    paths = scenario_paths(folder, scenario.name, fmt)
+    common = _scenario_files(spec, inputs, cancelled.persons, cancelled.trips, None, baseline, paths, usage, by_mode=True)
+    left = baseline.trips.merge(cancelled.removed[["trip_id"]], on="trip_id", how="left", indicator=True)
+    write_json({
+        **_event_facts(spec, scenario, cancel, "given in the spec", {}), **common,
+        "tours": {"in_scope": cancelled.in_scope, "not_made": cancelled.asked,
+                  "which": "the share of the tours in scope (by the mode, of the activity, leaving home in the hours), rounded, "
+                           "drawn alike; whole tours, so every day left starts and ends at home"},
+        "trips": {"baseline": len(baseline.trips), "scenario": len(cancelled.trips), "removed": len(cancelled.removed)},
+        "others_are_the_baseline": bool(cancelled.trips.equals(
+            baseline.trips[(left["_merge"] == "left_only").to_numpy()].reset_index(drop=True))),
     }, paths["manifest"])
     return paths
 

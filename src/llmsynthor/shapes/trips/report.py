@@ -5,7 +5,8 @@ table, target beside synthetic; trip lengths and departure hours (beside a refer
 flows between districts by period on a map of the zones' centroids; and for every scenario the run
 wrote (``scenarios/NAME``), its event, the arrivals it added against what it asked, each table
 beside the baseline's, and where trips arriving for an activity changed, by period, on the map — or, for
-a change of modes, the tours it moved and the trips by the two modes by hour, baseline and scenario.
+a change of modes, the tours it moved and the trips by the two modes by hour, baseline and scenario; for
+tours not made, the trips by hour and the flows that fell, on the map.
 """
 
 from __future__ import annotations
@@ -241,12 +242,42 @@ def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trip
     return "".join(parts)
 
 
+def _cancel_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baseline: pd.DataFrame, trips: pd.DataFrame,
+                    figure: Figures) -> str:
+    """Tours not made beside the baseline: the change, the tours and trips it took, the tables, trips by hour, and
+    where the flows fell, period by period, on the map."""
+    import plotly.graph_objects as go
+
+    cancel, tours, counts = manifest["cancel"], manifest["tours"], manifest["trips"]
+    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
+    hours = "the whole day" if cancel["start"] is None else f"{cancel['start']}–{cancel['end']}"
+    parts.append(html_table(["share not made", "activity", "mode", "leaving home in hours", "tours in scope", "not made", "trips removed"],
+                            [[f"{100 * cancel['share']:g}%", cancel["purpose"] or "any", cancel["mode"] or "any", hours,
+                              tours["in_scope"], tours["not_made"], counts["removed"]]]))
+    parts.append(f"<p class='note'>{counts['baseline']:,} trips in the baseline, {counts['scenario']:,} with the scenario; every "
+                 f"trip left is the baseline's (checked: {'yes' if manifest['others_are_the_baseline'] else 'NO'}).</p>")
+    parts.append(html_table(["target table", "TVD baseline", "TVD scenario"],
+                            [[name, f["baseline"], f["scenario"]] for name, f in manifest["fit_tvd"].items()]))
+    hour_axis = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
+    fig = go.Figure()
+    for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
+        made = pd.to_numeric(frame["depart"]).value_counts().reindex(hour_axis, fill_value=0)
+        fig.add_trace(go.Bar(name=name, x=hour_axis, y=made.to_numpy(), marker_color=colour))
+    fig.update_layout(title="trips by departure hour", barmode="group", xaxis_title="hour", yaxis_title="trips", height=340)
+    parts.append(figure(fig))
+    parts.append(figure(change_figure(inputs, baseline, trips, spec.trips.home,
+                                      "what the scenario changed: flows and arrivals for an activity (red: more, blue: fewer)")))
+    return "".join(parts)
+
+
 def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFrame, manifest: dict, trips: pd.DataFrame,
                       figure: Figures) -> str:
     import plotly.graph_objects as go
 
     if "shift" in manifest:
         return _shift_section(spec, manifest, baseline, trips, figure)
+    if "cancel" in manifest:
+        return _cancel_section(spec, inputs, manifest, baseline, trips, figure)
     event = manifest["event"]
     rise = manifest["arrivals_in_zone_in_hours"]
     parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]

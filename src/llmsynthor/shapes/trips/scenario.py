@@ -28,7 +28,9 @@ visits (:func:`flow_changes`). Applying a shift (:func:`shift_modes`) changes on
 it moves, each whole tour at once, chosen among those of its mode (its activity, its hours) so that their
 lengths (a tour's longest leg) follow the baseline's tours of the new mode — a tour of a band of length
 the new mode's tours never travel in the baseline, or longer than the longest of them (a 30 km walk), is
-not moved; every zone, hour and activity stays the baseline's.
+not moved; every zone, hour and activity stays the baseline's. A cancellation (:func:`cancel_tours`, given in the spec,
+never read from a text) takes the share of the tours in scope away, whole tours, so every day left still
+starts and ends at home.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ...core.errors import LLMSynthorError, Problem, SpecError
 from ...declarations.zones import Zones
 from .days import LENGTH_BANDS as BAND_EDGES
 from .days import length_band
-from .spec import SHARES, TRIPS_PER_PERSON, Event, Scenario, Shift, TripsSpec
+from .spec import SHARES, TRIPS_PER_PERSON, Cancel, Event, Scenario, Shift, TripsSpec
 
 _ZONE = re.compile(r"\bzones?\b\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]+)*)", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(?:([ap])\.?\s*m\b\.?)?|\b(midnight|noon)\b", re.IGNORECASE)
@@ -459,41 +461,89 @@ class Shifted:
     plausible: int  # of those, tours of a band of length the new mode's tours travel in the baseline, none longer
 
 
+@dataclass(frozen=True)
+class Tours:
+    """The baseline's tours (a tour's trips together, one mode a tour): each trip's tour, each tour's first
+    trip, mode, hour it leaves home and longest leg."""
+
+    of_trip: np.ndarray
+    first: np.ndarray
+    mode: np.ndarray
+    depart: np.ndarray
+    longest: np.ndarray
+
+    @classmethod
+    def of(cls, trips: pd.DataFrame) -> Tours:
+        tour = pd.factorize(trips["tour_id"].astype(str))[0]
+        first = np.flatnonzero(np.r_[True, tour[1:] != tour[:-1]]) if len(tour) else np.zeros(0, dtype=int)
+        longest = np.maximum.reduceat(trips["km"].to_numpy(float), first) if len(first) else np.zeros(0)
+        return cls(tour, first, trips["trip_mode"].to_numpy()[first], pd.to_numeric(trips["depart"]).to_numpy()[first], longest)
+
+    def scope(self, trips: pd.DataFrame, mode: str | None, purpose: str | None, start: int | None, end: int | None) -> np.ndarray:
+        """The tours by ``mode`` (None: any), with an activity of ``purpose`` (None: any), leaving home in hours
+        ``start`` … ``end`` (None: any)."""
+        inside = np.ones(len(self.first), dtype=bool) if mode is None else self.mode == mode
+        if purpose is not None:
+            inside &= np.bincount(self.of_trip, weights=(trips["purpose"] == purpose).to_numpy(float), minlength=len(self.first)) > 0
+        if start is not None:
+            inside &= (self.depart >= start) & (self.depart <= end)
+        return inside
+
+
 def shift_modes(shift: Shift, trips: pd.DataFrame, rng: np.random.Generator) -> Shifted:
     """The baseline's ``trips`` (ActivitySim's columns, with ``km``; a tour's trips together, one mode a tour)
     with the share of the tours in scope made by the new mode (see the module's text); ``trips`` is left
     unchanged. A tour's length is its longest leg: the tours moved are drawn so that their lengths (by band)
     follow the baseline's tours of the new mode."""
-    if not len(trips):
-        return Shifted(trips.assign(shifted=pd.Series(dtype=bool)), 0, 0, 0, 0)
-    tour = pd.factorize(trips["tour_id"].astype(str))[0]
-    starts = np.flatnonzero(np.r_[True, tour[1:] != tour[:-1]])
-    mode = trips["trip_mode"].to_numpy()[starts]
-    depart = pd.to_numeric(trips["depart"]).to_numpy()[starts]
-    longest = np.maximum.reduceat(trips["km"].to_numpy(float), starts)
-    band = length_band(longest)
-    scope = mode == shift.mode
-    if shift.purpose is not None:
-        scope &= np.bincount(tour, weights=(trips["purpose"] == shift.purpose).to_numpy(float), minlength=len(starts)) > 0
-    if shift.start is not None:
-        scope &= (depart >= shift.start) & (depart <= shift.end)
+    tours = Tours.of(trips)
+    band = length_band(tours.longest)
+    scope = tours.scope(trips, shift.mode, shift.purpose, shift.start, shift.end)
     bands = len(BAND_EDGES) - 1  # the bands of length the prior's modes are asked over (under 1 km … over 20 km)
-    taking = mode == shift.to
+    taking = tours.mode == shift.to
     if taking.any():  # the lengths the new mode's tours travel in the baseline, and its longest
-        wanted, farthest = np.bincount(band[taking], minlength=bands) / taking.sum(), longest[taking].max()
+        wanted, farthest = np.bincount(band[taking], minlength=bands) / taking.sum(), tours.longest[taking].max()
     else:  # a mode the baseline never takes: nothing says which lengths it travels
         wanted, farthest = np.ones(bands) / bands, np.inf
     have = np.bincount(band[scope], minlength=bands) / max(int(scope.sum()), 1)
-    plausible = scope & (wanted[band] > 0) & (longest <= farthest)
+    plausible = scope & (wanted[band] > 0) & (tours.longest <= farthest)
     weight = np.where(plausible, wanted[band] / np.maximum(have[band], 1e-12), 0.0)
     asked = int(round(shift.share * scope.sum()))
     k = min(asked, int(plausible.sum()))
-    chosen = rng.choice(len(starts), size=k, replace=False, p=weight / weight.sum()) if k else np.zeros(0, dtype=int)
-    moved = np.zeros(len(starts), dtype=bool)
+    chosen = rng.choice(len(weight), size=k, replace=False, p=weight / weight.sum()) if k else np.zeros(0, dtype=int)
+    moved = np.zeros(len(weight), dtype=bool)
     moved[chosen] = True
-    out = trips.assign(shifted=moved[tour])
+    out = trips.assign(shifted=moved[tours.of_trip])
     out.loc[out["shifted"], "trip_mode"] = shift.to
     return Shifted(out, asked, k, int(scope.sum()), int(plausible.sum()))
+
+
+@dataclass
+class Cancelled:
+    """The scenario's persons (their trips counted again) and trips (the baseline's, less the tours not made)."""
+
+    persons: pd.DataFrame
+    trips: pd.DataFrame
+    removed: pd.DataFrame  # the baseline's trips of the tours not made
+    asked: int  # the share of the tours in scope, rounded: as many go
+    in_scope: int
+
+
+def cancel_tours(cancel: Cancel, persons: pd.DataFrame, trips: pd.DataFrame, rng: np.random.Generator) -> Cancelled:
+    """The baseline's days less the share of the tours in scope (by its mode, of its activity, leaving home in
+    its hours), drawn alike: whole tours go, so every day left still starts and ends at home; ``persons`` and
+    ``trips`` are left unchanged."""
+    tours = Tours.of(trips)
+    scope = tours.scope(trips, cancel.mode, cancel.purpose, cancel.start, cancel.end)
+    asked = int(round(cancel.share * scope.sum()))
+    gone = np.zeros(len(scope), dtype=bool)
+    gone[rng.choice(np.flatnonzero(scope), size=asked, replace=False)] = True
+    drop = gone[tours.of_trip] if len(trips) else np.zeros(0, dtype=bool)
+    kept = trips[~drop].reset_index(drop=True)
+    people = persons.copy()
+    if TRIPS_PER_PERSON in people:
+        made = kept.groupby("person_id").size()
+        people[TRIPS_PER_PERSON] = made.reindex(people["person_id"], fill_value=0).to_numpy()
+    return Cancelled(people, kept, trips[drop].reset_index(drop=True), asked, int(scope.sum()))
 
 
 def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame, by_mode: bool = False) -> pd.DataFrame:

@@ -26,6 +26,7 @@ purposes and modes, and the tables an agency publishes::
     scenarios:                         # what-ifs beside the baseline: an event's visits added, or tours' modes shifted
       - {name: concert, text: "a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit"}
       - {name: strike, text: "a transit strike: half of the transit riders drive alone instead"}
+      - {name: lockdown, cancel: {purpose: work, share: 0.6}}   # tours not made: given, never read from a text
 
 The variables a table may name: ``origin`` and ``destination`` (zone ids), ``origin_district`` and
 ``destination_district`` (when the zone table gives districts), ``depart`` (the departure hour,
@@ -171,14 +172,38 @@ class Shift(FrozenModel):
                  if m not in trips.modes]
         if self.mode == self.to:
             found.append(f"mode and to are both {self.mode!r}; a shift moves tours to another mode")
-        if self.purpose is not None and (self.purpose not in trips.purposes or self.purpose == trips.home):
-            found.append(f"purpose {self.purpose!r} is not an activity of trips.purposes (other than {trips.home!r})")
-        if (self.start is None) != (self.end is None):
-            found.append("give both start and end (the hours tours leave home in), or neither")
-        elif self.start is not None and not trips.first_hour <= self.start <= self.end <= trips.last_hour:
-            found.append(f"hours {self.start}–{self.end}: expected trips.first_hour {trips.first_hour} ≤ start ≤ end ≤ "
-                         f"trips.last_hour {trips.last_hour}")
-        return found
+        return found + _scope_problems(self.purpose, self.start, self.end, trips)
+
+
+class Cancel(FrozenModel):
+    """What a scenario takes away: a share of the baseline's tours not made (a lockdown, schools closed, work
+    from home) — given in the spec; a sentence is not read as one (the default model told a cancellation from
+    a change of modes in 6 of 8 sentences). Whole tours go: every day left still starts and ends at home."""
+
+    share: float = Field(gt=0, le=1, description="the share of the tours in scope not made (0 < share ≤ 1)")
+    purpose: str | None = Field(default=None, description="only tours with an activity of this purpose (one of trips.purposes "
+                                "other than home); none: tours of any activity")
+    mode: str | None = Field(default=None, description="only tours by this mode (one of trips.modes); none: by any mode")
+    start: int | None = Field(default=None, ge=0, le=23, description="only tours leaving home from this hour on; with end")
+    end: int | None = Field(default=None, ge=0, le=23, description="… and at the latest in this hour; with start")
+
+    def problems(self, trips: TripSettings) -> list[str]:
+        """What in the change contradicts the spec's trips."""
+        found = [] if self.mode is None or self.mode in trips.modes else [f"mode {self.mode!r} is not one of trips.modes {trips.modes}"]
+        return found + _scope_problems(self.purpose, self.start, self.end, trips)
+
+
+def _scope_problems(purpose: str | None, start: int | None, end: int | None, trips: TripSettings) -> list[str]:
+    """What in a change's scope of tours (an activity, the hours they leave home in) contradicts the spec's trips."""
+    found = []
+    if purpose is not None and (purpose not in trips.purposes or purpose == trips.home):
+        found.append(f"purpose {purpose!r} is not an activity of trips.purposes (other than {trips.home!r})")
+    if (start is None) != (end is None):
+        found.append("give both start and end (the hours tours leave home in), or neither")
+    elif start is not None and not trips.first_hour <= start <= end <= trips.last_hour:
+        found.append(f"hours {start}–{end}: expected trips.first_hour {trips.first_hour} ≤ start ≤ end ≤ trips.last_hour "
+                     f"{trips.last_hour}")
+    return found
 
 
 class Scenario(FrozenModel):
@@ -193,18 +218,20 @@ class Scenario(FrozenModel):
                                 "visitors, purpose, mode, share")
     shift: Shift | None = Field(default=None, description="tours moved to another mode, given (the model is not asked): mode, to, "
                                 "share, and optionally purpose, start, end")
+    cancel: Cancel | None = Field(default=None, description="tours not made, given (never read from a text): share, and optionally "
+                                  "purpose, mode, start, end")
 
     @model_validator(mode="after")
     def _one(self) -> Scenario:
-        if sum(x is not None for x in (self.text, self.event, self.shift)) != 1:
-            raise ValueError(f"scenario {self.name!r}: give one of text (the model reads it), event (visitors added) or shift "
-                             "(tours moved to another mode)")
+        if sum(x is not None for x in (self.text, self.event, self.shift, self.cancel)) != 1:
+            raise ValueError(f"scenario {self.name!r}: give one of text (the model reads it), event (visitors added), shift "
+                             "(tours moved to another mode) or cancel (tours not made)")
         return self
 
     @property
-    def change(self) -> Event | Shift | None:
+    def change(self) -> Event | Shift | Cancel | None:
         """The change the spec gives (None: a text, for the model to read)."""
-        return self.event if self.event is not None else self.shift
+        return next((c for c in (self.event, self.shift, self.cancel) if c is not None), None)
 
 
 class TripsSpec(SpecFile):
@@ -228,8 +255,8 @@ class TripsSpec(SpecFile):
                                  "closer fit in more time")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="the model: as in a flat spec (llmsynthor spec-format, 'llm')")
     scenarios: list[Scenario] = Field(default_factory=list, description="what-ifs run beside the baseline: an event's visits "
-                                      "added to the baseline's days, or a share of one mode's tours moved to another "
-                                      "(scenarios.* below); `run --scenario TEXT` adds one")
+                                      "added to the baseline's days, a share of one mode's tours moved to another, or a share of "
+                                      "tours not made (scenarios.* below); `run --scenario TEXT` adds one")
 
     @model_validator(mode="after")
     def _names(self) -> TripsSpec:
