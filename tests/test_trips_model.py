@@ -48,22 +48,27 @@ def test_a_day_of_trips_through_the_default_model(tmp_path):
     assert len(trips) == manifest["trips"] > 0
 
 
+def run_scenario(tmp_path, text: str):
+    """The small case run through the embedded default model with ``--scenario text``: the output folder and the
+    scenario's manifest."""
+    spec = spec_dict()
+    spec["llm"] = {"backend": "embedded"}
+    spec["trips"] |= {"first_hour": 5, "last_hour": 23}
+    path = write_case(tmp_path / "case", spec=spec)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "llmsynthor.cli", "run", str(path), "--out", str(out), "--no-cache",
+                           "--scenario", text], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads((out / "scenarios" / "scenario" / "manifest.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.model
 def test_a_scenario_read_by_the_default_model_adds_its_visits_and_moves_nothing_else(tmp_path):
     """The evening event at one zone, in words: the model picks activity, mode and share among the spec's
     values; the trips arriving there in the stated hours rise by the stated number (within 10 %); every
     other trip is the baseline's, so every table the visits do not touch holds as in the baseline."""
-    spec = spec_dict()
-    spec["llm"] = {"backend": "embedded"}
-    spec["trips"] |= {"first_hour": 5, "last_hour": 23}
-    path = write_case(tmp_path / "case", spec=spec)
-    out = tmp_path / "out"
-    text = "a concert in zone 5 from 19:00 to 22:00 draws 8 visitors, most of them by transit"
-    proc = subprocess.run([sys.executable, "-m", "llmsynthor.cli", "run", str(path), "--out", str(out), "--no-cache",
-                           "--scenario", text], capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr
-    manifest = json.loads((out / "scenarios" / "scenario" / "manifest.json").read_text())
+    out, manifest = run_scenario(tmp_path, "a concert in zone 5 from 19:00 to 22:00 draws 8 visitors, most of them by transit")
     event = manifest["event"]
     assert (event["zone"], event["start"], event["end"], event["visitors"]) == ("5", 19, 22, 8)  # as the text states them
     assert event["mode"] == "transit"  # the model's reading, by token probabilities
@@ -86,16 +91,7 @@ def test_a_change_of_modes_read_by_the_default_model_moves_only_that_modes_tours
     mode taken among the spec's values; the share of the tours in scope moves as the text's percentage
     says, whole tours, only their modes — every zone, hour and activity and every table that does not
     count modes hold as in the baseline."""
-    spec = spec_dict()
-    spec["llm"] = {"backend": "embedded"}
-    spec["trips"] |= {"first_hour": 5, "last_hour": 23}
-    path = write_case(tmp_path / "case", spec=spec)
-    out = tmp_path / "out"
-    text = "a transit strike: 50% of the people who ride transit drive alone instead"
-    proc = subprocess.run([sys.executable, "-m", "llmsynthor.cli", "run", str(path), "--out", str(out), "--no-cache",
-                           "--scenario", text], capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr
-    manifest = json.loads((out / "scenarios" / "scenario" / "manifest.json").read_text())
+    out, manifest = run_scenario(tmp_path, "a transit strike: 50% of the people who ride transit drive alone instead")
     shift = manifest["shift"]
     assert (shift["mode"], shift["to"], shift["share"]) == ("transit", "drive alone", 0.5)  # the modes: the model's reading
     probabilities = manifest["model_probabilities"]

@@ -211,6 +211,12 @@ def _distributions(coded: pd.DataFrame, truth: pd.DataFrame | None, figure: Figu
     return "<h2>Trip lengths and departure hours</h2>" + "".join(parts)
 
 
+def _fits(manifest: dict) -> str:
+    """A scenario's tables: each one's TVD for the baseline and the scenario, against the same targets."""
+    return html_table(["target table", "TVD baseline", "TVD scenario"],
+                      [[name, f["baseline"], f["scenario"]] for name, f in manifest["fit_tvd"].items()])
+
+
 def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trips: pd.DataFrame, figure: Figures) -> str:
     """A change of modes beside the baseline: the shift, the tours it moved, the tables, trips by mode and hour."""
     import plotly.graph_objects as go
@@ -227,8 +233,7 @@ def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trip
     parts.append(f"<p class='note'>{manifest['trips_by_mode']['moved']:,} trips changed mode; every zone, hour and activity is the "
                  f"baseline's (checked: {'yes' if manifest['only_modes_changed'] else 'NO'}), and every other trip is the "
                  f"baseline's (checked: {'yes' if manifest['others_are_the_baseline'] else 'NO'}).</p>")
-    parts.append(html_table(["target table", "TVD baseline", "TVD scenario"],
-                            [[name, f["baseline"], f["scenario"]] for name, f in manifest["fit_tvd"].items()]))
+    parts.append(_fits(manifest))
     hour_axis = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
     fig = go.Figure()
     for mode, dash in ((shift["mode"], "solid"), (shift["to"], "dot")):
@@ -256,8 +261,7 @@ def _cancel_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baselin
                               tours["in_scope"], tours["not_made"], counts["removed"]]]))
     parts.append(f"<p class='note'>{counts['baseline']:,} trips in the baseline, {counts['scenario']:,} with the scenario; every "
                  f"trip left is the baseline's (checked: {'yes' if manifest['others_are_the_baseline'] else 'NO'}).</p>")
-    parts.append(html_table(["target table", "TVD baseline", "TVD scenario"],
-                            [[name, f["baseline"], f["scenario"]] for name, f in manifest["fit_tvd"].items()]))
+    parts.append(_fits(manifest))
     hour_axis = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
     fig = go.Figure()
     for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
@@ -291,8 +295,7 @@ def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFram
                  f"{event['start']}–{event['end']}: {rise['baseline']:,} in the baseline, {rise['scenario']:,} with the scenario "
                  f"(+{rise['rise']:,}, {rise['rise_over_asked']:.1%} of the visitors asked). Every other trip is the baseline's "
                  f"(checked: {'yes' if manifest['background_is_the_baseline'] else 'NO'}).</p>")
-    parts.append(html_table(["target table", "TVD baseline", "TVD scenario"],
-                            [[name, f["baseline"], f["scenario"]] for name, f in manifest["fit_tvd"].items()]))
+    parts.append(_fits(manifest))
     hours = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
     fig = go.Figure()
     for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):

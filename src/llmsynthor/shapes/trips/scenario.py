@@ -291,15 +291,22 @@ def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None
     share = pick("share", list(SHARES), mode=s.said([mode])[0])
     numbers = list(dict.fromkeys(said.numbers))
     visitors = numbers[0] if len(numbers) == 1 else int(pick("visitors", [str(n) for n in numbers]))
+    event = _checked(scenario, spec, "event", lambda: Event(zone=said.zone, start=said.hours[0], end=said.hours[-1],
+                                                           visitors=visitors, purpose=purpose, mode=mode, share=share))
+    return event, asked
+
+
+def _checked(scenario: Scenario, spec: TripsSpec, what: str, build):
+    """The change ``build`` makes of what was read, validated against its schema and the spec (SpecError naming
+    the scenario): the readers checked every field; this guards the schema's own limits."""
     try:
-        event = Event(zone=said.zone, start=said.hours[0], end=said.hours[-1], visitors=visitors, purpose=purpose, mode=mode,
-                      share=share)
-    except ValidationError as exc:  # read_text checked every field; this guards the schema's own limits
-        raise SpecError(Problem(f"scenarios: {scenario.name}", f"the event read is not valid: {exc.errors()[0]['msg']}")) from None
-    wrong = event.problems(s)
+        change = build()
+    except ValidationError as exc:
+        raise SpecError(Problem(f"scenarios: {scenario.name}", f"the {what} read is not valid: {exc.errors()[0]['msg']}")) from None
+    wrong = change.problems(spec.trips)
     if wrong:
         raise SpecError(Problem(f"scenarios: {scenario.name}", "; ".join(wrong)))
-    return event, asked
+    return change
 
 
 def _picker(scenario: Scenario, spec: TripsSpec, llm, on_call, asked: dict, what: str, most: int):
@@ -343,13 +350,8 @@ def ask_shift(scenario: Scenario, said: SaidShift, spec: TripsSpec, llm, on_call
     scope = pick("scope", [ANY, *activities], ["trips of any activity", *(f"trips for {w}" for w in s.said(activities))])
     share = said.share if said.share is not None else SHARES[pick("part", list(SHARES), mode=s.said([mode])[0], to=s.said([to])[0])]
     hours = said.hours or (None, None)
-    try:
-        shift = Shift(mode=mode, to=to, share=share, purpose=None if scope == ANY else scope, start=hours[0], end=hours[-1])
-    except ValidationError as exc:  # read_shift_text checked every field; this guards the schema's own limits
-        raise SpecError(Problem(f"scenarios: {scenario.name}", f"the change read is not valid: {exc.errors()[0]['msg']}")) from None
-    wrong = shift.problems(s)
-    if wrong:
-        raise SpecError(Problem(f"scenarios: {scenario.name}", "; ".join(wrong)))
+    shift = _checked(scenario, spec, "change of modes", lambda: Shift(mode=mode, to=to, share=share, start=hours[0], end=hours[-1],
+                                                                     purpose=None if scope == ANY else scope))
     return shift, asked
 
 
