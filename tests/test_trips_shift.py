@@ -159,6 +159,17 @@ def test_whole_tours_change_mode_and_none_of_a_length_the_new_mode_never_travels
     assert (shifted.plausible, shifted.placed) == (1, 1) and shifted.trips.loc[shifted.trips["shifted"], "tour_id"].unique().tolist() == [2]
 
 
+def test_only_persons_of_a_kind_that_takes_the_new_mode_are_moved_to_it():
+    # persons 1-6 drive alone; of their kind, "no car" (1-3) never drives in the baseline, "car" (4-6, 7) does
+    trips = tours([(t, "transit", 5.0) for t in range(1, 7) for _ in range(2)] + [(7, "drive alone", 5.0)] * 2)
+    kinds = pd.Series(["no car"] * 3 + ["car"] * 4, index=range(1, 8))
+    shifted = shift_modes(Shift(mode="transit", to="drive alone", share=1.0), trips, np.random.default_rng(0), kinds)
+    assert (shifted.in_scope, shifted.plausible, shifted.asked, shifted.placed) == (6, 3, 6, 3)
+    assert sorted(shifted.trips.loc[shifted.trips["shifted"], "person_id"].unique()) == [4, 5, 6]
+    anyone = shift_modes(Shift(mode="transit", to="drive alone", share=1.0), trips, np.random.default_rng(0))
+    assert anyone.placed == 6  # without kinds, length alone decides
+
+
 def test_the_share_of_the_tours_in_scope_moves_exactly():
     trips = tours([(t, "transit", 5.0) for t in range(1, 21) for _ in range(2)] + [(t, "drive alone", 5.0) for t in (30, 30)])
     for share, moved in ((0.5, 10), (0.25, 5), (1.0, 20)):

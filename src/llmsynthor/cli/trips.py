@@ -161,21 +161,26 @@ def _apply_event(spec, inputs, baseline, scenario, event, how, asked, rng, folde
 
 
 def _apply_shift(spec, inputs, baseline, scenario, shift, how, asked, rng, folder, fmt, usage, paths) -> None:
+    import pandas as pd
+
     from ..shapes.trips.output import write_shift
     from ..shapes.trips.scenario import shift_modes
+    from ..shapes.trips.synthesizer import kinds_of
 
     scope = (f" for {escape(shift.purpose)}" if shift.purpose else "") + (
         f", leaving home in hours {shift.start}–{shift.end}" if shift.start is not None else "")
     out.print(f"scenario {escape(scenario.name)} ({how}): {100 * shift.share:g}% of the tours by {escape(shift.mode)}{scope} "
               f"go by {escape(shift.to)} instead", soft_wrap=True)
-    shifted = shift_modes(shift, baseline.trips, rng)
+    people = baseline.persons
+    shifted = shift_modes(shift, baseline.trips, rng, pd.Series(kinds_of(spec, people), index=people["person_id"].to_numpy()))
     if shifted.asked == 0:
         err.print(f"[yellow]scenario {escape(scenario.name)}: no tour changes: {shifted.in_scope:,} tours are in scope (by "
                   f"{escape(shift.mode)}{scope}), and {100 * shift.share:g}% of them rounds to none[/yellow]", soft_wrap=True)
     elif shifted.placed < shifted.asked:
         err.print(f"[yellow]scenario {escape(scenario.name)}: only {shifted.placed:,} of the {shifted.asked:,} tours asked could "
                   f"change: {shifted.plausible:,} of the {shifted.in_scope:,} tours in scope are of a band of length the baseline's "
-                  f"tours by {escape(shift.to)} travel, and no longer than the longest of them[/yellow]", soft_wrap=True)
+                  f"tours by {escape(shift.to)} travel, no longer than the longest of them, and by persons of a kind that "
+                  f"takes {escape(shift.to)} there[/yellow]", soft_wrap=True)
     write_shift(spec, inputs, scenario, shift, how, asked, shifted, baseline, folder, fmt, usage)
     out.print(f"  → {paths['manifest'].parent}: {shifted.placed:,} tours moved to {escape(shift.to)}, "
               f"{int(shifted.trips['shifted'].sum()):,} trips (flows that moved, by mode: {paths['flows']})", soft_wrap=True)

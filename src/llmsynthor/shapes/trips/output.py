@@ -138,8 +138,9 @@ def write_shift(spec: TripsSpec, inputs: TripInputs, scenario, shift, how: str, 
         **_event_facts(spec, scenario, shift, how, asked), **common,
         "tours": {"asked": shifted.asked, "moved": shifted.placed, "in_scope": shifted.in_scope, "plausible": shifted.plausible,
                   "which": "the tours by the mode left (of the activity, leaving home in the hours), weighed so that the "
-                           "lengths (longest legs) of those moved follow the baseline's tours of the new mode; a tour of a band of "
-                           "length the new mode's tours never travel in the baseline, or longer than the longest of them, is not "
+                           "lengths (longest legs) of those moved follow the baseline's tours of the new mode, and by how often "
+                           "each kind of person takes it there; a tour of a band of length the new mode's tours never travel in the "
+                           "baseline, longer than the longest of them, or by a person of a kind that never takes it there, is not "
                            "moved"},
         "trips_by_mode": {"baseline": {str(m): int(n) for m, n in baseline.trips["trip_mode"].value_counts().items()},
                           "scenario": {str(m): int(n) for m, n in trips["trip_mode"].value_counts().items()},

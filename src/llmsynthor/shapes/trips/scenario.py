@@ -26,9 +26,10 @@ as near as whole visitors go), else by the modes of the baseline's trips of that
 length. Every other trip is the baseline's, record for record (same seed): what moved is exactly the
 visits (:func:`flow_changes`). Applying a shift (:func:`shift_modes`) changes only the modes of the tours
 it moves, each whole tour at once, chosen among those of its mode (its activity, its hours) so that their
-lengths (a tour's longest leg) follow the baseline's tours of the new mode — a tour of a band of length
-the new mode's tours never travel in the baseline, or longer than the longest of them (a 30 km walk), is
-not moved; every zone, hour and activity stays the baseline's. A cancellation (:func:`cancel_tours`, given in the spec,
+lengths (a tour's longest leg) follow the baseline's tours of the new mode, and by persons of the kinds that
+take it there — a tour of a band of length the new mode's tours never travel in the baseline, longer than
+the longest of them (a 30 km walk), or by a person of a kind that never takes it there (driving alone from a
+household without a car), is not moved; every zone, hour and activity stays the baseline's. A cancellation (:func:`cancel_tours`, given in the spec,
 never read from a text) takes the share of the tours in scope away, whole tours, so every day left still
 starts and ends at home.
 """
@@ -460,7 +461,8 @@ class Shifted:
     asked: int  # tours the share asks for: the share of the tours in scope, rounded
     placed: int  # tours moved
     in_scope: int  # tours of the mode left (of the activity, leaving home in the hours)
-    plausible: int  # of those, tours of a band of length the new mode's tours travel in the baseline, none longer
+    plausible: int  # of those, tours of a band of length the new mode's tours travel in the baseline, none longer, by a
+    # person of a kind whose tours take the new mode there
 
 
 @dataclass(frozen=True)
@@ -492,11 +494,14 @@ class Tours:
         return inside
 
 
-def shift_modes(shift: Shift, trips: pd.DataFrame, rng: np.random.Generator) -> Shifted:
+def shift_modes(shift: Shift, trips: pd.DataFrame, rng: np.random.Generator, kinds: pd.Series | None = None) -> Shifted:
     """The baseline's ``trips`` (ActivitySim's columns, with ``km``; a tour's trips together, one mode a tour)
     with the share of the tours in scope made by the new mode (see the module's text); ``trips`` is left
     unchanged. A tour's length is its longest leg: the tours moved are drawn so that their lengths (by band)
-    follow the baseline's tours of the new mode."""
+    follow the baseline's tours of the new mode. With ``kinds`` (each person's kind, indexed by person id:
+    alike in what the tables and the prior know of them, e.g. their household's cars), a tour is moved only
+    for a person of a kind whose tours take the new mode in the baseline, and the more often they take it,
+    the likelier (no one of a household without a car is moved to driving, where the baseline has none)."""
     tours = Tours.of(trips)
     band = length_band(tours.longest)
     scope = tours.scope(trips, shift.mode, shift.purpose, shift.start, shift.end)
@@ -509,6 +514,12 @@ def shift_modes(shift: Shift, trips: pd.DataFrame, rng: np.random.Generator) -> 
     have = np.bincount(band[scope], minlength=bands) / max(int(scope.sum()), 1)
     plausible = scope & (wanted[band] > 0) & (tours.longest <= farthest)
     weight = np.where(plausible, wanted[band] / np.maximum(have[band], 1e-12), 0.0)
+    if kinds is not None and taking.any():  # how often each kind's tours take the new mode in the baseline
+        kind = pd.factorize(kinds.reindex(trips["person_id"].to_numpy()[tours.first]).to_numpy())[0]
+        kind = np.where(kind < 0, kind.max(initial=-1) + 1, kind)  # a person the kinds do not name: a kind of its own
+        rate = np.bincount(kind[taking], minlength=kind.max(initial=0) + 1) / np.bincount(kind, minlength=kind.max(initial=0) + 1)
+        plausible &= rate[kind] > 0
+        weight = np.where(plausible, weight * rate[kind], 0.0)
     asked = int(round(shift.share * scope.sum()))
     k = min(asked, int(plausible.sum()))
     chosen = rng.choice(len(weight), size=k, replace=False, p=weight / weight.sum()) if k else np.zeros(0, dtype=int)
