@@ -118,7 +118,7 @@ def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, ind
     import numpy as np
 
     from ..prior.requesting import LLMUsage
-    from ..shapes.trips.output import scenario_paths, write_event
+    from ..shapes.trips.output import scenario_paths, write_change
     from ..shapes.trips.scenario import SaidShift, ask_event, ask_shift
 
     usage, asked = LLMUsage(), {}
@@ -133,7 +133,7 @@ def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, ind
             change, asked = ask_event(scenario, said, spec, backend, usage.add_scoring)
             how = "zone, hours and visitors as the text states them; activity, mode and share chosen by the model"
     paths = scenario_paths(folder, scenario.name, fmt)
-    write_event(paths["manifest"], spec, scenario, change, how, asked)
+    write_change(paths["manifest"], spec, scenario, change, how, asked)
     rng = np.random.default_rng([spec.seed, 2, index])
     if isinstance(change, Shift):
         _apply_shift(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
@@ -167,15 +167,14 @@ def _apply_shift(spec, inputs, baseline, scenario, shift, how, asked, rng, folde
     from ..shapes.trips.scenario import shift_modes
     from ..shapes.trips.synthesizer import kinds_of
 
-    scope = (f" for {escape(shift.purpose)}" if shift.purpose else "") + (
-        f", leaving home in hours {shift.start}–{shift.end}" if shift.start is not None else "")
-    out.print(f"scenario {escape(scenario.name)} ({how}): {100 * shift.share:g}% of the tours by {escape(shift.mode)}{scope} "
-              f"go by {escape(shift.to)} instead", soft_wrap=True)
+    scope = escape(shift.in_words())
+    out.print(f"scenario {escape(scenario.name)} ({how}): {100 * shift.share:g}% of the tours{scope} go by {escape(shift.to)} "
+              "instead", soft_wrap=True)
     people = baseline.persons
     shifted = shift_modes(shift, baseline.trips, rng, pd.Series(kinds_of(spec, people), index=people["person_id"].to_numpy()))
     if shifted.asked == 0:
-        err.print(f"[yellow]scenario {escape(scenario.name)}: no tour changes: {shifted.in_scope:,} tours are in scope (by "
-                  f"{escape(shift.mode)}{scope}), and {100 * shift.share:g}% of them rounds to none[/yellow]", soft_wrap=True)
+        err.print(f"[yellow]scenario {escape(scenario.name)}: no tour changes: {shifted.in_scope:,} tours are in scope "
+                  f"({scope.strip()}), and {100 * shift.share:g}% of them rounds to none[/yellow]", soft_wrap=True)
     elif shifted.placed < shifted.asked:
         err.print(f"[yellow]scenario {escape(scenario.name)}: only {shifted.placed:,} of the {shifted.asked:,} tours asked could "
                   f"change: {shifted.plausible:,} of the {shifted.in_scope:,} tours in scope are of a band of length the baseline's "
@@ -190,10 +189,8 @@ def _apply_cancel(spec, inputs, baseline, scenario, cancel, rng, folder, fmt, us
     from ..shapes.trips.output import write_cancel
     from ..shapes.trips.scenario import cancel_tours
 
-    scope = (f" by {escape(cancel.mode)}" if cancel.mode else "") + (f" for {escape(cancel.purpose)}" if cancel.purpose else "") + (
-        f", leaving home in hours {cancel.start}–{cancel.end}" if cancel.start is not None else "")
-    out.print(f"scenario {escape(scenario.name)} (given in the spec): {100 * cancel.share:g}% of the tours{scope} are not made",
-              soft_wrap=True)
+    out.print(f"scenario {escape(scenario.name)} (given in the spec): {100 * cancel.share:g}% of the tours"
+              f"{escape(cancel.in_words())} are not made", soft_wrap=True)
     cancelled = cancel_tours(cancel, baseline.persons, baseline.trips, rng)
     if cancelled.asked == 0:
         err.print(f"[yellow]scenario {escape(scenario.name)}: no tour goes: {cancelled.in_scope:,} tours are in scope, and "

@@ -68,14 +68,12 @@ def _write_days(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trip
                 first_activity=spec.trips.home, modes=spec.trips.matsim_modes)
 
 
-def _event_facts(spec: TripsSpec, scenario, event, how: str, asked: dict) -> dict:
-    """What a scenario's manifest opens with: the scenario, its change (``event``, ``shift`` or ``cancel``, by its
-    type) and where each field came from."""
-    from .spec import Cancel, Shift
-
-    key = "shift" if isinstance(event, Shift) else "cancel" if isinstance(event, Cancel) else "event"
+def _change_facts(spec: TripsSpec, scenario, change, how: str, asked: dict) -> dict:
+    """What a scenario's manifest opens with: the scenario, its change (under ``event``, ``shift`` or ``cancel``,
+    its type's name) and where each field came from."""
+    key = type(change).__name__.lower()
     return {**manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
-            key: event.model_dump(), f"{key}_from": how, "model_probabilities": asked}
+            key: change.model_dump(), f"{key}_from": how, "model_probabilities": asked}
 
 
 def _scenario_files(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trips: pd.DataFrame, mark: str | None,
@@ -112,7 +110,7 @@ def write_scenario(spec: TripsSpec, inputs: TripInputs, scenario, event, how: st
     background = visits.trips[~visits.trips["visit"]].drop(columns="visit").reset_index(drop=True)
     before_n, after_n = (into_zone(t, event, spec.trips.home) for t in (baseline.trips, visits.trips))
     write_json({
-        **_event_facts(spec, scenario, event, how, asked), **common,
+        **_change_facts(spec, scenario, event, how, asked), **common,
         "visitors": {"asked": visits.asked, "placed": visits.placed, "eligible": visits.eligible, "modes": visits.modes,
                      "who": "persons whose day is over before the event starts (or who make no trips), weighed so that their "
                             "distances from home follow the baseline's trips of the event's activity"},
@@ -132,10 +130,10 @@ def write_shift(spec: TripsSpec, inputs: TripInputs, scenario, shift, how: str, 
     paths = scenario_paths(folder, scenario.name, fmt)
     trips = shifted.trips
     common = _scenario_files(spec, inputs, baseline.persons, trips, "shifted", baseline, paths, usage, by_mode=True)
-    same = trips.drop(columns="shifted").drop(columns="trip_mode").reset_index(drop=True)
+    same = trips.drop(columns=["shifted", "trip_mode"]).reset_index(drop=True)
     untouched = trips[~trips["shifted"]].drop(columns="shifted").reset_index(drop=True)
     write_json({
-        **_event_facts(spec, scenario, shift, how, asked), **common,
+        **_change_facts(spec, scenario, shift, how, asked), **common,
         "tours": {"asked": shifted.asked, "moved": shifted.placed, "in_scope": shifted.in_scope, "plausible": shifted.plausible,
                   "which": "the tours by the mode left (of the activity, leaving home in the hours), weighed so that the "
                            "lengths (longest legs) of those moved follow the baseline's tours of the new mode, and by how often "
@@ -158,15 +156,13 @@ def write_cancel(spec: TripsSpec, inputs: TripInputs, scenario, cancel, cancelle
     after, every table beside the baseline's."""
     paths = scenario_paths(folder, scenario.name, fmt)
     common = _scenario_files(spec, inputs, cancelled.persons, cancelled.trips, None, baseline, paths, usage, by_mode=True)
-    left = baseline.trips.merge(cancelled.removed[["trip_id"]], on="trip_id", how="left", indicator=True)
     write_json({
-        **_event_facts(spec, scenario, cancel, "given in the spec", {}), **common,
+        **_change_facts(spec, scenario, cancel, "given in the spec", {}), **common,
         "tours": {"in_scope": cancelled.in_scope, "not_made": cancelled.asked,
                   "which": "the share of the tours in scope (by the mode, of the activity, leaving home in the hours), rounded, "
                            "drawn alike; whole tours, so every day left starts and ends at home"},
         "trips": {"baseline": len(baseline.trips), "scenario": len(cancelled.trips), "removed": len(cancelled.removed)},
-        "others_are_the_baseline": bool(cancelled.trips.equals(
-            baseline.trips[(left["_merge"] == "left_only").to_numpy()].reset_index(drop=True))),
+        "others_are_the_baseline": bool(cancelled.trips.equals(baseline.trips[~cancelled.dropped].reset_index(drop=True))),
     }, paths["manifest"])
     return paths
 
@@ -176,10 +172,10 @@ def baseline_key(spec: TripsSpec, trips: pd.DataFrame) -> dict:
     return {"spec_sha256": spec.digest(), "seed": spec.seed, "trips": len(trips)}
 
 
-def write_event(path: Path, spec: TripsSpec, scenario, event, how: str, asked: dict) -> None:
-    """The change (an event or a shift) as read, written before it is applied (the scenario's manifest, replaced once
-    its files are written)."""
-    write_json({**_event_facts(spec, scenario, event, how, asked), "status": "change read, not yet applied"}, path)
+def write_change(path: Path, spec: TripsSpec, scenario, change, how: str, asked: dict) -> None:
+    """The change (an event, a shift or a cancellation) as read or given, written before it is applied (the scenario's
+    manifest, replaced once its files are written)."""
+    write_json({**_change_facts(spec, scenario, change, how, asked), "status": "change read, not yet applied"}, path)
 
 
 def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, paths: dict[str, Path],

@@ -211,6 +211,16 @@ def _distributions(coded: pd.DataFrame, truth: pd.DataFrame | None, figure: Figu
     return "<h2>Trip lengths and departure hours</h2>" + "".join(parts)
 
 
+def _by_hour(trips: pd.DataFrame, hours: np.ndarray) -> np.ndarray:
+    """How many of ``trips`` depart in each of ``hours``."""
+    return pd.to_numeric(trips["depart"]).value_counts().reindex(hours, fill_value=0).to_numpy()
+
+
+def _leaving_hours(change: dict) -> str:
+    """A change's hours of leaving home, as the report says them."""
+    return "the whole day" if change["start"] is None else f"{change['start']}–{change['end']}"
+
+
 def _fits(manifest: dict) -> str:
     """A scenario's tables: each one's TVD for the baseline and the scenario, against the same targets."""
     return html_table(["target table", "TVD baseline", "TVD scenario"],
@@ -225,7 +235,7 @@ def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trip
     parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
     if manifest.get("text"):
         parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest['shift_from'])}.</p>")
-    hours = "the whole day" if shift["start"] is None else f"{shift['start']}–{shift['end']}"
+    hours = _leaving_hours(shift)
     parts.append(html_table(["mode left", "mode taken", "share", "activity", "leaving home in hours", "tours in scope",
                              "of a length the new mode travels", "asked", "moved"],
                             [[shift["mode"], shift["to"], f"{100 * shift['share']:g}%", shift["purpose"] or "any", hours,
@@ -238,8 +248,7 @@ def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trip
     fig = go.Figure()
     for mode, dash in ((shift["mode"], "solid"), (shift["to"], "dot")):
         for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
-            counts = pd.to_numeric(frame.loc[frame["trip_mode"] == mode, "depart"]).value_counts().reindex(hour_axis, fill_value=0)
-            fig.add_trace(go.Scatter(x=hour_axis, y=counts.to_numpy(), mode="lines+markers", name=f"{mode}, {name}",
+            fig.add_trace(go.Scatter(x=hour_axis, y=_by_hour(frame[frame["trip_mode"] == mode], hour_axis), mode="lines+markers", name=f"{mode}, {name}",
                                      line={"color": colour, "dash": dash}))
     fig.update_layout(title=f"trips by {shift['mode']} and by {shift['to']}, by departure hour", xaxis_title="hour",
                       yaxis_title="trips", height=340)
@@ -255,7 +264,7 @@ def _cancel_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baselin
 
     cancel, tours, counts = manifest["cancel"], manifest["tours"], manifest["trips"]
     parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
-    hours = "the whole day" if cancel["start"] is None else f"{cancel['start']}–{cancel['end']}"
+    hours = _leaving_hours(cancel)
     parts.append(html_table(["share not made", "activity", "mode", "leaving home in hours", "tours in scope", "not made", "trips removed"],
                             [[f"{100 * cancel['share']:g}%", cancel["purpose"] or "any", cancel["mode"] or "any", hours,
                               tours["in_scope"], tours["not_made"], counts["removed"]]]))
@@ -265,8 +274,7 @@ def _cancel_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baselin
     hour_axis = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
     fig = go.Figure()
     for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
-        made = pd.to_numeric(frame["depart"]).value_counts().reindex(hour_axis, fill_value=0)
-        fig.add_trace(go.Bar(name=name, x=hour_axis, y=made.to_numpy(), marker_color=colour))
+        fig.add_trace(go.Bar(name=name, x=hour_axis, y=_by_hour(frame, hour_axis), marker_color=colour))
     fig.update_layout(title="trips by departure hour", barmode="group", xaxis_title="hour", yaxis_title="trips", height=340)
     parts.append(figure(fig))
     parts.append(figure(change_figure(inputs, baseline, trips, spec.trips.home,
@@ -300,8 +308,7 @@ def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFram
     fig = go.Figure()
     for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
         into = frame[arrivals(frame, event["zone"], spec.trips.home)]
-        counts = pd.to_numeric(into["depart"]).value_counts().reindex(hours, fill_value=0)
-        fig.add_trace(go.Bar(name=name, x=hours, y=counts.to_numpy(), marker_color=colour))
+        fig.add_trace(go.Bar(name=name, x=hours, y=_by_hour(into, hours), marker_color=colour))
     fig.update_layout(title=f"trips arriving in zone {event['zone']} for an activity, by departure hour", barmode="group",
                       xaxis_title="hour", yaxis_title="trips", height=340)
     parts.append(figure(fig))

@@ -47,7 +47,7 @@ from ...core.errors import LLMSynthorError, Problem, SpecError
 from ...declarations.zones import Zones
 from .days import LENGTH_BANDS as BAND_EDGES
 from .days import length_band
-from .spec import SHARES, TRIPS_PER_PERSON, Cancel, Event, Scenario, Shift, TripsSpec
+from .spec import SHARES, TRIPS_PER_PERSON, Cancel, Event, Scenario, Shift, ToursInScope, TripsSpec
 
 _ZONE = re.compile(r"\bzones?\b\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]+)*)", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(?:([ap])\.?\s*m\b\.?)?|\b(midnight|noon)\b", re.IGNORECASE)
@@ -218,12 +218,12 @@ def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Sai
             said[scenario.name] = None
             continue
         try:
-            text = scenario.text or ""
-            if is_shift(text) and len(spec.trips.modes) < 2:
+            shift = is_shift(scenario.text or "")
+            if shift and len(spec.trips.modes) < 2:
                 problems.append(Problem(where, f"reads as a change of modes (no zone, no number of people), and trips.modes has one "
                                                f"mode, {spec.trips.modes}: nothing to change to"))
                 continue
-            said[scenario.name] = read_shift_text(scenario, spec) if is_shift(text) else read_text(scenario, spec, zones)
+            said[scenario.name] = read_shift_text(scenario, spec) if shift else read_text(scenario, spec, zones)
         except SpecError as exc:
             problems.extend(exc.problems)
         if not model:
@@ -483,14 +483,15 @@ class Tours:
         longest = np.maximum.reduceat(trips["km"].to_numpy(float), first) if len(first) else np.zeros(0)
         return cls(tour, first, trips["trip_mode"].to_numpy()[first], pd.to_numeric(trips["depart"]).to_numpy()[first], longest)
 
-    def scope(self, trips: pd.DataFrame, mode: str | None, purpose: str | None, start: int | None, end: int | None) -> np.ndarray:
-        """The tours by ``mode`` (None: any), with an activity of ``purpose`` (None: any), leaving home in hours
-        ``start`` … ``end`` (None: any)."""
-        inside = np.ones(len(self.first), dtype=bool) if mode is None else self.mode == mode
-        if purpose is not None:
-            inside &= np.bincount(self.of_trip, weights=(trips["purpose"] == purpose).to_numpy(float), minlength=len(self.first)) > 0
-        if start is not None:
-            inside &= (self.depart >= start) & (self.depart <= end)
+    def scope(self, trips: pd.DataFrame, change: ToursInScope) -> np.ndarray:
+        """The tours ``change`` concerns: by its mode, with an activity of its purpose, leaving home in its hours
+        (each none: any)."""
+        inside = np.ones(len(self.first), dtype=bool) if change.mode is None else self.mode == change.mode
+        if change.purpose is not None:
+            inside &= np.bincount(self.of_trip, weights=(trips["purpose"] == change.purpose).to_numpy(float),
+                                  minlength=len(self.first)) > 0
+        if change.start is not None:
+            inside &= (self.depart >= change.start) & (self.depart <= change.end)
         return inside
 
 
@@ -504,7 +505,7 @@ def shift_modes(shift: Shift, trips: pd.DataFrame, rng: np.random.Generator, kin
     the likelier (no one of a household without a car is moved to driving, where the baseline has none)."""
     tours = Tours.of(trips)
     band = length_band(tours.longest)
-    scope = tours.scope(trips, shift.mode, shift.purpose, shift.start, shift.end)
+    scope = tours.scope(trips, shift)
     bands = len(BAND_EDGES) - 1  # the bands of length the prior's modes are asked over (under 1 km … over 20 km)
     taking = tours.mode == shift.to
     if taking.any():  # the lengths the new mode's tours travel in the baseline, and its longest
@@ -537,6 +538,7 @@ class Cancelled:
     persons: pd.DataFrame
     trips: pd.DataFrame
     removed: pd.DataFrame  # the baseline's trips of the tours not made
+    dropped: np.ndarray  # over the baseline's trips: those of the tours not made
     asked: int  # the share of the tours in scope, rounded: as many go
     in_scope: int
 
@@ -546,7 +548,7 @@ def cancel_tours(cancel: Cancel, persons: pd.DataFrame, trips: pd.DataFrame, rng
     its hours), drawn alike: whole tours go, so every day left still starts and ends at home; ``persons`` and
     ``trips`` are left unchanged."""
     tours = Tours.of(trips)
-    scope = tours.scope(trips, cancel.mode, cancel.purpose, cancel.start, cancel.end)
+    scope = tours.scope(trips, cancel)
     asked = int(round(cancel.share * scope.sum()))
     gone = np.zeros(len(scope), dtype=bool)
     gone[rng.choice(np.flatnonzero(scope), size=asked, replace=False)] = True
@@ -556,7 +558,7 @@ def cancel_tours(cancel: Cancel, persons: pd.DataFrame, trips: pd.DataFrame, rng
     if TRIPS_PER_PERSON in people:
         made = kept.groupby("person_id").size()
         people[TRIPS_PER_PERSON] = made.reindex(people["person_id"], fill_value=0).to_numpy()
-    return Cancelled(people, kept, trips[drop].reset_index(drop=True), asked, int(scope.sum()))
+    return Cancelled(people, kept, trips[drop].reset_index(drop=True), drop, asked, int(scope.sum()))
 
 
 def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame, by_mode: bool = False) -> pd.DataFrame:

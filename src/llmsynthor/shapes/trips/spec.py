@@ -141,46 +141,17 @@ class Event(FrozenModel):
 
     def problems(self, trips: TripSettings) -> list[str]:
         """What in the event contradicts the spec's trips (the zone is checked against the zone table elsewhere)."""
-        found = []
-        if self.purpose not in trips.purposes or self.purpose == trips.home:
-            found.append(f"purpose {self.purpose!r} is not an activity of trips.purposes (other than {trips.home!r})")
+        found = _activity_problems(self.purpose, trips)
         if self.mode not in trips.modes:
             found.append(f"mode {self.mode!r} is not one of trips.modes {trips.modes}")
-        if not trips.first_hour <= self.start <= self.end <= trips.last_hour:
-            found.append(f"hours {self.start}–{self.end}: expected trips.first_hour {trips.first_hour} ≤ start ≤ end ≤ "
-                         f"trips.last_hour {trips.last_hour} (trips back depart in the end hour)")
-        return found
+        return found + _hours_problems(self.start, self.end, trips)
 
 
-class Shift(FrozenModel):
-    """What a scenario changes in the baseline's own trips: a share of the tours made by one mode made by
-    another (a strike, a fare, a closed road) — the structured change the model reads from a sentence
-    naming no zone and no number of visitors, or the spec gives. A tour keeps one mode: all its trips
-    change together."""
+class ToursInScope(FrozenModel):
+    """A share of the baseline's tours in scope — by a mode, with an activity of a purpose, leaving home in
+    some hours (each none: any) — that a scenario changes: a :class:`Shift` or a :class:`Cancel`."""
 
-    mode: str = Field(description="the mode the tours leave, one of trips.modes")
-    to: str = Field(description="the mode they take instead, one of trips.modes")
     share: float = Field(gt=0, le=1, description="the share of the tours in scope that change (0 < share ≤ 1)")
-    purpose: str | None = Field(default=None, description="only tours with an activity of this purpose (one of trips.purposes "
-                                "other than home); none: tours of any activity")
-    start: int | None = Field(default=None, ge=0, le=23, description="only tours leaving home from this hour on; with end")
-    end: int | None = Field(default=None, ge=0, le=23, description="… and at the latest in this hour; with start")
-
-    def problems(self, trips: TripSettings) -> list[str]:
-        """What in the change contradicts the spec's trips."""
-        found = [f"mode {m!r} is not one of trips.modes {trips.modes}" for m in dict.fromkeys((self.mode, self.to))
-                 if m not in trips.modes]
-        if self.mode == self.to:
-            found.append(f"mode and to are both {self.mode!r}; a shift moves tours to another mode")
-        return found + _scope_problems(self.purpose, self.start, self.end, trips)
-
-
-class Cancel(FrozenModel):
-    """What a scenario takes away: a share of the baseline's tours not made (a lockdown, schools closed, work
-    from home) — given in the spec; a sentence is not read as one (the default model told a cancellation from
-    a change of modes in 6 of 8 sentences). Whole tours go: every day left still starts and ends at home."""
-
-    share: float = Field(gt=0, le=1, description="the share of the tours in scope not made (0 < share ≤ 1)")
     purpose: str | None = Field(default=None, description="only tours with an activity of this purpose (one of trips.purposes "
                                 "other than home); none: tours of any activity")
     mode: str | None = Field(default=None, description="only tours by this mode (one of trips.modes); none: by any mode")
@@ -188,22 +159,59 @@ class Cancel(FrozenModel):
     end: int | None = Field(default=None, ge=0, le=23, description="… and at the latest in this hour; with start")
 
     def problems(self, trips: TripSettings) -> list[str]:
-        """What in the change contradicts the spec's trips."""
+        """What in the scope contradicts the spec's trips."""
         found = [] if self.mode is None or self.mode in trips.modes else [f"mode {self.mode!r} is not one of trips.modes {trips.modes}"]
-        return found + _scope_problems(self.purpose, self.start, self.end, trips)
+        if self.purpose is not None:
+            found += _activity_problems(self.purpose, trips)
+        if (self.start is None) != (self.end is None):
+            found.append("give both start and end (the hours tours leave home in), or neither")
+        elif self.start is not None:
+            found += _hours_problems(self.start, self.end, trips)
+        return found
+
+    def in_words(self) -> str:
+        """The scope as the run says it: " by transit for work, leaving home in hours 6–9" ("" for every tour)."""
+        return ((f" by {self.mode}" if self.mode else "") + (f" for {self.purpose}" if self.purpose else "")
+                + (f", leaving home in hours {self.start}–{self.end}" if self.start is not None else ""))
 
 
-def _scope_problems(purpose: str | None, start: int | None, end: int | None, trips: TripSettings) -> list[str]:
-    """What in a change's scope of tours (an activity, the hours they leave home in) contradicts the spec's trips."""
-    found = []
-    if purpose is not None and (purpose not in trips.purposes or purpose == trips.home):
-        found.append(f"purpose {purpose!r} is not an activity of trips.purposes (other than {trips.home!r})")
-    if (start is None) != (end is None):
-        found.append("give both start and end (the hours tours leave home in), or neither")
-    elif start is not None and not trips.first_hour <= start <= end <= trips.last_hour:
-        found.append(f"hours {start}–{end}: expected trips.first_hour {trips.first_hour} ≤ start ≤ end ≤ trips.last_hour "
-                     f"{trips.last_hour}")
-    return found
+class Shift(ToursInScope):
+    """What a scenario changes in the baseline's own trips: a share of the tours made by one mode made by
+    another (a strike, a fare, a closed road) — the structured change the model reads from a sentence
+    naming no zone and no number of visitors, or the spec gives. A tour keeps one mode: all its trips
+    change together."""
+
+    mode: str = Field(description="the mode the tours leave, one of trips.modes")
+    to: str = Field(description="the mode they take instead, one of trips.modes")
+
+    def problems(self, trips: TripSettings) -> list[str]:
+        """What in the change contradicts the spec's trips."""
+        found = super().problems(trips)
+        if self.to not in trips.modes and self.to != self.mode:
+            found.append(f"mode {self.to!r} is not one of trips.modes {trips.modes}")
+        if self.mode == self.to:
+            found.append(f"mode and to are both {self.mode!r}; a shift moves tours to another mode")
+        return found
+
+
+class Cancel(ToursInScope):
+    """What a scenario takes away: a share of the baseline's tours not made (a lockdown, schools closed, work
+    from home) — given in the spec; a sentence is not read as one (the default model told a cancellation from
+    a change of modes in 6 of 8 sentences). Whole tours go: every day left still starts and ends at home."""
+
+
+def _activity_problems(purpose: str, trips: TripSettings) -> list[str]:
+    """Whether ``purpose`` is an activity (a purpose of trips.purposes other than home)."""
+    if purpose not in trips.purposes or purpose == trips.home:
+        return [f"purpose {purpose!r} is not an activity of trips.purposes (other than {trips.home!r})"]
+    return []
+
+
+def _hours_problems(start: int, end: int, trips: TripSettings) -> list[str]:
+    """Whether ``start`` … ``end`` are hours of the day, in order."""
+    if not trips.first_hour <= start <= end <= trips.last_hour:
+        return [f"hours {start}–{end}: expected trips.first_hour {trips.first_hour} ≤ start ≤ end ≤ trips.last_hour {trips.last_hour}"]
+    return []
 
 
 class Scenario(FrozenModel):
