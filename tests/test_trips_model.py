@@ -110,6 +110,26 @@ def test_a_change_of_modes_read_by_the_default_model_moves_only_that_modes_tours
     assert manifest["chains"]["valid"] == manifest["chains"]["persons_with_trips"]
 
 
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_closure_read_by_the_default_model_makes_the_zones_visits_elsewhere(tmp_path):
+    """A closure in words (a zone, a word of closing, no people): the model picks the activity closed among the spec's
+    values; every visit for it to the zone is made elsewhere, only the zones of the visits and of the trips leaving them
+    change, and every table that counts no zone holds as in the baseline."""
+    out, manifest = run_scenario(tmp_path, "the shopping mall in zone 4 is closed all day")
+    close = manifest["close"]
+    assert (close["zone"], close["start"], close["end"]) == ("4", None, None)  # as the text states them
+    assert close["purpose"] == "shopping" and manifest["model_probabilities"]["closed"]["shopping"] > 0.5
+    assert manifest["llm"]["option_scorings"] == 1
+    rise = manifest["arrivals_in_zone_in_scope"]
+    assert rise["baseline"] == manifest["visits"]["in_scope"] > 0 and rise["scenario"] == 0
+    assert manifest["only_zones_changed"] and manifest["others_are_the_baseline"]
+    for name, fit in manifest["fit_tvd"].items():
+        if name in ("mode x purpose", "trips per person"):
+            assert fit["scenario"] == pytest.approx(fit["baseline"], abs=1e-6)
+    assert manifest["chains"]["valid"] == manifest["chains"]["persons_with_trips"]
+
+
 def test_a_checked_prior_becomes_factors_per_person_and_per_length(tmp_path):
     """factors(): a person's activity and mode factors are the lifts of its variables' values; the
     modes' factors by length band are the length × mode lifts (a test double of the scored prior)."""

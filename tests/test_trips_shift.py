@@ -83,7 +83,7 @@ def test_a_given_shift_outside_the_spec_is_refused_when_the_spec_is_read(tmp_pat
     assert "purpose 'home' is not an activity" in message and "scenario 'b': give both start and end" in message
     with pytest.raises(SpecError) as error:
         small(tmp_path / "two", scenarios=[{"name": "c", "text": "half of the transit riders drive alone", "shift": STRIKE}])
-    assert "shift (tours moved to another mode) or cancel (tours not made)" in flat(str(error.value))
+    assert "shift (tours moved to another mode), cancel (tours not made) or close" in flat(str(error.value))
 
 
 def test_a_shift_text_needs_a_model_and_is_checked_with_the_others(tmp_path):

@@ -19,7 +19,7 @@ from ..declarations.spec import apply_changes
 from ..shapes.trips import KIND as KIND  # the kind this module runs (cli.registry.ShapeCommands)
 from ..shapes.trips.districts import described
 from ..shapes.trips.inputs import cells_in_words, read_inputs
-from ..shapes.trips.spec import Cancel, Shift, TripsSpec, load
+from ..shapes.trips.spec import Cancel, Close, Shift, TripsSpec, load
 from .common import err, out, progress_bars, run_into_folder, say_threads, warn_slow
 from .options import RunOptions, Suggesting
 
@@ -114,12 +114,13 @@ def run_trips(spec: TripsSpec, folder: Path, fmt: str, no_cache: bool) -> None:
 
 def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, index: int, folder: Path, fmt: str) -> None:
     """One scenario beside the written baseline: its change read (the model, checked) or given, shown and written
-    before it is applied, then the visits added or the tours' modes shifted, and the scenario's folder written."""
+    before it is applied, then applied (visits added, tours' modes shifted, tours not made, a zone's visits made
+    elsewhere), and the scenario's folder written."""
     import numpy as np
 
     from ..prior.requesting import LLMUsage
     from ..shapes.trips.output import scenario_paths, write_change
-    from ..shapes.trips.scenario import SaidShift, ask_event, ask_shift
+    from ..shapes.trips.scenario import SaidClose, SaidShift, ask_close, ask_event, ask_shift
 
     usage, asked = LLMUsage(), {}
     if scenario.change is not None:
@@ -129,6 +130,9 @@ def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, ind
         if isinstance(said, SaidShift):
             change, asked = ask_shift(scenario, said, spec, backend, usage.add_scoring)
             how = "hours and percentage as the text states them; modes, activity and share chosen by the model"
+        elif isinstance(said, SaidClose):
+            change, asked = ask_close(scenario, said, spec, backend, usage.add_scoring)
+            how = "zone and hours as the text states them; the activity chosen by the model"
         else:
             change, asked = ask_event(scenario, said, spec, backend, usage.add_scoring)
             how = "zone, hours and visitors as the text states them; activity, mode and share chosen by the model"
@@ -139,6 +143,8 @@ def run_scenario(spec: TripsSpec, inputs, baseline, backend, scenario, said, ind
         _apply_shift(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
     elif isinstance(change, Cancel):
         _apply_cancel(spec, inputs, baseline, scenario, change, rng, folder, fmt, usage, paths)
+    elif isinstance(change, Close):
+        _apply_close(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
     else:
         _apply_event(spec, inputs, baseline, scenario, change, how, asked, rng, folder, fmt, usage, paths)
 
@@ -198,6 +204,23 @@ def _apply_cancel(spec, inputs, baseline, scenario, cancel, rng, folder, fmt, us
     write_cancel(spec, inputs, scenario, cancel, cancelled, baseline, folder, fmt, usage)
     out.print(f"  → {paths['manifest'].parent}: {cancelled.asked:,} of {cancelled.in_scope:,} tours not made, "
               f"{len(cancelled.removed):,} trips fewer (flows that moved: {paths['flows']})", soft_wrap=True)
+
+
+def _apply_close(spec, inputs, baseline, scenario, close, how, asked, rng, folder, fmt, usage, paths) -> None:
+    from ..shapes.trips.output import write_close
+    from ..shapes.trips.scenario import close_zone
+
+    out.print(f"scenario {escape(scenario.name)} ({how}): {escape(close.in_words())}; they are made elsewhere", soft_wrap=True)
+    closed = close_zone(close, spec, inputs.zones, baseline.trips, rng)
+    if closed.in_scope == 0:
+        err.print(f"[yellow]scenario {escape(scenario.name)}: no visit moves: the baseline has no trip into zone "
+                  f"{escape(close.zone)} in the closure's scope[/yellow]", soft_wrap=True)
+    elif closed.beyond_reach:
+        err.print(f"[yellow]scenario {escape(scenario.name)}: {closed.beyond_reach:,} of the {closed.in_scope:,} visits had no other zone "
+                  "within reach of both legs: they went to the zone nearest the closed one[/yellow]", soft_wrap=True)
+    write_close(spec, inputs, scenario, close, how, asked, closed, baseline, folder, fmt, usage)
+    out.print(f"  → {paths['manifest'].parent}: {closed.in_scope:,} visits made elsewhere, in {len(closed.to_zones):,} zones "
+              f"(flows that moved: {paths['flows']})", soft_wrap=True)
 
 
 # ---- the record shape's commands (llmsynthor.cli.registry)

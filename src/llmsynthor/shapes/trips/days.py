@@ -376,7 +376,7 @@ def _tours(n: np.ndarray, home_share: float | None, rng: np.random.Generator) ->
     return day, tour, home_bound
 
 
-def _attraction(zones: Zones, purposes: list[str], destinations: np.ndarray | None) -> np.ndarray:
+def attraction_of(zones: Zones, purposes: list[str], destinations: np.ndarray | None) -> np.ndarray:
     """[purpose, zone]: what draws each activity to a zone (the zone table's attractions; else households + jobs, else the
     trips the tables send there, else 1)."""
     fallback = np.zeros(len(zones))
@@ -434,7 +434,7 @@ def candidate_days(spec: TripsSpec, inputs: TripInputs, factors: Factors, rng: n
     # destinations: near the previous stop, drawn by attraction × exp(-β km) (times a zone-level OD table's own cells and the
     # guide's ratios); home at a tour's end
     destination_table = shares_over(trip_tables, ("destination",), (zones.ids.tolist(),))
-    attraction = _attraction(zones, purposes, destination_table)
+    attraction = attraction_of(zones, purposes, destination_table)
     near = zones.nearest(NEIGHBOURS)
     k_near = near.indptr[1] - near.indptr[0]
     neighbours = near.indices.reshape(len(zones), k_near).astype(np.int64)

@@ -69,7 +69,7 @@ def _write_days(spec: TripsSpec, inputs: TripInputs, persons: pd.DataFrame, trip
 
 
 def _change_facts(spec: TripsSpec, scenario, change, how: str, asked: dict) -> dict:
-    """What a scenario's manifest opens with: the scenario, its change (under ``event``, ``shift`` or ``cancel``,
+    """What a scenario's manifest opens with: the scenario, its change (under ``event``, ``shift``, ``cancel`` or ``close``,
     its type's name) and where each field came from."""
     key = type(change).__name__.lower()
     return {**manifest_head(spec), "kind": "trips scenario", "seed": spec.seed, "scenario": scenario.name, "text": scenario.text,
@@ -167,13 +167,44 @@ def write_cancel(spec: TripsSpec, inputs: TripInputs, scenario, cancel, cancelle
     return paths
 
 
+def write_close(spec: TripsSpec, inputs: TripInputs, scenario, close, how: str, asked: dict, closed, baseline: TripResult,
+                folder: Path, fmt: str, usage) -> dict[str, Path]:
+    """A closure's persons (the baseline's), trips (``moved`` marks each visit moved and the trip leaving it), MATSim plans,
+    the flows that moved and its manifest: the closure, the visits in scope, where they went, the arrivals in the zone
+    before and after, every table beside the baseline's."""
+    from .scenario import into_closed
+
+    paths = scenario_paths(folder, scenario.name, fmt)
+    trips = closed.trips
+    common = _scenario_files(spec, inputs, baseline.persons, trips, "moved", baseline, paths, usage, by_mode=False)
+    places = [c for c in ("origin", "destination", "origin_district", "destination_district", "km") if c in trips]
+    untouched = trips[~trips["moved"]].drop(columns="moved").reset_index(drop=True)
+    before_n, after_n = (into_closed(t, close, spec.trips.home) for t in (baseline.trips, trips))
+    write_json({
+        **_change_facts(spec, scenario, close, how, asked), **common,
+        "visits": {"in_scope": closed.in_scope, "beyond_reach": closed.beyond_reach,
+                   "to_zones": dict(list(closed.to_zones.items())[:20]),
+                   "which": "every trip arriving in the zone for an activity in scope (its activity, departing in its hours) goes "
+                            "to another zone, drawn by what draws the activity there times exp(-km from the closed zone / the "
+                            "median length of the baseline's trips for the activity), within reach of both of the visit's legs "
+                            "(neither longer than 1.5 x the longer of the two + 1 km; beyond_reach: none was, the zone nearest "
+                            "the closed one taken); the trip leaving the visit leaves from the new zone"},
+        "arrivals_in_zone_in_scope": {"baseline": before_n, "scenario": after_n},
+        "trips": {"baseline": len(baseline.trips), "scenario": len(trips), "moved": int(trips["moved"].sum())},
+        "only_zones_changed": bool(trips.drop(columns=["moved", *places]).reset_index(drop=True)
+                                   .equals(baseline.trips.drop(columns=places).reset_index(drop=True))),
+        "others_are_the_baseline": bool(untouched.equals(baseline.trips[~trips["moved"].to_numpy()].reset_index(drop=True))),
+    }, paths["manifest"])
+    return paths
+
+
 def baseline_key(spec: TripsSpec, trips: pd.DataFrame) -> dict:
     """What ties a scenario to the baseline it was added to: the spec's digest, the seed and the trips written."""
     return {"spec_sha256": spec.digest(), "seed": spec.seed, "trips": len(trips)}
 
 
 def write_change(path: Path, spec: TripsSpec, scenario, change, how: str, asked: dict) -> None:
-    """The change (an event, a shift or a cancellation) as read or given, written before it is applied (the scenario's
+    """The change (an event, a shift, a cancellation or a closure) as read or given, written before it is applied (the scenario's
     manifest, replaced once its files are written)."""
     write_json({**_change_facts(spec, scenario, change, how, asked), "status": "change read, not yet applied"}, path)
 

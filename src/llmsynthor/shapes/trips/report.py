@@ -217,7 +217,7 @@ def _by_hour(trips: pd.DataFrame, hours: np.ndarray) -> np.ndarray:
 
 
 def _leaving_hours(change: dict) -> str:
-    """A change's hours of leaving home, as the report says them."""
+    """A change's hours (of leaving home; of the trips into a closed zone), as the report says them."""
     return "the whole day" if change["start"] is None else f"{change['start']}–{change['end']}"
 
 
@@ -284,12 +284,12 @@ def _cancel_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baselin
 
 def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFrame, manifest: dict, trips: pd.DataFrame,
                       figure: Figures) -> str:
-    import plotly.graph_objects as go
-
     if "shift" in manifest:
         return _shift_section(spec, manifest, baseline, trips, figure)
     if "cancel" in manifest:
         return _cancel_section(spec, inputs, manifest, baseline, trips, figure)
+    if "close" in manifest:
+        return _close_section(spec, inputs, manifest, baseline, trips, figure)
     event = manifest["event"]
     rise = manifest["arrivals_in_zone_in_hours"]
     parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
@@ -304,16 +304,45 @@ def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFram
                  f"(+{rise['rise']:,}, {rise['rise_over_asked']:.1%} of the visitors asked). Every other trip is the baseline's "
                  f"(checked: {'yes' if manifest['background_is_the_baseline'] else 'NO'}).</p>")
     parts.append(_fits(manifest))
+    parts.append(_arrivals_figures(spec, inputs, baseline, trips, str(event["zone"]), figure))
+    return "".join(parts)
+
+
+def _arrivals_figures(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFrame, trips: pd.DataFrame, zone: str,
+                      figure: Figures) -> str:
+    """Trips arriving in ``zone`` for an activity by hour, baseline beside scenario, and the map of what changed."""
+    import plotly.graph_objects as go
+
     hours = np.arange(spec.trips.first_hour, spec.trips.last_hour + 1)
     fig = go.Figure()
     for name, frame, colour in (("baseline", baseline, TARGET), ("scenario", trips, SYNTHETIC)):
-        into = frame[arrivals(frame, event["zone"], spec.trips.home)]
+        into = frame[arrivals(frame, zone, spec.trips.home)]
         fig.add_trace(go.Bar(name=name, x=hours, y=_by_hour(into, hours), marker_color=colour))
-    fig.update_layout(title=f"trips arriving in zone {event['zone']} for an activity, by departure hour", barmode="group",
+    fig.update_layout(title=f"trips arriving in zone {zone} for an activity, by departure hour", barmode="group",
                       xaxis_title="hour", yaxis_title="trips", height=340)
-    parts.append(figure(fig))
-    parts.append(figure(change_figure(inputs, baseline, trips, spec.trips.home,
-                                      "what the scenario changed: flows and arrivals for an activity (red: more, blue: fewer)")))
+    return figure(fig) + figure(change_figure(inputs, baseline, trips, spec.trips.home,
+                                              "what the scenario changed: flows and arrivals for an activity (red: more, blue: fewer)"))
+
+
+def _close_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baseline: pd.DataFrame, trips: pd.DataFrame,
+                   figure: Figures) -> str:
+    """A closure beside the baseline: the zone closed, the visits it moved and where, the tables, arrivals in the zone by
+    hour, and where flows and arrivals changed on the map."""
+    close, visits, rise = manifest["close"], manifest["visits"], manifest["arrivals_in_zone_in_scope"]
+    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
+    if manifest.get("text"):
+        parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest['close_from'])}.</p>")
+    hours = _leaving_hours(close)
+    went = ", ".join(f"{z} {n}" for z, n in list(visits["to_zones"].items())[:5])
+    parts.append(html_table(["zone closed", "activity", "trips there departing in hours", "visits moved", "beyond reach",
+                             "went to (zone visits, the most first)"],
+                            [[close["zone"], close["purpose"] or "any", hours, visits["in_scope"], visits["beyond_reach"], went]]))
+    parts.append(f"<p class='note'>Trips arriving in zone {html.escape(str(close['zone']))} in the closure's scope: {rise['baseline']:,} "
+                 f"in the baseline, {rise['scenario']:,} with the scenario. Only the zones of the visits moved and of the trips "
+                 f"leaving them changed (checked: {'yes' if manifest['only_zones_changed'] else 'NO'}); every other trip is the "
+                 f"baseline's (checked: {'yes' if manifest['others_are_the_baseline'] else 'NO'}).</p>")
+    parts.append(_fits(manifest))
+    parts.append(_arrivals_figures(spec, inputs, baseline, trips, str(close["zone"]), figure))
     return "".join(parts)
 
 

@@ -46,13 +46,14 @@ from pydantic import ValidationError
 from ...core.errors import LLMSynthorError, Problem, SpecError
 from ...declarations.zones import Zones
 from .days import LENGTH_BANDS as BAND_EDGES
-from .days import length_band
-from .spec import SHARES, TRIPS_PER_PERSON, Cancel, Event, Scenario, Shift, ToursInScope, TripsSpec
+from .days import attraction_of, length_band
+from .spec import SHARES, TRIPS_PER_PERSON, Cancel, Close, Event, Scenario, Shift, ToursInScope, TripsSpec
 
 _ZONE = re.compile(r"\bzones?\b\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]+)*)", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(?:([ap])\.?\s*m\b\.?)?|\b(midnight|noon)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:\s*[kKmM]\b)?")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
+_CLOSING = re.compile(r"\b(?:clos(?:e|es|ed|ing|ure)|shut(?:s|down)?)\b", re.IGNORECASE)  # what says a place is closed
 LENGTH_BANDS = 8  # the baseline's trips of the event's activity in this many quantile bands of length
 
 
@@ -73,14 +74,32 @@ class SaidShift:
     share: float | None
 
 
-def is_shift(text: str) -> bool:
-    """Whether a scenario's text is a change of modes: it names no zone ('zone ID') and gives no number
-    but clock times and percentages — an event names its zone and its visitors."""
-    if any(any(ch.isdigit() for ch in m.group(1)) for m in _ZONE.finditer(text)):
-        return False
-    rest = _PERCENT.sub(" ", text)
+@dataclass(frozen=True)
+class SaidClose:
+    """What a closure's text says itself: the zone it names, its clock hours (none or two)."""
+
+    zone: str
+    hours: tuple[int, ...]
+
+
+def text_kind(text: str) -> str:
+    """What a scenario's text describes, from what it states (never asked of the model): "shift", a change of
+    modes — no zone ('zone ID') and no number but clock times and percentages; "close", a closure — a zone, a
+    word of closing ('closed', 'closes', 'shut') and no number of people; else "event" — a zone and its
+    visitors (:func:`read_text` names what an event's text lacks)."""
+    zoned = [m for m in _ZONE.finditer(text) if any(ch.isdigit() for ch in m.group(1))]
+    rest = "".join(ch if not any(a <= n < b for a, b in (m.span(1) for m in zoned)) else " " for n, ch in enumerate(text))
+    rest = _PERCENT.sub(" ", rest)
     rest = _TIME.sub(lambda m: " " if m.group(2) or m.group(3) or m.group(4) else m.group(0), rest)
-    return not any(ch.isdigit() for ch in rest)
+    counts = any(ch.isdigit() for ch in rest)
+    if not zoned:
+        return "event" if counts else "shift"
+    return "close" if _CLOSING.search(text) and not counts else "event"
+
+
+def is_shift(text: str) -> bool:
+    """Whether a scenario's text is a change of modes (:func:`text_kind`)."""
+    return text_kind(text) == "shift"
 
 
 def _whole(token: str) -> int | None:
@@ -135,24 +154,7 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
     end not before the start, and a whole number of visitors of at least 1."""
     text, where = scenario.text or "", f"scenarios: {scenario.name}"
     problems, taken = [], []
-    known = set(zones.ids.astype(str))
-    named = []
-    for m in _ZONE.finditer(text):
-        count = _whole(m.group(1))
-        zone = m.group(1) if count is None else str(count)  # "zone 1,210" is zone 1210
-        if zone in known or any(ch.isdigit() for ch in zone):  # "zone 1210", "zone Z7"; not "the zone of …"
-            named.append(zone)
-            taken.append(m.span(1))
-    unknown = sorted({z for z in named if z not in known})
-    if unknown:
-        problems.append(Problem(where, f"names zone {', '.join(map(repr, unknown))}, not in the zone table ({len(zones):,} zones, "
-                                       f"e.g. {str(zones.ids[0])!r}); expected the id of a row of the zone table"))
-    elif not named:
-        problems.append(Problem(where, "names no zone; say where as 'zone ID' (an id of the zone table): the model cannot know "
-                                       "where a place is. A text naming no zone is read as a change of modes only if its numbers "
-                                       "are clock times ('7:00', '8 am') and one percentage ('30%')"))
-    elif len(set(named)) > 1:
-        problems.append(Problem(where, f"names zones {sorted(set(named))}; one event in one zone per scenario"))
+    zone = _named_zone(text, zones, where, problems, taken, "event")
     hours, bad_time = _clock_hours(text, taken, where, spec, problems)
     if not bad_time:
         if len(hours) != 2:
@@ -171,10 +173,52 @@ def read_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> Said:
         elif count >= 1:
             numbers.append(count)
     if not numbers and not any("whole number" in p.message for p in problems):
-        problems.append(Problem(where, "gives no number of visitors; say how many, e.g. '500 visitors'"))
+        problems.append(Problem(where, "gives no number of visitors; say how many, e.g. '500 visitors' (a closure says so and "
+                                       "gives no number of people: 'the mall in zone 1210 is closed from 10:00 to 20:00')"))
     if problems:
         raise SpecError(problems)
-    return Said(named[0], tuple(hours), tuple(numbers))
+    return Said(zone, tuple(hours), tuple(numbers))
+
+
+def _named_zone(text: str, zones: Zones, where: str, problems: list, taken: list, what: str) -> str:
+    """The one zone ``text`` names ('zone 1210', 'zone 1,210', 'zone Z7'), a row of the zone table; what is wrong goes to
+    ``problems``, the zone's span to ``taken``."""
+    known = set(zones.ids.astype(str))
+    named = []
+    for m in _ZONE.finditer(text):
+        count = _whole(m.group(1))
+        zone = m.group(1) if count is None else str(count)  # "zone 1,210" is zone 1210
+        if zone in known or any(ch.isdigit() for ch in zone):  # "zone 1210", "zone Z7"; not "the zone of …"
+            named.append(zone)
+            taken.append(m.span(1))
+    unknown = sorted({z for z in named if z not in known})
+    if unknown:
+        problems.append(Problem(where, f"names zone {', '.join(map(repr, unknown))}, not in the zone table ({len(zones):,} zones, "
+                                       f"e.g. {str(zones.ids[0])!r}); expected the id of a row of the zone table"))
+    elif not named:
+        problems.append(Problem(where, "names no zone; say where as 'zone ID' (an id of the zone table): the model cannot know "
+                                       "where a place is. A text naming no zone is read as a change of modes only if its numbers "
+                                       "are clock times ('7:00', '8 am') and one percentage ('30%')"))
+    elif len(set(named)) > 1:
+        problems.append(Problem(where, f"names zones {sorted(set(named))}; one {what} in one zone per scenario"))
+    return named[0] if named else ""
+
+
+def _span(hours: list[int], bad_time: bool, where: str, spec: TripsSpec, problems: list, what: str, when: str) -> tuple[int, ...]:
+    """A change's hours from the text's clock times (:func:`_clock_hours`, its end excluded): none (the whole day), or the
+    first and last hour of two times ("from 6:00 to 10:00": hours 6 to 9); what is wrong goes to ``problems``."""
+    if bad_time:
+        return ()
+    if len(hours) not in (0, 2):
+        problems.append(Problem(where, f"gives {len(hours)} time{'s' if len(hours) != 1 else ''}; {what} gives none (the whole "
+                                       f"day) or two: {when}, e.g. 'from 6:00 to 10:00' (hours 6 to 9)"))
+    elif len(hours) == 2 and hours[1] <= hours[0]:
+        problems.append(Problem(where, f"ends at {hours[1]}:00, not after it starts at {hours[0]}:00"))
+    elif len(hours) == 2 and hours[0] > spec.trips.last_hour:
+        problems.append(Problem(where, f"starts at {hours[0]}:00, after the day's last hour trips.last_hour {spec.trips.last_hour}"))
+    elif len(hours) == 2:
+        return hours[0], max(hours[0], hours[1] - 1)
+    return ()
 
 
 def read_shift_text(scenario: Scenario, spec: TripsSpec) -> SaidShift:
@@ -183,18 +227,8 @@ def read_shift_text(scenario: Scenario, spec: TripsSpec) -> SaidShift:
     the start — and at most one percentage, above 0 and at most 100."""
     text, where = scenario.text or "", f"scenarios: {scenario.name}"
     problems: list[Problem] = []
-    hours, bad_time = _clock_hours(text, [], where, spec, problems, event=False)
-    if not bad_time:
-        if len(hours) not in (0, 2):
-            problems.append(Problem(where, f"gives {len(hours)} time{'s' if len(hours) != 1 else ''}; a change of modes gives none "
-                                           "(the whole day) or two: when its tours leave home, e.g. 'from 6:00 to 10:00' (hours 6 "
-                                           "to 9)"))
-        elif len(hours) == 2 and hours[1] <= hours[0]:
-            problems.append(Problem(where, f"ends at {hours[1]}:00, not after it starts at {hours[0]}:00"))
-        elif len(hours) == 2 and hours[0] > spec.trips.last_hour:
-            problems.append(Problem(where, f"starts at {hours[0]}:00, after the day's last hour trips.last_hour {spec.trips.last_hour}"))
-        if len(hours) == 2:
-            hours = [hours[0], max(hours[0], hours[1] - 1)]  # from 6:00 to 10:00: tours leaving home in hours 6 to 9
+    hours = _span(*_clock_hours(text, [], where, spec, problems, event=False), where, spec, problems,
+                  "a change of modes", "when its tours leave home")
     shares = [float(m.group(1)) for m in _PERCENT.finditer(text)]
     if len(shares) > 1:
         problems.append(Problem(where, f"gives {len(shares)} percentages; a change of modes gives one share of the tours that change"))
@@ -205,31 +239,52 @@ def read_shift_text(scenario: Scenario, spec: TripsSpec) -> SaidShift:
     return SaidShift(tuple(hours), shares[0] / 100 if shares else None)
 
 
-def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Said | SaidShift | None]:
-    """Every scenario checked before any work: a given event's zone in the zone table, a text's zone,
-    times and numbers (:func:`read_text`; a change of modes' hours and share, :func:`read_shift_text`),
-    and a text only where a model can read it."""
+def read_close_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> SaidClose:
+    """The zone and hours a closure's text states, checked (SpecError naming the scenario, before any model work): one
+    zone of the zone table, no time or two (the hours the trips there depart in, within the day, the end excluded), and
+    no percentage (every visit in scope is made elsewhere)."""
+    text, where = scenario.text or "", f"scenarios: {scenario.name}"
+    problems, taken = [], []
+    zone = _named_zone(text, zones, where, problems, taken, "closure")
+    hours = _span(*_clock_hours(text, taken, where, spec, problems, event=False), where, spec, problems,
+                  "a closure", "when the trips there depart")
+    if _PERCENT.search(text):
+        problems.append(Problem(where, "gives a percentage; a closure moves every visit in its scope elsewhere (to take a share "
+                                       "of tours away, give `cancel: {share, purpose}` in the spec)"))
+    if problems:
+        raise SpecError(problems)
+    return SaidClose(zone, tuple(hours))
+
+
+def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Said | SaidShift | SaidClose | None]:
+    """Every scenario checked before any work: a given event's or closure's zone in the zone table, a text's zone,
+    times and numbers (:func:`read_text`; a change of modes' hours and share, :func:`read_shift_text`; a closure's
+    zone and hours, :func:`read_close_text`), and a text only where a model can read it."""
     problems, said = [], {}
+    readers = {"shift": lambda sc: read_shift_text(sc, spec), "close": lambda sc: read_close_text(sc, spec, zones),
+               "event": lambda sc: read_text(sc, spec, zones)}
     for scenario in spec.scenarios:
         where = f"scenarios: {scenario.name}"
         if scenario.change is not None:
-            if scenario.event is not None and scenario.event.zone not in set(zones.ids.astype(str)):
-                problems.append(Problem(where, f"event zone {scenario.event.zone!r} is not in the zone table; expected the id of a row"))
+            zoned = scenario.event or scenario.close
+            if zoned is not None and zoned.zone not in set(zones.ids.astype(str)):
+                what = "event" if scenario.event is not None else "closed"
+                problems.append(Problem(where, f"{what} zone {zoned.zone!r} is not in the zone table; expected the id of a row"))
             said[scenario.name] = None
             continue
         try:
-            shift = is_shift(scenario.text or "")
-            if shift and len(spec.trips.modes) < 2:
+            kind = text_kind(scenario.text or "")
+            if kind == "shift" and len(spec.trips.modes) < 2:
                 problems.append(Problem(where, f"reads as a change of modes (no zone, no number of people), and trips.modes has one "
                                                f"mode, {spec.trips.modes}: nothing to change to"))
                 continue
-            said[scenario.name] = read_shift_text(scenario, spec) if shift else read_text(scenario, spec, zones)
+            said[scenario.name] = readers[kind](scenario)
         except SpecError as exc:
             problems.extend(exc.problems)
         if not model:
             problems.append(Problem(where, "is a sentence, and this run has no model to read it (llm.backend: none); give the "
-                                           "change itself as `event: {zone, start, end, visitors, purpose, mode, share}` or "
-                                           "`shift: {mode, to, share}`"))
+                                           "change itself as `event: {zone, start, end, visitors, purpose, mode, share}`, "
+                                           "`shift: {mode, to, share}` or `close: {zone, purpose}`"))
     if problems:
         raise SpecError(problems)
     return said
@@ -244,6 +299,7 @@ QUESTIONS = {  # field -> the question; each answer is one of the spec's own val
     "to": "Which mode do they take instead of {mode}?",
     "scope": "Which trips does the change concern?",
     "part": "Which word does the text use for how many of the {mode} travellers switch to {to}?",
+    "closed": "Which visits does the closure stop?",
 }
 ANY = "(any)"  # the shift's scope option for tours of every activity
 
@@ -251,13 +307,13 @@ ANY = "(any)"  # the shift's scope option for tours of every activity
 def event_question(text: str, spec: TripsSpec, field: str, options: list[str], letters: bool, what: str = "event", **given: str):
     """(messages, answer prefix, options) asking which of ``options`` the text means for ``field`` — scored
     from token probabilities, never sampled; by letter for servers that cannot continue an answer. ``what``:
-    the text describes an "event" or a "change" in how the persons travel."""
+    the text describes an "event", a "change" in how the persons travel or a "closure" of a place."""
     from ...prior.prompts import LETTERS
 
     question = QUESTIONS[field].format(**given)
     labels = [f"{LETTERS[j]}) {o}" if letters else o for j, o in enumerate(options)]
     who = f" The persons are {spec.population}." if spec.population else ""
-    described = "an event" if what == "event" else "a change in how persons travel"
+    described = {"event": "an event", "change": "a change in how persons travel", "closure": "a closure of a place"}[what]
     messages = [
         {"role": "system", "content": f"You read the description of {described} for a travel model that synthesizes persons' "
                                       "days of trips." + who},
@@ -354,6 +410,21 @@ def ask_shift(scenario: Scenario, said: SaidShift, spec: TripsSpec, llm, on_call
     shift = _checked(scenario, spec, "change of modes", lambda: Shift(mode=mode, to=to, share=share, start=hours[0], end=hours[-1],
                                                                      purpose=None if scope == ANY else scope))
     return shift, asked
+
+
+def ask_close(scenario: Scenario, said: SaidClose, spec: TripsSpec, llm, on_call=None) -> tuple[Close, dict]:
+    """The closure a scenario's text describes: its zone and hours as the text states them (:func:`read_close_text`), the
+    activity whose visits it stops (or any) chosen by the model among the spec's values by token probabilities. Returns
+    the closure and the question's probabilities (for the manifest)."""
+    s = spec.trips
+    asked: dict[str, dict[str, float]] = {}
+    activities = [p for p in s.purposes if p != s.home]
+    pick = _picker(scenario, spec, llm, on_call, asked, "closure", len(s.purposes))
+    scope = pick("closed", [ANY, *activities], ["visits for any activity", *(f"visits for {w}" for w in s.said(activities))])
+    hours = said.hours or (None, None)
+    close = _checked(scenario, spec, "closure", lambda: Close(zone=said.zone, purpose=None if scope == ANY else scope,
+                                                              start=hours[0], end=hours[-1]))
+    return close, asked
 
 
 @dataclass
@@ -561,6 +632,74 @@ def cancel_tours(cancel: Cancel, persons: pd.DataFrame, trips: pd.DataFrame, rng
     return Cancelled(people, kept, trips[drop].reset_index(drop=True), drop, asked, int(scope.sum()))
 
 
+@dataclass
+class Closed:
+    """The scenario's trips (the baseline's, the closed zone's visits made elsewhere) and what was moved."""
+
+    trips: pd.DataFrame  # with a column ``moved``: True for each visit moved and the trip leaving it
+    in_scope: int  # visits to the zone (of the activity, the trips there departing in the hours)
+    beyond_reach: int  # of those, visits with no other zone within reach of both legs: the zone nearest the closed one taken
+    to_zones: dict[str, int]  # where the visits went, the most first
+
+
+REACH = (1.5, 1.0)  # a visit moved elsewhere: neither leg longer than 1.5 × the longer of the two + 1 km (as the polish's moves)
+
+
+def close_zone(close: Close, spec: TripsSpec, zones: Zones, trips: pd.DataFrame, rng: np.random.Generator) -> Closed:
+    """The baseline's days with the closure's visits made elsewhere: each trip arriving in the zone for an activity in scope
+    (its activity, departing in its hours) goes instead to another zone, drawn by what draws the activity there times
+    exp(−km from the closed zone / the median length of the baseline's trips for the activity) — substitutes near the
+    closed place, as far as people travel for it — among the zones within reach of both of the visit's legs (neither
+    longer than 1.5 × the longer of the two as they were + 1 km, so a walk stays a walk's length; the zone nearest the
+    closed one when none is). The trip leaving the visit leaves from the new zone, so every day stays a chain;
+    nothing else changes. ``trips`` (ActivitySim's columns, with ``km``; a day's trips in order) is left unchanged."""
+    s = spec.trips
+    place = zones.rows([close.zone])[0]
+    origin, destination = (zones.rows(trips[c].astype(str).to_numpy()) for c in ("origin", "destination"))
+    purpose, person = trips["purpose"].to_numpy(), trips["person_id"].to_numpy()
+    depart = pd.to_numeric(trips["depart"]).to_numpy()
+    continues = np.r_[person[1:] == person[:-1], False]  # a visit's day goes on: the next trip leaves from it
+    scope = (destination == place) & (purpose != s.home) & continues
+    if close.purpose is not None:
+        scope &= purpose == close.purpose
+    if close.start is not None:
+        scope &= (depart >= close.start) & (depart <= close.end)
+    activities = list(s.purposes)
+    draws = attraction_of(zones, activities, None)
+    km = zones.km(origin, destination)
+    every = np.arange(len(zones))
+    from_place = zones.km(np.full(len(zones), place), every)
+    moved = np.zeros(len(trips), dtype=bool)
+    beyond = 0
+    for i in np.flatnonzero(scope):
+        j = i + 1
+        p = activities.index(purpose[i])
+        typical = np.median(km[purpose == purpose[i]])  # how far people travel for the activity
+        weight = draws[p] * np.exp(-from_place / max(typical, 0.5))
+        weight[place] = 0.0
+        reach = REACH[0] * max(km[i], km[j]) + REACH[1]
+        near = (zones.km(np.full(len(zones), origin[i]), every) <= reach) & (zones.km(every, np.full(len(zones), destination[j])) <= reach)
+        if not (near & (weight > 0)).any():  # none within reach: the zone nearest the closed one
+            beyond += 1
+            near = every == np.argmin(np.where(every == place, np.inf, from_place))
+        weight = np.where(near, weight, 0.0)
+        zone = rng.choice(len(zones), p=weight / weight.sum())
+        destination[i], origin[j] = zone, zone
+        moved[i] = moved[j] = True
+    out = trips.assign(moved=moved)
+    rows = np.flatnonzero(moved)
+    out.loc[moved, "origin"] = zones.ids[origin[rows]]
+    out.loc[moved, "destination"] = zones.ids[destination[rows]]
+    if "origin_district" in out and zones.district is not None:
+        district = zones.district.astype(str)
+        out.loc[moved, "origin_district"] = district[origin[rows]]
+        out.loc[moved, "destination_district"] = district[destination[rows]]
+    if "km" in out:
+        out.loc[moved, "km"] = zones.km(origin[rows], destination[rows]).round(3)
+    went = pd.Series(zones.ids[destination[scope]]).value_counts()
+    return Closed(out, int(scope.sum()), beyond, {str(z): int(n) for z, n in went.items()})
+
+
 def flow_changes(baseline: pd.DataFrame, scenario: pd.DataFrame, by_mode: bool = False) -> pd.DataFrame:
     """Every zone-to-zone flow and departure hour (and mode, ``by_mode``) whose trips differ: origin, destination,
     depart, (trip_mode,) baseline, scenario, change — the largest changes first (sparse: only cells that moved)."""
@@ -582,3 +721,14 @@ def into_zone(trips: pd.DataFrame, event: Event, home: str) -> int:
     """Trips into the event's zone for an activity departing in its hours."""
     depart = pd.to_numeric(trips["depart"])
     return int((arrivals(trips, event.zone, home) & (depart >= event.start) & (depart <= event.end)).sum())
+
+
+def into_closed(trips: pd.DataFrame, close: Close, home: str) -> int:
+    """Trips into the closed zone for an activity in the closure's scope (its activity, departing in its hours)."""
+    inside = arrivals(trips, close.zone, home)
+    if close.purpose is not None:
+        inside &= trips["purpose"] == close.purpose
+    if close.start is not None:
+        depart = pd.to_numeric(trips["depart"])
+        inside &= (depart >= close.start) & (depart <= close.end)
+    return int(inside.sum())

@@ -23,10 +23,11 @@ purposes and modes, and the tables an agency publishes::
     targets:
       - {name: OD by period, variables: [origin_district, destination_district, depart], file: …}
       - {name: trips per person, variables: [person_type, trips], file: …}
-    scenarios:                         # what-ifs beside the baseline: an event's visits added, or tours' modes shifted
+    scenarios:                         # what-ifs beside the baseline: visits added, modes shifted, tours not made, a zone closed
       - {name: concert, text: "a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by transit"}
       - {name: strike, text: "a transit strike: half of the transit riders drive alone instead"}
       - {name: lockdown, cancel: {purpose: work, share: 0.6}}   # tours not made: given, never read from a text
+      - {name: mall, text: "the shopping mall in zone 1210 is closed from 10:00 to 20:00"}   # its visits made elsewhere
 
 The variables a table may name: ``origin`` and ``destination`` (zone ids), ``origin_district`` and
 ``destination_district`` (when the zone table gives districts), ``depart`` (the departure hour,
@@ -125,11 +126,7 @@ class Event(FrozenModel):
     change the model reads from a scenario's sentence, or the spec gives."""
 
     zone: str = Field(description="the zone of the event (an id of the zone table)")
-
-    @field_validator("zone", mode="before")
-    @classmethod
-    def _zone_as_text(cls, value):  # `zone: 1210` in YAML is the zone "1210"
-        return str(value) if isinstance(value, int) else value
+    _zone_as_text = field_validator("zone", mode="before")(lambda value: _zone_text(value))
     start: int = Field(ge=0, le=23, description="the hour the event starts: the visitors' trips there depart in it")
     end: int = Field(ge=0, le=23, description="the hour it ends: the trips back home depart in it")
     visitors: int = Field(ge=1, description="how many of the persons go (each makes a trip there and one back home)")
@@ -163,11 +160,7 @@ class ToursInScope(FrozenModel):
         found = [] if self.mode is None or self.mode in trips.modes else [f"mode {self.mode!r} is not one of trips.modes {trips.modes}"]
         if self.purpose is not None:
             found += _activity_problems(self.purpose, trips)
-        if (self.start is None) != (self.end is None):
-            found.append("give both start and end (the hours tours leave home in), or neither")
-        elif self.start is not None:
-            found += _hours_problems(self.start, self.end, trips)
-        return found
+        return found + _optional_hours_problems(self.start, self.end, trips, "the hours tours leave home in")
 
     def in_words(self) -> str:
         """The scope as the run says it: " by transit for work, leaving home in hours 6–9" ("" for every tour)."""
@@ -200,11 +193,48 @@ class Cancel(ToursInScope):
     a change of modes in 6 of 8 sentences). Whole tours go: every day left still starts and ends at home."""
 
 
+class Close(FrozenModel):
+    """What a scenario closes: one zone to the visits of an activity (or of every activity), in some hours or all
+    day — a mall, a stadium, a campus. The baseline's visits there are made elsewhere: each such stop moves to
+    another zone that draws its activity, near the closed one and within reach of the stop's legs. Read from a
+    sentence naming the zone, a word of closing and no number of people, or given in the spec."""
+
+    zone: str = Field(description="the zone closed (an id of the zone table)")
+    _zone_as_text = field_validator("zone", mode="before")(lambda value: _zone_text(value))
+    purpose: str | None = Field(default=None, description="only visits for this activity (one of trips.purposes other than home); "
+                                "none: visits for any activity")
+    start: int | None = Field(default=None, ge=0, le=23, description="only visits whose trip there departs from this hour on; "
+                              "with end")
+    end: int | None = Field(default=None, ge=0, le=23, description="… and at the latest in this hour; with start")
+
+    def problems(self, trips: TripSettings) -> list[str]:
+        """What in the closure contradicts the spec's trips (the zone is checked against the zone table elsewhere)."""
+        found = [] if self.purpose is None else _activity_problems(self.purpose, trips)
+        return found + _optional_hours_problems(self.start, self.end, trips, "the hours the trips there depart in")
+
+    def in_words(self) -> str:
+        """The closure as the run says it: "zone 1210 closed to visits for shopping, arriving in hours 18–22"."""
+        return (f"zone {self.zone} closed to visits" + (f" for {self.purpose}" if self.purpose else "")
+                + (f", the trips there departing in hours {self.start}–{self.end}" if self.start is not None else ""))
+
+
+def _zone_text(value):
+    """`zone: 1210` in YAML is the zone "1210"."""
+    return str(value) if isinstance(value, int) else value
+
+
 def _activity_problems(purpose: str, trips: TripSettings) -> list[str]:
     """Whether ``purpose`` is an activity (a purpose of trips.purposes other than home)."""
     if purpose not in trips.purposes or purpose == trips.home:
         return [f"purpose {purpose!r} is not an activity of trips.purposes (other than {trips.home!r})"]
     return []
+
+
+def _optional_hours_problems(start: int | None, end: int | None, trips: TripSettings, what: str) -> list[str]:
+    """Whether ``start`` and ``end`` are both given (hours of the day, in order) or neither."""
+    if (start is None) != (end is None):
+        return [f"give both start and end ({what}), or neither"]
+    return [] if start is None else _hours_problems(start, end, trips)
 
 
 def _hours_problems(start: int, end: int, trips: TripSettings) -> list[str]:
@@ -215,31 +245,35 @@ def _hours_problems(start: int, end: int, trips: TripSettings) -> list[str]:
 
 
 class Scenario(FrozenModel):
-    """A what-if: a sentence the model turns into an :class:`Event` or a :class:`Shift`, or the change itself."""
+    """A what-if: a sentence the model turns into an :class:`Event`, a :class:`Shift` or a :class:`Close`, or the change
+    itself."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the scenario's folder under the run's: scenarios/NAME")
     text: str | None = Field(default=None, min_length=10, description="the change in words: an event naming its zone as 'zone ID', "
                              "its hours and its visitors ('a concert in zone 1210 from 20:00 to 23:00 draws 500 visitors, most by "
-                             "transit'), or a change of modes naming no zone and no people ('a transit strike: half of the transit "
-                             "riders drive alone instead')")
+                             "transit'), a closure naming its zone, a word of closing and no people ('the mall in zone 1210 is closed "
+                             "from 18:00 to 23:00'), or a change of modes naming no zone and no people ('a transit strike: half of "
+                             "the transit riders drive alone instead')")
     event: Event | None = Field(default=None, description="visitors added, given (the model is not asked): zone, start, end, "
                                 "visitors, purpose, mode, share")
     shift: Shift | None = Field(default=None, description="tours moved to another mode, given (the model is not asked): mode, to, "
                                 "share, and optionally purpose, start, end")
     cancel: Cancel | None = Field(default=None, description="tours not made, given (never read from a text): share, and optionally "
                                   "purpose, mode, start, end")
+    close: Close | None = Field(default=None, description="a zone closed to visits, given (the model is not asked): zone, and "
+                                "optionally purpose, start, end")
 
     @model_validator(mode="after")
     def _one(self) -> Scenario:
-        if sum(x is not None for x in (self.text, self.event, self.shift, self.cancel)) != 1:
+        if sum(x is not None for x in (self.text, self.event, self.shift, self.cancel, self.close)) != 1:
             raise ValueError(f"scenario {self.name!r}: give one of text (the model reads it), event (visitors added), shift "
-                             "(tours moved to another mode) or cancel (tours not made)")
+                             "(tours moved to another mode), cancel (tours not made) or close (a zone's visits made elsewhere)")
         return self
 
     @property
-    def change(self) -> Event | Shift | Cancel | None:
+    def change(self) -> Event | Shift | Cancel | Close | None:
         """The change the spec gives (None: a text, for the model to read)."""
-        return next((c for c in (self.event, self.shift, self.cancel) if c is not None), None)
+        return next((c for c in (self.event, self.shift, self.cancel, self.close) if c is not None), None)
 
 
 class TripsSpec(SpecFile):
