@@ -32,6 +32,13 @@ the longest of them (a 30 km walk), or by a person of a kind that never takes it
 household without a car), is not moved; every zone, hour and activity stays the baseline's. A cancellation (:func:`cancel_tours`, given in the spec,
 never read from a text) takes the share of the tours in scope away, whole tours, so every day left still
 starts and ends at home.
+
+A sentence naming a zone, a word of closing ("closed", "closes", "shut") and no number of people is a
+**closure** (a :class:`Close`: "the shopping mall in zone 1122 is closed from 10:00 to 20:00"): its zone and
+hours are read from the text (:func:`read_close_text`), the activity closed (or any) by the model
+(:func:`ask_close`). Applying it (:func:`close_zone`) makes each visit in scope elsewhere — another zone within
+reach of both of the visit's legs, drawn by what draws the activity there and nearness to the closed zone —
+and the trip leaving the visit leaves from there; nothing else changes.
 """
 
 from __future__ import annotations
