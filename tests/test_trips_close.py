@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from llmsynthor.cli import app
 from llmsynthor.core.errors import SpecError
+from llmsynthor.declarations.zones import Zones
 from llmsynthor.shapes.trips.evaluation import chains_of
 from llmsynthor.shapes.trips.inputs import read_inputs
 from llmsynthor.shapes.trips.scenario import ask_close, check_scenarios, close_zone, read_close_text, text_kind
@@ -29,16 +30,19 @@ MALL = {"zone": "4", "purpose": "shopping", "start": None, "end": None}
 
 @pytest.mark.parametrize("text, kind", [
     ("the shopping mall in zone 5 is closed from 10:00 to 20:00", "close"),
-    ("zone 5 shuts down: nobody goes there", "close"),
+    ("zone 5 shuts: nobody goes there", "close"),
     ("the school in zone 3 closes for the day", "close"),
+    ("the mall in zone Centre is closed", "close"),  # a zone id of the zone table without a digit
+    ("zone 5 is closed, and its 300 shoppers go elsewhere", "close"),  # closed: a closure, refused for its number
     ("a fair in zone 5 from 18:00 to 21:00 draws 6 visitors", "event"),  # a zone and visitors
-    ("zone 5 is closed, and its 300 shoppers go elsewhere", "event"),  # a number of people: an event's text, read as one
+    ("a fair in zone 5, close to the station, from 18:00 to 21:00 draws 6 visitors", "event"),  # "close to": no closing
+    ("the closing ceremony in zone 5 from 18:00 to 21:00 draws 60 fans", "event"),
     ("a fair in zone 5 from 18:00 to 21:00", "event"),  # a zone, no visitors, no closing: refused as an event
     ("a transit strike: half of the transit riders drive alone instead", "shift"),
     ("roads closed: 30% of drivers take transit", "shift"),  # closing, but no zone: a change of modes
 ])
-def test_a_text_naming_a_zone_a_closing_and_no_people_is_a_closure(text, kind):
-    assert text_kind(text) == kind
+def test_a_text_naming_a_zone_and_a_closing_is_a_closure(text, kind):
+    assert text_kind(text, known=["Centre", "5"]) == kind
 
 
 @pytest.mark.parametrize("text, said", [
@@ -59,6 +63,8 @@ def test_a_closure_states_its_zone_and_hours(tmp_path, text, said):
     ("the mall in zone 4 is closed from 20:00 to 10:00", "ends at 10:00, not after it starts at 20:00"),
     ("the mall in zone 4 is closed from 1:00 to 4:00", "'1:00' is outside the day's hours"),
     ("the mall in zone 4 is 50% closed", "gives a percentage; a closure moves every visit in its scope elsewhere"),
+    ("the mall in zone 4 is closed from 10 to 20", "gives '10', '20', no clock time: a closure gives no number but its hours"),
+    ("zone 4 is closed, and its 300 shoppers go elsewhere", "gives '300', no clock time"),
 ])
 def test_a_closure_with_a_wrong_zone_hours_or_a_share_is_refused_before_any_work(tmp_path, text, says):
     _, spec = small(tmp_path)
@@ -74,11 +80,19 @@ def test_a_given_closure_outside_the_spec_or_the_zone_table_is_refused_before_an
     assert "purpose 'home' is not an activity" in message and "give both start and end (the hours the trips there depart in)" in message
     _, spec = small(tmp_path / "b", scenarios=[{"name": "b", "close": {"zone": 99}},
                                                {"name": "c", "text": "the mall in zone 4 is closed"}])
+    zones = read_inputs(spec).zones
     with pytest.raises(SpecError) as error:
-        check_scenarios(spec, read_inputs(spec).zones, model=False)
+        check_scenarios(spec, zones, model=False)
     message = flat(str(error.value))
     assert "scenarios: b: closed zone '99' is not in the zone table" in message
     assert "scenarios: c: is a sentence, and this run has no model to read it" in message and "`close: {zone, purpose}`" in message
+    one = spec.model_copy(update={"scenarios": [Scenario(name="d", close=Close(zone="4")),
+                                                Scenario(name="e", text="the mall in zone 4 is closed")]})
+    with pytest.raises(SpecError) as error:
+        check_scenarios(one, Zones(np.array(["4"]), lon=np.zeros(1), lat=np.zeros(1)), model=True)
+    message = flat(str(error.value))
+    assert "scenarios: d: closes the only zone of the zone table: nowhere else to go" in message
+    assert "scenarios: e: reads as a closure (a zone, a word of closing), and the zone table has one zone" in message
 
 
 def test_the_model_chooses_the_activity_closed_or_any_among_the_specs_words(tmp_path):
@@ -151,6 +165,22 @@ def test_a_visit_goes_only_within_reach_of_both_its_legs_and_to_the_zone_nearest
     assert closed.beyond_reach == 1 and closed.trips["destination"].tolist() == ["5", "4"] and closed.trips["origin"].tolist() == ["4", "5"]
 
 
+
+def test_visits_in_a_row_each_move_and_the_districts_follow_the_zones(tmp_path):
+    _, spec = small(tmp_path)
+    zones = read_inputs(spec).zones
+    trips = days(zones)
+    district = dict(zip(zones.ids, zones.district.astype(str)))
+    trips = trips.assign(origin_district=trips["origin"].map(district), destination_district=trips["destination"].map(district))
+    for seed in range(5):
+        out = close_zone(Close(zone="4", purpose="shopping"), spec, zones, trips, np.random.default_rng(seed)).trips
+        two = out[out["person_id"] == 2]  # shopping in zone 4 twice in a row: both visits elsewhere, one chain
+        assert (two["destination"].iloc[:2] != "4").all() and two["origin"].iloc[1] == two["destination"].iloc[0]
+        assert two["origin"].iloc[2] == two["destination"].iloc[1] and two["destination"].iloc[2] == "1"
+        assert (out["origin_district"] == out["origin"].map(district)).all()
+        assert (out["destination_district"] == out["destination"].map(district)).all()
+
+
 # ---- a run
 
 @pytest.fixture(scope="module")
@@ -175,6 +205,7 @@ def test_a_run_writes_the_closure_beside_the_baseline_and_the_report_shows_both(
     read = dict(dtype={"person_id": str, "household_id": str, "home_zone": str, "origin": str, "destination": str})
     before, after = pd.read_csv(folder / "trips.csv", **read), pd.read_csv(scenario / "trips.csv", **read)
     assert len(before) == len(after) and after["moved"].sum() == manifest["trips"]["moved"] > 0
+    assert manifest["visits"]["zones_gone_to"] == len(manifest["visits"]["to_zones"]) <= 20  # a few zones: all listed
     assert sum(manifest["visits"]["to_zones"].values()) == manifest["visits"]["in_scope"] and "4" not in manifest["visits"]["to_zones"]
     persons = pd.read_csv(scenario / "persons.csv", **read)
     assert chains_of(spec, persons, after.drop(columns="moved")).valid.all()

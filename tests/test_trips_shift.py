@@ -24,9 +24,9 @@ from llmsynthor.shapes.trips.scenario import (
     cancel_tours,
     check_scenarios,
     flow_changes,
-    is_shift,
     read_shift_text,
     shift_modes,
+    text_kind,
 )
 from llmsynthor.shapes.trips.spec import Cancel, Scenario, Shift
 
@@ -44,7 +44,7 @@ LOCKDOWN = {"share": 0.5, "purpose": "work", "mode": None, "start": None, "end":
     ("a fair downtown from 18:00 to 21:00 draws 6 visitors", False),  # visitors without a zone: an event, refused as one
 ])
 def test_a_text_naming_no_zone_and_no_people_is_a_change_of_modes(text, shift):
-    assert is_shift(text) is shift
+    assert (text_kind(text) == "shift") is shift
 
 
 @pytest.mark.parametrize("text, said", [

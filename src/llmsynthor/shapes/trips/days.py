@@ -42,6 +42,7 @@ BETAS = (0.0, 0.03, 0.06, 0.12, 0.25, 0.5, 1.0)  # distance decay per km, one pe
 DEFAULT_MOST = 8  # trips in a day at most when no table says how many
 NEIGHBOURS = 300  # destinations are drawn among this many zones nearest the trip's origin
 LENGTH_BANDS = (0.0, 1.0, 3.0, 5.0, 10.0, 20.0, np.inf)
+REACH = (1.5, 1.0)  # a stop moved stays within reach: neither leg longer than 1.5 × the longer of its two legs as chosen + 1 km
 STOP_KNOWN = ("origin", "origin_district", "destination", "destination_district", "depart", "purpose")  # known when a stop is drawn
 LENGTH_WORDS = ("under 1 km", "1-3 km", "3-5 km", "5-10 km", "10-20 km", "over 20 km")
 OFF_TABLE = 0.01  # a zone-level OD table's ratio for the cells it counts no trips in (:meth:`Guide.toward_zones`)

@@ -19,6 +19,7 @@ from ...outputs.files import (
     write_records,
 )
 from ...outputs.matsim import write_plans
+from .days import REACH
 from .inputs import LEVELS, PERSONS, TRIPS, TripInputs
 from .spec import TripsSpec
 from .synthesizer import TripResult
@@ -131,7 +132,6 @@ def write_shift(spec: TripsSpec, inputs: TripInputs, scenario, shift, how: str, 
     trips = shifted.trips
     common = _scenario_files(spec, inputs, baseline.persons, trips, "shifted", baseline, paths, usage, by_mode=True)
     same = trips.drop(columns=["shifted", "trip_mode"]).reset_index(drop=True)
-    untouched = trips[~trips["shifted"]].drop(columns="shifted").reset_index(drop=True)
     write_json({
         **_change_facts(spec, scenario, shift, how, asked), **common,
         "tours": {"asked": shifted.asked, "moved": shifted.placed, "in_scope": shifted.in_scope, "plausible": shifted.plausible,
@@ -144,7 +144,7 @@ def write_shift(spec: TripsSpec, inputs: TripInputs, scenario, shift, how: str, 
                           "scenario": {str(m): int(n) for m, n in trips["trip_mode"].value_counts().items()},
                           "moved": int(trips["shifted"].sum())},
         "only_modes_changed": bool(same.equals(baseline.trips.drop(columns="trip_mode").reset_index(drop=True))),
-        "others_are_the_baseline": bool(untouched.equals(baseline.trips[~trips["shifted"].to_numpy()].reset_index(drop=True))),
+        "others_are_the_baseline": _others_unchanged(trips, "shifted", baseline),
     }, paths["manifest"])
     return paths
 
@@ -178,24 +178,30 @@ def write_close(spec: TripsSpec, inputs: TripInputs, scenario, close, how: str, 
     trips = closed.trips
     common = _scenario_files(spec, inputs, baseline.persons, trips, "moved", baseline, paths, usage, by_mode=False)
     places = [c for c in ("origin", "destination", "origin_district", "destination_district", "km") if c in trips]
-    untouched = trips[~trips["moved"]].drop(columns="moved").reset_index(drop=True)
     before_n, after_n = (into_closed(t, close, spec.trips.home) for t in (baseline.trips, trips))
     write_json({
         **_change_facts(spec, scenario, close, how, asked), **common,
-        "visits": {"in_scope": closed.in_scope, "beyond_reach": closed.beyond_reach,
-                   "to_zones": dict(list(closed.to_zones.items())[:20]),
+        "visits": {"in_scope": closed.in_scope, "beyond_reach": closed.beyond_reach, "zones_gone_to": len(closed.to_zones),
+                   "to_zones": dict(list(closed.to_zones.items())[:20]),  # the 20 taking most
                    "which": "every trip arriving in the zone for an activity in scope (its activity, departing in its hours) goes "
                             "to another zone, drawn by what draws the activity there times exp(-km from the closed zone / the "
                             "median length of the baseline's trips for the activity), within reach of both of the visit's legs "
-                            "(neither longer than 1.5 x the longer of the two + 1 km; beyond_reach: none was, the zone nearest "
-                            "the closed one taken); the trip leaving the visit leaves from the new zone"},
+                            f"(neither longer than {REACH[0]:g} x the longer of the two + {REACH[1]:g} km; beyond_reach: none was, "
+                            "the zone nearest the closed one taken); the trip leaving the visit leaves from the new zone; to_zones: "
+                            "the 20 zones taking most"},
         "arrivals_in_zone_in_scope": {"baseline": before_n, "scenario": after_n},
         "trips": {"baseline": len(baseline.trips), "scenario": len(trips), "moved": int(trips["moved"].sum())},
         "only_zones_changed": bool(trips.drop(columns=["moved", *places]).reset_index(drop=True)
                                    .equals(baseline.trips.drop(columns=places).reset_index(drop=True))),
-        "others_are_the_baseline": bool(untouched.equals(baseline.trips[~trips["moved"].to_numpy()].reset_index(drop=True))),
+        "others_are_the_baseline": _others_unchanged(trips, "moved", baseline),
     }, paths["manifest"])
     return paths
+
+
+def _others_unchanged(trips: pd.DataFrame, mark: str, baseline: TripResult) -> bool:
+    """Whether every trip a scenario did not ``mark`` is the baseline's, record for record."""
+    untouched = trips[~trips[mark]].drop(columns=mark).reset_index(drop=True)
+    return bool(untouched.equals(baseline.trips[~trips[mark].to_numpy()].reset_index(drop=True)))
 
 
 def baseline_key(spec: TripsSpec, trips: pd.DataFrame) -> dict:

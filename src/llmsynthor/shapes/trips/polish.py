@@ -42,7 +42,7 @@ import pandas as pd
 from ...declarations.zones import Zones, leg_km
 from ...fitting.choice import reweighed
 from ...fitting.sums import pairwise_sum
-from .days import LENGTH_BANDS, CellParts, Coder, length_band, listed_cell
+from .days import LENGTH_BANDS, REACH, CellParts, Coder, length_band, listed_cell
 from .districts import cell_groups, cell_weights
 
 NEAREST = 80  # a stop may move to one of this many zones nearest it (itself included)
@@ -117,7 +117,7 @@ def polish_stops(zones: Zones, coder: Coder, origin: np.ndarray, destination: np
     stops = np.flatnonzero(~home_bound)
     chosen_km = zones.km(origin, destination)
     reach = np.zeros(len(origin))
-    reach[stops] = 1.5 * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + 1.0  # fixed once: moves cannot creep
+    reach[stops] = REACH[0] * np.maximum(chosen_km[stops], chosen_km[stops + 1]) + REACH[1]  # fixed once: moves cannot creep
     lon, lat, within = zones.places()
     day = np.asarray(day, dtype=np.int64)
     tour_first = np.flatnonzero(~same_before | np.r_[False, home_bound[:-1]])  # a tour starts a day or follows a trip home

@@ -53,14 +53,15 @@ from pydantic import ValidationError
 from ...core.errors import LLMSynthorError, Problem, SpecError
 from ...declarations.zones import Zones
 from .days import LENGTH_BANDS as BAND_EDGES
-from .days import attraction_of, length_band
+from .days import REACH, attraction_of, length_band
 from .spec import SHARES, TRIPS_PER_PERSON, Cancel, Close, Event, Scenario, Shift, ToursInScope, TripsSpec
 
 _ZONE = re.compile(r"\bzones?\b\s*(?:no\.?|number|#)?\s*([A-Za-z0-9_]+(?:[,.][0-9]+)*)", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s*(?:([ap])\.?\s*m\b\.?)?|\b(midnight|noon)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:\s*[kKmM]\b)?")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
-_CLOSING = re.compile(r"\b(?:clos(?:e|es|ed|ing|ure)|shut(?:s|down)?)\b", re.IGNORECASE)  # what says a place is closed
+_CLOSING = re.compile(r"\b(?:closed|closes|closure|shut|shuts|shutdown)\b", re.IGNORECASE)  # what says a place is closed
+# (not "close", "closing": "close to the station", "the closing ceremony" are events)
 LENGTH_BANDS = 8  # the baseline's trips of the event's activity in this many quantile bands of length
 
 
@@ -89,24 +90,26 @@ class SaidClose:
     hours: tuple[int, ...]
 
 
-def text_kind(text: str) -> str:
-    """What a scenario's text describes, from what it states (never asked of the model): "shift", a change of
-    modes — no zone ('zone ID') and no number but clock times and percentages; "close", a closure — a zone, a
-    word of closing ('closed', 'closes', 'shut') and no number of people; else "event" — a zone and its
-    visitors (:func:`read_text` names what an event's text lacks)."""
-    zoned = [m for m in _ZONE.finditer(text) if any(ch.isdigit() for ch in m.group(1))]
-    rest = "".join(ch if not any(a <= n < b for a, b in (m.span(1) for m in zoned)) else " " for n, ch in enumerate(text))
+def text_kind(text: str, known=()) -> str:
+    """What a scenario's text describes, from what it states (never asked of the model): "close", a closure — a
+    zone ('zone ID': with a digit, or one of the ``known`` ids) and a word of closing ('closed', 'closes',
+    'closure', 'shut', 'shutdown'; :func:`read_close_text` refuses its numbers of people); "shift", a change of
+    modes — no zone and no number but clock times and percentages; else "event" — a zone and its visitors
+    (:func:`read_text` names what an event's text lacks)."""
+    known = set(known)
+    zoned = [m for m in _ZONE.finditer(text) if any(ch.isdigit() for ch in m.group(1)) or m.group(1) in known]
+    if zoned:
+        return "close" if _CLOSING.search(text) else "event"
+    return "event" if _counts(text, []) else "shift"
+
+
+def _counts(text: str, taken: list) -> list[str]:
+    """The numbers of ``text`` that are no clock time ('20:00', '8 pm', 'noon') and no percentage, outside the spans
+    ``taken``."""
+    rest = "".join(" " if any(a <= n < b for a, b in taken) else ch for n, ch in enumerate(text))
     rest = _PERCENT.sub(" ", rest)
     rest = _TIME.sub(lambda m: " " if m.group(2) or m.group(3) or m.group(4) else m.group(0), rest)
-    counts = any(ch.isdigit() for ch in rest)
-    if not zoned:
-        return "event" if counts else "shift"
-    return "close" if _CLOSING.search(text) and not counts else "event"
-
-
-def is_shift(text: str) -> bool:
-    """Whether a scenario's text is a change of modes (:func:`text_kind`)."""
-    return text_kind(text) == "shift"
+    return _NUMBER.findall(rest)
 
 
 def _whole(token: str) -> int | None:
@@ -258,6 +261,11 @@ def read_close_text(scenario: Scenario, spec: TripsSpec, zones: Zones) -> SaidCl
     if _PERCENT.search(text):
         problems.append(Problem(where, "gives a percentage; a closure moves every visit in its scope elsewhere (to take a share "
                                        "of tours away, give `cancel: {share, purpose}` in the spec)"))
+    numbers = _counts(text, taken)
+    if numbers:
+        problems.append(Problem(where, f"says the zone is closed and gives {', '.join(map(repr, numbers))}, no clock time: a "
+                                       "closure gives no number but its hours ('from 10:00 to 20:00'); an event's visitors are "
+                                       "said without a word of closing"))
     if problems:
         raise SpecError(problems)
     return SaidClose(zone, tuple(hours))
@@ -277,10 +285,16 @@ def check_scenarios(spec: TripsSpec, zones: Zones, model: bool) -> dict[str, Sai
             if zoned is not None and zoned.zone not in set(zones.ids.astype(str)):
                 what = "event" if scenario.event is not None else "closed"
                 problems.append(Problem(where, f"{what} zone {zoned.zone!r} is not in the zone table; expected the id of a row"))
+            elif scenario.close is not None and len(zones) < 2:
+                problems.append(Problem(where, "closes the only zone of the zone table: nowhere else to go"))
             said[scenario.name] = None
             continue
         try:
-            kind = text_kind(scenario.text or "")
+            kind = text_kind(scenario.text or "", zones.ids.astype(str))
+            if kind == "close" and len(zones) < 2:
+                problems.append(Problem(where, "reads as a closure (a zone, a word of closing), and the zone table has one zone: "
+                                               "nowhere else to go"))
+                continue
             if kind == "shift" and len(spec.trips.modes) < 2:
                 problems.append(Problem(where, f"reads as a change of modes (no zone, no number of people), and trips.modes has one "
                                                f"mode, {spec.trips.modes}: nothing to change to"))
@@ -339,7 +353,7 @@ def check_reader(scenario: Scenario, llm) -> None:
     if not can_score_options(llm):
         raise LLMSynthorError(f"scenario {scenario.name!r}: the backend {llm.name} gives no token probabilities to read the "
                               "scenario with; give the change itself in the spec (scenarios: - {name: …, event: {…}} or "
-                              "{name: …, shift: {…}})")
+                              "{name: …, shift: {…}} or {name: …, close: {…}})")
 
 
 def ask_event(scenario: Scenario, said: Said, spec: TripsSpec, llm, on_call=None) -> tuple[Event, dict]:
@@ -649,50 +663,63 @@ class Closed:
     to_zones: dict[str, int]  # where the visits went, the most first
 
 
-REACH = (1.5, 1.0)  # a visit moved elsewhere: neither leg longer than 1.5 × the longer of the two + 1 km (as the polish's moves)
+
+
+def closed_visits(trips: pd.DataFrame, close: Close, home: str) -> np.ndarray:
+    """Whether each trip arrives in the closed zone for an activity in the closure's scope (its activity, departing in
+    its hours)."""
+    inside = arrivals(trips, close.zone, home).to_numpy().copy()
+    if close.purpose is not None:
+        inside &= (trips["purpose"] == close.purpose).to_numpy()
+    if close.start is not None:
+        depart = pd.to_numeric(trips["depart"]).to_numpy()
+        inside &= (depart >= close.start) & (depart <= close.end)
+    return inside
 
 
 def close_zone(close: Close, spec: TripsSpec, zones: Zones, trips: pd.DataFrame, rng: np.random.Generator) -> Closed:
     """The baseline's days with the closure's visits made elsewhere: each trip arriving in the zone for an activity in scope
-    (its activity, departing in its hours) goes instead to another zone, drawn by what draws the activity there times
+    (:func:`closed_visits`) goes instead to another zone, drawn by what draws the activity there times
     exp(−km from the closed zone / the median length of the baseline's trips for the activity) — substitutes near the
     closed place, as far as people travel for it — among the zones within reach of both of the visit's legs (neither
-    longer than 1.5 × the longer of the two as they were + 1 km, so a walk stays a walk's length; the zone nearest the
-    closed one when none is). The trip leaving the visit leaves from the new zone, so every day stays a chain;
-    nothing else changes. ``trips`` (ActivitySim's columns, with ``km``; a day's trips in order) is left unchanged."""
+    longer than 1.5 × the longer of the two as they were + 1 km, so a walk stays a walk's length; of the first leg only
+    when the next trip is a visit to the closed zone too, which moves after it, or when the visit ends the day; the zone
+    nearest the closed one when none is). The trip leaving the visit leaves from the new zone, so every day stays a
+    chain; nothing else changes. ``trips`` (ActivitySim's columns, with ``km``; a day's trips in order) is left
+    unchanged."""
     s = spec.trips
     place = zones.rows([close.zone])[0]
     origin, destination = (zones.rows(trips[c].astype(str).to_numpy()) for c in ("origin", "destination"))
     purpose, person = trips["purpose"].to_numpy(), trips["person_id"].to_numpy()
-    depart = pd.to_numeric(trips["depart"]).to_numpy()
-    continues = np.r_[person[1:] == person[:-1], False]  # a visit's day goes on: the next trip leaves from it
-    scope = (destination == place) & (purpose != s.home) & continues
-    if close.purpose is not None:
-        scope &= purpose == close.purpose
-    if close.start is not None:
-        scope &= (depart >= close.start) & (depart <= close.end)
+    continues = np.r_[person[1:] == person[:-1], False]  # the next trip leaves from the visit
+    scope = closed_visits(trips, close, s.home)
     activities = list(s.purposes)
     draws = attraction_of(zones, activities, None)
     km = zones.km(origin, destination)
+    typical = {p: max(float(np.median(km[purpose == p])), 0.5) for p in np.unique(purpose[scope])}  # how far people go for it
     every = np.arange(len(zones))
     from_place = zones.km(np.full(len(zones), place), every)
+    nearest = int(np.argmin(np.where(every == place, np.inf, from_place)))
     moved = np.zeros(len(trips), dtype=bool)
     beyond = 0
     for i in np.flatnonzero(scope):
-        j = i + 1
-        p = activities.index(purpose[i])
-        typical = np.median(km[purpose == purpose[i]])  # how far people travel for the activity
-        weight = draws[p] * np.exp(-from_place / max(typical, 0.5))
+        j = i + 1 if continues[i] else -1
+        weight = draws[activities.index(purpose[i])] * np.exp(-from_place / typical[purpose[i]])
         weight[place] = 0.0
-        reach = REACH[0] * max(km[i], km[j]) + REACH[1]
-        near = (zones.km(np.full(len(zones), origin[i]), every) <= reach) & (zones.km(every, np.full(len(zones), destination[j])) <= reach)
-        if not (near & (weight > 0)).any():  # none within reach: the zone nearest the closed one
-            beyond += 1
-            near = every == np.argmin(np.where(every == place, np.inf, from_place))
+        reach = REACH[0] * max(km[i], km[j] if j >= 0 else 0.0) + REACH[1]
+        near = zones.km(np.full(len(zones), origin[i]), every) <= reach
+        if j >= 0 and not scope[j]:  # the trip leaving the visit stays within reach too
+            near &= zones.km(every, np.full(len(zones), destination[j])) <= reach
         weight = np.where(near, weight, 0.0)
+        if not (weight > 0).any():  # none within reach: the zone nearest the closed one
+            beyond += 1
+            weight = (every == nearest).astype(float)
         zone = rng.choice(len(zones), p=weight / weight.sum())
-        destination[i], origin[j] = zone, zone
-        moved[i] = moved[j] = True
+        destination[i] = zone
+        moved[i] = True
+        if j >= 0:
+            origin[j] = zone
+            moved[j] = True
     out = trips.assign(moved=moved)
     rows = np.flatnonzero(moved)
     out.loc[moved, "origin"] = zones.ids[origin[rows]]
@@ -731,11 +758,5 @@ def into_zone(trips: pd.DataFrame, event: Event, home: str) -> int:
 
 
 def into_closed(trips: pd.DataFrame, close: Close, home: str) -> int:
-    """Trips into the closed zone for an activity in the closure's scope (its activity, departing in its hours)."""
-    inside = arrivals(trips, close.zone, home)
-    if close.purpose is not None:
-        inside &= trips["purpose"] == close.purpose
-    if close.start is not None:
-        depart = pd.to_numeric(trips["depart"])
-        inside &= (depart >= close.start) & (depart <= close.end)
-    return int(inside.sum())
+    """Trips into the closed zone for an activity in the closure's scope (:func:`closed_visits`)."""
+    return int(closed_visits(trips, close, home).sum())

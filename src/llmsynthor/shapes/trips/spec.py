@@ -41,9 +41,9 @@ Knows the declarations only; reading the files is :mod:`llmsynthor.shapes.trips.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from ...core.schema import CategoricalVariable, IntegerVariable, Schema, Variable
 from ...declarations.spec import MAX_SEED, FrozenModel, LLMSettings, SpecFile, TableSpec, read_yaml
@@ -118,6 +118,7 @@ class TripSettings(FrozenModel):
         return self
 
 
+ZoneId = Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, int) else value)]  # `zone: 1210` is "1210"
 SHARES = {"all": 1.0, "most": 0.75, "half": 0.5, "some": 0.25, "few": 0.1}  # the words an event's mode share is told in
 
 
@@ -125,8 +126,7 @@ class Event(FrozenModel):
     """What a scenario adds: visitors to one zone for an activity between two hours — the structured
     change the model reads from a scenario's sentence, or the spec gives."""
 
-    zone: str = Field(description="the zone of the event (an id of the zone table)")
-    _zone_as_text = field_validator("zone", mode="before")(lambda value: _zone_text(value))
+    zone: ZoneId = Field(description="the zone of the event (an id of the zone table)")
     start: int = Field(ge=0, le=23, description="the hour the event starts: the visitors' trips there depart in it")
     end: int = Field(ge=0, le=23, description="the hour it ends: the trips back home depart in it")
     visitors: int = Field(ge=1, description="how many of the persons go (each makes a trip there and one back home)")
@@ -199,8 +199,7 @@ class Close(FrozenModel):
     another zone that draws its activity, near the closed one and within reach of the stop's legs. Read from a
     sentence naming the zone, a word of closing and no number of people, or given in the spec."""
 
-    zone: str = Field(description="the zone closed (an id of the zone table)")
-    _zone_as_text = field_validator("zone", mode="before")(lambda value: _zone_text(value))
+    zone: ZoneId = Field(description="the zone closed (an id of the zone table)")
     purpose: str | None = Field(default=None, description="only visits for this activity (one of trips.purposes other than home); "
                                 "none: visits for any activity")
     start: int | None = Field(default=None, ge=0, le=23, description="only visits whose trip there departs from this hour on; "
@@ -213,14 +212,9 @@ class Close(FrozenModel):
         return found + _optional_hours_problems(self.start, self.end, trips, "the hours the trips there depart in")
 
     def in_words(self) -> str:
-        """The closure as the run says it: "zone 1210 closed to visits for shopping, arriving in hours 18–22"."""
+        """The closure as the run says it: "zone 1210 closed to visits for shopping, the trips there departing in hours 18–22"."""
         return (f"zone {self.zone} closed to visits" + (f" for {self.purpose}" if self.purpose else "")
                 + (f", the trips there departing in hours {self.start}–{self.end}" if self.start is not None else ""))
-
-
-def _zone_text(value):
-    """`zone: 1210` in YAML is the zone "1210"."""
-    return str(value) if isinstance(value, int) else value
 
 
 def _activity_problems(purpose: str, trips: TripSettings) -> list[str]:
