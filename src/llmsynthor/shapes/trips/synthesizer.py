@@ -60,6 +60,7 @@ from ...prior.requesting import LLMUsage
 from .days import CellParts, Coder, Factors, Guide, candidate_days, merge_days, take_days
 from .districts import cell_weights
 from .evaluation import by_district, chains_of
+from .finish import Finished, finish_districts
 from .inputs import PERSONS, TRIPS, TripInputs, read_inputs
 from .polish import Polished, polish_stops
 from .prior import TripPrior, trip_prior
@@ -91,6 +92,7 @@ class TripResult:
     seconds: dict[str, float] = field(default_factory=dict)
     rounds: list[dict] = field(default_factory=list)
     polish: Polished | None = None
+    finish: Finished | None = None  # the last trips placed district by district, after the polish
     transfers: Transferred | None = None  # tours handed between persons alike, for the tables of persons
     best_round: int | None = None  # the round kept (the one whose worst-met table was met best)
     met_early: bool = False  # every table within reach was within tolerance after the kept round's choice: the work after it was not done
@@ -182,11 +184,11 @@ class TripSynthesizer:
             lap("choice, the kept round's passes")
         frames = repeat_candidates(pool, choice.picks)
         frames[PERSONS.name]["who"] = np.arange(len(members))  # the picks are the persons' days, in their order
-        transferred = polished = None
+        transferred = polished = finished = None
         if not met:
             transferred = self._transfer(frames, rng, emphasis)
             lap("transfers")
-            polished = self._polish(frames, rng, emphasis, prior.factors, far)
+            polished, finished = self._polish(frames, rng, emphasis, prior.factors, far)
             lap("polish")
         written = {t.name: cell_counts(frames[t.level], t)[0] for t in tables}  # each table's cells over the written days
         fit = {t.name: round(tvd(written[t.name].ravel(), t.region.ravel()), 6) for t in tables}
@@ -195,7 +197,7 @@ class TripSynthesizer:
         chains = chains_of(spec, out_persons, out_trips)
         lap("output")
         return TripResult(out_persons, out_trips, fit, prior, balance, choice, chains, usage, len(pool), seconds, rounds, polished,
-                          best_round=kept, met_early=met, transfers=transferred, by_district={k: v for k, v in districts.items() if v is not None},
+                          finish=finished, best_round=kept, met_early=met, transfers=transferred, by_district={k: v for k, v in districts.items() if v is not None},
                           beyond_reach=[t.name for t, f in zip(tables, far) if f])
 
     def _transfer(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray) -> Transferred | None:
@@ -241,35 +243,41 @@ class TripSynthesizer:
                 pd.Index(s.purposes).get_indexer(trips["purpose"]), pd.Index(s.modes).get_indexer(trips["mode"]))
 
     def _polish(self, frames: dict[str, pd.DataFrame], rng: np.random.Generator, emphasis: np.ndarray,
-                factors: Factors, far: np.ndarray | None = None) -> Polished | None:
+                factors: Factors, far: np.ndarray | None = None) -> tuple[Polished | None, Finished | None]:
         """Stops moved to nearby zones, trips to other hours between their day's neighbours, and the exchanges
         and mode changes of :mod:`~llmsynthor.shapes.trips.polish`, where that lowers the tables' error, each
         table weighed with its ``emphasis`` (the tables ``far`` beyond reach: as given, through every stage);
         a tour changes mode only to one its traveller's prior factors (``factors``: every person's, in their
-        order) find at least as likely for them and its length. The chosen days' trips (in day order) are
-        updated in place. None when no table counts trips."""
+        order) find at least as likely for them and its length; then the last trips of the districts still over
+        their tolerance (:mod:`~llmsynthor.shapes.trips.finish`). The chosen days' trips (in day order) are
+        updated in place. Nones when no table counts trips."""
         spec, zones = self.spec, self.inputs.zones
         s = spec.trips
         coder = Coder(spec, zones, self.inputs.of_level(TRIPS.name))
         if not coder.tables:
-            return None
+            return None, None
         days, trips = frames[PERSONS.name], frames[TRIPS.name]
         person = trips[PERSONS.id].to_numpy() - 1
         kind = kinds_of(spec, days)[person]  # each trip's traveller's kind: tours of a kind may trade modes
         mode_factors = (factors.mode_by_person[person], factors.mode_by_length)
         coded = self._coded(trips)
         purpose = coded[3]
+        beyond = None if far is None else self._of_trip_tables(far)
         polished = polish_stops(zones, coder, *coded, purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(),
                                 (s.first_hour, s.last_hour), rng, emphasis=self._of_trip_tables(emphasis), kind=kind,
-                                mode_factors=mode_factors, beyond=None if far is None else self._of_trip_tables(far))
+                                mode_factors=mode_factors, beyond=beyond)
+        finished = finish_districts(zones, coder, polished.origin, polished.destination, polished.depart, purpose, polished.mode,
+                                    purpose == s.purposes.index(s.home), trips[PERSONS.id].to_numpy(),
+                                    self._of_trip_tables(np.asarray(self.inputs.tolerance)), rng, len(s.purposes), len(s.modes),
+                                    beyond=beyond)
         trips["depart"] = polished.depart
         trips["mode"] = np.asarray(s.modes, dtype=object)[polished.mode]
-        trips["origin"], trips["destination"] = zones.ids[polished.origin], zones.ids[polished.destination]
-        trips["km"] = zones.km(polished.origin, polished.destination)
+        trips["origin"], trips["destination"] = zones.ids[finished.origin], zones.ids[finished.destination]
+        trips["km"] = zones.km(finished.origin, finished.destination)
         if zones.district is not None:
             district = zones.district.astype(str)
-            trips["origin_district"], trips["destination_district"] = district[polished.origin], district[polished.destination]
-        return polished
+            trips["origin_district"], trips["destination_district"] = district[finished.origin], district[finished.destination]
+        return polished, finished
 
     def _output(self, frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The chosen days as the field writes them: persons with their given ids, home zone and trips
