@@ -34,6 +34,7 @@ from .districts import _groups, district_cells
 
 PASSES = 12  # at most: passes stop as soon as nothing is over or a pass moves nothing
 TRIES = 12  # stops tried at each district as partners of a stop
+MOST = 2_000  # stops tried in a pass at most (a draw of those that could help): a pass stays within seconds at 10⁵ trips
 MODE_REACH = 0.99  # a leg may grow to this quantile of its mode's legs (or the polish's reach, if longer)
 MARGIN = 1e-4  # aimed under each tolerance by this much: a TVD printed to four places is not "0.0100"
 
@@ -71,9 +72,10 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
     counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
     table_of = np.repeat(np.arange(len(tables)), [t.cells for t in tables]).astype(np.int64)
     within = np.ones(len(tables), dtype=bool) if beyond is None else ~np.asarray(beyond, dtype=bool)
-    groups, counted = [], []
+    groups, counted, zoned = [], [], np.zeros(len(tables), dtype=bool)
     for k, table in enumerate(tables):  # each table's districts (one group a district; none for a table without)
         count, group, districts = _groups(table, zones)
+        zoned[k] = districts
         groups.append(group + sum(len(c) for c in counted) if districts else np.full(table.cells, -1))
         counted.append(np.full(count if districts else 0, within[k]))
     group = np.concatenate(groups).astype(np.int64)
@@ -109,7 +111,7 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
     trip = (origin, destination, depart, purpose, mode)
     moves = exchanges = done = 0
     for done in range(1, passes + 1):
-        over_cells = _over_cells(state, counted_group, within, tau_group, tau_table, group, table_of)
+        over_cells = _over_cells(state, counted_group, within, tau_group, tau_table, group, table_of, zoned)
         touching = over_cells[cells[stops]].any(axis=1) | over_cells[cells[stops + 1]].any(axis=1)
         over_districts = np.unique(np.concatenate([district_of_group[g] for g in np.flatnonzero(counted_group & (state.group_tvd > tau_group))]
                                                   or [np.zeros(0, dtype=np.int64)]))
@@ -117,6 +119,8 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
             touching |= _would_fill(stops, proxy[over_districts], codes.parts, codes.lookup, trip, state.counts, state.target, group,
                                     state.group_total, state.group_target, counted_group, state.group_tvd, tau_group)
         touching = stops[touching]
+        if len(touching) > MOST:
+            touching = rng.choice(touching, MOST, replace=False)
         if not len(touching):
             done -= 1
             break
@@ -166,10 +170,10 @@ def _excess(state: _State, counted_group, within, tau_group, tau_table) -> tuple
     return float(over_g.sum() + over_t.sum()), int((over_g > 0).sum() + (over_t > 0).sum())
 
 
-def _over_cells(state: _State, counted_group, within, tau_group, tau_table, group, table_of) -> np.ndarray:
-    """Each cell: whether its district or its table is over."""
+def _over_cells(state: _State, counted_group, within, tau_group, tau_table, group, table_of, zoned) -> np.ndarray:
+    """Each cell: whether its district is over, or its table (one naming zones or districts: ``zoned``, a flag a table)."""
     over_group = counted_group & (state.group_tvd > tau_group)
-    over_table = within & (state.table_tvd > tau_table)
+    over_table = within & zoned & (state.table_tvd > tau_table)
     return np.where(group >= 0, over_group[np.maximum(group, 0)], False) | over_table[table_of]
 
 
