@@ -266,10 +266,11 @@ def manifest(spec: TripsSpec, inputs: TripInputs, result: TripResult, backend, p
             "moves": result.finish.moves, "exchanges": result.finish.exchanges, "passes": result.finish.passes,
             "over_before": result.finish.over_before, "over_after": result.finish.over_after,
             "excess_before": round(result.finish.excess_before, 6), "excess_after": round(result.finish.excess_after, 6),
-            "is": "after the polish, stops of the districts (of tables naming zones or districts) and tables still over their "
-                  "tolerance traded zones with stops of other districts, or moved to their zones, legs as long as the stop's mode "
-                  "travels, where that lowered the excess: the sum over districts and tables of their TVD (of shares within "
-                  "each) above their tolerance less 0.0001; over: how many were above it"},
+            "is": "after the polish, once every table was within its tolerance for the region: stops of the districts (of "
+                  "tables naming zones or districts) still over theirs traded zones with stops of any district, or moved to their "
+                  "zones, legs as long as the stop's mode travels, where that lowered the excess — the sum over districts and "
+                  "tables of their TVD (of shares within each) above their tolerance less 0.0001 — and took none within it "
+                  "over; over: how many were above it"},
         "transfers": None if result.transfers is None else {
             "moves": result.transfers.moves, "to_another_home_zone": result.transfers.rehomed, "passes": result.transfers.passes,
             "error_before": round(result.transfers.error_before, 6), "error_after": round(result.transfers.error_after, 6),
