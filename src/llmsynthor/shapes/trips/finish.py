@@ -1,5 +1,5 @@
 """The last trips, district by district: after the polish, stops of the districts still over their
-tolerance trade zones with stops of other districts, or move, judged by each district's own TVD.
+tolerance trade zones with stops of any district, or move, judged by each district's own TVD.
 
 The polish weighs every table's L1 error against targets scaled to the region's trips, so it cannot
 tell a district that lacks the one trip of a cell (a district of 78 trips without its one trip to a far
@@ -65,10 +65,11 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
                      rng: np.random.Generator, purposes: int, modes: int, beyond: np.ndarray | None = None,
                      passes: int = PASSES) -> Finished:
     """Stops (trips with ``home_bound`` False; the next trip of the same ``day`` leaves from each) of the districts and
-    tables still over their ``tolerance`` (one a table of ``coder.tables``, every one a table of trips) traded or moved
-    to zones of other districts while that lowers what the districts' and tables' TVDs exceed their tolerance by
-    (the module's text); tables ``beyond`` reach (one flag a table) are left out. ``origin`` and ``destination`` are
-    not changed: the new ones are returned."""
+    tables still over their ``tolerance`` (one a table of ``coder.tables``, every one a table of trips) traded with stops
+    at zones of any district, or moved to their zones, while that lowers what the districts' and tables' TVDs exceed
+    their tolerance by (the module's text) — only once every table is within its tolerance for the region; tables
+    ``beyond`` reach (one flag a table) are left out. ``origin`` and ``destination`` are not changed: the new ones are
+    returned."""
     tables = coder.tables
     origin, destination = origin.astype(np.int64).copy(), destination.astype(np.int64).copy()
     depart, purpose, mode = depart.astype(np.int64), purpose.astype(np.int64), mode.astype(np.int64)
