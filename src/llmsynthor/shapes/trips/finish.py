@@ -33,9 +33,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ...core.metrics import tvd_by_group
 from ...declarations.zones import Zones, leg_km
 from .days import REACH, CellParts, Coder, listed_cell
-from .districts import _groups, district_cells
+from .districts import district_cells
+from .polish import _places_of
 
 PASSES = 12  # at most: passes stop as soon as nothing is over or a pass moves nothing
 TRIES = 12  # stops tried at each district as partners of a stop
@@ -79,23 +81,28 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
     counts = np.bincount(cells.ravel(), minlength=len(target)).astype(float)
     table_of = np.repeat(np.arange(len(tables)), [t.cells for t in tables]).astype(np.int64)
     within = np.ones(len(tables), dtype=bool) if beyond is None else ~np.asarray(beyond, dtype=bool)
-    groups, counted, zoned = [], [], np.zeros(len(tables), dtype=bool)
-    for k, table in enumerate(tables):  # each table's districts (one group a district; none for a table without)
-        count, group, districts = _groups(table, zones)
-        zoned[k] = districts
-        groups.append(group + sum(len(c) for c in counted) if districts else np.full(table.cells, -1))
-        counted.append(np.full(count if districts else 0, within[k]))
+    if zones.district is None:
+        return Finished(origin, destination, 0, 0, 0, 0, 0, 0.0, 0.0)
+    names = np.unique(zones.district.astype(str))
+    district = np.searchsorted(names, zones.district.astype(str)).astype(np.int64)  # each zone's, numbered as ``names``
+    groups, counted, group_district, zoned = [], [], [], np.zeros(len(tables), dtype=bool)
+    for k, table in enumerate(tables):  # each table's districts: one group a district, none (−1) for a table without
+        found = district_cells(table, zones)
+        zoned[k] = found is not None
+        groups.append(found[2] + sum(len(c) for c in counted) if zoned[k] else np.full(table.cells, -1))
+        counted.append(np.full(len(found[1]) if zoned[k] else 0, within[k]))
+        group_district.append(np.searchsorted(names, found[1]) if zoned[k] else np.zeros(0, dtype=np.int64))
     group = np.concatenate(groups).astype(np.int64)
-    counted_group = np.concatenate(counted) if counted else np.zeros(0, dtype=bool)
-    if not counted_group.any() or zones.district is None:
+    counted_group = np.concatenate(counted)
+    group_district = np.concatenate(group_district).astype(np.int64)  # each group's district
+    if not counted_group.any():
         return Finished(origin, destination, 0, 0, 0, 0, 0, 0.0, 0.0)
     tau_table = np.asarray(tolerance, dtype=float) - MARGIN
     group_table = np.zeros(len(counted_group), dtype=np.int64)
     group_table[group[group >= 0]] = table_of[group >= 0]
     tau_group = tau_table[group_table]
-    members = np.argsort(np.where(group >= 0, group, len(counted_group)), kind="stable").astype(np.int64)
-    starts = np.searchsorted(np.sort(np.where(group >= 0, group, len(counted_group))), np.arange(len(counted_group) + 1)).astype(np.int64)
-    state = _State.of(counts, target, group, table_of, members, starts, len(counted_group), len(tables))
+    starts, members, _ = _places_of(np.where(group >= 0, group, len(counted_group)), np.arange(len(group)), len(counted_group))
+    state = _State.of(counts, target, group, table_of, len(counted_group), len(tables))
     excess_before, over_before = _excess(state, counted_group, within, tau_group, tau_table)
     if (state.table_tvd[within] > np.asarray(tolerance, dtype=float)[within]).any():  # the last trips come last: with a table
         return Finished(origin, destination, 0, 0, 0, over_before, over_before, excess_before, excess_before)  # over, not yet
@@ -106,16 +113,7 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
     reach[stops] = REACH[0] * np.maximum(km[stops], km[stops + 1]) + REACH[1]
     cap = np.array([np.quantile(km[mode == m], MODE_REACH) if np.any(mode == m) else 0.0 for m in range(modes)])
     reach = np.maximum(reach, cap[mode])  # as far as the stop's mode travels
-    district = np.unique(zones.district.astype(str), return_inverse=True)[1].astype(np.int64)
-    proxy = np.array([np.flatnonzero(district == d)[0] for d in range(int(district.max()) + 1)], dtype=np.int64)  # a zone a district
-    district_of_group = {}  # each district group's district, by the zone table's numbering
-    for k, table in enumerate(tables):
-        found = district_cells(table, zones)
-        if found is not None:
-            names = np.unique(zones.district.astype(str))
-            first = int(group[table_of == k][0]) - int(found[2][0])
-            for d, name in enumerate(found[1]):
-                district_of_group[first + d] = np.searchsorted(names, [name]).astype(np.int64)
+    proxy = np.array([np.flatnonzero(district == d)[0] for d in range(len(names))], dtype=np.int64)  # a zone a district
     lon, lat, inside = zones.places()
     trip = (origin, destination, depart, purpose, mode)
     moves = exchanges = done = 0
@@ -123,8 +121,7 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
     for done in range(1, passes + 1):
         over_cells = _over_cells(state, counted_group, within, tau_group, tau_table, group, table_of, zoned)
         touching = over_cells[cells[stops]].any(axis=1) | over_cells[cells[stops + 1]].any(axis=1)
-        over_districts = np.unique(np.concatenate([district_of_group[g] for g in np.flatnonzero(counted_group & (state.group_tvd > tau_group))]
-                                                  or [np.zeros(0, dtype=np.int64)]))
+        over_districts = np.unique(group_district[counted_group & (state.group_tvd > tau_group)])
         if len(over_districts):  # and the stops that would fill a cell an over district lacks, were they there (of a draw)
             drawn = np.arange(len(stops)) if len(stops) <= 10 * MOST else np.sort(rng.choice(len(stops), 10 * MOST, replace=False))
             touching[drawn] |= _would_fill(stops[drawn], proxy[over_districts], codes.parts, codes.lookup, trip, state.counts,
@@ -136,7 +133,7 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
         if not len(touching):
             done -= 1
             break
-        at_start, at, slot = _index(district[destination[stops]], stops, int(district.max()) + 1, len(origin))
+        at_start, at, slot = _places_of(district[destination], stops, len(names))  # the stops by their zone's district
         moved, traded = _finish_pass(rng.permutation(touching), rng.integers(0, 1 << 30, len(touching)), codes.parts, codes.lookup,
                                      cells, trip, reach, lon, lat, inside, at_start, at, slot, TRIES,
                                      state.counts, state.target, group, members, starts, state.group_total, state.group_target,
@@ -147,7 +144,7 @@ def finish_districts(zones: Zones, coder: Coder, origin: np.ndarray, destination
         if not moved + traded or now > (1 - SLOW) * last:  # nothing moved, or too little to be worth a pass
             break
         last = now
-    fresh = _State.of(state.counts, target, group, table_of, members, starts, len(counted_group), len(tables))  # no drift
+    fresh = _State.of(state.counts, target, group, table_of, len(counted_group), len(tables))  # no drift
     excess_after, over_after = _excess(fresh, counted_group, within, tau_group, tau_table)
     return Finished(origin, destination, moves, exchanges, done, over_before, over_after, excess_before, excess_after)
 
@@ -166,15 +163,14 @@ class _State:
     table_tvd: np.ndarray
 
     @classmethod
-    def of(cls, counts, target, group, table_of, members, starts, groups: int, tables: int) -> _State:
+    def of(cls, counts, target, group, table_of, groups: int, tables: int) -> _State:
         grouped = group >= 0
         total = np.bincount(group[grouped], weights=counts[grouped], minlength=groups)
         wanted = np.bincount(group[grouped], weights=target[grouped], minlength=groups)
-        group_tvd = np.array([_group_tvd(g, counts, target, members, starts, total[g], wanted[g]) for g in range(groups)])
+        group_tvd = tvd_by_group(counts[grouped], target[grouped], group[grouped], groups)
         table_total = np.bincount(table_of, weights=counts, minlength=tables)
         table_target = np.bincount(table_of, weights=target, minlength=tables)
-        table_tvd = np.bincount(table_of, weights=np.abs(counts / np.maximum(table_total, 1e-12)[table_of]
-                                                         - target / np.maximum(table_target, 1e-12)[table_of]), minlength=tables) / 2
+        table_tvd = tvd_by_group(counts, target, table_of, tables)
         return cls(counts, target, total, wanted, group_tvd, table_total, table_target, table_tvd)
 
 
@@ -190,15 +186,6 @@ def _over_cells(state: _State, counted_group, within, tau_group, tau_table, grou
     over_group = counted_group & (state.group_tvd > tau_group)
     over_table = within & zoned & (state.table_tvd > tau_table)
     return np.where(group >= 0, over_group[np.maximum(group, 0)], False) | over_table[table_of]
-
-
-def _index(keys: np.ndarray, members: np.ndarray, size: int, trips: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stops by the district of their zone: (starts, stops in district order, each trip's place there or −1)."""
-    ordered = members[np.argsort(keys, kind="stable")]
-    starts = np.searchsorted(np.sort(keys), np.arange(size + 1)).astype(np.int64)
-    slot = np.full(trips, -1, dtype=np.int64)
-    slot[ordered] = np.arange(len(ordered))
-    return starts, ordered.astype(np.int64), slot
 
 
 @numba.njit(cache=True)
