@@ -341,7 +341,7 @@ def spec_format() -> str:
     sections = {"": module.TripsSpec, "zones.": ZoneTableSpec, "persons.": module.PersonsFile,
                 "households.": module.HouseholdsFile, "trips.": module.TripSettings, "targets[].": TableSpec,
                 "scenarios[].": module.Scenario, "scenarios[].event.": module.Event,
-                "scenarios[].shift.": module.Shift, "scenarios[].cancel.": module.Cancel}
+                "scenarios[].shift.": module.Shift, "scenarios[].cancel.": module.Cancel, "scenarios[].close.": module.Close}
     for prefix, model in sections.items():
         for name, field in model.model_fields.items():
             if name in ("base_dir", "source", "kind") or field.exclude or (prefix == "targets[]." and name in UNREAD_TABLE_FIELDS):

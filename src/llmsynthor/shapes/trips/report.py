@@ -221,6 +221,14 @@ def _leaving_hours(change: dict) -> str:
     return "the whole day" if change["start"] is None else f"{change['start']}–{change['end']}"
 
 
+def _opening(manifest: dict, key: str) -> list[str]:
+    """A scenario section's heading, and its text with how its change (under ``key``) was read, if it was read."""
+    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
+    if manifest.get("text"):
+        parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest[f'{key}_from'])}.</p>")
+    return parts
+
+
 def _fits(manifest: dict) -> str:
     """A scenario's tables: each one's TVD for the baseline and the scenario, against the same targets."""
     return html_table(["target table", "TVD baseline", "TVD scenario"],
@@ -232,9 +240,7 @@ def _shift_section(spec: TripsSpec, manifest: dict, baseline: pd.DataFrame, trip
     import plotly.graph_objects as go
 
     shift, tours = manifest["shift"], manifest["tours"]
-    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
-    if manifest.get("text"):
-        parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest['shift_from'])}.</p>")
+    parts = _opening(manifest, "shift")
     hours = _leaving_hours(shift)
     parts.append(html_table(["mode left", "mode taken", "share", "activity", "leaving home in hours", "tours in scope",
                              "of a length the new mode travels", "asked", "moved"],
@@ -263,7 +269,7 @@ def _cancel_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baselin
     import plotly.graph_objects as go
 
     cancel, tours, counts = manifest["cancel"], manifest["tours"], manifest["trips"]
-    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
+    parts = _opening(manifest, "cancel")
     hours = _leaving_hours(cancel)
     parts.append(html_table(["share not made", "activity", "mode", "leaving home in hours", "tours in scope", "not made", "trips removed"],
                             [[f"{100 * cancel['share']:g}%", cancel["purpose"] or "any", cancel["mode"] or "any", hours,
@@ -292,9 +298,7 @@ def _scenario_section(spec: TripsSpec, inputs: TripInputs, baseline: pd.DataFram
         return _close_section(spec, inputs, manifest, baseline, trips, figure)
     event = manifest["event"]
     rise = manifest["arrivals_in_zone_in_hours"]
-    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
-    if manifest.get("text"):
-        parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest['event_from'])}.</p>")
+    parts = _opening(manifest, "event")
     parts.append(html_table(["zone", "activity", "there (hour)", "back (hour)", "visitors asked", "placed", "main mode", "share", "modes"],
                             [[event["zone"], event["purpose"], event["start"], event["end"], event["visitors"],
                               manifest["visitors"]["placed"], event["mode"], event["share"],
@@ -329,9 +333,7 @@ def _close_section(spec: TripsSpec, inputs: TripInputs, manifest: dict, baseline
     """A closure beside the baseline: the zone closed, the visits it moved and where, the tables, arrivals in the zone by
     hour, and where flows and arrivals changed on the map."""
     close, visits, rise = manifest["close"], manifest["visits"], manifest["arrivals_in_zone_in_scope"]
-    parts = [f"<h2>Scenario {html.escape(manifest['scenario'])}</h2>"]
-    if manifest.get("text"):
-        parts.append(f"<p><q>{html.escape(manifest['text'])}</q> — {html.escape(manifest['close_from'])}.</p>")
+    parts = _opening(manifest, "close")
     hours = _leaving_hours(close)
     went = ", ".join(f"{z} {n}" for z, n in list(visits["to_zones"].items())[:5])
     parts.append(html_table(["zone closed", "activity", "trips there departing in hours", "visits moved", "beyond reach",
